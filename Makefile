@@ -1,0 +1,58 @@
+# Front door of hms-mgmt. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+BENCH  ?=
+PROTOS  = $(wildcard protos/hms/mgmt/v1/*.proto)
+
+.DEFAULT_GOAL := help
+.PHONY: help install proto proto-check fmt lint typecheck test test-postgres demo serve bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its test extras
+
+proto: $(STAMP)  ## regenerate hms/mgmt/v1 from protos/ (commit the result)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+proto-check: proto  ## fail if the generated code is stale or was edited by hand
+	test -z "$$(git status --porcelain -- hms)"
+
+fmt: $(STAMP)  ## format and autofix
+	$(PY) -m ruff format control_plane tests bench services
+	$(PY) -m ruff check --fix control_plane tests bench services
+
+lint: $(STAMP)  ## ruff, mypy and the import layering contracts
+	$(PY) -m ruff check control_plane tests bench services
+	$(PY) -m ruff format --check control_plane tests bench services
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+
+typecheck: $(STAMP)  ## mypy --strict only
+	$(PY) -m mypy
+
+test: lint  ## install, lint and run every test
+	$(PY) -m pytest -q
+
+test-postgres: $(STAMP)  ## run the tests with PostgreSQL required (fails instead of skipping)
+	MGMT_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+
+demo: $(STAMP)  ## start a control plane, register instances, watch one lapse, stop
+	$(PY) -m control_plane demo
+
+serve: $(STAMP)  ## run a control plane on 127.0.0.1:50051 with data in ./.mgmt-data
+	$(VENV)/bin/mgmt serve
+
+bench: $(STAMP)  ## run the benchmarks (BENCH=registry for one) into bench/results.json
+	$(PY) -m bench $(BENCH)
+
+clean:  ## remove the virtual environment and local data
+	rm -rf $(VENV) .mgmt-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,178 @@
+"""The `mgmt` command: `serve`, `demo`, and verbs for the registry. The only module that reads env or prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from control_plane import __version__
+from control_plane.errors import ControlPlaneError
+from control_plane.sdk import Client
+from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings
+
+logger = logging.getLogger("control_plane")
+
+EXIT_USAGE = 2
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each flag names its environment variable."""
+    parser = argparse.ArgumentParser(prog="mgmt", description="hms-mgmt control plane")
+    parser.add_argument("--version", action="version", version=f"mgmt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    serve = verbs.add_parser("serve", help="run a control plane")
+    serve.add_argument("--listen", default=_env("MGMT_LISTEN", DEFAULT_LISTEN), help="HOST:PORT (MGMT_LISTEN)")
+    serve.add_argument(
+        "--data-dir", default=_env("MGMT_DATA_DIR", str(DEFAULT_DATA_DIR)), help="data directory (MGMT_DATA_DIR)"
+    )
+    serve.add_argument("--store", default=_env("MGMT_STORE"), help="store URL, default SQLite in the data dir (MGMT_STORE)")
+    serve.add_argument("--tls-cert", default=_env("MGMT_TLS_CERT"), help="server certificate PEM (MGMT_TLS_CERT)")
+    serve.add_argument("--tls-key", default=_env("MGMT_TLS_KEY"), help="server private key PEM (MGMT_TLS_KEY)")
+    serve.add_argument(
+        "--tls-client-ca", default=_env("MGMT_TLS_CLIENT_CA"), help="CA for client certificates: mutual TLS (MGMT_TLS_CLIENT_CA)"
+    )
+    serve.add_argument("--tokens", default=_env("MGMT_TOKENS"), help="bearer tokens file (YAML) (MGMT_TOKENS)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env("MGMT_INSECURE", "") in ("1", "true", "yes"),
+        help="allow a non-loopback address without TLS or tokens (MGMT_INSECURE)",
+    )
+
+    verbs.add_parser("demo", help="start a control plane, register two instances, watch one lapse")
+
+    registry = verbs.add_parser("registry", help="service registry").add_subparsers(dest="action", required=True)
+    ls = registry.add_parser("ls", help="list services")
+    lookup = registry.add_parser("lookup", help="healthy instances of a service")
+    lookup.add_argument("service")
+    lookup.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
+    lookup.add_argument("--version-filter", default="", help="exact version or range such as '>=2.0,<3'")
+    lookup.add_argument("--all", action="store_true", help="include critical instances")
+    watch = registry.add_parser("watch", help="stream registry changes")
+    watch.add_argument("service", nargs="?", default="")
+    watch.add_argument("--after", type=int, default=None, help="resume after this revision (no snapshot)")
+    for sub in (ls, lookup, watch):
+        _client_flags(sub)
+    return parser
+
+
+def _client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", default=_env("MGMT_SERVER", DEFAULT_LISTEN), help="HOST:PORT (MGMT_SERVER)")
+    parser.add_argument("--tls-ca", default=_env("MGMT_TLS_CA"), help="CA to verify the server (MGMT_TLS_CA)")
+    parser.add_argument("--tls-cert", default=_env("MGMT_TLS_CERT"), help="client certificate for mutual TLS")
+    parser.add_argument("--tls-key", default=_env("MGMT_TLS_KEY"), help="client key for mutual TLS")
+    parser.add_argument("--token", default=_env("MGMT_TOKEN"), help="bearer token (MGMT_TOKEN)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The serve settings from parsed flags."""
+    return Settings(
+        listen=args.listen,
+        data_dir=Path(args.data_dir),
+        store_url=args.store or None,
+        tls_cert=_path(args.tls_cert),
+        tls_key=_path(args.tls_key),
+        tls_client_ca=_path(args.tls_client_ca),
+        tokens_file=_path(args.tokens),
+        insecure=args.insecure,
+    )
+
+
+async def serve_until_signalled(settings: Settings) -> None:
+    """Run a control plane until SIGINT or SIGTERM."""
+    from control_plane.server import running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(settings) as app:
+        logger.info("mgmt listening on %s (store %s)", app.address, settings.resolved_store_url)
+        await stop.wait()
+        logger.info("stopping")
+    logger.info("stopped")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(
+        args.server,
+        token=args.token,
+        tls_ca=_path(args.tls_ca),
+        tls_cert=_path(args.tls_cert),
+        tls_key=_path(args.tls_key),
+    )
+
+
+def _print_json(message: object) -> None:
+    print(json.dumps(json_format.MessageToDict(message), indent=None), flush=True)  # type: ignore[arg-type]
+
+
+async def registry_command(args: argparse.Namespace) -> None:
+    """`mgmt registry ls | lookup | watch`."""
+    async with _client(args) as client:
+        if args.action == "ls":
+            services = await client.registry.list_services()
+            print(f"{'SERVICE':32} {'INSTANCES':>9} {'PASSING':>7}  VERSIONS")
+            for s in services:
+                print(f"{s.name:32} {s.instances:>9} {s.passing:>7}  {','.join(s.versions)}")
+        elif args.action == "lookup":
+            instances = await client.registry.lookup(
+                args.service, tags=args.tag, version=args.version_filter, include_unhealthy=args.all
+            )
+            for i in instances:
+                print(f"{i.instance_id:38} {i.address:24} {i.version:10} {','.join(i.tags)}")
+        elif args.action == "watch":
+            async with client.registry.watch(args.service, after_revision=args.after) as stream:
+                print(f"# watching from revision {stream.revision}", flush=True)
+                for instance in stream.snapshot:
+                    print(f"snapshot {instance.service}/{instance.instance_id} {instance.address}", flush=True)
+                async for response in stream:
+                    for change in response.changes:
+                        _print_json(change)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and run one verb."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.verb == "serve":
+            asyncio.run(serve_until_signalled(settings_from_args(args)))
+        elif args.verb == "demo":
+            from control_plane.demo import run_demo
+
+            asyncio.run(run_demo(print))
+        elif args.verb == "registry":
+            asyncio.run(registry_command(args))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except grpc.aio.AioRpcError as exc:
+        print(f"mgmt: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        sys.exit(1)
+    except (ControlPlaneError, ValueError, OSError) as exc:
+        print(f"mgmt: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE if isinstance(exc, ValueError) else 1)

@@ -1,0 +1,1 @@
+"""The domain: registry, bus and workflow cores. Plain Python; never imports gRPC."""

@@ -1,0 +1,103 @@
+"""Active health probing: a result must repeat `threshold` times in a row to change an instance's health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from control_plane.core.registry import Registry
+from control_plane.models import ChangeType, DownReason, Health, Instance, RegistryChange
+
+logger = logging.getLogger(__name__)
+
+
+class HealthChecker(Protocol):
+    """Asks one instance whether it serves; the gRPC implementation lives outside the core."""
+
+    async def check(self, address: str, service_name: str, timeout_s: float) -> bool:
+        """True when the instance answers SERVING within `timeout_s`."""
+        ...
+
+    async def forget(self, address: str) -> None:
+        """Release whatever is kept for an instance that left."""
+        ...
+
+
+class Prober:
+    """Runs one probe loop per probed instance, started and stopped by registry changes."""
+
+    def __init__(
+        self, registry: Registry, checker: HealthChecker, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._registry = registry
+        self._checker = checker
+        self._now = monotonic
+        self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+        registry.listeners.append(self._on_change)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe every probed instance until `stop` is set."""
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            for instance in self._registry.instances():
+                self._start(instance, decide_at_once=False)
+            await stop.wait()
+            self._tasks = None
+            for task in self._probes.values():
+                task.cancel()
+        self._probes.clear()
+
+    def _on_change(self, change: RegistryChange) -> None:
+        instance = change.instance
+        if change.type in (ChangeType.UP, ChangeType.UPDATED):
+            self._stop(instance.key)
+            self._start(instance, decide_at_once=change.type is ChangeType.UP)
+        elif change.type is ChangeType.DOWN:
+            self._stop(instance.key)
+            if instance.probe is not None and self._tasks is not None:
+                self._tasks.create_task(self._checker.forget(instance.address))
+
+    def _start(self, instance: Instance, *, decide_at_once: bool) -> None:
+        if instance.probe is None or self._tasks is None:
+            return
+        self._probes[instance.key] = self._tasks.create_task(self._probe_loop(instance, decide_at_once))
+
+    def _stop(self, key: tuple[str, str]) -> None:
+        task = self._probes.pop(key, None)
+        if task is not None:
+            task.cancel()
+
+    async def _probe_loop(self, instance: Instance, first: bool) -> None:
+        """Probe until cancelled; `first` lets the first result decide (a new instance starts CRITICAL)."""
+        probe = instance.probe
+        assert probe is not None
+        key = instance.key
+        health = instance.health
+        streak_result: bool | None = None
+        streak = 0
+        critical_since = self._now() if health is Health.CRITICAL else None
+        while True:
+            ok = await self._checker.check(instance.address, probe.service_name, probe.timeout_s)
+            streak = streak + 1 if ok == streak_result else 1
+            streak_result = ok
+            verdict = Health.PASSING if ok else Health.CRITICAL
+            # The first probe of a new instance decides at once; afterwards a change needs a streak.
+            if verdict is not health and (first or streak >= probe.threshold):
+                logger.info("instance %s/%s is now %s", key[0], key[1], verdict)
+                health = verdict
+                critical_since = self._now() if verdict is Health.CRITICAL else None
+                await self._registry.set_health(key, verdict)
+            first = False
+            if (
+                critical_since is not None
+                and probe.deregister_critical_after_s
+                and self._now() - critical_since >= probe.deregister_critical_after_s
+            ):
+                logger.info("deregistering %s/%s: critical for %.0fs", key[0], key[1], self._now() - critical_since)
+                await self._registry.evict(key, DownReason.CRITICAL_TOO_LONG)
+                return
+            await asyncio.sleep(probe.interval_s)

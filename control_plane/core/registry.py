@@ -1,0 +1,414 @@
+"""Service registry: instances hold a lease and disappear the moment it lapses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from control_plane.core import validate
+from control_plane.core.versions import VersionFilter, parse_version_filter
+from control_plane.core.watch import ChangeFeed, Watcher
+from control_plane.errors import FieldViolation, InvalidArgument, NotFound
+from control_plane.models import ChangeType, DownReason, Health, Instance, ProbeSpec, RegistryChange
+from control_plane.settings import RegistrySettings
+from control_plane.storage.base import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_TAGS, MAX_TAG_LEN = 32, 64
+MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 64, 128, 1024
+MAX_VERSION_LEN = 64
+# Mutations of one instance are serialised; striping bounds the number of locks.
+_LOCK_STRIPES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a service asks for when it registers; field names mirror the wire request."""
+
+    service: str
+    address: str
+    instance_id: str = ""
+    version: str = ""
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    probe: ProbeSpec | None = None
+    ttl_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A granted lease: the instance goes when `expires_at` (wall clock) passes without renewal."""
+
+    lease_id: str
+    ttl_s: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """Counts of one service for ListServices."""
+
+    name: str
+    instances: int
+    passing: int
+    versions: tuple[str, ...]
+
+
+class Registry:
+    """Keeps the live view in memory (reads never touch the store) and persists every change first."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: RegistrySettings,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._wall = wall_clock
+        self._now = monotonic
+        self._services: dict[str, dict[str, Instance]] = {}
+        self._sorted: dict[str, list[Instance]] = {}
+        self._rotation: dict[str, itertools.count[int]] = {}
+        self._lease_keys: dict[str, tuple[str, str]] = {}
+        self._deadlines: dict[str, float] = {}
+        self._expiry_heap: list[tuple[float, str]] = []
+        self._expiry_wakeup = asyncio.Event()
+        self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
+        self.feed = ChangeFeed(settings.history_size, settings.watch_queue_size)
+        # Called with each applied change; the prober uses it to start and stop probes.
+        self.listeners: list[Callable[[RegistryChange], None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reload stored instances; each lease gets a fresh TTL (or the restart grace) to be renewed."""
+        snapshot = await self._store.registry_load(self._settings.history_size)
+        self.feed.load(snapshot.revision, snapshot.changes)
+        now = self._now()
+        for instance in snapshot.instances:
+            self._put(instance)
+            self._arm(instance.lease_id, now + max(instance.ttl_s, self._settings.restart_grace_s))
+        if snapshot.instances:
+            logger.info(
+                "restored %d instances at revision %d", len(snapshot.instances), snapshot.revision
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Expire leases and compact the change log until `stop` is set."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._expire_leases(stop))
+            tasks.create_task(self._compact_history(stop))
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def register(self, request: Registration) -> tuple[Instance, Lease]:
+        """Register or update an instance; re-registering keeps its lease id and renews it."""
+        ttl_s = request.ttl_s or self._settings.default_ttl_s
+        self._check(request, ttl_s)
+        instance_id = request.instance_id or str(uuid.uuid4())
+        key = (request.service, instance_id)
+        async with self._lock(key):
+            existing = self._services.get(request.service, {}).get(instance_id)
+            health = Health.CRITICAL if request.probe else Health.PASSING
+            if existing is not None and existing.probe is not None and request.probe is not None:
+                health = existing.health
+            instance = Instance(
+                service=request.service,
+                instance_id=instance_id,
+                address=request.address,
+                lease_id=existing.lease_id if existing else uuid.uuid4().hex,
+                ttl_s=ttl_s,
+                registered_at=existing.registered_at if existing else self._wall(),
+                version=request.version,
+                tags=tuple(dict.fromkeys(request.tags)),
+                metadata=dict(request.metadata),
+                probe=request.probe,
+                health=health,
+            )
+            change_type = ChangeType.UPDATED if existing else ChangeType.UP
+            change = await self._store.registry_commit(instance, change_type, reason="", now=self._wall())
+            self._apply(change)
+            lease = self._renew(instance.lease_id)
+            return change.instance, lease
+
+    def heartbeat(self, lease_id: str) -> Lease:
+        """Renew a lease; NotFound once it has lapsed or was revoked."""
+        if not lease_id:
+            raise InvalidArgument.field("lease_id", "must not be empty")
+        if lease_id not in self._lease_keys:
+            raise NotFound("lease", lease_id)
+        return self._renew(lease_id)
+
+    def renew(self, lease_id: str) -> Lease | None:
+        """Renew a lease if it is still known; None otherwise (KeepAlive answers not_found)."""
+        return self._renew(lease_id) if lease_id in self._lease_keys else None
+
+    async def deregister(self, service: str, instance_id: str) -> int:
+        """Remove an instance now; returns the revision of its DOWN change."""
+        violations = validate.check_name("service", service) + validate.check_name("instance_id", instance_id)
+        if violations:
+            raise InvalidArgument(violations)
+        change = await self._remove((service, instance_id), DownReason.DEREGISTERED, lease_id=None)
+        if change is None:
+            raise NotFound("instance", f"{service}/{instance_id}")
+        return change.revision
+
+    async def set_health(self, key: tuple[str, str], health: Health) -> None:
+        """Record a probe verdict; a no-op when the instance is gone or already in that state."""
+        async with self._lock(key):
+            current = self._services.get(key[0], {}).get(key[1])
+            if current is None or current.health is health:
+                return
+            change = await self._store.registry_commit(
+                dataclasses.replace(current, health=health), ChangeType.HEALTH, reason="", now=self._wall()
+            )
+            self._apply(change)
+
+    async def evict(self, key: tuple[str, str], reason: DownReason, lease_id: str | None = None) -> None:
+        """Remove an instance for `reason` (lease lapsed, critical too long) unless it is already gone."""
+        await self._remove(key, reason, lease_id=lease_id)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def lookup(
+        self,
+        service: str,
+        *,
+        tags: tuple[str, ...] = (),
+        version: str = "",
+        include_unhealthy: bool = False,
+        limit: int = 0,
+    ) -> tuple[list[Instance], int]:
+        """Matching instances in a rotating order, and the revision they reflect."""
+        violations = validate.check_name("service", service)
+        version_filter: VersionFilter | None = None
+        try:
+            version_filter = parse_version_filter(version) if version else None
+        except ValueError as exc:
+            violations.append(FieldViolation("version", str(exc)))
+        if violations:
+            raise InvalidArgument(violations)
+        candidates = self._sorted.get(service)
+        if not candidates:
+            return [], self.feed.revision
+        wanted_tags = set(tags)
+        matches = [
+            i
+            for i in candidates
+            if (include_unhealthy or i.health is Health.PASSING)
+            and (not wanted_tags or wanted_tags.issubset(i.tags))
+            and (version_filter is None or version_filter.matches(i.version))
+        ]
+        if matches:
+            start = next(self._rotation[service]) % len(matches)
+            matches = matches[start:] + matches[:start]
+        if limit:
+            matches = matches[:limit]
+        return matches, self.feed.revision
+
+    def list_services(self) -> tuple[list[ServiceSummary], int]:
+        """Every service with its counts, in name order."""
+        summaries = [
+            ServiceSummary(
+                name=name,
+                instances=len(instances),
+                passing=sum(1 for i in instances.values() if i.health is Health.PASSING),
+                versions=tuple(sorted({i.version for i in instances.values() if i.version})),
+            )
+            for name, instances in sorted(self._services.items())
+        ]
+        return summaries, self.feed.revision
+
+    def instances(self, service: str = "") -> list[Instance]:
+        """Every registered instance (of one service, or all), whatever its health."""
+        if service:
+            return list(self._sorted.get(service, []))
+        return [i for name in sorted(self._sorted) for i in self._sorted[name]]
+
+    def lease_of(self, lease_id: str) -> Lease | None:
+        """The current lease, or None when it is unknown."""
+        deadline = self._deadlines.get(lease_id)
+        key = self._lease_keys.get(lease_id)
+        if deadline is None or key is None:
+            return None
+        instance = self._services[key[0]][key[1]]
+        return Lease(lease_id, instance.ttl_s, self._wall() + (deadline - self._now()))
+
+    @contextmanager
+    def watch(self, service: str, after_revision: int | None) -> Iterator[tuple[Watcher, list[Instance], int]]:
+        """A watcher, plus the snapshot and revision it starts from (one atomic step)."""
+        if service:
+            violations = validate.check_name("service", service)
+            if violations:
+                raise InvalidArgument(violations)
+        if after_revision is not None and after_revision < 0:
+            raise InvalidArgument.field("after_revision", "must not be negative")
+        snapshot = self.instances(service) if after_revision is None else []
+        with self.feed.watch(service, after_revision) as watcher:
+            yield watcher, snapshot, self.feed.revision
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        return self._locks[hash(key) % _LOCK_STRIPES]
+
+    def _check(self, request: Registration, ttl_s: float) -> None:
+        s = self._settings
+        violations = validate.check_name("instance.service", request.service)
+        violations += validate.check_name("instance.instance_id", request.instance_id, required=False)
+        violations += validate.check_address("instance.address", request.address)
+        violations += validate.check_text("instance.version", request.version, MAX_VERSION_LEN)
+        violations += validate.check_range("ttl", ttl_s, s.min_ttl_s, s.max_ttl_s)
+        if len(request.tags) > MAX_TAGS:
+            violations.append(FieldViolation("instance.tags", f"at most {MAX_TAGS} tags (got {len(request.tags)})"))
+        for n, tag in enumerate(request.tags):
+            if not tag or len(tag) > MAX_TAG_LEN:
+                violations.append(FieldViolation(f"instance.tags[{n}]", f"must be 1 to {MAX_TAG_LEN} characters"))
+        if len(request.metadata) > MAX_METADATA:
+            violations.append(
+                FieldViolation("instance.metadata", f"at most {MAX_METADATA} entries (got {len(request.metadata)})")
+            )
+        for k, v in request.metadata.items():
+            if not k or len(k) > MAX_METADATA_KEY:
+                violations.append(
+                    FieldViolation(f"instance.metadata[{k[:32]!r}]", f"keys must be 1 to {MAX_METADATA_KEY} characters")
+                )
+            if len(v) > MAX_METADATA_VALUE:
+                violations.append(
+                    FieldViolation(f"instance.metadata[{k[:32]!r}]", f"values must be at most {MAX_METADATA_VALUE} characters")
+                )
+        if request.probe is not None:
+            violations += _check_probe(request.probe)
+        if violations:
+            raise InvalidArgument(violations)
+
+    def _put(self, instance: Instance) -> None:
+        service, instance_id = instance.key
+        members = self._services.setdefault(service, {})
+        members[instance_id] = instance
+        self._sorted[service] = [members[i] for i in sorted(members)]
+        self._rotation.setdefault(service, itertools.count())
+        self._lease_keys[instance.lease_id] = instance.key
+
+    def _drop(self, instance: Instance) -> None:
+        service, instance_id = instance.key
+        members = self._services.get(service, {})
+        members.pop(instance_id, None)
+        if members:
+            self._sorted[service] = [members[i] for i in sorted(members)]
+        else:
+            self._services.pop(service, None)
+            self._sorted.pop(service, None)
+            self._rotation.pop(service, None)
+        self._lease_keys.pop(instance.lease_id, None)
+        self._deadlines.pop(instance.lease_id, None)
+
+    def _apply(self, change: RegistryChange) -> None:
+        """Make a committed change visible: memory, watchers, listeners, in revision order."""
+        if change.revision != self.feed.revision + 1:
+            logger.warning("registry change %d applied after %d", change.revision, self.feed.revision)
+        if change.type is ChangeType.DOWN:
+            self._drop(change.instance)
+        else:
+            self._put(change.instance)
+        self.feed.publish(change)
+        for listener in self.listeners:
+            listener(change)
+
+    async def _remove(self, key: tuple[str, str], reason: DownReason, lease_id: str | None) -> RegistryChange | None:
+        async with self._lock(key):
+            current = self._services.get(key[0], {}).get(key[1])
+            if current is None or (lease_id is not None and current.lease_id != lease_id):
+                return None
+            # Revoke first so that a heartbeat racing with the commit is refused, not silently lost.
+            self._deadlines.pop(current.lease_id, None)
+            self._lease_keys.pop(current.lease_id, None)
+            change = await self._store.registry_commit(current, ChangeType.DOWN, reason=reason.value, now=self._wall())
+            self._apply(change)
+            return change
+
+    def _renew(self, lease_id: str) -> Lease:
+        key = self._lease_keys[lease_id]
+        instance = self._services[key[0]][key[1]]
+        self._arm(lease_id, self._now() + instance.ttl_s)
+        return Lease(lease_id, instance.ttl_s, self._wall() + instance.ttl_s)
+
+    def _arm(self, lease_id: str, deadline: float) -> None:
+        previous = self._deadlines.get(lease_id)
+        self._deadlines[lease_id] = deadline
+        # Later deadlines need no heap entry: the sweeper re-arms from the dict when the old one fires.
+        if previous is None or deadline < previous:
+            heapq.heappush(self._expiry_heap, (deadline, lease_id))
+            if self._expiry_heap[0][1] == lease_id:
+                self._expiry_wakeup.set()
+
+    async def _expire_leases(self, stop: asyncio.Event) -> None:
+        """Evict each instance exactly when its last renewal plus its TTL passes."""
+        while not stop.is_set():
+            now = self._now()
+            due: list[str] = []
+            while self._expiry_heap and self._expiry_heap[0][0] <= now:
+                _, lease_id = heapq.heappop(self._expiry_heap)
+                deadline = self._deadlines.get(lease_id)
+                if deadline is None:
+                    continue
+                if deadline > now:
+                    heapq.heappush(self._expiry_heap, (deadline, lease_id))
+                else:
+                    due.append(lease_id)
+            for lease_id in due:
+                key = self._lease_keys.get(lease_id)
+                if key is not None:
+                    await self.evict(key, DownReason.LEASE_EXPIRED, lease_id=lease_id)
+            timeout = self._expiry_heap[0][0] - self._now() if self._expiry_heap else 3600.0
+            self._expiry_wakeup.clear()
+            if timeout > 0:
+                await _wait_any(stop, self._expiry_wakeup, timeout)
+
+    async def _compact_history(self, stop: asyncio.Event) -> None:
+        """Trim the stored change log to what Watch can still resume from."""
+        while not stop.is_set():
+            await _wait_any(stop, None, 60.0)
+            if not stop.is_set():
+                dropped = await self._store.registry_compact(self._settings.history_size)
+                if dropped:
+                    logger.debug("compacted %d registry changes", dropped)
+
+
+def _check_probe(probe: ProbeSpec) -> list[FieldViolation]:
+    violations = validate.check_range("instance.probe.interval", probe.interval_s, 0.1, 3600.0)
+    violations += validate.check_range("instance.probe.timeout", probe.timeout_s, 0.01, probe.interval_s)
+    violations += validate.check_range("instance.probe.threshold", probe.threshold, 1, 10, unit="")
+    if probe.deregister_critical_after_s:
+        violations += validate.check_range(
+            "instance.probe.deregister_critical_after", probe.deregister_critical_after_s, 1.0, 7 * 86400.0
+        )
+    violations += validate.check_text("instance.probe.service_name", probe.service_name, 256)
+    return violations
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    """Return when `stop` or `other` is set, or after `timeout` seconds."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waiters.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter

@@ -1,0 +1,82 @@
+"""Domain errors: they carry data for callers and know nothing of gRPC (the edge maps them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ControlPlaneError(Exception):
+    """Base of every error the control plane raises on purpose."""
+
+    reason = "CONTROL_PLANE_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One field of a request that is not acceptable, and why."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(ControlPlaneError):
+    """The request is malformed; nothing was changed."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[FieldViolation] | FieldViolation) -> None:
+        self.violations = violations if isinstance(violations, list) else [violations]
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+
+    @classmethod
+    def field(cls, field: str, description: str) -> InvalidArgument:
+        """Shortcut for a single violation."""
+        return cls(FieldViolation(field, description))
+
+
+class NotFound(ControlPlaneError):
+    """The thing named does not exist (any more)."""
+
+    reason = "NOT_FOUND"
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind, self.key = kind, key
+
+
+class AlreadyExists(ControlPlaneError):
+    """The thing to create exists already."""
+
+    reason = "ALREADY_EXISTS"
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} already exists")
+        self.kind, self.key = kind, key
+
+
+class FailedPrecondition(ControlPlaneError):
+    """The system is not in a state that allows the operation."""
+
+    reason = "FAILED_PRECONDITION"
+
+
+class OutOfRange(ControlPlaneError):
+    """A position (revision, sequence) is outside what is kept."""
+
+    reason = "OUT_OF_RANGE"
+
+    def __init__(self, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+
+
+class ResourceExhausted(ControlPlaneError):
+    """A limit was reached (queue bound, quota); retry later or resume."""
+
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(ControlPlaneError):
+    """The control plane is shutting down or a dependency is unreachable."""
+
+    reason = "UNAVAILABLE"

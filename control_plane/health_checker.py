@@ -1,0 +1,42 @@
+"""Outbound probes: asks instances' grpc.health.v1.Health/Check whether they serve."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+
+class GrpcHealthChecker:
+    """Implements core.probing.HealthChecker over plaintext gRPC, one cached channel per address."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def check(self, address: str, service_name: str, timeout_s: float) -> bool:
+        """True only for an answer of SERVING within the timeout; any error counts as a failure."""
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            logger.debug("probe of %s failed: %s", address, exc.code())
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def forget(self, address: str) -> None:
+        """Close the channel to an instance that left."""
+        channel = self._channels.pop(address, None)
+        if channel is not None:
+            await channel.close()
+
+    async def close(self) -> None:
+        """Close every channel; idempotent."""
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()

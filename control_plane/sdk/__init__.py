@@ -1,0 +1,6 @@
+"""Python SDK of the control plane: `Client` for callers (Worker arrives with the workflow engine)."""
+
+from control_plane.sdk._client import Client, RegistryClient, WatchStream
+from control_plane.sdk._errors import from_rpc_error
+
+__all__ = ["Client", "RegistryClient", "WatchStream", "from_rpc_error"]

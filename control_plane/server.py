@@ -1,0 +1,113 @@
+"""Composition root: builds the store, the cores and the gRPC server, and owns their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from control_plane import security
+from control_plane.core.probing import Prober
+from control_plane.core.registry import Registry
+from control_plane.health_checker import GrpcHealthChecker
+from control_plane.servicers.registry import RegistryServicer
+from control_plane.settings import Settings
+from control_plane.storage import Store, open_store
+from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, registry_pb2, registry_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
+BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
+WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
+SERVED = (REGISTRY, BUS, WORKFLOW)
+
+
+class ListenError(OSError):
+    """The listen address could not be bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """A running control plane, as tests and the CLI see it."""
+
+    port: int
+    host: str
+    registry: Registry
+    store: Store
+
+    @property
+    def address(self) -> str:
+        """`host:port` to dial."""
+        return f"{self.host}:{self.port}"
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) into its parts; raises ValueError with the reason."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen expects HOST:PORT, got {listen!r}")
+    return host, int(port)
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[App]:
+    """Serve until the block exits, then stop in a fixed order: health, streams, server, loops, store."""
+    host, _ = split_listen(settings.listen)
+    tokens = security.load_tokens(settings.tokens_file) if settings.tokens_file else {}
+    credentials = security.server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    security.check_listen_policy(
+        host.strip("[]"), tls=credentials is not None, tokens=bool(tokens), insecure=settings.insecure
+    )
+    store = await open_store(settings.resolved_store_url)
+    checker = GrpcHealthChecker()
+    try:
+        registry = Registry(store, settings.registry)
+        await registry.load()
+        prober = Prober(registry, checker)
+        stopping = asyncio.Event()
+
+        interceptors = [security.TokenAuthInterceptor(tokens)] if tokens else []
+        server = grpc.aio.server(interceptors=interceptors)
+        registry_pb2_grpc.add_RegistryServicer_to_server(
+            RegistryServicer(registry, settings.registry.progress_interval_s, stopping), server
+        )
+        # Bus and Workflow answer UNIMPLEMENTED until their cores land; they are listed so clients see the contract.
+        bus_pb2_grpc.add_BusServicer_to_server(bus_pb2_grpc.BusServicer(), server)
+        workflow_pb2_grpc.add_WorkflowServicer_to_server(workflow_pb2_grpc.WorkflowServicer(), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
+        if port == 0:
+            raise ListenError(f"cannot listen on {settings.listen}: address in use or not local")
+        await server.start()
+        for name in ("", *SERVED):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        app = App(port=port, host=host.strip("[]"), registry=registry, store=store)
+
+        loops_stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(registry.run(loops_stop))
+            tasks.create_task(prober.run(loops_stop))
+            try:
+                yield app
+            finally:
+                await health_servicer.enter_graceful_shutdown()
+                stopping.set()
+                registry.feed.close()
+                await server.stop(settings.shutdown_grace_s)
+                loops_stop.set()
+    finally:
+        await checker.close()
+        await store.close()

@@ -1,0 +1,1 @@
+"""gRPC servicers: validate shapes, call a core, convert the answer. No rules, no SQL."""

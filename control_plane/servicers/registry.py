@@ -1,0 +1,89 @@
+"""Registry servicer: translates the wire API to `core.registry.Registry`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from control_plane.core.registry import Registry
+from control_plane.servicers import convert
+from control_plane.servicers.errors import translate_errors
+from control_plane.servicers.streams import until_stopped
+from hms.mgmt.v1 import registry_pb2 as pb
+from hms.mgmt.v1 import registry_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServicer):
+    """Thin: each method converts, calls the registry and converts back."""
+
+    def __init__(self, registry: Registry, progress_interval_s: float, stopping: asyncio.Event) -> None:
+        self._registry = registry
+        self._progress_interval_s = progress_interval_s
+        self._stopping = stopping
+
+    @translate_errors
+    async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
+        instance, lease = await self._registry.register(convert.registration_from_proto(request))
+        return pb.RegisterResponse(
+            instance=convert.instance_to_proto(instance),
+            lease=convert.lease_to_proto(lease),
+            revision=instance.revision,
+        )
+
+    @translate_errors
+    async def Heartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
+        return pb.HeartbeatResponse(lease=convert.lease_to_proto(self._registry.heartbeat(request.lease_id)))
+
+    @translate_errors
+    async def KeepAlive(
+        self, request_iterator: AsyncIterator[pb.KeepAliveRequest], context: Context
+    ) -> AsyncIterator[pb.KeepAliveResponse]:
+        async for request in until_stopped(request_iterator, self._stopping):
+            lease = self._registry.renew(request.lease_id)
+            if lease is not None:
+                yield pb.KeepAliveResponse(lease_id=request.lease_id, lease=convert.lease_to_proto(lease))
+            else:
+                yield pb.KeepAliveResponse(lease_id=request.lease_id, not_found=True)
+
+    @translate_errors
+    async def Deregister(self, request: pb.DeregisterRequest, context: Context) -> pb.DeregisterResponse:
+        revision = await self._registry.deregister(request.service, request.instance_id)
+        return pb.DeregisterResponse(revision=revision)
+
+    @translate_errors
+    async def Lookup(self, request: pb.LookupRequest, context: Context) -> pb.LookupResponse:
+        instances, revision = self._registry.lookup(
+            request.service,
+            tags=tuple(request.tags),
+            version=request.version,
+            include_unhealthy=request.include_unhealthy,
+            limit=request.limit,
+        )
+        return pb.LookupResponse(instances=[convert.instance_to_proto(i) for i in instances], revision=revision)
+
+    @translate_errors
+    async def ListServices(self, request: pb.ListServicesRequest, context: Context) -> pb.ListServicesResponse:
+        summaries, revision = self._registry.list_services()
+        return pb.ListServicesResponse(services=[convert.summary_to_proto(s) for s in summaries], revision=revision)
+
+    @translate_errors
+    async def Watch(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchResponse]:
+        after = request.after_revision if request.HasField("after_revision") else None
+        with self._registry.watch(request.service, after) as (watcher, snapshot, revision):
+            yield pb.WatchResponse(
+                created=True, revision=revision, snapshot=[convert.instance_to_proto(i) for i in snapshot]
+            )
+            while True:
+                changes = await watcher.next_batch(self._progress_interval_s)
+                if changes:
+                    # The queue was drained in one step, so the watcher is current up to the feed's revision.
+                    yield pb.WatchResponse(
+                        revision=self._registry.feed.revision, changes=[convert.change_to_proto(c) for c in changes]
+                    )
+                else:
+                    yield pb.WatchResponse(revision=self._registry.feed.revision)

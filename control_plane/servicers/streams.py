@@ -1,0 +1,30 @@
+"""Helpers for client streams that must end promptly when the control plane stops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+from control_plane.errors import Unavailable
+
+T = TypeVar("T")
+
+
+async def until_stopped(requests: AsyncIterator[T], stopping: asyncio.Event) -> AsyncIterator[T]:
+    """Yield client messages until the client closes its side or the control plane begins to stop."""
+    stop_wait = asyncio.ensure_future(stopping.wait())
+    try:
+        while True:
+            read = asyncio.ensure_future(anext(requests))
+            await asyncio.wait((read, stop_wait), return_when=asyncio.FIRST_COMPLETED)
+            if not read.done():
+                read.cancel()
+                raise Unavailable("the control plane is shutting down; reconnect to another replica or retry")
+            try:
+                item = read.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stop_wait.cancel()

@@ -1,0 +1,47 @@
+"""Settings: one frozen value built once by the CLI and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATA_DIR = Path(".mgmt-data")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """Knobs of the registry; defaults follow etcd and Consul."""
+
+    default_ttl_s: float = 10.0
+    min_ttl_s: float = 1.0
+    max_ttl_s: float = 3600.0
+    # Changes kept for Watch resume; older revisions answer OUT_OF_RANGE.
+    history_size: int = 10_000
+    # Idle watchers get a progress message carrying the current revision this often (etcd).
+    progress_interval_s: float = 10.0
+    # Per-watcher buffer; a watcher that falls this far behind is cut and must resume.
+    watch_queue_size: int = 10_000
+    # After a restart, every stored lease gets this long (at least its TTL) to be renewed.
+    restart_grace_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `mgmt serve` needs, from flags or environment variables."""
+
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = DEFAULT_DATA_DIR
+    store_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tokens_file: Path | None = None
+    insecure: bool = False
+    shutdown_grace_s: float = 2.0
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The store URL, defaulting to the SQLite file in the data directory."""
+        return self.store_url or f"sqlite:///{(self.data_dir / 'mgmt.db').resolve()}"

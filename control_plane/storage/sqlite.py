@@ -1,0 +1,263 @@
+"""SQLite store (the embedded default): WAL, one writer thread, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from control_plane.errors import Unavailable
+from control_plane.models import ChangeType, Instance, RegistryChange
+from control_plane.storage import codec
+from control_plane.storage.base import RegistrySnapshot
+from control_plane.storage.migrations import migrations
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+
+# Most writes a commit carries; bounds the latency a single batch adds to its first caller.
+_MAX_BATCH = 512
+
+
+def path_from_url(url: str) -> Path:
+    """The file of a `sqlite:///abs/path.db` (or `sqlite:relative.db`) URL."""
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    raw = parsed.path or parsed.netloc
+    if not raw:
+        raise ValueError(f"sqlite URL without a path: {url!r}")
+    return Path(raw)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit returns only after the WAL is fsynced, so an acknowledged write survives a power cut.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class _Writer:
+    """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    async def submit(self, work: Work) -> Any:
+        if self._closed:
+            raise Unavailable("the store is closed: the control plane is shutting down")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((work, future))
+        return await future
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        results: list[tuple[bool, Any]] = []
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for work, _ in batch:
+                # A savepoint per item: one caller's failure must not undo the others' work.
+                conn.execute("SAVEPOINT item")
+                try:
+                    results.append((True, work(conn)))
+                    conn.execute("RELEASE item")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO item")
+                    conn.execute("RELEASE item")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            logger.exception("sqlite commit failed")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            results = [(False, exc)] * len(batch)
+        for (_, future), (ok, value) in zip(batch, results, strict=True):
+            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SqliteStore:
+    """The embedded store: one file in WAL mode; writes grouped into shared, fsynced commits."""
+
+    def __init__(self, path: Path, writer: _Writer, reader: sqlite3.Connection) -> None:
+        self._path = path
+        self._writer = writer
+        self._reader = reader
+        self._read_lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> SqliteStore:
+        """Open (creating and migrating if needed) the database named by `url`."""
+        path = path_from_url(url)
+        return await asyncio.to_thread(cls._open_sync, path)
+
+    @classmethod
+    def _open_sync(cls, path: Path) -> SqliteStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(path)
+        _migrate(conn)
+        return cls(path, _Writer(conn), _connect(path))
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise Unavailable("the store is closed: the control plane is shutting down")
+        async with self._read_lock:
+            return await asyncio.to_thread(work, self._reader)
+
+    async def registry_commit(
+        self, instance: Instance, change_type: ChangeType, *, reason: str, now: float
+    ) -> RegistryChange:
+        """Store or delete the instance and append its change, at the next revision, in one commit."""
+
+        def work(conn: sqlite3.Connection) -> RegistryChange:
+            (revision,) = conn.execute(
+                "UPDATE counters SET value = value + 1 WHERE name = 'registry_revision' RETURNING value"
+            ).fetchone()
+            stored = dataclasses.replace(instance, revision=revision)
+            if change_type is ChangeType.DOWN:
+                conn.execute(
+                    "DELETE FROM registry_instances WHERE service = ? AND instance_id = ?",
+                    (instance.service, instance.instance_id),
+                )
+            else:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO registry_instances ({codec.INSTANCE_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    codec.instance_row(stored),
+                )
+            conn.execute(
+                "INSERT INTO registry_changes (revision, type, service, instance, reason, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (revision, change_type.value, instance.service, codec.instance_to_json(stored), reason, now),
+            )
+            return RegistryChange(revision, change_type, stored, now, reason)
+
+        result: RegistryChange = await self._writer.submit(work)
+        return result
+
+    async def registry_load(self, history: int) -> RegistrySnapshot:
+        """Every stored instance, the current revision and the last `history` changes."""
+
+        def work(conn: sqlite3.Connection) -> RegistrySnapshot:
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(f"SELECT {codec.INSTANCE_COLUMNS} FROM registry_instances").fetchall()
+                (revision,) = conn.execute(
+                    "SELECT value FROM counters WHERE name = 'registry_revision'"
+                ).fetchone()
+                changes = conn.execute(
+                    "SELECT revision, type, instance, reason, time FROM registry_changes "
+                    "ORDER BY revision DESC LIMIT ?",
+                    (history,),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return RegistrySnapshot(
+                instances=[codec.instance_from_row(r) for r in rows],
+                revision=int(revision),
+                changes=[codec.change_from_row(*c) for c in reversed(changes)],
+            )
+
+        return await self._read(work)
+
+    async def registry_compact(self, keep: int) -> int:
+        """Forget all but the last `keep` changes."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM registry_changes WHERE revision <= "
+                "(SELECT value FROM counters WHERE name = 'registry_revision') - ?",
+                (keep,),
+            )
+            return cursor.rowcount
+
+        dropped: int = await self._writer.submit(work)
+        return dropped
+
+    async def close(self) -> None:
+        """Finish queued writes, then close both connections; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._writer.close)
+        async with self._read_lock:
+            self._reader.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration not yet recorded, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+    )
+    applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+    for migration in migrations("sqlite"):
+        if migration.version in applied:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in migration.statements():
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        logger.info("applied migration %04d_%s", migration.version, migration.name)
