@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its test extras
 
-proto: $(STAMP)  ## regenerate hms/mgmt/v1 from protos/ (commit the result)
-	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+GEN = --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
+
+proto: $(STAMP)  ## regenerate hms/mgmt/v1 (code and typed stubs) from protos/; commit the result
+	$(PY) -m grpc_tools.protoc -I protos $(GEN) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 
 proto-check: proto  ## fail if the generated code is stale or was edited by hand
 	test -z "$$(git status --porcelain -- hms)"

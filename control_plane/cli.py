@@ -1,4 +1,4 @@
-"""The `mgmt` command: `serve`, `demo`, and verbs for the registry. The only module that reads env or prints."""
+"""The `mgmt` command: `serve`, `demo` and registry verbs; the only module that reads env or prints."""
 
 from __future__ import annotations
 
@@ -41,17 +41,31 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     serve = verbs.add_parser("serve", help="run a control plane")
-    serve.add_argument("--listen", default=_env("MGMT_LISTEN", DEFAULT_LISTEN), help="HOST:PORT (MGMT_LISTEN)")
     serve.add_argument(
-        "--data-dir", default=_env("MGMT_DATA_DIR", str(DEFAULT_DATA_DIR)), help="data directory (MGMT_DATA_DIR)"
+        "--listen", default=_env("MGMT_LISTEN", DEFAULT_LISTEN), help="HOST:PORT (MGMT_LISTEN)"
     )
-    serve.add_argument("--store", default=_env("MGMT_STORE"), help="store URL, default SQLite in the data dir (MGMT_STORE)")
-    serve.add_argument("--tls-cert", default=_env("MGMT_TLS_CERT"), help="server certificate PEM (MGMT_TLS_CERT)")
-    serve.add_argument("--tls-key", default=_env("MGMT_TLS_KEY"), help="server private key PEM (MGMT_TLS_KEY)")
     serve.add_argument(
-        "--tls-client-ca", default=_env("MGMT_TLS_CLIENT_CA"), help="CA for client certificates: mutual TLS (MGMT_TLS_CLIENT_CA)"
+        "--data-dir",
+        default=_env("MGMT_DATA_DIR", str(DEFAULT_DATA_DIR)),
+        help="data directory (MGMT_DATA_DIR)",
     )
-    serve.add_argument("--tokens", default=_env("MGMT_TOKENS"), help="bearer tokens file (YAML) (MGMT_TOKENS)")
+    serve.add_argument(
+        "--store", default=_env("MGMT_STORE"), help="store URL, default SQLite in the data dir (MGMT_STORE)"
+    )
+    serve.add_argument(
+        "--tls-cert", default=_env("MGMT_TLS_CERT"), help="server certificate PEM (MGMT_TLS_CERT)"
+    )
+    serve.add_argument(
+        "--tls-key", default=_env("MGMT_TLS_KEY"), help="server private key PEM (MGMT_TLS_KEY)"
+    )
+    serve.add_argument(
+        "--tls-client-ca",
+        default=_env("MGMT_TLS_CLIENT_CA"),
+        help="CA for client certificates: mutual TLS (MGMT_TLS_CLIENT_CA)",
+    )
+    serve.add_argument(
+        "--tokens", default=_env("MGMT_TOKENS"), help="bearer tokens file (YAML) (MGMT_TOKENS)"
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -61,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verbs.add_parser("demo", help="start a control plane, register two instances, watch one lapse")
 
-    registry = verbs.add_parser("registry", help="service registry").add_subparsers(dest="action", required=True)
+    registry = verbs.add_parser("registry", help="service registry").add_subparsers(
+        dest="action", required=True
+    )
     ls = registry.add_parser("ls", help="list services")
     lookup = registry.add_parser("lookup", help="healthy instances of a service")
     lookup.add_argument("service")
@@ -77,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default=_env("MGMT_SERVER", DEFAULT_LISTEN), help="HOST:PORT (MGMT_SERVER)")
+    parser.add_argument(
+        "--server", default=_env("MGMT_SERVER", DEFAULT_LISTEN), help="HOST:PORT (MGMT_SERVER)"
+    )
     parser.add_argument("--tls-ca", default=_env("MGMT_TLS_CA"), help="CA to verify the server (MGMT_TLS_CA)")
     parser.add_argument("--tls-cert", default=_env("MGMT_TLS_CERT"), help="client certificate for mutual TLS")
     parser.add_argument("--tls-key", default=_env("MGMT_TLS_KEY"), help="client key for mutual TLS")
@@ -145,7 +163,9 @@ async def registry_command(args: argparse.Namespace) -> None:
             async with client.registry.watch(args.service, after_revision=args.after) as stream:
                 print(f"# watching from revision {stream.revision}", flush=True)
                 for instance in stream.snapshot:
-                    print(f"snapshot {instance.service}/{instance.instance_id} {instance.address}", flush=True)
+                    print(
+                        f"snapshot {instance.service}/{instance.instance_id} {instance.address}", flush=True
+                    )
                 async for response in stream:
                     for change in response.changes:
                         _print_json(change)

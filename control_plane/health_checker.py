@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 logger = logging.getLogger(__name__)
+
+_CHECK = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/Check"
 
 
 class GrpcHealthChecker:
@@ -21,9 +23,14 @@ class GrpcHealthChecker:
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = grpc.aio.insecure_channel(address)
-        stub = health_pb2_grpc.HealthStub(channel)
+        # A typed multi-callable: the health stub's type stubs do not declare its methods.
+        check = channel.unary_unary(
+            _CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service_name), timeout=timeout_s)
+            reply = await check(health_pb2.HealthCheckRequest(service=service_name), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             logger.debug("probe of %s failed: %s", address, exc.code())
             return False

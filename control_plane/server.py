@@ -19,7 +19,7 @@ from control_plane.health_checker import GrpcHealthChecker
 from control_plane.servicers.registry import RegistryServicer
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
-from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, registry_pb2, registry_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+from hms.mgmt.v1 import bus_pb2, registry_pb2, registry_pb2_grpc, workflow_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         registry_pb2_grpc.add_RegistryServicer_to_server(
             RegistryServicer(registry, settings.registry.progress_interval_s, stopping), server
         )
-        # Bus and Workflow answer UNIMPLEMENTED until their cores land; they are listed so clients see the contract.
-        bus_pb2_grpc.add_BusServicer_to_server(bus_pb2_grpc.BusServicer(), server)
-        workflow_pb2_grpc.add_WorkflowServicer_to_server(workflow_pb2_grpc.WorkflowServicer(), server)
+        # Bus and Workflow have no handlers yet, so gRPC answers UNIMPLEMENTED; reflection still lists them.
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ async def client(server: App) -> AsyncIterator[Client]:
         yield c
 
 
-def with_registry(settings: Settings, **changes: float | int) -> Settings:
+def with_registry(settings: Settings, **changes: Any) -> Settings:
     """`settings` with some registry knobs changed."""
     return replace(settings, registry=replace(settings.registry, **changes))
 

@@ -52,7 +52,9 @@ async def test_reregistering_updates_in_place_and_keeps_the_lease(client: Client
 
 async def test_lookup_filters_by_tags_and_version_range(client: Client) -> None:
     await client.registry.register("svc", "127.0.0.1:1", instance_id="a", version="1.9.0", tags=["eu"])
-    await client.registry.register("svc", "127.0.0.1:2", instance_id="b", version="2.1.0", tags=["eu", "canary"])
+    await client.registry.register(
+        "svc", "127.0.0.1:2", instance_id="b", version="2.1.0", tags=["eu", "canary"]
+    )
     await client.registry.register("svc", "127.0.0.1:3", instance_id="c", version="3.0.0", tags=["us"])
 
     def ids(instances: list[pb.ServiceInstance]) -> list[str]:
@@ -93,15 +95,17 @@ async def test_lapsed_lease_evicts_within_ttl_plus_one_second_and_watch_reports_
 
 async def test_heartbeats_keep_an_instance_past_its_ttl(client: Client) -> None:
     reply = await client.registry.register("beat", "127.0.0.1:1", instance_id="x", ttl_s=1.0)
-    async with client.registry.watch("beat", after_revision=reply.revision) as stream:
-        async with client.registry.keep_alive(reply.lease.lease_id, interval_s=0.2) as lost:
-            # Three TTLs pass while progress messages (every 0.5 s) arrive and nothing else does.
-            deadline = time.monotonic() + 3.0
-            async for response in stream:
-                assert not response.changes, "the kept-alive instance must not change"
-                if time.monotonic() > deadline:
-                    break
-            assert not lost.is_set()
+    async with (
+        client.registry.watch("beat", after_revision=reply.revision) as stream,
+        client.registry.keep_alive(reply.lease.lease_id, interval_s=0.2) as lost,
+    ):
+        # Three TTLs pass while progress messages (every 0.5 s) arrive and nothing else does.
+        deadline = time.monotonic() + 3.0
+        async for response in stream:
+            assert not response.changes, "the kept-alive instance must not change"
+            if time.monotonic() > deadline:
+                break
+        assert not lost.is_set()
     lease = await client.registry.heartbeat(reply.lease.lease_id)
     assert lease.lease_id == reply.lease.lease_id
     assert [i.instance_id for i in await client.registry.lookup("beat")] == ["x"]
@@ -160,7 +164,9 @@ async def test_resuming_from_a_forgotten_revision_is_out_of_range(settings: Sett
 
 async def test_registrations_reload_after_an_in_process_restart(settings: Settings) -> None:
     async with running(settings) as app, Client(app.address) as client:
-        reply = await client.registry.register("keep", "127.0.0.1:5", instance_id="k", version="2.0.0", ttl_s=30)
+        reply = await client.registry.register(
+            "keep", "127.0.0.1:5", instance_id="k", version="2.0.0", ttl_s=30
+        )
     async with running(settings) as app, Client(app.address) as client:
         found = await client.registry.lookup("keep")
         lease = await client.registry.heartbeat(reply.lease.lease_id)

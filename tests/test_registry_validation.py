@@ -16,7 +16,9 @@ from hms.mgmt.v1 import registry_pb2_grpc
 OK_INSTANCE = {"service": "svc", "address": "127.0.0.1:9000"}
 
 
-def register(ttl_s: float | None = None, probe: pb.HealthProbe | None = None, **instance: object) -> pb.RegisterRequest:
+def register(
+    ttl_s: float | None = None, probe: pb.HealthProbe | None = None, **instance: object
+) -> pb.RegisterRequest:
     """A RegisterRequest built from a valid instance with some fields overridden."""
     request = pb.RegisterRequest(instance=pb.ServiceInstance(**{**OK_INSTANCE, **instance}))  # type: ignore[arg-type]
     if ttl_s is not None:
@@ -45,7 +47,11 @@ BAD_REGISTRATIONS = [
     ("oversized version", register(version="1" * 65), "instance.version"),
     (
         "probe timeout above interval",
-        register(probe=pb.HealthProbe(interval=duration_pb2.Duration(seconds=1), timeout=duration_pb2.Duration(seconds=2))),
+        register(
+            probe=pb.HealthProbe(
+                interval=duration_pb2.Duration(seconds=1), timeout=duration_pb2.Duration(seconds=2)
+            )
+        ),
         "instance.probe.timeout",
     ),
     ("probe threshold too high", register(probe=pb.HealthProbe(threshold=11)), "instance.probe.threshold"),
@@ -53,7 +59,7 @@ BAD_REGISTRATIONS = [
 
 
 @pytest.fixture
-async def stub(server: App) -> AsyncIterator[registry_pb2_grpc.RegistryStub]:
+async def stub(server: App) -> AsyncIterator[registry_pb2_grpc.RegistryAsyncStub]:
     async with grpc.aio.insecure_channel(server.address) as channel:
         yield registry_pb2_grpc.RegistryStub(channel)
 
@@ -72,13 +78,15 @@ def violations(error: grpc.aio.AioRpcError) -> list[str]:
     return fields
 
 
-async def state(stub: registry_pb2_grpc.RegistryStub) -> pb.ListServicesResponse:
+async def state(stub: registry_pb2_grpc.RegistryAsyncStub) -> pb.ListServicesResponse:
     return await stub.ListServices(pb.ListServicesRequest())
 
 
-@pytest.mark.parametrize(("case", "request_", "field"), BAD_REGISTRATIONS, ids=[c[0] for c in BAD_REGISTRATIONS])
+@pytest.mark.parametrize(
+    ("case", "request_", "field"), BAD_REGISTRATIONS, ids=[c[0] for c in BAD_REGISTRATIONS]
+)
 async def test_bad_registration_is_refused_naming_the_field(
-    stub: registry_pb2_grpc.RegistryStub, case: str, request_: pb.RegisterRequest, field: str
+    stub: registry_pb2_grpc.RegistryAsyncStub, case: str, request_: pb.RegisterRequest, field: str
 ) -> None:
     await stub.Register(register(instance_id="existing"))
     before = await state(stub)
@@ -92,18 +100,38 @@ async def test_bad_registration_is_refused_naming_the_field(
 
 
 BAD_CALLS = [
-    ("heartbeat of unknown lease", "Heartbeat", pb.HeartbeatRequest(lease_id="nope"), grpc.StatusCode.NOT_FOUND),
+    (
+        "heartbeat of unknown lease",
+        "Heartbeat",
+        pb.HeartbeatRequest(lease_id="nope"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
     ("heartbeat without lease", "Heartbeat", pb.HeartbeatRequest(), grpc.StatusCode.INVALID_ARGUMENT),
-    ("deregister unknown", "Deregister", pb.DeregisterRequest(service="svc", instance_id="nope"), grpc.StatusCode.NOT_FOUND),
-    ("deregister without service", "Deregister", pb.DeregisterRequest(instance_id="x"), grpc.StatusCode.INVALID_ARGUMENT),
+    (
+        "deregister unknown",
+        "Deregister",
+        pb.DeregisterRequest(service="svc", instance_id="nope"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    (
+        "deregister without service",
+        "Deregister",
+        pb.DeregisterRequest(instance_id="x"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
     ("lookup without service", "Lookup", pb.LookupRequest(), grpc.StatusCode.INVALID_ARGUMENT),
-    ("lookup with bad range", "Lookup", pb.LookupRequest(service="svc", version=">=>2"), grpc.StatusCode.INVALID_ARGUMENT),
+    (
+        "lookup with bad range",
+        "Lookup",
+        pb.LookupRequest(service="svc", version=">=>2"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "method", "request_", "code"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
 async def test_bad_call_gets_its_status_and_changes_nothing(
-    stub: registry_pb2_grpc.RegistryStub, case: str, method: str, request_: object, code: grpc.StatusCode
+    stub: registry_pb2_grpc.RegistryAsyncStub, case: str, method: str, request_: object, code: grpc.StatusCode
 ) -> None:
     await stub.Register(register(instance_id="existing"))
     before = await state(stub)
@@ -115,8 +143,8 @@ async def test_bad_call_gets_its_status_and_changes_nothing(
     assert await state(stub) == before
 
 
-async def test_watch_with_negative_revision_is_refused(stub: registry_pb2_grpc.RegistryStub) -> None:
-    call = stub.Watch(pb.WatchRequest(after_revision=-1))
+async def test_watch_with_negative_revision_is_refused(stub: registry_pb2_grpc.RegistryAsyncStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call.read()
+        async for _ in stub.Watch(pb.WatchRequest(after_revision=-1)):
+            pass
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

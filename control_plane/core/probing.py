@@ -97,7 +97,9 @@ class Prober:
                 and probe.deregister_critical_after_s
                 and self._now() - critical_since >= probe.deregister_critical_after_s
             ):
-                logger.info("deregistering %s/%s: critical for %.0fs", key[0], key[1], self._now() - critical_since)
+                logger.info(
+                    "deregistering %s/%s: critical for %.0fs", key[0], key[1], self._now() - critical_since
+                )
                 await self._registry.evict(key, DownReason.CRITICAL_TOO_LONG)
                 return
             await asyncio.sleep(probe.interval_s)

@@ -102,9 +102,7 @@ class Registry:
             self._put(instance)
             self._arm(instance.lease_id, now + max(instance.ttl_s, self._settings.restart_grace_s))
         if snapshot.instances:
-            logger.info(
-                "restored %d instances at revision %d", len(snapshot.instances), snapshot.revision
-            )
+            logger.info("restored %d instances at revision %d", len(snapshot.instances), snapshot.revision)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Expire leases and compact the change log until `stop` is set."""
@@ -248,7 +246,9 @@ class Registry:
         return Lease(lease_id, instance.ttl_s, self._wall() + (deadline - self._now()))
 
     @contextmanager
-    def watch(self, service: str, after_revision: int | None) -> Iterator[tuple[Watcher, list[Instance], int]]:
+    def watch(
+        self, service: str, after_revision: int | None
+    ) -> Iterator[tuple[Watcher, list[Instance], int]]:
         """A watcher, plus the snapshot and revision it starts from (one atomic step)."""
         if service:
             violations = validate.check_name("service", service)
@@ -273,22 +273,33 @@ class Registry:
         violations += validate.check_text("instance.version", request.version, MAX_VERSION_LEN)
         violations += validate.check_range("ttl", ttl_s, s.min_ttl_s, s.max_ttl_s)
         if len(request.tags) > MAX_TAGS:
-            violations.append(FieldViolation("instance.tags", f"at most {MAX_TAGS} tags (got {len(request.tags)})"))
+            violations.append(
+                FieldViolation("instance.tags", f"at most {MAX_TAGS} tags (got {len(request.tags)})")
+            )
         for n, tag in enumerate(request.tags):
             if not tag or len(tag) > MAX_TAG_LEN:
-                violations.append(FieldViolation(f"instance.tags[{n}]", f"must be 1 to {MAX_TAG_LEN} characters"))
+                violations.append(
+                    FieldViolation(f"instance.tags[{n}]", f"must be 1 to {MAX_TAG_LEN} characters")
+                )
         if len(request.metadata) > MAX_METADATA:
             violations.append(
-                FieldViolation("instance.metadata", f"at most {MAX_METADATA} entries (got {len(request.metadata)})")
+                FieldViolation(
+                    "instance.metadata", f"at most {MAX_METADATA} entries (got {len(request.metadata)})"
+                )
             )
         for k, v in request.metadata.items():
             if not k or len(k) > MAX_METADATA_KEY:
                 violations.append(
-                    FieldViolation(f"instance.metadata[{k[:32]!r}]", f"keys must be 1 to {MAX_METADATA_KEY} characters")
+                    FieldViolation(
+                        f"instance.metadata[{k[:32]!r}]", f"keys must be 1 to {MAX_METADATA_KEY} characters"
+                    )
                 )
             if len(v) > MAX_METADATA_VALUE:
                 violations.append(
-                    FieldViolation(f"instance.metadata[{k[:32]!r}]", f"values must be at most {MAX_METADATA_VALUE} characters")
+                    FieldViolation(
+                        f"instance.metadata[{k[:32]!r}]",
+                        f"values must be at most {MAX_METADATA_VALUE} characters",
+                    )
                 )
         if request.probe is not None:
             violations += _check_probe(request.probe)
@@ -328,7 +339,9 @@ class Registry:
         for listener in self.listeners:
             listener(change)
 
-    async def _remove(self, key: tuple[str, str], reason: DownReason, lease_id: str | None) -> RegistryChange | None:
+    async def _remove(
+        self, key: tuple[str, str], reason: DownReason, lease_id: str | None
+    ) -> RegistryChange | None:
         async with self._lock(key):
             current = self._services.get(key[0], {}).get(key[1])
             if current is None or (lease_id is not None and current.lease_id != lease_id):
@@ -336,7 +349,9 @@ class Registry:
             # Revoke first so that a heartbeat racing with the commit is refused, not silently lost.
             self._deadlines.pop(current.lease_id, None)
             self._lease_keys.pop(current.lease_id, None)
-            change = await self._store.registry_commit(current, ChangeType.DOWN, reason=reason.value, now=self._wall())
+            change = await self._store.registry_commit(
+                current, ChangeType.DOWN, reason=reason.value, now=self._wall()
+            )
             self._apply(change)
             return change
 
@@ -400,13 +415,13 @@ def _check_probe(probe: ProbeSpec) -> list[FieldViolation]:
     return violations
 
 
-async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
-    """Return when `stop` or `other` is set, or after `timeout` seconds."""
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, delay_s: float) -> None:
+    """Return when `stop` or `other` is set, or after `delay_s` seconds."""
     waiters = [asyncio.ensure_future(stop.wait())]
     if other is not None:
         waiters.append(asyncio.ensure_future(other.wait()))
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

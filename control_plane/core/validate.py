@@ -9,7 +9,9 @@ from control_plane.errors import FieldViolation
 
 NAME_MAX = 128
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 def check_name(field: str, value: str, *, required: bool = True) -> list[FieldViolation]:
@@ -19,7 +21,11 @@ def check_name(field: str, value: str, *, required: bool = True) -> list[FieldVi
     if len(value) > NAME_MAX:
         return [FieldViolation(field, f"must be at most {NAME_MAX} characters (got {len(value)})")]
     if not _NAME.match(value):
-        return [FieldViolation(field, "may contain only letters, digits, '.', '_' and '-', starting with a letter or digit")]
+        return [
+            FieldViolation(
+                field, "may contain only letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )
+        ]
     return []
 
 
@@ -52,7 +58,9 @@ def check_address(field: str, value: str) -> list[FieldViolation]:
 def check_range(field: str, value: float, low: float, high: float, unit: str = "s") -> list[FieldViolation]:
     """A number within [low, high]."""
     if not low <= value <= high:
-        return [FieldViolation(field, f"must be between {low:g}{unit} and {high:g}{unit} (got {value:g}{unit})")]
+        return [
+            FieldViolation(field, f"must be between {low:g}{unit} and {high:g}{unit} (got {value:g}{unit})")
+        ]
     return []
 
 

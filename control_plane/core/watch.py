@@ -50,7 +50,9 @@ class Watcher:
             except TimeoutError:
                 return []
         if self._closed:
-            raise Unavailable("the control plane is shutting down; resume the watch from the last revision seen")
+            raise Unavailable(
+                "the control plane is shutting down; resume the watch from the last revision seen"
+            )
         if self._overflowed:
             raise ResourceExhausted(
                 f"watcher fell more than {self._bound} changes behind; resume from the last revision seen"

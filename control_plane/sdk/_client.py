@@ -21,21 +21,26 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 async def _call(coro: Awaitable[T]) -> T:
     try:
         return await coro
     except grpc.aio.AioRpcError as exc:
         raise from_rpc_error(exc) from None
 
+
 def _duration(seconds: float) -> duration_pb2.Duration:
     message = duration_pb2.Duration()
     message.FromNanoseconds(round(seconds * 1e9))
     return message
 
+
 class WatchStream:
     """Changes after the first (`created`) frame; iterate it, or read `snapshot` and `revision` first."""
 
-    def __init__(self, call: Any, first: pb.WatchResponse) -> None:
+    def __init__(
+        self, call: grpc.aio.UnaryStreamCall[pb.WatchRequest, pb.WatchResponse], first: pb.WatchResponse
+    ) -> None:
         self._call = call
         self.snapshot = list(first.snapshot)
         self.revision = first.revision
@@ -45,13 +50,14 @@ class WatchStream:
 
     async def __anext__(self) -> pb.WatchResponse:
         try:
-            response: pb.WatchResponse = await self._call.read()
+            response = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc) from None
-        if response is grpc.aio.EOF:
+        if not isinstance(response, pb.WatchResponse):  # grpc.aio.EOF
             raise StopAsyncIteration
         self.revision = response.revision
         return response
+
 
 class RegistryClient:
     """Registry calls; answers are the wire messages of `hms.mgmt.v1`."""
@@ -90,7 +96,9 @@ class RegistryClient:
 
     async def heartbeat(self, lease_id: str) -> pb.Lease:
         """Renew a lease once; raises NotFound when it has lapsed."""
-        response = await _call(self._stub.Heartbeat(pb.HeartbeatRequest(lease_id=lease_id), metadata=self._metadata))
+        response = await _call(
+            self._stub.Heartbeat(pb.HeartbeatRequest(lease_id=lease_id), metadata=self._metadata)
+        )
         return response.lease
 
     @contextlib.asynccontextmanager
@@ -104,7 +112,7 @@ class RegistryClient:
                 while True:
                     await call.write(pb.KeepAliveRequest(lease_id=lease_id))
                     response = await call.read()
-                    if response is grpc.aio.EOF or response.not_found:
+                    if not isinstance(response, pb.KeepAliveResponse) or response.not_found:
                         lost.set()
                         return
                     await asyncio.sleep(interval_s)
@@ -124,7 +132,9 @@ class RegistryClient:
     async def deregister(self, service: str, instance_id: str) -> int:
         """Remove an instance now; returns the registry revision of the removal."""
         response = await _call(
-            self._stub.Deregister(pb.DeregisterRequest(service=service, instance_id=instance_id), metadata=self._metadata)
+            self._stub.Deregister(
+                pb.DeregisterRequest(service=service, instance_id=instance_id), metadata=self._metadata
+            )
         )
         return response.revision
 
@@ -152,14 +162,17 @@ class RegistryClient:
     @contextlib.asynccontextmanager
     async def watch(self, service: str = "", after_revision: int | None = None) -> AsyncIterator[WatchStream]:
         """A watch in place when the block starts; a snapshot first unless resuming after a revision."""
-        call = self._stub.Watch(pb.WatchRequest(service=service, after_revision=after_revision), metadata=self._metadata)
+        call = self._stub.Watch(
+            pb.WatchRequest(service=service, after_revision=after_revision), metadata=self._metadata
+        )
         try:
             first = await _call(call.read())
-            if first is grpc.aio.EOF:
+            if not isinstance(first, pb.WatchResponse):
                 raise ConnectionError("watch stream closed before it was created")
             yield WatchStream(call, first)
         finally:
             call.cancel()
+
 
 class Client:
     """Entry point of the SDK: one channel to a control plane, with per-service facades."""

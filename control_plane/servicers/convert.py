@@ -8,7 +8,10 @@ from control_plane.core.registry import Lease, Registration, ServiceSummary
 from control_plane.models import ChangeType, Health, Instance, ProbeSpec, RegistryChange
 from hms.mgmt.v1 import common_pb2, registry_pb2
 
-_HEALTH = {Health.PASSING: common_pb2.HEALTH_STATUS_PASSING, Health.CRITICAL: common_pb2.HEALTH_STATUS_CRITICAL}
+_HEALTH = {
+    Health.PASSING: common_pb2.HEALTH_STATUS_PASSING,
+    Health.CRITICAL: common_pb2.HEALTH_STATUS_CRITICAL,
+}
 _CHANGE = {
     ChangeType.UP: registry_pb2.CHANGE_TYPE_UP,
     ChangeType.UPDATED: registry_pb2.CHANGE_TYPE_UPDATED,

@@ -64,12 +64,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             include_unhealthy=request.include_unhealthy,
             limit=request.limit,
         )
-        return pb.LookupResponse(instances=[convert.instance_to_proto(i) for i in instances], revision=revision)
+        return pb.LookupResponse(
+            instances=[convert.instance_to_proto(i) for i in instances], revision=revision
+        )
 
     @translate_errors
-    async def ListServices(self, request: pb.ListServicesRequest, context: Context) -> pb.ListServicesResponse:
+    async def ListServices(
+        self, request: pb.ListServicesRequest, context: Context
+    ) -> pb.ListServicesResponse:
         summaries, revision = self._registry.list_services()
-        return pb.ListServicesResponse(services=[convert.summary_to_proto(s) for s in summaries], revision=revision)
+        return pb.ListServicesResponse(
+            services=[convert.summary_to_proto(s) for s in summaries], revision=revision
+        )
 
     @translate_errors
     async def Watch(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchResponse]:
@@ -83,7 +89,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 if changes:
                     # The queue was drained in one step, so the watcher is current up to the feed's revision.
                     yield pb.WatchResponse(
-                        revision=self._registry.feed.revision, changes=[convert.change_to_proto(c) for c in changes]
+                        revision=self._registry.feed.revision,
+                        changes=[convert.change_to_proto(c) for c in changes],
                     )
                 else:
                     yield pb.WatchResponse(revision=self._registry.feed.revision)

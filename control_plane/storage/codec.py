@@ -13,6 +13,27 @@ INSTANCE_COLUMNS = (
     "lease_id, ttl_s, registered_at, revision"
 )
 
+# Portable upsert (SQLite >= 3.24 and PostgreSQL); unlike INSERT OR REPLACE it never deletes a row that
+# collides on another unique column (lease_id), it fails instead.
+UPSERT_INSTANCE = (
+    f"INSERT INTO registry_instances ({INSTANCE_COLUMNS}) VALUES ({', '.join(['%s'] * 12)}) "
+    "ON CONFLICT (service, instance_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}"
+        for c in (
+            "address",
+            "version",
+            "tags",
+            "metadata",
+            "probe",
+            "health",
+            "lease_id",
+            "ttl_s",
+            "revision",
+        )
+    )
+)
+
 
 def instance_row(instance: Instance) -> tuple[Any, ...]:
     """The column values of `instance`, in INSTANCE_COLUMNS order."""

@@ -174,11 +174,7 @@ class SqliteStore:
                     (instance.service, instance.instance_id),
                 )
             else:
-                conn.execute(
-                    f"INSERT OR REPLACE INTO registry_instances ({codec.INSTANCE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    codec.instance_row(stored),
-                )
+                conn.execute(codec.UPSERT_INSTANCE.replace("%s", "?"), codec.instance_row(stored))
             conn.execute(
                 "INSERT INTO registry_changes (revision, type, service, instance, reason, time) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
