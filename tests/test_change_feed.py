@@ -57,7 +57,10 @@ async def test_concurrent_registrations_reach_a_watcher_in_order_without_gaps(cl
     async with client.registry.watch() as stream:
         start = stream.revision
         await asyncio.gather(
-            *(client.registry.register(f"s{n % 7}", f"127.0.0.1:{n + 1}", instance_id=f"i{n}") for n in range(300))
+            *(
+                client.registry.register(f"s{n % 7}", f"127.0.0.1:{n + 1}", instance_id=f"i{n}")
+                for n in range(300)
+            )
         )
         revisions: list[int] = []
         async with asyncio.timeout(10):

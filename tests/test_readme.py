@@ -18,7 +18,9 @@ DOCUMENTED_ADDRESS = "127.0.0.1:50051"
 def readme_grpcurl_commands() -> list[list[str]]:
     """Every line starting with `grpcurl` inside a ```sh block of the README."""
     blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
-    return [shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith("grpcurl ")]
+    return [
+        shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith("grpcurl ")
+    ]
 
 
 async def test_every_readme_grpcurl_command_succeeds(server: App) -> None:
@@ -28,7 +30,9 @@ async def test_every_readme_grpcurl_command_succeeds(server: App) -> None:
     outputs = []
     for argv in commands:
         argv = [grpcurl(), *(server.address if a == DOCUMENTED_ADDRESS else a for a in argv[1:])]
-        result = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60, check=False)
+        result = await asyncio.to_thread(
+            subprocess.run, argv, capture_output=True, text=True, timeout=60, check=False
+        )
         assert result.returncode == 0, f"{shlex.join(argv)}\n{result.stderr}"
         outputs.append(result.stdout)
 
