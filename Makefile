@@ -5,6 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 BENCH  ?=
 PROTOS  = $(wildcard protos/hms/mgmt/v1/*.proto)
+PY_DIRS = $(wildcard control_plane tests bench services)
 
 .DEFAULT_GOAL := help
 .PHONY: help install proto proto-check fmt lint typecheck test test-postgres demo serve bench clean
@@ -29,12 +30,12 @@ proto-check: proto  ## fail if the generated code is stale or was edited by hand
 	test -z "$$(git status --porcelain -- hms)"
 
 fmt: $(STAMP)  ## format and autofix
-	$(PY) -m ruff format control_plane tests bench services
-	$(PY) -m ruff check --fix control_plane tests bench services
+	$(PY) -m ruff format $(PY_DIRS)
+	$(PY) -m ruff check --fix $(PY_DIRS)
 
 lint: $(STAMP)  ## ruff, mypy and the import layering contracts
-	$(PY) -m ruff check control_plane tests bench services
-	$(PY) -m ruff format --check control_plane tests bench services
+	$(PY) -m ruff check $(PY_DIRS)
+	$(PY) -m ruff format --check $(PY_DIRS)
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
