@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
-SERVED = (REGISTRY, BUS, WORKFLOW)
+CONTRACT = (REGISTRY, BUS, WORKFLOW)
+# Services with handlers; health reports SERVING only for these (the others are UNIMPLEMENTED for now).
+IMPLEMENTED = (REGISTRY,)
 
 
 class ListenError(OSError):
@@ -81,7 +83,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         # Bus and Workflow have no handlers yet, so gRPC answers UNIMPLEMENTED; reflection still lists them.
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection((*CONTRACT, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
         if credentials is None:
             port = server.add_insecure_port(settings.listen)
@@ -90,7 +92,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         if port == 0:
             raise ListenError(f"cannot listen on {settings.listen}: address in use or not local")
         await server.start()
-        for name in ("", *SERVED):
+        for name in ("", *IMPLEMENTED):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         app = App(port=port, host=host.strip("[]"), registry=registry, store=store)
 
