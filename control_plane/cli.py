@@ -1,4 +1,4 @@
-"""The `mgmt` command: `serve`, `demo` and registry verbs; the only module that reads env or prints."""
+"""The `mgmt` command: `serve`, `demo`, registry and bus verbs; the only module that reads env or prints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -19,6 +21,7 @@ from control_plane import __version__
 from control_plane.errors import ControlPlaneError
 from control_plane.sdk import Client
 from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings
+from hms.mgmt.v1 import bus_pb2
 
 logger = logging.getLogger("control_plane")
 
@@ -89,6 +92,34 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--after", type=int, default=None, help="resume after this revision (no snapshot)")
     for sub in (ls, lookup, watch):
         _client_flags(sub)
+
+    bus = verbs.add_parser("bus", help="event bus").add_subparsers(dest="action", required=True)
+    pub = bus.add_parser("pub", help="publish one message")
+    pub.add_argument("subject")
+    pub.add_argument("data", help="payload (UTF-8 text)")
+    pub.add_argument("--header", action="append", default=[], metavar="K=V", help="header (repeatable)")
+    pub.add_argument("--content-type", default="", help="e.g. application/json")
+    pub.add_argument("--id", default="", help="message id for deduplication")
+    sub = bus.add_parser("sub", help="subscribe and print deliveries as they come")
+    sub.add_argument("pattern", help="subject pattern with * and > wildcards")
+    sub.add_argument("--durable", default="", help="durable consumer name")
+    sub.add_argument("--queue", default="", help="queue group to share messages with")
+    sub.add_argument(
+        "--from",
+        dest="start",
+        default="new",
+        help="new (default), all, a sequence number, or an ISO-8601 time",
+    )
+    sub.add_argument(
+        "--ack", action="store_true", help="explicit acks: acknowledge each delivery once printed"
+    )
+    sub.add_argument("--count", type=int, default=0, help="stop after this many deliveries")
+    subjects = bus.add_parser("subjects", help="stored subjects with counts")
+    subjects.add_argument("pattern", nargs="?", default="")
+    consumers = bus.add_parser("consumers", help="consumers with their positions")
+    consumers.add_argument("--all", action="store_true", help="include ephemeral consumers")
+    for verb in (pub, sub, subjects, consumers):
+        _client_flags(verb)
     return parser
 
 
@@ -171,6 +202,81 @@ async def registry_command(args: argparse.Namespace) -> None:
                         _print_json(change)
 
 
+def _start(text: str) -> dict[str, Any]:
+    """`--from` as subscribe keyword arguments."""
+    if text in ("", "new"):
+        return {}
+    if text == "all":
+        return {"start": bus_pb2.START_POSITION_ALL}
+    if text.isdigit():
+        return {"start": bus_pb2.START_POSITION_FROM_SEQUENCE, "start_sequence": int(text)}
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--from expects new, all, a sequence or an ISO-8601 time, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return {"start": bus_pb2.START_POSITION_FROM_TIME, "start_time": moment}
+
+
+async def bus_command(args: argparse.Namespace) -> None:
+    """`mgmt bus pub | sub | subjects | consumers`."""
+    async with _client(args) as client:
+        if args.action == "pub":
+            headers = dict(h.split("=", 1) for h in args.header if "=" in h)
+            reply = await client.bus.publish(
+                args.subject,
+                args.data.encode(),
+                headers=headers,
+                content_type=args.content_type,
+                message_id=args.id,
+            )
+            note = " (duplicate)" if reply.duplicate else ""
+            print(f"published {args.subject} sequence {reply.sequence}{note}")
+        elif args.action == "sub":
+            await _subscribe(client, args)
+        elif args.action == "subjects":
+            print(f"{'SUBJECT':40} {'MESSAGES':>9} {'BYTES':>10} {'FIRST':>8} {'LAST':>8}")
+            for s in await client.bus.subjects(args.pattern):
+                print(
+                    f"{s.subject:40} {s.messages:>9} {s.bytes:>10} {s.first_sequence:>8} {s.last_sequence:>8}"
+                )
+        elif args.action == "consumers":
+            print(
+                f"{'CONSUMER':28} {'PATTERN':24} {'MODE':8} {'DELIVERED':>9} {'PENDING':>8} {'UNACKED':>8} {'SUBS':>4}"
+            )
+            for c in await client.bus.consumers(include_ephemeral=args.all):
+                mode = "explicit" if c.ack_mode == bus_pb2.ACK_MODE_EXPLICIT else "none"
+                print(
+                    f"{c.name:28} {c.pattern:24} {mode:8} {c.delivered_sequence:>9} {c.num_pending:>8} "
+                    f"{c.num_ack_pending:>8} {c.active_subscribers:>4}"
+                )
+
+
+async def _subscribe(client: Client, args: argparse.Namespace) -> None:
+    async with client.bus.subscribe(
+        args.pattern,
+        durable=args.durable,
+        queue_group=args.queue,
+        explicit_ack=args.ack,
+        **_start(args.start),
+    ) as subscription:
+        ready = subscription.ready
+        print(f"# subscribed as {ready.consumer.name} from sequence {ready.start_sequence}", flush=True)
+        seen = 0
+        while not args.count or seen < args.count:
+            frame = await subscription.next_frame()
+            if frame.HasField("gap"):
+                print(f"# gap: skipped {frame.gap.skipped} messages", flush=True)
+            for delivery in frame.deliveries:
+                m = delivery.message
+                retry = f" attempt {delivery.attempt}" if delivery.attempt > 1 else ""
+                print(f"[{m.sequence}] {m.subject}{retry}: {m.data.decode(errors='replace')}", flush=True)
+                seen += 1
+            if args.ack and frame.deliveries:
+                await client.bus.ack(*(d.delivery_id for d in frame.deliveries))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and run one verb."""
     args = build_parser().parse_args(argv)
@@ -188,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(run_demo(print))
         elif args.verb == "registry":
             asyncio.run(registry_command(args))
+        elif args.verb == "bus":
+            asyncio.run(bus_command(args))
     except KeyboardInterrupt:
         sys.exit(130)
     except grpc.aio.AioRpcError as exc:

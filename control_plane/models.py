@@ -73,3 +73,114 @@ class RegistryChange:
     instance: Instance
     time: float
     reason: str = ""
+
+
+# -- Bus ------------------------------------------------------------------------------------------
+
+
+class AckMode(StrEnum):
+    """Whether a consumer's deliveries must be acknowledged."""
+
+    NONE = "none"
+    EXPLICIT = "explicit"
+
+
+class StartPosition(StrEnum):
+    """Where a new consumer starts reading the log."""
+
+    NEW_ONLY = "new_only"
+    ALL = "all"
+    FROM_SEQUENCE = "from_sequence"
+    FROM_TIME = "from_time"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message as a publisher hands it over, before it has a place in the log."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = ""
+    message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message with its place in the log."""
+
+    sequence: int
+    subject_sequence: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    content_type: str
+    message_id: str
+    published_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a published message sits: log sequence, subject sequence, publish time."""
+
+    sequence: int
+    subject_sequence: int
+    published_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """One atomic publish: a position per input message (a duplicate gets the first publish's)."""
+
+    positions: list[Position]
+    duplicates: list[int]
+    stored: list[StoredMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """A consumer's settings; durable ones are stored and survive restarts."""
+
+    name: str
+    durable: bool
+    pattern: str
+    queue_group: str
+    ack_mode: AckMode
+    ack_wait_s: float
+    max_deliveries: int
+    backoff_s: tuple[float, ...]
+    dead_letter_subject: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConsumer:
+    """A durable consumer as reloaded at start: settings, position, unsettled deliveries."""
+
+    config: ConsumerConfig
+    delivered_sequence: int
+    dead_lettered: int
+    pending: dict[int, int]  # sequence -> attempt
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How long messages under a token-wise subject prefix are kept (0 = no limit)."""
+
+    subject_prefix: str
+    max_age_s: float
+    max_messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectStats:
+    """Stored messages of one subject."""
+
+    subject: str
+    messages: int
+    bytes: int
+    first_sequence: int
+    last_sequence: int
+    last_subject_sequence: int
+    first_published_at: float
+    last_published_at: float

@@ -13,13 +13,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from control_plane import security
+from control_plane.core.bus.bus import Bus
 from control_plane.core.probing import Prober
 from control_plane.core.registry import Registry
 from control_plane.health_checker import GrpcHealthChecker
+from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.registry import RegistryServicer
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
-from hms.mgmt.v1 import bus_pb2, registry_pb2, registry_pb2_grpc, workflow_pb2
+from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, registry_pb2, registry_pb2_grpc, workflow_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
 CONTRACT = (REGISTRY, BUS, WORKFLOW)
 # Services with handlers; health reports SERVING only for these (the others are UNIMPLEMENTED for now).
-IMPLEMENTED = (REGISTRY,)
+IMPLEMENTED = (REGISTRY, BUS)
 
 
 class ListenError(OSError):
@@ -42,6 +44,7 @@ class App:
     port: int
     host: str
     registry: Registry
+    bus: Bus
     store: Store
 
     @property
@@ -73,6 +76,8 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         registry = Registry(store, settings.registry)
         await registry.load()
         prober = Prober(registry, checker)
+        bus = Bus(store, settings.bus)
+        await bus.load()
         stopping = asyncio.Event()
 
         interceptors = [security.TokenAuthInterceptor(tokens)] if tokens else []
@@ -80,7 +85,8 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         registry_pb2_grpc.add_RegistryServicer_to_server(
             RegistryServicer(registry, settings.registry.progress_interval_s, stopping), server
         )
-        # Bus and Workflow have no handlers yet, so gRPC answers UNIMPLEMENTED; reflection still lists them.
+        bus_pb2_grpc.add_BusServicer_to_server(BusServicer(bus, stopping), server)
+        # Workflow has no handlers yet, so gRPC answers UNIMPLEMENTED; reflection still lists it.
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((*CONTRACT, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -94,18 +100,20 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         await server.start()
         for name in ("", *IMPLEMENTED):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        app = App(port=port, host=host.strip("[]"), registry=registry, store=store)
+        app = App(port=port, host=host.strip("[]"), registry=registry, bus=bus, store=store)
 
         loops_stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(registry.run(loops_stop))
             tasks.create_task(prober.run(loops_stop))
+            tasks.create_task(bus.run(loops_stop))
             try:
                 yield app
             finally:
                 await health_servicer.enter_graceful_shutdown()
                 stopping.set()
                 registry.feed.close()
+                bus.close()
                 await server.stop(settings.shutdown_grace_s)
                 loops_stop.set()
     finally:

@@ -27,6 +27,25 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BusSettings:
+    """Knobs of the bus; defaults follow JetStream and Pub/Sub."""
+
+    # Newest messages kept in memory, so live subscribers never read the store.
+    tail_size: int = 100_000
+    dedup_window_s: float = 120.0
+    ack_wait_s: float = 30.0
+    max_deliveries: int = 5
+    backoff_s: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
+    max_in_flight_explicit: int = 1_000
+    max_in_flight_none: int = 10_000
+    max_batch: int = 256
+    retention_max_age_s: float = 7 * 86400.0
+    retention_max_messages: int = 1_000_000
+    # How often retention and the dedup window are enforced in the background.
+    housekeeping_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything `mgmt serve` needs, from flags or environment variables."""
 
@@ -40,6 +59,7 @@ class Settings:
     insecure: bool = False
     shutdown_grace_s: float = 2.0
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    bus: BusSettings = field(default_factory=BusSettings)
 
     @property
     def resolved_store_url(self) -> str:

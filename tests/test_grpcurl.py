@@ -90,7 +90,7 @@ async def test_unimplemented_services_are_not_reported_serving(server: App) -> N
             grpcurl(),
             "-plaintext",
             "-d",
-            '{"service": "hms.mgmt.v1.Bus"}',
+            '{"service": "hms.mgmt.v1.Workflow"}',
             server.address,
             "grpc.health.v1.Health/Check",
         ],

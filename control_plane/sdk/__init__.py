@@ -1,6 +1,7 @@
 """Python SDK of the control plane: `Client` for callers (Worker arrives with the workflow engine)."""
 
+from control_plane.sdk._bus import BusClient, BusSubscription
 from control_plane.sdk._client import Client, RegistryClient, WatchStream
 from control_plane.sdk._errors import from_rpc_error
 
-__all__ = ["Client", "RegistryClient", "WatchStream", "from_rpc_error"]
+__all__ = ["BusClient", "BusSubscription", "Client", "RegistryClient", "WatchStream", "from_rpc_error"]

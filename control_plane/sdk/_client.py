@@ -5,28 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
 
-from control_plane.sdk._errors import from_rpc_error
+from control_plane.sdk._bus import BusClient
+from control_plane.sdk._errors import call, from_rpc_error
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms.mgmt.v1 import registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-async def _call(coro: Awaitable[T]) -> T:
-    try:
-        return await coro
-    except grpc.aio.AioRpcError as exc:
-        raise from_rpc_error(exc) from None
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
@@ -92,11 +83,11 @@ class RegistryClient:
         )
         if ttl_s is not None:
             request.ttl.CopyFrom(_duration(ttl_s))
-        return await _call(self._stub.Register(request, metadata=self._metadata))
+        return await call(self._stub.Register(request, metadata=self._metadata))
 
     async def heartbeat(self, lease_id: str) -> pb.Lease:
         """Renew a lease once; raises NotFound when it has lapsed."""
-        response = await _call(
+        response = await call(
             self._stub.Heartbeat(pb.HeartbeatRequest(lease_id=lease_id), metadata=self._metadata)
         )
         return response.lease
@@ -131,7 +122,7 @@ class RegistryClient:
 
     async def deregister(self, service: str, instance_id: str) -> int:
         """Remove an instance now; returns the registry revision of the removal."""
-        response = await _call(
+        response = await call(
             self._stub.Deregister(
                 pb.DeregisterRequest(service=service, instance_id=instance_id), metadata=self._metadata
             )
@@ -151,27 +142,27 @@ class RegistryClient:
         request = pb.LookupRequest(
             service=service, tags=tags, version=version, include_unhealthy=include_unhealthy, limit=limit
         )
-        response = await _call(self._stub.Lookup(request, metadata=self._metadata))
+        response = await call(self._stub.Lookup(request, metadata=self._metadata))
         return list(response.instances)
 
     async def list_services(self) -> list[pb.ServiceSummary]:
         """Every service with its counts."""
-        response = await _call(self._stub.ListServices(pb.ListServicesRequest(), metadata=self._metadata))
+        response = await call(self._stub.ListServices(pb.ListServicesRequest(), metadata=self._metadata))
         return list(response.services)
 
     @contextlib.asynccontextmanager
     async def watch(self, service: str = "", after_revision: int | None = None) -> AsyncIterator[WatchStream]:
         """A watch in place when the block starts; a snapshot first unless resuming after a revision."""
-        call = self._stub.Watch(
+        stream = self._stub.Watch(
             pb.WatchRequest(service=service, after_revision=after_revision), metadata=self._metadata
         )
         try:
-            first = await _call(call.read())
+            first = await call(stream.read())
             if not isinstance(first, pb.WatchResponse):
                 raise ConnectionError("watch stream closed before it was created")
-            yield WatchStream(call, first)
+            yield WatchStream(stream, first)
         finally:
-            call.cancel()
+            stream.cancel()
 
 
 class Client:
@@ -198,6 +189,7 @@ class Client:
             self._channel = grpc.aio.insecure_channel(address)
         metadata = [("authorization", f"Bearer {token}")] if token else []
         self.registry = RegistryClient(self._channel, metadata)
+        self.bus = BusClient(self._channel, metadata)
         self._closed = False
 
     @property

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import TypeVar
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from control_plane import errors
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+T = TypeVar("T")
+
+
+async def call(awaitable: Awaitable[T]) -> T:
+    """Await a call, raising the domain error it stands for instead of a raw AioRpcError."""
+    try:
+        return await awaitable
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc) from None
 
 
 def _details(exc: grpc.aio.AioRpcError) -> status_pb2.Status | None:

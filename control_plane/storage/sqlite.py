@@ -16,8 +16,19 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from control_plane.errors import Unavailable
-from control_plane.models import ChangeType, Instance, RegistryChange
-from control_plane.storage import codec
+from control_plane.models import (
+    AppendResult,
+    ChangeType,
+    ConsumerConfig,
+    Instance,
+    OutgoingMessage,
+    RegistryChange,
+    RetentionPolicy,
+    StoredConsumer,
+    StoredMessage,
+    SubjectStats,
+)
+from control_plane.storage import codec, sql_bus
 from control_plane.storage.base import RegistrySnapshot
 from control_plane.storage.migrations import migrations
 
@@ -223,6 +234,97 @@ class SqliteStore:
 
         dropped: int = await self._writer.submit(work)
         return dropped
+
+    # -- Bus: SQL in sql_bus, run on the writer (group commit) or the reader --------------------
+
+    async def bus_append(
+        self, batch: list[OutgoingMessage], *, now: float, dedup_window_s: float
+    ) -> AppendResult:
+        """Store a batch atomically, deduplicating by message id within the window."""
+        result: AppendResult = await self._writer.submit(
+            lambda c: sql_bus.append(c, batch, now, dedup_window_s)
+        )
+        return result
+
+    async def bus_read(self, after: int, limit: int, subject: str | None = None) -> list[StoredMessage]:
+        """Messages after a log sequence."""
+        return await self._read(lambda c: sql_bus.read(c, after, limit, subject))
+
+    async def bus_read_sequences(self, sequences: list[int]) -> list[StoredMessage]:
+        """The retained messages among `sequences`."""
+        return await self._read(lambda c: sql_bus.read_sequences(c, sequences))
+
+    async def bus_bounds(self) -> tuple[int, int]:
+        """(oldest retained, last assigned) sequence."""
+        return await self._read(sql_bus.bounds)
+
+    async def bus_first_sequence_at(self, at: float) -> int:
+        """The first sequence published at or after `at`."""
+        return await self._read(lambda c: sql_bus.first_sequence_at(c, at))
+
+    async def bus_load_consumers(self) -> list[StoredConsumer]:
+        """Every durable consumer."""
+        return await self._read(sql_bus.load_consumers)
+
+    async def bus_save_consumer(self, config: ConsumerConfig, delivered_sequence: int) -> None:
+        """Create or update a durable consumer."""
+        await self._writer.submit(lambda c: sql_bus.save_consumer(c, config, delivered_sequence))
+
+    async def bus_delete_consumer(self, name: str) -> bool:
+        """Remove a durable consumer."""
+        deleted: bool = await self._writer.submit(lambda c: sql_bus.delete_consumer(c, name))
+        return deleted
+
+    async def bus_record_deliveries(
+        self, consumer: str, delivered_sequence: int, attempts: list[tuple[int, int]]
+    ) -> None:
+        """Advance a durable consumer and record its pending deliveries."""
+        await self._writer.submit(
+            lambda c: sql_bus.record_deliveries(c, consumer, delivered_sequence, attempts)
+        )
+
+    async def bus_settle(self, consumer: str, sequences: list[int]) -> None:
+        """Forget acknowledged deliveries."""
+        await self._writer.submit(lambda c: sql_bus.settle(c, consumer, sequences))
+
+    async def bus_dead_letter(
+        self, consumer: str, sequence: int, letter: OutgoingMessage, *, now: float
+    ) -> StoredMessage:
+        """Publish a dead letter and settle the original."""
+        stored: StoredMessage = await self._writer.submit(
+            lambda c: sql_bus.dead_letter(c, consumer, sequence, letter, now)
+        )
+        return stored
+
+    async def bus_subject_stats(self) -> list[SubjectStats]:
+        """Per-subject counts."""
+        return await self._read(sql_bus.subject_stats)
+
+    async def bus_retention(self) -> list[RetentionPolicy]:
+        """Stored retention policies."""
+        return await self._read(sql_bus.retention)
+
+    async def bus_set_retention(self, prefix: str, policy: RetentionPolicy | None) -> None:
+        """Store or remove a prefix's policy."""
+        await self._writer.submit(lambda c: sql_bus.set_retention(c, policy, prefix))
+
+    async def bus_trim(self, rules: list[tuple[str, float, int]]) -> int:
+        """Apply retention rules."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            return sum(sql_bus.trim(conn, subject, older, keep) for subject, older, keep in rules)
+
+        removed: int = await self._writer.submit(work)
+        return removed
+
+    async def bus_subjects(self) -> list[str]:
+        """Subjects with retained messages."""
+        return await self._read(sql_bus.subjects)
+
+    async def bus_prune_dedup(self, older_than: float) -> int:
+        """Forget old message ids."""
+        pruned: int = await self._writer.submit(lambda c: sql_bus.prune_dedup(c, older_than))
+        return pruned
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections; idempotent."""

@@ -1,0 +1,1 @@
+"""The Bus: a durable message log, consumers with cursors, acks and redelivery."""

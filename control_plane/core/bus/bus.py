@@ -1,0 +1,503 @@
+"""The Bus: validates publishes and subscriptions, owns the log and the consumers, keeps retention."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+
+from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
+from control_plane.core.bus.log import MessageLog
+from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
+from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from control_plane.models import (
+    AckMode,
+    AppendResult,
+    ConsumerConfig,
+    OutgoingMessage,
+    RetentionPolicy,
+    StartPosition,
+    SubjectStats,
+)
+from control_plane.settings import BusSettings
+from control_plane.storage.base import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_MESSAGES = 1_000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_DATA = 1024 * 1024
+MAX_HEADERS, MAX_HEADER_KEY, MAX_HEADER_VALUE = 64, 128, 4096
+MAX_ACK_ITEMS = 10_000
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+DLQ_PREFIX = "$DLQ"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a subscriber asks for; zero values mean the consumer's stored value or the default."""
+
+    pattern: str
+    durable: str = ""
+    queue_group: str = ""
+    start: StartPosition = StartPosition.NEW_ONLY
+    start_sequence: int = 0
+    start_time: float | None = None
+    ack_mode: AckMode = AckMode.NONE
+    ack_wait_s: float = 0.0
+    max_deliveries: int = 0
+    dead_letter_subject: str = ""
+    max_in_flight: int = 0
+    backoff_s: tuple[float, ...] | None = None
+    max_batch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """A subscriber attached to its consumer, ready to `take` batches."""
+
+    consumer: Consumer
+    member: Member
+    created: bool
+    start_sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequestItem:
+    """One delivery to settle."""
+
+    delivery_id: str
+    action: AckAction = AckAction.ACK
+    delay_s: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerView:
+    """A consumer's configuration and state, for debugging."""
+
+    config: ConsumerConfig
+    delivered_sequence: int
+    ack_floor_sequence: int
+    num_pending: int
+    num_ack_pending: int
+    num_redelivered: int
+    dead_lettered: int
+    active_subscribers: int
+    last_active_at: float
+
+
+class Bus:
+    """Durable publish/subscribe: one log, consumers with cursors, acks and redelivery."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: BusSettings,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._wall = wall_clock
+        self._now = monotonic
+        self.log = MessageLog(store, settings.tail_size)
+        self._consumers: dict[str, Consumer] = {}
+        self._create_lock = asyncio.Lock()
+        self._closed = False
+
+    async def load(self) -> None:
+        """Reload the log position and every durable consumer."""
+        await self.log.load()
+        for stored in await self._store.bus_load_consumers():
+            self._consumers[stored.config.name] = self._consumer(
+                stored.config, stored.delivered_sequence, stored.dead_lettered, stored.pending
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Enforce retention and the dedup window until `stop` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.housekeeping_interval_s)
+            if not stop.is_set():
+                await self.housekeeping()
+
+    async def housekeeping(self) -> int:
+        """Trim every subject to its retention policy and forget expired message ids; returns removals."""
+        now = self._wall()
+        policies = await self.retention()
+        rules = []
+        for subject in await self._store.bus_subjects():
+            policy = _policy_for(policies, subject)
+            older = now - policy.max_age_s if policy.max_age_s else 0.0
+            if older or policy.max_messages:
+                rules.append((subject, older, policy.max_messages))
+        removed = await self._store.bus_trim(rules) if rules else 0
+        await self._store.bus_prune_dedup(now - self._settings.dedup_window_s)
+        if removed:
+            logger.info("retention removed %d messages", removed)
+        return removed
+
+    def close(self) -> None:
+        """End every subscriber stream (shutdown)."""
+        self._closed = True
+        for consumer in self._consumers.values():
+            consumer.close(Unavailable("the control plane is shutting down; resubscribe to resume"))
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish(self, batch: list[OutgoingMessage], field: str = "messages") -> AppendResult:
+        """Validate and store a batch atomically; acknowledged once on disk."""
+        violations = self.check_batch(batch, field)
+        if violations:
+            raise InvalidArgument(violations)
+        return await self.append_checked(batch)
+
+    async def append_checked(self, batch: list[OutgoingMessage]) -> AppendResult:
+        """Store a batch that `check_batch` found valid (spares the hot path a second check)."""
+        if self._closed:
+            raise Unavailable("the control plane is shutting down")
+        return await self.log.append(batch, now=self._wall(), dedup_window_s=self._settings.dedup_window_s)
+
+    def check_batch(self, batch: list[OutgoingMessage], field: str) -> list[FieldViolation]:
+        """Every problem of a batch to publish, with paths under `field` ("message" for a single one)."""
+        if not batch:
+            return [FieldViolation(field, "at least one message is required")]
+        violations = []
+        if len(batch) > MAX_BATCH_MESSAGES:
+            violations.append(FieldViolation(field, f"at most {MAX_BATCH_MESSAGES} messages per batch"))
+        size = 0
+        for index, message in enumerate(batch):
+            violations += check_message(field if field == "message" else f"{field}[{index}]", message)
+            size += len(message.data)
+        if size > MAX_BATCH_BYTES:
+            violations.append(
+                FieldViolation(field, f"a batch carries at most {MAX_BATCH_BYTES} bytes of data")
+            )
+        return violations
+
+    # -- subscribing ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, request: Subscription) -> AsyncIterator[Subscribed]:
+        """Attach a subscriber to its consumer (creating it if needed) for the duration of the block."""
+        self._check_subscription(request)
+        if self._closed:
+            raise Unavailable("the control plane is shutting down")
+        async with self._create_lock:
+            consumer, created = await self._consumer_for(request)
+            explicit = consumer.explicit
+            default_in_flight = (
+                self._settings.max_in_flight_explicit if explicit else self._settings.max_in_flight_none
+            )
+            member = consumer.attach(
+                request.max_in_flight or default_in_flight, request.max_batch or self._settings.max_batch
+            )
+        try:
+            yield Subscribed(consumer, member, created, consumer.cursor + 1)
+        finally:
+            consumer.detach(member)
+            if not consumer.config.durable and not consumer.members:
+                self._consumers.pop(consumer.name, None)
+
+    async def _consumer_for(self, request: Subscription) -> tuple[Consumer, bool]:
+        name = request.durable or self._ephemeral_name(request)
+        existing = self._consumers.get(name)
+        if existing is not None:
+            if request.durable:
+                await self._update_durable(existing, request)
+            return existing, False
+        s = self._settings
+        config = ConsumerConfig(
+            name=name,
+            durable=bool(request.durable),
+            pattern=request.pattern,
+            queue_group=request.queue_group,
+            ack_mode=request.ack_mode,
+            ack_wait_s=request.ack_wait_s or s.ack_wait_s,
+            max_deliveries=request.max_deliveries or s.max_deliveries,
+            backoff_s=request.backoff_s if request.backoff_s is not None else s.backoff_s,
+            dead_letter_subject=request.dead_letter_subject or f"{DLQ_PREFIX}.{name}",
+            created_at=self._wall(),
+        )
+        cursor = await self._start_cursor(request)
+        if config.durable:
+            await self._store.bus_save_consumer(config, cursor)
+        consumer = self._consumer(config, cursor, 0, {})
+        self._consumers[name] = consumer
+        return consumer, True
+
+    async def _update_durable(self, consumer: Consumer, request: Subscription) -> None:
+        config = consumer.config
+        for field, wanted, stored in (
+            ("pattern", request.pattern, config.pattern),
+            ("queue_group", request.queue_group, config.queue_group),
+            ("ack_mode", request.ack_mode, config.ack_mode),
+        ):
+            if wanted != stored:
+                raise FailedPrecondition(
+                    f"durable consumer {config.name!r} has {field} {stored!r}, not {wanted!r}; "
+                    "delete the consumer to change it"
+                )
+        updated = replace(
+            config,
+            ack_wait_s=request.ack_wait_s or config.ack_wait_s,
+            max_deliveries=request.max_deliveries or config.max_deliveries,
+            backoff_s=request.backoff_s if request.backoff_s is not None else config.backoff_s,
+            dead_letter_subject=request.dead_letter_subject or config.dead_letter_subject,
+        )
+        if updated != config:
+            await self._store.bus_save_consumer(updated, consumer.cursor)
+            consumer.config = updated
+
+    def _ephemeral_name(self, request: Subscription) -> str:
+        if request.queue_group:
+            # Members of one ephemeral queue group share a consumer: same pattern, same group.
+            digest = hashlib.sha256(request.pattern.encode()).hexdigest()[:12]
+            return f"_q-{request.queue_group}-{digest}"
+        return f"_eph-{uuid.uuid4().hex[:12]}"
+
+    async def _start_cursor(self, request: Subscription) -> int:
+        match request.start:
+            case StartPosition.ALL:
+                return 0
+            case StartPosition.FROM_SEQUENCE:
+                return max(0, request.start_sequence - 1)
+            case StartPosition.FROM_TIME:
+                assert request.start_time is not None
+                return await self._store.bus_first_sequence_at(request.start_time) - 1
+            case _:
+                return self.log.last_sequence
+
+    def _consumer(
+        self, config: ConsumerConfig, cursor: int, dead_lettered: int, pending: dict[int, int]
+    ) -> Consumer:
+        return Consumer(
+            config,
+            compile_pattern(config.pattern),
+            self.log,
+            self._store,
+            cursor=cursor,
+            dead_lettered=dead_lettered,
+            pending=pending,
+            monotonic=self._now,
+            wall_clock=self._wall,
+        )
+
+    def _check_subscription(self, r: Subscription) -> None:
+        violations = check_pattern("pattern", r.pattern)
+        for field, value in (("durable", r.durable), ("queue_group", r.queue_group)):
+            if value and not _NAME.match(value):
+                violations.append(
+                    FieldViolation(field, "1 to 128 characters of letters, digits, '_' and '-'")
+                )
+        if r.start is StartPosition.FROM_SEQUENCE and r.start_sequence < 1:
+            violations.append(
+                FieldViolation("start_sequence", "must be at least 1 with START_POSITION_FROM_SEQUENCE")
+            )
+        if r.start is StartPosition.FROM_TIME and r.start_time is None:
+            violations.append(FieldViolation("start_time", "is required with START_POSITION_FROM_TIME"))
+        if r.ack_wait_s and not 1.0 <= r.ack_wait_s <= 12 * 3600:
+            violations.append(FieldViolation("ack_wait", "must be between 1s and 12h"))
+        if not 0 <= r.max_deliveries <= 100:
+            violations.append(FieldViolation("max_deliveries", "must be between 1 and 100"))
+        limit = 10_000 if r.ack_mode is AckMode.EXPLICIT else 100_000
+        if not 0 <= r.max_in_flight <= limit:
+            violations.append(
+                FieldViolation("max_in_flight", f"must be between 1 and {limit} in this ack mode")
+            )
+        if not 0 <= r.max_batch <= 1000:
+            violations.append(FieldViolation("max_batch", "must be between 1 and 1000"))
+        if r.backoff_s is not None:
+            if len(r.backoff_s) > 16:
+                violations.append(FieldViolation("backoff", "at most 16 entries"))
+            for n, delay in enumerate(r.backoff_s):
+                if not 0 <= delay <= 3600:
+                    violations.append(FieldViolation(f"backoff[{n}]", "must be between 0s and 1h"))
+        if r.dead_letter_subject:
+            violations += check_subject("dead_letter_subject", r.dead_letter_subject)
+            if not violations and compile_pattern(r.pattern).matches(r.dead_letter_subject):
+                violations.append(
+                    FieldViolation(
+                        "dead_letter_subject", "must not match the pattern (dead letters would loop)"
+                    )
+                )
+        if violations:
+            raise InvalidArgument(violations)
+
+    # -- acknowledging --------------------------------------------------------------------------
+
+    async def ack(self, items: list[AckRequestItem]) -> list[AckOutcome]:
+        """Settle many deliveries; a malformed id rejects the whole request before anything changes."""
+        if not items:
+            raise InvalidArgument.field("items", "at least one item is required")
+        if len(items) > MAX_ACK_ITEMS:
+            raise InvalidArgument.field("items", f"at most {MAX_ACK_ITEMS} items per request")
+        parsed = []
+        violations = []
+        for index, item in enumerate(items):
+            ref = parse_delivery_id(item.delivery_id)
+            if ref is None:
+                violations.append(FieldViolation(f"items[{index}].delivery_id", "not a delivery id"))
+            if item.delay_s is not None and not 0 <= item.delay_s <= 12 * 3600:
+                violations.append(FieldViolation(f"items[{index}].delay", "must be between 0s and 12h"))
+            if len(item.reason) > 1024:
+                violations.append(FieldViolation(f"items[{index}].reason", "at most 1024 characters"))
+            parsed.append(ref)
+        if violations:
+            raise InvalidArgument(violations)
+        refs = [ref for ref in parsed if ref is not None]
+        outcomes: list[AckOutcome | None] = [None] * len(items)
+        # Plain acks of one consumer settle together, in one store write.
+        plain: dict[str, list[int]] = {}
+        for index, (item, ref) in enumerate(zip(items, refs, strict=True)):
+            consumer = self._consumers.get(ref[0])
+            if consumer is None:
+                outcomes[index] = AckOutcome.NOT_FOUND
+            elif item.action is AckAction.ACK:
+                plain.setdefault(ref[0], []).append(index)
+            else:
+                outcomes[index] = await consumer.settle(
+                    ref[1], ref[2], item.action, delay_s=item.delay_s, reason=item.reason
+                )
+        for name, indexes in plain.items():
+            results = await self._consumers[name].ack_many([(refs[i][1], refs[i][2]) for i in indexes])
+            for index, outcome in zip(indexes, results, strict=True):
+                outcomes[index] = outcome
+        return [o if o is not None else AckOutcome.NOT_FOUND for o in outcomes]
+
+    # -- inspecting -----------------------------------------------------------------------------
+
+    async def consumers(self, include_ephemeral: bool) -> list[ConsumerView]:
+        """Every durable consumer (and ephemeral ones when asked), by name."""
+        return [
+            await self._view(c)
+            for name, c in sorted(self._consumers.items())
+            if include_ephemeral or c.config.durable
+        ]
+
+    async def consumer(self, name: str) -> ConsumerView:
+        """One consumer; NotFound when there is none of that name."""
+        consumer = self._consumers.get(name)
+        if consumer is None:
+            raise NotFound("consumer", name)
+        return await self._view(consumer)
+
+    async def delete_consumer(self, name: str) -> None:
+        """Remove a durable consumer; its subscribers' streams end with NOT_FOUND."""
+        consumer = self._consumers.get(name)
+        if consumer is None or not consumer.config.durable:
+            raise NotFound("durable consumer", name)
+        await self._store.bus_delete_consumer(name)
+        del self._consumers[name]
+        consumer.close(NotFound("consumer", name))
+
+    async def _view(self, c: Consumer) -> ConsumerView:
+        pending = self.log.count_after(c.cursor, c.pattern)
+        if pending is None:
+            pending = await self._count_after(c)
+        return ConsumerView(
+            config=c.config,
+            delivered_sequence=c.cursor,
+            ack_floor_sequence=c.ack_floor,
+            num_pending=pending,
+            num_ack_pending=c.num_ack_pending,
+            num_redelivered=c.num_redelivered,
+            dead_lettered=c.dead_lettered,
+            active_subscribers=len(c.members),
+            last_active_at=c.last_active,
+        )
+
+    async def _count_after(self, c: Consumer) -> int:
+        count, after = 0, c.cursor
+        while after < self.log.last_sequence:
+            found, scanned = await self.log.read(after, 10_000, c.pattern)
+            count += len(found)
+            if scanned == after:
+                break
+            after = scanned
+        return count
+
+    async def subjects(self, pattern: str) -> list[tuple[SubjectStats, RetentionPolicy]]:
+        """Stored subjects (matching `pattern` if given) with the retention that applies to each."""
+        if pattern:
+            violations = check_pattern("pattern", pattern)
+            if violations:
+                raise InvalidArgument(violations)
+        compiled = compile_pattern(pattern) if pattern else None
+        policies = await self.retention()
+        return [
+            (stats, _policy_for(policies, stats.subject))
+            for stats in await self._store.bus_subject_stats()
+            if compiled is None or compiled.matches(stats.subject)
+        ]
+
+    async def retention(self) -> list[RetentionPolicy]:
+        """Every policy in force, the default (prefix "") first."""
+        stored = {p.subject_prefix: p for p in await self._store.bus_retention()}
+        default = stored.pop(
+            "",
+            RetentionPolicy("", self._settings.retention_max_age_s, self._settings.retention_max_messages),
+        )
+        return [default, *sorted(stored.values(), key=lambda p: p.subject_prefix)]
+
+    async def set_retention(self, policy: RetentionPolicy, *, remove: bool) -> RetentionPolicy:
+        """Store or remove a prefix's policy; returns the policy now in force for that prefix."""
+        violations = (
+            check_subject("policy.subject_prefix", policy.subject_prefix) if policy.subject_prefix else []
+        )
+        if policy.max_age_s < 0:
+            violations.append(FieldViolation("policy.max_age", "must not be negative"))
+        if policy.max_messages < 0:
+            violations.append(FieldViolation("policy.max_messages", "must not be negative"))
+        if violations:
+            raise InvalidArgument(violations)
+        await self._store.bus_set_retention(policy.subject_prefix, None if remove else policy)
+        return _policy_for(await self.retention(), policy.subject_prefix)
+
+
+def check_message(field: str, message: OutgoingMessage) -> list[FieldViolation]:
+    """Every problem of one message to publish, with paths under `field`."""
+    violations = check_subject(f"{field}.subject", message.subject)
+    if len(message.data) > MAX_DATA:
+        violations.append(
+            FieldViolation(f"{field}.data", f"at most {MAX_DATA} bytes (got {len(message.data)})")
+        )
+    if len(message.headers) > MAX_HEADERS:
+        violations.append(FieldViolation(f"{field}.headers", f"at most {MAX_HEADERS} entries"))
+    for key, value in message.headers.items():
+        if not key or len(key) > MAX_HEADER_KEY:
+            violations.append(
+                FieldViolation(f"{field}.headers", f"keys must be 1 to {MAX_HEADER_KEY} characters")
+            )
+        elif key.startswith("hms-"):
+            violations.append(
+                FieldViolation(f"{field}.headers[{key!r}]", "keys starting with 'hms-' are reserved")
+            )
+        if len(value) > MAX_HEADER_VALUE:
+            violations.append(
+                FieldViolation(f"{field}.headers[{key[:32]!r}]", f"at most {MAX_HEADER_VALUE} characters")
+            )
+    if len(message.content_type) > 128:
+        violations.append(FieldViolation(f"{field}.content_type", "at most 128 characters"))
+    if len(message.message_id) > 128:
+        violations.append(FieldViolation(f"{field}.message_id", "at most 128 characters"))
+    return violations
+
+
+def _policy_for(policies: list[RetentionPolicy], subject: str) -> RetentionPolicy:
+    """The policy with the longest prefix covering `subject` (the default covers everything)."""
+    best = policies[0]
+    for policy in policies[1:]:
+        if prefix_covers(policy.subject_prefix, subject) and len(policy.subject_prefix) > len(
+            best.subject_prefix
+        ):
+            best = policy
+    return best

@@ -1,0 +1,33 @@
+"""A broadcast wake-up: every waiter wakes on `notify`, none is queued for later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class Signal:
+    """Like an Event that resets itself: waiters see the next `notify` after they started waiting."""
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        """Wake everyone waiting now."""
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+        self._future = None
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future that completes at the next `notify`."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+
+async def wait_any(futures: list[asyncio.Future[None]], delay_s: float | None) -> None:
+    """Return when one of `futures` completes or after `delay_s` (None: no limit); never cancels them."""
+    if delay_s is not None and delay_s <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED), delay_s)

@@ -1,0 +1,183 @@
+"""Bus servicer: translates the wire API to `core.bus.Bus`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from control_plane.core.bus.bus import AckRequestItem, Bus
+from control_plane.core.bus.consumer import AckAction
+from control_plane.core.paging import page
+from control_plane.servicers import bus_convert as convert
+from control_plane.servicers.convert import seconds, timestamp
+from control_plane.servicers.errors import translate_errors
+from control_plane.servicers.streams import until_stopped
+from hms.mgmt.v1 import bus_pb2 as pb
+from hms.mgmt.v1 import bus_pb2_grpc, common_pb2
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+# Batches of one PublishStream being stored at once: enough to overlap commits, bounded for memory.
+_PUBLISH_AHEAD = 4
+
+
+class BusServicer(bus_pb2_grpc.BusServicer):
+    """Thin: each method converts, calls the bus and converts back."""
+
+    def __init__(self, bus: Bus, stopping: asyncio.Event) -> None:
+        self._bus = bus
+        self._stopping = stopping
+
+    @translate_errors
+    async def Publish(self, request: pb.PublishRequest, context: Context) -> pb.PublishResponse:
+        result = await self._bus.publish([convert.outgoing(request.message)], field="message")
+        position = result.positions[0]
+        return pb.PublishResponse(
+            sequence=position.sequence,
+            subject_sequence=position.subject_sequence,
+            duplicate=bool(result.duplicates),
+            published_at=timestamp(position.published_at),
+        )
+
+    @translate_errors
+    async def PublishStream(
+        self, request_iterator: AsyncIterator[pb.PublishStreamRequest], context: Context
+    ) -> AsyncIterator[pb.PublishStreamResponse]:
+        # A reader stores up to _PUBLISH_AHEAD batches concurrently (their commits overlap); answers go
+        # back in request order.
+        answers: asyncio.Queue[asyncio.Task[pb.PublishStreamResponse] | None] = asyncio.Queue(_PUBLISH_AHEAD)
+
+        async def read() -> None:
+            async for request in until_stopped(request_iterator, self._stopping):
+                await answers.put(asyncio.ensure_future(self._publish_batch(request)))
+            await answers.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await _next_or_fail(answers, reader)) is not None:
+                yield await task
+            await reader
+        finally:
+            reader.cancel()
+            while not answers.empty():
+                leftover = answers.get_nowait()
+                if leftover is not None:
+                    leftover.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
+        batch = [convert.outgoing(m) for m in request.messages]
+        violations = self._bus.check_batch(batch, "messages")
+        if violations:
+            return pb.PublishStreamResponse(
+                batch_id=request.batch_id,
+                violations=[
+                    common_pb2.FieldViolation(field=v.field, description=v.description) for v in violations
+                ],
+            )
+        result = await self._bus.append_checked(batch)
+        response = pb.PublishStreamResponse(
+            batch_id=request.batch_id,
+            sequences=[p.sequence for p in result.positions],
+            subject_sequences=[p.subject_sequence for p in result.positions],
+            duplicates=result.duplicates,
+        )
+        if result.positions:
+            response.published_at.CopyFrom(timestamp(result.positions[-1].published_at))
+        return response
+
+    @translate_errors
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: Context
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        async with self._bus.subscribe(convert.subscription(request)) as subscribed:
+            info = convert.consumer_info(await self._bus.consumer(subscribed.consumer.name))
+            yield pb.SubscribeResponse(
+                ready=pb.SubscriptionReady(
+                    consumer=info, created=subscribed.created, start_sequence=subscribed.start_sequence
+                )
+            )
+            while True:
+                batch = await subscribed.consumer.take(subscribed.member)
+                yield convert.batch_response(batch)
+
+    @translate_errors
+    async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:
+        outcomes = await self._bus.ack([convert.ack_item(i) for i in request.items])
+        return pb.AckResponse(results=[convert.outcome(o) for o in outcomes])
+
+    @translate_errors
+    async def Nack(self, request: pb.NackRequest, context: Context) -> pb.NackResponse:
+        delay = seconds(request.delay) if request.HasField("delay") else None
+        items = [AckRequestItem(d, AckAction.NACK, delay_s=delay) for d in request.delivery_ids]
+        outcomes = await self._bus.ack(items)
+        return pb.NackResponse(results=[convert.outcome(o) for o in outcomes])
+
+    @translate_errors
+    async def ListSubjects(
+        self, request: pb.ListSubjectsRequest, context: Context
+    ) -> pb.ListSubjectsResponse:
+        subjects = await self._bus.subjects(request.pattern)
+        chunk, token = page(subjects, lambda s: s[0].subject, request.page_size, request.page_token)
+        return pb.ListSubjectsResponse(
+            subjects=[convert.subject_info(stats, policy) for stats, policy in chunk], next_page_token=token
+        )
+
+    @translate_errors
+    async def ListConsumers(
+        self, request: pb.ListConsumersRequest, context: Context
+    ) -> pb.ListConsumersResponse:
+        views = await self._bus.consumers(request.include_ephemeral)
+        chunk, token = page(views, lambda v: v.config.name, request.page_size, request.page_token)
+        return pb.ListConsumersResponse(
+            consumers=[convert.consumer_info(v) for v in chunk], next_page_token=token
+        )
+
+    @translate_errors
+    async def GetConsumerInfo(
+        self, request: pb.GetConsumerInfoRequest, context: Context
+    ) -> pb.GetConsumerInfoResponse:
+        return pb.GetConsumerInfoResponse(
+            consumer=convert.consumer_info(await self._bus.consumer(request.name))
+        )
+
+    @translate_errors
+    async def DeleteConsumer(
+        self, request: pb.DeleteConsumerRequest, context: Context
+    ) -> pb.DeleteConsumerResponse:
+        await self._bus.delete_consumer(request.name)
+        return pb.DeleteConsumerResponse()
+
+    @translate_errors
+    async def SetRetention(
+        self, request: pb.SetRetentionRequest, context: Context
+    ) -> pb.SetRetentionResponse:
+        policy = await self._bus.set_retention(
+            convert.retention_from_proto(request.policy), remove=request.remove
+        )
+        return pb.SetRetentionResponse(policy=convert.retention_policy(policy))
+
+    @translate_errors
+    async def ListRetention(
+        self, request: pb.ListRetentionRequest, context: Context
+    ) -> pb.ListRetentionResponse:
+        policies = await self._bus.retention()
+        return pb.ListRetentionResponse(policies=[convert.retention_policy(p) for p in policies])
+
+
+async def _next_or_fail(
+    answers: asyncio.Queue[asyncio.Task[pb.PublishStreamResponse] | None], reader: asyncio.Future[None]
+) -> asyncio.Task[pb.PublishStreamResponse] | None:
+    """The next queued answer; if the reader failed first (shutdown, bad stream), its error."""
+    getter = asyncio.ensure_future(answers.get())
+    await asyncio.wait((getter, reader), return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    reader.result()  # raises the reader's error
+    return await answers.get()

@@ -1,0 +1,167 @@
+"""Conversions between Bus wire messages and domain values."""
+
+from __future__ import annotations
+
+from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
+from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch
+from control_plane.models import AckMode, OutgoingMessage, RetentionPolicy, StartPosition, SubjectStats
+from control_plane.servicers.convert import duration, seconds, timestamp
+from hms.mgmt.v1 import bus_pb2 as pb
+
+_ACK_MODE = {
+    pb.ACK_MODE_UNSPECIFIED: AckMode.NONE,
+    pb.ACK_MODE_NONE: AckMode.NONE,
+    pb.ACK_MODE_EXPLICIT: AckMode.EXPLICIT,
+}
+_ACK_MODE_WIRE = {AckMode.NONE: pb.ACK_MODE_NONE, AckMode.EXPLICIT: pb.ACK_MODE_EXPLICIT}
+_START = {
+    pb.START_POSITION_UNSPECIFIED: StartPosition.NEW_ONLY,
+    pb.START_POSITION_NEW_ONLY: StartPosition.NEW_ONLY,
+    pb.START_POSITION_ALL: StartPosition.ALL,
+    pb.START_POSITION_FROM_SEQUENCE: StartPosition.FROM_SEQUENCE,
+    pb.START_POSITION_FROM_TIME: StartPosition.FROM_TIME,
+}
+_ACTION = {
+    pb.ACK_ACTION_UNSPECIFIED: AckAction.ACK,
+    pb.ACK_ACTION_ACK: AckAction.ACK,
+    pb.ACK_ACTION_NACK: AckAction.NACK,
+    pb.ACK_ACTION_IN_PROGRESS: AckAction.IN_PROGRESS,
+    pb.ACK_ACTION_TERMINATE: AckAction.TERMINATE,
+}
+_OUTCOME = {
+    AckOutcome.ACCEPTED: pb.ACK_RESULT_ACCEPTED,
+    AckOutcome.ALREADY_ACKED: pb.ACK_RESULT_ALREADY_ACKED,
+    AckOutcome.STALE: pb.ACK_RESULT_STALE,
+    AckOutcome.NOT_FOUND: pb.ACK_RESULT_NOT_FOUND,
+}
+
+
+def outgoing(message: pb.BusMessage) -> OutgoingMessage:
+    """The domain form of a message to publish (server-assigned fields are ignored)."""
+    return OutgoingMessage(
+        subject=message.subject,
+        data=message.data,
+        headers=dict(message.headers),
+        content_type=message.content_type,
+        message_id=message.message_id,
+    )
+
+
+def subscription(request: pb.SubscribeRequest) -> Subscription:
+    """The domain form of a SubscribeRequest (zero values mean defaults)."""
+    return Subscription(
+        pattern=request.pattern,
+        durable=request.durable,
+        queue_group=request.queue_group,
+        start=_START.get(request.start, StartPosition.NEW_ONLY),
+        start_sequence=request.start_sequence,
+        start_time=request.start_time.ToNanoseconds() / 1e9 if request.HasField("start_time") else None,
+        ack_mode=_ACK_MODE.get(request.ack_mode, AckMode.NONE),
+        ack_wait_s=seconds(request.ack_wait) if request.HasField("ack_wait") else 0.0,
+        max_deliveries=request.max_deliveries,
+        dead_letter_subject=request.dead_letter_subject,
+        max_in_flight=request.max_in_flight,
+        backoff_s=tuple(seconds(d) for d in request.backoff) if request.backoff else None,
+        max_batch=request.max_batch,
+    )
+
+
+def ack_item(item: pb.AckItem) -> AckRequestItem:
+    """The domain form of one ack item."""
+    return AckRequestItem(
+        delivery_id=item.delivery_id,
+        action=_ACTION.get(item.action, AckAction.ACK),
+        delay_s=seconds(item.delay) if item.HasField("delay") else None,
+        reason=item.reason,
+    )
+
+
+def outcome(value: AckOutcome) -> pb.AckResult.ValueType:
+    """The wire form of an ack outcome."""
+    return _OUTCOME[value]
+
+
+def batch_response(batch: Batch) -> pb.SubscribeResponse:
+    """One Subscribe frame carrying a batch (and a gap marker when messages were skipped)."""
+    response = pb.SubscribeResponse()
+    deliveries = response.deliveries
+    for delivery in batch.deliveries:
+        m = delivery.message
+        wire = deliveries.add(
+            delivery_id=delivery.delivery_id, attempt=delivery.attempt, consumer=delivery.consumer
+        )
+        message = wire.message
+        message.subject = m.subject
+        message.data = m.data
+        if m.headers:
+            message.headers.update(m.headers)
+        message.content_type = m.content_type
+        message.message_id = m.message_id
+        message.sequence = m.sequence
+        message.subject_sequence = m.subject_sequence
+        message.published_at.FromNanoseconds(int(m.published_at * 1e9))
+    if batch.gap is not None:
+        response.gap.first_sequence = batch.gap.first_sequence
+        response.gap.last_sequence = batch.gap.last_sequence
+        response.gap.skipped = batch.gap.skipped
+    return response
+
+
+def consumer_info(view: ConsumerView) -> pb.ConsumerInfo:
+    """The wire form of a consumer's configuration and state."""
+    c = view.config
+    info = pb.ConsumerInfo(
+        name=c.name,
+        durable=c.durable,
+        pattern=c.pattern,
+        queue_group=c.queue_group,
+        ack_mode=_ACK_MODE_WIRE[c.ack_mode],
+        ack_wait=duration(c.ack_wait_s),
+        max_deliveries=c.max_deliveries,
+        backoff=[duration(b) for b in c.backoff_s],
+        dead_letter_subject=c.dead_letter_subject,
+        delivered_sequence=view.delivered_sequence,
+        ack_floor_sequence=view.ack_floor_sequence,
+        num_pending=view.num_pending,
+        num_ack_pending=view.num_ack_pending,
+        num_redelivered=view.num_redelivered,
+        num_dead_lettered=view.dead_lettered,
+        active_subscribers=view.active_subscribers,
+        created_at=timestamp(c.created_at),
+    )
+    if view.last_active_at:
+        info.last_active_at.CopyFrom(timestamp(view.last_active_at))
+    return info
+
+
+def retention_policy(policy: RetentionPolicy) -> pb.RetentionPolicy:
+    """The wire form of a retention policy."""
+    return pb.RetentionPolicy(
+        subject_prefix=policy.subject_prefix,
+        max_age=duration(policy.max_age_s),
+        max_messages=policy.max_messages,
+    )
+
+
+def retention_from_proto(policy: pb.RetentionPolicy) -> RetentionPolicy:
+    """The domain form of a retention policy."""
+    return RetentionPolicy(
+        policy.subject_prefix,
+        seconds(policy.max_age) if policy.HasField("max_age") else 0.0,
+        policy.max_messages,
+    )
+
+
+def subject_info(stats: SubjectStats, policy: RetentionPolicy) -> pb.SubjectInfo:
+    """The wire form of one subject's statistics."""
+    return pb.SubjectInfo(
+        subject=stats.subject,
+        messages=stats.messages,
+        bytes=stats.bytes,
+        first_sequence=stats.first_sequence,
+        last_sequence=stats.last_sequence,
+        last_subject_sequence=stats.last_subject_sequence,
+        first_published_at=timestamp(stats.first_published_at),
+        last_published_at=timestamp(stats.last_published_at),
+        retention=retention_policy(policy),
+    )

@@ -1,0 +1,317 @@
+"""The Bus's SQL: run on a connection by a backend (in its writer or reader), never by the core."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+from control_plane.models import (
+    AckMode,
+    AppendResult,
+    ConsumerConfig,
+    OutgoingMessage,
+    Position,
+    RetentionPolicy,
+    StoredConsumer,
+    StoredMessage,
+    SubjectStats,
+)
+
+_MESSAGE_COLUMNS = (
+    "sequence, subject_sequence, subject, data, headers, content_type, message_id, published_at"
+)
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    seq, subject_seq, subject, data, headers, content_type, message_id, at = row
+    return StoredMessage(
+        int(seq),
+        int(subject_seq),
+        subject,
+        bytes(data),
+        json.loads(headers),
+        content_type,
+        message_id,
+        float(at),
+    )
+
+
+def append(
+    conn: sqlite3.Connection, batch: list[OutgoingMessage], now: float, dedup_window_s: float
+) -> AppendResult:
+    """Store a batch atomically: dedup by message id, assign log and subject sequences, insert."""
+    known: dict[str, Position] = {}
+    ids = [m.message_id for m in batch if m.message_id]
+    if ids and dedup_window_s > 0:
+        marks = ",".join("?" * len(ids))
+        for message_id, seq, subject_seq, at in conn.execute(
+            f"SELECT message_id, sequence, subject_sequence, published_at FROM bus_dedup "
+            f"WHERE message_id IN ({marks}) AND published_at > ?",
+            (*ids, now - dedup_window_s),
+        ):
+            known[message_id] = Position(int(seq), int(subject_seq), float(at))
+    # First pass: which messages are new (a repeated id within the batch is a duplicate too).
+    fresh: list[OutgoingMessage] = []
+    duplicates: list[int] = []
+    claimed: set[str] = set()
+    for index, message in enumerate(batch):
+        if message.message_id and (message.message_id in known or message.message_id in claimed):
+            duplicates.append(index)
+            continue
+        if message.message_id:
+            claimed.add(message.message_id)
+        fresh.append(message)
+    stored = _insert(conn, fresh, now) if fresh else []
+    for new in stored:
+        if new.message_id:
+            known[new.message_id] = Position(new.sequence, new.subject_sequence, now)
+    by_fresh = iter(stored)
+    duplicate_set = set(duplicates)
+    positions = []
+    for index, message in enumerate(batch):
+        if index in duplicate_set:
+            positions.append(known[message.message_id])
+        else:
+            own = next(by_fresh)
+            positions.append(Position(own.sequence, own.subject_sequence, now))
+    return AppendResult(positions, duplicates, stored)
+
+
+def _insert(conn: sqlite3.Connection, fresh: list[OutgoingMessage], now: float) -> list[StoredMessage]:
+    (last,) = conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'bus_sequence' RETURNING value", (len(fresh),)
+    ).fetchone()
+    subject_next: dict[str, int] = {}
+    for subject, count in Counter(m.subject for m in fresh).items():
+        (subject_last,) = conn.execute(
+            "INSERT INTO bus_subjects (subject, last_sequence) VALUES (?, ?) ON CONFLICT (subject) "
+            "DO UPDATE SET last_sequence = bus_subjects.last_sequence + excluded.last_sequence "
+            "RETURNING last_sequence",
+            (subject, count),
+        ).fetchone()
+        subject_next[subject] = subject_last - count + 1
+    stored: list[StoredMessage] = []
+    for sequence, message in enumerate(fresh, start=last - len(fresh) + 1):
+        subject_seq = subject_next[message.subject]
+        subject_next[message.subject] = subject_seq + 1
+        stored.append(
+            StoredMessage(
+                sequence,
+                subject_seq,
+                message.subject,
+                message.data,
+                message.headers,
+                message.content_type,
+                message.message_id,
+                now,
+            )
+        )
+    conn.executemany(
+        f"INSERT INTO bus_messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                m.sequence,
+                m.subject_sequence,
+                m.subject,
+                m.data,
+                json.dumps(m.headers) if m.headers else "{}",
+                m.content_type,
+                m.message_id,
+                m.published_at,
+            )
+            for m in stored
+        ],
+    )
+    with_ids = [(m.message_id, m.sequence, m.subject_sequence, now) for m in stored if m.message_id]
+    if with_ids:
+        conn.executemany(
+            "INSERT INTO bus_dedup (message_id, sequence, subject_sequence, published_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (message_id) DO UPDATE SET sequence = excluded.sequence, "
+            "subject_sequence = excluded.subject_sequence, published_at = excluded.published_at",
+            with_ids,
+        )
+    return stored
+
+
+def read(conn: sqlite3.Connection, after: int, limit: int, subject: str | None) -> list[StoredMessage]:
+    """Messages after a log sequence, in order; only one subject's when `subject` is given."""
+    if subject is None:
+        rows = conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM bus_messages WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (after, limit),
+        )
+    else:
+        rows = conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM bus_messages WHERE subject = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+            (subject, after, limit),
+        )
+    return [_message(r) for r in rows]
+
+
+def read_sequences(conn: sqlite3.Connection, sequences: list[int]) -> list[StoredMessage]:
+    """The stored messages among `sequences` (retention may have removed some), in order."""
+    found: list[StoredMessage] = []
+    for start in range(0, len(sequences), 500):
+        chunk = sequences[start : start + 500]
+        rows = conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM bus_messages WHERE sequence IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        found += [_message(r) for r in rows]
+    return sorted(found, key=lambda m: m.sequence)
+
+
+def bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(oldest retained sequence or 0, last sequence ever given)."""
+    (first,) = conn.execute("SELECT COALESCE(MIN(sequence), 0) FROM bus_messages").fetchone()
+    (last,) = conn.execute("SELECT value FROM counters WHERE name = 'bus_sequence'").fetchone()
+    return int(first), int(last)
+
+
+def first_sequence_at(conn: sqlite3.Connection, at: float) -> int:
+    """The first sequence published at or after `at` (the next sequence when none is)."""
+    row = conn.execute("SELECT MIN(sequence) FROM bus_messages WHERE published_at >= ?", (at,)).fetchone()
+    if row[0] is not None:
+        return int(row[0])
+    return bounds(conn)[1] + 1
+
+
+def _config_json(config: ConsumerConfig) -> str:
+    return json.dumps(asdict(config))
+
+
+def _config(text: str) -> ConsumerConfig:
+    raw = json.loads(text)
+    raw["ack_mode"] = AckMode(raw["ack_mode"])
+    raw["backoff_s"] = tuple(raw["backoff_s"])
+    return ConsumerConfig(**raw)
+
+
+def load_consumers(conn: sqlite3.Connection) -> list[StoredConsumer]:
+    """Every durable consumer with its pending deliveries."""
+    pending: dict[str, dict[int, int]] = {}
+    for name, seq, attempt in conn.execute("SELECT consumer, sequence, attempt FROM bus_pending"):
+        pending.setdefault(name, {})[int(seq)] = int(attempt)
+    return [
+        StoredConsumer(_config(config), int(delivered), int(dead), pending.get(name, {}))
+        for name, config, delivered, dead in conn.execute(
+            "SELECT name, config, delivered_sequence, dead_lettered FROM bus_consumers ORDER BY name"
+        )
+    ]
+
+
+def save_consumer(conn: sqlite3.Connection, config: ConsumerConfig, delivered_sequence: int) -> None:
+    """Create or update a durable consumer's settings and position."""
+    conn.execute(
+        "INSERT INTO bus_consumers (name, config, delivered_sequence, dead_lettered) VALUES (?, ?, ?, 0) "
+        "ON CONFLICT (name) DO UPDATE SET config = excluded.config, "
+        "delivered_sequence = excluded.delivered_sequence",
+        (config.name, _config_json(config), delivered_sequence),
+    )
+
+
+def delete_consumer(conn: sqlite3.Connection, name: str) -> bool:
+    """Remove a durable consumer and its pending deliveries; False when there was none."""
+    conn.execute("DELETE FROM bus_pending WHERE consumer = ?", (name,))
+    return conn.execute("DELETE FROM bus_consumers WHERE name = ?", (name,)).rowcount > 0
+
+
+def record_deliveries(
+    conn: sqlite3.Connection, consumer: str, delivered_sequence: int, attempts: list[tuple[int, int]]
+) -> None:
+    """Advance a consumer's position and record (sequence, attempt) of deliveries awaiting an ack."""
+    conn.execute(
+        "UPDATE bus_consumers SET delivered_sequence = MAX(delivered_sequence, ?) WHERE name = ?",
+        (delivered_sequence, consumer),
+    )
+    if attempts:
+        conn.executemany(
+            "INSERT INTO bus_pending (consumer, sequence, attempt) VALUES (?, ?, ?) "
+            "ON CONFLICT (consumer, sequence) DO UPDATE SET attempt = excluded.attempt",
+            [(consumer, seq, attempt) for seq, attempt in attempts],
+        )
+
+
+def settle(conn: sqlite3.Connection, consumer: str, sequences: list[int]) -> None:
+    """Forget acknowledged deliveries."""
+    conn.executemany(
+        "DELETE FROM bus_pending WHERE consumer = ? AND sequence = ?", [(consumer, s) for s in sequences]
+    )
+
+
+def dead_letter(
+    conn: sqlite3.Connection, consumer: str, sequence: int, letter: OutgoingMessage, now: float
+) -> StoredMessage:
+    """Publish the dead letter and settle the original, in one transaction."""
+    (stored,) = append(conn, [letter], now, dedup_window_s=0.0).stored
+    conn.execute("DELETE FROM bus_pending WHERE consumer = ? AND sequence = ?", (consumer, sequence))
+    conn.execute("UPDATE bus_consumers SET dead_lettered = dead_lettered + 1 WHERE name = ?", (consumer,))
+    return stored
+
+
+def subject_stats(conn: sqlite3.Connection) -> list[SubjectStats]:
+    """Per-subject counts and ranges of what is retained, in subject order."""
+    rows = conn.execute(
+        "SELECT m.subject, COUNT(*), SUM(LENGTH(m.data)), MIN(m.sequence), MAX(m.sequence), s.last_sequence, "
+        "MIN(m.published_at), MAX(m.published_at) "
+        "FROM bus_messages m JOIN bus_subjects s ON s.subject = m.subject GROUP BY m.subject ORDER BY m.subject"
+    )
+    return [
+        SubjectStats(subject, int(n), int(size or 0), int(lo), int(hi), int(last), float(t0), float(t1))
+        for subject, n, size, lo, hi, last, t0, t1 in rows
+    ]
+
+
+def retention(conn: sqlite3.Connection) -> list[RetentionPolicy]:
+    """Every stored retention policy."""
+    return [
+        RetentionPolicy(prefix, float(age), int(count))
+        for prefix, age, count in conn.execute(
+            "SELECT subject_prefix, max_age_s, max_messages FROM bus_retention ORDER BY subject_prefix"
+        )
+    ]
+
+
+def set_retention(conn: sqlite3.Connection, policy: RetentionPolicy | None, prefix: str) -> None:
+    """Store (or, with None, remove) the policy of a prefix."""
+    if policy is None:
+        conn.execute("DELETE FROM bus_retention WHERE subject_prefix = ?", (prefix,))
+    else:
+        conn.execute(
+            "INSERT INTO bus_retention (subject_prefix, max_age_s, max_messages) VALUES (?, ?, ?) "
+            "ON CONFLICT (subject_prefix) DO UPDATE SET max_age_s = excluded.max_age_s, "
+            "max_messages = excluded.max_messages",
+            (policy.subject_prefix, policy.max_age_s, policy.max_messages),
+        )
+
+
+def trim(conn: sqlite3.Connection, subject: str, older_than: float, keep_last: int) -> int:
+    """Remove one subject's messages older than a time or beyond its newest `keep_last`; 0 = no limit."""
+    removed = 0
+    if older_than > 0:
+        removed += conn.execute(
+            "DELETE FROM bus_messages WHERE subject = ? AND published_at < ?", (subject, older_than)
+        ).rowcount
+    if keep_last > 0:
+        removed += conn.execute(
+            "DELETE FROM bus_messages WHERE subject = ? AND sequence <= "
+            "(SELECT sequence FROM bus_messages WHERE subject = ? ORDER BY sequence DESC LIMIT 1 OFFSET ?)",
+            (subject, subject, keep_last),
+        ).rowcount
+    if removed:
+        # Pending deliveries of removed messages can never be redelivered: drop them too.
+        conn.execute("DELETE FROM bus_pending WHERE sequence NOT IN (SELECT sequence FROM bus_messages)")
+    return removed
+
+
+def subjects(conn: sqlite3.Connection) -> list[str]:
+    """Every subject with retained messages."""
+    return [s for (s,) in conn.execute("SELECT DISTINCT subject FROM bus_messages")]
+
+
+def prune_dedup(conn: sqlite3.Connection, older_than: float) -> int:
+    """Forget message ids outside the dedup window."""
+    return conn.execute("DELETE FROM bus_dedup WHERE published_at < ?", (older_than,)).rowcount
