@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.registry import RegistryServicer
-from hms.mgmt.v1 import registry_pb2, registry_pb2_grpc
+from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 IMPLEMENTED = [
     (
@@ -13,6 +14,7 @@ IMPLEMENTED = [
         RegistryServicer,
         registry_pb2_grpc.RegistryServicer,
     ),
+    (bus_pb2.DESCRIPTOR.services_by_name["Bus"], BusServicer, bus_pb2_grpc.BusServicer),
 ]
 
 
