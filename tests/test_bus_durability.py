@@ -121,13 +121,12 @@ async def test_cli_pub_sub_subjects_and_consumers(server: App, client: Client) -
 async def test_retention_trims_each_subject_to_its_policy(server: App, client: Client) -> None:
     await client.bus.publish_many(messages("logs.app", 6))
     await client.bus.publish_many(messages("keep.app", 6))
-    stub_policy = pb.RetentionPolicy(subject_prefix="logs", max_messages=2)
-    reply = await client.bus._stub.SetRetention(pb.SetRetentionRequest(policy=stub_policy))
+    policy = await client.bus.set_retention("logs", max_messages=2)
 
     removed = await server.bus.housekeeping()
     subjects = {s.subject: s for s in await client.bus.subjects()}
 
-    assert reply.policy.max_messages == 2
+    assert policy.max_messages == 2
     assert removed == 4
     assert subjects["logs.app"].messages == 2
     assert subjects["logs.app"].first_sequence == 5

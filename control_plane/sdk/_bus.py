@@ -210,6 +210,16 @@ class BusClient:
         )
         return response.consumer
 
+    async def set_retention(
+        self, subject_prefix: str, *, max_age_s: float = 0.0, max_messages: int = 0, remove: bool = False
+    ) -> pb.RetentionPolicy:
+        """Set (or remove) the retention of a subject prefix; returns the policy now in force."""
+        policy = pb.RetentionPolicy(subject_prefix=subject_prefix, max_messages=max_messages)
+        if max_age_s:
+            policy.max_age.CopyFrom(_duration(max_age_s))
+        request = pb.SetRetentionRequest(policy=policy, remove=remove)
+        return (await call(self._stub.SetRetention(request, metadata=self._metadata))).policy
+
     async def delete_consumer(self, name: str) -> None:
         """Remove a durable consumer."""
         await call(self._stub.DeleteConsumer(pb.DeleteConsumerRequest(name=name), metadata=self._metadata))
