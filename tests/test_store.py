@@ -112,7 +112,24 @@ async def test_reopening_applies_no_migration_twice(tmp_path: Path) -> None:
     assert [m.version for m in migrations("sqlite")] == sorted({m.version for m in migrations("sqlite")})
 
 
-@pytest.mark.parametrize("url", ["mysql://db", "sqlite://", "postgresql://localhost/x"])
+async def test_the_sync_mode_is_an_option_of_the_url(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'fast.db'}?synchronous=normal")
+    change = await store.registry_commit(instance(1), ChangeType.UP, reason="", now=1.0)
+    await store.close()
+
+    assert change.revision == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://db",
+        "sqlite://",
+        "postgresql://localhost/x",
+        "sqlite:///x.db?synchronous=off",
+        "sqlite:///x.db?cache=1",
+    ],
+)
 async def test_unusable_store_urls_are_refused_clearly(url: str) -> None:
     with pytest.raises(StoreURLError):
         await open_store(url)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from control_plane.errors import Unavailable
 from control_plane.models import (
@@ -41,22 +41,34 @@ Work = Callable[[sqlite3.Connection], Any]
 _MAX_BATCH = 512
 
 
-def path_from_url(url: str) -> Path:
-    """The file of a `sqlite:///abs/path.db` (or `sqlite:relative.db`) URL."""
+_SYNC_MODES = ("full", "normal")
+
+
+def _parse_url(url: str) -> tuple[Path, str]:
+    """(file, synchronous mode) of `sqlite:///path.db[?synchronous=full|normal]`."""
     parsed = urlparse(url)
     if parsed.scheme != "sqlite":
         raise ValueError(f"not a sqlite URL: {url!r}")
     raw = parsed.path or parsed.netloc
     if not raw:
         raise ValueError(f"sqlite URL without a path: {url!r}")
-    return Path(raw)
+    options = parse_qs(parsed.query)
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise ValueError(f"unknown sqlite URL option(s) {sorted(unknown)}; known: synchronous")
+    sync = options.get("synchronous", ["full"])[-1].lower()
+    if sync not in _SYNC_MODES:
+        raise ValueError(f"synchronous must be one of {_SYNC_MODES}, got {sync!r}")
+    return Path(raw), sync
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, sync: str = "full") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit returns only after the WAL is fsynced, so an acknowledged write survives a power cut.
-    conn.execute("PRAGMA synchronous=FULL")
+    # FULL (default): a commit returns only after the WAL is fsynced, so an acknowledged write survives a
+    # power cut. NORMAL (`?synchronous=normal`) fsyncs only at checkpoints: faster, and still safe when
+    # the process crashes, but the last commits can be lost if the machine loses power.
+    conn.execute(f"PRAGMA synchronous={sync.upper()}")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
@@ -153,15 +165,15 @@ class SqliteStore:
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
         """Open (creating and migrating if needed) the database named by `url`."""
-        path = path_from_url(url)
-        return await asyncio.to_thread(cls._open_sync, path)
+        path, sync = _parse_url(url)
+        return await asyncio.to_thread(cls._open_sync, path, sync)
 
     @classmethod
-    def _open_sync(cls, path: Path) -> SqliteStore:
+    def _open_sync(cls, path: Path, sync: str) -> SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(path)
+        conn = _connect(path, sync)
         _migrate(conn)
-        return cls(path, _Writer(conn), _connect(path))
+        return cls(path, _Writer(conn), _connect(path, sync))
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
