@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import NamedTuple
 
 
 class Health(StrEnum):
@@ -77,6 +80,8 @@ class RegistryChange:
 
 # -- Bus ------------------------------------------------------------------------------------------
 
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
 
 class AckMode(StrEnum):
     """Whether a consumer's deliveries must be acknowledged."""
@@ -94,26 +99,26 @@ class StartPosition(StrEnum):
     FROM_TIME = "from_time"
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
+class OutgoingMessage(NamedTuple):
     """A message as a publisher hands it over, before it has a place in the log."""
 
+    # NamedTuple rather than a frozen dataclass: these are built per message on the publish hot path,
+    # where a frozen dataclass's __init__ (object.__setattr__ per field) cost ~8% of the server's CPU.
     subject: str
     data: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
     content_type: str = ""
     message_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A message with its place in the log."""
+class StoredMessage(NamedTuple):
+    """A message with its place in the log (a NamedTuple for the same reason as OutgoingMessage)."""
 
     sequence: int
     subject_sequence: int
     subject: str
     data: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     content_type: str
     message_id: str
     published_at: float

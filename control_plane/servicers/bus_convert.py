@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch
-from control_plane.models import AckMode, OutgoingMessage, RetentionPolicy, StartPosition, SubjectStats
+from control_plane.models import (
+    NO_HEADERS,
+    AckMode,
+    OutgoingMessage,
+    RetentionPolicy,
+    StartPosition,
+    SubjectStats,
+)
 from control_plane.servicers.convert import duration, seconds, timestamp
 from hms.mgmt.v1 import bus_pb2 as pb
 
@@ -39,11 +46,11 @@ _OUTCOME = {
 def outgoing(message: pb.BusMessage) -> OutgoingMessage:
     """The domain form of a message to publish (server-assigned fields are ignored)."""
     return OutgoingMessage(
-        subject=message.subject,
-        data=message.data,
-        headers=dict(message.headers),
-        content_type=message.content_type,
-        message_id=message.message_id,
+        message.subject,
+        message.data,
+        dict(message.headers) if message.headers else NO_HEADERS,
+        message.content_type,
+        message.message_id,
     )
 
 
@@ -85,6 +92,9 @@ def batch_response(batch: Batch) -> pb.SubscribeResponse:
     """One Subscribe frame carrying a batch (and a gap marker when messages were skipped)."""
     response = pb.SubscribeResponse()
     deliveries = response.deliveries
+    # The hot path of every subscriber: fields are set one by one, and a batch's messages mostly share
+    # one publish time, so its conversion is reused.
+    stamp_of, whole, nanos = -1.0, 0, 0
     for delivery in batch.deliveries:
         m = delivery.message
         wire = deliveries.add(
@@ -95,11 +105,17 @@ def batch_response(batch: Batch) -> pb.SubscribeResponse:
         message.data = m.data
         if m.headers:
             message.headers.update(m.headers)
-        message.content_type = m.content_type
-        message.message_id = m.message_id
+        if m.content_type:
+            message.content_type = m.content_type
+        if m.message_id:
+            message.message_id = m.message_id
         message.sequence = m.sequence
         message.subject_sequence = m.subject_sequence
-        message.published_at.FromNanoseconds(int(m.published_at * 1e9))
+        if m.published_at != stamp_of:
+            stamp_of = m.published_at
+            whole, nanos = divmod(round(stamp_of * 1e9), 1_000_000_000)
+        message.published_at.seconds = whole
+        message.published_at.nanos = nanos
     if batch.gap is not None:
         response.gap.first_sequence = batch.gap.first_sequence
         response.gap.last_sequence = batch.gap.last_sequence

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from control_plane.models import (
+    NO_HEADERS,
     AckMode,
     AppendResult,
     ConsumerConfig,
@@ -32,7 +33,7 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         int(subject_seq),
         subject,
         bytes(data),
-        json.loads(headers),
+        json.loads(headers) if headers != "{}" else NO_HEADERS,
         content_type,
         message_id,
         float(at),
@@ -117,7 +118,7 @@ def _insert(conn: sqlite3.Connection, fresh: list[OutgoingMessage], now: float) 
                 m.subject_sequence,
                 m.subject,
                 m.data,
-                json.dumps(m.headers) if m.headers else "{}",
+                json.dumps(dict(m.headers)) if m.headers else "{}",
                 m.content_type,
                 m.message_id,
                 m.published_at,
@@ -173,10 +174,21 @@ def bounds(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def first_sequence_at(conn: sqlite3.Connection, at: float) -> int:
     """The first sequence published at or after `at` (the next sequence when none is)."""
-    row = conn.execute("SELECT MIN(sequence) FROM bus_messages WHERE published_at >= ?", (at,)).fetchone()
-    if row[0] is not None:
-        return int(row[0])
-    return bounds(conn)[1] + 1
+    # Publish times grow with the sequence (one writer stamps each commit), so a binary search over the
+    # primary key finds it in ~log2(n) point reads, sparing every insert a second index.
+    first, last = bounds(conn)
+    low, high = max(first, 1), last + 1
+    while low < high:
+        middle = (low + high) // 2
+        row = conn.execute(
+            "SELECT sequence, published_at FROM bus_messages WHERE sequence >= ? ORDER BY sequence LIMIT 1",
+            (middle,),
+        ).fetchone()
+        if row is None or row[1] >= at:
+            high = middle
+        else:
+            low = int(row[0]) + 1
+    return low
 
 
 def _config_json(config: ConsumerConfig) -> str:

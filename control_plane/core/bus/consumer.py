@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.signal import Signal, wait_any
@@ -39,9 +40,8 @@ class AckOutcome(StrEnum):
     NOT_FOUND = "not_found"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message handed to a subscriber, as one numbered attempt."""
+class Delivery(NamedTuple):
+    """One message handed to a subscriber, as one numbered attempt (NamedTuple: built per message)."""
 
     message: StoredMessage
     delivery_id: str

@@ -42,9 +42,14 @@ def _check(field: str, text: str, *, pattern: bool) -> list[FieldViolation]:
     return violations
 
 
+@lru_cache(maxsize=4096)
+def _subject_problems(subject: str) -> tuple[str, ...]:
+    return tuple(v.description for v in _check("", subject, pattern=False))
+
+
 def check_subject(field: str, subject: str) -> list[FieldViolation]:
-    """Problems of a publish subject (no wildcards)."""
-    return _check(field, subject, pattern=False)
+    """Problems of a publish subject (no wildcards); cached, since publishers repeat their subjects."""
+    return [FieldViolation(field, problem) for problem in _subject_problems(subject)]
 
 
 def check_pattern(field: str, pattern: str) -> list[FieldViolation]:

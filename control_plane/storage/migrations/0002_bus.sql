@@ -15,7 +15,6 @@ CREATE TABLE bus_messages (
 );
 
 CREATE INDEX bus_messages_by_subject ON bus_messages (subject, sequence);
-CREATE INDEX bus_messages_by_time ON bus_messages (published_at);
 
 -- Highest subject sequence ever given per subject: survives retention deleting every message.
 CREATE TABLE bus_subjects (
