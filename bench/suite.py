@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench import baseline, registry
+from bench import baseline, bus, registry
 from bench.figures import GroupResult, Load, RunContext
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class Group:
 GROUPS: tuple[Group, ...] = (
     Group(baseline.GROUP, baseline.run),
     Group(registry.GROUP, registry.run, requires=(baseline.GROUP,)),
+    Group(bus.GROUP, bus.run, requires=(baseline.GROUP,)),
 )
 NAMES = tuple(group.name for group in GROUPS)
 

@@ -287,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         if args.verb == "serve":
+            # The store's writer thread hands every commit back to the event loop; with the default 5 ms
+            # GIL switch interval that hand-off alone could add milliseconds to a publish under load.
+            sys.setswitchinterval(0.0005)
             asyncio.run(serve_until_signalled(settings_from_args(args)))
         elif args.verb == "demo":
             from control_plane.demo import run_demo
