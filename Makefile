@@ -54,7 +54,11 @@ demo: $(STAMP)  ## start a control plane, register instances, watch one lapse, s
 serve: $(STAMP)  ## run a control plane on 127.0.0.1:50051 with data in ./.mgmt-data
 	$(VENV)/bin/mgmt serve
 
-bench: $(STAMP)  ## run the benchmarks (BENCH=registry for one) into bench/results.json
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench  ## run the benchmarks (BENCH=registry for one) into bench/results.json
 	$(PY) -m bench $(BENCH)
 
 clean:  ## remove the virtual environment and local data

