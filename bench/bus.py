@@ -30,7 +30,7 @@ import contextlib
 import logging
 import re
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from bench import bus_nats
@@ -80,35 +80,36 @@ async def control_plane() -> AsyncIterator[Plane]:
             yield Plane(ready.group(1), process.pid)
 
 
-async def publish_flow(subject: str, subscribers: Sequence[list[str]], load: Load) -> Flow:
-    """The flat-out publisher on `subject` to `subscribers` (argv without the address) on a fresh plane."""
+def flags(**options: object) -> list[str]:
+    """`--name value` arguments, underscores in names becoming dashes."""
+    return [arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+
+
+def amo_subscriber(address: str, subject: str) -> list[str]:
+    """argv of an at-most-once subscriber of `subject`."""
+    return clients(
+        "subscribe", address, subject, *flags(max_batch=MAX_BATCH, max_in_flight=AMO_MAX_IN_FLIGHT)
+    )
+
+
+def alo_subscriber(address: str, subject: str) -> list[str]:
+    """argv of a subscriber that acks every delivery of durable consumer `bench-alo` of `subject`."""
+    options = flags(
+        durable="bench-alo", max_batch=MAX_BATCH, max_in_flight=ALO_MAX_IN_FLIGHT, ack_ahead=ACK_AHEAD
+    )
+    return clients("consume", address, subject, *options)
+
+
+async def publish_flow(
+    subject: str, subscriber: Callable[[str, str], list[str]], subscribers: int, load: Load
+) -> Flow:
+    """The flat-out publisher on `subject` to `subscribers` children of argv `subscriber`, on a fresh plane."""
     async with control_plane() as plane:
         publisher = clients(
-            "publish", plane.address, subject, "--batch", str(PUBLISH_BATCH), "--ahead", str(PUBLISH_AHEAD)
+            "publish", plane.address, subject, *flags(batch=PUBLISH_BATCH, ahead=PUBLISH_AHEAD)
         )
-        argvs = [clients(argv[0], plane.address, *argv[1:]) for argv in subscribers]
+        argvs = [subscriber(plane.address, subject)] * subscribers
         return await measure_flow(publisher, argvs, load, {"control plane": plane.pid}, _CLIENT_READY)
-
-
-def at_most_once(subject: str) -> list[str]:
-    """Arguments of an at-most-once subscriber of `subject` (without the address)."""
-    return ["subscribe", subject, "--max-batch", str(MAX_BATCH), "--max-in-flight", str(AMO_MAX_IN_FLIGHT)]
-
-
-def at_least_once(subject: str, durable: str) -> list[str]:
-    """Arguments of an acking durable consumer of `subject` (without the address)."""
-    return [
-        "consume",
-        subject,
-        "--durable",
-        durable,
-        "--max-batch",
-        str(MAX_BATCH),
-        "--max-in-flight",
-        str(ALO_MAX_IN_FLIGHT),
-        "--ack-ahead",
-        str(ACK_AHEAD),
-    ]
 
 
 async def latencies(load: Load) -> tuple[list[float], list[float]]:
@@ -118,13 +119,14 @@ async def latencies(load: Load) -> tuple[list[float], list[float]]:
     subject = "bench.latency"
     async with control_plane() as plane:
         subscriber = clients(
-            "subscribe", plane.address, subject, "--max-batch", str(MAX_BATCH), "--measure-after", str(warmup),
-            "--last-seq", str(count),
-        )  # fmt: skip
+            "subscribe",
+            plane.address,
+            subject,
+            *flags(max_batch=MAX_BATCH, measure_after=warmup, last_seq=count),
+        )
         publisher = clients(
-            "paced", plane.address, subject, "--rate", str(LATENCY_RATE), "--count", str(count),
-            "--measure-after", str(warmup),
-        )  # fmt: skip
+            "paced", plane.address, subject, *flags(rate=LATENCY_RATE, count=count, measure_after=warmup)
+        )
         async with (
             children("subscriber", [subscriber], _CLIENT_READY) as subscribers,
             children("publisher", [publisher], _CLIENT_READY) as publishers,
@@ -147,7 +149,7 @@ async def run(context: RunContext) -> GroupResult:
     figures: list[Figure] = []
 
     logger.info("amo 1 sub: %g s after %g s warm-up", load.duration_s, load.warmup_s)
-    one = await publish_flow("bench.amo1", [at_most_once("bench.amo1")], load)
+    one = await publish_flow("bench.amo1", amo_subscriber, 1, load)
     logger.info("amo 1 sub: %.0f msgs/s; %s", one.delivered.per_s, one.note())
     figures += [
         Figure("bus.amo_1sub_msgs_per_s", one.delivered.per_s, "msgs/s", AMO_TARGET),
@@ -157,12 +159,12 @@ async def run(context: RunContext) -> GroupResult:
     ]
 
     logger.info("amo %d subs: %d subscriber processes", FAN_OUT, FAN_OUT)
-    fan = await publish_flow("bench.amo4", [at_most_once("bench.amo4")] * FAN_OUT, load)
+    fan = await publish_flow("bench.amo4", amo_subscriber, FAN_OUT, load)
     logger.info("amo %d subs: %.0f msgs/s in all; %s", FAN_OUT, fan.delivered.per_s, fan.note())
     figures.append(Figure(f"bus.amo_{FAN_OUT}sub_msgs_per_s", fan.delivered.per_s, "msgs/s"))
 
     logger.info("alo 1 sub: durable consumer, explicit acks")
-    alo = await publish_flow("bench.alo", [at_least_once("bench.alo", "bench-alo")], load)
+    alo = await publish_flow("bench.alo", alo_subscriber, 1, load)
     logger.info("alo 1 sub: %.0f msgs/s acked; %s", alo.delivered.per_s, alo.note())
     if alo.refused:
         raise RuntimeError(f"{alo.refused} acks were not accepted")

@@ -130,7 +130,9 @@ async def open_subscription(
     if not first.HasField("ready"):
         raise RuntimeError(f"expected the ready response first, got {first!r}")
     logger.info(
-        "subscriber ready: consumer %s from sequence %d", first.ready.consumer.name, first.ready.start_sequence
+        "subscriber ready: consumer %s from sequence %d",
+        first.ready.consumer.name,
+        first.ready.start_sequence,
     )
     return call, responses
 
@@ -209,11 +211,16 @@ async def consume(
         async def acker() -> None:
             while True:
                 await arrived.wait()
+                if not unacked:  # another acker took them
+                    arrived.clear()
+                    continue
                 ids = unacked[:MAX_ACK_ITEMS]
                 del unacked[:MAX_ACK_ITEMS]
                 if not unacked:
                     arrived.clear()
-                answer = await stub.Ack(bus_pb2.AckRequest(items=[bus_pb2.AckItem(delivery_id=i) for i in ids]))
+                answer = await stub.Ack(
+                    bus_pb2.AckRequest(items=[bus_pb2.AckItem(delivery_id=i) for i in ids])
+                )
                 accepted = sum(1 for result in answer.results if result == bus_pb2.ACK_RESULT_ACCEPTED)
                 tally.add(accepted, time.monotonic())
                 report.refused += len(ids) - accepted

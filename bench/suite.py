@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench import baseline, bus, registry
+from bench import baseline, bus, bus_nats, registry
 from bench.figures import GroupResult, Load, RunContext
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ class Group:
 GROUPS: tuple[Group, ...] = (
     Group(baseline.GROUP, baseline.run),
     Group(registry.GROUP, registry.run, requires=(baseline.GROUP,)),
-    Group(bus.GROUP, bus.run, requires=(baseline.GROUP,)),
+    Group(bus_nats.GROUP, bus_nats.run),
+    Group(bus.GROUP, bus.run, requires=(baseline.GROUP, bus_nats.GROUP)),
 )
 NAMES = tuple(group.name for group in GROUPS)
 

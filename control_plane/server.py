@@ -16,21 +16,28 @@ from control_plane import security
 from control_plane.core.bus.bus import Bus
 from control_plane.core.probing import Prober
 from control_plane.core.registry import Registry
+from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.registry import RegistryServicer
+from control_plane.servicers.workflow import WorkflowServicer
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
-from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, registry_pb2, registry_pb2_grpc, workflow_pb2
+from hms.mgmt.v1 import (
+    bus_pb2,
+    bus_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 
 logger = logging.getLogger(__name__)
 
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
-CONTRACT = (REGISTRY, BUS, WORKFLOW)
-# Services with handlers; health reports SERVING only for these (the others are UNIMPLEMENTED for now).
-IMPLEMENTED = (REGISTRY, BUS)
+SERVED = (REGISTRY, BUS, WORKFLOW)
 
 
 class ListenError(OSError):
@@ -45,6 +52,7 @@ class App:
     host: str
     registry: Registry
     bus: Bus
+    workflows: Workflows
     store: Store
 
     @property
@@ -78,6 +86,8 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         prober = Prober(registry, checker)
         bus = Bus(store, settings.bus)
         await bus.load()
+        workflows = Workflows(store, bus, registry)
+        await workflows.load()
         stopping = asyncio.Event()
 
         interceptors = [security.TokenAuthInterceptor(tokens)] if tokens else []
@@ -86,10 +96,10 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             RegistryServicer(registry, settings.registry.progress_interval_s, stopping), server
         )
         bus_pb2_grpc.add_BusServicer_to_server(BusServicer(bus, stopping), server)
-        # Workflow has no handlers yet, so gRPC answers UNIMPLEMENTED; reflection still lists it.
+        workflow_pb2_grpc.add_WorkflowServicer_to_server(WorkflowServicer(workflows, stopping), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection((*CONTRACT, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        reflection.enable_server_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
         if credentials is None:
             port = server.add_insecure_port(settings.listen)
@@ -98,15 +108,18 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         if port == 0:
             raise ListenError(f"cannot listen on {settings.listen}: address in use or not local")
         await server.start()
-        for name in ("", *IMPLEMENTED):
+        for name in ("", *SERVED):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        app = App(port=port, host=host.strip("[]"), registry=registry, bus=bus, store=store)
+        app = App(
+            port=port, host=host.strip("[]"), registry=registry, bus=bus, workflows=workflows, store=store
+        )
 
         loops_stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(registry.run(loops_stop))
             tasks.create_task(prober.run(loops_stop))
             tasks.create_task(bus.run(loops_stop))
+            tasks.create_task(workflows.run(loops_stop))
             try:
                 yield app
             finally:

@@ -6,7 +6,15 @@ import pytest
 
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.registry import RegistryServicer
-from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, registry_pb2, registry_pb2_grpc
+from control_plane.servicers.workflow import WorkflowServicer
+from hms.mgmt.v1 import (
+    bus_pb2,
+    bus_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
 
 IMPLEMENTED = [
     (
@@ -15,6 +23,11 @@ IMPLEMENTED = [
         registry_pb2_grpc.RegistryServicer,
     ),
     (bus_pb2.DESCRIPTOR.services_by_name["Bus"], BusServicer, bus_pb2_grpc.BusServicer),
+    (
+        workflow_pb2.DESCRIPTOR.services_by_name["Workflow"],
+        WorkflowServicer,
+        workflow_pb2_grpc.WorkflowServicer,
+    ),
 ]
 
 

@@ -81,24 +81,3 @@ async def test_health_check_per_service(server: App) -> None:
     )
 
     assert reply == {"status": "SERVING"}
-
-
-async def test_unimplemented_services_are_not_reported_serving(server: App) -> None:
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [
-            grpcurl(),
-            "-plaintext",
-            "-d",
-            '{"service": "hms.mgmt.v1.Workflow"}',
-            server.address,
-            "grpc.health.v1.Health/Check",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-    assert result.returncode != 0
-    assert "NotFound" in result.stderr

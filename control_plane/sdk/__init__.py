@@ -3,5 +3,17 @@
 from control_plane.sdk._bus import BusClient, BusSubscription
 from control_plane.sdk._client import Client, RegistryClient, WatchStream
 from control_plane.sdk._errors import from_rpc_error
+from control_plane.sdk._workflow import TaskContext, TaskFailure, Worker, WorkflowClient
 
-__all__ = ["BusClient", "BusSubscription", "Client", "RegistryClient", "WatchStream", "from_rpc_error"]
+__all__ = [
+    "BusClient",
+    "BusSubscription",
+    "Client",
+    "RegistryClient",
+    "TaskContext",
+    "TaskFailure",
+    "WatchStream",
+    "Worker",
+    "WorkflowClient",
+    "from_rpc_error",
+]

@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2
 
 from control_plane.sdk._bus import BusClient
 from control_plane.sdk._errors import call, from_rpc_error
+from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms.mgmt.v1 import registry_pb2_grpc
 
@@ -190,6 +191,7 @@ class Client:
         metadata = [("authorization", f"Bearer {token}")] if token else []
         self.registry = RegistryClient(self._channel, metadata)
         self.bus = BusClient(self._channel, metadata)
+        self.workflow = WorkflowClient(self._channel, metadata)
         self._closed = False
 
     @property

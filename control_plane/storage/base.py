@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from control_plane.models import (
     AppendResult,
     ChangeType,
     ConsumerConfig,
+    DefinitionVersion,
+    HistoryEvent,
     Instance,
     OutgoingMessage,
+    ProcessRecord,
+    ProcessState,
     RegistryChange,
     RetentionPolicy,
     StoredConsumer,
     StoredMessage,
     SubjectStats,
+    TaskAttempt,
 )
 
 
@@ -26,6 +32,52 @@ class RegistrySnapshot:
     instances: list[Instance]
     revision: int
     changes: list[RegistryChange]
+
+
+T = TypeVar("T")
+
+
+class WorkflowTx(Protocol):
+    """What a workflow transition may read and write, all inside one store transaction."""
+
+    now: float
+    published: list[StoredMessage]
+
+    def load(self, process_id: str) -> ProcessRecord | None:
+        """The process, or None."""
+        ...
+
+    def find_by_key(self, definition: str, business_key: str) -> ProcessRecord | None:
+        """The process of a definition with a business key, or None."""
+        ...
+
+    def save(self, record: ProcessRecord, *, new: bool) -> None:
+        """Insert or update the process."""
+        ...
+
+    def history(self, events: Sequence[HistoryEvent]) -> None:
+        """Append history events."""
+        ...
+
+    def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
+        """Record outstanding task attempts."""
+        ...
+
+    def remove_tasks(self, tokens: Sequence[str]) -> None:
+        """Forget task attempts that ended."""
+        ...
+
+    def set_timer(self, process_id: str, name: str, due_at: float) -> None:
+        """Create or move a durable timer."""
+        ...
+
+    def clear_timer(self, process_id: str, name: str) -> bool:
+        """Remove a timer; False when there was none."""
+        ...
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Append Bus messages in this transaction; they are in `published` once it commits."""
+        ...
 
 
 class Store(Protocol):
@@ -119,6 +171,49 @@ class Store(Protocol):
 
     async def bus_prune_dedup(self, older_than: float) -> int:
         """Forget message ids published before `older_than`."""
+        ...
+
+    # -- Workflow -------------------------------------------------------------------------------
+
+    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+        """Run a transition in one transaction (shared, group-committed with others); on disk when it returns."""
+        ...
+
+    async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:
+        """Every version of a definition (all names when empty), newest first per name."""
+        ...
+
+    async def wf_put_definition(self, name: str, digest: str, source: str, *, now: float) -> tuple[int, bool]:
+        """Store a new version unless the latest has the same digest; returns (version, created)."""
+        ...
+
+    async def wf_process(self, process_id: str) -> ProcessRecord | None:
+        """One process, or None."""
+        ...
+
+    async def wf_list_processes(
+        self,
+        *,
+        definition: str,
+        version: int,
+        states: Sequence[ProcessState],
+        business_key: str,
+        before: tuple[float, str] | None,
+        limit: int,
+    ) -> list[ProcessRecord]:
+        """Processes matching the filters, newest first, after a (created_at, id) position."""
+        ...
+
+    async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
+        """History events of a process after a sequence."""
+        ...
+
+    async def wf_tasks(self) -> list[TaskAttempt]:
+        """Every outstanding task attempt (to requeue at start)."""
+        ...
+
+    async def wf_timers(self) -> list[tuple[str, str, float]]:
+        """Every durable timer as (process id, name, due at)."""
         ...
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -20,16 +20,21 @@ from control_plane.models import (
     AppendResult,
     ChangeType,
     ConsumerConfig,
+    DefinitionVersion,
+    HistoryEvent,
     Instance,
     OutgoingMessage,
+    ProcessRecord,
+    ProcessState,
     RegistryChange,
     RetentionPolicy,
     StoredConsumer,
     StoredMessage,
     SubjectStats,
+    TaskAttempt,
 )
-from control_plane.storage import codec, sql_bus
-from control_plane.storage.base import RegistrySnapshot
+from control_plane.storage import codec, sql_bus, sql_workflow
+from control_plane.storage.base import RegistrySnapshot, WorkflowTx
 from control_plane.storage.migrations import migrations
 
 logger = logging.getLogger(__name__)
@@ -337,6 +342,55 @@ class SqliteStore:
         """Forget old message ids."""
         pruned: int = await self._writer.submit(lambda c: sql_bus.prune_dedup(c, older_than))
         return pruned
+
+    # -- Workflow: SQL in sql_workflow ------------------------------------------------------------
+
+    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+        """Run a transition in one (group-committed) transaction."""
+        result: T = await self._writer.submit(lambda c: work(sql_workflow.SqlWorkflowTx(c, now)))
+        return result
+
+    async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:
+        """Stored definition versions."""
+        return await self._read(lambda c: sql_workflow.definitions(c, name))
+
+    async def wf_put_definition(self, name: str, digest: str, source: str, *, now: float) -> tuple[int, bool]:
+        """Store a definition version unless unchanged."""
+        result: tuple[int, bool] = await self._writer.submit(
+            lambda c: sql_workflow.put_definition(c, name, digest, source, now)
+        )
+        return result
+
+    async def wf_process(self, process_id: str) -> ProcessRecord | None:
+        """One process."""
+        return await self._read(lambda c: sql_workflow.process(c, process_id))
+
+    async def wf_list_processes(
+        self,
+        *,
+        definition: str,
+        version: int,
+        states: Sequence[ProcessState],
+        business_key: str,
+        before: tuple[float, str] | None,
+        limit: int,
+    ) -> list[ProcessRecord]:
+        """Processes matching filters, newest first."""
+        return await self._read(
+            lambda c: sql_workflow.list_processes(c, definition, version, states, business_key, before, limit)
+        )
+
+    async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
+        """History of a process."""
+        return await self._read(lambda c: sql_workflow.history(c, process_id, after, limit))
+
+    async def wf_tasks(self) -> list[TaskAttempt]:
+        """Outstanding task attempts."""
+        return await self._read(sql_workflow.tasks)
+
+    async def wf_timers(self) -> list[tuple[str, str, float]]:
+        """Durable timers."""
+        return await self._read(sql_workflow.timers)
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections; idempotent."""

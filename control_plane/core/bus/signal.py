@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 
 class Signal:
@@ -25,7 +27,7 @@ class Signal:
         return self._future
 
 
-async def wait_any(futures: list[asyncio.Future[None]], delay_s: float | None) -> None:
+async def wait_any(futures: Sequence[asyncio.Future[Any]], delay_s: float | None) -> None:
     """Return when one of `futures` completes or after `delay_s` (None: no limit); never cancels them."""
     if delay_s is not None and delay_s <= 0:
         return

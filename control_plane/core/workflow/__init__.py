@@ -1,0 +1,1 @@
+"""Durable workflows: definitions, expressions, the engine."""

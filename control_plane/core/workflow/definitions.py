@@ -1,0 +1,874 @@
+"""Workflow definitions: read a YAML or JSON document, validate all of it, and compile it for the engine."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, cast
+
+import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
+import yaml
+from jsonschema import validators
+from jsonschema.exceptions import ValidationError, best_match
+
+from control_plane.core.bus.subjects import check_pattern
+from control_plane.core.validate import check_name
+from control_plane.core.versions import parse_version_filter
+from control_plane.core.workflow.durations import format_duration, parse_duration
+from control_plane.core.workflow.expressions import (
+    MESSAGE_VARIABLES,
+    VARIABLES,
+    Expression,
+    ExpressionError,
+    compile_expression,
+)
+from control_plane.errors import FieldViolation, InvalidArgument
+
+try:
+    # libyaml scans several times faster than pure Python, and its nodes carry the same marks.
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+# A location in the document: keys and list indexes from the root.
+Path = tuple[str | int, ...]
+
+DAY = 86400.0
+TIMEOUT_MIN, TIMEOUT_MAX = 1.0, 30 * DAY
+INTERVAL_MAX = DAY
+SLEEP_MAX = 30 * DAY
+MAX_ATTEMPTS = 100
+MAX_BACKOFF = 100.0
+DESCRIPTION_MAX = 4096
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
+_STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+# Aliases let a small document expand to billions of nodes; depth past this is never a real definition.
+_MAX_NODES = 100_000
+_MAX_DEPTH = 64
+_MESSAGE_MAX = 300
+
+
+class StepKind(StrEnum):
+    """What a step does; exactly one per step."""
+
+    TASK = "task"
+    CHOICE = "choice"
+    PARALLEL = "parallel"
+    WAIT_SIGNAL = "wait_signal"
+    SLEEP = "sleep"
+
+
+_TASK_KEYS = frozenset({"service", "type", "version"})
+_COMPENSATE_KEYS = _TASK_KEYS | {"input", "retry", "timeout", "heartbeat_timeout"}
+_RETRY_KEYS = frozenset({"max_attempts", "initial_interval", "backoff", "max_interval", "non_retryable"})
+_STEP_KEYS: dict[StepKind, frozenset[str]] = {
+    StepKind.TASK: frozenset({"id", "task", "input", "retry", "timeout", "heartbeat_timeout", "compensate"}),
+    StepKind.CHOICE: frozenset({"id", "choice", "default"}),
+    StepKind.PARALLEL: frozenset({"id", "parallel"}),
+    StepKind.WAIT_SIGNAL: frozenset({"id", "wait_signal"}),
+    StepKind.SLEEP: frozenset({"id", "sleep"}),
+}
+_DOCUMENT_KEYS = frozenset({"name", "description", "input_schema", "timeout", "steps", "output"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed task attempt is tried again: Temporal's policy, with attempts bounded."""
+
+    max_attempts: int = 3
+    initial_interval_s: float = 1.0
+    backoff: float = 2.0
+    max_interval_s: float = 100.0
+    non_retryable: frozenset[str] = frozenset()
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after attempt `attempt` (1-based) failed, before attempt + 1 starts."""
+        try:
+            delay = self.initial_interval_s * self.backoff ** max(attempt - 1, 0)
+        except OverflowError:
+            delay = math.inf
+        return min(delay, self.max_interval_s)
+
+    def retries(self, attempt: int, error_code: str) -> bool:
+        """Whether attempt `attempt`, failed with `error_code`, is followed by another."""
+        return attempt < self.max_attempts and error_code not in self.non_retryable
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A task for a worker of `service`: a step's `task`, or its `compensate`."""
+
+    service: str
+    task_type: str
+    version: str
+    input: Mapping[str, Any] | Expression | None
+    retry: RetryPolicy
+    timeout_s: float | None
+    heartbeat_timeout_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """A branch of a choice (taken when `when` holds; None is the default) or of a parallel step."""
+
+    when: Expression | None
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a definition, at any depth; `parent` is the id of the choice/parallel step around it."""
+
+    id: str
+    kind: StepKind
+    task: TaskSpec | None = None
+    compensate: TaskSpec | None = None
+    branches: tuple[Branch, ...] = ()
+    signal: str = ""
+    subject: str = ""
+    correlate: Expression | None = None
+    wait_timeout_s: float | None = None
+    sleep_s: float = 0.0
+    parent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A validated, compiled definition; `spec` is the parsed document and `digest` its content hash."""
+
+    name: str
+    description: str
+    steps: tuple[Step, ...]
+    input_schema: Mapping[str, Any] | None
+    output: Mapping[str, Any] | Expression | None
+    timeout_s: float | None
+    spec: dict[str, Any]
+    digest: str
+    _order: tuple[Step, ...] = field(init=False, compare=False, repr=False)
+    _index: Mapping[str, Step] = field(init=False, compare=False, repr=False)
+    _validator: Any = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        order = tuple(_depth_first(self.steps))
+        object.__setattr__(self, "_order", order)
+        object.__setattr__(self, "_index", MappingProxyType({step.id: step for step in order}))
+        object.__setattr__(self, "_validator", _input_validator(self.input_schema))
+
+    def step(self, step_id: str) -> Step:
+        """The step `step_id`, nested ones included; KeyError when there is none."""
+        return self._index[step_id]
+
+    def all_steps(self) -> list[Step]:
+        """Every step, depth-first in document order."""
+        return list(self._order)
+
+    def check_input(self, value: Any) -> None:
+        """Refuse a process input that does not match `input_schema`, naming every error found."""
+        if self._validator is None:
+            return
+        try:
+            errors = list(self._validator.iter_errors(value))
+        except referencing.exceptions.Unresolvable as exc:
+            raise InvalidArgument.field("input_schema", f"cannot resolve {exc}") from None
+        if not errors:
+            return
+        best = best_match(errors)
+        rest = [error for error in errors if error is not best and not _encloses(error, best)]
+        raise InvalidArgument([FieldViolation(_input_field(e), _short(e.message)) for e in [best, *rest]])
+
+
+def parse_definition(source: str) -> Definition:
+    """Parse and validate a YAML or JSON definition; InvalidArgument lists every problem with its path."""
+    document, lines, problems = _load(source)
+    parser = _Parser(lines, problems)
+    definition = parser.document(document)
+    if parser.violations or definition is None:
+        raise InvalidArgument(parser.violations)
+    return definition
+
+
+def canonical_digest(spec: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of `spec`: equal for equal content, whatever the formatting."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the document
+
+
+class _Loader(_SafeLoader):
+    """SafeLoader reading what JSON would: dates stay strings, and only true/false are booleans."""
+
+
+# YAML 1.1 makes `2024-01-01` a date and `no`/`on` booleans; the JSON form of the same document would
+# hold strings, so the two would parse (and hash) differently.
+_BOOL_TAG, _TIMESTAMP_TAG, _MERGE_TAG = (
+    f"tag:yaml.org,2002:{name}" for name in ("bool", "timestamp", "merge")
+)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _load(source: str) -> tuple[Any, dict[Path, int], list[FieldViolation]]:
+    """The document, the line of each path, and problems only the YAML nodes show (duplicate keys)."""
+    try:
+        return _load_yaml(source)
+    except yaml.YAMLError as exc:
+        error = exc
+    try:
+        document = json.loads(source)
+    except (ValueError, RecursionError):
+        raise InvalidArgument.field("source", _yaml_reason(error)) from None
+    # PyYAML refuses tab indentation, which pretty-printed JSON may have. Valid JSON holds no raw tab
+    # inside a string, so with tabs as spaces YAML reads it too, and gives us line numbers.
+    try:
+        return _load_yaml(source.replace("\t", " "))
+    except yaml.YAMLError:
+        return document, {}, []
+
+
+def _load_yaml(source: str) -> tuple[Any, dict[Path, int], list[FieldViolation]]:
+    loader = _Loader(source)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise InvalidArgument.field("source", "nested too deeply") from None
+        if node is None:
+            return None, {}, []
+        index = _NodeIndex()
+        index.visit(node, (), 0, ())
+        return loader.construct_document(node), index.lines, index.duplicates
+    finally:
+        loader.dispose()
+
+
+class _NodeIndex:
+    """Walks the composed YAML nodes: the line of every path, duplicate keys, and size limits."""
+
+    def __init__(self) -> None:
+        self.lines: dict[Path, int] = {}
+        self.duplicates: list[FieldViolation] = []
+        self._visited = 0
+
+    def visit(self, node: yaml.Node, path: Path, depth: int, ancestors: tuple[int, ...]) -> None:
+        line = node.start_mark.line + 1
+        self.lines.setdefault(path, line)
+        self._visited += 1
+        if self._visited > _MAX_NODES:
+            raise InvalidArgument.field("source", f"more than {_MAX_NODES} nodes once aliases are expanded")
+        if depth > _MAX_DEPTH:
+            raise InvalidArgument.field("source", f"nested deeper than {_MAX_DEPTH} levels (line {line})")
+        if id(node) in ancestors:
+            raise InvalidArgument.field("source", f"an alias refers to a node that contains it (line {line})")
+        inner = (*ancestors, id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = str(key_node.value)
+                key_line = key_node.start_mark.line + 1
+                if key in seen:
+                    message = f"duplicate key {key!r} (line {key_line})"
+                    self.duplicates.append(FieldViolation(_field((*path, key)), message))
+                seen.add(key)
+                self.lines.setdefault((*path, key), key_line)
+                self.visit(value_node, (*path, key), depth + 1, inner)
+        elif isinstance(node, yaml.SequenceNode):
+            for position, item in enumerate(node.value):
+                self.visit(item, (*path, position), depth + 1, inner)
+
+
+def _yaml_reason(error: yaml.YAMLError) -> str:
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        problem = ", ".join(part for part in (error.context, error.problem) if part) or "syntax error"
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"not valid YAML or JSON: {problem}{where}"
+    return f"not valid YAML or JSON: {error}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validating and compiling
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What an expression may see: the step it belongs to and the steps completed before it."""
+
+    step: str
+    available: frozenset[str]
+    ancestors: tuple[str, ...]
+    variables: frozenset[str] = VARIABLES
+
+
+@dataclass(frozen=True, slots=True)
+class _Use:
+    expression: Expression
+    path: Path
+    scope: _Scope
+
+
+class _Parser:
+    """One pass over the document collecting every violation; references are checked at the end."""
+
+    def __init__(self, lines: dict[Path, int], problems: list[FieldViolation]) -> None:
+        self.lines = lines
+        self.violations = list(problems)
+        self.ids: dict[str, Path] = {}
+        self.order: dict[str, int] = {}
+        self.uses: list[_Use] = []
+
+    # -- the document ------------------------------------------------------------------------------
+
+    def document(self, document: Any) -> Definition | None:
+        if not isinstance(document, dict):
+            self.error(
+                ("source",), f"the document must be a mapping with name and steps, got {_kind(document)}"
+            )
+            return None
+        if not self.json_compatible(document, ()):
+            return None
+        body = document
+        self.mapping(body, (), _DOCUMENT_KEYS, {"name", "steps"})
+        name = self.string(body, ("name",))
+        if name and not _NAME.fullmatch(name):
+            self.error(("name",), "must be 1-128 letters, digits, '_' or '-', starting with a letter")
+        description = self.string(body, ("description",), required=False)
+        if len(description) > DESCRIPTION_MAX:
+            self.error(("description",), f"must be at most {DESCRIPTION_MAX} characters")
+        schema = self.input_schema(body.get("input_schema"))
+        timeout = self.duration(body, ("timeout",), TIMEOUT_MIN, TIMEOUT_MAX)
+        steps, ids = (
+            self.steps(body["steps"], ("steps",), frozenset(), ()) if "steps" in body else ((), set())
+        )
+        output = self.template(body.get("output"), ("output",), _Scope("", frozenset(ids), ()))
+        self.check_uses()
+        if self.violations:
+            return None
+        return Definition(
+            name=name,
+            description=description,
+            steps=steps,
+            input_schema=schema,
+            output=output,
+            timeout_s=timeout,
+            spec=document,
+            digest=canonical_digest(document),
+        )
+
+    def input_schema(self, schema: Any) -> Mapping[str, Any] | None:
+        path: Path = ("input_schema",)
+        if schema is None:
+            return None
+        if not isinstance(schema, dict):
+            self.error(path, f"must be a JSON Schema (a map), got {_kind(schema)}")
+            return None
+        unknown = cast(Any, object())
+        cls = validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        if "$schema" in schema and validators.validator_for(schema, default=unknown) is unknown:
+            self.error((*path, "$schema"), f"unknown JSON Schema dialect {schema['$schema']!r}")
+            return None
+        errors = list(cls(cls.META_SCHEMA).iter_errors(schema))
+        for error in errors:
+            self.error((*path, *error.absolute_path), f"not a valid JSON Schema: {_short(error.message)}")
+        if not errors:
+            self.schema_refs(schema, path)
+        return schema
+
+    def schema_refs(self, schema: dict[str, Any], path: Path) -> None:
+        """Refuse `$ref`s that cannot be resolved within the schema: nothing is fetched from the network."""
+        resource = referencing.Resource.from_contents(
+            schema, default_specification=referencing.jsonschema.DRAFT202012
+        )
+        resolver = referencing.Registry().with_resource("", resource).resolver()
+        for ref_path, ref in _refs(schema, path):
+            try:
+                resolver.lookup(ref)
+            except referencing.exceptions.Unresolvable:
+                self.error(ref_path, f"cannot resolve $ref {ref!r} within the schema")
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def steps(
+        self, value: Any, path: Path, available: frozenset[str], ancestors: tuple[str, ...]
+    ) -> tuple[tuple[Step, ...], set[str]]:
+        """A list of steps run in order; returns them and every id they hold, nested ones included."""
+        if not isinstance(value, list):
+            self.error(path, f"must be a non-empty list of steps, got {_kind(value)}")
+            return (), set()
+        if not value:
+            self.error(path, "must not be empty")
+        parent = ancestors[-1] if ancestors else ""
+        result: list[Step] = []
+        ids: set[str] = set()
+        for position, item in enumerate(value):
+            step, step_ids = self.step(item, (*path, position), available | ids, ancestors, parent)
+            if step is not None:
+                result.append(step)
+            ids |= step_ids
+        return tuple(result), ids
+
+    def step(
+        self, value: Any, path: Path, available: frozenset[str], ancestors: tuple[str, ...], parent: str
+    ) -> tuple[Step | None, set[str]]:
+        if not isinstance(value, dict):
+            self.error(path, f"must be a step (a map with id and one of {_kinds()}), got {_kind(value)}")
+            return None, set()
+        step_id = self.step_id(value, path)
+        ids = {step_id} if step_id else set()
+        kinds = [kind for kind in StepKind if kind.value in value]
+        if len(kinds) != 1:
+            found = f"; found {' and '.join(kinds)}" if kinds else ""
+            self.error(path, f"a step has exactly one of {_kinds()}{found}")
+        keys = frozenset().union(*(_STEP_KEYS[kind] for kind in kinds or StepKind))
+        kind = kinds[0] if kinds else None
+        self.mapping(value, path, keys, {"id"}, wrong_kind=kind)
+        if kind is None:
+            return None, ids
+        scope = _Scope(step_id, available, ancestors)
+        inner = (*ancestors, step_id)
+        match kind:
+            case StepKind.TASK:
+                task = self.task(value, path, scope)
+                compensate = None
+                if "compensate" in value:
+                    # A compensation runs after its step completed, so it may read that step's output.
+                    after = _Scope(step_id, available | {step_id}, ancestors)
+                    compensate = self.compensation(value["compensate"], (*path, "compensate"), after)
+                return Step(step_id, kind, task=task, compensate=compensate, parent=parent), ids
+            case StepKind.CHOICE:
+                branches, nested = self.choice(value, path, scope, inner)
+                return Step(step_id, kind, branches=branches, parent=parent), ids | nested
+            case StepKind.PARALLEL:
+                branches, nested = self.parallel(value["parallel"], (*path, "parallel"), available, inner)
+                return Step(step_id, kind, branches=branches, parent=parent), ids | nested
+            case StepKind.WAIT_SIGNAL:
+                return self.wait_signal(value["wait_signal"], (*path, "wait_signal"), scope, parent), ids
+            case StepKind.SLEEP:
+                sleep = self.duration(value, (*path, "sleep"), 0.0, SLEEP_MAX, exclusive_low=True)
+                return Step(step_id, kind, sleep_s=sleep or 0.0, parent=parent), ids
+
+    def step_id(self, body: dict[str, Any], path: Path) -> str:
+        step_id = self.string(body, (*path, "id"))
+        if not step_id:
+            return ""
+        if not _STEP_ID.fullmatch(step_id):
+            self.error((*path, "id"), "must be 1-64 letters, digits, '_' or '-', starting with a letter")
+            return ""
+        if step_id in self.ids:
+            self.error((*path, "id"), f"duplicate step id {step_id!r} (first at {_field(self.ids[step_id])})")
+            return ""
+        self.ids[step_id] = (*path, "id")
+        self.order[step_id] = len(self.order)
+        return step_id
+
+    def task(self, body: dict[str, Any], path: Path, scope: _Scope) -> TaskSpec:
+        spec = self.mapping(body["task"], (*path, "task"), _TASK_KEYS, {"service", "type"})
+        service, task_type, version = self.task_target(spec or {}, (*path, "task"))
+        return TaskSpec(
+            service=service,
+            task_type=task_type,
+            version=version,
+            input=self.template(body.get("input"), (*path, "input"), scope),
+            retry=self.retry(body.get("retry"), (*path, "retry")),
+            timeout_s=self.duration(body, (*path, "timeout"), TIMEOUT_MIN, TIMEOUT_MAX),
+            heartbeat_timeout_s=self.duration(body, (*path, "heartbeat_timeout"), TIMEOUT_MIN, TIMEOUT_MAX),
+        )
+
+    def compensation(self, value: Any, path: Path, scope: _Scope) -> TaskSpec | None:
+        body = self.mapping(value, path, _COMPENSATE_KEYS, {"service", "type"})
+        if body is None:
+            return None
+        service, task_type, version = self.task_target(body, path)
+        return TaskSpec(
+            service=service,
+            task_type=task_type,
+            version=version,
+            input=self.template(body.get("input"), (*path, "input"), scope),
+            retry=self.retry(body.get("retry"), (*path, "retry")),
+            timeout_s=self.duration(body, (*path, "timeout"), TIMEOUT_MIN, TIMEOUT_MAX),
+            heartbeat_timeout_s=self.duration(body, (*path, "heartbeat_timeout"), TIMEOUT_MIN, TIMEOUT_MAX),
+        )
+
+    def task_target(self, body: dict[str, Any], path: Path) -> tuple[str, str, str]:
+        """The service, task type and version filter of a task."""
+        service = self.string(body, (*path, "service"))
+        task_type = self.string(body, (*path, "type"))
+        for key, text in (("service", service), ("type", task_type)):
+            for violation in check_name("", text, required=False):
+                self.error((*path, key), violation.description)
+        version = self.string(body, (*path, "version"), required=False)
+        if version:
+            try:
+                parse_version_filter(version)
+            except ValueError as exc:
+                self.error((*path, "version"), str(exc))
+        return service, task_type, version
+
+    def retry(self, value: Any, path: Path) -> RetryPolicy:
+        default = RetryPolicy()
+        if value is None:
+            return default
+        body = self.mapping(value, path, _RETRY_KEYS, set())
+        if body is None:
+            return default
+        attempts = body.get("max_attempts", default.max_attempts)
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            self.error((*path, "max_attempts"), f"must be a whole number, got {_kind(attempts)}")
+            attempts = default.max_attempts
+        elif not 1 <= attempts <= MAX_ATTEMPTS:
+            self.error((*path, "max_attempts"), f"must be between 1 and {MAX_ATTEMPTS}, got {attempts}")
+        initial = self.duration(body, (*path, "initial_interval"), 0.0, INTERVAL_MAX)
+        initial = default.initial_interval_s if initial is None else initial
+        backoff = body.get("backoff", default.backoff)
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float):
+            self.error((*path, "backoff"), f"must be a number, got {_kind(backoff)}")
+            backoff = default.backoff
+        elif not 1 <= backoff <= MAX_BACKOFF:
+            self.error((*path, "backoff"), f"must be between 1 and {MAX_BACKOFF:g}, got {backoff:g}")
+        maximum = self.duration(body, (*path, "max_interval"), 0.0, INTERVAL_MAX)
+        if maximum is None:
+            maximum = 100 * initial
+        elif maximum < initial:
+            self.error(
+                (*path, "max_interval"),
+                f"must be at least initial_interval ({format_duration(initial)}), got {format_duration(maximum)}",
+            )
+        codes = body.get("non_retryable", [])
+        if not isinstance(codes, list) or not all(isinstance(code, str) and code for code in codes):
+            self.error((*path, "non_retryable"), "must be a list of error codes (non-empty strings)")
+            codes = []
+        return RetryPolicy(attempts, initial, float(backoff), maximum, frozenset(codes))
+
+    def choice(
+        self, body: dict[str, Any], path: Path, scope: _Scope, inner: tuple[str, ...]
+    ) -> tuple[tuple[Branch, ...], set[str]]:
+        value, branches, ids = body["choice"], [], set()
+        if not isinstance(value, list) or not value:
+            self.error((*path, "choice"), "must be a non-empty list of {when, steps} branches")
+            value = []
+        for position, item in enumerate(value):
+            where = (*path, "choice", position)
+            branch = self.mapping(item, where, {"when", "steps"}, {"when", "steps"})
+            if branch is None:
+                continue
+            when = None
+            if "when" in branch:
+                when = self.expression(branch["when"], (*where, "when"), scope)
+            if "steps" in branch:
+                steps, nested = self.steps(branch["steps"], (*where, "steps"), scope.available, inner)
+                branches.append(Branch(when, steps))
+                ids |= nested
+        if "default" in body:
+            steps, nested = self.steps(body["default"], (*path, "default"), scope.available, inner)
+            branches.append(Branch(None, steps))
+            ids |= nested
+        return tuple(branches), ids
+
+    def parallel(
+        self, value: Any, path: Path, available: frozenset[str], inner: tuple[str, ...]
+    ) -> tuple[tuple[Branch, ...], set[str]]:
+        branches, ids = [], set()
+        if not isinstance(value, list) or not value:
+            self.error(path, "must be a non-empty list of {steps} branches")
+            value = []
+        for position, item in enumerate(value):
+            branch = self.mapping(item, (*path, position), {"steps"}, {"steps"})
+            if branch is None or "steps" not in branch:
+                continue
+            # Each branch sees only what completed before the parallel step: siblings run concurrently.
+            steps, nested = self.steps(branch["steps"], (*path, position, "steps"), available, inner)
+            branches.append(Branch(None, steps))
+            ids |= nested
+        return tuple(branches), ids
+
+    def wait_signal(self, value: Any, path: Path, scope: _Scope, parent: str) -> Step:
+        body = self.mapping(value, path, {"name", "subject", "correlate", "timeout"}, set()) or {}
+        name = self.string(body, (*path, "name"), required=False)
+        subject = self.string(body, (*path, "subject"), required=False)
+        if "name" in body and "subject" in body:
+            self.error(path, "takes either name (a signal) or subject (a Bus message), not both")
+        elif "name" not in body and "subject" not in body and isinstance(value, dict):
+            self.error(path, "needs name (a signal to wait for) or subject (a Bus message pattern)")
+        if name:
+            for violation in check_name("", name):
+                self.error((*path, "name"), violation.description)
+        if subject:
+            for violation in check_pattern("", subject):
+                self.error((*path, "subject"), violation.description)
+        correlate = None
+        if "correlate" in body:
+            if "subject" not in body:
+                self.error((*path, "correlate"), "applies only to a Bus message wait (with subject)")
+            message_scope = _Scope(scope.step, scope.available, scope.ancestors, MESSAGE_VARIABLES)
+            correlate = self.expression(body["correlate"], (*path, "correlate"), message_scope)
+        timeout = self.duration(body, (*path, "timeout"), TIMEOUT_MIN, TIMEOUT_MAX)
+        return Step(
+            scope.step,
+            StepKind.WAIT_SIGNAL,
+            signal=name,
+            subject=subject,
+            correlate=correlate,
+            wait_timeout_s=timeout,
+            parent=parent,
+        )
+
+    # -- values ------------------------------------------------------------------------------------
+
+    def template(self, value: Any, path: Path, scope: _Scope) -> Mapping[str, Any] | Expression | None:
+        """An input/output mapping (string leaves are CEL), or one CEL expression whose value is a map."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return self.expression(value, path, scope)
+        if isinstance(value, dict):
+            tree: Mapping[str, Any] = self.tree(value, path, scope)
+            return tree
+        self.error(path, f"must be a map (string values are CEL) or a CEL expression, got {_kind(value)}")
+        return None
+
+    def tree(self, value: Any, path: Path, scope: _Scope) -> Any:
+        if isinstance(value, str):
+            return self.expression(value, path, scope)
+        if isinstance(value, dict):
+            return MappingProxyType(
+                {key: self.tree(item, (*path, key), scope) for key, item in value.items()}
+            )
+        if isinstance(value, list):
+            return tuple(self.tree(item, (*path, position), scope) for position, item in enumerate(value))
+        return value
+
+    def expression(self, value: Any, path: Path, scope: _Scope) -> Expression | None:
+        if not isinstance(value, str):
+            self.error(path, f"must be a CEL expression (a string), got {_kind(value)}")
+            return None
+        try:
+            expression = compile_expression(value)
+        except ExpressionError as exc:
+            self.error(path, f"CEL expression does not compile: {exc}")
+            return None
+        self.uses.append(_Use(expression, path, scope))
+        return expression
+
+    def check_uses(self) -> None:
+        """Unknown variables, and step references that are unknown or cannot have completed yet."""
+        for use in self.uses:
+            expression, scope = use.expression, use.scope
+            # `steps.a-b` also reads a variable `b`; the subtraction is reported instead.
+            unknown = set() if expression.dotted_hyphen_refs else expression.free_variables - scope.variables
+            for name in sorted(unknown):
+                hint = " (only a wait_signal correlate sees message)" if name == "message" else ""
+                self.error(
+                    use.path, f"unknown variable {name!r}{hint}; expressions see {_names(scope.variables)}"
+                )
+            for ref in sorted(expression.dotted_hyphen_refs):
+                self.error(use.path, f"write steps[{ref!r}]: CEL reads steps.{ref} as a subtraction")
+            for ref in sorted(expression.step_refs - expression.dotted_hyphen_refs):
+                problem = self.reference_problem(ref, scope)
+                if problem:
+                    self.error(use.path, problem)
+
+    def reference_problem(self, ref: str, scope: _Scope) -> str:
+        if ref not in self.ids:
+            close = difflib.get_close_matches(ref, self.ids, n=1)
+            return f"unknown step {ref!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        if ref in scope.available:
+            return ""
+        if ref == scope.step:
+            return f"step {ref!r} refers to itself: its output exists only once it has completed"
+        if ref in scope.ancestors:
+            return f"refers to step {ref!r}, which encloses this one and has not completed yet"
+        if self.order[ref] > self.order.get(scope.step, -1):
+            return f"refers to step {ref!r}, which runs later"
+        return f"refers to step {ref!r} in another branch, which need not have run before this one"
+
+    def mapping(
+        self,
+        value: Any,
+        path: Path,
+        allowed: frozenset[str] | set[str],
+        required: set[str],
+        wrong_kind: StepKind | None = None,
+    ) -> dict[str, Any] | None:
+        """`value` as a map, reporting unknown and missing keys; None (reported) when it is not one."""
+        if not isinstance(value, dict):
+            self.error(path, f"must be a map, got {_kind(value)}")
+            return None
+        for key in value:
+            if key in allowed:
+                continue
+            owner = next((kind for kind, keys in _STEP_KEYS.items() if key in keys), None)
+            if wrong_kind is not None and owner is not None:
+                self.error((*path, key), f"{key!r} applies only to {owner} steps, not {wrong_kind} steps")
+                continue
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.error((*path, key), f"unknown field {key!r}{hint}")
+        for key in sorted(required - value.keys()):
+            self.error((*path, key), "is required")
+        return value
+
+    def string(self, body: dict[str, Any], path: Path, required: bool = True) -> str:
+        """The string at `path`, "" when absent (a missing required key is reported by `mapping`)."""
+        key = str(path[-1])
+        if key not in body:
+            return ""
+        value = body[key]
+        if value is None:
+            if required:
+                self.error(path, "must not be empty")
+            return ""
+        if isinstance(value, str):
+            if required and not value:
+                self.error(path, "must not be empty")
+            return value
+        hint = f'; quote it ("{value}")' if isinstance(value, int | float) else ""
+        self.error(path, f"must be a string, got {_kind(value)}{hint}")
+        return ""
+
+    def duration(
+        self,
+        body: dict[str, Any],
+        path: Path,
+        low: float,
+        high: float,
+        exclusive_low: bool = False,
+    ) -> float | None:
+        """The duration at `path` (None when absent) within [low, high]."""
+        key = str(path[-1])
+        if key not in body:
+            return None
+        try:
+            seconds = parse_duration(body[key], allow_zero=low == 0 and not exclusive_low)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+        if not low <= seconds <= high:
+            span = f"between {format_duration(low)} and {format_duration(high)}"
+            self.error(path, f"must be {span}, got {format_duration(seconds)}")
+            return None
+        return seconds
+
+    def json_compatible(self, value: Any, path: Path) -> bool:
+        """Whether the document holds only what JSON can (the spec is stored and hashed as JSON)."""
+        ok = True
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    self.error((*path, str(key)), f"keys must be strings, got {_kind(key)}")
+                    ok = False
+                ok = self.json_compatible(item, (*path, str(key))) and ok
+        elif isinstance(value, list):
+            for position, item in enumerate(value):
+                ok = self.json_compatible(item, (*path, position)) and ok
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.error(path, f"must be a finite number, got {value}")
+            ok = False
+        elif not isinstance(value, str | int | float | bool | type(None)):
+            self.error(
+                path, f"must be a JSON value (string, number, boolean, null, map or list), got {_kind(value)}"
+            )
+            ok = False
+        return ok
+
+    def error(self, path: Path, message: str) -> None:
+        """Record a violation at `path`, with the line of the nearest node that has one."""
+        line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None)
+        suffix = f" (line {line})" if line is not None and "(line " not in message else ""
+        self.violations.append(FieldViolation(_field(path), message + suffix))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small pieces
+
+
+def _depth_first(steps: tuple[Step, ...]) -> Iterator[Step]:
+    for step in steps:
+        yield step
+        for branch in step.branches:
+            yield from _depth_first(branch.steps)
+
+
+def _input_validator(schema: Mapping[str, Any] | None) -> Any:
+    if schema is None:
+        return None
+    cls = validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    # Formats (email, date, ...) are checked: a schema that names one means it.
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _refs(schema: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "$ref" and isinstance(value, str):
+                yield (*path, key), value
+            elif key not in ("const", "enum", "default", "examples"):
+                yield from _refs(value, (*path, key))
+    elif isinstance(schema, list):
+        for position, item in enumerate(schema):
+            yield from _refs(item, (*path, position))
+
+
+def _encloses(error: ValidationError, inner: ValidationError) -> bool:
+    parent = inner.parent
+    while parent is not None:
+        if parent is error:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _input_field(error: ValidationError) -> str:
+    return "input" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
+    )
+
+
+def _field(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _short(message: str) -> str:
+    # jsonschema puts the offending instance in its messages; a large one would swamp the reply.
+    return message if len(message) <= _MESSAGE_MAX else message[: _MESSAGE_MAX - 3] + "..."
+
+
+def _kinds() -> str:
+    return ", ".join(kind.value for kind in StepKind)
+
+
+def _names(names: frozenset[str]) -> str:
+    return " and ".join(sorted(names))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    kinds: dict[type, str] = {
+        dict: "a map",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
+    return kinds.get(type(value), type(value).__name__)

@@ -1,0 +1,244 @@
+"""Task dispatch: attempts wait in per-service queues and go to live workers with free credit."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from control_plane.core.bus.signal import Signal, wait_any
+from control_plane.core.versions import parse_version_filter
+from control_plane.errors import Unavailable
+from control_plane.models import TaskAttempt
+
+logger = logging.getLogger(__name__)
+
+TimeoutHandler = Callable[[TaskAttempt, str], None]
+
+
+@dataclass(slots=True)
+class Held:
+    """A task attempt a worker holds, with the deadlines that bound it (monotonic clock)."""
+
+    task: TaskAttempt
+    deadline: float | None
+    heartbeat_deadline: float | None
+
+
+@dataclass(slots=True)
+class WorkerSession:
+    """One SubscribeTasks stream: what it accepts, what it holds, what it has yet to be sent."""
+
+    id: int
+    service: str
+    instance_id: str
+    version: str
+    task_types: frozenset[str]
+    max_in_flight: int
+    held: dict[str, Held] = field(default_factory=dict)
+    to_send: list[TaskAttempt] = field(default_factory=list)
+    cancellations: list[tuple[str, str]] = field(default_factory=list)
+    changed: Signal = field(default_factory=Signal)
+    closed: Exception | None = None
+
+    @property
+    def free(self) -> int:
+        """Credit left: tasks it may still be given."""
+        return self.max_in_flight - len(self.held)
+
+    def accepts(self, task: TaskAttempt) -> bool:
+        """Whether this worker can run `task` (service, type and version range)."""
+        if task.service != self.service or (self.task_types and task.task_type not in self.task_types):
+            return False
+        return not task.version or parse_version_filter(task.version).matches(self.version)
+
+    async def next_frame(self) -> tuple[list[TaskAttempt], list[tuple[str, str]]]:
+        """The tasks and cancellations to send next, waiting until there are some."""
+        while not self.to_send and not self.cancellations:
+            if self.closed is not None:
+                raise self.closed
+            await wait_any([self.changed.waiter()], None)
+        tasks, self.to_send = self.to_send, []
+        cancellations, self.cancellations = self.cancellations, []
+        return tasks, cancellations
+
+
+class Dispatcher:
+    """Hands queued attempts to workers, requeues what a departed worker held, times attempts out."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._now = monotonic
+        self._queues: dict[str, collections.deque[TaskAttempt]] = collections.defaultdict(collections.deque)
+        self._sessions: dict[str, list[WorkerSession]] = collections.defaultdict(list)
+        self._holder: dict[str, WorkerSession] = {}
+        self._deadlines: list[tuple[float, str, str]] = []
+        self._wakeup = Signal()
+        self._ids = itertools.count(1)
+        self.on_timeout: TimeoutHandler = lambda task, kind: None
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def attach(
+        self, service: str, instance_id: str, version: str, task_types: frozenset[str], max_in_flight: int
+    ) -> WorkerSession:
+        """Add a worker stream and give it what is queued for it."""
+        session = WorkerSession(next(self._ids), service, instance_id, version, task_types, max_in_flight)
+        self._sessions[service].append(session)
+        self._fill(session)
+        return session
+
+    def detach(self, session: WorkerSession, reason: Exception | None = None) -> None:
+        """Remove a worker stream; what it held goes back to the front of the queue at once."""
+        if session.closed is None:
+            session.closed = reason or Unavailable("worker stream closed")
+        session.changed.notify()
+        sessions = self._sessions.get(session.service, [])
+        if session in sessions:
+            sessions.remove(session)
+        requeue = [held.task for held in session.held.values()]
+        session.held.clear()
+        for task in requeue:
+            self._holder.pop(task.token, None)
+        queue = self._queues[session.service]
+        queue.extendleft(reversed(requeue))
+        if requeue:
+            logger.info(
+                "requeued %d task(s) of worker %s/%s", len(requeue), session.service, session.instance_id
+            )
+        self._drain(session.service)
+
+    def instance_gone(self, service: str, instance_id: str, why: str) -> None:
+        """The registry dropped an instance: end its streams and requeue their tasks now."""
+        for session in list(self._sessions.get(service, [])):
+            if session.instance_id == instance_id:
+                self.detach(
+                    session, Unavailable(f"instance {service}/{instance_id} left the registry ({why})")
+                )
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def offer(self, tasks: list[TaskAttempt]) -> None:
+        """New attempts: to a worker now if one has credit, else to the back of the queue."""
+        for task in tasks:
+            if not self._assign(task):
+                self._queues[task.service].append(task)
+
+    def settle(self, token: str) -> None:
+        """An attempt ended (completed, failed, cancelled): free its worker's credit."""
+        session = self._holder.pop(token, None)
+        if session is not None:
+            session.held.pop(token, None)
+            self._fill(session)
+        else:
+            self._remove_queued(token)
+
+    def withdraw(self, token: str, reason: str) -> None:
+        """Tell the worker holding an attempt to stop; drop it from the queue if nobody holds it."""
+        session = self._holder.pop(token, None)
+        if session is None:
+            self._remove_queued(token)
+            return
+        session.held.pop(token, None)
+        session.cancellations.append((token, reason))
+        session.changed.notify()
+        self._fill(session)
+
+    def heartbeat(self, token: str) -> bool:
+        """Push an attempt's heartbeat deadline; False when no worker holds it."""
+        session = self._holder.get(token)
+        held = session.held.get(token) if session else None
+        if held is None:
+            return False
+        if held.task.heartbeat_timeout_s:
+            held.heartbeat_deadline = self._now() + held.task.heartbeat_timeout_s
+            heapq.heappush(self._deadlines, (held.heartbeat_deadline, token, "HEARTBEAT_TIMEOUT"))
+        return True
+
+    def holder(self, token: str) -> str:
+        """Instance id of the worker holding an attempt, "" if none."""
+        session = self._holder.get(token)
+        return session.instance_id if session else ""
+
+    def queued(self) -> int:
+        """Attempts waiting for a worker."""
+        return sum(len(q) for q in self._queues.values())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Time out attempts whose start-to-close or heartbeat deadline passed, until `stop`."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                now = self._now()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    _, token, kind = heapq.heappop(self._deadlines)
+                    session = self._holder.get(token)
+                    held = session.held.get(token) if session else None
+                    if held is None:
+                        continue
+                    current = held.deadline if kind == "TIMEOUT" else held.heartbeat_deadline
+                    if current is None or current > now:
+                        continue  # extended by a heartbeat, or a stale entry
+                    self.on_timeout(held.task, kind)
+                delay = self._deadlines[0][0] - self._now() if self._deadlines else None
+                await wait_any([self._wakeup.waiter(), stopping], delay)
+        finally:
+            stopping.cancel()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _assign(self, task: TaskAttempt) -> bool:
+        best: WorkerSession | None = None
+        for session in self._sessions.get(task.service, ()):
+            eligible = session.closed is None and session.free > 0 and session.accepts(task)
+            if eligible and (best is None or session.free > best.free):
+                best = session
+        if best is None:
+            return False
+        self._hand(best, task)
+        return True
+
+    def _hand(self, session: WorkerSession, task: TaskAttempt) -> None:
+        now = self._now()
+        deadline = now + task.timeout_s if task.timeout_s else None
+        beat = now + task.heartbeat_timeout_s if task.heartbeat_timeout_s else None
+        session.held[task.token] = Held(task, deadline, beat)
+        session.to_send.append(task)
+        self._holder[task.token] = session
+        for due, kind in ((deadline, "TIMEOUT"), (beat, "HEARTBEAT_TIMEOUT")):
+            if due is not None:
+                heapq.heappush(self._deadlines, (due, task.token, kind))
+                if self._deadlines[0][1] == task.token:
+                    self._wakeup.notify()
+        session.changed.notify()
+
+    def _fill(self, session: WorkerSession) -> None:
+        """Give a worker with free credit what is queued for it, oldest first."""
+        if session.closed is not None or session.free <= 0:
+            return
+        queue = self._queues.get(session.service)
+        if not queue:
+            return
+        kept: collections.deque[TaskAttempt] = collections.deque()
+        while queue and session.free > 0:
+            task = queue.popleft()
+            if session.accepts(task):
+                self._hand(session, task)
+            else:
+                kept.append(task)
+        queue.extendleft(reversed(kept))
+
+    def _drain(self, service: str) -> None:
+        for session in list(self._sessions.get(service, [])):
+            self._fill(session)
+
+    def _remove_queued(self, token: str) -> None:
+        for queue in self._queues.values():
+            for task in queue:
+                if task.token == token:
+                    queue.remove(task)
+                    return

@@ -1,0 +1,188 @@
+"""CEL expressions over a process: conditions, input and output mappings, Bus message correlation."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+import cel
+
+# What expressions may name: the process input, earlier step outputs, and (in `correlate`) the message.
+VARIABLES = frozenset({"input", "steps"})
+MESSAGE_VARIABLES = VARIABLES | {"message"}
+
+# References are found in the text rather than the AST, which the CEL binding does not expose: a
+# reference is written `steps.<id>` or `steps['<id>']`. The look-behind skips `input.steps.x`.
+# A name followed by `(` is a method or macro on the map itself (`input.all(k, ...)`), not a key.
+_STEP_DOT = re.compile(r"(?<![\w.])steps\s*\.\s*([A-Za-z][A-Za-z0-9_-]*)(?![\w-]|\s*\()")
+_FIELD_DOT = r"(?<![\w.]){}\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)(?!\w|\s*\()"
+_FIELD_INDEX = r"""(?<![\w.]){}\s*\[\s*(?:'([^'\\]*)'|"([^"\\]*)")\s*\]"""
+_NAME = r"(?<![\w.]){}\b"
+# Names bound by comprehension macros and cel.bind show up in Program.variables() like free ones.
+_BOUND = re.compile(
+    r"\b(?:all|exists|exists_one|map|filter|transformList|transformMap|transformMapEntry|sortBy|optMap"
+    r"|optFlatMap|bind)\s*\(\s*([A-Za-z_]\w*)\s*,(?:\s*([A-Za-z_]\w*)\s*,)?"
+)
+# Type names and function namespaces that Program.variables() reports as identifiers.
+_BUILTIN_NAMES = frozenset(
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "dyn"}
+    | {"timestamp", "duration", "optional", "cel", "math", "strings", "base64", "sets", "lists", "google"}
+)
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class ExpressionError(Exception):
+    """An expression that does not compile, or that failed while being evaluated."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled CEL expression; immutable, and cheap to evaluate many times."""
+
+    text: str
+    program: cel.Program = field(compare=False, repr=False)
+    # Top-level names the expression reads (bound macro variables and builtins left out).
+    free_variables: frozenset[str] = field(compare=False, repr=False)
+    # Step ids named as `steps.<id>` or `steps['<id>']`, and those written `steps.a-b` (which CEL reads
+    # as a subtraction, so the definition check refuses them).
+    step_refs: frozenset[str] = field(compare=False, repr=False)
+    dotted_hyphen_refs: frozenset[str] = field(compare=False, repr=False)
+    # Variable -> the only keys the expression reads from it, when every use names a key. Converting
+    # the activation to CEL values is most of the cost of an evaluation, so only those keys are passed.
+    projections: Mapping[str, frozenset[str]] = field(compare=False, repr=False)
+    # Every identifier CEL reports, bound ones included: only these are taken from the activation.
+    reads: tuple[str, ...] = field(compare=False, repr=False)
+
+    def evaluate(self, activation: Mapping[str, Any]) -> Any:
+        """The value of the expression over `activation`, as plain JSON-like Python."""
+        variables = {name: self._project(name, activation[name]) for name in self.reads if name in activation}
+        try:
+            result = self.program.execute(variables)
+        except KeyError as exc:
+            raise ExpressionError(f"{self.text!r}: no such key: {exc.args[0] if exc.args else exc}") from None
+        except Exception as exc:  # the Rust core raises ValueError, TypeError, RuntimeError, ...
+            raise ExpressionError(f"{self.text!r}: {exc}") from None
+        return result if isinstance(result, _PLAIN) else _to_plain(result)
+
+    def holds(self, activation: Mapping[str, Any]) -> bool:
+        """Evaluate a condition; raises ExpressionError unless the value is a bool."""
+        value = self.evaluate(activation)
+        if not isinstance(value, bool):
+            raise ExpressionError(f"{self.text!r}: a condition must be true or false, got {_kind(value)}")
+        return value
+
+    def _project(self, name: str, value: Any) -> Any:
+        keys = self.projections.get(name)
+        if keys is not None and isinstance(value, Mapping):
+            return {key: value[key] for key in keys if key in value}
+        return value
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(text: str) -> Expression:
+    """Compile (and cache) `text`; raises ExpressionError with CEL's reason when it does not compile."""
+    if not text.strip():
+        raise ExpressionError("empty expression")
+    try:
+        program = cel.compile(text)
+        names = set(program.variables())
+    except Exception as exc:  # ValueError for syntax errors; anything else from the Rust core alike
+        raise ExpressionError(_compile_reason(text, str(exc))) from None
+    bound = {name for match in _BOUND.finditer(text) for name in match.groups() if name}
+    projections: dict[str, frozenset[str]] = {}
+    step_refs: set[str] = set()
+    for variable in sorted(MESSAGE_VARIABLES):
+        dotted, indexed = _references(text, variable)
+        if variable == "steps":
+            # Step ids may hold '-': capture `steps.a-b` whole to tell the author to write steps['a-b'].
+            dotted = _STEP_DOT.findall(text)
+            step_refs = set(dotted) | set(indexed)
+        uses = len(re.findall(_NAME.format(variable), text))
+        if uses and uses == len(dotted) + len(indexed):
+            projections[variable] = frozenset(dotted) | frozenset(indexed)
+    return Expression(
+        text=text,
+        program=program,
+        free_variables=frozenset(names - bound - _BUILTIN_NAMES),
+        step_refs=frozenset(step_refs),
+        dotted_hyphen_refs=frozenset(ref for ref in _STEP_DOT.findall(text) if "-" in ref),
+        projections=MappingProxyType(projections),
+        reads=tuple(sorted(names)),
+    )
+
+
+def _references(text: str, variable: str) -> tuple[list[str], list[str]]:
+    """Keys read from `variable` as `variable.key` and as `variable['key']`."""
+    dotted = re.findall(_FIELD_DOT.format(variable), text)
+    indexed = [single or double for single, double in re.findall(_FIELD_INDEX.format(variable), text)]
+    return dotted, indexed
+
+
+def evaluate_mapping(mapping: Any, activation: Mapping[str, Any]) -> Any:
+    """Evaluate a compiled `input`/`output` mapping: Expression leaves are evaluated, other leaves kept."""
+    if isinstance(mapping, Expression):
+        value = mapping.evaluate(activation)
+        if not isinstance(value, dict):
+            raise ExpressionError(f"{mapping.text!r}: must evaluate to a map, got {_kind(value)}")
+        return value
+    return _evaluate_tree(mapping, activation)
+
+
+def _evaluate_tree(node: Any, activation: Mapping[str, Any]) -> Any:
+    if isinstance(node, Expression):
+        return node.evaluate(activation)
+    if isinstance(node, str):
+        return compile_expression(node).evaluate(activation)
+    if isinstance(node, Mapping):
+        return {key: _evaluate_tree(value, activation) for key, value in node.items()}
+    if isinstance(node, list | tuple):
+        return [_evaluate_tree(value, activation) for value in node]
+    return node
+
+
+def _to_plain(value: Any) -> Any:
+    """CEL results to what JSON (and protobuf Struct) can hold."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, Mapping):
+        return {_key(key): _to_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_plain(item) for item in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, dt.timedelta):
+        # The protobuf JSON form of a Duration, as CEL's string(duration) writes it.
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, cel.OptionalValue):
+        return _to_plain(value.value()) if value.has_value() else None
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return key if isinstance(key, str) else str(key)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a map", list: "a list", str: "a string", bool: "a bool"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _compile_reason(text: str, message: str) -> str:
+    # cel prefixes "Failed to parse expression '<text>': " and appends the text with a caret on later
+    # lines; the first line, which has the line:column, is what fits a field violation.
+    reason = message.removeprefix(f"Failed to parse expression '{text}': ").strip()
+    return reason.splitlines()[0] if reason else "does not compile"

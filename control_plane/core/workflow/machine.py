@@ -1,0 +1,587 @@
+"""The transition rules: given a process, its definition and one event, decide what happens.
+
+Pure and synchronous: a `Machine` runs inside one store transaction (on the store's writer), so the
+transition, its history events, the task attempts and timers it creates and the Bus messages it
+publishes commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from control_plane.core.workflow.definitions import Definition, Step, StepKind, TaskSpec
+from control_plane.core.workflow.expressions import Expression, ExpressionError, evaluate_mapping
+from control_plane.errors import FailedPrecondition
+from control_plane.models import (
+    ACTIVE_STEP_STATES,
+    EventType,
+    HistoryEvent,
+    OutgoingMessage,
+    ProcessRecord,
+    ProcessState,
+    StepRun,
+    StepState,
+    TaskAttempt,
+)
+
+PROCESS_TIMEOUT = "process_timeout"
+_DONE = frozenset(
+    {StepState.COMPLETED, StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
+)
+_CONTENT_TYPE = "application/json"
+# Signal ids remembered per process for deduplication.
+_SIGNAL_IDS = 1000
+
+
+def task_token(process_id: str, step_id: str, attempt: int, compensation: bool) -> str:
+    """The opaque token of one task attempt."""
+    return f"{process_id}/{step_id}/{attempt}/{'c' if compensation else 't'}"
+
+
+def parse_token(token: str) -> tuple[str, str, int, bool] | None:
+    """(process id, step id, attempt, compensation) of a token, or None when it is not one."""
+    parts = token.split("/")
+    if (
+        len(parts) != 4
+        or not parts[2].isdigit()
+        or parts[3] not in ("c", "t")
+        or not parts[0]
+        or not parts[1]
+    ):
+        return None
+    return parts[0], parts[1], int(parts[2]), parts[3] == "c"
+
+
+def error(
+    code: str, message: str, step_id: str = "", attempt: int = 0, details: Any = None, *, at: float
+) -> dict[str, Any]:
+    """An error as stored on steps, processes and history events."""
+    return {
+        "code": code,
+        "message": message,
+        "details": details,
+        "step_id": step_id,
+        "attempt": attempt,
+        "time": at,
+    }
+
+
+@dataclass(slots=True)
+class Layout:
+    """Where each step sits: its parent step and the step after it in the same list."""
+
+    parent: dict[str, str] = field(default_factory=dict)
+    following: dict[str, str] = field(default_factory=dict)
+    last_of_list: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, definition: Definition) -> Layout:
+        """Walk the definition once."""
+        layout = cls()
+        layout._walk(definition.steps, "")
+        return layout
+
+    def _walk(self, steps: tuple[Step, ...], parent: str) -> None:
+        for step, after in zip(steps, (*steps[1:], None), strict=True):
+            self.parent[step.id] = parent
+            if after is not None:
+                self.following[step.id] = after.id
+            for branch in step.branches:
+                self._walk(branch.steps, step.id)
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def layout_of(definition: Definition) -> Layout:
+    """The (cached) layout of a definition version."""
+    layout = _LAYOUTS.get(definition.digest)
+    if layout is None:
+        layout = _LAYOUTS[definition.digest] = Layout.of(definition)
+    return layout
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one transition did, for the store and for what runs after the commit."""
+
+    events: list[HistoryEvent] = field(default_factory=list)
+    new_tasks: list[TaskAttempt] = field(default_factory=list)
+    ended_tasks: list[str] = field(default_factory=list)
+    cancelled: list[tuple[str, str]] = field(default_factory=list)  # (token, reason) to tell workers
+    timers: dict[str, float] = field(default_factory=dict)
+    cleared_timers: list[str] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
+
+
+class Machine:
+    """Applies events to one process record, collecting the effects."""
+
+    def __init__(self, record: ProcessRecord, definition: Definition, now: float) -> None:
+        self.record = record
+        self.definition = definition
+        self.now = now
+        self.effects = Effects()
+        self._layout = layout_of(definition)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """A new process: record it, arm its timeout, enter the first step."""
+        r = self.record
+        self._event(EventType.PROCESS_STARTED, input=r.input, business_key=r.business_key)
+        if self.definition.timeout_s:
+            self._set_timer(PROCESS_TIMEOUT, self.now + self.definition.timeout_s)
+        r.state = ProcessState.RUNNING
+        self._event(EventType.PROCESS_RUNNING)
+        self._enter(self.definition.steps[0])
+
+    def complete_task(self, step_id: str, attempt: int, compensation: bool, output: Any) -> None:
+        """A worker completed an attempt that `check_current` accepted."""
+        step = self.definition.step(step_id)
+        run = self.record.steps[step_id]
+        self.effects.ended_tasks.append(task_token(self.record.id, step_id, attempt, compensation))
+        if compensation:
+            run.state = StepState.COMPENSATED
+            self._event(EventType.COMPENSATION_COMPLETED, step_id, attempt, output=output)
+            self._compensate_next()
+        else:
+            self._complete_step(step, output)
+
+    def fail_task(
+        self,
+        step_id: str,
+        attempt: int,
+        compensation: bool,
+        failure: dict[str, Any],
+        *,
+        retryable: bool,
+        timed_out: bool = False,
+    ) -> float | None:
+        """An attempt failed (or timed out); returns when the next attempt is due, None if none is."""
+        step = self.definition.step(step_id)
+        run = self.record.steps[step_id]
+        spec = step.compensate if compensation else step.task
+        assert spec is not None
+        token = task_token(self.record.id, step_id, attempt, compensation)
+        self.effects.ended_tasks.append(token)
+        if timed_out:
+            self.effects.cancelled.append((token, "timed_out"))
+        policy = spec.retry
+        will_retry = (
+            retryable and attempt < policy.max_attempts and failure["code"] not in policy.non_retryable
+        )
+        retry_at = self.now + policy.delay_after(attempt) if will_retry else None
+        run.last_error = failure
+        self._event(
+            EventType.TASK_TIMED_OUT if timed_out else EventType.TASK_FAILED,
+            step_id,
+            attempt,
+            error=failure,
+            will_retry=will_retry,
+            retry_at=retry_at,
+        )
+        if retry_at is not None:
+            if not compensation:
+                run.state = StepState.RETRYING
+            run.timer_at = retry_at
+            self._set_timer(("cretry:" if compensation else "retry:") + step_id, retry_at)
+            return retry_at
+        if compensation:
+            run.state = StepState.COMPENSATION_FAILED
+            run.ended_at = self.now
+            self._event(EventType.COMPENSATION_FAILED, step_id, attempt, error=failure)
+            self.record.compensation_queue.clear()
+            self._end(ProcessState.FAILED, failure)
+        else:
+            self._fail_step(step, failure)
+        return None
+
+    def fire_timer(self, name: str) -> None:
+        """A durable timer came due."""
+        kind, _, step_id = name.partition(":")
+        r = self.record
+        if name == PROCESS_TIMEOUT:
+            if not r.state.final:
+                failure = error("PROCESS_TIMEOUT", "the process ran out of time", at=self.now)
+                self._cancel_active("not_needed")
+                r.compensation_queue.clear()
+                self._end(ProcessState.FAILED, failure)
+            return
+        run = r.steps.get(step_id)
+        if run is None or r.state.final:
+            return
+        step = self.definition.step(step_id)
+        if kind == "retry" and run.state is StepState.RETRYING:
+            self._schedule(step, run.attempts + 1)
+        elif kind == "cretry" and run.state is StepState.COMPENSATING:
+            self._schedule_compensation(step, run.compensation_attempts + 1)
+        elif kind == "sleep" and run.state is StepState.WAITING:
+            self._complete_step(step, None)
+        elif kind == "wait" and run.state is StepState.WAITING:
+            self._fail_step(
+                step, error("SIGNAL_TIMEOUT", f"no {step.signal!r} signal in time", step_id, at=self.now)
+            )
+
+    def signal(self, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
+        """Deliver a signal to the step waiting for it, or buffer it; returns (buffered, duplicate)."""
+        r = self.record
+        if r.state.final:
+            raise FailedPrecondition(f"process {r.id} already ended ({r.state.value})")
+        if signal_id:
+            if signal_id in r.signal_ids:
+                return False, True
+            r.signal_ids = [*r.signal_ids[-(_SIGNAL_IDS - 1) :], signal_id]
+        for step in self.definition.all_steps():
+            run = r.steps.get(step.id)
+            if (
+                step.kind is StepKind.WAIT_SIGNAL
+                and step.signal == name
+                and run
+                and run.state is StepState.WAITING
+            ):
+                self._event(EventType.SIGNAL_RECEIVED, step.id, name=name, payload=payload, buffered=False)
+                self._clear_timer("wait:" + step.id)
+                self._complete_step(step, payload)
+                return False, False
+        r.signals.setdefault(name, []).append(payload)
+        self._event(EventType.SIGNAL_RECEIVED, name=name, payload=payload, buffered=True)
+        return True, False
+
+    def cancel(self, reason: str, compensate: bool) -> None:
+        """Stop the process; with `compensate`, undo its completed steps first."""
+        r = self.record
+        if r.state is ProcessState.CANCELLED or (r.state is ProcessState.COMPENSATING and r.cancel_reason):
+            return
+        if r.state.final:
+            raise FailedPrecondition(f"process {r.id} already ended ({r.state.value})")
+        r.cancel_reason = reason
+        self._event(EventType.PROCESS_CANCEL_REQUESTED, reason=reason, compensate=compensate)
+        self._cancel_active("process_cancelled")
+        r.compensation_queue.clear()
+        if compensate and r.completed_order:
+            self._start_compensation(ProcessState.CANCELLED, cancel_reason=reason)
+        else:
+            self._end(ProcessState.CANCELLED, None)
+
+    def record_heartbeat(self, step_id: str, details: Any) -> None:
+        """Keep the latest heartbeat details for a later attempt (not a history event)."""
+        self.record.steps[step_id].heartbeat_details = details
+
+    def check_current(self, step_id: str, attempt: int, compensation: bool) -> str:
+        """ "" when this is the attempt the process waits for, else why a report on it changes nothing:
+        "stale" (a later attempt exists), "reported" (its outcome is recorded), "cancelled"."""
+        r = self.record
+        run = r.steps.get(step_id)
+        if run is None:
+            return "stale"
+        current = run.compensation_attempts if compensation else run.attempts
+        if attempt != current:
+            return "stale"
+        if compensation:
+            if r.state is not ProcessState.COMPENSATING:
+                return "cancelled" if r.state is ProcessState.CANCELLED else "reported"
+            if run.state is not StepState.COMPENSATING:
+                return "reported"
+            return "reported" if run.timer_at > 0 else ""  # a retry is scheduled: this attempt failed
+        if r.state.final or run.state in (StepState.CANCELLED, StepState.SKIPPED):
+            return "cancelled"
+        if run.state in (StepState.SCHEDULED, StepState.RUNNING):
+            return ""
+        return "reported"
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _activation(self) -> dict[str, Any]:
+        # Compensations read the outputs of the steps they undo: "completed once" counts, not the state now.
+        steps = {sid: {"output": run.output} for sid, run in self.record.steps.items() if run.state in _DONE}
+        return {"input": self.record.input, "steps": steps}
+
+    def _enter(self, step: Step) -> None:
+        run = self.record.steps[step.id] = StepRun(step.id, started_at=self.now)
+        match step.kind:
+            case StepKind.TASK:
+                self._event(EventType.STEP_STARTED, step.id)
+                self._schedule(step, 1)
+            case StepKind.CHOICE:
+                for index, branch in enumerate(step.branches):
+                    try:
+                        taken = branch.when is None or bool(branch.when.evaluate(self._activation()))
+                    except ExpressionError as exc:
+                        self._event(EventType.STEP_STARTED, step.id)
+                        self._fail_step(step, error("CONDITION", str(exc), step.id, at=self.now))
+                        return
+                    if taken:
+                        run.branch = index
+                        run.state = StepState.RUNNING
+                        self._event(EventType.STEP_STARTED, step.id, branch=index)
+                        self._enter(branch.steps[0])
+                        return
+                self._event(EventType.STEP_STARTED, step.id, branch=None)
+                self._complete_step(step, None)
+            case StepKind.PARALLEL:
+                run.state = StepState.RUNNING
+                run.branches_left = len(step.branches)
+                self._event(EventType.STEP_STARTED, step.id)
+                for branch in step.branches:
+                    if self.record.state.final or run.state is not StepState.RUNNING:
+                        break  # an earlier branch already failed the process
+                    self._enter(branch.steps[0])
+            case StepKind.WAIT_SIGNAL:
+                buffered = self.record.signals.get(step.signal) if step.signal else None
+                if buffered:
+                    payload = buffered.pop(0)
+                    if not buffered:
+                        del self.record.signals[step.signal]
+                    self._event(EventType.STEP_STARTED, step.id)
+                    self._event(
+                        EventType.SIGNAL_RECEIVED, step.id, name=step.signal, payload=payload, buffered=True
+                    )
+                    self._complete_step(step, payload)
+                    return
+                run.state = StepState.WAITING
+                until = self.now + step.wait_timeout_s if step.wait_timeout_s else None
+                if until is not None:
+                    run.timer_at = until
+                    self._set_timer("wait:" + step.id, until)
+                self._event(EventType.STEP_STARTED, step.id, until=until)
+            case StepKind.SLEEP:
+                run.state = StepState.WAITING
+                run.timer_at = self.now + step.sleep_s
+                self._set_timer("sleep:" + step.id, run.timer_at)
+                self._event(EventType.STEP_STARTED, step.id, until=run.timer_at)
+
+    def _task_input(self, spec: TaskSpec) -> Any:
+        if spec.input is None:
+            return {}
+        if isinstance(spec.input, Expression):
+            return spec.input.evaluate(self._activation())
+        return evaluate_mapping(spec.input, self._activation())
+
+    def _schedule(self, step: Step, attempt: int) -> None:
+        spec = step.task
+        assert spec is not None
+        run = self.record.steps[step.id]
+        try:
+            task_input = self._task_input(spec)
+        except ExpressionError as exc:
+            self._fail_step(step, error("INPUT_MAPPING", str(exc), step.id, attempt, at=self.now))
+            return
+        run.attempts = attempt
+        run.state = StepState.SCHEDULED
+        run.timer_at = 0.0
+        self._add_task(step, spec, attempt, task_input, compensation=False)
+
+    def _schedule_compensation(self, step: Step, attempt: int) -> None:
+        spec = step.compensate
+        assert spec is not None
+        run = self.record.steps[step.id]
+        run.compensation_attempts = attempt
+        run.timer_at = 0.0
+        try:
+            task_input = self._task_input(spec)
+        except ExpressionError as exc:
+            failure = error("INPUT_MAPPING", str(exc), step.id, attempt, at=self.now)
+            run.state = StepState.COMPENSATION_FAILED
+            self._event(EventType.COMPENSATION_FAILED, step.id, attempt, error=failure)
+            self.record.compensation_queue.clear()
+            self._end(ProcessState.FAILED, failure)
+            return
+        self._add_task(step, spec, attempt, task_input, compensation=True)
+
+    def _add_task(
+        self, step: Step, spec: TaskSpec, attempt: int, task_input: Any, *, compensation: bool
+    ) -> None:
+        r = self.record
+        task = TaskAttempt(
+            token=task_token(r.id, step.id, attempt, compensation),
+            process_id=r.id,
+            definition=r.definition,
+            definition_version=r.version,
+            step_id=step.id,
+            service=spec.service,
+            task_type=spec.task_type,
+            version=spec.version,
+            attempt=attempt,
+            input=task_input,
+            business_key=r.business_key,
+            compensation=compensation,
+            timeout_s=spec.timeout_s,
+            heartbeat_timeout_s=spec.heartbeat_timeout_s,
+            heartbeat_details=r.steps[step.id].heartbeat_details,
+        )
+        self.effects.new_tasks.append(task)
+        self._event(
+            EventType.TASK_SCHEDULED,
+            step.id,
+            attempt,
+            service=spec.service,
+            task_type=spec.task_type,
+            input=task_input,
+            compensation=compensation,
+        )
+
+    def _complete_step(self, step: Step, output: Any) -> None:
+        run = self.record.steps[step.id]
+        run.state = StepState.COMPLETED
+        run.output = output
+        run.ended_at = self.now
+        run.timer_at = 0.0
+        self._event(EventType.STEP_COMPLETED, step.id, run.attempts, output=output)
+        if step.compensate is not None:
+            self.record.completed_order.append(step.id)
+        self._advance(step, output)
+
+    def _advance(self, step: Step, output: Any) -> None:
+        following = self._layout.following.get(step.id)
+        if following is not None:
+            self._enter(self.definition.step(following))
+            return
+        parent_id = self._layout.parent[step.id]
+        if not parent_id:
+            self._finish(output)
+            return
+        parent = self.definition.step(parent_id)
+        run = self.record.steps[parent_id]
+        if parent.kind is StepKind.CHOICE:
+            self._complete_step(parent, output)
+        else:
+            run.branches_left -= 1
+            if run.branches_left == 0:
+                outputs = {
+                    b.steps[-1].id: self.record.steps[b.steps[-1].id].output
+                    for b in parent.branches
+                    if b.steps[-1].id in self.record.steps
+                }
+                self._complete_step(parent, outputs)
+
+    def _fail_step(self, step: Step, failure: dict[str, Any]) -> None:
+        run = self.record.steps[step.id]
+        run.state = StepState.FAILED
+        run.last_error = failure
+        run.ended_at = self.now
+        self._event(EventType.STEP_FAILED, step.id, run.attempts, error=failure)
+        # A failure inside a branch fails its enclosing steps too: they can never complete.
+        parent_id = self._layout.parent[step.id]
+        while parent_id:
+            parent_run = self.record.steps[parent_id]
+            if parent_run.state in ACTIVE_STEP_STATES:
+                parent_run.state = StepState.FAILED
+                parent_run.ended_at = self.now
+                parent_run.last_error = failure
+            parent_id = self._layout.parent[parent_id]
+        self._cancel_active("not_needed")
+        if self.record.completed_order:
+            self._start_compensation(ProcessState.COMPENSATED, error_=failure)
+        else:
+            self._end(ProcessState.FAILED, failure)
+
+    def _finish(self, last_output: Any) -> None:
+        output = last_output
+        if self.definition.output is not None:
+            try:
+                if isinstance(self.definition.output, Expression):
+                    output = self.definition.output.evaluate(self._activation())
+                else:
+                    output = evaluate_mapping(self.definition.output, self._activation())
+            except ExpressionError as exc:
+                self._end(ProcessState.FAILED, error("OUTPUT_MAPPING", str(exc), at=self.now))
+                return
+        self.record.output = output
+        self._end(ProcessState.COMPLETED, None)
+
+    # -- compensation and ending ------------------------------------------------------------------
+
+    def _start_compensation(
+        self, end: ProcessState, *, error_: dict[str, Any] | None = None, cancel_reason: str = ""
+    ) -> None:
+        r = self.record
+        r.state = ProcessState.COMPENSATING
+        r.error = error_
+        r.end_after_compensation = end.value
+        r.compensation_queue = list(reversed(r.completed_order))
+        details = {"error": error_} if error_ else {"cancel_reason": cancel_reason}
+        self._event(EventType.PROCESS_COMPENSATING, **details)
+        self._compensate_next()
+
+    def _compensate_next(self) -> None:
+        r = self.record
+        if not r.compensation_queue:
+            self._end(ProcessState(r.end_after_compensation), r.error)
+            return
+        step = self.definition.step(r.compensation_queue.pop(0))
+        r.steps[step.id].state = StepState.COMPENSATING
+        self._event(EventType.COMPENSATION_STARTED, step.id)
+        self._schedule_compensation(step, 1)
+
+    def _cancel_active(self, reason: str) -> None:
+        """Stop every step still running or waiting: their tasks are withdrawn, their timers cleared."""
+        r = self.record
+        for run in r.steps.values():
+            if run.state in (StepState.SCHEDULED, StepState.RUNNING) and run.attempts:
+                token = task_token(r.id, run.step_id, run.attempts, False)
+                self.effects.ended_tasks.append(token)
+                self.effects.cancelled.append((token, reason))
+            if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING, StepState.WAITING):
+                run.state = StepState.CANCELLED
+                run.ended_at = self.now
+                for prefix in ("retry:", "sleep:", "wait:"):
+                    self._clear_timer(prefix + run.step_id)
+            elif run.state is StepState.COMPENSATING:
+                token = task_token(r.id, run.step_id, run.compensation_attempts, True)
+                self.effects.ended_tasks.append(token)
+                self.effects.cancelled.append((token, reason))
+                self._clear_timer("cretry:" + run.step_id)
+
+    def _end(self, state: ProcessState, failure: dict[str, Any] | None) -> None:
+        r = self.record
+        r.state = state
+        r.error = failure
+        r.ended_at = self.now
+        self._clear_timer(PROCESS_TIMEOUT)
+        kind = {
+            ProcessState.COMPLETED: EventType.PROCESS_COMPLETED,
+            ProcessState.FAILED: EventType.PROCESS_FAILED,
+            ProcessState.COMPENSATED: EventType.PROCESS_COMPENSATED,
+            ProcessState.CANCELLED: EventType.PROCESS_CANCELLED,
+        }[state]
+        details: dict[str, Any] = (
+            {"output": r.output} if state is ProcessState.COMPLETED else {"error": failure}
+        )
+        self._event(kind, **details)
+
+    # -- effects --------------------------------------------------------------------------------
+
+    def _set_timer(self, name: str, due: float) -> None:
+        self.effects.timers[name] = due
+
+    def _clear_timer(self, name: str) -> None:
+        self.effects.timers.pop(name, None)
+        self.effects.cleared_timers.append(name)
+
+    def _event(self, kind: EventType, step_id: str = "", attempt: int = 0, **details: Any) -> None:
+        r = self.record
+        r.last_event_sequence += 1
+        r.updated_at = self.now
+        event = HistoryEvent(r.id, r.last_event_sequence, self.now, kind, step_id, attempt, r.state, details)
+        self.effects.events.append(event)
+        if kind.published:
+            body = {
+                "process_id": r.id,
+                "definition": r.definition,
+                "version": r.version,
+                "sequence": event.sequence,
+                "event": kind.value,
+                "step_id": step_id,
+                "state": r.state.value,
+                "details": details,
+            }
+            self.effects.messages.append(
+                OutgoingMessage(
+                    f"workflow.{r.definition}.{r.id}.{kind.value}",
+                    json.dumps(body, separators=(",", ":"), default=str).encode(),
+                    content_type=_CONTENT_TYPE,
+                )
+            )

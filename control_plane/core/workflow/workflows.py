@@ -1,0 +1,490 @@
+"""The workflow engine's front: definitions, processes, signals, worker reports and durable timers."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from control_plane.core import validate
+from control_plane.core.bus.bus import Bus
+from control_plane.core.bus.signal import Signal, wait_any
+from control_plane.core.registry import Registry
+from control_plane.core.workflow.definitions import Definition, parse_definition
+from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
+from control_plane.core.workflow.machine import Effects, Machine, error, parse_token
+from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from control_plane.models import (
+    ChangeType,
+    DefinitionVersion,
+    HistoryEvent,
+    OutgoingMessage,
+    ProcessRecord,
+    ProcessState,
+    RegistryChange,
+    StoredMessage,
+    TaskAttempt,
+)
+from control_plane.storage.base import Store, WorkflowTx
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+MAX_SOURCE = 1024 * 1024
+MAX_BUSINESS_KEY = 256
+MAX_OUTBOX = 100
+
+
+class ReportOutcome(StrEnum):
+    """What became of a worker's report."""
+
+    ACCEPTED = "accepted"
+    ALREADY_REPORTED = "reported"
+    STALE_ATTEMPT = "stale"
+    TASK_CANCELLED = "cancelled"
+
+
+_OUTCOMES = {"": ReportOutcome.ACCEPTED, "reported": ReportOutcome.ALREADY_REPORTED}
+_OUTCOMES.update({"stale": ReportOutcome.STALE_ATTEMPT, "cancelled": ReportOutcome.TASK_CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class FailReport:
+    """Outcome of a failure report: whether it counted, and when the next attempt comes."""
+
+    outcome: ReportOutcome
+    retry_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Watch:
+    signal: Signal = field(default_factory=Signal)
+    count: int = 0
+
+
+@dataclass(slots=True)
+class _Committed:
+    result: Any
+    effects: Effects
+    record: ProcessRecord
+    published: list[StoredMessage] = field(default_factory=list)
+
+
+class Workflows:
+    """Runs processes: every transition is one group-committed store transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        registry: Registry,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._registry = registry
+        self._wall = wall_clock
+        self._definitions: dict[tuple[str, int], Definition] = {}
+        self._versions: dict[str, list[DefinitionVersion]] = {}
+        self.dispatcher = Dispatcher(monotonic=monotonic)
+        self.dispatcher.on_timeout = self._on_task_timeout
+        self._timers: list[tuple[float, str, str]] = []
+        self._timer_wakeup = Signal()
+        self._watchers: dict[str, _Watch] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        registry.listeners.append(self._on_registry_change)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Reload definitions, requeue outstanding attempts, re-arm durable timers."""
+        for version in reversed(await self._store.wf_definitions()):
+            self._remember(version)
+        self.dispatcher.offer(await self._store.wf_tasks())
+        for process_id, name, due in await self._store.wf_timers():
+            heapq.heappush(self._timers, (due, process_id, name))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire durable timers and time out attempts until `stop` is set."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.dispatcher.run(stop))
+            tasks.create_task(self._fire_timers(stop))
+        for task in list(self._background):
+            task.cancel()
+
+    # -- definitions ----------------------------------------------------------------------------
+
+    async def register_definition(
+        self, source: str, *, validate_only: bool
+    ) -> tuple[DefinitionVersion, bool]:
+        """Validate a definition and store it as a new version unless unchanged."""
+        if len(source.encode()) > MAX_SOURCE:
+            raise InvalidArgument.field("source", f"at most {MAX_SOURCE} bytes")
+        definition = parse_definition(source)
+        versions = self._versions.get(definition.name, [])
+        latest = versions[0] if versions else None
+        if validate_only:
+            if latest is not None and latest.digest == definition.digest:
+                return latest, False
+            version = (latest.version + 1) if latest else 1
+            return DefinitionVersion(definition.name, version, definition.digest, source, self._wall()), True
+        version, created = await self._store.wf_put_definition(
+            definition.name, definition.digest, source, now=self._wall()
+        )
+        if created:
+            stored = DefinitionVersion(definition.name, version, definition.digest, source, self._wall())
+            self._remember(stored, definition)
+            return stored, True
+        assert latest is not None
+        return latest, False
+
+    def definition(self, name: str, version: int = 0) -> tuple[DefinitionVersion, Definition]:
+        """A stored definition version (the latest when `version` is 0)."""
+        versions = self._versions.get(name)
+        if not versions:
+            raise NotFound("definition", name)
+        chosen = versions[0] if not version else next((v for v in versions if v.version == version), None)
+        if chosen is None:
+            raise NotFound("definition version", f"{name}@{version}")
+        return chosen, self._definitions[(name, chosen.version)]
+
+    def definitions(self, name: str = "", all_versions: bool = False) -> list[DefinitionVersion]:
+        """Stored definitions in name order (newest version first when all are asked for)."""
+        names = [name] if name else sorted(self._versions)
+        return [v for n in names for v in (self._versions.get(n, [])[: None if all_versions else 1])]
+
+    def _remember(self, version: DefinitionVersion, parsed: Definition | None = None) -> None:
+        self._definitions[(version.name, version.version)] = parsed or parse_definition(version.source)
+        versions = self._versions.setdefault(version.name, [])
+        versions.insert(0, version)
+        versions.sort(key=lambda v: -v.version)
+
+    # -- processes ------------------------------------------------------------------------------
+
+    async def start(
+        self, name: str, version: int, process_input: Any, business_key: str
+    ) -> tuple[ProcessRecord, bool]:
+        """Start a process (or return the one already started with this business key)."""
+        if len(business_key) > MAX_BUSINESS_KEY:
+            raise InvalidArgument.field("business_key", f"at most {MAX_BUSINESS_KEY} characters")
+        stored, definition = self.definition(name, version)
+        definition.check_input(process_input)
+        now = self._wall()
+        record = ProcessRecord(
+            id=str(uuid.uuid4()),
+            definition=name,
+            version=stored.version,
+            business_key=business_key,
+            state=ProcessState.STARTED,
+            input=process_input,
+            created_at=now,
+            updated_at=now,
+        )
+
+        def work(tx: WorkflowTx) -> _Committed:
+            if business_key:
+                existing = tx.find_by_key(name, business_key)
+                if existing is not None:
+                    return _Committed(True, Effects(), existing)
+            machine = Machine(record, definition, tx.now)
+            machine.start()
+            self._write(tx, machine, new=True)
+            return _Committed(False, machine.effects, machine.record, tx.published)
+
+        committed = await self._store.wf_transact(work, now=now)
+        self._after_commit(committed)
+        return committed.record, bool(committed.result)
+
+    async def process(self, process_id: str) -> ProcessRecord:
+        """One process; NotFound when there is none."""
+        record = await self._store.wf_process(process_id)
+        if record is None:
+            raise NotFound("process", process_id)
+        return record
+
+    async def list_processes(
+        self,
+        *,
+        definition: str,
+        version: int,
+        states: list[ProcessState],
+        business_key: str,
+        before: tuple[float, str] | None,
+        limit: int,
+    ) -> list[ProcessRecord]:
+        """Processes matching the filters, newest first."""
+        return await self._store.wf_list_processes(
+            definition=definition,
+            version=version,
+            states=states,
+            business_key=business_key,
+            before=before,
+            limit=limit,
+        )
+
+    async def history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
+        """History events after a sequence; NotFound for an unknown process."""
+        events = await self._store.wf_history(process_id, after, limit)
+        if not events and after == 0:
+            await self.process(process_id)
+        return events
+
+    @asynccontextmanager
+    async def watch(self, process_id: str) -> AsyncIterator[Signal]:
+        """A signal notified after every transition of the process, for the duration of the block."""
+        entry = self._watchers.get(process_id)
+        if entry is None:
+            entry = self._watchers[process_id] = _Watch()
+        entry.count += 1
+        try:
+            yield entry.signal
+        finally:
+            entry.count -= 1
+            if entry.count == 0 and self._watchers.get(process_id) is entry:
+                del self._watchers[process_id]
+
+    async def signal(self, process_id: str, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
+        """Deliver a signal (or buffer it); returns (buffered, duplicate)."""
+        violations = validate.check_text("name", name, 128) + validate.check_text("signal_id", signal_id, 128)
+        if not name:
+            violations.append(FieldViolation("name", "must not be empty"))
+        if violations:
+            raise InvalidArgument(violations)
+        result: tuple[bool, bool] = await self._transition(
+            process_id, lambda m: m.signal(name, payload, signal_id)
+        )
+        return result
+
+    async def cancel(self, process_id: str, reason: str, compensate: bool) -> ProcessRecord:
+        """Cancel a process (compensating first when asked)."""
+        if len(reason) > 1024:
+            raise InvalidArgument.field("reason", "at most 1024 characters")
+        await self._transition(process_id, lambda m: m.cancel(reason, compensate))
+        return await self.process(process_id)
+
+    # -- worker reports -------------------------------------------------------------------------
+
+    async def complete(self, token: str, output: Any, outbox: list[OutgoingMessage]) -> ReportOutcome:
+        """A worker completed an attempt; the outbox is published only if the completion counts."""
+        process_id, step_id, attempt, compensation = self._parse_token(token)
+        if len(outbox) > MAX_OUTBOX:
+            raise InvalidArgument.field("outbox", f"at most {MAX_OUTBOX} messages")
+        if outbox:
+            violations = self._bus.check_batch(outbox, "outbox")
+            if violations:
+                raise InvalidArgument(violations)
+
+        def apply(machine: Machine) -> ReportOutcome:
+            why = machine.check_current(step_id, attempt, compensation)
+            if why:
+                return _OUTCOMES[why]
+            machine.complete_task(step_id, attempt, compensation, output)
+            machine.effects.messages.extend(outbox)
+            return ReportOutcome.ACCEPTED
+
+        outcome: ReportOutcome = await self._transition(process_id, apply, token=token)
+        return outcome
+
+    async def fail(
+        self, token: str, code: str, message: str, *, non_retryable: bool, details: Any
+    ) -> FailReport:
+        """A worker reports a failed attempt; the step's retry policy decides what comes next."""
+        process_id, step_id, attempt, compensation = self._parse_token(token)
+        violations = validate.check_text("error_code", code, 128) + validate.check_text(
+            "message", message, 4096
+        )
+        if not code:
+            violations.append(FieldViolation("error_code", "must not be empty"))
+        if violations:
+            raise InvalidArgument(violations)
+
+        def apply(machine: Machine) -> FailReport:
+            why = machine.check_current(step_id, attempt, compensation)
+            if why:
+                return FailReport(_OUTCOMES[why])
+            failure = error(code, message, step_id, attempt, details, at=machine.now)
+            retry_at = machine.fail_task(step_id, attempt, compensation, failure, retryable=not non_retryable)
+            return FailReport(ReportOutcome.ACCEPTED, retry_at)
+
+        report: FailReport = await self._transition(process_id, apply, token=token)
+        return report
+
+    async def heartbeat(self, token: str, details: Any) -> ReportOutcome:
+        """A worker is still at it: push the heartbeat deadline, keep the details for a retry."""
+        process_id, step_id, attempt, compensation = self._parse_token(token)
+        if not self.dispatcher.heartbeat(token):
+            return ReportOutcome.STALE_ATTEMPT
+        if details is not None:
+
+            def apply(machine: Machine) -> ReportOutcome:
+                why = machine.check_current(step_id, attempt, compensation)
+                if not why:
+                    machine.record_heartbeat(step_id, details)
+                return _OUTCOMES[why]
+
+            outcome: ReportOutcome = await self._transition(process_id, apply, token=token)
+            return outcome
+        return ReportOutcome.ACCEPTED
+
+    @asynccontextmanager
+    async def worker(
+        self, service: str, instance_id: str, task_types: list[str], max_in_flight: int
+    ) -> AsyncIterator[WorkerSession]:
+        """A task subscription of a live registered instance, for the duration of the block."""
+        violations = validate.check_name("service", service) + validate.check_name("instance_id", instance_id)
+        if len(task_types) > 256:
+            violations.append(FieldViolation("task_types", "at most 256"))
+        if not 0 <= max_in_flight <= 10_000:
+            violations.append(FieldViolation("max_in_flight", "must be between 1 and 10000"))
+        if violations:
+            raise InvalidArgument(violations)
+        instance = next((i for i in self._registry.instances(service) if i.instance_id == instance_id), None)
+        if instance is None:
+            raise FailedPrecondition(
+                f"instance {service}/{instance_id} is not registered (or its lease lapsed): register it first"
+            )
+        session = self.dispatcher.attach(
+            service, instance_id, instance.version, frozenset(task_types), max_in_flight or 16
+        )
+        try:
+            yield session
+        finally:
+            self.dispatcher.detach(session)
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def _parse_token(self, token: str) -> tuple[str, str, int, bool]:
+        parsed = parse_token(token)
+        if parsed is None:
+            raise InvalidArgument.field("task_token", "not a task token")
+        return parsed
+
+    async def _transition(self, process_id: str, apply: Callable[[Machine], R], *, token: str = "") -> R:
+        """Load, decide and write one process transition in one store transaction."""
+
+        def work(tx: WorkflowTx) -> _Committed:
+            record = tx.load(process_id)
+            if record is None:
+                raise NotFound("process", process_id)
+            machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
+            result = apply(machine)
+            if machine.effects.events:
+                self._write(tx, machine, new=False)
+            return _Committed(result, machine.effects, machine.record, tx.published)
+
+        committed: _Committed = await self._store.wf_transact(work, now=self._wall())
+        self._after_commit(committed)
+        result: R = committed.result
+        return result
+
+    @staticmethod
+    def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> None:
+        effects = machine.effects
+        tx.save(machine.record, new=new)
+        tx.history(effects.events)
+        if effects.ended_tasks:
+            tx.remove_tasks(effects.ended_tasks)
+        if effects.new_tasks:
+            tx.add_tasks(effects.new_tasks)
+        for name in effects.cleared_timers:
+            tx.clear_timer(machine.record.id, name)
+        for name, due in effects.timers.items():
+            tx.set_timer(machine.record.id, name, due)
+        tx.publish(effects.messages)
+
+    def _after_commit(self, committed: _Committed) -> None:
+        """What follows a commit, in memory: Bus subscribers, workers, timers, watchers."""
+        self._bus.log.add(committed.published)
+        effects = committed.effects
+        cancelled = dict(effects.cancelled)
+        for token in effects.ended_tasks:
+            if token in cancelled:
+                self.dispatcher.withdraw(token, cancelled[token])
+            else:
+                self.dispatcher.settle(token)
+        self.dispatcher.offer(effects.new_tasks)
+        for name, due in effects.timers.items():
+            heapq.heappush(self._timers, (due, committed.record.id, name))
+            if self._timers[0][2] == name and self._timers[0][1] == committed.record.id:
+                self._timer_wakeup.notify()
+        watch = self._watchers.get(committed.record.id)
+        if watch is not None:
+            watch.signal.notify()
+
+    async def _fire_timers(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                now = self._wall()
+                while self._timers and self._timers[0][0] <= now:
+                    _, process_id, name = heapq.heappop(self._timers)
+                    await self._fire(process_id, name)
+                delay = self._timers[0][0] - self._wall() if self._timers else None
+                await wait_any([self._timer_wakeup.waiter(), stopping], delay)
+        finally:
+            stopping.cancel()
+
+    async def _fire(self, process_id: str, name: str) -> None:
+        def apply(machine: Machine) -> None:
+            machine.fire_timer(name)
+
+        def work(tx: WorkflowTx) -> _Committed:
+            # The timer row decides: a timer cleared (or moved) by an earlier transition does not fire.
+            record = tx.load(process_id)
+            if record is None or not tx.clear_timer(process_id, name):
+                return _Committed(None, Effects(), record or _GONE)
+            machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
+            apply(machine)
+            if machine.effects.events:
+                self._write(tx, machine, new=False)
+            return _Committed(None, machine.effects, machine.record, tx.published)
+
+        try:
+            committed = await self._store.wf_transact(work, now=self._wall())
+        except Exception:
+            logger.exception("timer %s of process %s failed", name, process_id)
+            return
+        self._after_commit(committed)
+
+    def _on_task_timeout(self, task: TaskAttempt, kind: str) -> None:
+        failure_code = "TIMEOUT" if kind == "TIMEOUT" else "HEARTBEAT_TIMEOUT"
+
+        async def time_out() -> None:
+            def apply(machine: Machine) -> None:
+                if machine.check_current(task.step_id, task.attempt, task.compensation):
+                    return
+                failure = error(
+                    failure_code,
+                    f"attempt {task.attempt} ran out of time",
+                    task.step_id,
+                    task.attempt,
+                    at=machine.now,
+                )
+                machine.fail_task(
+                    task.step_id, task.attempt, task.compensation, failure, retryable=True, timed_out=True
+                )
+
+            try:
+                await self._transition(task.process_id, apply)
+            except Exception:
+                logger.exception("timing out %s failed", task.token)
+
+        background = asyncio.ensure_future(time_out())
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
+
+    def _on_registry_change(self, change: RegistryChange) -> None:
+        if change.type is ChangeType.DOWN:
+            self.dispatcher.instance_gone(change.instance.service, change.instance.instance_id, change.reason)
+
+
+_GONE = ProcessRecord("", "", 0, "", ProcessState.CANCELLED, None, 0.0, 0.0)

@@ -1,0 +1,183 @@
+"""Workflow values: processes, their steps, history events and task attempts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ProcessState(StrEnum):
+    """Lifecycle of a process; the last four are final."""
+
+    STARTED = "started"
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATED = "compensated"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """Whether nothing more can happen to the process."""
+        return self in _FINAL
+
+
+_FINAL = {ProcessState.COMPLETED, ProcessState.FAILED, ProcessState.COMPENSATED, ProcessState.CANCELLED}
+
+
+class StepState(StrEnum):
+    """Where one step of a process stands."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+ACTIVE_STEP_STATES = frozenset(
+    {StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING, StepState.WAITING, StepState.COMPENSATING}
+)
+
+
+class EventType(StrEnum):
+    """Kinds of history event; the Bus event name is the value."""
+
+    PROCESS_STARTED = "process_started"
+    PROCESS_RUNNING = "process_running"
+    PROCESS_COMPLETED = "process_completed"
+    PROCESS_FAILED = "process_failed"
+    PROCESS_COMPENSATING = "process_compensating"
+    PROCESS_COMPENSATED = "process_compensated"
+    PROCESS_CANCEL_REQUESTED = "process_cancel_requested"
+    PROCESS_CANCELLED = "process_cancelled"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_SKIPPED = "step_skipped"
+    TASK_SCHEDULED = "task_scheduled"
+    TASK_STARTED = "task_started"
+    TASK_FAILED = "task_failed"
+    TASK_TIMED_OUT = "task_timed_out"
+    SIGNAL_RECEIVED = "signal_received"
+    COMPENSATION_STARTED = "compensation_started"
+    COMPENSATION_COMPLETED = "compensation_completed"
+    COMPENSATION_FAILED = "compensation_failed"
+
+    @property
+    def published(self) -> bool:
+        """Whether the event also goes out on the Bus (task-level events do not)."""
+        return not self.value.startswith(("task_", "signal_"))
+
+
+@dataclass(slots=True)
+class StepRun:
+    """One step of one process; mutable inside a transition, stored as JSON in the process record."""
+
+    step_id: str
+    state: StepState = StepState.PENDING
+    attempts: int = 0
+    output: Any = None
+    last_error: dict[str, Any] | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    timer_at: float = 0.0
+    branch: int = -1  # choice: index of the branch taken
+    branches_left: int = 0  # parallel: branches not finished yet
+    worker_instance_id: str = ""
+    heartbeat_details: Any = None
+    compensation_attempts: int = 0
+
+
+@dataclass(slots=True)
+class ProcessRecord:
+    """A process as stored: everything a transition needs, in one document."""
+
+    id: str
+    definition: str
+    version: int
+    business_key: str
+    state: ProcessState
+    input: Any
+    created_at: float
+    updated_at: float
+    output: Any = None
+    error: dict[str, Any] | None = None
+    cancel_reason: str = ""
+    ended_at: float = 0.0
+    last_event_sequence: int = 0
+    steps: dict[str, StepRun] = field(default_factory=dict)
+    completed_order: list[str] = field(default_factory=list)  # task steps with a compensate, by completion
+    compensation_queue: list[str] = field(default_factory=list)
+    end_after_compensation: str = ""  # the final state once compensation finishes
+    signals: dict[str, list[Any]] = field(default_factory=dict)  # buffered, by name, in arrival order
+    signal_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-compatible dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ProcessRecord:
+        """Rebuild a record stored by `to_json`."""
+        steps = {k: StepRun(**{**v, "state": StepState(v["state"])}) for k, v in raw.pop("steps").items()}
+        return cls(**{**raw, "state": ProcessState(raw["state"]), "steps": steps})
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One entry of a process's history."""
+
+    process_id: str
+    sequence: int
+    time: float
+    type: EventType
+    step_id: str
+    attempt: int
+    state: ProcessState
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAttempt:
+    """One attempt of a task (or compensate task), as handed to a worker."""
+
+    token: str
+    process_id: str
+    definition: str
+    definition_version: int
+    step_id: str
+    service: str
+    task_type: str
+    version: str
+    attempt: int
+    input: Any
+    business_key: str
+    compensation: bool
+    timeout_s: float | None
+    heartbeat_timeout_s: float | None
+    heartbeat_details: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The attempt as a JSON-compatible dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionVersion:
+    """A stored definition version."""
+
+    name: str
+    version: int
+    digest: str
+    source: str
+    created_at: float

@@ -1,0 +1,308 @@
+"""Workflow servicer: translates the wire API to `core.workflow.Workflows`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from control_plane.core.bus.signal import wait_any
+from control_plane.core.paging import page
+from control_plane.core.workflow.workflows import ReportOutcome, Workflows
+from control_plane.errors import FieldViolation, InvalidArgument
+from control_plane.models import ProcessRecord
+from control_plane.servicers import bus_convert
+from control_plane.servicers import workflow_convert as convert
+from control_plane.servicers.convert import timestamp
+from control_plane.servicers.errors import translate_errors
+from control_plane.servicers.streams import until_stopped
+from hms.mgmt.v1 import common_pb2, workflow_pb2_grpc
+from hms.mgmt.v1 import workflow_pb2 as pb
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_HISTORY_FRAME = 500
+_MAX_VIOLATIONS = 100
+
+
+class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
+    """Thin: each method converts, calls the engine and converts back."""
+
+    def __init__(self, workflows: Workflows, stopping: asyncio.Event) -> None:
+        self._workflows = workflows
+        self._stopping = stopping
+
+    def _process(self, record: ProcessRecord, *, details: bool = True) -> pb.Process:
+        _, parsed = self._workflows.definition(record.definition, record.version)
+        return convert.process(record, parsed, details=details)
+
+    # -- definitions ----------------------------------------------------------------------------
+
+    @translate_errors
+    async def RegisterDefinition(
+        self, request: pb.RegisterDefinitionRequest, context: Context
+    ) -> pb.RegisterDefinitionResponse:
+        stored, created = await self._workflows.register_definition(
+            request.source, validate_only=request.validate_only
+        )
+        parsed = None if request.validate_only else self._workflows.definition(stored.name, stored.version)[1]
+        return pb.RegisterDefinitionResponse(
+            name=stored.name,
+            version=stored.version,
+            created=created,
+            definition=convert.definition(stored, parsed, full=True),
+        )
+
+    @translate_errors
+    async def GetDefinition(
+        self, request: pb.GetDefinitionRequest, context: Context
+    ) -> pb.GetDefinitionResponse:
+        stored, parsed = self._workflows.definition(request.name, request.version)
+        return pb.GetDefinitionResponse(definition=convert.definition(stored, parsed, full=True))
+
+    @translate_errors
+    async def ListDefinitions(
+        self, request: pb.ListDefinitionsRequest, context: Context
+    ) -> pb.ListDefinitionsResponse:
+        versions = self._workflows.definitions(request.name, request.all_versions)
+        chunk, token = page(
+            versions,
+            lambda v: f"{v.name}\x00{1_000_000 - v.version:07d}",
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListDefinitionsResponse(
+            definitions=[convert.definition(v, None, full=False) for v in chunk], next_page_token=token
+        )
+
+    # -- processes ------------------------------------------------------------------------------
+
+    @translate_errors
+    async def StartProcess(
+        self, request: pb.StartProcessRequest, context: Context
+    ) -> pb.StartProcessResponse:
+        record, existed = await self._workflows.start(
+            request.definition, request.version, convert.plain(request.input), request.business_key
+        )
+        return pb.StartProcessResponse(process=self._process(record), already_existed=existed)
+
+    @translate_errors
+    async def GetProcess(self, request: pb.GetProcessRequest, context: Context) -> pb.GetProcessResponse:
+        return pb.GetProcessResponse(process=self._process(await self._workflows.process(request.process_id)))
+
+    @translate_errors
+    async def ListProcesses(
+        self, request: pb.ListProcessesRequest, context: Context
+    ) -> pb.ListProcessesResponse:
+        size = request.page_size or 50
+        if size > 1000:
+            raise InvalidArgument.field("page_size", "must be between 1 and 1000")
+        records = await self._workflows.list_processes(
+            definition=request.definition,
+            version=request.definition_version,
+            states=[convert.STATE_FROM_WIRE[s] for s in request.states if s in convert.STATE_FROM_WIRE],
+            business_key=request.business_key,
+            before=_position(request.page_token),
+            limit=size + 1,
+        )
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            last = records[-1]
+            token = base64.urlsafe_b64encode(f"{last.created_at!r}|{last.id}".encode()).decode()
+        return pb.ListProcessesResponse(
+            processes=[self._process(r, details=request.include_details) for r in records],
+            next_page_token=token,
+        )
+
+    @translate_errors
+    async def WatchProcess(
+        self, request: pb.WatchProcessRequest, context: Context
+    ) -> AsyncIterator[pb.WatchProcessResponse]:
+        async with self._workflows.watch(request.process_id) as changed:
+            record = await self._workflows.process(request.process_id)
+            seen = request.after_sequence
+            first = True
+            while True:
+                waiter = changed.waiter()
+                events = await self._workflows.history(request.process_id, seen, _HISTORY_FRAME)
+                if events or first:
+                    frame = pb.WatchProcessResponse(events=[convert.event(e) for e in events])
+                    if first:
+                        frame.process.CopyFrom(self._process(record))
+                        first = False
+                    seen = events[-1].sequence if events else seen
+                    yield frame
+                if len(events) == _HISTORY_FRAME:
+                    continue
+                record = await self._workflows.process(request.process_id)
+                if record.state.final and seen >= record.last_event_sequence:
+                    yield pb.WatchProcessResponse(process=self._process(record))
+                    return
+                if self._stopping.is_set():
+                    return
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                try:
+                    await wait_any([waiter, stopping], None)
+                finally:
+                    stopping.cancel()
+
+    @translate_errors
+    async def SignalProcess(
+        self, request: pb.SignalProcessRequest, context: Context
+    ) -> pb.SignalProcessResponse:
+        buffered, duplicate = await self._workflows.signal(
+            request.process_id, request.name, convert.plain(request.payload), request.signal_id
+        )
+        return pb.SignalProcessResponse(buffered=buffered, duplicate=duplicate)
+
+    @translate_errors
+    async def CancelProcess(
+        self, request: pb.CancelProcessRequest, context: Context
+    ) -> pb.CancelProcessResponse:
+        record = await self._workflows.cancel(request.process_id, request.reason, request.compensate)
+        return pb.CancelProcessResponse(process=self._process(record))
+
+    @translate_errors
+    async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
+        size = request.page_size or 100
+        if size > 1000:
+            raise InvalidArgument.field("page_size", "must be between 1 and 1000")
+        after = request.after_sequence
+        if request.page_token:
+            after = _int_token(request.page_token)
+        events = await self._workflows.history(request.process_id, after, size)
+        token = (
+            base64.urlsafe_b64encode(str(events[-1].sequence).encode()).decode()
+            if len(events) == size
+            else ""
+        )
+        return pb.GetHistoryResponse(events=[convert.event(e) for e in events], next_page_token=token)
+
+    # -- workers --------------------------------------------------------------------------------
+
+    @translate_errors
+    async def SubscribeTasks(
+        self, request: pb.SubscribeTasksRequest, context: Context
+    ) -> AsyncIterator[pb.SubscribeTasksResponse]:
+        async with self._workflows.worker(
+            request.service, request.instance_id, list(request.task_types), request.max_in_flight
+        ) as session:
+            yield pb.SubscribeTasksResponse(ready=True)
+            while True:
+                tasks, cancellations = await session.next_frame()
+                now = time.time()
+                yield pb.SubscribeTasksResponse(
+                    tasks=[convert.task(t, now) for t in tasks],
+                    cancellations=[convert.cancellation(token, reason) for token, reason in cancellations],
+                )
+
+    @translate_errors
+    async def ReportTaskEvents(
+        self, request_iterator: AsyncIterator[pb.ReportTaskEventsRequest], context: Context
+    ) -> pb.ReportTaskEventsResponse:
+        response = pb.ReportTaskEventsResponse()
+        index = 0
+        async for request in until_stopped(request_iterator, self._stopping):
+            for event in request.events:
+                try:
+                    outcome = await self._report(event)
+                except InvalidArgument as exc:
+                    response.invalid += 1
+                    for v in exc.violations:
+                        if len(response.violations) < _MAX_VIOLATIONS:
+                            response.violations.append(_violation(f"events[{index}]", v))
+                else:
+                    if outcome is ReportOutcome.ACCEPTED:
+                        response.accepted += 1
+                    else:
+                        response.stale += 1
+                index += 1
+        return response
+
+    async def _report(self, event: pb.TaskEvent) -> ReportOutcome:
+        kind = event.WhichOneof("event")
+        match kind:
+            case "completed":
+                outbox = [bus_convert.outgoing(m) for m in event.completed.outbox]
+                return await self._workflows.complete(
+                    event.task_token, convert.plain(event.completed.output), outbox
+                )
+            case "failed":
+                failed = event.failed
+                report = await self._workflows.fail(
+                    event.task_token,
+                    failed.error_code,
+                    failed.message,
+                    non_retryable=failed.non_retryable,
+                    details=convert.plain(failed.details) if failed.HasField("details") else None,
+                )
+                return report.outcome
+            case "heartbeat":
+                details = (
+                    convert.plain(event.heartbeat.details) if event.heartbeat.HasField("details") else None
+                )
+                return await self._workflows.heartbeat(event.task_token, details)
+            case "started":
+                return await self._workflows.heartbeat(event.task_token, None)
+            case _:
+                raise InvalidArgument.field(
+                    "event", "exactly one of started, heartbeat, completed, failed is required"
+                )
+
+    @translate_errors
+    async def CompleteTask(
+        self, request: pb.CompleteTaskRequest, context: Context
+    ) -> pb.CompleteTaskResponse:
+        outcome = await self._workflows.complete(
+            request.task_token,
+            convert.plain(request.output),
+            [bus_convert.outgoing(m) for m in request.outbox],
+        )
+        return pb.CompleteTaskResponse(
+            result=convert.result(outcome), message=convert.result_message(outcome)
+        )
+
+    @translate_errors
+    async def FailTask(self, request: pb.FailTaskRequest, context: Context) -> pb.FailTaskResponse:
+        report = await self._workflows.fail(
+            request.task_token,
+            request.error_code,
+            request.message,
+            non_retryable=request.non_retryable,
+            details=convert.plain(request.details) if request.HasField("details") else None,
+        )
+        response = pb.FailTaskResponse(
+            result=convert.result(report.outcome),
+            message=convert.result_message(report.outcome),
+            will_retry=report.retry_at is not None,
+        )
+        if report.retry_at is not None:
+            response.retry_at.CopyFrom(timestamp(report.retry_at))
+        return response
+
+
+def _violation(prefix: str, violation: FieldViolation) -> common_pb2.FieldViolation:
+    field = f"{prefix}.{violation.field}" if violation.field else prefix
+    return common_pb2.FieldViolation(field=field, description=violation.description)
+
+
+def _position(token: str) -> tuple[float, str] | None:
+    if not token:
+        return None
+    try:
+        created, _, process_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        return float(created), process_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidArgument.field("page_token", "not a token from a previous page") from None
+
+
+def _int_token(token: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidArgument.field("page_token", "not a token from a previous page") from None

@@ -1,0 +1,223 @@
+"""The workflow's SQL: run on a connection by a backend, never by the core."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from control_plane.models import (
+    DefinitionVersion,
+    EventType,
+    HistoryEvent,
+    OutgoingMessage,
+    ProcessRecord,
+    ProcessState,
+    StoredMessage,
+    TaskAttempt,
+)
+from control_plane.storage import sql_bus
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class SqlWorkflowTx:
+    """The workflow's view of one store transaction (see storage.base.WorkflowTx)."""
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn = conn
+        self.now = now
+        self.published: list[StoredMessage] = []
+
+    def load(self, process_id: str) -> ProcessRecord | None:
+        """The process, or None."""
+        row = self._conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
+        return ProcessRecord.from_json(json.loads(row[0])) if row else None
+
+    def find_by_key(self, definition: str, business_key: str) -> ProcessRecord | None:
+        """The process of a definition with a business key, or None."""
+        row = self._conn.execute(
+            "SELECT record FROM wf_processes WHERE definition = ? AND business_key = ?",
+            (definition, business_key),
+        ).fetchone()
+        return ProcessRecord.from_json(json.loads(row[0])) if row else None
+
+    def save(self, record: ProcessRecord, *, new: bool) -> None:
+        """Insert or update the process."""
+        document = _dumps(record.to_json())
+        if new:
+            self._conn.execute(
+                "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.definition,
+                    record.version,
+                    record.business_key,
+                    record.state.value,
+                    record.created_at,
+                    record.updated_at,
+                    document,
+                ),
+            )
+        else:
+            self._conn.execute(
+                "UPDATE wf_processes SET state = ?, updated_at = ?, record = ? WHERE id = ?",
+                (record.state.value, record.updated_at, document, record.id),
+            )
+
+    def history(self, events: Sequence[HistoryEvent]) -> None:
+        """Append history events."""
+        self._conn.executemany(
+            "INSERT INTO wf_history (process_id, sequence, time, type, step_id, attempt, state, details) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.process_id,
+                    e.sequence,
+                    e.time,
+                    e.type.value,
+                    e.step_id,
+                    e.attempt,
+                    e.state.value,
+                    _dumps(e.details),
+                )
+                for e in events
+            ],
+        )
+
+    def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
+        """Record outstanding task attempts."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO wf_tasks (token, process_id, task) VALUES (?, ?, ?)",
+            [(t.token, t.process_id, _dumps(t.to_json())) for t in tasks],
+        )
+
+    def remove_tasks(self, tokens: Sequence[str]) -> None:
+        """Forget task attempts that ended."""
+        self._conn.executemany("DELETE FROM wf_tasks WHERE token = ?", [(t,) for t in tokens])
+
+    def set_timer(self, process_id: str, name: str, due_at: float) -> None:
+        """Create or move a durable timer."""
+        self._conn.execute(
+            "INSERT INTO wf_timers (process_id, name, due_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (process_id, name) DO UPDATE SET due_at = excluded.due_at",
+            (process_id, name, due_at),
+        )
+
+    def clear_timer(self, process_id: str, name: str) -> bool:
+        """Remove a timer; False when there was none (it already fired or was cleared)."""
+        return (
+            self._conn.execute(
+                "DELETE FROM wf_timers WHERE process_id = ? AND name = ?", (process_id, name)
+            ).rowcount
+            > 0
+        )
+
+    def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Append Bus messages in this transaction (they become visible after the commit)."""
+        if messages:
+            self.published += sql_bus.append(self._conn, list(messages), self.now, dedup_window_s=0.0).stored
+
+
+def definitions(conn: sqlite3.Connection, name: str) -> list[DefinitionVersion]:
+    """Every version of a definition (or of all, with name ""), newest first per name."""
+    query = "SELECT name, version, digest, source, created_at FROM wf_definitions"
+    rows = (
+        conn.execute(query + " WHERE name = ? ORDER BY version DESC", (name,))
+        if name
+        else conn.execute(query + " ORDER BY name, version DESC")
+    )
+    return [DefinitionVersion(n, int(v), d, s, float(c)) for n, v, d, s, c in rows]
+
+
+def put_definition(
+    conn: sqlite3.Connection, name: str, digest: str, source: str, now: float
+) -> tuple[int, bool]:
+    """Store a new version unless the latest has the same digest; returns (version, created)."""
+    row = conn.execute(
+        "SELECT version, digest FROM wf_definitions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+    ).fetchone()
+    if row is not None and row[1] == digest:
+        return int(row[0]), False
+    version = int(row[0]) + 1 if row else 1
+    conn.execute(
+        "INSERT INTO wf_definitions (name, version, digest, source, created_at) VALUES (?, ?, ?, ?, ?)",
+        (name, version, digest, source, now),
+    )
+    return version, True
+
+
+def process(conn: sqlite3.Connection, process_id: str) -> ProcessRecord | None:
+    """One process, or None."""
+    row = conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
+    return ProcessRecord.from_json(json.loads(row[0])) if row else None
+
+
+def list_processes(
+    conn: sqlite3.Connection,
+    definition: str,
+    version: int,
+    states: Sequence[ProcessState],
+    business_key: str,
+    before: tuple[float, str] | None,
+    limit: int,
+) -> list[ProcessRecord]:
+    """Processes matching the filters, newest first, after a (created_at, id) position."""
+    where: list[str] = []
+    args: list[object] = []
+    if definition:
+        where.append("definition = ?")
+        args.append(definition)
+    if version:
+        where.append("version = ?")
+        args.append(version)
+    if states:
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        args += [s.value for s in states]
+    if business_key:
+        where.append("business_key = ?")
+        args.append(business_key)
+    if before is not None:
+        where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        args += [before[0], before[0], before[1]]
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT record FROM wf_processes {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit)
+    )
+    return [ProcessRecord.from_json(json.loads(r[0])) for r in rows]
+
+
+def history(conn: sqlite3.Connection, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
+    """History events of a process after a sequence, in order."""
+    rows = conn.execute(
+        "SELECT sequence, time, type, step_id, attempt, state, details FROM wf_history "
+        "WHERE process_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+        (process_id, after, limit),
+    )
+    return [
+        HistoryEvent(
+            process_id,
+            int(seq),
+            float(t),
+            EventType(kind),
+            step,
+            int(attempt),
+            ProcessState(state),
+            json.loads(d),
+        )
+        for seq, t, kind, step, attempt, state, d in rows
+    ]
+
+
+def tasks(conn: sqlite3.Connection) -> list[TaskAttempt]:
+    """Every outstanding task attempt."""
+    return [TaskAttempt(**json.loads(t)) for (t,) in conn.execute("SELECT task FROM wf_tasks ORDER BY rowid")]
+
+
+def timers(conn: sqlite3.Connection) -> list[tuple[str, str, float]]:
+    """Every durable timer as (process id, name, due at)."""
+    return [(p, n, float(d)) for p, n, d in conn.execute("SELECT process_id, name, due_at FROM wf_timers")]

@@ -1,0 +1,348 @@
+"""The workflow engine through a real server with real SDK workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from control_plane.errors import InvalidArgument
+from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
+from hms.mgmt.v1 import workflow_pb2 as pb
+
+FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
+
+PERMIT = f"""
+name: permit
+steps:
+  - id: validate
+    task: {{service: Docs, type: validate}}
+    input: {{application: "input.application_id"}}
+  - id: charge
+    task: {{service: Pay, type: charge}}
+    input: {{amount: "input.cost / 100.0"}}
+    {FAST_RETRY}
+    compensate: {{service: Pay, type: refund, input: {{receipt: "steps.charge.output.receipt"}}}}
+  - id: schedule
+    task: {{service: Inspect, type: schedule}}
+    {FAST_RETRY}
+    compensate: {{service: Inspect, type: unschedule}}
+  - id: decide
+    task: {{service: Docs, type: decide}}
+    input: {{slot: "steps.schedule.output.slot"}}
+    retry: {{max_attempts: 2, initial_interval: 10ms, non_retryable: [REJECTED_FOR_GOOD]}}
+output: {{decision: "steps.decide.output.decision", receipt: "steps.charge.output.receipt"}}
+"""
+
+
+class Services:
+    """Workers for the test services, recording every task they run."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.calls: list[tuple[str, str, int]] = []
+        self.behaviour: dict[str, Callable[[TaskContext], Any]] = {}
+        self.workers: list[Worker] = []
+        self._runs: list[asyncio.Task[None]] = []
+
+    async def start(self, service: str, *task_types: str, instance_id: str = "") -> Worker:
+        worker = Worker(self.client, service, instance_id=instance_id, max_in_flight=8, drain_timeout_s=1.0)
+        for task_type in task_types:
+            worker.task(task_type)(self._handler(task_type))
+        self.workers.append(worker)
+        self._runs.append(asyncio.create_task(worker.run()))
+        async with asyncio.timeout(10):
+            await worker.ready.wait()
+        return worker
+
+    def _handler(self, task_type: str) -> Callable[[TaskContext], Any]:
+        async def handle(task: TaskContext) -> dict[str, Any]:
+            self.calls.append((task_type, task.process_id, task.attempt))
+            behave = self.behaviour.get(task_type)
+            result = behave(task) if behave else None
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result if isinstance(result, dict) else {"done": task_type}
+
+        return handle
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        await asyncio.gather(*self._runs, return_exceptions=True)
+
+    def types(self, process_id: str) -> list[str]:
+        return [t for t, p, _ in self.calls if p == process_id]
+
+
+@pytest.fixture
+async def services(client: Client) -> AsyncIterator[Services]:
+    s = Services(client)
+    yield s
+    await s.stop()
+
+
+async def permit_services(services: Services) -> None:
+    await services.client.workflow.apply(PERMIT)
+    await services.start("Docs", "validate", "decide")
+    await services.start("Pay", "charge", "refund")
+    await services.start("Inspect", "schedule", "unschedule")
+    services.behaviour["charge"] = lambda t: {"receipt": f"r-{t.input['amount']:.0f}"}
+    services.behaviour["schedule"] = lambda t: {"slot": "2026-12-01T09:00"}
+    services.behaviour["decide"] = lambda t: {"decision": "approved", "slot": t.input["slot"]}
+
+
+async def wait_for_step(client: Client, process_id: str, step_id: str, *, scheduled: bool = False) -> None:
+    """Follow the process's history until `step_id` was entered (or its task scheduled)."""
+    wanted = pb.HISTORY_EVENT_TYPE_TASK_SCHEDULED if scheduled else pb.HISTORY_EVENT_TYPE_STEP_STARTED
+    async with asyncio.timeout(10):
+        async for frame in client.workflow.watch(process_id):
+            if any(e.type == wanted and e.step_id == step_id for e in frame.events):
+                return
+    raise AssertionError(f"{step_id} never started")
+
+
+async def finish(client: Client, process_id: str) -> pb.Process:
+    async with asyncio.timeout(20):
+        return await client.workflow.wait(process_id)
+
+
+async def test_a_process_runs_its_steps_in_order_and_completes(client: Client, services: Services) -> None:
+    await permit_services(services)
+    async with client.bus.subscribe("workflow.permit.>") as events:
+        process = await client.workflow.start("permit", {"application_id": "a1", "cost": 12000})
+        done = await finish(client, process.id)
+        published: list[str] = []
+        async with asyncio.timeout(5):
+            while not published or published[-1] != "process_completed":
+                published.append((await anext(events)).message.subject.rsplit(".", 1)[-1])
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert dict(done.output) == {"decision": "approved", "receipt": "r-120"}
+    assert services.types(process.id) == ["validate", "charge", "schedule", "decide"]
+    assert [s.state for s in done.steps] == [pb.STEP_STATE_COMPLETED] * 4
+    history = list(await client.workflow.history(process.id))
+    assert [e.sequence for e in history] == list(range(1, len(history) + 1))
+    completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
+    assert completed == ["validate", "charge", "schedule", "decide"]
+    assert published[0] == "process_started" and published.count("step_completed") == 4
+
+
+async def test_retries_with_backoff_then_success(client: Client, services: Services) -> None:
+    await permit_services(services)
+
+    def flaky(task: TaskContext) -> dict[str, Any]:
+        if task.attempt < 3:
+            raise TaskFailure("GATEWAY_DOWN", "try again")
+        return {"receipt": "r-ok"}
+
+    services.behaviour["charge"] = flaky
+    process = await client.workflow.start("permit", {"application_id": "a2", "cost": 100})
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    charge = next(s for s in done.steps if s.step_id == "charge")
+    assert charge.attempts == 3
+    assert charge.last_error.code == "GATEWAY_DOWN"
+    assert [a for t, p, a in services.calls if t == "charge" and p == process.id] == [1, 2, 3]
+
+
+async def test_a_step_failing_for_good_compensates_completed_steps_in_reverse(
+    client: Client, services: Services
+) -> None:
+    await permit_services(services)
+
+    def reject(task: TaskContext) -> None:
+        raise TaskFailure("REJECTED_FOR_GOOD", "no")
+
+    services.behaviour["decide"] = reject
+    process = await client.workflow.start("permit", {"application_id": "a3", "cost": 5000})
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_COMPENSATED
+    assert done.error.code == "REJECTED_FOR_GOOD" and done.error.step_id == "decide"
+    assert services.types(process.id) == ["validate", "charge", "schedule", "decide", "unschedule", "refund"]
+    states = {s.step_id: s.state for s in done.steps}
+    assert states == {
+        "validate": pb.STEP_STATE_COMPLETED,
+        "charge": pb.STEP_STATE_COMPENSATED,
+        "schedule": pb.STEP_STATE_COMPENSATED,
+        "decide": pb.STEP_STATE_FAILED,
+    }
+    refund = next(c for c in services.calls if c[0] == "refund")
+    assert refund[2] == 1
+
+
+async def test_nothing_to_compensate_ends_failed(client: Client, services: Services) -> None:
+    await permit_services(services)
+    services.behaviour["validate"] = lambda t: (_ for _ in ()).throw(
+        TaskFailure("INVALID_DOCUMENTS", non_retryable=True)
+    )
+    process = await client.workflow.start("permit", {"application_id": "a4", "cost": 1})
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_FAILED
+    assert done.error.code == "INVALID_DOCUMENTS"
+    assert services.types(process.id) == ["validate"]
+
+
+async def test_starting_twice_with_a_business_key_returns_the_same_process(
+    client: Client, services: Services
+) -> None:
+    await permit_services(services)
+    first = await client.workflow.start("permit", {"application_id": "a5", "cost": 1}, business_key="app-5")
+    second = await client.workflow.start(
+        "permit", {"application_id": "other", "cost": 2}, business_key="app-5"
+    )
+
+    assert second.id == first.id
+    assert dict(second.input)["application_id"] == "a5"
+
+
+SIGNALS = """
+name: signals
+steps:
+  - id: prepare
+    task: {service: Docs, type: validate}
+  - id: result
+    wait_signal: {name: inspection_result, timeout: 30s}
+  - id: route
+    choice:
+      - when: "steps.result.output.approved == true"
+        steps:
+          - id: approve
+            task: {service: Docs, type: decide}
+    default:
+      - id: reject
+        task: {service: Docs, type: validate}
+output: {approved: "steps.result.output.approved"}
+"""
+
+
+async def test_signals_before_and_after_the_wait_and_a_choice(client: Client, services: Services) -> None:
+    await client.workflow.apply(SIGNALS)
+    await services.start("Docs", "validate", "decide")
+
+    early = await client.workflow.start("signals", {})
+    buffered = await client.workflow.signal(early.id, "inspection_result", {"approved": True})
+    late = await client.workflow.start("signals", {})
+    await wait_for_step(client, late.id, "result")
+    delivered = await client.workflow.signal(
+        late.id, "inspection_result", {"approved": False}, signal_id="s1"
+    )
+    again = await client.workflow.signal(late.id, "inspection_result", {"approved": True}, signal_id="s1")
+
+    first, second = await finish(client, early.id), await finish(client, late.id)
+
+    assert buffered.buffered and not delivered.buffered and again.duplicate
+    assert (first.state, dict(first.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
+    assert services.types(early.id) == ["validate", "decide"]
+    assert services.types(late.id) == ["validate", "validate"]
+    assert second.state == pb.PROCESS_STATE_COMPLETED
+    assert {s.step_id: s.state for s in second.steps}["reject"] == pb.STEP_STATE_COMPLETED
+
+
+PARALLEL = """
+name: fanout
+steps:
+  - id: both
+    parallel:
+      - steps:
+          - {id: left, task: {service: Docs, type: validate}}
+      - steps:
+          - {id: right, task: {service: Docs, type: decide}}
+  - id: pause
+    sleep: 50ms
+"""
+
+
+async def test_parallel_branches_join_then_a_sleep(client: Client, services: Services) -> None:
+    await client.workflow.apply(PARALLEL)
+    await services.start("Docs", "validate", "decide")
+    process = await client.workflow.start("fanout", {})
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert sorted(services.types(process.id)) == ["decide", "validate"]
+    both = next(s for s in done.steps if s.step_id == "both")
+    assert set(dict(both.output)) == {"left", "right"}
+
+
+async def test_cancel_withdraws_the_running_task(client: Client, services: Services) -> None:
+    await permit_services(services)
+    release = asyncio.Event()
+
+    async def stuck(task: TaskContext) -> dict[str, Any]:
+        await release.wait()
+        return {}
+
+    services.behaviour["validate"] = stuck
+    process = await client.workflow.start("permit", {"application_id": "a6", "cost": 1})
+    await wait_for_step(client, process.id, "validate", scheduled=True)
+    cancelled = await client.workflow.cancel(process.id, "applicant withdrew")
+    release.set()
+    done = await finish(client, process.id)
+
+    assert cancelled.state == pb.PROCESS_STATE_CANCELLED
+    assert done.state == pb.PROCESS_STATE_CANCELLED and done.cancel_reason == "applicant withdrew"
+    assert services.types(process.id) == ["validate"]
+
+
+async def test_reports_for_stale_attempts_change_nothing(client: Client, services: Services) -> None:
+    await client.workflow.apply(PERMIT)
+    await client.registry.register("Docs", "127.0.0.1:1", instance_id="manual")
+    process = await client.workflow.start("permit", {"application_id": "a7", "cost": 1})
+    stream = client.workflow.subscribe_tasks("Docs", "manual", ["validate"], 1)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                frame = await stream.read()
+                assert isinstance(frame, pb.SubscribeTasksResponse)
+                if frame.tasks:
+                    break
+        token = frame.tasks[0].task_token
+        first = await client.workflow.complete(token, {"ok": True})
+        repeated = await client.workflow.complete(token, {"ok": False})
+        bogus = await client.workflow.complete(token.replace("/1/", "/7/"), {})
+    finally:
+        stream.cancel()
+
+    assert first.result == pb.REPORT_RESULT_ACCEPTED
+    assert repeated.result == pb.REPORT_RESULT_ALREADY_REPORTED
+    assert bogus.result == pb.REPORT_RESULT_STALE_ATTEMPT
+    status = await client.workflow.status(process.id)
+    assert dict(next(s for s in status.steps if s.step_id == "validate").output) == {"ok": True}
+
+
+async def test_a_task_held_by_a_vanished_worker_goes_to_another(client: Client, services: Services) -> None:
+    await permit_services(services)
+    blocked = asyncio.Event()
+
+    async def hang(task: TaskContext) -> dict[str, Any]:
+        blocked.set()
+        await asyncio.Event().wait()
+        return {}
+
+    services.behaviour["validate"] = hang
+    first_docs = services.workers[0]
+    process = await client.workflow.start("permit", {"application_id": "a8", "cost": 1})
+    async with asyncio.timeout(10):
+        await blocked.wait()
+    services.behaviour["validate"] = lambda t: {"by": "second"}
+    await services.start("Docs", "validate", "decide", instance_id="docs-2")
+    first_docs.stop()  # its stream closes: the held task is requeued at once
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert dict(next(s for s in done.steps if s.step_id == "validate").output) == {"by": "second"}
+
+
+async def test_invalid_definitions_name_the_path_at_fault(client: Client) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await client.workflow.apply(
+            "name: bad\nsteps:\n  - id: a\n    task: {service: S, type: t}\n    retires: 3\n"
+        )
+
+    assert any(v.field.startswith("steps[0]") for v in caught.value.violations), caught.value.violations
