@@ -225,8 +225,16 @@ async def test_signals_before_and_after_the_wait_and_a_choice(client: Client, se
     await client.workflow.apply(SIGNALS)
     await services.start("Docs", "validate", "decide")
 
+    gate = asyncio.Event()
+
+    async def held(task: TaskContext) -> dict[str, Any]:
+        await gate.wait()  # the first step cannot finish before the signal is sent
+        return {}
+
+    services.behaviour["validate"] = held
     early = await client.workflow.start("signals", {})
     buffered = await client.workflow.signal(early.id, "inspection_result", {"approved": True})
+    gate.set()
     late = await client.workflow.start("signals", {})
     await wait_for_step(client, late.id, "result")
     delivered = await client.workflow.signal(

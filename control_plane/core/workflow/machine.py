@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane.core.workflow.definitions import Definition, Step, StepKind, TaskSpec
-from control_plane.core.workflow.expressions import Expression, ExpressionError, evaluate_mapping
+from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
 from control_plane.errors import FailedPrecondition
 from control_plane.models import (
     ACTIVE_STEP_STATES,
@@ -228,11 +228,11 @@ class Machine:
     def signal(self, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
         """Deliver a signal to the step waiting for it, or buffer it; returns (buffered, duplicate)."""
         r = self.record
+        if signal_id and signal_id in r.signal_ids:
+            return False, True  # a sender's retry, even after the process ended, is answered the same way
         if r.state.final:
             raise FailedPrecondition(f"process {r.id} already ended ({r.state.value})")
         if signal_id:
-            if signal_id in r.signal_ids:
-                return False, True
             r.signal_ids = [*r.signal_ids[-(_SIGNAL_IDS - 1) :], signal_id]
         for step in self.definition.all_steps():
             run = r.steps.get(step.id)
@@ -308,7 +308,7 @@ class Machine:
             case StepKind.CHOICE:
                 for index, branch in enumerate(step.branches):
                     try:
-                        taken = branch.when is None or bool(branch.when.evaluate(self._activation()))
+                        taken = branch.when is None or branch.when.holds(self._activation())
                     except ExpressionError as exc:
                         self._event(EventType.STEP_STARTED, step.id)
                         self._fail_step(step, error("CONDITION", str(exc), step.id, at=self.now))
@@ -356,8 +356,6 @@ class Machine:
     def _task_input(self, spec: TaskSpec) -> Any:
         if spec.input is None:
             return {}
-        if isinstance(spec.input, Expression):
-            return spec.input.evaluate(self._activation())
         return evaluate_mapping(spec.input, self._activation())
 
     def _schedule(self, step: Step, attempt: int) -> None:
@@ -482,10 +480,7 @@ class Machine:
         output = last_output
         if self.definition.output is not None:
             try:
-                if isinstance(self.definition.output, Expression):
-                    output = self.definition.output.evaluate(self._activation())
-                else:
-                    output = evaluate_mapping(self.definition.output, self._activation())
+                output = evaluate_mapping(self.definition.output, self._activation())
             except ExpressionError as exc:
                 self._end(ProcessState.FAILED, error("OUTPUT_MAPPING", str(exc), at=self.now))
                 return
