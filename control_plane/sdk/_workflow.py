@@ -234,7 +234,15 @@ class Worker:
             try:
                 await self._session()
                 backoff = 0.1
-            except (grpc.aio.AioRpcError, ConnectionError, OSError) as exc:
+            except grpc.aio.AioRpcError as exc:
+                logger.warning(
+                    "worker %s: stream ended (%s: %s); retrying in %.1fs",
+                    self.instance_id,
+                    exc.code().name,
+                    exc.details(),
+                    backoff,
+                )
+            except (ConnectionError, OSError) as exc:
                 logger.warning(
                     "worker %s: connection lost (%s); retrying in %.1fs", self.instance_id, exc, backoff
                 )
