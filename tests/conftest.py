@@ -17,6 +17,7 @@ import pytest
 from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import RegistrySettings, Settings
+from tests.workflow_support import Services
 
 READY = re.compile(r"mgmt listening on (\S+)")
 
@@ -116,3 +117,10 @@ async def server_process(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitabl
     for proc in started:
         if proc.process is not None and proc.process.returncode is None:
             await proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+async def services(client: Client) -> AsyncIterator[Services]:
+    s = Services(client)
+    yield s
+    await s.stop()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from control_plane.errors import InvalidArgument
-from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
+from control_plane.sdk import Client, TaskContext, TaskFailure
 from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.workflow_support import Services, finish, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
 
@@ -37,80 +37,8 @@ output: {{decision: "steps.decide.output.decision", receipt: "steps.charge.outpu
 """
 
 
-class Services:
-    """Workers for the test services, recording every task they run."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.calls: list[tuple[str, str, int]] = []
-        self.behaviour: dict[str, Callable[[TaskContext], Any]] = {}
-        self.workers: list[Worker] = []
-        self._runs: list[asyncio.Task[None]] = []
-
-    async def start(self, service: str, *task_types: str, instance_id: str = "") -> Worker:
-        worker = Worker(self.client, service, instance_id=instance_id, max_in_flight=8, drain_timeout_s=1.0)
-        for task_type in task_types:
-            worker.task(task_type)(self._handler(task_type))
-        self.workers.append(worker)
-        self._runs.append(asyncio.create_task(worker.run()))
-        async with asyncio.timeout(10):
-            await worker.ready.wait()
-        return worker
-
-    def _handler(self, task_type: str) -> Callable[[TaskContext], Any]:
-        async def handle(task: TaskContext) -> dict[str, Any]:
-            self.calls.append((task_type, task.process_id, task.attempt))
-            behave = self.behaviour.get(task_type)
-            result = behave(task) if behave else None
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result if isinstance(result, dict) else {"done": task_type}
-
-        return handle
-
-    async def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        await asyncio.gather(*self._runs, return_exceptions=True)
-
-    def types(self, process_id: str) -> list[str]:
-        return [t for t, p, _ in self.calls if p == process_id]
-
-
-@pytest.fixture
-async def services(client: Client) -> AsyncIterator[Services]:
-    s = Services(client)
-    yield s
-    await s.stop()
-
-
-async def permit_services(services: Services) -> None:
-    await services.client.workflow.apply(PERMIT)
-    await services.start("Docs", "validate", "decide")
-    await services.start("Pay", "charge", "refund")
-    await services.start("Inspect", "schedule", "unschedule")
-    services.behaviour["charge"] = lambda t: {"receipt": f"r-{t.input['amount']:.0f}"}
-    services.behaviour["schedule"] = lambda t: {"slot": "2026-12-01T09:00"}
-    services.behaviour["decide"] = lambda t: {"decision": "approved", "slot": t.input["slot"]}
-
-
-async def wait_for_step(client: Client, process_id: str, step_id: str, *, scheduled: bool = False) -> None:
-    """Follow the process's history until `step_id` was entered (or its task scheduled)."""
-    wanted = pb.HISTORY_EVENT_TYPE_TASK_SCHEDULED if scheduled else pb.HISTORY_EVENT_TYPE_STEP_STARTED
-    async with asyncio.timeout(10):
-        async for frame in client.workflow.watch(process_id):
-            if any(e.type == wanted and e.step_id == step_id for e in frame.events):
-                return
-    raise AssertionError(f"{step_id} never started")
-
-
-async def finish(client: Client, process_id: str) -> pb.Process:
-    async with asyncio.timeout(20):
-        return await client.workflow.wait(process_id)
-
-
 async def test_a_process_runs_its_steps_in_order_and_completes(client: Client, services: Services) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
     async with client.bus.subscribe("workflow.permit.>") as events:
         process = await client.workflow.start("permit", {"application_id": "a1", "cost": 12000})
         done = await finish(client, process.id)
@@ -131,7 +59,7 @@ async def test_a_process_runs_its_steps_in_order_and_completes(client: Client, s
 
 
 async def test_retries_with_backoff_then_success(client: Client, services: Services) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
 
     def flaky(task: TaskContext) -> dict[str, Any]:
         if task.attempt < 3:
@@ -152,7 +80,7 @@ async def test_retries_with_backoff_then_success(client: Client, services: Servi
 async def test_a_step_failing_for_good_compensates_completed_steps_in_reverse(
     client: Client, services: Services
 ) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
 
     def reject(task: TaskContext) -> None:
         raise TaskFailure("REJECTED_FOR_GOOD", "no")
@@ -176,7 +104,7 @@ async def test_a_step_failing_for_good_compensates_completed_steps_in_reverse(
 
 
 async def test_nothing_to_compensate_ends_failed(client: Client, services: Services) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
     services.behaviour["validate"] = lambda t: (_ for _ in ()).throw(
         TaskFailure("INVALID_DOCUMENTS", non_retryable=True)
     )
@@ -191,7 +119,7 @@ async def test_nothing_to_compensate_ends_failed(client: Client, services: Servi
 async def test_starting_twice_with_a_business_key_returns_the_same_process(
     client: Client, services: Services
 ) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
     first = await client.workflow.start("permit", {"application_id": "a5", "cost": 1}, business_key="app-5")
     second = await client.workflow.start(
         "permit", {"application_id": "other", "cost": 2}, business_key="app-5"
@@ -279,7 +207,7 @@ async def test_parallel_branches_join_then_a_sleep(client: Client, services: Ser
 
 
 async def test_cancel_withdraws_the_running_task(client: Client, services: Services) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
     release = asyncio.Event()
 
     async def stuck(task: TaskContext) -> dict[str, Any]:
@@ -325,7 +253,7 @@ async def test_reports_for_stale_attempts_change_nothing(client: Client, service
 
 
 async def test_a_task_held_by_a_vanished_worker_goes_to_another(client: Client, services: Services) -> None:
-    await permit_services(services)
+    await permit_services(services, PERMIT)
     blocked = asyncio.Event()
 
     async def hang(task: TaskContext) -> dict[str, Any]:

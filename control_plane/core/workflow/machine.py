@@ -286,11 +286,11 @@ class Machine:
             if run.state is not StepState.COMPENSATING:
                 return "reported"
             return "reported" if run.timer_at > 0 else ""  # a retry is scheduled: this attempt failed
-        if r.state.final or run.state in (StepState.CANCELLED, StepState.SKIPPED):
-            return "cancelled"
         if run.state in (StepState.SCHEDULED, StepState.RUNNING):
-            return ""
-        return "reported"
+            return "cancelled" if r.state.final else ""
+        if run.state in (StepState.CANCELLED, StepState.SKIPPED):
+            return "cancelled"
+        return "reported"  # completed, failed, or failed and retrying: this attempt's outcome is recorded
 
     # -- steps ----------------------------------------------------------------------------------
 

@@ -1,0 +1,145 @@
+"""Workflow timeouts, version routing and the task outbox, with real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from control_plane.sdk import Client, TaskContext
+from hms.mgmt.v1 import bus_pb2
+from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.workflow_support import Services, finish
+
+TIMEOUTS = """
+name: timeouts
+steps:
+  - id: slow
+    task: {service: Slow, type: work}
+    timeout: 1s
+    retry: {max_attempts: 2, initial_interval: 10ms}
+  - id: beating
+    task: {service: Slow, type: beat}
+    heartbeat_timeout: 1s
+    retry: {max_attempts: 2, initial_interval: 10ms}
+"""
+
+
+async def test_start_to_close_and_heartbeat_timeouts_retry_the_attempt(
+    client: Client, services: Services
+) -> None:
+    await client.workflow.apply(TIMEOUTS)
+    gate = asyncio.Event()
+
+    async def work(task: TaskContext) -> dict[str, Any]:
+        if task.attempt == 1:
+            await gate.wait()  # never reports: the 1 s start-to-close timeout fires
+        return {"attempt": task.attempt}
+
+    services.behaviour["work"] = work
+    services.behaviour["beat"] = work
+    await services.start("Slow", "work", "beat")
+    process = await client.workflow.start("timeouts", {})
+    done = await finish(client, process.id)
+    gate.set()
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    steps = {s.step_id: s for s in done.steps}
+    assert steps["slow"].attempts == 2 and steps["slow"].last_error.code == "TIMEOUT"
+    assert steps["beating"].attempts == 2 and steps["beating"].last_error.code == "HEARTBEAT_TIMEOUT"
+    history = await client.workflow.history(process.id)
+    assert sum(1 for e in history if e.type == pb.HISTORY_EVENT_TYPE_TASK_TIMED_OUT) == 2
+
+
+PROCESS_TIMEOUT = """
+name: deadline
+timeout: 1s
+steps:
+  - id: forever
+    wait_signal: {name: never}
+"""
+
+
+async def test_a_process_that_runs_out_of_time_fails(client: Client) -> None:
+    await client.workflow.apply(PROCESS_TIMEOUT)
+    process = await client.workflow.start("deadline", {})
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_FAILED
+    assert done.error.code == "PROCESS_TIMEOUT"
+
+
+ROUTED = """
+name: routed
+steps:
+  - id: pay
+    task: {service: Pay, type: charge, version: ">=2.0,<3"}
+"""
+
+
+async def test_tasks_go_only_to_instances_whose_version_matches(client: Client) -> None:
+    await client.workflow.apply(ROUTED)
+    await client.registry.register("Pay", "127.0.0.1:1", instance_id="old", version="1.9.0")
+    await client.registry.register("Pay", "127.0.0.1:2", instance_id="new", version="2.3.0")
+    old = client.workflow.subscribe_tasks("Pay", "old", ["charge"], 5)
+    new = client.workflow.subscribe_tasks("Pay", "new", ["charge"], 5)
+    try:
+        for stream in (old, new):
+            ready = await stream.read()
+            assert isinstance(ready, pb.SubscribeTasksResponse) and ready.ready
+        process = await client.workflow.start("routed", {})
+        async with asyncio.timeout(10):
+            frame = await new.read()
+        assert isinstance(frame, pb.SubscribeTasksResponse)
+        (task,) = frame.tasks
+        reply = await client.workflow.complete(task.task_token, {"by": "new"})
+        done = await finish(client, process.id)
+    finally:
+        old.cancel()
+        new.cancel()
+
+    assert reply.result == pb.REPORT_RESULT_ACCEPTED
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+
+
+OUTBOX = """
+name: outbox
+steps:
+  - id: charge
+    task: {service: Pay, type: charge}
+"""
+
+
+async def test_the_outbox_is_published_exactly_when_the_completion_counts(client: Client) -> None:
+    await client.workflow.apply(OUTBOX)
+    await client.registry.register("Pay", "127.0.0.1:1", instance_id="p1")
+    stream = client.workflow.subscribe_tasks("Pay", "p1", ["charge"], 1)
+    try:
+        async with client.bus.subscribe("payments.>") as events:
+            process = await client.workflow.start("outbox", {})
+            async with asyncio.timeout(10):
+                while True:
+                    frame = await stream.read()
+                    assert isinstance(frame, pb.SubscribeTasksResponse)
+                    if frame.tasks:
+                        break
+            token = frame.tasks[0].task_token
+            receipt = bus_pb2.BusMessage(
+                subject="payments.charged", data=json.dumps({"pid": process.id}).encode()
+            )
+            accepted = await client.workflow.complete(token, {"ok": True}, outbox=[receipt])
+            repeated = await client.workflow.complete(token, {"ok": True}, outbox=[receipt])
+            async with asyncio.timeout(5):
+                delivery = await anext(events)
+            await client.bus.publish("payments.marker", b"end")  # anything after the outbox arrives next
+            async with asyncio.timeout(5):
+                marker = await anext(events)
+    finally:
+        stream.cancel()
+
+    assert (accepted.result, repeated.result) == (
+        pb.REPORT_RESULT_ACCEPTED,
+        pb.REPORT_RESULT_ALREADY_REPORTED,
+    )
+    assert json.loads(delivery.message.data) == {"pid": process.id}
+    assert marker.message.subject == "payments.marker"  # the repeated completion published nothing
