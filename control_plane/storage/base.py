@@ -71,8 +71,8 @@ class WorkflowTx(Protocol):
         """Create or move a durable timer."""
         ...
 
-    def clear_timer(self, process_id: str, name: str) -> bool:
-        """Remove a timer; False when there was none."""
+    def clear_timer(self, process_id: str, name: str, *, due_by: float | None = None) -> bool:
+        """Remove a timer (only if due by `due_by`, when given); False when there was none to remove."""
         ...
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:

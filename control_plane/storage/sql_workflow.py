@@ -108,14 +108,18 @@ class SqlWorkflowTx:
             (process_id, name, due_at),
         )
 
-    def clear_timer(self, process_id: str, name: str) -> bool:
-        """Remove a timer; False when there was none (it already fired or was cleared)."""
-        return (
-            self._conn.execute(
+    def clear_timer(self, process_id: str, name: str, *, due_by: float | None = None) -> bool:
+        """Remove a timer (only if due by `due_by`, when given); False when there was none to remove."""
+        if due_by is None:
+            cursor = self._conn.execute(
                 "DELETE FROM wf_timers WHERE process_id = ? AND name = ?", (process_id, name)
-            ).rowcount
-            > 0
-        )
+            )
+        else:
+            cursor = self._conn.execute(
+                "DELETE FROM wf_timers WHERE process_id = ? AND name = ? AND due_at <= ?",
+                (process_id, name, due_by),
+            )
+        return cursor.rowcount > 0
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Append Bus messages in this transaction (they become visible after the commit)."""

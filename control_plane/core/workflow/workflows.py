@@ -438,9 +438,9 @@ class Workflows:
             machine.fire_timer(name)
 
         def work(tx: WorkflowTx) -> _Committed:
-            # The timer row decides: a timer cleared (or moved) by an earlier transition does not fire.
+            # The timer row decides: a timer cleared, or moved later, by an earlier transition does not fire.
             record = tx.load(process_id)
-            if record is None or not tx.clear_timer(process_id, name):
+            if record is None or not tx.clear_timer(process_id, name, due_by=tx.now):
                 return _Committed(None, Effects(), record or _GONE)
             machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
             apply(machine)
