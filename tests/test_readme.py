@@ -42,3 +42,5 @@ async def test_every_readme_grpcurl_command_succeeds(server: App) -> None:
     assert '"instance_id": "docs-1"' in lookup
     subscribed = next(o for o, c in zip(outputs, commands, strict=True) if c[-1].endswith("/Subscribe"))
     assert '"subject": "permit.a17.submitted"' in subscribed
+    listed = next(o for o, c in zip(outputs, commands, strict=True) if c[-1].endswith("/ListProcesses"))
+    assert '"business_key": "app-1"' in listed and "PROCESS_STATE_RUNNING" in listed
