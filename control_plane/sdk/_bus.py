@@ -7,17 +7,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from control_plane.sdk._errors import call, from_rpc_error
+from control_plane.sdk._wire import duration
 from hms.mgmt.v1 import bus_pb2 as pb
 from hms.mgmt.v1 import bus_pb2_grpc
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(round(seconds * 1e9))
-    return message
 
 
 class BusSubscription:
@@ -133,13 +128,13 @@ class BusClient:
             start_sequence=start_sequence,
             ack_mode=pb.ACK_MODE_EXPLICIT if explicit_ack else pb.ACK_MODE_NONE,
             max_deliveries=max_deliveries,
-            backoff=[_duration(b) for b in backoff_s],
+            backoff=[duration(b) for b in backoff_s],
             dead_letter_subject=dead_letter_subject,
             max_in_flight=max_in_flight,
             max_batch=max_batch,
         )
         if ack_wait_s is not None:
-            request.ack_wait.CopyFrom(_duration(ack_wait_s))
+            request.ack_wait.CopyFrom(duration(ack_wait_s))
         if start_time is not None:
             stamp = timestamp_pb2.Timestamp()
             stamp.FromDatetime(start_time)
@@ -166,7 +161,7 @@ class BusClient:
         """Ask for redelivery, after `delay_s` or the consumer's backoff."""
         request = pb.NackRequest(delivery_ids=delivery_ids)
         if delay_s is not None:
-            request.delay.CopyFrom(_duration(delay_s))
+            request.delay.CopyFrom(duration(delay_s))
         return list((await call(self._stub.Nack(request, metadata=self._metadata))).results)
 
     async def subjects(self, pattern: str = "") -> list[pb.SubjectInfo]:
@@ -216,7 +211,7 @@ class BusClient:
         """Set (or remove) the retention of a subject prefix; returns the policy now in force."""
         policy = pb.RetentionPolicy(subject_prefix=subject_prefix, max_messages=max_messages)
         if max_age_s:
-            policy.max_age.CopyFrom(_duration(max_age_s))
+            policy.max_age.CopyFrom(duration(max_age_s))
         request = pb.SetRetentionRequest(policy=policy, remove=remove)
         return (await call(self._stub.SetRetention(request, metadata=self._metadata))).policy
 

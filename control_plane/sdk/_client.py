@@ -10,21 +10,15 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-from google.protobuf import duration_pb2
 
 from control_plane.sdk._bus import BusClient
 from control_plane.sdk._errors import call, from_rpc_error
+from control_plane.sdk._wire import duration
 from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms.mgmt.v1 import registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(round(seconds * 1e9))
-    return message
 
 
 class WatchStream:
@@ -83,7 +77,7 @@ class RegistryClient:
             )
         )
         if ttl_s is not None:
-            request.ttl.CopyFrom(_duration(ttl_s))
+            request.ttl.CopyFrom(duration(ttl_s))
         return await call(self._stub.Register(request, metadata=self._metadata))
 
     async def heartbeat(self, lease_id: str) -> pb.Lease:
