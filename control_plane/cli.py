@@ -1,4 +1,4 @@
-"""The `mgmt` command: `serve`, `demo`, registry and bus verbs; the only module that reads env or prints."""
+"""The `mgmt` command: `serve`, `demo`, registry, bus and workflow verbs; with cli_workflow, the only printing layer."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import json_format
 
 from control_plane import __version__
+from control_plane.cli_workflow import add_workflow_verbs, workflow_command
 from control_plane.errors import ControlPlaneError
 from control_plane.sdk import Client
 from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     consumers.add_argument("--all", action="store_true", help="include ephemeral consumers")
     for verb in (pub, sub, subjects, consumers):
         _client_flags(verb)
+
+    for action in add_workflow_verbs(verbs):
+        _client_flags(action)
     return parser
 
 
@@ -253,6 +257,12 @@ async def bus_command(args: argparse.Namespace) -> None:
                 )
 
 
+async def workflow_main(args: argparse.Namespace) -> int:
+    """`mgmt workflow apply | start | status | watch | ls | signal | cancel | history | graph`."""
+    async with _client(args) as client:
+        return await workflow_command(args, client)
+
+
 async def _subscribe(client: Client, args: argparse.Namespace) -> None:
     async with client.bus.subscribe(
         args.pattern,
@@ -299,6 +309,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(registry_command(args))
         elif args.verb == "bus":
             asyncio.run(bus_command(args))
+        elif args.verb == "workflow":
+            try:
+                status = asyncio.run(workflow_main(args))
+            except BrokenPipeError:
+                # The reader left (`mgmt workflow start ... | head -1`): stop quietly, as Unix tools do.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                status = 1
+            if status:
+                sys.exit(status)
     except KeyboardInterrupt:
         sys.exit(130)
     except grpc.aio.AioRpcError as exc:

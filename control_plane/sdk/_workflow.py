@@ -55,6 +55,11 @@ class WorkflowClient:
         request = pb.RegisterDefinitionRequest(source=source, validate_only=validate_only)
         return await call(self._stub.RegisterDefinition(request, metadata=self._metadata))
 
+    async def definition(self, name: str, version: int = 0) -> pb.Definition:
+        """A stored definition version (the latest when `version` is 0), with its source and spec."""
+        request = pb.GetDefinitionRequest(name=name, version=version)
+        return (await call(self._stub.GetDefinition(request, metadata=self._metadata))).definition
+
     async def start(
         self,
         definition: str,

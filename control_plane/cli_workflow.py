@@ -1,0 +1,378 @@
+"""`mgmt workflow ...`: apply, start, status, watch, ls, signal, cancel, history and graph (prints; part of the CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from control_plane.errors import InvalidArgument
+from control_plane.graph import mermaid
+from control_plane.sdk import Client
+from hms.mgmt.v1 import workflow_pb2 as pb
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+_STEP_CLASS: dict[pb.StepState.ValueType, str] = {
+    pb.STEP_STATE_PENDING: "not_reached",
+    pb.STEP_STATE_SKIPPED: "not_reached",
+    pb.STEP_STATE_SCHEDULED: "running",
+    pb.STEP_STATE_RUNNING: "running",
+    pb.STEP_STATE_RETRYING: "running",
+    pb.STEP_STATE_WAITING: "running",
+    pb.STEP_STATE_COMPENSATING: "running",
+    pb.STEP_STATE_COMPLETED: "done",
+    pb.STEP_STATE_FAILED: "failed",
+    pb.STEP_STATE_COMPENSATION_FAILED: "failed",
+    # Stopped before it finished: drawn like a failure, so the picture shows where the process ended.
+    pb.STEP_STATE_CANCELLED: "failed",
+    pb.STEP_STATE_COMPENSATED: "compensated",
+}
+_FINAL = frozenset(
+    {
+        pb.PROCESS_STATE_COMPLETED,
+        pb.PROCESS_STATE_FAILED,
+        pb.PROCESS_STATE_COMPENSATED,
+        pb.PROCESS_STATE_CANCELLED,
+    }
+)
+_STATE_NAMES = [name.removeprefix("PROCESS_STATE_") for name in pb.ProcessState.keys()[1:]]
+
+
+def add_workflow_verbs(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> list[argparse.ArgumentParser]:
+    """Add `workflow` and its actions; returns the action parsers (they take the client flags)."""
+    workflow = verbs.add_parser("workflow", help="workflow definitions and processes").add_subparsers(
+        dest="action", required=True
+    )
+    apply = workflow.add_parser("apply", help="register a definition (YAML or JSON file, - for stdin)")
+    apply.add_argument("file")
+    apply.add_argument("--validate-only", action="store_true", help="check it and store nothing")
+
+    start = workflow.add_parser("start", help="start a process; prints its id, then its state")
+    start.add_argument("name", help="definition name")
+    given = start.add_mutually_exclusive_group()
+    given.add_argument("--input", default=None, help="input as a JSON object")
+    given.add_argument("--input-file", default=None, help="input from a JSON file (- for stdin)")
+    start.add_argument("--key", default="", help="business key: a start with a used key returns its process")
+    start.add_argument("--version", type=int, default=0, help="definition version (default the latest)")
+    start.add_argument("--wait", action="store_true", help="follow it to the end; exit 0 only if COMPLETED")
+
+    status = workflow.add_parser("status", help="a process with its steps")
+    status.add_argument("process_id")
+    watch = workflow.add_parser(
+        "watch", help="live progress until the process ends; exit 0 only if COMPLETED"
+    )
+    watch.add_argument("process_id")
+
+    ls = workflow.add_parser("ls", help="list processes, newest first")
+    ls.add_argument("--definition", default="", help="only this definition")
+    ls.add_argument(
+        "--state",
+        dest="states",
+        nargs="+",
+        action="extend",
+        default=[],
+        type=_state,
+        metavar="STATE",
+        help=f"only these states ({', '.join(_STATE_NAMES)})",
+    )
+    ls.add_argument("--limit", type=int, default=50, help="most processes to list (1-1000)")
+
+    signal = workflow.add_parser("signal", help="send a named signal to a process")
+    signal.add_argument("process_id")
+    signal.add_argument("name")
+    signal.add_argument("--payload", default=None, help="payload as a JSON object")
+    signal.add_argument("--id", dest="signal_id", default="", help="signal id: a repeat with it is ignored")
+
+    cancel = workflow.add_parser("cancel", help="cancel a process")
+    cancel.add_argument("process_id")
+    cancel.add_argument("--reason", default="", help="why (kept on the process)")
+    cancel.add_argument("--compensate", action="store_true", help="compensate completed steps first")
+
+    history = workflow.add_parser("history", help="every history event of a process")
+    history.add_argument("process_id")
+
+    graph = workflow.add_parser(
+        "graph", help="a Mermaid flowchart of a definition (and a process's progress)"
+    )
+    graph.add_argument("name", help="definition name")
+    graph.add_argument("--version", type=int, default=0, help="definition version (default the latest)")
+    graph.add_argument("--process", default="", help="colour each step by its state in this process")
+    return [apply, start, status, watch, ls, signal, cancel, history, graph]
+
+
+async def workflow_command(args: argparse.Namespace, client: Client) -> int:
+    """Run one `mgmt workflow` action; returns the exit status."""
+    match args.action:
+        case "apply":
+            return await _apply(client, args)
+        case "start":
+            return await _start(client, args)
+        case "status":
+            _print_status(await client.workflow.status(args.process_id))
+        case "watch":
+            return await _follow(client, args.process_id)
+        case "ls":
+            _print_table(
+                await client.workflow.list(
+                    definition=args.definition, states=args.states, page_size=args.limit
+                )
+            )
+        case "signal":
+            reply = await client.workflow.signal(
+                args.process_id, args.name, _json_object(args.payload, "--payload"), signal_id=args.signal_id
+            )
+            outcome = (
+                "duplicate, ignored" if reply.duplicate else "buffered" if reply.buffered else "delivered"
+            )
+            print(f"signal {args.name}: {outcome}")
+        case "cancel":
+            process = await client.workflow.cancel(args.process_id, args.reason, compensate=args.compensate)
+            print(f"{process.id} {_state_name(process.state)}")
+        case "history":
+            for event in await client.workflow.history(args.process_id):
+                print(_history_line(event))
+        case "graph":
+            print(await _graph(client, args), end="")
+    return EXIT_OK
+
+
+async def _apply(client: Client, args: argparse.Namespace) -> int:
+    source = await asyncio.to_thread(_read, args.file)
+    try:
+        reply = await client.workflow.apply(source, validate_only=args.validate_only)
+    except InvalidArgument as exc:
+        for violation in exc.violations:
+            print(f"{violation.field or args.file}: {violation.description}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.validate_only:
+        outcome = "valid, would be created" if reply.created else "valid, unchanged"
+    else:
+        outcome = "created" if reply.created else "unchanged"
+    print(f"{reply.name}: version {reply.version} ({outcome})")
+    return EXIT_OK
+
+
+async def _start(client: Client, args: argparse.Namespace) -> int:
+    if args.input_file is not None:
+        text = await asyncio.to_thread(_read, args.input_file)
+        payload = _json_object(text, "--input-file")
+    else:
+        payload = _json_object(args.input, "--input")
+    process = await client.workflow.start(args.name, payload, business_key=args.key, version=args.version)
+    print(process.id, flush=True)
+    print(f"state: {_state_name(process.state)}", flush=True)
+    if args.wait:
+        return await _follow(client, process.id)
+    return EXIT_OK
+
+
+async def _follow(client: Client, process_id: str) -> int:
+    """Print events as they commit until the process ends; 0 if it COMPLETED."""
+    final: pb.Process | None = None
+    async for frame in client.workflow.watch(process_id):
+        for event in frame.events:
+            print(_watch_line(event), flush=True)
+        if frame.HasField("process"):
+            final = frame.process
+    if final is None or final.state not in _FINAL:
+        final = await client.workflow.status(process_id)
+    print(f"{final.id} {_state_name(final.state)}{_error_note(final.error)}", flush=True)
+    return EXIT_OK if final.state == pb.PROCESS_STATE_COMPLETED else EXIT_FAILED
+
+
+async def _graph(client: Client, args: argparse.Namespace) -> str:
+    version, states = args.version, None
+    if args.process:
+        process = await client.workflow.status(args.process)
+        if process.definition != args.name:
+            raise ValueError(f"process {process.id} runs {process.definition!r}, not {args.name!r}")
+        if version and version != process.definition_version:
+            raise ValueError(f"process {process.id} runs version {process.definition_version}, not {version}")
+        version = process.definition_version
+        states = {step.step_id: _STEP_CLASS.get(step.state, "not_reached") for step in process.steps}
+    definition = await client.workflow.definition(args.name, version)
+    return mermaid(_plain(definition.spec), states)
+
+
+# -- output ------------------------------------------------------------------------------------------
+
+
+def _print_status(process: pb.Process) -> None:
+    print(f"process     {process.id}")
+    print(f"definition  {process.definition}@{process.definition_version}")
+    print(f"state       {_state_name(process.state)}")
+    print(f"key         {process.business_key or '-'}")
+    print(f"created     {_time(process.created_at)}")
+    if process.HasField("ended_at"):
+        print(f"ended       {_time(process.ended_at)}")
+    if process.cancel_reason:
+        print(f"cancelled   {process.cancel_reason}")
+    print("steps:")
+    width = max((len(step.step_id) for step in process.steps), default=4)
+    for step in process.steps:
+        error = step.last_error.code if step.HasField("last_error") else "-"
+        note = ""
+        if step.state == pb.STEP_STATE_WAITING:
+            note = f"  waiting for {step.waiting_for}" if step.waiting_for else "  sleeping"
+            note += f" until {_time(step.timer_at)}" if step.HasField("timer_at") else ""
+        elif step.state == pb.STEP_STATE_RETRYING and step.HasField("timer_at"):
+            note = f"  retry at {_time(step.timer_at)}"
+        elif step.worker_instance_id:
+            note = f"  on {step.worker_instance_id}"
+        state = pb.StepState.Name(step.state).removeprefix("STEP_STATE_")
+        print(f"  {step.step_id:{width}}  {state:22} attempts {step.attempts:<3} error {error}{note}")
+    if process.HasField("error"):
+        print(f"error       {process.error.code}: {process.error.message}{_at_step(process.error)}")
+    if process.HasField("output") or process.state == pb.PROCESS_STATE_COMPLETED:
+        print(f"output      {_compact(_plain(process.output))}")
+
+
+def _print_table(processes: Sequence[pb.Process]) -> None:
+    rows = [
+        (
+            p.id,
+            f"{p.definition}@{p.definition_version}",
+            _state_name(p.state),
+            p.business_key or "-",
+            _time(p.created_at),
+        )
+        for p in processes
+    ]
+    header = ("ID", "DEFINITION", "STATE", "KEY", "CREATED")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def _watch_line(event: pb.HistoryEvent) -> str:
+    clock = _datetime(event.time).strftime("%H:%M:%S.%f")[:-3]
+    attempt = f"#{event.attempt}" if event.attempt else ""
+    parts = [clock, f"{_event_name(event.type):24}", event.step_id, attempt, _summary(_plain(event.details))]
+    return " ".join(part for part in parts if part).rstrip()
+
+
+def _history_line(event: pb.HistoryEvent) -> str:
+    parts = [
+        f"{event.sequence:>4}",
+        _datetime(event.time).isoformat(timespec="milliseconds"),
+        f"{_event_name(event.type):24}",
+        f"{event.step_id or '-':16}",
+        f"{event.attempt or '-':>3}",
+        _compact(_plain(event.details)),
+    ]
+    return " ".join(parts)
+
+
+def _summary(details: Mapping[str, Any]) -> str:
+    """The few details worth a glance: error code, retry time, branch, deadline, signal, reason."""
+    notes: list[str] = []
+    if details.get("task_type"):
+        notes.append(f"{details.get('service', '?')}/{details['task_type']}")
+    error = details.get("error")
+    if isinstance(error, Mapping) and error.get("code"):
+        notes.append(str(error["code"]))
+    if details.get("will_retry") and isinstance(details.get("retry_at"), int | float):
+        notes.append(f"retry at {_epoch(details['retry_at'])}")
+    elif "will_retry" in details and not details["will_retry"]:
+        notes.append("no retry")
+    if "branch" in details:
+        notes.append("no branch taken" if details["branch"] is None else f"branch {details['branch']}")
+    if isinstance(details.get("until"), int | float):
+        notes.append(f"until {_epoch(details['until'])}")
+    if details.get("name"):
+        notes.append(f"signal {details['name']}" + (" (buffered)" if details.get("buffered") else ""))
+    if details.get("subject"):
+        notes.append(f"message {details['subject']}")
+    if details.get("reason"):
+        notes.append(f"reason: {details['reason']}")
+    if details.get("compensate"):
+        notes.append("compensate")
+    if details.get("business_key"):
+        notes.append(f"key {details['business_key']}")
+    return ", ".join(notes)
+
+
+def _error_note(error: pb.Failure) -> str:
+    return f" ({error.code}: {error.message}{_at_step(error)})" if error.code else ""
+
+
+def _at_step(error: pb.Failure) -> str:
+    if not error.step_id:
+        return ""
+    return f" at {error.step_id}" + (f" attempt {error.attempt}" if error.attempt else "")
+
+
+def _state_name(state: pb.ProcessState.ValueType) -> str:
+    return pb.ProcessState.Name(state).removeprefix("PROCESS_STATE_")
+
+
+def _event_name(kind: pb.HistoryEventType.ValueType) -> str:
+    # The Bus event name: "step_completed", "process_cancelled", ...
+    return pb.HistoryEventType.Name(kind).removeprefix("HISTORY_EVENT_TYPE_").lower()
+
+
+def _state(text: str) -> pb.ProcessState.ValueType:
+    """`--state` value: a process state name, any case, with or without its prefix."""
+    name = text.upper().removeprefix("PROCESS_STATE_")
+    if name not in _STATE_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown state {text!r}; expected one of {', '.join(_STATE_NAMES)}")
+    return pb.ProcessState.Value(f"PROCESS_STATE_{name}")
+
+
+def _json_object(text: str | None, flag: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag}: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read(name: str) -> str:
+    """A file's text, or stdin's for "-"."""
+    return sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+
+
+def _plain(message: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as JSON values, with whole floats as ints (Struct keeps every number as a double)."""
+    value: dict[str, Any] = _whole(json_format.MessageToDict(message))
+    return value
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    return value
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _datetime(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC).astimezone()
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> str:
+    return _datetime(stamp).isoformat(timespec="seconds") if stamp.seconds or stamp.nanos else "-"
+
+
+def _epoch(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).astimezone().strftime("%H:%M:%S.%f")[:-3]
