@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench import baseline, bus, bus_nats, registry
+from bench import baseline, bus, bus_nats, registry, workflow
 from bench.figures import GroupResult, Load, RunContext
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ GROUPS: tuple[Group, ...] = (
     Group(registry.GROUP, registry.run, requires=(baseline.GROUP,)),
     Group(bus_nats.GROUP, bus_nats.run),
     Group(bus.GROUP, bus.run, requires=(baseline.GROUP, bus_nats.GROUP)),
+    Group(workflow.GROUP, workflow.run, requires=(baseline.GROUP,)),
 )
 NAMES = tuple(group.name for group in GROUPS)
 
