@@ -9,7 +9,7 @@ from typing import Any
 from control_plane.sdk import Client, TaskContext
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.workflow_support import Services, finish
+from tests.workflow_support import Services, finish, wait_for_step
 
 TIMEOUTS = """
 name: timeouts
@@ -143,3 +143,42 @@ async def test_the_outbox_is_published_exactly_when_the_completion_counts(client
     )
     assert json.loads(delivery.message.data) == {"pid": process.id}
     assert marker.message.subject == "payments.marker"  # the repeated completion published nothing
+
+
+BUS_WAIT = """
+name: inspection
+steps:
+  - id: result
+    wait_signal:
+      subject: "inspection.*.result"
+      correlate: "message.application_id == input.application_id"
+      timeout: 1h
+output: {approved: "steps.result.output.approved"}
+"""
+
+
+async def test_a_bus_message_resumes_the_process_it_correlates_with(client: Client) -> None:
+    await client.workflow.apply(BUS_WAIT)
+    await client.bus.publish(
+        "inspection.early.result", json.dumps({"application_id": "a", "approved": False}).encode()
+    )
+    first = await client.workflow.start("inspection", {"application_id": "a"})
+    second = await client.workflow.start("inspection", {"application_id": "b"})
+    await wait_for_step(client, first.id, "result")
+    await wait_for_step(client, second.id, "result")
+    await client.bus.publish(
+        "inspection.x.result", json.dumps({"application_id": "b", "approved": True}).encode()
+    )
+    await client.bus.publish(
+        "inspection.y.result", json.dumps({"application_id": "a", "approved": True}).encode()
+    )
+    await client.bus.publish("unrelated.subject", json.dumps({"application_id": "a"}).encode())
+
+    done_a, done_b = await finish(client, first.id), await finish(client, second.id)
+
+    assert (done_a.state, dict(done_a.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
+    assert (done_b.state, dict(done_b.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
+    received = [
+        e for e in await client.workflow.history(first.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
+    ]
+    assert [dict(e.details)["subject"] for e in received] == ["inspection.y.result"]

@@ -75,6 +75,14 @@ class WorkflowTx(Protocol):
         """Remove a timer (only if due by `due_by`, when given); False when there was none to remove."""
         ...
 
+    def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
+        """Wait for a Bus message from now on; returns the log sequence after which messages count."""
+        ...
+
+    def clear_bus_wait(self, process_id: str, step_id: str) -> None:
+        """Stop waiting for a Bus message."""
+        ...
+
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Append Bus messages in this transaction; they are in `published` once it commits."""
         ...
@@ -214,6 +222,10 @@ class Store(Protocol):
 
     async def wf_timers(self) -> list[tuple[str, str, float]]:
         """Every durable timer as (process id, name, due at)."""
+        ...
+
+    async def wf_bus_waits(self) -> list[tuple[str, str, str, int]]:
+        """Every Bus-message wait as (process id, step id, pattern, after sequence)."""
         ...
 
     async def close(self) -> None:

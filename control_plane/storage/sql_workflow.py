@@ -121,6 +121,22 @@ class SqlWorkflowTx:
             )
         return cursor.rowcount > 0
 
+    def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
+        """Wait for a Bus message from now on; returns the log sequence after which messages count."""
+        (after,) = self._conn.execute("SELECT value FROM counters WHERE name = 'bus_sequence'").fetchone()
+        self._conn.execute(
+            "INSERT INTO wf_bus_waits (process_id, step_id, pattern, after) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (process_id, step_id) DO UPDATE SET pattern = excluded.pattern, after = excluded.after",
+            (process_id, step_id, pattern, after),
+        )
+        return int(after)
+
+    def clear_bus_wait(self, process_id: str, step_id: str) -> None:
+        """Stop waiting for a Bus message."""
+        self._conn.execute(
+            "DELETE FROM wf_bus_waits WHERE process_id = ? AND step_id = ?", (process_id, step_id)
+        )
+
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Append Bus messages in this transaction (they become visible after the commit)."""
         if messages:
@@ -225,3 +241,11 @@ def tasks(conn: sqlite3.Connection) -> list[TaskAttempt]:
 def timers(conn: sqlite3.Connection) -> list[tuple[str, str, float]]:
     """Every durable timer as (process id, name, due at)."""
     return [(p, n, float(d)) for p, n, d in conn.execute("SELECT process_id, name, due_at FROM wf_timers")]
+
+
+def bus_waits(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+    """Every Bus-message wait as (process id, step id, pattern, after sequence)."""
+    return [
+        (p, s, pat, int(a))
+        for p, s, pat, a in conn.execute("SELECT process_id, step_id, pattern, after FROM wf_bus_waits")
+    ]

@@ -392,6 +392,10 @@ class SqliteStore:
         """Durable timers."""
         return await self._read(sql_workflow.timers)
 
+    async def wf_bus_waits(self) -> list[tuple[str, str, str, int]]:
+        """Bus-message waits."""
+        return await self._read(sql_workflow.bus_waits)
+
     async def close(self) -> None:
         """Finish queued writes, then close both connections; idempotent."""
         if self._closed:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from control_plane.core.bus.signal import Signal, wait_any
 from control_plane.core.bus.subjects import Pattern
@@ -113,7 +115,7 @@ class MessageLog:
         return found
 
     async def wait_beyond(
-        self, sequence: int, others: list[asyncio.Future[None]], delay_s: float | None
+        self, sequence: int, others: Sequence[asyncio.Future[Any]], delay_s: float | None
     ) -> None:
         """Wait for a message after `sequence`, one of `others`, or `delay_s`."""
         if self.last_sequence > sequence:

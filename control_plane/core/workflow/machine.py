@@ -114,6 +114,8 @@ class Effects:
     timers: dict[str, float] = field(default_factory=dict)
     cleared_timers: list[str] = field(default_factory=list)
     messages: list[OutgoingMessage] = field(default_factory=list)
+    bus_waits: list[tuple[str, str]] = field(default_factory=list)  # (step id, pattern) to start waiting
+    cleared_bus_waits: list[str] = field(default_factory=list)  # step ids no longer waiting
 
 
 class Machine:
@@ -221,9 +223,10 @@ class Machine:
         elif kind == "sleep" and run.state is StepState.WAITING:
             self._complete_step(step, None)
         elif kind == "wait" and run.state is StepState.WAITING:
-            self._fail_step(
-                step, error("SIGNAL_TIMEOUT", f"no {step.signal!r} signal in time", step_id, at=self.now)
-            )
+            if step.subject:
+                self.effects.cleared_bus_waits.append(step_id)
+            waited = f"{step.signal!r} signal" if step.signal else f"message on {step.subject!r}"
+            self._fail_step(step, error("SIGNAL_TIMEOUT", f"no {waited} in time", step_id, at=self.now))
 
     def signal(self, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
         """Deliver a signal to the step waiting for it, or buffer it; returns (buffered, duplicate)."""
@@ -249,6 +252,24 @@ class Machine:
         r.signals.setdefault(name, []).append(payload)
         self._event(EventType.SIGNAL_RECEIVED, name=name, payload=payload, buffered=True)
         return True, False
+
+    def bus_message(self, step_id: str, subject: str, sequence: int, payload: Any) -> bool:
+        """A Bus message on a waited-for pattern: resume the step if its correlation holds."""
+        run = self.record.steps.get(step_id)
+        step = self.definition.step(step_id)
+        if run is None or run.state is not StepState.WAITING or self.record.state.final or not step.subject:
+            return False
+        if step.correlate is not None:
+            try:
+                if not step.correlate.holds({**self._activation(), "message": payload}):
+                    return False
+            except ExpressionError:
+                return False  # a message without the fields the correlation reads is someone else's
+        self.effects.cleared_bus_waits.append(step_id)
+        self._clear_timer("wait:" + step_id)
+        self._event(EventType.SIGNAL_RECEIVED, step_id, subject=subject, sequence=sequence, payload=payload)
+        self._complete_step(step, payload)
+        return True
 
     def cancel(self, reason: str, compensate: bool) -> None:
         """Stop the process; with `compensate`, undo its completed steps first."""
@@ -342,6 +363,8 @@ class Machine:
                     self._complete_step(step, payload)
                     return
                 run.state = StepState.WAITING
+                if step.subject:
+                    self.effects.bus_waits.append((step.id, step.subject))
                 until = self.now + step.wait_timeout_s if step.wait_timeout_s else None
                 if until is not None:
                     run.timer_at = until
@@ -519,6 +542,8 @@ class Machine:
                 token = task_token(r.id, run.step_id, run.attempts, False)
                 self.effects.ended_tasks.append(token)
                 self.effects.cancelled.append((token, reason))
+            if run.state is StepState.WAITING:
+                self.effects.cleared_bus_waits.append(run.step_id)
             if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING, StepState.WAITING):
                 run.state = StepState.CANCELLED
                 run.ended_at = self.now

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import heapq
+import json
 import logging
 import time
 import uuid
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
 from control_plane.core.bus.signal import Signal, wait_any
+from control_plane.core.bus.subjects import Pattern, compile_pattern
 from control_plane.core.registry import Registry
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
@@ -75,6 +78,7 @@ class _Committed:
     effects: Effects
     record: ProcessRecord
     published: list[StoredMessage] = field(default_factory=list)
+    waits: list[tuple[str, str, int]] = field(default_factory=list)  # (step id, pattern, after sequence)
 
 
 class Workflows:
@@ -101,6 +105,10 @@ class Workflows:
         self._timer_wakeup = Signal()
         self._watchers: dict[str, _Watch] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Steps waiting for a Bus message: (process, step) -> (pattern, messages after this sequence count).
+        self._bus_waits: dict[tuple[str, str], tuple[Pattern, int]] = {}
+        self._bus_cursor = 0
+        self._waits_changed = Signal()
         registry.listeners.append(self._on_registry_change)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -112,12 +120,17 @@ class Workflows:
         self.dispatcher.offer(await self._store.wf_tasks())
         for process_id, name, due in await self._store.wf_timers():
             heapq.heappush(self._timers, (due, process_id, name))
+        self._bus_cursor = self._bus.log.last_sequence
+        for process_id, step_id, pattern, after in await self._store.wf_bus_waits():
+            self._bus_waits[(process_id, step_id)] = (compile_pattern(pattern), after)
+            self._bus_cursor = min(self._bus_cursor, after)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire durable timers and time out attempts until `stop` is set."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.dispatcher.run(stop))
             tasks.create_task(self._fire_timers(stop))
+            tasks.create_task(self._follow_bus(stop))
         for task in list(self._background):
             task.cancel()
 
@@ -197,8 +210,8 @@ class Workflows:
                     return _Committed(True, Effects(), existing)
             machine = Machine(record, definition, tx.now)
             machine.start()
-            self._write(tx, machine, new=True)
-            return _Committed(False, machine.effects, machine.record, tx.published)
+            waits = self._write(tx, machine, new=True)
+            return _Committed(False, machine.effects, machine.record, tx.published, waits)
 
         committed = await self._store.wf_transact(work, now=now)
         self._after_commit(committed)
@@ -377,9 +390,8 @@ class Workflows:
                 raise NotFound("process", process_id)
             machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
             result = apply(machine)
-            if machine.effects.events:
-                self._write(tx, machine, new=False)
-            return _Committed(result, machine.effects, machine.record, tx.published)
+            waits = self._write(tx, machine, new=False) if machine.effects.events else []
+            return _Committed(result, machine.effects, machine.record, tx.published, waits)
 
         committed: _Committed = await self._store.wf_transact(work, now=self._wall())
         self._after_commit(committed)
@@ -387,7 +399,8 @@ class Workflows:
         return result
 
     @staticmethod
-    def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> None:
+    def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> list[tuple[str, str, int]]:
+        """Store a transition's effects; returns the Bus waits it started."""
         effects = machine.effects
         tx.save(machine.record, new=new)
         tx.history(effects.events)
@@ -399,7 +412,14 @@ class Workflows:
             tx.clear_timer(machine.record.id, name)
         for name, due in effects.timers.items():
             tx.set_timer(machine.record.id, name, due)
+        for step_id in effects.cleared_bus_waits:
+            tx.clear_bus_wait(machine.record.id, step_id)
+        waits = [
+            (step_id, pattern, tx.add_bus_wait(machine.record.id, step_id, pattern))
+            for step_id, pattern in effects.bus_waits
+        ]
         tx.publish(effects.messages)
+        return waits
 
     def _after_commit(self, committed: _Committed) -> None:
         """What follows a commit, in memory: Bus subscribers, workers, timers, watchers."""
@@ -416,7 +436,16 @@ class Workflows:
             heapq.heappush(self._timers, (due, committed.record.id, name))
             if self._timers[0][2] == name and self._timers[0][1] == committed.record.id:
                 self._timer_wakeup.notify()
-        watch = self._watchers.get(committed.record.id)
+        process_id = committed.record.id
+        for step_id in effects.cleared_bus_waits:
+            self._bus_waits.pop((process_id, step_id), None)
+        for step_id, pattern, after in committed.waits:
+            self._bus_waits[(process_id, step_id)] = (compile_pattern(pattern), after)
+            # Messages after `after` may already have been scanned: look at them again.
+            self._bus_cursor = min(self._bus_cursor, after)
+        if committed.waits:
+            self._waits_changed.notify()
+        watch = self._watchers.get(process_id)
         if watch is not None:
             watch.signal.notify()
 
@@ -444,9 +473,8 @@ class Workflows:
                 return _Committed(None, Effects(), record or _GONE)
             machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
             apply(machine)
-            if machine.effects.events:
-                self._write(tx, machine, new=False)
-            return _Committed(None, machine.effects, machine.record, tx.published)
+            waits = self._write(tx, machine, new=False) if machine.effects.events else []
+            return _Committed(None, machine.effects, machine.record, tx.published, waits)
 
         try:
             committed = await self._store.wf_transact(work, now=self._wall())
@@ -454,6 +482,44 @@ class Workflows:
             logger.exception("timer %s of process %s failed", name, process_id)
             return
         self._after_commit(committed)
+
+    async def _follow_bus(self, stop: asyncio.Event) -> None:
+        """Hand each Bus message to the steps waiting for its subject (their correlation decides)."""
+        stopping = asyncio.ensure_future(stop.wait())
+        log = self._bus.log
+        try:
+            while not stop.is_set():
+                if not self._bus_waits:
+                    self._bus_cursor = log.last_sequence
+                    await wait_any([self._waits_changed.waiter(), stopping], None)
+                    continue
+                start = self._bus_cursor
+                messages, scanned = await log.read(start, 1000, _EVERYTHING)
+                for message in messages:
+                    for (process_id, step_id), (pattern, after) in list(self._bus_waits.items()):
+                        if message.sequence > after and pattern.matches(message.subject):
+                            await self._offer_message(process_id, step_id, message)
+                # A wait added meanwhile may have moved the cursor back; otherwise go on from what was scanned.
+                if self._bus_cursor == start:
+                    self._bus_cursor = scanned
+                if not messages and self._bus_cursor >= log.last_sequence:
+                    await log.wait_beyond(self._bus_cursor, [self._waits_changed.waiter(), stopping], None)
+        finally:
+            stopping.cancel()
+
+    async def _offer_message(self, process_id: str, step_id: str, message: StoredMessage) -> None:
+        try:
+            payload: Any = json.loads(message.data)
+        except ValueError:
+            payload = {"data": base64.b64encode(message.data).decode()}
+        if not isinstance(payload, dict):
+            payload = {"value": payload}
+        try:
+            await self._transition(
+                process_id, lambda m: m.bus_message(step_id, message.subject, message.sequence, payload)
+            )
+        except NotFound:
+            self._bus_waits.pop((process_id, step_id), None)
 
     def _on_task_timeout(self, task: TaskAttempt, kind: str) -> None:
         failure_code = "TIMEOUT" if kind == "TIMEOUT" else "HEARTBEAT_TIMEOUT"
@@ -487,4 +553,5 @@ class Workflows:
             self.dispatcher.instance_gone(change.instance.service, change.instance.instance_id, change.reason)
 
 
+_EVERYTHING = compile_pattern(">")
 _GONE = ProcessRecord("", "", 0, "", ProcessState.CANCELLED, None, 0.0, 0.0)
