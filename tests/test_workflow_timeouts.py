@@ -182,3 +182,35 @@ async def test_a_bus_message_resumes_the_process_it_correlates_with(client: Clie
         e for e in await client.workflow.history(first.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
     ]
     assert [dict(e.details)["subject"] for e in received] == ["inspection.y.result"]
+
+
+BEATS = """
+name: beats
+steps:
+  - id: long
+    task: {service: Slow, type: long}
+    heartbeat_timeout: 1s
+    retry: {max_attempts: 1}
+"""
+
+
+async def test_heartbeats_keep_a_long_task_past_its_heartbeat_timeout(
+    client: Client, services: Services
+) -> None:
+    await client.workflow.apply(BEATS)
+
+    async def long(task: TaskContext) -> dict[str, Any]:
+        for n in range(5):  # 2 s of work in all, twice the heartbeat timeout
+            await asyncio.sleep(0.4)  # waits-on-purpose: time passing is what is under test
+            await task.heartbeat({"done": n + 1})
+        return {"attempt": task.attempt}
+
+    services.behaviour["long"] = long
+    await services.start("Slow", "long")
+    process = await client.workflow.start("beats", {})
+    done = await finish(client, process.id)
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    step = done.steps[0]
+    assert (step.attempts, dict(step.output)) == (1, {"attempt": 1.0})
+    assert dict(step.heartbeat_details) == {"done": 5.0}

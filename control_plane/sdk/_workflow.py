@@ -156,6 +156,12 @@ class WorkflowClient:
         )
         return await call(self._stub.FailTask(request, metadata=self._metadata))
 
+    def report_stream(
+        self,
+    ) -> grpc.aio.StreamUnaryCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]:
+        """A ReportTaskEvents stream: write events as they happen; its answer comes when it is closed."""
+        return self._stub.ReportTaskEvents(metadata=self._metadata)
+
     def subscribe_tasks(
         self, service: str, instance_id: str, task_types: Sequence[str], max_in_flight: int
     ) -> grpc.aio.UnaryStreamCall[pb.SubscribeTasksRequest, pb.SubscribeTasksResponse]:
@@ -176,7 +182,7 @@ class TaskFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """What a handler knows about the attempt it runs."""
+    """What a handler knows about the attempt it runs, and how it tells the control plane it is alive."""
 
     token: str
     process_id: str
@@ -186,6 +192,13 @@ class TaskContext:
     business_key: str
     compensation: bool
     input: dict[str, Any]
+    heartbeat_details: dict[str, Any] | None = None  # progress a previous attempt reported
+    _beat: Callable[[str, Mapping[str, Any] | None], Awaitable[None]] | None = None
+
+    async def heartbeat(self, details: Mapping[str, Any] | None = None) -> None:
+        """Push the attempt's heartbeat deadline (required within the step's heartbeat_timeout)."""
+        if self._beat is not None:
+            await self._beat(self.token, details)
 
 
 Handler = Callable[[TaskContext], Awaitable[Mapping[str, Any] | None]]
@@ -218,6 +231,10 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
+        self._reports: (
+            grpc.aio.StreamUnaryCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse] | None
+        ) = None
+        self._report_lock = asyncio.Lock()
 
     def task(self, task_type: str) -> Callable[[Handler], Handler]:
         """Decorator: `@worker.task("chargeFee") async def charge(task): ...` returns the output dict."""
@@ -266,6 +283,24 @@ class Worker:
         with contextlib.suppress(Exception):
             await self._client.registry.deregister(self.service, self.instance_id)
 
+    async def _heartbeat(self, token: str, details: Mapping[str, Any] | None) -> None:
+        """Send one heartbeat over the session's ReportTaskEvents stream (opened on first use)."""
+        async with self._report_lock:
+            if self._reports is None:
+                self._reports = self._client.workflow.report_stream()
+            event = pb.TaskEvent(task_token=token, heartbeat=pb.TaskHeartbeat())
+            if details is not None:
+                event.heartbeat.details.CopyFrom(struct(details))
+            await self._reports.write(pb.ReportTaskEventsRequest(events=[event]))
+
+    async def _close_reports(self) -> None:
+        async with self._report_lock:
+            reports, self._reports = self._reports, None
+        if reports is not None:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await reports.done_writing()
+                await reports
+
     async def _session(self) -> None:
         reply = await self._client.registry.register(
             self.service, self.address, instance_id=self.instance_id, version=self.version, ttl_s=self.ttl_s
@@ -298,6 +333,7 @@ class Worker:
                     lease_lost.cancel()
             finally:
                 stream.cancel()
+                await self._close_reports()
 
     async def _run_task(self, task: pb.Task) -> None:
         context = TaskContext(
@@ -309,6 +345,8 @@ class Worker:
             business_key=task.business_key,
             compensation=task.compensation,
             input=plain(task.input),
+            heartbeat_details=plain(task.heartbeat_details) if task.HasField("heartbeat_details") else None,
+            _beat=self._heartbeat,
         )
         handler = self._handlers.get(task.task_type)
         try:

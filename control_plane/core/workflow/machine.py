@@ -127,6 +127,8 @@ class Machine:
         self.now = now
         self.effects = Effects()
         self._layout = layout_of(definition)
+        # Set by changes that record no history event but must still be stored.
+        self.changed = False
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -290,6 +292,7 @@ class Machine:
     def record_heartbeat(self, step_id: str, details: Any) -> None:
         """Keep the latest heartbeat details for a later attempt (not a history event)."""
         self.record.steps[step_id].heartbeat_details = details
+        self.changed = True
 
     def check_current(self, step_id: str, attempt: int, compensation: bool) -> str:
         """ "" when this is the attempt the process waits for, else why a report on it changes nothing:

@@ -390,7 +390,7 @@ class Workflows:
                 raise NotFound("process", process_id)
             machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
             result = apply(machine)
-            waits = self._write(tx, machine, new=False) if machine.effects.events else []
+            waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
             return _Committed(result, machine.effects, machine.record, tx.published, waits)
 
         committed: _Committed = await self._store.wf_transact(work, now=self._wall())
@@ -473,7 +473,7 @@ class Workflows:
                 return _Committed(None, Effects(), record or _GONE)
             machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
             apply(machine)
-            waits = self._write(tx, machine, new=False) if machine.effects.events else []
+            waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
             return _Committed(None, machine.effects, machine.record, tx.published, waits)
 
         try:
