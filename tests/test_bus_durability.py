@@ -134,6 +134,24 @@ async def test_retention_trims_each_subject_to_its_policy(server: App, client: C
     assert subjects["logs.app"].retention.subject_prefix == "logs"
 
 
+async def test_a_longer_prefix_overrides_a_shorter_one_and_age_counts(server: App, client: Client) -> None:
+    await client.bus.publish_many(messages("audit.keep.a", 5))
+    await client.bus.publish_many(messages("audit.other", 5))
+    await client.bus.set_retention("audit", max_messages=1)
+    await client.bus.set_retention("audit.keep", max_messages=0)  # no count limit under audit.keep
+    await client.bus.set_retention("old", max_age_s=0.5)
+    await client.bus.publish("old.news", b"stale")
+    await asyncio.sleep(0.6)  # waits-on-purpose: the message must age past its 0.5 s retention
+    await client.bus.publish("old.news", b"fresh")
+
+    await server.bus.housekeeping()
+    counts = {s.subject: s.messages for s in await client.bus.subjects()}
+
+    assert counts["audit.keep.a"] == 5
+    assert counts["audit.other"] == 1
+    assert counts["old.news"] == 1
+
+
 async def test_malformed_delivery_ids_reject_the_whole_ack(client: Client) -> None:
     with pytest.raises(InvalidArgument) as caught:
         await client.bus.ack("nonsense", "x/1/0")

@@ -169,12 +169,8 @@ class Store(Protocol):
         """Store, replace or (None) remove the policy of a prefix."""
         ...
 
-    async def bus_trim(self, rules: list[tuple[str, float, int]]) -> int:
-        """Apply (subject, remove published before, keep newest N) rules; returns messages removed."""
-        ...
-
-    async def bus_subjects(self) -> list[str]:
-        """Subjects with retained messages."""
+    async def bus_apply_retention(self, policies: list[RetentionPolicy], *, now: float) -> int:
+        """Remove what each policy no longer keeps under its prefix (longer prefixes excepted); returns removals."""
         ...
 
     async def bus_prune_dedup(self, older_than: float) -> int:

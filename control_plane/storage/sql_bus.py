@@ -300,28 +300,47 @@ def set_retention(conn: sqlite3.Connection, policy: RetentionPolicy | None, pref
         )
 
 
-def trim(conn: sqlite3.Connection, subject: str, older_than: float, keep_last: int) -> int:
-    """Remove one subject's messages older than a time or beyond its newest `keep_last`; 0 = no limit."""
+def _covered(prefix: str) -> tuple[str, list[object]]:
+    """SQL condition (and its arguments) for "the subject is under this token-wise prefix"."""
+    if not prefix:
+        return "1 = 1", []
+    return "(subject = ? OR substr(subject, 1, ?) = ?)", [prefix, len(prefix) + 1, prefix + "."]
+
+
+def apply_retention(conn: sqlite3.Connection, policies: list[RetentionPolicy], now: float) -> int:
+    """Remove what each policy no longer keeps, for the subjects it governs (no longer prefix does)."""
     removed = 0
-    if older_than > 0:
-        removed += conn.execute(
-            "DELETE FROM bus_messages WHERE subject = ? AND published_at < ?", (subject, older_than)
-        ).rowcount
-    if keep_last > 0:
-        removed += conn.execute(
-            "DELETE FROM bus_messages WHERE subject = ? AND sequence <= "
-            "(SELECT sequence FROM bus_messages WHERE subject = ? ORDER BY sequence DESC LIMIT 1 OFFSET ?)",
-            (subject, subject, keep_last),
-        ).rowcount
+    for policy in policies:
+        prefix = policy.subject_prefix
+        where, args = _covered(prefix)
+        for other in policies:
+            longer = other.subject_prefix
+            if len(longer) > len(prefix) and (
+                not prefix or longer == prefix or longer.startswith(prefix + ".")
+            ):
+                condition, more = _covered(longer)
+                where += f" AND NOT {condition}"
+                args += more
+        if policy.max_age_s:
+            # Publish times grow with the sequence, so "older than" is a sequence range on the key.
+            cutoff = first_sequence_at(conn, now - policy.max_age_s)
+            removed += conn.execute(
+                f"DELETE FROM bus_messages WHERE sequence < ? AND {where}", [cutoff, *args]
+            ).rowcount
+        if policy.max_messages:
+            over = conn.execute(
+                f"SELECT subject, last_sequence FROM bus_subjects WHERE last_sequence > ? AND {where}",
+                [policy.max_messages, *args],
+            ).fetchall()
+            for subject, last in over:
+                removed += conn.execute(
+                    "DELETE FROM bus_messages WHERE subject = ? AND subject_sequence <= ?",
+                    (subject, int(last) - policy.max_messages),
+                ).rowcount
     if removed:
         # Pending deliveries of removed messages can never be redelivered: drop them too.
         conn.execute("DELETE FROM bus_pending WHERE sequence NOT IN (SELECT sequence FROM bus_messages)")
     return removed
-
-
-def subjects(conn: sqlite3.Connection) -> list[str]:
-    """Every subject with retained messages."""
-    return [s for (s,) in conn.execute("SELECT DISTINCT subject FROM bus_messages")]
 
 
 def prune_dedup(conn: sqlite3.Connection, older_than: float) -> int:

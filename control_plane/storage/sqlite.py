@@ -325,18 +325,10 @@ class SqliteStore:
         """Store or remove a prefix's policy."""
         await self._writer.submit(lambda c: sql_bus.set_retention(c, policy, prefix))
 
-    async def bus_trim(self, rules: list[tuple[str, float, int]]) -> int:
-        """Apply retention rules."""
-
-        def work(conn: sqlite3.Connection) -> int:
-            return sum(sql_bus.trim(conn, subject, older, keep) for subject, older, keep in rules)
-
-        removed: int = await self._writer.submit(work)
+    async def bus_apply_retention(self, policies: list[RetentionPolicy], *, now: float) -> int:
+        """Apply the retention policies."""
+        removed: int = await self._writer.submit(lambda c: sql_bus.apply_retention(c, policies, now))
         return removed
-
-    async def bus_subjects(self) -> list[str]:
-        """Subjects with retained messages."""
-        return await self._read(sql_bus.subjects)
 
     async def bus_prune_dedup(self, older_than: float) -> int:
         """Forget old message ids."""

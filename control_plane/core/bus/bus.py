@@ -130,16 +130,9 @@ class Bus:
                 await self.housekeeping()
 
     async def housekeeping(self) -> int:
-        """Trim every subject to its retention policy and forget expired message ids; returns removals."""
+        """Trim stored messages to their retention policies and forget expired message ids; returns removals."""
         now = self._wall()
-        policies = await self.retention()
-        rules = []
-        for subject in await self._store.bus_subjects():
-            policy = _policy_for(policies, subject)
-            older = now - policy.max_age_s if policy.max_age_s else 0.0
-            if older or policy.max_messages:
-                rules.append((subject, older, policy.max_messages))
-        removed = await self._store.bus_trim(rules) if rules else 0
+        removed = await self._store.bus_apply_retention(await self.retention(), now=now)
         await self._store.bus_prune_dedup(now - self._settings.dedup_window_s)
         if removed:
             logger.info("retention removed %d messages", removed)

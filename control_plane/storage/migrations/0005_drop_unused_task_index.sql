@@ -1,0 +1,2 @@
+-- Nothing reads task attempts by process: the index only cost a random page write per attempt.
+DROP INDEX wf_tasks_by_process;
