@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from control_plane.sdk import Client, TaskContext
+from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.workflow_support import Services, finish, wait_for_step
@@ -214,3 +215,41 @@ async def test_heartbeats_keep_a_long_task_past_its_heartbeat_timeout(
     step = done.steps[0]
     assert (step.attempts, dict(step.output)) == (1, {"attempt": 1.0})
     assert dict(step.heartbeat_details) == {"done": 5.0}
+
+
+ONE_STEP = """
+name: onestep
+steps:
+  - id: only
+    task: {service: Batch, type: job}
+"""
+
+
+async def test_one_report_stream_carries_many_tasks_events(client: Client) -> None:
+    await client.workflow.apply(ONE_STEP)
+    await client.registry.register("Batch", "127.0.0.1:1", instance_id="b1")
+    tasks_stream = client.workflow.subscribe_tasks("Batch", "b1", ["job"], 10)
+    processes = [await client.workflow.start("onestep", {"n": n}) for n in range(3)]
+    tokens: list[str] = []
+    try:
+        async with asyncio.timeout(10):
+            while len(tokens) < 3:
+                frame = await tasks_stream.read()
+                assert isinstance(frame, pb.SubscribeTasksResponse)
+                tokens += [t.task_token for t in frame.tasks]
+        reports = client.workflow.report_stream()
+        events = [
+            pb.TaskEvent(task_token=t, completed=pb.TaskCompleted(output=struct({"t": t}))) for t in tokens
+        ]
+        events.append(pb.TaskEvent(task_token=tokens[0], completed=pb.TaskCompleted()))  # a repeat: stale
+        events.append(pb.TaskEvent(task_token="not-a-token", started=pb.TaskStarted()))  # invalid
+        await reports.write(pb.ReportTaskEventsRequest(events=events))
+        await reports.done_writing()
+        answer = await reports
+    finally:
+        tasks_stream.cancel()
+    finals = [await finish(client, p.id) for p in processes]
+
+    assert (answer.accepted, answer.stale, answer.invalid) == (3, 1, 1)
+    assert [v.field for v in answer.violations] == ["events[4].task_token"]
+    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}

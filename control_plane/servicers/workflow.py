@@ -208,21 +208,27 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         response = pb.ReportTaskEventsResponse()
         index = 0
         async for request in until_stopped(request_iterator, self._stopping):
-            for event in request.events:
-                try:
-                    outcome = await self._report(event)
-                except InvalidArgument as exc:
-                    response.invalid += 1
-                    for v in exc.violations:
-                        if len(response.violations) < _MAX_VIOLATIONS:
-                            response.violations.append(_violation(f"events[{index}]", v))
-                else:
-                    if outcome is ReportOutcome.ACCEPTED:
-                        response.accepted += 1
-                    else:
-                        response.stale += 1
-                index += 1
+            # Events of different tasks in one frame are applied concurrently, so their transitions share
+            # commits; events of one task keep their order.
+            by_task: dict[str, list[tuple[int, pb.TaskEvent]]] = {}
+            for offset, event in enumerate(request.events):
+                by_task.setdefault(event.task_token, []).append((index + offset, event))
+            index += len(request.events)
+            groups = await asyncio.gather(*(self._report_in_order(items) for items in by_task.values()))
+            for position, outcome in sorted((r for group in groups for r in group), key=lambda r: r[0]):
+                _count(response, position, outcome)
         return response
+
+    async def _report_in_order(
+        self, items: list[tuple[int, pb.TaskEvent]]
+    ) -> list[tuple[int, ReportOutcome | InvalidArgument]]:
+        results: list[tuple[int, ReportOutcome | InvalidArgument]] = []
+        for position, event in items:
+            try:
+                results.append((position, await self._report(event)))
+            except InvalidArgument as exc:
+                results.append((position, exc))
+        return results
 
     async def _report(self, event: pb.TaskEvent) -> ReportOutcome:
         kind = event.WhichOneof("event")
@@ -284,6 +290,21 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         if report.retry_at is not None:
             response.retry_at.CopyFrom(timestamp(report.retry_at))
         return response
+
+
+def _count(
+    response: pb.ReportTaskEventsResponse, position: int, outcome: ReportOutcome | InvalidArgument
+) -> None:
+    """Tally one event's outcome in the stream's answer."""
+    if isinstance(outcome, InvalidArgument):
+        response.invalid += 1
+        for v in outcome.violations:
+            if len(response.violations) < _MAX_VIOLATIONS:
+                response.violations.append(_violation(f"events[{position}]", v))
+    elif outcome is ReportOutcome.ACCEPTED:
+        response.accepted += 1
+    else:
+        response.stale += 1
 
 
 def _violation(prefix: str, violation: FieldViolation) -> common_pb2.FieldViolation:
