@@ -253,3 +253,20 @@ async def test_one_report_stream_carries_many_tasks_events(client: Client) -> No
     assert (answer.accepted, answer.stale, answer.invalid) == (3, 1, 1)
     assert [v.field for v in answer.violations] == ["events[4].task_token"]
     assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+
+
+NAP = """
+name: nap
+steps:
+  - id: nap
+    sleep: 200ms
+"""
+
+
+async def test_many_sleeping_processes_wake_together(client: Client) -> None:
+    await client.workflow.apply(NAP)
+    started = await asyncio.gather(*(client.workflow.start("nap", {"n": n}) for n in range(300)))
+
+    finals = await asyncio.gather(*(finish(client, p.id) for p in started))
+
+    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}

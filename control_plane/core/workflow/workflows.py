@@ -43,6 +43,8 @@ R = TypeVar("R")
 MAX_SOURCE = 1024 * 1024
 MAX_BUSINESS_KEY = 256
 MAX_OUTBOX = 100
+# Timers fired at once when many are due (a burst of sleeps or retries).
+_FIRE_BATCH = 256
 
 
 class ReportOutcome(StrEnum):
@@ -454,9 +456,14 @@ class Workflows:
         try:
             while not stop.is_set():
                 now = self._wall()
-                while self._timers and self._timers[0][0] <= now:
+                due: list[tuple[str, str]] = []
+                while self._timers and self._timers[0][0] <= now and len(due) < _FIRE_BATCH:
                     _, process_id, name = heapq.heappop(self._timers)
-                    await self._fire(process_id, name)
+                    due.append((process_id, name))
+                if due:
+                    # Fired together, their transitions share commits instead of paying one each.
+                    await asyncio.gather(*(self._fire(process_id, name) for process_id, name in due))
+                    continue
                 delay = self._timers[0][0] - self._wall() if self._timers else None
                 await wait_any([self._timer_wakeup.waiter(), stopping], delay)
         finally:
