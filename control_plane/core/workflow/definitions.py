@@ -17,13 +17,13 @@ import jsonschema
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
-import yaml
 from jsonschema import validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from control_plane.core.bus.subjects import check_pattern
 from control_plane.core.validate import check_name
 from control_plane.core.versions import parse_version_filter
+from control_plane.core.workflow.documents import Path, field_path, load_document
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.core.workflow.expressions import (
     MESSAGE_VARIABLES,
@@ -34,15 +34,6 @@ from control_plane.core.workflow.expressions import (
 )
 from control_plane.errors import FieldViolation, InvalidArgument
 
-try:
-    # libyaml scans several times faster than pure Python, and its nodes carry the same marks.
-    from yaml import CSafeLoader as _SafeLoader
-except ImportError:  # PyYAML built without libyaml
-    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
-
-# A location in the document: keys and list indexes from the root.
-Path = tuple[str | int, ...]
-
 DAY = 86400.0
 TIMEOUT_MIN, TIMEOUT_MAX = 1.0, 30 * DAY
 INTERVAL_MAX = DAY
@@ -52,9 +43,6 @@ MAX_BACKOFF = 100.0
 DESCRIPTION_MAX = 4096
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
 _STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-# Aliases let a small document expand to billions of nodes; depth past this is never a real definition.
-_MAX_NODES = 100_000
-_MAX_DEPTH = 64
 _MESSAGE_MAX = 300
 
 
@@ -184,12 +172,12 @@ class Definition:
             return
         best = best_match(errors)
         rest = [error for error in errors if error is not best and not _encloses(error, best)]
-        raise InvalidArgument([FieldViolation(_input_field(e), _short(e.message)) for e in [best, *rest]])
+        raise InvalidArgument([FieldViolation(_inputfield_path(e), _short(e.message)) for e in [best, *rest]])
 
 
 def parse_definition(source: str) -> Definition:
     """Parse and validate a YAML or JSON definition; InvalidArgument lists every problem with its path."""
-    document, lines, problems = _load(source)
+    document, lines, problems = load_document(source)
     parser = _Parser(lines, problems)
     definition = parser.document(document)
     if parser.violations or definition is None:
@@ -201,106 +189,6 @@ def canonical_digest(spec: Any) -> str:
     """Hex SHA-256 of the canonical JSON of `spec`: equal for equal content, whatever the formatting."""
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reading the document
-
-
-class _Loader(_SafeLoader):
-    """SafeLoader reading what JSON would: dates stay strings, and only true/false are booleans."""
-
-
-# YAML 1.1 makes `2024-01-01` a date and `no`/`on` booleans; the JSON form of the same document would
-# hold strings, so the two would parse (and hash) differently.
-_BOOL_TAG, _TIMESTAMP_TAG, _MERGE_TAG = (
-    f"tag:yaml.org,2002:{name}" for name in ("bool", "timestamp", "merge")
-)
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-
-
-def _load(source: str) -> tuple[Any, dict[Path, int], list[FieldViolation]]:
-    """The document, the line of each path, and problems only the YAML nodes show (duplicate keys)."""
-    try:
-        return _load_yaml(source)
-    except yaml.YAMLError as exc:
-        error = exc
-    try:
-        document = json.loads(source)
-    except (ValueError, RecursionError):
-        raise InvalidArgument.field("source", _yaml_reason(error)) from None
-    # PyYAML refuses tab indentation, which pretty-printed JSON may have. Valid JSON holds no raw tab
-    # inside a string, so with tabs as spaces YAML reads it too, and gives us line numbers.
-    try:
-        return _load_yaml(source.replace("\t", " "))
-    except yaml.YAMLError:
-        return document, {}, []
-
-
-def _load_yaml(source: str) -> tuple[Any, dict[Path, int], list[FieldViolation]]:
-    loader = _Loader(source)
-    try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise InvalidArgument.field("source", "nested too deeply") from None
-        if node is None:
-            return None, {}, []
-        index = _NodeIndex()
-        index.visit(node, (), 0, ())
-        return loader.construct_document(node), index.lines, index.duplicates
-    finally:
-        loader.dispose()
-
-
-class _NodeIndex:
-    """Walks the composed YAML nodes: the line of every path, duplicate keys, and size limits."""
-
-    def __init__(self) -> None:
-        self.lines: dict[Path, int] = {}
-        self.duplicates: list[FieldViolation] = []
-        self._visited = 0
-
-    def visit(self, node: yaml.Node, path: Path, depth: int, ancestors: tuple[int, ...]) -> None:
-        line = node.start_mark.line + 1
-        self.lines.setdefault(path, line)
-        self._visited += 1
-        if self._visited > _MAX_NODES:
-            raise InvalidArgument.field("source", f"more than {_MAX_NODES} nodes once aliases are expanded")
-        if depth > _MAX_DEPTH:
-            raise InvalidArgument.field("source", f"nested deeper than {_MAX_DEPTH} levels (line {line})")
-        if id(node) in ancestors:
-            raise InvalidArgument.field("source", f"an alias refers to a node that contains it (line {line})")
-        inner = (*ancestors, id(node))
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                if key_node.tag == _MERGE_TAG:
-                    continue
-                key = str(key_node.value)
-                key_line = key_node.start_mark.line + 1
-                if key in seen:
-                    message = f"duplicate key {key!r} (line {key_line})"
-                    self.duplicates.append(FieldViolation(_field((*path, key)), message))
-                seen.add(key)
-                self.lines.setdefault((*path, key), key_line)
-                self.visit(value_node, (*path, key), depth + 1, inner)
-        elif isinstance(node, yaml.SequenceNode):
-            for position, item in enumerate(node.value):
-                self.visit(item, (*path, position), depth + 1, inner)
-
-
-def _yaml_reason(error: yaml.YAMLError) -> str:
-    if isinstance(error, yaml.MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        problem = ", ".join(part for part in (error.context, error.problem) if part) or "syntax error"
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        return f"not valid YAML or JSON: {problem}{where}"
-    return f"not valid YAML or JSON: {error}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -472,7 +360,9 @@ class _Parser:
             self.error((*path, "id"), "must be 1-64 letters, digits, '_' or '-', starting with a letter")
             return ""
         if step_id in self.ids:
-            self.error((*path, "id"), f"duplicate step id {step_id!r} (first at {_field(self.ids[step_id])})")
+            self.error(
+                (*path, "id"), f"duplicate step id {step_id!r} (first at {field_path(self.ids[step_id])})"
+            )
             return ""
         self.ids[step_id] = (*path, "id")
         self.order[step_id] = len(self.order)
@@ -791,7 +681,7 @@ class _Parser:
         """Record a violation at `path`, with the line of the nearest node that has one."""
         line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None)
         suffix = f" (line {line})" if line is not None and "(line " not in message else ""
-        self.violations.append(FieldViolation(_field(path), message + suffix))
+        self.violations.append(FieldViolation(field_path(path), message + suffix))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -834,17 +724,10 @@ def _encloses(error: ValidationError, inner: ValidationError) -> bool:
     return False
 
 
-def _input_field(error: ValidationError) -> str:
+def _inputfield_path(error: ValidationError) -> str:
     return "input" + "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
     )
-
-
-def _field(path: Path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
 
 
 def _short(message: str) -> str:
