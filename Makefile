@@ -6,6 +6,8 @@ STAMP   = $(VENV)/.installed
 BENCH  ?=
 PROTOS  = $(wildcard protos/hms/mgmt/v1/*.proto)
 PY_DIRS = $(wildcard control_plane tests bench services)
+NODE_SVC = services/notification
+NODE_STAMP = $(NODE_SVC)/node_modules/.package-lock.json
 
 .DEFAULT_GOAL := help
 .PHONY: help install proto proto-check fmt lint typecheck test test-postgres demo serve bench clean
@@ -19,7 +21,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its test extras
+# The Node.js NotificationService installs its locked dependencies (skipped, with a note, without npm).
+$(NODE_STAMP): $(NODE_SVC)/package.json $(NODE_SVC)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(NODE_SVC) --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: skipping $(NODE_SVC) (its tests will be skipped)"; fi
+
+install: $(STAMP) $(NODE_STAMP)  ## create .venv, install the project with its test extras and the Node service
 
 GEN = --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
@@ -42,7 +49,7 @@ lint: $(STAMP)  ## ruff, mypy and the import layering contracts
 typecheck: $(STAMP)  ## mypy --strict only
 	$(PY) -m mypy
 
-test: lint  ## install, lint and run every test
+test: lint $(NODE_STAMP)  ## install, lint and run every test
 	$(PY) -m pytest -q
 
 test-postgres: $(STAMP)  ## run the tests with PostgreSQL required (fails instead of skipping)
