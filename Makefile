@@ -55,8 +55,8 @@ test: lint $(NODE_STAMP)  ## install, lint and run every test
 test-postgres: $(STAMP)  ## run the tests with PostgreSQL required (fails instead of skipping)
 	MGMT_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
 
-demo: $(STAMP)  ## start a control plane, register instances, watch one lapse, stop
-	$(PY) -m control_plane demo
+demo: $(STAMP) $(NODE_STAMP)  ## the building-permit platform end to end: four services, three applications
+	$(PY) -m services.permit.demo
 
 serve: $(STAMP)  ## run a control plane on 127.0.0.1:50051 with data in ./.mgmt-data
 	$(VENV)/bin/mgmt serve

@@ -14,27 +14,12 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from control_plane.errors import InvalidArgument
-from control_plane.graph import mermaid
+from control_plane.graph import mermaid, step_class
 from control_plane.sdk import Client
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
-_STEP_CLASS: dict[pb.StepState.ValueType, str] = {
-    pb.STEP_STATE_PENDING: "not_reached",
-    pb.STEP_STATE_SKIPPED: "not_reached",
-    pb.STEP_STATE_SCHEDULED: "running",
-    pb.STEP_STATE_RUNNING: "running",
-    pb.STEP_STATE_RETRYING: "running",
-    pb.STEP_STATE_WAITING: "running",
-    pb.STEP_STATE_COMPENSATING: "running",
-    pb.STEP_STATE_COMPLETED: "done",
-    pb.STEP_STATE_FAILED: "failed",
-    pb.STEP_STATE_COMPENSATION_FAILED: "failed",
-    # Stopped before it finished: drawn like a failure, so the picture shows where the process ended.
-    pb.STEP_STATE_CANCELLED: "failed",
-    pb.STEP_STATE_COMPENSATED: "compensated",
-}
 _FINAL = frozenset(
     {
         pb.PROCESS_STATE_COMPLETED,
@@ -199,7 +184,7 @@ async def _graph(client: Client, args: argparse.Namespace) -> str:
         if version and version != process.definition_version:
             raise ValueError(f"process {process.id} runs version {process.definition_version}, not {version}")
         version = process.definition_version
-        states = {step.step_id: _STEP_CLASS.get(step.state, "not_reached") for step in process.steps}
+        states = {step.step_id: step_class(pb.StepState.Name(step.state)) for step in process.steps}
     definition = await client.workflow.definition(args.name, version)
     return mermaid(_plain(definition.spec), states)
 

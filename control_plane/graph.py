@@ -200,3 +200,26 @@ def _list(value: Any) -> list[Any]:
 
 def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+# How each step state (by its wire name) is drawn. A step stopped by a cancel is drawn like a failure,
+# so the picture shows where the process ended.
+_STATE_CLASS = {
+    "STEP_STATE_PENDING": "not_reached",
+    "STEP_STATE_SKIPPED": "not_reached",
+    "STEP_STATE_SCHEDULED": "running",
+    "STEP_STATE_RUNNING": "running",
+    "STEP_STATE_RETRYING": "running",
+    "STEP_STATE_WAITING": "running",
+    "STEP_STATE_COMPENSATING": "running",
+    "STEP_STATE_COMPLETED": "done",
+    "STEP_STATE_FAILED": "failed",
+    "STEP_STATE_COMPENSATION_FAILED": "failed",
+    "STEP_STATE_CANCELLED": "failed",
+    "STEP_STATE_COMPENSATED": "compensated",
+}
+
+
+def step_class(state_name: str) -> str:
+    """The drawing class of a step state given by its wire name (e.g. "STEP_STATE_COMPLETED")."""
+    return _STATE_CLASS.get(state_name, "not_reached")

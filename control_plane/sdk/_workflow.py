@@ -15,7 +15,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 
 from control_plane.sdk._errors import call, from_rpc_error
-from hms.mgmt.v1 import bus_pb2, workflow_pb2_grpc
+from hms.mgmt.v1 import bus_pb2, registry_pb2, workflow_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -218,6 +218,8 @@ class Worker:
         max_in_flight: int = 16,
         ttl_s: float = 10.0,
         drain_timeout_s: float = 30.0,
+        tags: Sequence[str] = (),
+        probe: registry_pb2.HealthProbe | None = None,
     ) -> None:
         self._client = client
         self.service = service
@@ -227,6 +229,8 @@ class Worker:
         self.max_in_flight = max_in_flight
         self.ttl_s = ttl_s
         self.drain_timeout_s = drain_timeout_s
+        self.tags = tuple(tags)
+        self.probe = probe
         self._handlers: dict[str, Handler] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -303,7 +307,13 @@ class Worker:
 
     async def _session(self) -> None:
         reply = await self._client.registry.register(
-            self.service, self.address, instance_id=self.instance_id, version=self.version, ttl_s=self.ttl_s
+            self.service,
+            self.address,
+            instance_id=self.instance_id,
+            version=self.version,
+            tags=self.tags,
+            ttl_s=self.ttl_s,
+            probe=self.probe,
         )
         async with self._client.registry.keep_alive(reply.lease.lease_id, interval_s=self.ttl_s / 3) as lost:
             stream = self._client.workflow.subscribe_tasks(

@@ -1,0 +1,1 @@
+"""The building-permit services that join the control plane through the SDK."""

@@ -1,0 +1,149 @@
+"""What every permit service shares: a health endpoint, registration with a probe, a Worker, fault injection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
+from hms.mgmt.v1 import common_pb2, registry_pb2
+
+logger = logging.getLogger(__name__)
+
+FAILURE_RATE_ENV = "HMS_FAILURE_RATE"
+PROBE_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 0.5
+SHUTDOWN_GRACE_S = 1.0
+
+Handler = Callable[[TaskContext], Awaitable[Mapping[str, Any]]]
+
+
+def failure_rate_from_env(environ: Mapping[str, str]) -> float:
+    """The transient failure rate asked for in `HMS_FAILURE_RATE` (0 when unset); raises ValueError if not in [0, 1)."""
+    text = environ.get(FAILURE_RATE_ENV, "").strip()
+    rate = float(text) if text else 0.0
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{FAILURE_RATE_ENV} must be in [0, 1), got {text!r}")
+    return rate
+
+
+@dataclass(slots=True)
+class Faults:
+    """Fails a share of task attempts with a retryable TRANSIENT error, to show retries."""
+
+    rate: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def check(self, task: TaskContext) -> None:
+        """Raise a retryable TaskFailure for `rate` of the attempts."""
+        if self.rate and self.rng.random() < self.rate:
+            logger.info("injecting a transient failure into %s attempt %d", task.task_type, task.attempt)
+            raise TaskFailure("TRANSIENT", f"injected failure in {task.task_type} (attempt {task.attempt})")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """How a service presents itself to the registry, and the handlers it runs."""
+
+    name: str
+    version: str
+    tags: Sequence[str]
+    handlers: Mapping[str, Handler]
+
+
+@dataclass(frozen=True, slots=True)
+class RunningService:
+    """A service instance that is serving: its health address and its worker."""
+
+    name: str
+    address: str
+    worker: Worker
+
+    @property
+    def instance_id(self) -> str:
+        """The registry instance id."""
+        return self.worker.instance_id
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(round(seconds * 1e9))
+    return message
+
+
+def _with_faults(handler: Handler, faults: Faults) -> Handler:
+    async def run(task: TaskContext) -> Mapping[str, Any]:
+        faults.check(task)
+        return await handler(task)
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    client: Client, spec: ServiceSpec, faults: Faults | None = None
+) -> AsyncIterator[RunningService]:
+    """Serve grpc.health.v1 on 127.0.0.1:0, register with a probe and run a Worker until the block exits."""
+    server = grpc.aio.server()
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        for name in ("", spec.name):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        address = f"127.0.0.1:{port}"
+        probe = registry_pb2.HealthProbe(
+            service_name=spec.name,
+            interval=_duration(PROBE_INTERVAL_S),
+            timeout=_duration(PROBE_TIMEOUT_S),
+            threshold=1,
+        )
+        worker = Worker(
+            client,
+            spec.name,
+            address=address,
+            version=spec.version,
+            tags=spec.tags,
+            probe=probe,
+            drain_timeout_s=SHUTDOWN_GRACE_S,
+        )
+        for task_type, handler in spec.handlers.items():
+            worker.task(task_type)(_with_faults(handler, faults or Faults()))
+        run = asyncio.create_task(worker.run(), name=f"worker {worker.instance_id}")
+        try:
+            async with asyncio.timeout(10):
+                await worker.ready.wait()
+            logger.info("%s %s serving health on %s", spec.name, worker.instance_id, address)
+            yield RunningService(spec.name, address, worker)
+        finally:
+            worker.stop()
+            await run
+    finally:
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(SHUTDOWN_GRACE_S)
+
+
+async def wait_passing(client: Client, service: str, instance_id: str, timeout_s: float = 10.0) -> None:
+    """Wait until the registry lists `instance_id` of `service` as PASSING (its first probe answered)."""
+
+    def passing(instances: Sequence[registry_pb2.ServiceInstance]) -> bool:
+        return any(
+            i.instance_id == instance_id and i.health == common_pb2.HEALTH_STATUS_PASSING for i in instances
+        )
+
+    async with asyncio.timeout(timeout_s), client.registry.watch(service) as changes:
+        if passing(changes.snapshot):
+            return
+        async for response in changes:
+            if passing([change.instance for change in response.changes]):
+                return
