@@ -52,8 +52,8 @@ typecheck: $(STAMP)  ## mypy --strict only
 test: lint $(NODE_STAMP)  ## install, lint and run every test
 	$(PY) -m pytest -q
 
-test-postgres: $(STAMP)  ## run the tests with PostgreSQL required (fails instead of skipping)
-	MGMT_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+test-postgres: $(STAMP) $(NODE_STAMP)  ## every test again with the control planes on PostgreSQL (required, not skipped)
+	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q
 
 demo: $(STAMP) $(NODE_STAMP)  ## the building-permit platform end to end: four services, three applications
 	$(PY) -m services.permit.demo

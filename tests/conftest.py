@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,18 @@ READY = re.compile(r"mgmt listening on (\S+)")
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for a loopback control plane on a free port with fast timers."""
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings for a loopback control plane on a free port with fast timers.
+
+    With MGMT_TEST_STORE=postgres every test using this fixture runs on a fresh PostgreSQL database.
+    """
+    store_url = (
+        request.getfixturevalue("postgres_url") if os.environ.get("MGMT_TEST_STORE") == "postgres" else None
+    )
     return Settings(
         listen="127.0.0.1:0",
         data_dir=tmp_path / "data",
+        store_url=store_url,
         shutdown_grace_s=0.5,
         registry=RegistrySettings(progress_interval_s=0.5),
     )
@@ -124,3 +131,33 @@ async def services(client: Client) -> AsyncIterator[Services]:
     s = Services(client)
     yield s
     await s.stop()
+
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (dropped after); skipped when no server answers.
+
+    The server comes from MGMT_TEST_POSTGRES_URL; with MGMT_REQUIRE_POSTGRES=1 a missing server fails
+    the test instead of skipping it.
+    """
+    import uuid
+
+    import psycopg
+
+    admin_url = os.environ.get("MGMT_TEST_POSTGRES_URL", POSTGRES_URL)
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("MGMT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but not reachable at {admin_url}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}")
+    name = f"hms_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

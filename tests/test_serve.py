@@ -79,6 +79,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--store", "mysql://x"], "unsupported store URL scheme 'mysql'"),
         (["--listen", "nonsense"], "--listen expects HOST:PORT"),
         (["--tokens", "/nonexistent/tokens.yaml"], "/nonexistent/tokens.yaml"),
+        (
+            ["--store", "postgresql://postgres:secret@127.0.0.1:1/none"],
+            "cannot open store postgresql://postgres:***@",
+        ),
     ],
 )
 def test_bad_start_up_settings_give_a_clear_error(args: list[str], message: str, tmp_path: Path) -> None:

@@ -13,9 +13,12 @@ from control_plane.storage import Store, StoreURLError, open_store
 from control_plane.storage.migrations import migrations
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite:///{tmp_path / 'cp.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'cp.db'}"
     opened = await open_store(url)
     yield opened
     await opened.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from dataclasses import asdict
 from typing import Any
@@ -20,6 +19,7 @@ from control_plane.models import (
     StoredMessage,
     SubjectStats,
 )
+from control_plane.storage.connection import Connection
 
 _MESSAGE_COLUMNS = (
     "sequence, subject_sequence, subject, data, headers, content_type, message_id, published_at"
@@ -40,9 +40,7 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
     )
 
 
-def append(
-    conn: sqlite3.Connection, batch: list[OutgoingMessage], now: float, dedup_window_s: float
-) -> AppendResult:
+def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_window_s: float) -> AppendResult:
     """Store a batch atomically: dedup by message id, assign log and subject sequences, insert."""
     known: dict[str, Position] = {}
     ids = [m.message_id for m in batch if m.message_id]
@@ -81,7 +79,7 @@ def append(
     return AppendResult(positions, duplicates, stored)
 
 
-def _insert(conn: sqlite3.Connection, fresh: list[OutgoingMessage], now: float) -> list[StoredMessage]:
+def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[StoredMessage]:
     (last,) = conn.execute(
         "UPDATE counters SET value = value + ? WHERE name = 'bus_sequence' RETURNING value", (len(fresh),)
     ).fetchone()
@@ -137,7 +135,7 @@ def _insert(conn: sqlite3.Connection, fresh: list[OutgoingMessage], now: float) 
     return stored
 
 
-def read(conn: sqlite3.Connection, after: int, limit: int, subject: str | None) -> list[StoredMessage]:
+def read(conn: Connection, after: int, limit: int, subject: str | None) -> list[StoredMessage]:
     """Messages after a log sequence, in order; only one subject's when `subject` is given."""
     if subject is None:
         rows = conn.execute(
@@ -152,7 +150,7 @@ def read(conn: sqlite3.Connection, after: int, limit: int, subject: str | None) 
     return [_message(r) for r in rows]
 
 
-def read_sequences(conn: sqlite3.Connection, sequences: list[int]) -> list[StoredMessage]:
+def read_sequences(conn: Connection, sequences: list[int]) -> list[StoredMessage]:
     """The stored messages among `sequences` (retention may have removed some), in order."""
     found: list[StoredMessage] = []
     for start in range(0, len(sequences), 500):
@@ -165,14 +163,14 @@ def read_sequences(conn: sqlite3.Connection, sequences: list[int]) -> list[Store
     return sorted(found, key=lambda m: m.sequence)
 
 
-def bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+def bounds(conn: Connection) -> tuple[int, int]:
     """(oldest retained sequence or 0, last sequence ever given)."""
     (first,) = conn.execute("SELECT COALESCE(MIN(sequence), 0) FROM bus_messages").fetchone()
     (last,) = conn.execute("SELECT value FROM counters WHERE name = 'bus_sequence'").fetchone()
     return int(first), int(last)
 
 
-def first_sequence_at(conn: sqlite3.Connection, at: float) -> int:
+def first_sequence_at(conn: Connection, at: float) -> int:
     """The first sequence published at or after `at` (the next sequence when none is)."""
     # Publish times grow with the sequence (one writer stamps each commit), so a binary search over the
     # primary key finds it in ~log2(n) point reads, sparing every insert a second index.
@@ -202,7 +200,7 @@ def _config(text: str) -> ConsumerConfig:
     return ConsumerConfig(**raw)
 
 
-def load_consumers(conn: sqlite3.Connection) -> list[StoredConsumer]:
+def load_consumers(conn: Connection) -> list[StoredConsumer]:
     """Every durable consumer with its pending deliveries."""
     pending: dict[str, dict[int, int]] = {}
     for name, seq, attempt in conn.execute("SELECT consumer, sequence, attempt FROM bus_pending"):
@@ -215,7 +213,7 @@ def load_consumers(conn: sqlite3.Connection) -> list[StoredConsumer]:
     ]
 
 
-def save_consumer(conn: sqlite3.Connection, config: ConsumerConfig, delivered_sequence: int) -> None:
+def save_consumer(conn: Connection, config: ConsumerConfig, delivered_sequence: int) -> None:
     """Create or update a durable consumer's settings and position."""
     conn.execute(
         "INSERT INTO bus_consumers (name, config, delivered_sequence, dead_lettered) VALUES (?, ?, ?, 0) "
@@ -225,19 +223,20 @@ def save_consumer(conn: sqlite3.Connection, config: ConsumerConfig, delivered_se
     )
 
 
-def delete_consumer(conn: sqlite3.Connection, name: str) -> bool:
+def delete_consumer(conn: Connection, name: str) -> bool:
     """Remove a durable consumer and its pending deliveries; False when there was none."""
     conn.execute("DELETE FROM bus_pending WHERE consumer = ?", (name,))
     return conn.execute("DELETE FROM bus_consumers WHERE name = ?", (name,)).rowcount > 0
 
 
 def record_deliveries(
-    conn: sqlite3.Connection, consumer: str, delivered_sequence: int, attempts: list[tuple[int, int]]
+    conn: Connection, consumer: str, delivered_sequence: int, attempts: list[tuple[int, int]]
 ) -> None:
     """Advance a consumer's position and record (sequence, attempt) of deliveries awaiting an ack."""
     conn.execute(
-        "UPDATE bus_consumers SET delivered_sequence = MAX(delivered_sequence, ?) WHERE name = ?",
-        (delivered_sequence, consumer),
+        "UPDATE bus_consumers SET delivered_sequence = CASE WHEN delivered_sequence > ? "
+        "THEN delivered_sequence ELSE ? END WHERE name = ?",
+        (delivered_sequence, delivered_sequence, consumer),
     )
     if attempts:
         conn.executemany(
@@ -247,7 +246,7 @@ def record_deliveries(
         )
 
 
-def settle(conn: sqlite3.Connection, consumer: str, sequences: list[int]) -> None:
+def settle(conn: Connection, consumer: str, sequences: list[int]) -> None:
     """Forget acknowledged deliveries."""
     conn.executemany(
         "DELETE FROM bus_pending WHERE consumer = ? AND sequence = ?", [(consumer, s) for s in sequences]
@@ -255,7 +254,7 @@ def settle(conn: sqlite3.Connection, consumer: str, sequences: list[int]) -> Non
 
 
 def dead_letter(
-    conn: sqlite3.Connection, consumer: str, sequence: int, letter: OutgoingMessage, now: float
+    conn: Connection, consumer: str, sequence: int, letter: OutgoingMessage, now: float
 ) -> StoredMessage:
     """Publish the dead letter and settle the original, in one transaction."""
     (stored,) = append(conn, [letter], now, dedup_window_s=0.0).stored
@@ -264,12 +263,12 @@ def dead_letter(
     return stored
 
 
-def subject_stats(conn: sqlite3.Connection) -> list[SubjectStats]:
+def subject_stats(conn: Connection) -> list[SubjectStats]:
     """Per-subject counts and ranges of what is retained, in subject order."""
     rows = conn.execute(
         "SELECT m.subject, COUNT(*), SUM(LENGTH(m.data)), MIN(m.sequence), MAX(m.sequence), s.last_sequence, "
         "MIN(m.published_at), MAX(m.published_at) "
-        "FROM bus_messages m JOIN bus_subjects s ON s.subject = m.subject GROUP BY m.subject ORDER BY m.subject"
+        "FROM bus_messages m JOIN bus_subjects s ON s.subject = m.subject GROUP BY m.subject, s.last_sequence ORDER BY m.subject"
     )
     return [
         SubjectStats(subject, int(n), int(size or 0), int(lo), int(hi), int(last), float(t0), float(t1))
@@ -277,7 +276,7 @@ def subject_stats(conn: sqlite3.Connection) -> list[SubjectStats]:
     ]
 
 
-def retention(conn: sqlite3.Connection) -> list[RetentionPolicy]:
+def retention(conn: Connection) -> list[RetentionPolicy]:
     """Every stored retention policy."""
     return [
         RetentionPolicy(prefix, float(age), int(count))
@@ -287,7 +286,7 @@ def retention(conn: sqlite3.Connection) -> list[RetentionPolicy]:
     ]
 
 
-def set_retention(conn: sqlite3.Connection, policy: RetentionPolicy | None, prefix: str) -> None:
+def set_retention(conn: Connection, policy: RetentionPolicy | None, prefix: str) -> None:
     """Store (or, with None, remove) the policy of a prefix."""
     if policy is None:
         conn.execute("DELETE FROM bus_retention WHERE subject_prefix = ?", (prefix,))
@@ -307,7 +306,7 @@ def _covered(prefix: str) -> tuple[str, list[object]]:
     return "(subject = ? OR substr(subject, 1, ?) = ?)", [prefix, len(prefix) + 1, prefix + "."]
 
 
-def apply_retention(conn: sqlite3.Connection, policies: list[RetentionPolicy], now: float) -> int:
+def apply_retention(conn: Connection, policies: list[RetentionPolicy], now: float) -> int:
     """Remove what each policy no longer keeps, for the subjects it governs (no longer prefix does)."""
     removed = 0
     for policy in policies:
@@ -343,6 +342,6 @@ def apply_retention(conn: sqlite3.Connection, policies: list[RetentionPolicy], n
     return removed
 
 
-def prune_dedup(conn: sqlite3.Connection, older_than: float) -> int:
+def prune_dedup(conn: Connection, older_than: float) -> int:
     """Forget message ids outside the dedup window."""
     return conn.execute("DELETE FROM bus_dedup WHERE published_at < ?", (older_than,)).rowcount

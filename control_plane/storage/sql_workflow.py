@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from control_plane.models import (
     TaskAttempt,
 )
 from control_plane.storage import sql_bus
+from control_plane.storage.connection import Connection
 
 
 def _dumps(value: Any) -> str:
@@ -27,7 +27,7 @@ def _dumps(value: Any) -> str:
 class SqlWorkflowTx:
     """The workflow's view of one store transaction (see storage.base.WorkflowTx)."""
 
-    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+    def __init__(self, conn: Connection, now: float) -> None:
         self._conn = conn
         self.now = now
         self.published: list[StoredMessage] = []
@@ -92,7 +92,8 @@ class SqlWorkflowTx:
     def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
         """Record outstanding task attempts."""
         self._conn.executemany(
-            "INSERT OR REPLACE INTO wf_tasks (token, process_id, task) VALUES (?, ?, ?)",
+            "INSERT INTO wf_tasks (token, process_id, task) VALUES (?, ?, ?) "
+            "ON CONFLICT (token) DO UPDATE SET task = excluded.task",
             [(t.token, t.process_id, _dumps(t.to_json())) for t in tasks],
         )
 
@@ -143,7 +144,7 @@ class SqlWorkflowTx:
             self.published += sql_bus.append(self._conn, list(messages), self.now, dedup_window_s=0.0).stored
 
 
-def definitions(conn: sqlite3.Connection, name: str) -> list[DefinitionVersion]:
+def definitions(conn: Connection, name: str) -> list[DefinitionVersion]:
     """Every version of a definition (or of all, with name ""), newest first per name."""
     query = "SELECT name, version, digest, source, created_at FROM wf_definitions"
     rows = (
@@ -154,9 +155,7 @@ def definitions(conn: sqlite3.Connection, name: str) -> list[DefinitionVersion]:
     return [DefinitionVersion(n, int(v), d, s, float(c)) for n, v, d, s, c in rows]
 
 
-def put_definition(
-    conn: sqlite3.Connection, name: str, digest: str, source: str, now: float
-) -> tuple[int, bool]:
+def put_definition(conn: Connection, name: str, digest: str, source: str, now: float) -> tuple[int, bool]:
     """Store a new version unless the latest has the same digest; returns (version, created)."""
     row = conn.execute(
         "SELECT version, digest FROM wf_definitions WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
@@ -171,14 +170,14 @@ def put_definition(
     return version, True
 
 
-def process(conn: sqlite3.Connection, process_id: str) -> ProcessRecord | None:
+def process(conn: Connection, process_id: str) -> ProcessRecord | None:
     """One process, or None."""
     row = conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
     return ProcessRecord.from_json(json.loads(row[0])) if row else None
 
 
 def list_processes(
-    conn: sqlite3.Connection,
+    conn: Connection,
     definition: str,
     version: int,
     states: Sequence[ProcessState],
@@ -211,7 +210,7 @@ def list_processes(
     return [ProcessRecord.from_json(json.loads(r[0])) for r in rows]
 
 
-def history(conn: sqlite3.Connection, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
+def history(conn: Connection, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
     """History events of a process after a sequence, in order."""
     rows = conn.execute(
         "SELECT sequence, time, type, step_id, attempt, state, details FROM wf_history "
@@ -233,17 +232,17 @@ def history(conn: sqlite3.Connection, process_id: str, after: int, limit: int) -
     ]
 
 
-def tasks(conn: sqlite3.Connection) -> list[TaskAttempt]:
+def tasks(conn: Connection) -> list[TaskAttempt]:
     """Every outstanding task attempt."""
-    return [TaskAttempt(**json.loads(t)) for (t,) in conn.execute("SELECT task FROM wf_tasks ORDER BY rowid")]
+    return [TaskAttempt(**json.loads(t)) for (t,) in conn.execute("SELECT task FROM wf_tasks ORDER BY token")]
 
 
-def timers(conn: sqlite3.Connection) -> list[tuple[str, str, float]]:
+def timers(conn: Connection) -> list[tuple[str, str, float]]:
     """Every durable timer as (process id, name, due at)."""
     return [(p, n, float(d)) for p, n, d in conn.execute("SELECT process_id, name, due_at FROM wf_timers")]
 
 
-def bus_waits(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+def bus_waits(conn: Connection) -> list[tuple[str, str, str, int]]:
     """Every Bus-message wait as (process id, step id, pattern, after sequence)."""
     return [
         (p, s, pat, int(a))

@@ -1,5 +1,5 @@
 -- Bus: one message log for every subject, publish dedup, consumers with their pending deliveries,
--- retention policies. Portable except BLOB, which a 0002_bus.postgres.sql will spell BYTEA.
+-- retention policies. Portable except BLOB: 0002_bus.postgres.sql spells it BYTEA.
 
 INSERT INTO counters (name, value) VALUES ('bus_sequence', 0);
 

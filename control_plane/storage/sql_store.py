@@ -1,0 +1,375 @@
+"""The SQL store both backends share: one writer thread with group commit, one reader, versioned migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from control_plane.errors import Unavailable
+from control_plane.models import (
+    AppendResult,
+    ChangeType,
+    ConsumerConfig,
+    DefinitionVersion,
+    HistoryEvent,
+    Instance,
+    OutgoingMessage,
+    ProcessRecord,
+    ProcessState,
+    RegistryChange,
+    RetentionPolicy,
+    StoredConsumer,
+    StoredMessage,
+    SubjectStats,
+    TaskAttempt,
+)
+from control_plane.storage import codec, sql_bus, sql_workflow
+from control_plane.storage.base import RegistrySnapshot, WorkflowTx
+from control_plane.storage.connection import Connection
+from control_plane.storage.migrations import migrations
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[Connection], Any]
+
+# Most writes a commit carries; bounds the latency a single batch adds to its first caller.
+_MAX_BATCH = 512
+
+
+class Writer:
+    """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
+
+    def __init__(self, conn: Connection, begin: str) -> None:
+        self._conn = conn
+        self._begin = begin
+        self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    async def submit(self, work: Work) -> Any:
+        if self._closed:
+            raise Unavailable("the store is closed: the control plane is shutting down")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((work, future))
+        return await future
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            self._conn.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        results: list[tuple[bool, Any]] = []
+        conn = self._conn
+        try:
+            conn.execute(self._begin)
+            for work, _ in batch:
+                # A savepoint per item: one caller's failure must not undo the others' work.
+                conn.execute("SAVEPOINT item")
+                try:
+                    results.append((True, work(conn)))
+                    conn.execute("RELEASE item")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO item")
+                    conn.execute("RELEASE item")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            logger.exception("store commit failed")
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            results = [(False, exc)] * len(batch)
+        for (_, future), (ok, value) in zip(batch, results, strict=True):
+            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SqlStore:
+    """The store over SQL: writes grouped into shared, durable commits; reads on a connection of their own."""
+
+    def __init__(self, writer: Writer, reader: Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._read_lock = asyncio.Lock()
+        self._closed = False
+
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        if self._closed:
+            raise Unavailable("the store is closed: the control plane is shutting down")
+        async with self._read_lock:
+            return await asyncio.to_thread(work, self._reader)
+
+    async def registry_commit(
+        self, instance: Instance, change_type: ChangeType, *, reason: str, now: float
+    ) -> RegistryChange:
+        """Store or delete the instance and append its change, at the next revision, in one commit."""
+
+        def work(conn: Connection) -> RegistryChange:
+            (revision,) = conn.execute(
+                "UPDATE counters SET value = value + 1 WHERE name = 'registry_revision' RETURNING value"
+            ).fetchone()
+            stored = dataclasses.replace(instance, revision=revision)
+            if change_type is ChangeType.DOWN:
+                conn.execute(
+                    "DELETE FROM registry_instances WHERE service = ? AND instance_id = ?",
+                    (instance.service, instance.instance_id),
+                )
+            else:
+                conn.execute(codec.UPSERT_INSTANCE.replace("%s", "?"), codec.instance_row(stored))
+            conn.execute(
+                "INSERT INTO registry_changes (revision, type, service, instance, reason, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (revision, change_type.value, instance.service, codec.instance_to_json(stored), reason, now),
+            )
+            return RegistryChange(revision, change_type, stored, now, reason)
+
+        result: RegistryChange = await self._writer.submit(work)
+        return result
+
+    async def registry_load(self, history: int) -> RegistrySnapshot:
+        """Every stored instance, the current revision and the last `history` changes."""
+
+        def work(conn: Connection) -> RegistrySnapshot:
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(f"SELECT {codec.INSTANCE_COLUMNS} FROM registry_instances").fetchall()
+                (revision,) = conn.execute(
+                    "SELECT value FROM counters WHERE name = 'registry_revision'"
+                ).fetchone()
+                changes = conn.execute(
+                    "SELECT revision, type, instance, reason, time FROM registry_changes "
+                    "ORDER BY revision DESC LIMIT ?",
+                    (history,),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return RegistrySnapshot(
+                instances=[codec.instance_from_row(r) for r in rows],
+                revision=int(revision),
+                changes=[codec.change_from_row(*c) for c in reversed(changes)],
+            )
+
+        return await self._read(work)
+
+    async def registry_compact(self, keep: int) -> int:
+        """Forget all but the last `keep` changes."""
+
+        def work(conn: Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM registry_changes WHERE revision <= "
+                "(SELECT value FROM counters WHERE name = 'registry_revision') - ?",
+                (keep,),
+            )
+            return cursor.rowcount
+
+        dropped: int = await self._writer.submit(work)
+        return dropped
+
+    # -- Bus: SQL in sql_bus, run on the writer (group commit) or the reader --------------------
+
+    async def bus_append(
+        self, batch: list[OutgoingMessage], *, now: float, dedup_window_s: float
+    ) -> AppendResult:
+        """Store a batch atomically, deduplicating by message id within the window."""
+        result: AppendResult = await self._writer.submit(
+            lambda c: sql_bus.append(c, batch, now, dedup_window_s)
+        )
+        return result
+
+    async def bus_read(self, after: int, limit: int, subject: str | None = None) -> list[StoredMessage]:
+        """Messages after a log sequence."""
+        return await self._read(lambda c: sql_bus.read(c, after, limit, subject))
+
+    async def bus_read_sequences(self, sequences: list[int]) -> list[StoredMessage]:
+        """The retained messages among `sequences`."""
+        return await self._read(lambda c: sql_bus.read_sequences(c, sequences))
+
+    async def bus_bounds(self) -> tuple[int, int]:
+        """(oldest retained, last assigned) sequence."""
+        return await self._read(sql_bus.bounds)
+
+    async def bus_first_sequence_at(self, at: float) -> int:
+        """The first sequence published at or after `at`."""
+        return await self._read(lambda c: sql_bus.first_sequence_at(c, at))
+
+    async def bus_load_consumers(self) -> list[StoredConsumer]:
+        """Every durable consumer."""
+        return await self._read(sql_bus.load_consumers)
+
+    async def bus_save_consumer(self, config: ConsumerConfig, delivered_sequence: int) -> None:
+        """Create or update a durable consumer."""
+        await self._writer.submit(lambda c: sql_bus.save_consumer(c, config, delivered_sequence))
+
+    async def bus_delete_consumer(self, name: str) -> bool:
+        """Remove a durable consumer."""
+        deleted: bool = await self._writer.submit(lambda c: sql_bus.delete_consumer(c, name))
+        return deleted
+
+    async def bus_record_deliveries(
+        self, consumer: str, delivered_sequence: int, attempts: list[tuple[int, int]]
+    ) -> None:
+        """Advance a durable consumer and record its pending deliveries."""
+        await self._writer.submit(
+            lambda c: sql_bus.record_deliveries(c, consumer, delivered_sequence, attempts)
+        )
+
+    async def bus_settle(self, consumer: str, sequences: list[int]) -> None:
+        """Forget acknowledged deliveries."""
+        await self._writer.submit(lambda c: sql_bus.settle(c, consumer, sequences))
+
+    async def bus_dead_letter(
+        self, consumer: str, sequence: int, letter: OutgoingMessage, *, now: float
+    ) -> StoredMessage:
+        """Publish a dead letter and settle the original."""
+        stored: StoredMessage = await self._writer.submit(
+            lambda c: sql_bus.dead_letter(c, consumer, sequence, letter, now)
+        )
+        return stored
+
+    async def bus_subject_stats(self) -> list[SubjectStats]:
+        """Per-subject counts."""
+        return await self._read(sql_bus.subject_stats)
+
+    async def bus_retention(self) -> list[RetentionPolicy]:
+        """Stored retention policies."""
+        return await self._read(sql_bus.retention)
+
+    async def bus_set_retention(self, prefix: str, policy: RetentionPolicy | None) -> None:
+        """Store or remove a prefix's policy."""
+        await self._writer.submit(lambda c: sql_bus.set_retention(c, policy, prefix))
+
+    async def bus_apply_retention(self, policies: list[RetentionPolicy], *, now: float) -> int:
+        """Apply the retention policies."""
+        removed: int = await self._writer.submit(lambda c: sql_bus.apply_retention(c, policies, now))
+        return removed
+
+    async def bus_prune_dedup(self, older_than: float) -> int:
+        """Forget old message ids."""
+        pruned: int = await self._writer.submit(lambda c: sql_bus.prune_dedup(c, older_than))
+        return pruned
+
+    # -- Workflow: SQL in sql_workflow ------------------------------------------------------------
+
+    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+        """Run a transition in one (group-committed) transaction."""
+        result: T = await self._writer.submit(lambda c: work(sql_workflow.SqlWorkflowTx(c, now)))
+        return result
+
+    async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:
+        """Stored definition versions."""
+        return await self._read(lambda c: sql_workflow.definitions(c, name))
+
+    async def wf_put_definition(self, name: str, digest: str, source: str, *, now: float) -> tuple[int, bool]:
+        """Store a definition version unless unchanged."""
+        result: tuple[int, bool] = await self._writer.submit(
+            lambda c: sql_workflow.put_definition(c, name, digest, source, now)
+        )
+        return result
+
+    async def wf_process(self, process_id: str) -> ProcessRecord | None:
+        """One process."""
+        return await self._read(lambda c: sql_workflow.process(c, process_id))
+
+    async def wf_list_processes(
+        self,
+        *,
+        definition: str,
+        version: int,
+        states: Sequence[ProcessState],
+        business_key: str,
+        before: tuple[float, str] | None,
+        limit: int,
+    ) -> list[ProcessRecord]:
+        """Processes matching filters, newest first."""
+        return await self._read(
+            lambda c: sql_workflow.list_processes(c, definition, version, states, business_key, before, limit)
+        )
+
+    async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
+        """History of a process."""
+        return await self._read(lambda c: sql_workflow.history(c, process_id, after, limit))
+
+    async def wf_tasks(self) -> list[TaskAttempt]:
+        """Outstanding task attempts."""
+        return await self._read(sql_workflow.tasks)
+
+    async def wf_timers(self) -> list[tuple[str, str, float]]:
+        """Durable timers."""
+        return await self._read(sql_workflow.timers)
+
+    async def wf_bus_waits(self) -> list[tuple[str, str, str, int]]:
+        """Bus-message waits."""
+        return await self._read(sql_workflow.bus_waits)
+
+    async def close(self) -> None:
+        """Finish queued writes, then close both connections; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._writer.close)
+        async with self._read_lock:
+            self._reader.close()
+
+
+def migrate(conn: Connection, dialect: str, begin: str) -> None:
+    """Apply every migration not yet recorded for `dialect`, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+    )
+    applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+    for migration in migrations(dialect):
+        if migration.version in applied:
+            continue
+        conn.execute(begin)
+        try:
+            for statement in migration.statements():
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        logger.info("applied migration %04d_%s", migration.version, migration.name)
