@@ -6,6 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+import grpc
+import pytest
+
 from control_plane.sdk import Client, TaskContext
 from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import bus_pb2
@@ -270,3 +273,40 @@ async def test_many_sleeping_processes_wake_together(client: Client) -> None:
     finals = await asyncio.gather(*(finish(client, p.id) for p in started))
 
     assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+
+
+async def test_a_worker_whose_lease_lapses_loses_its_tasks_at_once(client: Client) -> None:
+    await client.workflow.apply(ONE_STEP)
+    await client.registry.register("Batch", "127.0.0.1:1", instance_id="lapsing", ttl_s=1.0)  # never renewed
+    doomed = client.workflow.subscribe_tasks("Batch", "lapsing", ["job"], 5)
+    try:
+        first = await doomed.read()
+        assert isinstance(first, pb.SubscribeTasksResponse) and first.ready
+        process = await client.workflow.start("onestep", {})
+        async with asyncio.timeout(10):
+            held = await doomed.read()
+        assert isinstance(held, pb.SubscribeTasksResponse) and len(held.tasks) == 1
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await doomed.read()  # the lease lapses after 1 s: the stream ends
+    finally:
+        doomed.cancel()
+    await client.registry.register("Batch", "127.0.0.1:2", instance_id="healthy", ttl_s=30.0)
+    rescuer = client.workflow.subscribe_tasks("Batch", "healthy", ["job"], 5)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                frame = await rescuer.read()
+                assert isinstance(frame, pb.SubscribeTasksResponse)
+                if frame.tasks:
+                    break
+        reply = await client.workflow.complete(frame.tasks[0].task_token, {"by": "healthy"})
+    finally:
+        rescuer.cancel()
+
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "lease_expired" in (
+        ended.value.details() or ""
+    )
+    assert frame.tasks[0].task_token == held.tasks[0].task_token  # the same attempt, requeued
+    assert reply.result == pb.REPORT_RESULT_ACCEPTED
+    assert (await finish(client, process.id)).state == pb.PROCESS_STATE_COMPLETED
