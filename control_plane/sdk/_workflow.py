@@ -239,6 +239,8 @@ class Worker:
             grpc.aio.StreamUnaryCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse] | None
         ) = None
         self._report_lock = asyncio.Lock()
+        self._outgoing: builtins.list[pb.TaskEvent] = []
+        self._sending = False
 
     def task(self, task_type: str) -> Callable[[Handler], Handler]:
         """Decorator: `@worker.task("chargeFee") async def charge(task): ...` returns the output dict."""
@@ -288,14 +290,37 @@ class Worker:
             await self._client.registry.deregister(self.service, self.instance_id)
 
     async def _heartbeat(self, token: str, details: Mapping[str, Any] | None) -> None:
-        """Send one heartbeat over the session's ReportTaskEvents stream (opened on first use)."""
-        async with self._report_lock:
-            if self._reports is None:
-                self._reports = self._client.workflow.report_stream()
-            event = pb.TaskEvent(task_token=token, heartbeat=pb.TaskHeartbeat())
-            if details is not None:
-                event.heartbeat.details.CopyFrom(struct(details))
-            await self._reports.write(pb.ReportTaskEventsRequest(events=[event]))
+        """Report that a task is still being worked on."""
+        event = pb.TaskEvent(task_token=token, heartbeat=pb.TaskHeartbeat())
+        if details is not None:
+            event.heartbeat.details.CopyFrom(struct(details))
+        await self._report(event)
+
+    async def _report(self, event: pb.TaskEvent) -> None:
+        """Send a task event over the session's ReportTaskEvents stream.
+
+        Events queued while a frame is being written go out together in the next frame, so the
+        control plane applies them concurrently and their transitions share commits.
+        """
+        self._outgoing.append(event)
+        if self._sending:
+            return  # the report under way takes this event with it
+        self._sending = True
+        try:
+            async with self._report_lock:
+                while self._outgoing:
+                    batch, self._outgoing = self._outgoing[:1000], self._outgoing[1000:]
+                    if self._reports is None:
+                        self._reports = self._client.workflow.report_stream()
+                    try:
+                        await self._reports.write(pb.ReportTaskEventsRequest(events=batch))
+                    except grpc.aio.AioRpcError as exc:
+                        # Lost reports are not lost tasks: the control plane requeues what this worker
+                        # held once its task stream ends, and the work is done again.
+                        logger.warning("worker %s: reports lost (%s)", self.instance_id, exc.code().name)
+                        self._reports = None
+        finally:
+            self._sending = False
 
     async def _close_reports(self) -> None:
         async with self._report_lock:
@@ -363,12 +388,14 @@ class Worker:
             if handler is None:
                 raise TaskFailure("NO_HANDLER", f"no handler for {task.task_type!r}", non_retryable=True)
             output = await handler(context)
-            await self._client.workflow.complete(task.task_token, dict(output or {}))
+            completed = pb.TaskCompleted(output=struct(dict(output or {})))
+            await self._report(pb.TaskEvent(task_token=task.task_token, completed=completed))
         except TaskFailure as failure:
-            await self._client.workflow.fail(
-                task.task_token, failure.code, failure.message, non_retryable=failure.non_retryable
+            failed = pb.TaskFailed(
+                error_code=failure.code, message=failure.message, non_retryable=failure.non_retryable
             )
+            await self._report(pb.TaskEvent(task_token=task.task_token, failed=failed))
         except Exception as exc:
             logger.exception("task %s (%s) failed", task.task_type, task.task_token)
-            with contextlib.suppress(Exception):
-                await self._client.workflow.fail(task.task_token, "UNHANDLED", f"{type(exc).__name__}: {exc}")
+            failed = pb.TaskFailed(error_code="UNHANDLED", message=f"{type(exc).__name__}: {exc}")
+            await self._report(pb.TaskEvent(task_token=task.task_token, failed=failed))

@@ -27,6 +27,8 @@ from hms.mgmt.v1 import workflow_pb2 as pb
 Context = grpc.aio.ServicerContext[Any, Any]
 _HISTORY_FRAME = 500
 _MAX_VIOLATIONS = 100
+# Reports of one ReportTaskEvents stream being applied at once.
+_REPORTS_AHEAD = 1000
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
@@ -205,30 +207,45 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
     async def ReportTaskEvents(
         self, request_iterator: AsyncIterator[pb.ReportTaskEventsRequest], context: Context
     ) -> pb.ReportTaskEventsResponse:
-        response = pb.ReportTaskEventsResponse()
+        # Events are applied as they arrive, without waiting for earlier frames to commit, so the
+        # transitions of many tasks share commits; the events of one task stay in order (each waits for
+        # the one before it). At most _REPORTS_AHEAD are under way, so a fast client is slowed down.
+        results: list[tuple[int, ReportOutcome | InvalidArgument]] = []
+        running: set[asyncio.Future[None]] = set()
+        last: dict[str, asyncio.Future[None]] = {}
         index = 0
         async for request in until_stopped(request_iterator, self._stopping):
-            # Events of different tasks in one frame are applied concurrently, so their transitions share
-            # commits; events of one task keep their order.
-            by_task: dict[str, list[tuple[int, pb.TaskEvent]]] = {}
-            for offset, event in enumerate(request.events):
-                by_task.setdefault(event.task_token, []).append((index + offset, event))
-            index += len(request.events)
-            groups = await asyncio.gather(*(self._report_in_order(items) for items in by_task.values()))
-            for position, outcome in sorted((r for group in groups for r in group), key=lambda r: r[0]):
-                _count(response, position, outcome)
+            for event in request.events:
+                job = asyncio.ensure_future(
+                    self._report_after(last.get(event.task_token), index, event, results)
+                )
+                last[event.task_token] = job
+                running.add(job)
+                job.add_done_callback(running.discard)
+                index += 1
+            if len(running) >= _REPORTS_AHEAD:
+                await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
+            last = {token: job for token, job in last.items() if not job.done()}
+        if running:
+            await asyncio.wait(set(running))
+        response = pb.ReportTaskEventsResponse()
+        for position, outcome in sorted(results, key=lambda r: r[0]):
+            _count(response, position, outcome)
         return response
 
-    async def _report_in_order(
-        self, items: list[tuple[int, pb.TaskEvent]]
-    ) -> list[tuple[int, ReportOutcome | InvalidArgument]]:
-        results: list[tuple[int, ReportOutcome | InvalidArgument]] = []
-        for position, event in items:
-            try:
-                results.append((position, await self._report(event)))
-            except InvalidArgument as exc:
-                results.append((position, exc))
-        return results
+    async def _report_after(
+        self,
+        previous: asyncio.Future[None] | None,
+        position: int,
+        event: pb.TaskEvent,
+        results: list[tuple[int, ReportOutcome | InvalidArgument]],
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})
+        try:
+            results.append((position, await self._report(event)))
+        except InvalidArgument as exc:
+            results.append((position, exc))
 
     async def _report(self, event: pb.TaskEvent) -> ReportOutcome:
         kind = event.WhichOneof("event")
