@@ -44,6 +44,7 @@ def _connect(path: Path, sync: str = "full") -> sqlite3.Connection:
     # the process crashes, but the last commits can be lost if the machine loses power.
     conn.execute(f"PRAGMA synchronous={sync.upper()}")
     conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: indexes of a busy log stay in memory
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
