@@ -7,10 +7,9 @@ publishes commit together or not at all.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from control_plane.core.workflow.definitions import Definition, Step, StepKind, TaskSpec
 from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
@@ -605,7 +604,7 @@ class Machine:
             self.effects.messages.append(
                 OutgoingMessage(
                     f"workflow.{r.definition}.{r.id}.{kind.value}",
-                    orjson.dumps(body, default=str),
+                    json.dumps(body, separators=(",", ":"), default=str).encode(),
                     content_type=_CONTENT_TYPE,
                 )
             )
