@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from control_plane.core import validate
+from control_plane.core.signal import Signal, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
 from control_plane.core.watch import ChangeFeed, Watcher
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
@@ -29,6 +30,8 @@ MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 64, 128, 1024
 MAX_VERSION_LEN = 64
 # Mutations of one instance are serialised; striping bounds the number of locks.
 _LOCK_STRIPES = 64
+# How often the stored change log is trimmed to what Watch can resume from.
+_COMPACT_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ class Registry:
         self._lease_keys: dict[str, tuple[str, str]] = {}
         self._deadlines: dict[str, float] = {}
         self._expiry_heap: list[tuple[float, str]] = []
-        self._expiry_wakeup = asyncio.Event()
+        self._expiry_wakeup = Signal()
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
         self.feed = ChangeFeed(settings.history_size, settings.watch_queue_size)
         # Called with each applied change; the prober uses it to start and stop probes.
@@ -236,15 +239,6 @@ class Registry:
             return list(self._sorted.get(service, []))
         return [i for name in sorted(self._sorted) for i in self._sorted[name]]
 
-    def lease_of(self, lease_id: str) -> Lease | None:
-        """The current lease, or None when it is unknown."""
-        deadline = self._deadlines.get(lease_id)
-        key = self._lease_keys.get(lease_id)
-        if deadline is None or key is None:
-            return None
-        instance = self._services[key[0]][key[1]]
-        return Lease(lease_id, instance.ttl_s, self._wall() + (deadline - self._now()))
-
     @contextmanager
     def watch(
         self, service: str, after_revision: int | None
@@ -368,35 +362,44 @@ class Registry:
         if previous is None or deadline < previous:
             heapq.heappush(self._expiry_heap, (deadline, lease_id))
             if self._expiry_heap[0][1] == lease_id:
-                self._expiry_wakeup.set()
+                self._expiry_wakeup.notify()
 
     async def _expire_leases(self, stop: asyncio.Event) -> None:
         """Evict each instance exactly when its last renewal plus its TTL passes."""
-        while not stop.is_set():
-            now = self._now()
-            due: list[str] = []
-            while self._expiry_heap and self._expiry_heap[0][0] <= now:
-                _, lease_id = heapq.heappop(self._expiry_heap)
-                deadline = self._deadlines.get(lease_id)
-                if deadline is None:
-                    continue
-                if deadline > now:
-                    heapq.heappush(self._expiry_heap, (deadline, lease_id))
-                else:
-                    due.append(lease_id)
-            for lease_id in due:
-                key = self._lease_keys.get(lease_id)
-                if key is not None:
-                    await self.evict(key, DownReason.LEASE_EXPIRED, lease_id=lease_id)
-            timeout = self._expiry_heap[0][0] - self._now() if self._expiry_heap else 3600.0
-            self._expiry_wakeup.clear()
-            if timeout > 0:
-                await _wait_any(stop, self._expiry_wakeup, timeout)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                # Taken first: a lease armed while this pass evicts wakes the next wait at once.
+                wakeup = self._expiry_wakeup.waiter()
+                await self._expire_due()
+                delay = self._expiry_heap[0][0] - self._now() if self._expiry_heap else None
+                await wait_any([wakeup, stopping], delay)
+        finally:
+            stopping.cancel()
+
+    async def _expire_due(self) -> None:
+        """Evict every instance whose lease deadline has passed."""
+        now = self._now()
+        due: list[str] = []
+        while self._expiry_heap and self._expiry_heap[0][0] <= now:
+            _, lease_id = heapq.heappop(self._expiry_heap)
+            deadline = self._deadlines.get(lease_id)
+            if deadline is None:
+                continue
+            if deadline > now:
+                heapq.heappush(self._expiry_heap, (deadline, lease_id))
+            else:
+                due.append(lease_id)
+        for lease_id in due:
+            key = self._lease_keys.get(lease_id)
+            if key is not None:
+                await self.evict(key, DownReason.LEASE_EXPIRED, lease_id=lease_id)
 
     async def _compact_history(self, stop: asyncio.Event) -> None:
         """Trim the stored change log to what Watch can still resume from."""
         while not stop.is_set():
-            await _wait_any(stop, None, 60.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _COMPACT_EVERY_S)
             if not stop.is_set():
                 dropped = await self._store.registry_compact(self._settings.history_size)
                 if dropped:
@@ -413,17 +416,3 @@ def _check_probe(probe: ProbeSpec) -> list[FieldViolation]:
         )
     violations += validate.check_text("instance.probe.service_name", probe.service_name, 256)
     return violations
-
-
-async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, delay_s: float) -> None:
-    """Return when `stop` or `other` is set, or after `delay_s` seconds."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if other is not None:
-        waiters.append(asyncio.ensure_future(other.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter

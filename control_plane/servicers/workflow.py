@@ -11,8 +11,8 @@ from typing import Any
 
 import grpc
 
-from control_plane.core.bus.signal import wait_any
 from control_plane.core.paging import page
+from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
 from control_plane.errors import FieldViolation, InvalidArgument
 from control_plane.models import ProcessRecord

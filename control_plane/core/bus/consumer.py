@@ -13,8 +13,8 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from control_plane.core.bus.log import MessageLog
-from control_plane.core.bus.signal import Signal, wait_any
 from control_plane.core.bus.subjects import Pattern
+from control_plane.core.signal import Signal, wait_any
 from control_plane.errors import FailedPrecondition, NotFound
 from control_plane.models import AckMode, ConsumerConfig, OutgoingMessage, StoredMessage
 from control_plane.storage.base import Store

@@ -8,8 +8,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from control_plane.core.bus.signal import Signal, wait_any
 from control_plane.core.bus.subjects import Pattern
+from control_plane.core.signal import Signal, wait_any
 from control_plane.models import AppendResult, OutgoingMessage, StoredMessage
 from control_plane.storage.base import Store
 

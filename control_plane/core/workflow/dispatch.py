@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from control_plane.core.bus.signal import Signal, wait_any
+from control_plane.core.signal import Signal, wait_any
 from control_plane.core.versions import parse_version_filter
 from control_plane.errors import Unavailable
 from control_plane.models import TaskAttempt

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
-from control_plane.core.bus.signal import Signal, wait_any
 from control_plane.core.bus.subjects import Pattern, compile_pattern
 from control_plane.core.registry import Registry
+from control_plane.core.signal import Signal, wait_any
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import Effects, Machine, error, parse_token
