@@ -306,7 +306,7 @@ class Workflows:
             machine.effects.messages.extend(outbox)
             return ReportOutcome.ACCEPTED
 
-        outcome: ReportOutcome = await self._transition(process_id, apply, token=token)
+        outcome: ReportOutcome = await self._transition(process_id, apply)
         return outcome
 
     async def fail(
@@ -330,7 +330,7 @@ class Workflows:
             retry_at = machine.fail_task(step_id, attempt, compensation, failure, retryable=not non_retryable)
             return FailReport(ReportOutcome.ACCEPTED, retry_at)
 
-        report: FailReport = await self._transition(process_id, apply, token=token)
+        report: FailReport = await self._transition(process_id, apply)
         return report
 
     async def heartbeat(self, token: str, details: Any) -> ReportOutcome:
@@ -346,7 +346,7 @@ class Workflows:
                     machine.record_heartbeat(step_id, details)
                 return _OUTCOMES[why]
 
-            outcome: ReportOutcome = await self._transition(process_id, apply, token=token)
+            outcome: ReportOutcome = await self._transition(process_id, apply)
             return outcome
         return ReportOutcome.ACCEPTED
 
@@ -383,10 +383,23 @@ class Workflows:
             raise InvalidArgument.field("task_token", "not a task token")
         return parsed
 
-    async def _transition(self, process_id: str, apply: Callable[[Machine], R], *, token: str = "") -> R:
+    async def _transition(self, process_id: str, apply: Callable[[Machine], R]) -> R:
         """Load, decide and write one process transition in one store transaction."""
+        committed = await self._commit(process_id, apply)
+        result: R = committed.result
+        return result
+
+    async def _commit(
+        self,
+        process_id: str,
+        apply: Callable[[Machine], Any],
+        guard: Callable[[WorkflowTx], bool] | None = None,
+    ) -> _Committed:
+        """Run a transition; a `guard` runs first in the same transaction and, saying no, stops it."""
 
         def work(tx: WorkflowTx) -> _Committed:
+            if guard is not None and not guard(tx):
+                return _Committed(None, Effects(), _GONE)
             record = tx.load(process_id)
             if record is None:
                 raise NotFound("process", process_id)
@@ -397,8 +410,7 @@ class Workflows:
 
         committed: _Committed = await self._store.wf_transact(work, now=self._wall())
         self._after_commit(committed)
-        result: R = committed.result
-        return result
+        return committed
 
     @staticmethod
     def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> list[tuple[str, str, int]]:
@@ -470,25 +482,15 @@ class Workflows:
             stopping.cancel()
 
     async def _fire(self, process_id: str, name: str) -> None:
-        def apply(machine: Machine) -> None:
-            machine.fire_timer(name)
-
-        def work(tx: WorkflowTx) -> _Committed:
-            # The timer row decides: a timer cleared, or moved later, by an earlier transition does not fire.
-            record = tx.load(process_id)
-            if record is None or not tx.clear_timer(process_id, name, due_by=tx.now):
-                return _Committed(None, Effects(), record or _GONE)
-            machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
-            apply(machine)
-            waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
-            return _Committed(None, machine.effects, machine.record, tx.published, waits)
-
+        # The timer row decides: a timer cleared, or moved later, by an earlier transition does not fire.
         try:
-            committed = await self._store.wf_transact(work, now=self._wall())
+            await self._commit(
+                process_id,
+                lambda machine: machine.fire_timer(name),
+                guard=lambda tx: tx.clear_timer(process_id, name, due_by=tx.now),
+            )
         except Exception:
             logger.exception("timer %s of process %s failed", name, process_id)
-            return
-        self._after_commit(committed)
 
     async def _follow_bus(self, stop: asyncio.Event) -> None:
         """Hand each Bus message to the steps waiting for its subject (their correlation decides)."""
