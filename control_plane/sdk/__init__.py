@@ -3,6 +3,7 @@
 from control_plane.sdk._bus import BusClient, BusSubscription
 from control_plane.sdk._client import Client, RegistryClient, WatchStream
 from control_plane.sdk._errors import from_rpc_error
+from control_plane.sdk._wire import duration
 from control_plane.sdk._workflow import TaskContext, TaskFailure, Worker, WorkflowClient
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "WatchStream",
     "Worker",
     "WorkflowClient",
+    "duration",
     "from_rpc_error",
 ]

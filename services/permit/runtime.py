@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
+from control_plane.sdk import Client, TaskContext, TaskFailure, Worker, duration
 from hms.mgmt.v1 import common_pb2, registry_pb2
 
 logger = logging.getLogger(__name__)
@@ -74,12 +73,6 @@ class RunningService:
         return self.worker.instance_id
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    message = duration_pb2.Duration()
-    message.FromNanoseconds(round(seconds * 1e9))
-    return message
-
-
 def _with_faults(handler: Handler, faults: Faults) -> Handler:
     async def run(task: TaskContext) -> Mapping[str, Any]:
         faults.check(task)
@@ -104,8 +97,8 @@ async def serving(
         address = f"127.0.0.1:{port}"
         probe = registry_pb2.HealthProbe(
             service_name=spec.name,
-            interval=_duration(PROBE_INTERVAL_S),
-            timeout=_duration(PROBE_TIMEOUT_S),
+            interval=duration(PROBE_INTERVAL_S),
+            timeout=duration(PROBE_TIMEOUT_S),
             threshold=1,
         )
         worker = Worker(
