@@ -65,7 +65,7 @@ $(VENV)/.installed-bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-bench: $(VENV)/.installed-bench  ## run the benchmarks (BENCH=registry for one) into bench/results.json
+bench: $(VENV)/.installed-bench  ## run the benchmarks (BENCH=registry for one; scale uses MGMT_BENCH_POSTGRES_URL) into bench/results.json
 	$(PY) -m bench $(BENCH)
 
 clean:  ## remove the virtual environment and local data
