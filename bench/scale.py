@@ -87,6 +87,9 @@ _PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _WORKERS_READY = re.compile(r"workers ready")
 _WORKERS_RAN = re.compile(r"workers stopped after (\d+) tasks")
 _CPU_UNIT = "CPU s"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Busy CPU outside the measured processes above which a window is reported as disturbed (in cores).
+_DISTURBED_CORES = 0.15
 
 BackendPids = Callable[[], Awaitable[list[int]]]
 
@@ -112,6 +115,8 @@ class Measured:
     processes: Rate
     planes: tuple[str, ...]
     backends: tuple[str, ...]
+    # CPU seconds the whole machine was busy in the window (None without /proc/stat).
+    machine_busy_s: float | None
 
     @property
     def steps_per_s(self) -> float:
@@ -190,6 +195,27 @@ async def _counted(
         yield response
 
 
+def _machine_busy_s() -> float | None:
+    """CPU seconds all cores of this machine have been busy since boot (None without Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy.
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / _CLOCK_TICKS
+
+
+async def machine_busy_in_window(load: Load) -> float | None:
+    """Machine-wide busy CPU seconds over the window `measured_rate` counts in (started with it)."""
+    await asyncio.sleep(load.warmup_s)
+    before = _machine_busy_s()
+    await asyncio.sleep(load.duration_s)
+    after = _machine_busy_s()
+    return after - before if before is not None and after is not None else None
+
+
 def _tasks_ran(workers: ChildProcess) -> str:
     """How many tasks a stopped worker child says it ran ("?" if its last line is not there)."""
     found = _WORKERS_RAN.findall(workers.tail())
@@ -246,6 +272,8 @@ async def measure(config: Config, store_url: str, load: Load, backend_pids: Back
                     tasks.create_task(tracker.follow(_counted(feed, delivered, index)))
                     for index, feed in enumerate(feeds)
                 ]
+                # Started together, so the two windows line up to within a scheduling delay.
+                busy = tasks.create_task(machine_busy_in_window(load))
                 processes = await closed_loop_rate(one_process, load, pids)
                 for task in following:
                     task.cancel()
@@ -263,6 +291,7 @@ async def measure(config: Config, store_url: str, load: Load, backend_pids: Back
         processes,
         tuple(replica.name for replica in replicas),
         tuple(name for name in pids if name.startswith("postgres backend")),
+        busy.result(),
     )
     log_measured(measured, started, delivered, [_tasks_ran(worker) for worker in workers])
     return measured
@@ -289,6 +318,20 @@ def log_measured(measured: Measured, started: list[int], delivered: list[int], r
         f", database backends {db:.3f}" if db is not None else "",
     )
     logger.info("%s: CPU per step: %s", measured.config.name, cpu_per_step(measured))
+    if measured.machine_busy_s is not None:
+        window_s = measured.processes.count / measured.processes.per_s
+        ours = sum(measured.processes.cpu_us.values()) * measured.processes.count / 1e6
+        others = measured.machine_busy_s - ours
+        # Others include PostgreSQL's background processes (WAL writer, checkpointer) and the kernel's
+        # work on nobody's behalf; more than a few percent of a core means the figures were disturbed.
+        logger.log(
+            logging.WARNING if others > _DISTURBED_CORES * window_s else logging.INFO,
+            "%s: machine %.2f of %d cores busy in the window; %.2f cores outside the processes measured",
+            measured.config.name,
+            measured.machine_busy_s / window_s,
+            os.cpu_count() or 0,
+            others / window_s,
+        )
     logger.info(
         "%s: per replica: processes started %s, process_completed deliveries %s, tasks run by its workers %s",
         measured.config.name,
