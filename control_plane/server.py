@@ -88,6 +88,8 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         await bus.load()
         workflows = Workflows(store, bus, registry)
         await workflows.load()
+        # Every core has subscribed: follow the other replicas (if any) from here on.
+        store.cluster.start()
         stopping = asyncio.Event()
 
         interceptors = [security.TokenAuthInterceptor(tokens)] if tokens else []

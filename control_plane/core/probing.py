@@ -38,6 +38,8 @@ class Prober:
         self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._tasks: asyncio.TaskGroup | None = None
         registry.listeners.append(self._on_change)
+        # Only the leader probes (replicas would otherwise each probe, and write, every verdict).
+        registry.leadership_listeners.append(self._on_leadership)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe every probed instance until `stop` is set."""
@@ -61,8 +63,17 @@ class Prober:
             if instance.probe is not None and self._tasks is not None:
                 self._tasks.create_task(self._checker.forget(instance.address))
 
+    def _on_leadership(self, leader: bool) -> None:
+        if leader:
+            for instance in self._registry.instances():
+                if instance.key not in self._probes:
+                    self._start(instance, decide_at_once=False)
+        else:
+            for key in list(self._probes):
+                self._stop(key)
+
     def _start(self, instance: Instance, *, decide_at_once: bool) -> None:
-        if instance.probe is None or self._tasks is None:
+        if instance.probe is None or self._tasks is None or not self._registry.leader:
             return
         self._probes[instance.key] = self._tasks.create_task(self._probe_loop(instance, decide_at_once))
 

@@ -32,6 +32,8 @@ MAX_VERSION_LEN = 64
 _LOCK_STRIPES = 64
 # How often the stored change log is trimmed to what Watch can resume from.
 _COMPACT_EVERY_S = 60.0
+# Replicas follow each other by notification; this bounds how long a lost one could delay a change.
+_FOLLOW_FALLBACK_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,16 @@ class Registry:
         self.feed = ChangeFeed(settings.history_size, settings.watch_queue_size)
         # Called with each applied change; the prober uses it to start and stop probes.
         self.listeners: list[Callable[[RegistryChange], None]] = []
+        # Called with True/False when this replica wins or loses leadership.
+        self.leadership_listeners: list[Callable[[bool], None]] = []
+        # Replicas sharing the store: their commits arrive by notification, renewals are shared.
+        self._cluster = store.cluster
+        self._follow_wakeup = Signal()
+        self._leadership = Signal()
+        self._renewals: dict[str, float] = {}
+        self._renewal_wakeup = Signal()
+        self._cluster.subscribe("registry", lambda _: self._follow_wakeup.notify())
+        self._cluster.on_leadership(self._on_leadership)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,10 +120,29 @@ class Registry:
             logger.info("restored %d instances at revision %d", len(snapshot.instances), snapshot.revision)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Expire leases and compact the change log until `stop` is set."""
+        """Expire leases and compact the change log (on the leader), follow other replicas, until `stop`."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._expire_leases(stop))
             tasks.create_task(self._compact_history(stop))
+            if self._cluster.shared:
+                tasks.create_task(self._follow(stop))
+                tasks.create_task(self._share_renewals(stop))
+
+    @property
+    def leader(self) -> bool:
+        """Whether this replica runs lease expiry and probes (always, when no other replica shares the store)."""
+        return self._cluster.leader
+
+    def _on_leadership(self, leader: bool) -> None:
+        if leader:
+            # Leases renewed on the old leader get a fresh TTL here, then the shared renewals decide.
+            now = self._now()
+            for lease_id in list(self._lease_keys):
+                key = self._lease_keys[lease_id]
+                self._arm(lease_id, now + self._services[key[0]][key[1]].ttl_s)
+        self._leadership.notify()
+        for listener in self.leadership_listeners:
+            listener(leader)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -141,7 +172,7 @@ class Registry:
             )
             change_type = ChangeType.UPDATED if existing else ChangeType.UP
             change = await self._store.registry_commit(instance, change_type, reason="", now=self._wall())
-            self._apply(change)
+            await self._settle(change)
             lease = self._renew(instance.lease_id)
             return change.instance, lease
 
@@ -176,7 +207,7 @@ class Registry:
             change = await self._store.registry_commit(
                 dataclasses.replace(current, health=health), ChangeType.HEALTH, reason="", now=self._wall()
             )
-            self._apply(change)
+            await self._settle(change)
 
     async def evict(self, key: tuple[str, str], reason: DownReason, lease_id: str | None = None) -> None:
         """Remove an instance for `reason` (lease lapsed, critical too long) unless it is already gone."""
@@ -321,6 +352,31 @@ class Registry:
         self._lease_keys.pop(instance.lease_id, None)
         self._deadlines.pop(instance.lease_id, None)
 
+    async def _settle(self, change: RegistryChange) -> None:
+        """Apply a change this replica committed, after any that other replicas committed before it."""
+        if change.revision > self.feed.revision + 1 and self._cluster.shared:
+            await self.catch_up()
+        if change.revision > self.feed.revision:
+            self._apply(change)
+
+    async def catch_up(self) -> None:
+        """Apply, in order, every change other replicas committed since the last one applied here."""
+        while True:
+            changes = await self._store.registry_changes_after(self.feed.revision, 1000)
+            for change in changes:
+                if change.revision <= self.feed.revision:
+                    continue  # applied meanwhile
+                if change.revision != self.feed.revision + 1:
+                    # Compacted away before this replica read it (it was stalled for a long time).
+                    logger.error(
+                        "registry changes %d..%d are gone", self.feed.revision + 1, change.revision - 1
+                    )
+                if change.type is not ChangeType.DOWN and change.instance.lease_id not in self._lease_keys:
+                    self._arm(change.instance.lease_id, self._now() + change.instance.ttl_s)
+                self._apply(change)
+            if len(changes) < 1000:
+                return
+
     def _apply(self, change: RegistryChange) -> None:
         """Make a committed change visible: memory, watchers, listeners, in revision order."""
         if change.revision != self.feed.revision + 1:
@@ -332,6 +388,35 @@ class Registry:
         self.feed.publish(change)
         for listener in self.listeners:
             listener(change)
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        """Apply what other replicas commit, woken by their notifications (and every few seconds anyway)."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                wakeup = self._follow_wakeup.waiter()
+                try:
+                    await self.catch_up()
+                except Exception:
+                    logger.exception("following registry changes failed")
+                await wait_any([wakeup, stopping], _FOLLOW_FALLBACK_S)
+        finally:
+            stopping.cancel()
+
+    async def _share_renewals(self, stop: asyncio.Event) -> None:
+        """Write renewals made here where the leader can see them, a batch at a time."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                await wait_any([self._renewal_wakeup.waiter(), stopping], None)
+                while self._renewals:
+                    batch, self._renewals = self._renewals, {}
+                    try:
+                        await self._store.registry_renew(batch)
+                    except Exception:
+                        logger.exception("sharing %d lease renewals failed", len(batch))
+        finally:
+            stopping.cancel()
 
     async def _remove(
         self, key: tuple[str, str], reason: DownReason, lease_id: str | None
@@ -346,14 +431,18 @@ class Registry:
             change = await self._store.registry_commit(
                 current, ChangeType.DOWN, reason=reason.value, now=self._wall()
             )
-            self._apply(change)
+            await self._settle(change)
             return change
 
     def _renew(self, lease_id: str) -> Lease:
         key = self._lease_keys[lease_id]
         instance = self._services[key[0]][key[1]]
         self._arm(lease_id, self._now() + instance.ttl_s)
-        return Lease(lease_id, instance.ttl_s, self._wall() + instance.ttl_s)
+        expires_at = self._wall() + instance.ttl_s
+        if self._cluster.shared:
+            self._renewals[lease_id] = expires_at
+            self._renewal_wakeup.notify()
+        return Lease(lease_id, instance.ttl_s, expires_at)
 
     def _arm(self, lease_id: str, deadline: float) -> None:
         previous = self._deadlines.get(lease_id)
@@ -369,6 +458,9 @@ class Registry:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                if not self.leader:
+                    await wait_any([self._leadership.waiter(), stopping], None)
+                    continue
                 # Taken first: a lease armed while this pass evicts wakes the next wait at once.
                 wakeup = self._expiry_wakeup.waiter()
                 await self._expire_due()
@@ -390,17 +482,38 @@ class Registry:
                 heapq.heappush(self._expiry_heap, (deadline, lease_id))
             else:
                 due.append(lease_id)
+        if due and self._cluster.shared:
+            due = await self._still_due(due)
         for lease_id in due:
             key = self._lease_keys.get(lease_id)
             if key is not None:
                 await self.evict(key, DownReason.LEASE_EXPIRED, lease_id=lease_id)
+
+    async def _still_due(self, due: list[str]) -> list[str]:
+        """Of leases due here, those no replica renewed meanwhile; the others are re-armed."""
+        try:
+            shared = await self._store.registry_lease_expiry(due)
+        except Exception:
+            logger.exception("reading shared lease renewals failed; expiring later")
+            shared = {lease_id: self._wall() + 1.0 for lease_id in due}
+        wall, now = self._wall(), self._now()
+        lapsed = []
+        for lease_id in due:
+            expires_at = shared.get(lease_id, 0.0)
+            if expires_at > wall and lease_id in self._deadlines:
+                deadline = now + (expires_at - wall)
+                self._deadlines[lease_id] = deadline
+                heapq.heappush(self._expiry_heap, (deadline, lease_id))
+            else:
+                lapsed.append(lease_id)
+        return lapsed
 
     async def _compact_history(self, stop: asyncio.Event) -> None:
         """Trim the stored change log to what Watch can still resume from."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _COMPACT_EVERY_S)
-            if not stop.is_set():
+            if not stop.is_set() and self.leader:
                 dropped = await self._store.registry_compact(self._settings.history_size)
                 if dropped:
                     logger.debug("compacted %d registry changes", dropped)

@@ -37,6 +37,32 @@ class RegistrySnapshot:
 T = TypeVar("T")
 
 
+class Cluster(Protocol):
+    """This replica's view of the others sharing its store (see storage.cluster)."""
+
+    replica_id: str
+    # Whether other replicas may write the same store (PostgreSQL) or not (SQLite).
+    shared: bool
+    # Whether this replica runs what must run once: lease expiry, probes, compaction, reclaiming.
+    leader: bool
+
+    def start(self) -> None:
+        """Begin following the other replicas (once the cores subscribed)."""
+        ...
+
+    def subscribe(self, topic: str, callback: Callable[[str], None]) -> None:
+        """Call `callback(payload)` on the event loop when another replica commits news of `topic`."""
+        ...
+
+    def on_leadership(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(is_leader)` on the event loop when leadership is won or lost."""
+        ...
+
+    def close(self) -> None:
+        """Stop following the others; gives up leadership."""
+        ...
+
+
 class WorkflowTx(Protocol):
     """What a workflow transition may read and write, all inside one store transaction."""
 
@@ -91,6 +117,8 @@ class WorkflowTx(Protocol):
 class Store(Protocol):
     """Durable state of the control plane; every write is on disk when its await returns."""
 
+    cluster: Cluster
+
     async def registry_commit(
         self, instance: Instance, change_type: ChangeType, *, reason: str, now: float
     ) -> RegistryChange:
@@ -99,6 +127,18 @@ class Store(Protocol):
 
     async def registry_load(self, history: int) -> RegistrySnapshot:
         """Every stored instance, the current revision and the last `history` changes."""
+        ...
+
+    async def registry_changes_after(self, revision: int, limit: int) -> list[RegistryChange]:
+        """Up to `limit` changes after `revision`, in order (what other replicas committed)."""
+        ...
+
+    async def registry_renew(self, leases: dict[str, float]) -> None:
+        """Record lease renewals (lease id -> wall-clock expiry) for the replica that expires leases."""
+        ...
+
+    async def registry_lease_expiry(self, lease_ids: list[str]) -> dict[str, float]:
+        """The latest recorded expiry of each lease that any replica renewed."""
         ...
 
     async def registry_compact(self, keep: int) -> int:
@@ -131,6 +171,10 @@ class Store(Protocol):
 
     async def bus_load_consumers(self) -> list[StoredConsumer]:
         """Every durable consumer with its position and pending deliveries."""
+        ...
+
+    async def bus_load_consumer(self, name: str) -> StoredConsumer | None:
+        """One durable consumer as stored (another replica may have moved it on), or None."""
         ...
 
     async def bus_save_consumer(self, config: ConsumerConfig, delivered_sequence: int) -> None:
@@ -214,6 +258,26 @@ class Store(Protocol):
 
     async def wf_tasks(self) -> list[TaskAttempt]:
         """Every outstanding task attempt (to requeue at start)."""
+        ...
+
+    async def wf_claim_tasks(self, service: str, limit: int) -> list[TaskAttempt]:
+        """Take up to `limit` attempts of `service` that no replica owns (never one another replica took)."""
+        ...
+
+    async def wf_release_tasks(self, tasks: list[TaskAttempt]) -> None:
+        """Give up attempts this replica cannot hand out, for the replicas that can."""
+        ...
+
+    async def wf_release_owned(self) -> None:
+        """Give up every attempt this replica owns (it is stopping)."""
+        ...
+
+    async def wf_release_orphans(self) -> list[str]:
+        """Free what replicas that are gone owned; returns the services concerned."""
+        ...
+
+    async def wf_due_timers(self, before: float, limit: int) -> list[tuple[str, str, float]]:
+        """Timers due by `before` as (process id, name, due at), earliest first."""
         ...
 
     async def wf_timers(self) -> list[tuple[str, str, float]]:

@@ -1,4 +1,4 @@
-"""PostgreSQL store: the same SQL and schema as SQLite, for operators who outgrow one machine."""
+"""PostgreSQL store: the same SQL and schema as SQLite, shared by several replicas of the control plane."""
 
 from __future__ import annotations
 
@@ -6,27 +6,41 @@ import asyncio
 import logging
 
 import psycopg
+from psycopg import errors
 
+from control_plane.storage.cluster import APPLICATION_PREFIX, PostgresCluster
 from control_plane.storage.connection import PostgresConnection
-from control_plane.storage.sql_store import SqlStore, Writer, migrate
+from control_plane.storage.sql_store import Dialect, SqlStore, Writer, migrate
 
 logger = logging.getLogger(__name__)
 
 _BEGIN = "BEGIN"
 # Several replicas may start at once: one migrates while the others wait on this advisory lock.
 _MIGRATION_LOCK = 0x686D73  # "hms"
+_DIALECT = Dialect(
+    "postgres",
+    lock_row=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    live_replicas=(
+        f"SELECT substr(application_name, {len(APPLICATION_PREFIX) + 1}) FROM pg_stat_activity "
+        f"WHERE application_name LIKE '{APPLICATION_PREFIX}%'"
+    ),
+)
+# What a transaction may hit when replicas touch the same rows at once; running it again is correct.
+_RACES = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
 
 
 class PostgresStore(SqlStore):
-    """One writer connection with group commit, one reader connection; commits are durable when they return."""
+    """One writer connection with group commit, one reader connection, and a listener for the replicas."""
 
     @classmethod
     async def open(cls, url: str) -> PostgresStore:
-        """Connect (raises psycopg.OperationalError with the server's reason) and migrate."""
-        return await asyncio.to_thread(cls._open_sync, url)
+        """Connect (raises psycopg.OperationalError with the server's reason), migrate, start listening."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(cls._open_sync, url, loop)
 
     @classmethod
-    def _open_sync(cls, url: str) -> PostgresStore:
+    def _open_sync(cls, url: str, loop: asyncio.AbstractEventLoop) -> PostgresStore:
         writer = PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
         try:
             writer.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
@@ -38,4 +52,14 @@ class PostgresStore(SqlStore):
         except BaseException:
             writer.close()
             raise
-        return cls(Writer(writer, _BEGIN), reader)
+        try:
+            cluster = PostgresCluster(url, loop)
+        except BaseException:
+            writer.close()
+            reader.close()
+            raise
+        return cls(Writer(writer, _BEGIN, notify_sql="SELECT pg_notify(?, ?)"), reader, cluster, _DIALECT)
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Deadlocks and duplicate inserts between replicas: the transaction can run again."""
+        return isinstance(exc, _RACES)

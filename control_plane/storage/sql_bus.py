@@ -213,6 +213,22 @@ def load_consumers(conn: Connection) -> list[StoredConsumer]:
     ]
 
 
+def load_consumer(conn: Connection, name: str) -> StoredConsumer | None:
+    """One durable consumer with its pending deliveries, or None."""
+    row = conn.execute(
+        "SELECT config, delivered_sequence, dead_lettered FROM bus_consumers WHERE name = ?", (name,)
+    ).fetchone()
+    if row is None:
+        return None
+    pending = {
+        int(seq): int(attempt)
+        for seq, attempt in conn.execute(
+            "SELECT sequence, attempt FROM bus_pending WHERE consumer = ?", (name,)
+        )
+    }
+    return StoredConsumer(_config(row[0]), int(row[1]), int(row[2]), pending)
+
+
 def save_consumer(conn: Connection, config: ConsumerConfig, delivered_sequence: int) -> None:
     """Create or update a durable consumer's settings and position."""
     conn.execute(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from control_plane.errors import Unavailable
@@ -31,7 +33,7 @@ from control_plane.models import (
     TaskAttempt,
 )
 from control_plane.storage import codec, sql_bus, sql_workflow
-from control_plane.storage.base import RegistrySnapshot, WorkflowTx
+from control_plane.storage.base import Cluster, RegistrySnapshot, WorkflowTx
 from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
 
@@ -42,14 +44,20 @@ Work = Callable[[Connection], Any]
 
 # Most writes a commit carries; bounds the latency a single batch adds to its first caller.
 _MAX_BATCH = 512
+# Runs of a transition that keeps losing races (deadlock, concurrent insert) with other replicas.
+_TRANSACT_ATTEMPTS = 5
 
 
 class Writer:
     """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
 
-    def __init__(self, conn: Connection, begin: str) -> None:
+    def __init__(self, conn: Connection, begin: str, notify_sql: str | None = None) -> None:
         self._conn = conn
         self._begin = begin
+        # (topic, payload) pairs the work of the current batch asks to announce to other replicas: sent
+        # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
+        self.notes: set[tuple[str, str]] = set()
+        self._notify_sql = notify_sql
         self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._closed = False
@@ -104,12 +112,17 @@ class Writer:
                     conn.execute("ROLLBACK TO item")
                     conn.execute("RELEASE item")
                     results.append((False, exc))
+            if self._notify_sql is not None:
+                for topic, payload in self.notes:
+                    conn.execute(self._notify_sql, (f"hms_{topic}", payload))
             conn.execute("COMMIT")
         except Exception as exc:
             logger.exception("store commit failed")
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
             results = [(False, exc)] * len(batch)
+        finally:
+            self.notes.clear()
         for (_, future), (ok, value) in zip(batch, results, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
@@ -123,14 +136,39 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few places where the backends' SQL differs (everything else is shared)."""
+
+    name: str
+    # Appended to the SELECT of a row the transaction will update, where other replicas may write it.
+    lock_row: str = ""
+    # Appended to the SELECT that picks task attempts to claim: concurrent claimers skip each other's rows.
+    skip_locked: str = ""
+    # A query of the ids of the live replicas (their listening sessions), where replicas exist.
+    live_replicas: str | None = None
+
+
 class SqlStore:
     """The store over SQL: writes grouped into shared, durable commits; reads on a connection of their own."""
 
-    def __init__(self, writer: Writer, reader: Connection) -> None:
+    def __init__(self, writer: Writer, reader: Connection, cluster: Cluster, dialect: Dialect) -> None:
         self._writer = writer
         self._reader = reader
         self._read_lock = asyncio.Lock()
         self._closed = False
+        self.cluster = cluster
+        self._dialect = dialect
+        self._owner = cluster.replica_id
+
+    def _note(self, topic: str, payload: str = "") -> None:
+        """Announce, with the commit of the running work, that other replicas have something to read."""
+        if self.cluster.shared:
+            self._writer.notes.add((topic, f"{self._owner} {payload}"))
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether a failed transaction lost a race with another replica and may simply run again."""
+        return False
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         if self._closed:
@@ -153,6 +191,7 @@ class SqlStore:
                     "DELETE FROM registry_instances WHERE service = ? AND instance_id = ?",
                     (instance.service, instance.instance_id),
                 )
+                conn.execute("DELETE FROM registry_leases WHERE lease_id = ?", (instance.lease_id,))
             else:
                 conn.execute(codec.UPSERT_INSTANCE.replace("%s", "?"), codec.instance_row(stored))
             conn.execute(
@@ -160,6 +199,7 @@ class SqlStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (revision, change_type.value, instance.service, codec.instance_to_json(stored), reason, now),
             )
+            self._note("registry")
             return RegistryChange(revision, change_type, stored, now, reason)
 
         result: RegistryChange = await self._writer.submit(work)
@@ -190,6 +230,41 @@ class SqlStore:
 
         return await self._read(work)
 
+    async def registry_changes_after(self, revision: int, limit: int) -> list[RegistryChange]:
+        """Up to `limit` changes after `revision`, in order (what other replicas committed)."""
+
+        def work(conn: Connection) -> list[RegistryChange]:
+            rows = conn.execute(
+                "SELECT revision, type, instance, reason, time FROM registry_changes "
+                "WHERE revision > ? ORDER BY revision LIMIT ?",
+                (revision, limit),
+            ).fetchall()
+            return [codec.change_from_row(*row) for row in rows]
+
+        return await self._read(work)
+
+    async def registry_renew(self, leases: dict[str, float]) -> None:
+        """Record lease renewals (lease id -> wall-clock expiry) for the replica that expires leases."""
+        await self._writer.submit(
+            lambda c: c.executemany(
+                "INSERT INTO registry_leases (lease_id, expires_at) VALUES (?, ?) ON CONFLICT (lease_id) "
+                "DO UPDATE SET expires_at = excluded.expires_at WHERE registry_leases.expires_at < excluded.expires_at",
+                list(leases.items()),
+            )
+        )
+
+    async def registry_lease_expiry(self, lease_ids: list[str]) -> dict[str, float]:
+        """The latest recorded expiry of each lease that any replica renewed."""
+
+        def work(conn: Connection) -> dict[str, float]:
+            marks = ",".join("?" * len(lease_ids))
+            rows = conn.execute(
+                f"SELECT lease_id, expires_at FROM registry_leases WHERE lease_id IN ({marks})", lease_ids
+            )
+            return {lease: float(at) for lease, at in rows}
+
+        return await self._read(work) if lease_ids else {}
+
     async def registry_compact(self, keep: int) -> int:
         """Forget all but the last `keep` changes."""
 
@@ -210,10 +285,15 @@ class SqlStore:
         self, batch: list[OutgoingMessage], *, now: float, dedup_window_s: float
     ) -> AppendResult:
         """Store a batch atomically, deduplicating by message id within the window."""
-        result: AppendResult = await self._writer.submit(
-            lambda c: sql_bus.append(c, batch, now, dedup_window_s)
-        )
-        return result
+
+        def work(conn: Connection) -> AppendResult:
+            result = sql_bus.append(conn, batch, now, dedup_window_s)
+            if result.stored:
+                self._note("bus")
+            return result
+
+        appended: AppendResult = await self._writer.submit(work)
+        return appended
 
     async def bus_read(self, after: int, limit: int, subject: str | None = None) -> list[StoredMessage]:
         """Messages after a log sequence."""
@@ -234,6 +314,10 @@ class SqlStore:
     async def bus_load_consumers(self) -> list[StoredConsumer]:
         """Every durable consumer."""
         return await self._read(sql_bus.load_consumers)
+
+    async def bus_load_consumer(self, name: str) -> StoredConsumer | None:
+        """One durable consumer as stored, or None."""
+        return await self._read(lambda c: sql_bus.load_consumer(c, name))
 
     async def bus_save_consumer(self, config: ConsumerConfig, delivered_sequence: int) -> None:
         """Create or update a durable consumer."""
@@ -260,9 +344,12 @@ class SqlStore:
         self, consumer: str, sequence: int, letter: OutgoingMessage, *, now: float
     ) -> StoredMessage:
         """Publish a dead letter and settle the original."""
-        stored: StoredMessage = await self._writer.submit(
-            lambda c: sql_bus.dead_letter(c, consumer, sequence, letter, now)
-        )
+
+        def work(conn: Connection) -> StoredMessage:
+            self._note("bus")
+            return sql_bus.dead_letter(conn, consumer, sequence, letter, now)
+
+        stored: StoredMessage = await self._writer.submit(work)
         return stored
 
     async def bus_subject_stats(self) -> list[SubjectStats]:
@@ -290,9 +377,24 @@ class SqlStore:
     # -- Workflow: SQL in sql_workflow ------------------------------------------------------------
 
     async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
-        """Run a transition in one (group-committed) transaction."""
-        result: T = await self._writer.submit(lambda c: work(sql_workflow.SqlWorkflowTx(c, now)))
-        return result
+        """Run a transition in one (group-committed) transaction; again if it lost a race with a replica."""
+
+        def run(conn: Connection) -> T:
+            tx = sql_workflow.SqlWorkflowTx(conn, now, owner=self._owner, lock_row=self._dialect.lock_row)
+            result = work(tx)
+            if tx.published:
+                self._note("bus")
+            return result
+
+        for attempt in itertools.count(1):
+            try:
+                done: T = await self._writer.submit(run)
+                return done
+            except Exception as exc:
+                if attempt >= _TRANSACT_ATTEMPTS or not self.retryable(exc):
+                    raise
+                logger.info("transition conflicted with another replica (%s); running it again", exc)
+        raise AssertionError("unreachable")
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:
         """Stored definition versions."""
@@ -300,9 +402,14 @@ class SqlStore:
 
     async def wf_put_definition(self, name: str, digest: str, source: str, *, now: float) -> tuple[int, bool]:
         """Store a definition version unless unchanged."""
-        result: tuple[int, bool] = await self._writer.submit(
-            lambda c: sql_workflow.put_definition(c, name, digest, source, now)
-        )
+
+        def work(conn: Connection) -> tuple[int, bool]:
+            version, created = sql_workflow.put_definition(conn, name, digest, source, now)
+            if created:
+                self._note("definitions", name)
+            return version, created
+
+        result: tuple[int, bool] = await self._writer.submit(work)
         return result
 
     async def wf_process(self, process_id: str) -> ProcessRecord | None:
@@ -332,6 +439,51 @@ class SqlStore:
         """Outstanding task attempts."""
         return await self._read(sql_workflow.tasks)
 
+    async def wf_claim_tasks(self, service: str, limit: int) -> list[TaskAttempt]:
+        """Take up to `limit` attempts of `service` that no replica owns."""
+        claimed: list[TaskAttempt] = await self._writer.submit(
+            lambda c: sql_workflow.claim_tasks(c, self._owner, service, limit, self._dialect.skip_locked)
+        )
+        return claimed
+
+    async def wf_release_tasks(self, tasks: list[TaskAttempt]) -> None:
+        """Give up attempts this replica cannot hand out, for the replicas that can."""
+
+        def work(conn: Connection) -> None:
+            sql_workflow.release_tasks(conn, self._owner, [t.token for t in tasks])
+            for service in {t.service for t in tasks}:
+                self._note("tasks", service)
+
+        await self._writer.submit(work)
+
+    async def wf_release_owned(self) -> None:
+        """Give up every attempt this replica owns (it is stopping)."""
+
+        def work(conn: Connection) -> None:
+            for service in sql_workflow.release_owned(conn, self._owner):
+                self._note("tasks", service)
+
+        await self._writer.submit(work)
+
+    async def wf_release_orphans(self) -> list[str]:
+        """Free what replicas that are gone owned; returns the services concerned."""
+        live = self._dialect.live_replicas
+        if live is None:
+            return []
+
+        def work(conn: Connection) -> list[str]:
+            services = sql_workflow.release_orphans(conn, live)
+            for service in services:
+                self._note("tasks", service)
+            return services
+
+        services: list[str] = await self._writer.submit(work)
+        return services
+
+    async def wf_due_timers(self, before: float, limit: int) -> list[tuple[str, str, float]]:
+        """Timers due by `before`, earliest first."""
+        return await self._read(lambda c: sql_workflow.due_timers(c, before, limit))
+
     async def wf_timers(self) -> list[tuple[str, str, float]]:
         """Durable timers."""
         return await self._read(sql_workflow.timers)
@@ -346,6 +498,7 @@ class SqlStore:
             return
         self._closed = True
         await asyncio.to_thread(self._writer.close)
+        await asyncio.to_thread(self.cluster.close)
         async with self._read_lock:
             self._reader.close()
 

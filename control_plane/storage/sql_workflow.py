@@ -30,14 +30,20 @@ def _dumps(value: Any) -> str:
 class SqlWorkflowTx:
     """The workflow's view of one store transaction (see storage.base.WorkflowTx)."""
 
-    def __init__(self, conn: Connection, now: float) -> None:
+    def __init__(self, conn: Connection, now: float, *, owner: str = "", lock_row: str = "") -> None:
         self._conn = conn
         self.now = now
         self.published: list[StoredMessage] = []
+        self._owner = owner
+        # " FOR UPDATE" where other replicas may run a transition of the same process concurrently: the
+        # second waits for the first to commit and then reads what it wrote, so no update is lost.
+        self._lock_row = lock_row
 
     def load(self, process_id: str) -> ProcessRecord | None:
-        """The process, or None."""
-        row = self._conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
+        """The process (locked for this transaction where replicas share the store), or None."""
+        row = self._conn.execute(
+            f"SELECT record FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
+        ).fetchone()
         return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
 
     def find_by_key(self, definition: str, business_key: str) -> ProcessRecord | None:
@@ -93,11 +99,11 @@ class SqlWorkflowTx:
         )
 
     def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
-        """Record outstanding task attempts."""
+        """Record outstanding task attempts, owned by this replica (which hands them out)."""
         self._conn.executemany(
-            "INSERT INTO wf_tasks (token, process_id, task) VALUES (?, ?, ?) "
-            "ON CONFLICT (token) DO UPDATE SET task = excluded.task",
-            [(t.token, t.process_id, _dumps(t.to_json())) for t in tasks],
+            "INSERT INTO wf_tasks (token, process_id, task, owner, service) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner",
+            [(t.token, t.process_id, _dumps(t.to_json()), self._owner, t.service) for t in tasks],
         )
 
     def remove_tasks(self, tokens: Sequence[str]) -> None:
@@ -239,6 +245,53 @@ def tasks(conn: Connection) -> list[TaskAttempt]:
     """Every outstanding task attempt."""
     return [
         TaskAttempt(**orjson.loads(t)) for (t,) in conn.execute("SELECT task FROM wf_tasks ORDER BY token")
+    ]
+
+
+def claim_tasks(
+    conn: Connection, owner: str, service: str, limit: int, skip_locked: str
+) -> list[TaskAttempt]:
+    """Take up to `limit` unowned attempts of a service; `skip_locked` keeps replicas off each other's rows."""
+    rows = conn.execute(
+        "UPDATE wf_tasks SET owner = ? WHERE token IN (SELECT token FROM wf_tasks "
+        f"WHERE owner IS NULL AND service = ? ORDER BY token LIMIT ?{skip_locked}) RETURNING task",
+        (owner, service, limit),
+    ).fetchall()
+    return [TaskAttempt(**orjson.loads(t)) for (t,) in rows]
+
+
+def release_tasks(conn: Connection, owner: str, tokens: Sequence[str]) -> None:
+    """Give up attempts this replica owns, for another replica to claim."""
+    conn.executemany(
+        "UPDATE wf_tasks SET owner = NULL WHERE token = ? AND owner = ?", [(t, owner) for t in tokens]
+    )
+
+
+def release_owned(conn: Connection, owner: str) -> list[str]:
+    """Give up every attempt this replica owns; returns their services."""
+    rows = conn.execute(
+        "UPDATE wf_tasks SET owner = NULL WHERE owner = ? RETURNING service", (owner,)
+    ).fetchall()
+    return sorted({s for (s,) in rows})
+
+
+def release_orphans(conn: Connection, live_replicas: str) -> list[str]:
+    """Free the attempts of replicas that are gone (`live_replicas` selects the live ids); their services."""
+    rows = conn.execute(
+        f"UPDATE wf_tasks SET owner = NULL WHERE owner IS NOT NULL AND owner NOT IN ({live_replicas}) "
+        "RETURNING service"
+    ).fetchall()
+    return sorted({s for (s,) in rows})
+
+
+def due_timers(conn: Connection, before: float, limit: int) -> list[tuple[str, str, float]]:
+    """Timers due before `before`, earliest first."""
+    return [
+        (p, n, float(d))
+        for p, n, d in conn.execute(
+            "SELECT process_id, name, due_at FROM wf_timers WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+            (before, limit),
+        )
     ]
 
 

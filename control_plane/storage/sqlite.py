@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import parse_qs, urlparse
 
+from control_plane.storage.cluster import LocalCluster
 from control_plane.storage.connection import Connection
-from control_plane.storage.sql_store import SqlStore, Writer, migrate
+from control_plane.storage.sql_store import Dialect, SqlStore, Writer, migrate
 
 # BEGIN IMMEDIATE takes the write lock at once, so a transaction never fails half-way on a busy lock.
 _BEGIN = "BEGIN IMMEDIATE"
 
 
 _SYNC_MODES = ("full", "normal")
+_DIALECT = Dialect("sqlite")
 
 
 def _parse_url(url: str) -> tuple[Path, str]:
@@ -65,4 +67,5 @@ class SqliteStore(SqlStore):
         # connection does accept everything the shared SQL passes.
         conn = cast(Connection, _connect(path, sync))
         migrate(conn, "sqlite", _BEGIN)
-        return cls(Writer(conn, _BEGIN), cast(Connection, _connect(path, sync)))
+        # One process owns the file, so it is the only replica.
+        return cls(Writer(conn, _BEGIN), cast(Connection, _connect(path, sync)), LocalCluster(), _DIALECT)

@@ -11,10 +11,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
+from control_plane.core.signal import Signal, wait_any
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from control_plane.models import (
     AckMode,
@@ -37,6 +39,8 @@ MAX_HEADERS, MAX_HEADER_KEY, MAX_HEADER_VALUE = 64, 128, 4096
 MAX_ACK_ITEMS = 10_000
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 DLQ_PREFIX = "$DLQ"
+# Replicas follow each other's publishes by notification; this bounds the delay if one is lost.
+_FOLLOW_FALLBACK_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,9 @@ class Bus:
         self._consumers: dict[str, Consumer] = {}
         self._create_lock = asyncio.Lock()
         self._closed = False
+        self._cluster = store.cluster
+        self._follow_wakeup = Signal()
+        self._cluster.subscribe("bus", lambda _: self._follow_wakeup.notify())
 
     async def load(self) -> None:
         """Reload the log position and every durable consumer."""
@@ -122,12 +129,39 @@ class Bus:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Enforce retention and the dedup window until `stop` is set."""
+        """Enforce retention and the dedup window (on the leader), follow other replicas, until `stop`."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._housekeep(stop))
+            if self._cluster.shared:
+                tasks.create_task(self._follow(stop))
+
+    async def _housekeep(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.housekeeping_interval_s)
-            if not stop.is_set():
-                await self.housekeeping()
+            if not stop.is_set() and self._cluster.leader:
+                try:
+                    await self.housekeeping()
+                except Exception:
+                    logger.exception("bus housekeeping failed")
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        """Bring in what other replicas publish, woken by their notifications or by a gap in the log."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                wakeups: list[asyncio.Future[Any]] = [
+                    self._follow_wakeup.waiter(),
+                    self.log.gap.waiter(),
+                    stopping,
+                ]
+                try:
+                    await self.log.catch_up()
+                except Exception:
+                    logger.exception("following the bus log failed")
+                await wait_any(wakeups, _FOLLOW_FALLBACK_S)
+        finally:
+            stopping.cancel()
 
     async def housekeeping(self) -> int:
         """Trim stored messages to their retention policies and forget expired message ids; returns removals."""
@@ -203,6 +237,9 @@ class Bus:
     async def _consumer_for(self, request: Subscription) -> tuple[Consumer, bool]:
         name = request.durable or self._ephemeral_name(request)
         existing = self._consumers.get(name)
+        if request.durable and self._cluster.shared and (existing is None or not existing.members):
+            # Another replica may have served this consumer since: take its position from the store.
+            existing = await self._reload_durable(name)
         if existing is not None:
             if request.durable:
                 await self._update_durable(existing, request)
@@ -226,6 +263,17 @@ class Bus:
         consumer = self._consumer(config, cursor, 0, {})
         self._consumers[name] = consumer
         return consumer, True
+
+    async def _reload_durable(self, name: str) -> Consumer | None:
+        stored = await self._store.bus_load_consumer(name)
+        if stored is None:
+            self._consumers.pop(name, None)
+            return None
+        consumer = self._consumer(
+            stored.config, stored.delivered_sequence, stored.dead_lettered, stored.pending
+        )
+        self._consumers[name] = consumer
+        return consumer
 
     async def _update_durable(self, consumer: Consumer, request: Subscription) -> None:
         config = consumer.config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from control_plane.core.bus.subjects import Pattern
@@ -28,6 +28,13 @@ class MessageLog:
         self._tail: list[StoredMessage] = []
         self.last_sequence = 0
         self.arrived = Signal()
+        # Other replicas append to the same log: a local commit can land after sequences this replica
+        # has not read yet. Such messages wait here until the follower has brought the ones before them.
+        self._shared = store.cluster.shared
+        self._held: list[StoredMessage] = []
+        self.gap = Signal()
+        # Called with every batch of messages as it becomes visible here (local or another replica's).
+        self.listeners: list[Callable[[list[StoredMessage]], None]] = []
 
     async def load(self) -> None:
         """Learn the last sequence, so NEW_ONLY readers start after it."""
@@ -45,15 +52,56 @@ class MessageLog:
         """Make committed messages visible, in sequence order (commits complete in order)."""
         if not stored:
             return
-        if stored[0].sequence <= self.last_sequence:
-            # Cannot happen with one writer; keep the tail sorted anyway rather than mis-deliver.
-            logger.error("bus log: sequence %d committed after %d", stored[0].sequence, self.last_sequence)
-            self._tail = sorted([*self._tail, *stored], key=lambda m: m.sequence)
-        else:
-            self._tail.extend(stored)
+        if not self._shared:
+            if stored[0].sequence <= self.last_sequence:
+                # Cannot happen with one writer; keep the tail sorted anyway rather than mis-deliver.
+                logger.error(
+                    "bus log: sequence %d committed after %d", stored[0].sequence, self.last_sequence
+                )
+                self._tail = sorted([*self._tail, *stored], key=lambda m: m.sequence)
+                self._extended(stored)
+            else:
+                self._extend(stored)
+            return
+        self._held.extend(m for m in stored if m.sequence > self.last_sequence)
+        self._held.sort(key=lambda m: m.sequence)
+        ready: list[StoredMessage] = []
+        last = self.last_sequence
+        while self._held and self._held[0].sequence <= last + 1:
+            message = self._held.pop(0)
+            if message.sequence == last + 1:
+                ready.append(message)
+                last = message.sequence
+        if ready:
+            self._extend(ready)
+        if self._held:
+            self.gap.notify()
+
+    async def catch_up(self) -> None:
+        """Bring in what other replicas appended since the last sequence seen here."""
+        while True:
+            rows = await self._store.bus_read(self.last_sequence, _PAGE)
+            if rows and rows[0].sequence > self.last_sequence + 1:
+                # Removed by retention before this replica read them: readers start after the hole.
+                logger.warning(
+                    "bus log: sequences %d..%d are gone", self.last_sequence + 1, rows[0].sequence - 1
+                )
+                self._tail = []
+                self.last_sequence = rows[0].sequence - 1
+            self.add(rows)
+            if len(rows) < _PAGE:
+                return
+
+    def _extend(self, stored: list[StoredMessage]) -> None:
+        self._tail.extend(stored)
+        self._extended(stored)
+
+    def _extended(self, stored: list[StoredMessage]) -> None:
         self.last_sequence = max(self.last_sequence, stored[-1].sequence)
         if len(self._tail) > 2 * self._tail_size:
             del self._tail[: len(self._tail) - self._tail_size]
+        for listener in self.listeners:
+            listener(stored)
         self.arrived.notify()
 
     def in_tail(self, after: int) -> bool:

@@ -80,6 +80,9 @@ class Dispatcher:
         self._wakeup = Signal()
         self._ids = itertools.count(1)
         self.on_timeout: TimeoutHandler = lambda task, kind: None
+        # Where replicas share the store: called with the queued attempts of a service that no worker
+        # here serves any more, so that a replica with such a worker can claim them.
+        self.on_unserved: Callable[[list[TaskAttempt]], None] | None = None
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -111,6 +114,10 @@ class Dispatcher:
                 "requeued %d task(s) of worker %s/%s", len(requeue), session.service, session.instance_id
             )
         self._drain(session.service)
+        if queue and self.on_unserved is not None and not self.serves(session.service):
+            unserved = list(queue)
+            queue.clear()
+            self.on_unserved(unserved)
 
     def instance_gone(self, service: str, instance_id: str, why: str) -> None:
         """The registry dropped an instance: end its streams and requeue their tasks now."""
@@ -158,6 +165,19 @@ class Dispatcher:
             held.heartbeat_deadline = self._now() + held.task.heartbeat_timeout_s
             heapq.heappush(self._deadlines, (held.heartbeat_deadline, token, "HEARTBEAT_TIMEOUT"))
         return True
+
+    def serves(self, service: str) -> bool:
+        """Whether a worker of `service` is attached here."""
+        return any(s.closed is None for s in self._sessions.get(service, ()))
+
+    def wanted(self) -> dict[str, int]:
+        """Per service with workers here: how many more attempts they could take than are queued."""
+        room: dict[str, int] = {}
+        for service, sessions in self._sessions.items():
+            free = sum(s.free for s in sessions if s.closed is None) - len(self._queues.get(service, ()))
+            if free > 0:
+                room[service] = free
+        return room
 
     def holder(self, token: str) -> str:
         """Instance id of the worker holding an attempt, "" if none."""

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,6 +45,10 @@ MAX_BUSINESS_KEY = 256
 MAX_OUTBOX = 100
 # Timers fired at once when many are due (a burst of sleeps or retries).
 _FIRE_BATCH = 256
+# With replicas: how often attempts nobody owns are looked for, and the leader's duties run.
+_RECLAIM_EVERY_S = 1.0
+# The leader fires a timer this late (its replica died, or is stalled); the row decides who fires.
+_TIMER_SLACK_S = 1.0
 
 
 class ReportOutcome(StrEnum):
@@ -112,6 +116,15 @@ class Workflows:
         self._bus_cursor = 0
         self._waits_changed = Signal()
         registry.listeners.append(self._on_registry_change)
+        # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
+        self._cluster = store.cluster
+        self._unowned: set[str] = set()  # services that may have attempts no replica owns
+        self._claim_wakeup = Signal()
+        if self._cluster.shared:
+            self.dispatcher.on_unserved = self._release
+            self._cluster.subscribe("tasks", self._on_unowned)
+            self._cluster.subscribe("definitions", self._on_definition)
+            bus.log.listeners.append(self._on_messages)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -119,7 +132,8 @@ class Workflows:
         """Reload definitions, requeue outstanding attempts, re-arm durable timers."""
         for version in reversed(await self._store.wf_definitions()):
             self._remember(version)
-        self.dispatcher.offer(await self._store.wf_tasks())
+        if not self._cluster.shared:
+            self.dispatcher.offer(await self._store.wf_tasks())
         for process_id, name, due in await self._store.wf_timers():
             heapq.heappush(self._timers, (due, process_id, name))
         self._bus_cursor = self._bus.log.last_sequence
@@ -133,8 +147,108 @@ class Workflows:
             tasks.create_task(self.dispatcher.run(stop))
             tasks.create_task(self._fire_timers(stop))
             tasks.create_task(self._follow_bus(stop))
+            if self._cluster.shared:
+                tasks.create_task(self._claim(stop))
+                tasks.create_task(self._lead(stop))
         for task in list(self._background):
             task.cancel()
+        if self._cluster.shared:
+            # What this replica held goes back to the others now, not when the leader notices it is gone.
+            try:
+                await self._store.wf_release_owned()
+            except Exception:
+                logger.exception("releasing this replica's task attempts failed")
+
+    # -- replicas -------------------------------------------------------------------------------
+
+    def _on_unowned(self, service: str) -> None:
+        self._unowned.add(service)
+        self._claim_wakeup.notify()
+
+    def _on_definition(self, name: str) -> None:
+        self._spawn(self._reload_definitions(name))
+
+    async def _reload_definitions(self, name: str) -> None:
+        known = {v.version for v in self._versions.get(name, [])}
+        for version in reversed(await self._store.wf_definitions(name)):
+            if version.version not in known:
+                self._remember(version)
+
+    def _on_messages(self, messages: list[StoredMessage]) -> None:
+        """Wake watchers of processes that advanced on another replica (their events reach every replica)."""
+        if not self._watchers:
+            return
+        for message in messages:
+            parts = message.subject.split(".", 3)
+            if len(parts) == 4 and parts[0] == "workflow":
+                watch = self._watchers.get(parts[2])
+                if watch is not None:
+                    watch.signal.notify()
+
+    def _release(self, tasks: list[TaskAttempt]) -> None:
+        """Hand attempts no worker here can run to the replicas that have such workers."""
+
+        async def release() -> None:
+            try:
+                await self._store.wf_release_tasks(tasks)
+            except Exception:
+                logger.exception("releasing %d task attempts failed", len(tasks))
+
+        self._spawn(release())
+
+    async def _claim(self, stop: asyncio.Event) -> None:
+        """Take attempts nobody owns for the workers attached here, as far as their credit goes."""
+        stopping = asyncio.ensure_future(stop.wait())
+        swept = time.monotonic()
+        try:
+            while not stop.is_set():
+                wakeup = self._claim_wakeup.waiter()
+                for service, room in self.dispatcher.wanted().items():
+                    if service not in self._unowned:
+                        continue
+                    try:
+                        claimed = await self._store.wf_claim_tasks(service, room)
+                    except Exception:
+                        logger.exception("claiming task attempts of %s failed", service)
+                        continue
+                    if len(claimed) < room:
+                        self._unowned.discard(service)
+                    self.dispatcher.offer(claimed)
+                await wait_any([wakeup, stopping], _RECLAIM_EVERY_S)
+                if time.monotonic() - swept >= _RECLAIM_EVERY_S:
+                    # Now and then, look anyway: a notification can be lost with a connection.
+                    swept = time.monotonic()
+                    self._unowned.update(self.dispatcher.wanted())
+        finally:
+            stopping.cancel()
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """On the leader: free what dead replicas held, fire their overdue timers, adopt their Bus waits."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                await wait_any([stopping], _RECLAIM_EVERY_S)
+                if stop.is_set() or not self._cluster.leader:
+                    continue
+                try:
+                    for service in await self._store.wf_release_orphans():
+                        self._on_unowned(service)
+                    overdue = await self._store.wf_due_timers(self._wall() - _TIMER_SLACK_S, _FIRE_BATCH)
+                    await asyncio.gather(*(self._fire(process_id, name) for process_id, name, _ in overdue))
+                    for process_id, step_id, pattern, after in await self._store.wf_bus_waits():
+                        if (process_id, step_id) not in self._bus_waits:
+                            self._bus_waits[(process_id, step_id)] = (compile_pattern(pattern), after)
+                            self._bus_cursor = min(self._bus_cursor, after)
+                            self._waits_changed.notify()
+                except Exception:
+                    logger.exception("leader duties failed")
+        finally:
+            stopping.cancel()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        background = asyncio.ensure_future(work)
+        self._background.add(background)
+        background.add_done_callback(self._background.discard)
 
     # -- definitions ----------------------------------------------------------------------------
 
@@ -191,6 +305,10 @@ class Workflows:
         """Start a process (or return the one already started with this business key)."""
         if len(business_key) > MAX_BUSINESS_KEY:
             raise InvalidArgument.field("business_key", f"at most {MAX_BUSINESS_KEY} characters")
+        if self._cluster.shared and (
+            name not in self._versions or (version and (name, version) not in self._definitions)
+        ):
+            await self._reload_definitions(name)  # registered on another replica a moment ago
         stored, definition = self.definition(name, version)
         definition.check_input(process_input)
         now = self._wall()
@@ -370,6 +488,8 @@ class Workflows:
         session = self.dispatcher.attach(
             service, instance_id, instance.version, frozenset(task_types), max_in_flight or 16
         )
+        if self._cluster.shared:
+            self._on_unowned(service)
         try:
             yield session
         finally:
@@ -403,12 +523,20 @@ class Workflows:
             record = tx.load(process_id)
             if record is None:
                 raise NotFound("process", process_id)
-            machine = Machine(record, self._definitions[(record.definition, record.version)], tx.now)
+            definition = self._definitions.get((record.definition, record.version))
+            if definition is None:
+                raise _UnknownDefinition(record.definition)
+            machine = Machine(record, definition, tx.now)
             result = apply(machine)
             waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
             return _Committed(result, machine.effects, machine.record, tx.published, waits)
 
-        committed: _Committed = await self._store.wf_transact(work, now=self._wall())
+        try:
+            committed: _Committed = await self._store.wf_transact(work, now=self._wall())
+        except _UnknownDefinition as exc:
+            # The process was started on another replica with a version registered there a moment ago.
+            await self._reload_definitions(exc.name)
+            committed = await self._store.wf_transact(work, now=self._wall())
         self._after_commit(committed)
         return committed
 
@@ -445,7 +573,16 @@ class Workflows:
                 self.dispatcher.withdraw(token, cancelled[token])
             else:
                 self.dispatcher.settle(token)
-        self.dispatcher.offer(effects.new_tasks)
+        new_tasks = effects.new_tasks
+        if self._cluster.shared and new_tasks:
+            # Attempts are created owned by this replica; those no worker here can run go to the others.
+            foreign = [t for t in new_tasks if not self.dispatcher.serves(t.service)]
+            if foreign:
+                self._release(foreign)
+                new_tasks = [t for t in new_tasks if self.dispatcher.serves(t.service)]
+        self.dispatcher.offer(new_tasks)
+        if self._unowned and effects.ended_tasks:
+            self._claim_wakeup.notify()  # credit was freed: there may be attempts to claim
         for name, due in effects.timers.items():
             heapq.heappush(self._timers, (due, committed.record.id, name))
             if self._timers[0][2] == name and self._timers[0][1] == committed.record.id:
@@ -553,13 +690,19 @@ class Workflows:
             except Exception:
                 logger.exception("timing out %s failed", task.token)
 
-        background = asyncio.ensure_future(time_out())
-        self._background.add(background)
-        background.add_done_callback(self._background.discard)
+        self._spawn(time_out())
 
     def _on_registry_change(self, change: RegistryChange) -> None:
         if change.type is ChangeType.DOWN:
             self.dispatcher.instance_gone(change.instance.service, change.instance.instance_id, change.reason)
+
+
+class _UnknownDefinition(Exception):
+    """A transition met a definition version this replica has not loaded yet."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 _EVERYTHING = compile_pattern(">")
