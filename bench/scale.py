@@ -36,6 +36,9 @@ What is counted, for each configuration, over one window after a warm-up (3 x `-
   database server. When the PostgreSQL server runs on this machine, the CPU of the backends of
   the bench database (pids from pg_stat_activity when the window opens) is reported as
   `scale.pg*_db_cpu_s_per_1000`, without a target.
+- Disturbance: the machine's busy CPU over the same window (/proc/stat) minus that of the processes
+  measured (replicas, workers, backends, this driver) is logged per configuration; above 0.15 of a
+  core (other people's tests, say) the setup line calls that configuration disturbed.
 - `scale.pg1_vs_sqlite1_steps`: pg1 steps/s / sqlite1 steps/s. Target >= 0.5.
 - `scale.pg2_vs_pg1_cpu_per_step`: pg2 CPU per step / pg1 CPU per step. Target <= 1.25.
 """
@@ -132,6 +135,29 @@ class Measured:
     def plane_cpu_s_per_1000(self) -> float:
         """Control-plane CPU seconds per 1,000 steps, all replicas together."""
         return self.cpu_s_per_1000(self.planes)
+
+    @property
+    def window_s(self) -> float:
+        """How long the window lasted."""
+        return self.processes.count / self.processes.per_s
+
+    @property
+    def other_cores(self) -> float | None:
+        """Cores busy in the window outside the processes measured (None without /proc/stat).
+
+        They include PostgreSQL's background processes (WAL writer, checkpointer) and the kernel's work
+        on nobody's behalf, so a little is normal.
+        """
+        if self.machine_busy_s is None:
+            return None
+        ours = sum(self.processes.cpu_us.values()) * self.processes.count / 1e6
+        return (self.machine_busy_s - ours) / self.window_s
+
+    @property
+    def disturbed(self) -> bool:
+        """Whether something else kept the machine busy enough in the window to distort the figures."""
+        others = self.other_cores
+        return others is not None and others > _DISTURBED_CORES
 
     @property
     def db_cpu_s_per_1000(self) -> float | None:
@@ -318,19 +344,16 @@ def log_measured(measured: Measured, started: list[int], delivered: list[int], r
         f", database backends {db:.3f}" if db is not None else "",
     )
     logger.info("%s: CPU per step: %s", measured.config.name, cpu_per_step(measured))
-    if measured.machine_busy_s is not None:
-        window_s = measured.processes.count / measured.processes.per_s
-        ours = sum(measured.processes.cpu_us.values()) * measured.processes.count / 1e6
-        others = measured.machine_busy_s - ours
-        # Others include PostgreSQL's background processes (WAL writer, checkpointer) and the kernel's
-        # work on nobody's behalf; more than a few percent of a core means the figures were disturbed.
+    others = measured.other_cores
+    if measured.machine_busy_s is not None and others is not None:
         logger.log(
-            logging.WARNING if others > _DISTURBED_CORES * window_s else logging.INFO,
-            "%s: machine %.2f of %d cores busy in the window; %.2f cores outside the processes measured",
+            logging.WARNING if measured.disturbed else logging.INFO,
+            "%s: machine %.2f of %d cores busy in the window; %.2f cores outside the processes measured%s",
             measured.config.name,
-            measured.machine_busy_s / window_s,
+            measured.machine_busy_s / measured.window_s,
             os.cpu_count() or 0,
-            others / window_s,
+            others,
+            " (disturbed)" if measured.disturbed else "",
         )
     logger.info(
         "%s: per replica: processes started %s, process_completed deliveries %s, tasks run by its workers %s",
@@ -388,6 +411,10 @@ async def run(context: RunContext) -> GroupResult:
     figures: list[Figure] = []
     for measured in results.values():
         name = measured.config.name
+        if measured.disturbed:
+            notes.append(
+                f"{name} disturbed ({measured.other_cores:.2f} cores busy outside the measured processes)"
+            )
         figures.append(Figure(f"{GROUP}.{name}_steps_per_s", measured.steps_per_s, "steps/s"))
         figures.append(Figure(f"{GROUP}.{name}_cpu_s_per_1000", measured.plane_cpu_s_per_1000, _CPU_UNIT))
         db = measured.db_cpu_s_per_1000
