@@ -1,0 +1,341 @@
+"""Several control-plane replicas on one PostgreSQL database: any replica serves any RPC, nothing is lost.
+
+These tests need PostgreSQL and run in the PostgreSQL pass (`make test-postgres`); each starts its
+replicas as child processes on a database of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+
+from control_plane import errors
+from control_plane.sdk import Client, TaskContext, Worker
+from hms.mgmt.v1 import bus_pb2, registry_pb2
+from hms.mgmt.v1 import workflow_pb2 as pb
+from services.permit.demo import DEFINITION, DEFINITION_FILE
+from services.permit.documents import DocumentService
+from services.permit.inspections import InspectionService
+from services.permit.notifications import NotificationService
+from services.permit.payments import PaymentService
+from services.permit.runtime import serving
+from tests.conftest import ServerProcess
+
+Start = Callable[..., Awaitable[ServerProcess]]
+T = TypeVar("T")
+Handler = Callable[[TaskContext], Awaitable[Mapping[str, Any]]]
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("MGMT_TEST_STORE") != "postgres",
+    reason="replicas share PostgreSQL: see make test-postgres",
+)
+
+TWO_STEPS = """
+name: two
+steps:
+  - {id: first, task: {service: Far, type: work}}
+  - {id: second, task: {service: Far, type: work}}
+"""
+
+
+def free_port() -> int:
+    # A replica that restarts comes back on its address, so that its clients reconnect to it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Replicas:
+    """Replicas of one control plane on one database, each on an address of its own."""
+
+    def __init__(self, start: Start, store_url: str) -> None:
+        self._start = start
+        self._store_url = store_url
+        self.addresses: list[str] = []
+        self.processes: list[ServerProcess] = []
+
+    async def add(self, count: int) -> None:
+        for _ in range(count):
+            address = f"127.0.0.1:{free_port()}"
+            self.addresses.append(address)
+            self.processes.append(await self._start("--listen", address, "--store", self._store_url))
+
+    async def restart(self, index: int, signum: int = signal.SIGTERM) -> None:
+        await self.processes[index].stop(signum)
+        self.processes[index] = await self._start(
+            "--listen", self.addresses[index], "--store", self._store_url
+        )
+
+
+@pytest.fixture
+async def replicas(server_process: Start, postgres_url: str) -> Replicas:
+    return Replicas(server_process, postgres_url)
+
+
+@contextlib.asynccontextmanager
+async def clients(addresses: list[str]) -> AsyncIterator[list[Client]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(Client(a)) for a in addresses]
+
+
+async def next_change(watch: AsyncIterator[registry_pb2.WatchResponse]) -> registry_pb2.RegistryChange:
+    """The next change of a watch, skipping progress frames."""
+    async for frame in watch:
+        if frame.changes:
+            return frame.changes[0]
+    raise AssertionError("watch ended")
+
+
+@pytest.mark.timeout(60)
+async def test_a_watch_on_one_replica_sees_what_another_registers(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        async with b.registry.watch("Orders") as watch:
+            await a.registry.register("Orders", "10.0.0.1:80", instance_id="o-1")
+            async with asyncio.timeout(10):
+                up = await next_change(watch)
+                await a.registry.deregister("Orders", "o-1")
+                down = await next_change(watch)
+        looked_up = await b.registry.lookup("Orders")
+
+    assert (up.type, up.instance.instance_id) == (registry_pb2.CHANGE_TYPE_UP, "o-1")
+    assert down.type == registry_pb2.CHANGE_TYPE_DOWN and down.revision == up.revision + 1
+    assert looked_up == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_subscriber_on_one_replica_gets_what_another_publishes(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b), b.bus.subscribe("orders.>") as subscription:
+        for n in range(20):
+            await a.bus.publish(f"orders.{n}", str(n).encode())
+        received: list[str] = []
+        async with asyncio.timeout(10):
+            async for delivery in subscription:
+                received.append(delivery.message.subject)
+                if len(received) == 20:
+                    break
+
+    assert received == [f"orders.{n}" for n in range(20)]
+
+
+@pytest.mark.timeout(60)
+async def test_a_process_started_on_one_replica_runs_on_a_worker_of_another(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        await a.workflow.apply(TWO_STEPS)
+        worker = Worker(b, "Far", max_in_flight=4)
+        worker.task("work")(lambda task: _echo(task))
+        run = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(10):
+                await worker.ready.wait()
+            # Started on A, whose dispatcher has no worker of Far: B claims the attempts.
+            process = await a.workflow.start("two", {})
+            async with asyncio.timeout(20):
+                final = await a.workflow.wait(process.id)
+        finally:
+            worker.stop()
+            await run
+
+    assert final.state == pb.PROCESS_STATE_COMPLETED
+
+
+async def _echo(task: TaskContext) -> dict[str, str]:
+    return {"step": task.step_id}
+
+
+@pytest.mark.timeout(60)
+async def test_a_lease_renewed_on_another_replica_stays_and_lapses_once(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        async with a.registry.watch("Beat") as watch:
+            registered = await b.registry.register("Beat", "10.0.0.2:80", instance_id="b-1", ttl_s=1.0)
+            lease_id = registered.lease.lease_id
+            # Renewed only on B for three TTLs: whichever replica expires leases must see the renewals.
+            for _ in range(10):
+                await b.registry.heartbeat(lease_id)
+                await asyncio.sleep(0.3)  # waits-on-purpose: renewals spread over three TTLs
+            async with asyncio.timeout(10):
+                up = await next_change(watch)
+                down = await next_change(watch)
+            after = await a.registry.lookup("Beat", include_unhealthy=True)
+        async with b.registry.watch("Beat", after_revision=down.revision) as later:
+            revision = later.revision
+
+    assert up.type == registry_pb2.CHANGE_TYPE_UP
+    assert (down.type, down.reason) == (registry_pb2.CHANGE_TYPE_DOWN, "lease_expired")
+    # One replica expired it: nothing after the one DOWN change.
+    assert revision == down.revision
+    assert after == []
+
+
+# -- the whole platform on three replicas ----------------------------------------------------------
+
+PROCESSES = 500
+
+
+def gone(exc: BaseException) -> bool:
+    """Whether a call failed because its replica is going away (so another one should be asked)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    return isinstance(exc, errors.Unavailable | ConnectionError | asyncio.InvalidStateError)
+
+
+MESSAGES = 300
+
+
+def application(n: int) -> dict[str, object]:
+    return {
+        "application_id": f"BP-{n:04d}",
+        "applicant": f"applicant {n}",
+        "cost": 80_000.0,
+        "documents": ["site_plan", "ownership_proof"],
+        "requested_date": "2026-12-02",
+    }
+
+
+async def with_failover(clients_: list[Client], first: int, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Run `work` on replica `first`, or on the next ones while a replica is down."""
+    for attempt in range(60):
+        client = clients_[(first + attempt) % len(clients_)]
+        try:
+            return await work(client)
+        except Exception as exc:
+            if not gone(exc):
+                raise
+            await asyncio.sleep(0.05)  # waits-on-purpose: pacing retries across replicas
+    raise AssertionError("no replica answered")
+
+
+@pytest.mark.timeout(300)
+async def test_permit_processes_finish_exactly_once_while_replicas_die_and_restart(
+    replicas: Replicas,
+) -> None:
+    await replicas.add(3)
+    handled = 0
+    progress = asyncio.Event()
+
+    def counting(spec_handlers: dict[str, Handler]) -> None:
+        for name, handler in list(spec_handlers.items()):
+
+            async def run(task: TaskContext, handler: Handler = handler) -> Mapping[str, Any]:
+                nonlocal handled
+                result = await handler(task)
+                handled += 1
+                progress.set()
+                return result
+
+            spec_handlers[name] = run
+
+    received: dict[str, int] = collections.Counter()
+    acknowledged: set[str] = set()
+    delivered = asyncio.Event()
+    resubscribed = 0
+
+    async with clients(replicas.addresses) as planes, AsyncExitStack() as stack:
+        await planes[0].workflow.apply(await asyncio.to_thread(DEFINITION_FILE.read_text))
+        # Every service has an instance on every replica.
+        for plane in planes:
+            for service in (DocumentService(), PaymentService(), InspectionService(), NotificationService()):
+                spec = service.spec()
+                handlers = dict(spec.handlers)
+                counting(handlers)
+                spec = type(spec)(spec.name, spec.version, spec.tags, handlers)
+                await stack.enter_async_context(serving(plane, spec))
+
+        async def subscribe() -> None:
+            """A durable consumer, first on replica 1 (killed below), then wherever it can resubscribe."""
+            nonlocal resubscribed
+            index = 1
+            while True:
+                plane = planes[index % 3]
+                try:
+                    async with plane.bus.subscribe(
+                        "audit.>",
+                        durable="audit",
+                        explicit_ack=True,
+                        start=bus_pb2.START_POSITION_ALL,
+                        ack_wait_s=2.0,
+                    ) as subscription:
+                        async for delivery in subscription:
+                            received[delivery.message.message_id] += 1
+                            delivered.set()
+                            await plane.bus.ack(delivery.delivery_id)
+                except Exception as exc:
+                    if not (gone(exc) or isinstance(exc, errors.NotFound)):
+                        raise
+                    index += 1
+                    resubscribed += 1
+
+        async def publish() -> None:
+            for n in range(MESSAGES):
+                message_id = f"audit-{n}"
+
+                async def send(client: Client, m: str = message_id) -> object:
+                    return await client.bus.publish("audit.permit", m.encode(), message_id=m)
+
+                await with_failover(planes, 2, send)
+                acknowledged.add(message_id)
+                await asyncio.sleep(0.01)  # waits-on-purpose: publishing spread over the whole run
+
+        subscriber = asyncio.create_task(subscribe())
+        publishing = asyncio.create_task(publish())
+
+        async def start(n: int) -> str:
+            async def go(client: Client) -> str:
+                process = await client.workflow.start(DEFINITION, application(n), business_key=f"BP-{n:04d}")
+                await client.workflow.signal(
+                    process.id, "inspection_result", {"approved": True}, signal_id=f"insp-{n}"
+                )
+                return process.id
+
+            result = await with_failover(planes, n % 3, go)
+            assert isinstance(result, str)
+            return result
+
+        ids = list(await asyncio.gather(*(start(n) for n in range(PROCESSES))))
+        steps = PROCESSES * 5
+        for fraction, action in ((0.25, "kill"), (0.6, "restart")):
+            async with asyncio.timeout(90):
+                while handled < fraction * steps:
+                    progress.clear()
+                    await progress.wait()
+            if action == "kill":
+                await replicas.processes[1].stop(signal.SIGKILL)
+            else:
+                await replicas.restart(2)
+
+        async with asyncio.timeout(120):
+
+            async def wait(client: Client, process_id: str) -> pb.Process:
+                return await client.workflow.wait(process_id)
+
+            finals = [await with_failover(planes, 0, functools.partial(wait, process_id=pid)) for pid in ids]
+            histories = [await planes[0].workflow.history(pid) for pid in ids]
+            await publishing
+            while not set(received) >= acknowledged:
+                delivered.clear()
+                await delivered.wait()
+        subscriber.cancel()
+
+    assert collections.Counter(p.state for p in finals) == {pb.PROCESS_STATE_COMPLETED: PROCESSES}
+    for history in histories:
+        completed = collections.Counter(
+            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+        )
+        assert set(completed.values()) == {1}, completed
+        assert {"validate", "charge", "assign", "schedule", "inspection", "notify_approved"} <= set(completed)
+    assert set(received) == acknowledged and len(acknowledged) == MESSAGES
+    assert resubscribed >= 1  # the consumer did move off the killed replica
