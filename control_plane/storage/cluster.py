@@ -133,7 +133,10 @@ class PostgresCluster:
             autocommit=True,
             connect_timeout=5,
             application_name=APPLICATION_PREFIX + self.replica_id,
-            # A replica whose machine vanishes must look dead to the leader within seconds.
+            # A replica whose machine vanishes must look dead within seconds: the server-side keepalives end
+            # this session (and with it the leader lock, and this replica's claim to its tasks); the
+            # client-side ones notice a vanished database.
+            options="-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
             keepalives=1,
             keepalives_idle=5,
             keepalives_interval=2,

@@ -49,6 +49,8 @@ _FIRE_BATCH = 256
 _RECLAIM_EVERY_S = 1.0
 # The leader fires a timer this late (its replica died, or is stalled); the row decides who fires.
 _TIMER_SLACK_S = 1.0
+# How often the leader takes on Bus waits started elsewhere (a full read of the waits).
+_ADOPT_WAITS_EVERY_S = 10.0
 
 
 class ReportOutcome(StrEnum):
@@ -225,6 +227,7 @@ class Workflows:
     async def _lead(self, stop: asyncio.Event) -> None:
         """On the leader: free what dead replicas held, fire their overdue timers, adopt their Bus waits."""
         stopping = asyncio.ensure_future(stop.wait())
+        adopt_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
         try:
             while not stop.is_set():
                 await wait_any([stopping], _RECLAIM_EVERY_S)
@@ -235,15 +238,25 @@ class Workflows:
                         self._on_unowned(service)
                     overdue = await self._store.wf_due_timers(self._wall() - _TIMER_SLACK_S, _FIRE_BATCH)
                     await asyncio.gather(*(self._fire(process_id, name) for process_id, name, _ in overdue))
-                    for process_id, step_id, pattern, after in await self._store.wf_bus_waits():
-                        if (process_id, step_id) not in self._bus_waits:
-                            self._bus_waits[(process_id, step_id)] = (compile_pattern(pattern), after)
-                            self._bus_cursor = min(self._bus_cursor, after)
-                            self._waits_changed.notify()
+                    if time.monotonic() >= adopt_at:
+                        adopt_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
+                        await self._adopt_bus_waits()
                 except Exception:
                     logger.exception("leader duties failed")
         finally:
             stopping.cancel()
+
+    async def _adopt_bus_waits(self) -> None:
+        """Take on the Bus waits other replicas started (their replica may be gone), drop those that ended."""
+        before = set(self._bus_waits)
+        stored = {(p, s): (pattern, after) for p, s, pattern, after in await self._store.wf_bus_waits()}
+        for key in before - stored.keys():
+            self._bus_waits.pop(key, None)  # satisfied or cleared on another replica
+        for key, (pattern, after) in stored.items():
+            if key not in self._bus_waits:
+                self._bus_waits[key] = (compile_pattern(pattern), after)
+                self._bus_cursor = min(self._bus_cursor, after)
+                self._waits_changed.notify()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         background = asyncio.ensure_future(work)
