@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ from services.permit.notifications import NotificationService
 from services.permit.payments import PaymentService
 from services.permit.runtime import serving
 from tests.conftest import ServerProcess
+from tests.workflow_support import finish, wait_for_step
 
 Start = Callable[..., Awaitable[ServerProcess]]
 T = TypeVar("T")
@@ -179,6 +181,45 @@ async def test_a_lease_renewed_on_another_replica_stays_and_lapses_once(replicas
     # One replica expired it: nothing after the one DOWN change.
     assert revision == down.revision
     assert after == []
+
+
+BUS_WAIT = """
+name: inspection
+steps:
+  - id: result
+    wait_signal:
+      subject: "inspection.*.result"
+      correlate: "message.application_id == input.application_id"
+      timeout: 1h
+output: {approved: "steps.result.output.approved"}
+"""
+
+
+@pytest.mark.timeout(90)
+async def test_when_the_leader_dies_another_replica_takes_over_its_duties(replicas: Replicas) -> None:
+    await replicas.add(1)  # the first replica takes the leader lock
+    await replicas.add(1)
+    async with clients(replicas.addresses) as (a, b):
+        await a.workflow.apply(BUS_WAIT)
+        process = await a.workflow.start("inspection", {"application_id": "x"})
+        await wait_for_step(a, process.id, "result")
+        await replicas.processes[0].stop(signal.SIGKILL)
+        async with b.registry.watch("Short") as watch:
+            await b.registry.register("Short", "10.0.0.3:80", instance_id="s-1", ttl_s=1.0)
+            async with asyncio.timeout(20):
+                up = await next_change(watch)
+                down = await next_change(watch)  # expired by B, now the leader
+        # The wait was started on A; B adopts it as leader and resumes the process on a message.
+        await b.bus.publish(
+            "inspection.b.result", json.dumps({"application_id": "x", "approved": True}).encode()
+        )
+        async with asyncio.timeout(30):
+            final = await finish(b, process.id)
+
+    assert any("took leadership" in line for line in replicas.processes[0].log)
+    assert up.type == registry_pb2.CHANGE_TYPE_UP
+    assert (down.type, down.reason) == (registry_pb2.CHANGE_TYPE_DOWN, "lease_expired")
+    assert (final.state, dict(final.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
 
 
 # -- the whole platform on three replicas ----------------------------------------------------------
