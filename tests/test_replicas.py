@@ -133,6 +133,22 @@ async def test_a_subscriber_on_one_replica_gets_what_another_publishes(replicas:
 
 
 @pytest.mark.timeout(60)
+async def test_a_durable_consumer_made_on_one_replica_is_listed_and_deleted_on_another(
+    replicas: Replicas,
+) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        async with a.bus.subscribe("orders.>", durable="audit", explicit_ack=True):
+            pass
+        listed = [c.name for c in await b.bus.consumers()]
+        await b.bus.delete_consumer("audit")
+        after = [c.name for c in await a.bus.consumers()]
+
+    assert listed == ["audit"]
+    assert after == []
+
+
+@pytest.mark.timeout(60)
 async def test_a_process_started_on_one_replica_runs_on_a_worker_of_another(replicas: Replicas) -> None:
     await replicas.add(2)
     async with clients(replicas.addresses) as (a, b):

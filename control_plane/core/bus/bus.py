@@ -25,6 +25,7 @@ from control_plane.models import (
     OutgoingMessage,
     RetentionPolicy,
     StartPosition,
+    StoredConsumer,
     SubjectStats,
 )
 from control_plane.settings import BusSettings
@@ -269,9 +270,10 @@ class Bus:
         if stored is None:
             self._consumers.pop(name, None)
             return None
-        consumer = self._consumer(
-            stored.config, stored.delivered_sequence, stored.dead_lettered, stored.pending
-        )
+        local = self._consumers.get(name)
+        if local is not None and not self._stale(local, stored):
+            return local
+        consumer = self._stored_consumer(stored)
         self._consumers[name] = consumer
         return consumer
 
@@ -418,27 +420,56 @@ class Bus:
 
     async def consumers(self, include_ephemeral: bool) -> list[ConsumerView]:
         """Every durable consumer (and ephemeral ones when asked), by name."""
+        consumers = dict(self._consumers)
+        if self._cluster.shared:
+            # Durable consumers as stored: others may have created, served or deleted them.
+            stored = {s.config.name: s for s in await self._store.bus_load_consumers()}
+            for name, consumer in list(consumers.items()):
+                if consumer.config.durable and name not in stored and not consumer.members:
+                    del consumers[name]
+            for name, state in stored.items():
+                if self._stale(consumers.get(name), state):
+                    consumers[name] = self._stored_consumer(state)
         return [
             await self._view(c)
-            for name, c in sorted(self._consumers.items())
+            for name, c in sorted(consumers.items())
             if include_ephemeral or c.config.durable
         ]
 
     async def consumer(self, name: str) -> ConsumerView:
         """One consumer; NotFound when there is none of that name."""
         consumer = self._consumers.get(name)
+        if self._cluster.shared and (consumer is None or not consumer.members):
+            stored = await self._store.bus_load_consumer(name)
+            if stored is not None and self._stale(consumer, stored):
+                consumer = self._stored_consumer(stored)
         if consumer is None:
             raise NotFound("consumer", name)
         return await self._view(consumer)
 
+    @staticmethod
+    def _stale(local: Consumer | None, stored: StoredConsumer) -> bool:
+        """Whether another replica served a consumer since this one did (its stored position is ahead).
+
+        Otherwise what this replica holds is newer: its last settles may still be on their way to the store.
+        """
+        return local is None or (not local.members and stored.delivered_sequence > local.cursor)
+
+    def _stored_consumer(self, stored: StoredConsumer) -> Consumer:
+        """A view-only consumer built from its stored state (not attached here)."""
+        return self._consumer(stored.config, stored.delivered_sequence, stored.dead_lettered, stored.pending)
+
     async def delete_consumer(self, name: str) -> None:
         """Remove a durable consumer; its subscribers' streams end with NOT_FOUND."""
         consumer = self._consumers.get(name)
-        if consumer is None or not consumer.config.durable:
+        if consumer is not None and not consumer.config.durable:
             raise NotFound("durable consumer", name)
-        await self._store.bus_delete_consumer(name)
-        del self._consumers[name]
-        consumer.close(NotFound("consumer", name))
+        deleted = await self._store.bus_delete_consumer(name)
+        if consumer is None and not (self._cluster.shared and deleted):
+            raise NotFound("durable consumer", name)
+        if consumer is not None:
+            del self._consumers[name]
+            consumer.close(NotFound("consumer", name))
 
     async def _view(self, c: Consumer) -> ConsumerView:
         pending = self.log.count_after(c.cursor, c.pattern)
