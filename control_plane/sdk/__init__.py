@@ -1,10 +1,11 @@
-"""Python SDK of the control plane: `Client` for callers (Worker arrives with the workflow engine)."""
+"""Python SDK of the control plane: `Client` for callers, `Worker` for services that run tasks."""
 
 from control_plane.sdk._bus import BusClient, BusSubscription
 from control_plane.sdk._client import Client, RegistryClient, WatchStream
-from control_plane.sdk._errors import from_rpc_error
+from control_plane.sdk._errors import Unavailable, from_rpc_error
 from control_plane.sdk._wire import duration
-from control_plane.sdk._workflow import TaskContext, TaskFailure, Worker, WorkflowClient
+from control_plane.sdk._worker import TaskContext, TaskFailure, Worker
+from control_plane.sdk._workflow import WorkflowClient
 
 __all__ = [
     "BusClient",
@@ -13,6 +14,7 @@ __all__ = [
     "RegistryClient",
     "TaskContext",
     "TaskFailure",
+    "Unavailable",
     "WatchStream",
     "Worker",
     "WorkflowClient",

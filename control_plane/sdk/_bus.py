@@ -3,35 +3,81 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from control_plane.sdk._errors import call, from_rpc_error
+from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, read
+from control_plane.sdk._errors import call
 from control_plane.sdk._wire import duration
 from hms.mgmt.v1 import bus_pb2 as pb
-from hms.mgmt.v1 import bus_pb2_grpc
+
+SubscribeCall = grpc.aio.UnaryStreamCall[pb.SubscribeRequest, pb.SubscribeResponse]
+T = TypeVar("T")
 
 
 class BusSubscription:
-    """An open Subscribe stream: `ready` first, then iterate deliveries; gaps are collected in `gaps`."""
+    """An open Subscribe stream: `ready` first, then iterate deliveries; gaps are collected in `gaps`.
+
+    With several addresses, a durable subscription whose replica goes away subscribes again on the
+    next one under the same durable name: the consumer's position and unacked deliveries are kept
+    by the control plane, so nothing is lost (unacked deliveries come again). An ephemeral one ends
+    with `Unavailable`, as its consumer went with the replica.
+    """
 
     def __init__(
-        self,
-        stream: grpc.aio.UnaryStreamCall[pb.SubscribeRequest, pb.SubscribeResponse],
-        ready: pb.SubscriptionReady,
+        self, endpoints: Endpoints, request: pb.SubscribeRequest, metadata: tuple[tuple[str, str], ...]
     ) -> None:
-        self._stream = stream
-        self.ready = ready
+        self._request = request
+        self._metadata = metadata
+        self.ready = pb.SubscriptionReady()
         self.gaps: list[pb.Gap] = []
         self._buffer: list[pb.Delivery] = []
+        self._stream: ResumableCall[SubscribeCall] = ResumableCall(endpoints, self._open)
 
     @property
     def consumer(self) -> str:
         """The consumer's name (for ack and consumer info)."""
         return self.ready.consumer.name
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The replica this subscription's stream is on: its acks go there."""
+        return self._stream.endpoint
+
+    def _open(self, endpoint: Endpoint) -> SubscribeCall:
+        return endpoint.bus.Subscribe(self._resume_request(), metadata=self._metadata)
+
+    def _resume_request(self) -> pb.SubscribeRequest:
+        """The request, once subscribed starting no earlier than the first subscription did.
+
+        The control plane ignores start options when a durable consumer resumes; should a replica not
+        know the consumer, this starts it where this subscription started, never from the user's
+        (possibly much older) start position.
+        """
+        if not self.ready.start_sequence:
+            return self._request
+        request = pb.SubscribeRequest()
+        request.CopyFrom(self._request)
+        request.start = pb.START_POSITION_FROM_SEQUENCE
+        request.start_sequence = self.ready.start_sequence
+        request.ClearField("start_time")
+        return request
+
+    async def start(self) -> None:
+        """Wait for the `ready` frame: from then on the subscription is in place."""
+        first = await self._stream.step(read)
+        if not isinstance(first, pb.SubscribeResponse):
+            raise ConnectionError("subscribe stream closed before it was ready")
+        self.ready = first.ready
+        self._stream.resumable = bool(self._request.durable)
+
+    def cancel(self) -> None:
+        """End the subscription's stream."""
+        self._stream.cancel()
 
     def __aiter__(self) -> BusSubscription:
         return self
@@ -44,12 +90,13 @@ class BusSubscription:
 
     async def next_frame(self) -> pb.SubscribeResponse:
         """The next whole frame (a batch of deliveries and/or a gap marker)."""
-        try:
-            response = await self._stream.read()
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from None
-        if not isinstance(response, pb.SubscribeResponse):
-            raise StopAsyncIteration
+        while True:
+            response = await self._stream.step(read)
+            if not isinstance(response, pb.SubscribeResponse):
+                raise StopAsyncIteration
+            if not response.HasField("ready"):
+                break
+            # Subscribed again on another replica; keep the first `ready` (and its start_sequence).
         if response.HasField("gap"):
             self.gaps.append(response.gap)
         return response
@@ -58,9 +105,10 @@ class BusSubscription:
 class BusClient:
     """Bus calls; answers are the wire messages of `hms.mgmt.v1`."""
 
-    def __init__(self, channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> None:
-        self._stub = bus_pb2_grpc.BusStub(channel)
+    def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
+        self._endpoints = endpoints
         self._metadata = tuple(metadata)
+        self._subscriptions: dict[str, BusSubscription] = {}  # open ones, by consumer: where acks go
 
     async def publish(
         self,
@@ -71,7 +119,10 @@ class BusClient:
         content_type: str = "",
         message_id: str = "",
     ) -> pb.PublishResponse:
-        """Store one message; returns once it is on disk."""
+        """Store one message; returns once it is on disk.
+
+        Retried on the next replica only with a `message_id`, which the control plane deduplicates.
+        """
         message = pb.BusMessage(
             subject=subject,
             data=data,
@@ -79,11 +130,25 @@ class BusClient:
             content_type=content_type,
             message_id=message_id,
         )
-        return await call(self._stub.Publish(pb.PublishRequest(message=message), metadata=self._metadata))
+        request = pb.PublishRequest(message=message)
+        return await self._endpoints.unary(
+            lambda e: e.bus.Publish(request, metadata=self._metadata), retry=bool(message_id)
+        )
 
     async def publish_many(self, messages: Sequence[pb.BusMessage], *, batch_size: int = 500) -> list[int]:
-        """Store many messages over one PublishStream, in batches; returns their log sequences."""
-        stream = self._stub.PublishStream(metadata=self._metadata)
+        """Store many messages over one PublishStream, in batches; returns their log sequences.
+
+        Sent again whole on the next replica only when every message has a `message_id`.
+        """
+        return await self._endpoints.unary(
+            lambda e: self._publish_stream(e, messages, batch_size),
+            retry=all(m.message_id for m in messages),
+        )
+
+    async def _publish_stream(
+        self, endpoint: Endpoint, messages: Sequence[pb.BusMessage], batch_size: int
+    ) -> list[int]:
+        stream = endpoint.bus.PublishStream(metadata=self._metadata)
         sequences: list[int] = []
         try:
             for start in range(0, len(messages), batch_size):
@@ -97,8 +162,9 @@ class BusClient:
                     raise ValueError("; ".join(f"{v.field}: {v.description}" for v in response.violations))
                 sequences.extend(response.sequences)
             await stream.done_writing()
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from None
+        except BaseException:
+            stream.cancel()
+            raise
         return sequences
 
     @contextlib.asynccontextmanager
@@ -139,14 +205,38 @@ class BusClient:
             stamp = timestamp_pb2.Timestamp()
             stamp.FromDatetime(start_time)
             request.start_time.CopyFrom(stamp)
-        stream = self._stub.Subscribe(request, metadata=self._metadata)
+        subscription = BusSubscription(self._endpoints, request, self._metadata)
         try:
-            first = await call(stream.read())
-            if not isinstance(first, pb.SubscribeResponse):
-                raise ConnectionError("subscribe stream closed before it was ready")
-            yield BusSubscription(stream, first.ready)
+            await subscription.start()
+            self._subscriptions[subscription.consumer] = subscription
+            yield subscription
         finally:
-            stream.cancel()
+            subscription.cancel()
+            if self._subscriptions.get(subscription.consumer) is subscription:
+                del self._subscriptions[subscription.consumer]
+
+    def _endpoint_for(self, delivery_id: str) -> Endpoint:
+        """Where to settle a delivery: the replica of its consumer's open stream here, else the current one."""
+        # The control plane names a delivery "<consumer>/<sequence>/<attempt>" (core/bus/consumer.py).
+        subscription = self._subscriptions.get(delivery_id.rsplit("/", 2)[0])
+        return subscription.endpoint if subscription is not None else self._endpoints.current
+
+    async def _per_endpoint(
+        self,
+        delivery_ids: Sequence[str],
+        send: Callable[[Endpoint, list[int]], Awaitable[Sequence[pb.AckResult.ValueType]]],
+    ) -> list[pb.AckResult.ValueType]:
+        """Send the deliveries of each replica to it (`send` gets the positions); results in request order."""
+        groups: dict[Endpoint, list[int]] = {}
+        for position, delivery_id in enumerate(delivery_ids):
+            groups.setdefault(self._endpoint_for(delivery_id), []).append(position)
+        if not groups:
+            groups[self._endpoints.current] = []
+        results: list[pb.AckResult.ValueType] = [pb.ACK_RESULT_UNSPECIFIED] * len(delivery_ids)
+        for endpoint, positions in groups.items():
+            for position, result in zip(positions, await send(endpoint, positions), strict=True):
+                results[position] = result
+        return results
 
     async def ack(self, *delivery_ids: str) -> list[pb.AckResult.ValueType]:
         """Acknowledge deliveries; one result per id."""
@@ -154,27 +244,36 @@ class BusClient:
         return list((await self.settle(items)).results)
 
     async def settle(self, items: Sequence[pb.AckItem]) -> pb.AckResponse:
-        """Ack, nack, mark in progress or terminate deliveries (per item action)."""
-        return await call(self._stub.Ack(pb.AckRequest(items=items), metadata=self._metadata))
+        """Ack, nack, mark in progress or terminate deliveries (per item action).
+
+        Each goes to the replica its subscription's stream is on, and is not retried elsewhere: if that
+        replica is gone, the delivery comes again on the resumed stream.
+        """
+
+        async def send(endpoint: Endpoint, positions: list[int]) -> Sequence[pb.AckResult.ValueType]:
+            request = pb.AckRequest(items=[items[p] for p in positions])
+            return (await call(endpoint.bus.Ack(request, metadata=self._metadata))).results
+
+        return pb.AckResponse(results=await self._per_endpoint([i.delivery_id for i in items], send))
 
     async def nack(self, *delivery_ids: str, delay_s: float | None = None) -> list[pb.AckResult.ValueType]:
         """Ask for redelivery, after `delay_s` or the consumer's backoff."""
-        request = pb.NackRequest(delivery_ids=delivery_ids)
-        if delay_s is not None:
-            request.delay.CopyFrom(duration(delay_s))
-        return list((await call(self._stub.Nack(request, metadata=self._metadata))).results)
+
+        async def send(endpoint: Endpoint, positions: list[int]) -> Sequence[pb.AckResult.ValueType]:
+            request = pb.NackRequest(delivery_ids=[delivery_ids[p] for p in positions])
+            if delay_s is not None:
+                request.delay.CopyFrom(duration(delay_s))
+            return (await call(endpoint.bus.Nack(request, metadata=self._metadata))).results
+
+        return await self._per_endpoint(delivery_ids, send)
 
     async def subjects(self, pattern: str = "") -> list[pb.SubjectInfo]:
         """Every stored subject (matching `pattern`), following pages."""
         found: list[pb.SubjectInfo] = []
         token = ""
         while True:
-            response = await call(
-                self._stub.ListSubjects(
-                    pb.ListSubjectsRequest(pattern=pattern, page_size=1000, page_token=token),
-                    metadata=self._metadata,
-                )
-            )
+            request = pb.ListSubjectsRequest(pattern=pattern, page_size=1000, page_token=token)
+            response = await self._subjects_page(request)
             found.extend(response.subjects)
             token = response.next_page_token
             if not token:
@@ -185,24 +284,25 @@ class BusClient:
         found: list[pb.ConsumerInfo] = []
         token = ""
         while True:
-            response = await call(
-                self._stub.ListConsumers(
-                    pb.ListConsumersRequest(
-                        include_ephemeral=include_ephemeral, page_size=1000, page_token=token
-                    ),
-                    metadata=self._metadata,
-                )
+            request = pb.ListConsumersRequest(
+                include_ephemeral=include_ephemeral, page_size=1000, page_token=token
             )
+            response = await self._consumers_page(request)
             found.extend(response.consumers)
             token = response.next_page_token
             if not token:
                 return found
 
+    async def _subjects_page(self, request: pb.ListSubjectsRequest) -> pb.ListSubjectsResponse:
+        return await self._read(lambda e: e.bus.ListSubjects(request, metadata=self._metadata))
+
+    async def _consumers_page(self, request: pb.ListConsumersRequest) -> pb.ListConsumersResponse:
+        return await self._read(lambda e: e.bus.ListConsumers(request, metadata=self._metadata))
+
     async def consumer_info(self, name: str) -> pb.ConsumerInfo:
         """One consumer's configuration and state."""
-        response = await call(
-            self._stub.GetConsumerInfo(pb.GetConsumerInfoRequest(name=name), metadata=self._metadata)
-        )
+        request = pb.GetConsumerInfoRequest(name=name)
+        response = await self._read(lambda e: e.bus.GetConsumerInfo(request, metadata=self._metadata))
         return response.consumer
 
     async def set_retention(
@@ -213,8 +313,15 @@ class BusClient:
         if max_age_s:
             policy.max_age.CopyFrom(duration(max_age_s))
         request = pb.SetRetentionRequest(policy=policy, remove=remove)
-        return (await call(self._stub.SetRetention(request, metadata=self._metadata))).policy
+        # Setting the same policy twice is harmless, so it is retried like a read.
+        response = await self._read(lambda e: e.bus.SetRetention(request, metadata=self._metadata))
+        return response.policy
 
     async def delete_consumer(self, name: str) -> None:
         """Remove a durable consumer."""
-        await call(self._stub.DeleteConsumer(pb.DeleteConsumerRequest(name=name), metadata=self._metadata))
+        request = pb.DeleteConsumerRequest(name=name)
+        await self._endpoints.unary(lambda e: e.bus.DeleteConsumer(request, metadata=self._metadata))
+
+    async def _read(self, send: Callable[[Endpoint], Awaitable[T]]) -> T:
+        """A call that changes nothing (or nothing more when repeated): retried on the next replica."""
+        return await self._endpoints.unary(send, retry=True)

@@ -1,4 +1,7 @@
-"""The async client: `Client(address).registry.register(...)`, typed errors, optional TLS and token."""
+"""The async client: `Client(addresses).registry.register(...)`, typed errors, optional TLS and token.
+
+A Client may be given several control-plane addresses; see `_endpoints` for how it fails over.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +9,83 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import grpc
 
+from control_plane import errors
 from control_plane.sdk._bus import BusClient
-from control_plane.sdk._errors import call, from_rpc_error
+from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, connect, parse_addresses, read
 from control_plane.sdk._wire import duration
 from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import registry_pb2 as pb
-from hms.mgmt.v1 import registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
+WatchCall = grpc.aio.UnaryStreamCall[pb.WatchRequest, pb.WatchResponse]
+KeepAliveCall = grpc.aio.StreamStreamCall[pb.KeepAliveRequest, pb.KeepAliveResponse]
+
 
 class WatchStream:
-    """Changes after the first (`created`) frame; iterate it, or read `snapshot` and `revision` first."""
+    """Changes after the first (`created`) frame; iterate it, or read `snapshot` and `revision` first.
+
+    `revision` is the revision the watcher is up to. With several addresses, a watch whose replica goes
+    away resumes on the next one after `revision`, so the iteration goes on without a gap.
+    """
 
     def __init__(
-        self, call: grpc.aio.UnaryStreamCall[pb.WatchRequest, pb.WatchResponse], first: pb.WatchResponse
+        self,
+        endpoints: Endpoints,
+        service: str,
+        after_revision: int | None,
+        metadata: tuple[tuple[str, str], ...],
     ) -> None:
-        self._call = call
-        self.snapshot = list(first.snapshot)
-        self.revision = first.revision
+        self._service = service
+        self._metadata = metadata
+        self._snapshot_wanted = after_revision is None  # until the first frame has answered it
+        self.snapshot: list[pb.ServiceInstance] = []
+        self.revision = after_revision or 0
+        self._stream: ResumableCall[WatchCall] = ResumableCall(endpoints, self._open)
+
+    def _open(self, endpoint: Endpoint) -> WatchCall:
+        after = None if self._snapshot_wanted else self.revision
+        request = pb.WatchRequest(service=self._service, after_revision=after)
+        return endpoint.registry.Watch(request, metadata=self._metadata)
+
+    async def start(self) -> None:
+        """Wait for the `created` frame: from then on nothing is missed."""
+        first = await self._stream.step(read)
+        if not isinstance(first, pb.WatchResponse):
+            raise ConnectionError("watch stream closed before it was created")
+        if self._snapshot_wanted:
+            self.snapshot, self.revision = list(first.snapshot), first.revision
+            self._snapshot_wanted = False
+
+    def cancel(self) -> None:
+        """End the watch."""
+        self._stream.cancel()
 
     def __aiter__(self) -> WatchStream:
         return self
 
     async def __anext__(self) -> pb.WatchResponse:
-        try:
-            response = await self._call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from None
-        if not isinstance(response, pb.WatchResponse):  # grpc.aio.EOF
-            raise StopAsyncIteration
-        self.revision = response.revision
-        return response
+        while True:
+            response = await self._stream.step(read)
+            if not isinstance(response, pb.WatchResponse):  # grpc.aio.EOF
+                raise StopAsyncIteration
+            if response.created:
+                continue  # a watch resumed on another replica: the missed changes follow
+            self.revision = response.revision
+            return response
 
 
 class RegistryClient:
     """Registry calls; answers are the wire messages of `hms.mgmt.v1`."""
 
-    def __init__(self, channel: grpc.aio.Channel, metadata: Sequence[tuple[str, str]]) -> None:
-        self._stub = registry_pb2_grpc.RegistryStub(channel)
+    def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
+        self._endpoints = endpoints
         self._metadata = tuple(metadata)
 
     async def register(
@@ -64,7 +100,10 @@ class RegistryClient:
         ttl_s: float | None = None,
         probe: pb.HealthProbe | None = None,
     ) -> pb.RegisterResponse:
-        """Register (or update) an instance; keep its lease alive with `keep_alive` or `heartbeat`."""
+        """Register (or update) an instance; keep its lease alive with `keep_alive` or `heartbeat`.
+
+        Retried on the next replica only with an `instance_id`: without one each try would add an instance.
+        """
         request = pb.RegisterRequest(
             instance=pb.ServiceInstance(
                 service=service,
@@ -78,32 +117,54 @@ class RegistryClient:
         )
         if ttl_s is not None:
             request.ttl.CopyFrom(duration(ttl_s))
-        return await call(self._stub.Register(request, metadata=self._metadata))
+        return await self._endpoints.unary(
+            lambda e: e.registry.Register(request, metadata=self._metadata), retry=bool(instance_id)
+        )
 
     async def heartbeat(self, lease_id: str) -> pb.Lease:
         """Renew a lease once; raises NotFound when it has lapsed."""
-        response = await call(
-            self._stub.Heartbeat(pb.HeartbeatRequest(lease_id=lease_id), metadata=self._metadata)
+        request = pb.HeartbeatRequest(lease_id=lease_id)
+        response = await self._endpoints.unary(
+            lambda e: e.registry.Heartbeat(request, metadata=self._metadata), retry=True
         )
         return response.lease
+
+    async def renew(self, lease_id: str, interval_s: float) -> None:
+        """Renew a lease every `interval_s` over one KeepAlive stream (moved to the next replica if its
+        own goes away) until something ends it: raises NotFound once the lease has lapsed.
+        """
+        request = pb.KeepAliveRequest(lease_id=lease_id)
+
+        async def exchange(stream: KeepAliveCall) -> object:
+            with contextlib.suppress(asyncio.InvalidStateError):  # the call has ended: read says how
+                await stream.write(request)
+            return await stream.read()
+
+        stream: ResumableCall[KeepAliveCall] = ResumableCall(
+            self._endpoints, lambda e: e.registry.KeepAlive(metadata=self._metadata)
+        )
+        try:
+            while True:
+                response = await stream.step(exchange)
+                if not isinstance(response, pb.KeepAliveResponse):
+                    raise ConnectionError("keep-alive stream closed by the control plane")
+                if response.not_found:
+                    raise errors.NotFound("lease", lease_id)
+                await asyncio.sleep(interval_s)
+        finally:
+            stream.cancel()
 
     @contextlib.asynccontextmanager
     async def keep_alive(self, lease_id: str, interval_s: float) -> AsyncIterator[asyncio.Event]:
         """Renew a lease every `interval_s` over one stream; the yielded event is set if the lease is lost."""
         lost = asyncio.Event()
-        call = self._stub.KeepAlive(metadata=self._metadata)
 
         async def renew() -> None:
             try:
-                while True:
-                    await call.write(pb.KeepAliveRequest(lease_id=lease_id))
-                    response = await call.read()
-                    if not isinstance(response, pb.KeepAliveResponse) or response.not_found:
-                        lost.set()
-                        return
-                    await asyncio.sleep(interval_s)
-            except grpc.aio.AioRpcError as exc:
-                logger.warning("keep-alive of lease %s ended: %s", lease_id, exc.code())
+                await self.renew(lease_id, interval_s)
+            except (errors.ControlPlaneError, grpc.aio.AioRpcError, ConnectionError) as exc:
+                logger.warning("keep-alive of lease %s ended: %s", lease_id, exc)
+            finally:
                 lost.set()
 
         task = asyncio.create_task(renew())
@@ -113,14 +174,12 @@ class RegistryClient:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            call.cancel()
 
     async def deregister(self, service: str, instance_id: str) -> int:
         """Remove an instance now; returns the registry revision of the removal."""
-        response = await call(
-            self._stub.Deregister(
-                pb.DeregisterRequest(service=service, instance_id=instance_id), metadata=self._metadata
-            )
+        request = pb.DeregisterRequest(service=service, instance_id=instance_id)
+        response = await self._endpoints.unary(
+            lambda e: e.registry.Deregister(request, metadata=self._metadata)
         )
         return response.revision
 
@@ -137,71 +196,118 @@ class RegistryClient:
         request = pb.LookupRequest(
             service=service, tags=tags, version=version, include_unhealthy=include_unhealthy, limit=limit
         )
-        response = await call(self._stub.Lookup(request, metadata=self._metadata))
+        response = await self._endpoints.unary(
+            lambda e: e.registry.Lookup(request, metadata=self._metadata), retry=True
+        )
         return list(response.instances)
 
     async def list_services(self) -> list[pb.ServiceSummary]:
         """Every service with its counts."""
-        response = await call(self._stub.ListServices(pb.ListServicesRequest(), metadata=self._metadata))
+        request = pb.ListServicesRequest()
+        response = await self._endpoints.unary(
+            lambda e: e.registry.ListServices(request, metadata=self._metadata), retry=True
+        )
         return list(response.services)
 
     @contextlib.asynccontextmanager
     async def watch(self, service: str = "", after_revision: int | None = None) -> AsyncIterator[WatchStream]:
         """A watch in place when the block starts; a snapshot first unless resuming after a revision."""
-        stream = self._stub.Watch(
-            pb.WatchRequest(service=service, after_revision=after_revision), metadata=self._metadata
-        )
+        stream = WatchStream(self._endpoints, service, after_revision, self._metadata)
         try:
-            first = await call(stream.read())
-            if not isinstance(first, pb.WatchResponse):
-                raise ConnectionError("watch stream closed before it was created")
-            yield WatchStream(stream, first)
+            await stream.start()
+            yield stream
         finally:
             stream.cancel()
 
 
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """The Registry and Workflow calls of one replica, without failover: a Worker's session stays there."""
+
+    endpoint: Endpoint
+    registry: RegistryClient
+    workflow: WorkflowClient
+
+
+def _credentials(
+    tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None
+) -> grpc.ChannelCredentials | None:
+    if not (tls_ca or tls_cert):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls_ca.read_bytes() if tls_ca else None,
+        private_key=tls_key.read_bytes() if tls_key else None,
+        certificate_chain=tls_cert.read_bytes() if tls_cert else None,
+    )
+
+
 class Client:
-    """Entry point of the SDK: one channel to a control plane, with per-service facades."""
+    """Entry point of the SDK: channels to one or more control-plane replicas, with per-service facades.
+
+    `address` is one "host:port", several as a sequence, or several in one comma-separated string.
+    Calls go to one address at a time and move to the next when its replica goes away: calls safe to
+    repeat are retried there once, streams resume there for up to `failover_timeout_s` (README,
+    "Several addresses"). TLS and the token apply to every address.
+    """
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         token: str | None = None,
         tls_ca: Path | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        failover_timeout_s: float = 30.0,
     ) -> None:
-        self.address = address
-        if tls_ca or tls_cert:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=tls_ca.read_bytes() if tls_ca else None,
-                private_key=tls_key.read_bytes() if tls_key else None,
-                certificate_chain=tls_cert.read_bytes() if tls_cert else None,
-            )
-            self._channel = grpc.aio.secure_channel(address, credentials)
-        else:
-            self._channel = grpc.aio.insecure_channel(address)
-        metadata = [("authorization", f"Bearer {token}")] if token else []
-        self.registry = RegistryClient(self._channel, metadata)
-        self.bus = BusClient(self._channel, metadata)
-        self.workflow = WorkflowClient(self._channel, metadata)
+        credentials = _credentials(tls_ca, tls_cert, tls_key)
+        self.endpoints = Endpoints(
+            [connect(a, credentials) for a in parse_addresses(address)], failover_timeout_s
+        )
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.registry = RegistryClient(self.endpoints, self._metadata)
+        self.bus = BusClient(self.endpoints, self._metadata)
+        self.workflow = WorkflowClient(self.endpoints, self._metadata)
         self._closed = False
 
     @property
+    def address(self) -> str:
+        """The address in use now."""
+        return self.endpoints.current.address
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address, in the order they are tried."""
+        return [e.address for e in self.endpoints.all]
+
+    @property
     def channel(self) -> grpc.aio.Channel:
-        """The underlying channel, for generated stubs the SDK does not wrap yet."""
-        return self._channel
+        """The channel in use now, for generated stubs the SDK does not wrap yet."""
+        return self.endpoints.current.channel
+
+    def pinned(self, endpoint: Endpoint) -> Pinned:
+        """Registry and Workflow calls that all go to `endpoint` and never fail over."""
+        only = self.endpoints.pinned(endpoint)
+        return Pinned(endpoint, RegistryClient(only, self._metadata), WorkflowClient(only, self._metadata))
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
-        """Wait until the channel is connected (raises TimeoutError)."""
-        await asyncio.wait_for(self._channel.channel_ready(), timeout_s)
+        """Wait until a control plane accepts a connection (raises TimeoutError); the first ready is used."""
+        waits = {asyncio.ensure_future(e.channel.channel_ready()): e for e in self.endpoints.all}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        if not done:
+            raise TimeoutError(f"no control plane ready at {', '.join(self.addresses)} within {timeout_s}s")
+        self.endpoints.use(waits[done.pop()])
 
     async def close(self) -> None:
-        """Close the channel; idempotent."""
+        """Close the channels; idempotent."""
         if not self._closed:
             self._closed = True
-            await self._channel.close()
+            await self.endpoints.close()
 
     async def __aenter__(self) -> Client:
         return self

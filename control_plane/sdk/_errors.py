@@ -15,6 +15,37 @@ _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 T = TypeVar("T")
 
 
+class Unavailable(errors.Unavailable, grpc.aio.AioRpcError):
+    """No control plane answered: the replica went away, refused the connection or is shutting down.
+
+    Also an `AioRpcError` with code UNAVAILABLE, so code written against raw gRPC errors keeps working.
+    """
+
+    def __init__(self, exc: grpc.aio.AioRpcError) -> None:
+        grpc.aio.AioRpcError.__init__(
+            self,
+            exc.code(),
+            exc.initial_metadata(),
+            exc.trailing_metadata(),
+            exc.details(),
+            exc.debug_error_string(),
+        )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the control plane in use went away, so that another address may answer."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() == grpc.StatusCode.UNAVAILABLE
+    return isinstance(exc, ConnectionError)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of a failure, for logs."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 async def call(awaitable: Awaitable[T]) -> T:
     """Await a call, raising the domain error it stands for instead of a raw AioRpcError."""
     try:
@@ -58,6 +89,8 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
             result = errors.OutOfRange(message, **meta)
         case grpc.StatusCode.RESOURCE_EXHAUSTED:
             result = errors.ResourceExhausted(message)
+        case grpc.StatusCode.UNAVAILABLE:
+            return exc if isinstance(exc, Unavailable) else Unavailable(exc)
         case _:
             return exc
     result.__cause__ = exc
