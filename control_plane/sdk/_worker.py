@@ -9,7 +9,6 @@ through it all.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import uuid
@@ -86,8 +85,8 @@ class Reports:
         self._owner = owner
         self._confirm_every = confirm_every
         self._confirm_timeout_s = confirm_timeout_s
-        self._pending: builtins.list[pb.TaskEvent] = []  # not yet written
-        self._unconfirmed: builtins.list[pb.TaskEvent] = []  # outcomes written on the open stream
+        self._pending: list[pb.TaskEvent] = []  # not yet written
+        self._unconfirmed: list[pb.TaskEvent] = []  # outcomes written on the open stream
         self._workflow: WorkflowClient | None = None  # the session's; None between sessions
         self._stream: ReportCall | None = None
         self._lock = asyncio.Lock()
@@ -177,7 +176,7 @@ class Reports:
         if answer.invalid:
             logger.warning("%s: %d reports refused: %s", self._owner, answer.invalid, answer.violations[:3])
 
-    def _keep(self, events: builtins.list[pb.TaskEvent]) -> None:
+    def _keep(self, events: list[pb.TaskEvent]) -> None:
         """Put `events` back in front of the pending ones, for the next stream."""
         self._pending[:0] = events
 
