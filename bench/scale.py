@@ -28,7 +28,8 @@ What is counted, for each configuration, over one window after a warm-up (3 x `-
   the deliveries the driver costs the control plane to one per process (the workflow group
   subscribes to all 12 events of a process, so sqlite1 is close to, not the same as, its figure).
   Whether a replica's Bus also carries the other replica's events does not matter: the `Tracker`
-  wakes the starter on the first copy and ignores the rest (deliveries per subscription are logged).
+  wakes the starter on the first copy; later ones are set aside unread (deliveries per subscription
+  are logged: with a shared Bus each subscription sees every process end).
 - CPU s per 1,000 steps: user + system CPU (/proc/<pid>/stat) of the control-plane processes,
   summed over the replicas, spent in the window, divided by the steps counted in the window, x 1,000.
   It includes everything those processes did meanwhile (their Bus deliveries to this driver,
