@@ -58,7 +58,12 @@ class PostgresStore(SqlStore):
             writer.close()
             reader.close()
             raise
-        return cls(Writer(writer, _BEGIN, notify_sql="SELECT pg_notify(?, ?)"), reader, cluster, _DIALECT)
+        return cls(
+            Writer(writer, _BEGIN, notify_sql="SELECT pg_notify(?, ?)", pipeline=True),
+            reader,
+            cluster,
+            _DIALECT,
+        )
 
     def retryable(self, exc: BaseException) -> bool:
         """Deadlocks and duplicate inserts between replicas: the transaction can run again."""

@@ -79,19 +79,29 @@ def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_win
     return AppendResult(positions, duplicates, stored)
 
 
+_SUBJECTS_PER_STATEMENT = 500
+
+
 def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[StoredMessage]:
     (last,) = conn.execute(
         "UPDATE counters SET value = value + ? WHERE name = 'bus_sequence' RETURNING value", (len(fresh),)
     ).fetchone()
     subject_next: dict[str, int] = {}
-    for subject, count in Counter(m.subject for m in fresh).items():
-        (subject_last,) = conn.execute(
-            "INSERT INTO bus_subjects (subject, last_sequence) VALUES (?, ?) ON CONFLICT (subject) "
-            "DO UPDATE SET last_sequence = bus_subjects.last_sequence + excluded.last_sequence "
-            "RETURNING last_sequence",
-            (subject, count),
-        ).fetchone()
-        subject_next[subject] = subject_last - count + 1
+    # One statement per chunk of subjects (one round trip on a networked database), in subject order so
+    # that replicas publishing at once lock subject rows in the same order.
+    counts = sorted(Counter(m.subject for m in fresh).items())
+    for start in range(0, len(counts), _SUBJECTS_PER_STATEMENT):
+        chunk = counts[start : start + _SUBJECTS_PER_STATEMENT]
+        rows = conn.execute(
+            "INSERT INTO bus_subjects (subject, last_sequence) VALUES "
+            + ",".join("(?, ?)" for _ in chunk)
+            + " ON CONFLICT (subject) DO UPDATE SET last_sequence = bus_subjects.last_sequence + "
+            "excluded.last_sequence RETURNING subject, last_sequence",
+            [value for pair in chunk for value in pair],
+        ).fetchall()
+        added = dict(chunk)
+        for subject, subject_last in rows:
+            subject_next[subject] = int(subject_last) - added[subject] + 1
     stored: list[StoredMessage] = []
     for sequence, message in enumerate(fresh, start=last - len(fresh) + 1):
         subject_seq = subject_next[message.subject]

@@ -51,9 +51,17 @@ _TRANSACT_ATTEMPTS = 5
 class Writer:
     """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
 
-    def __init__(self, conn: Connection, begin: str, notify_sql: str | None = None) -> None:
+    def __init__(
+        self, conn: Connection, begin: str, notify_sql: str | None = None, *, pipeline: bool = False
+    ) -> None:
         self._conn = conn
         self._begin = begin
+        # Connections that can pipeline statements (PostgreSQL) send a batch without waiting for each
+        # answer: see PostgresConnection.pipelined.
+        self._pipelined_batch: Callable[[], contextlib.AbstractContextManager[None]] | None = (
+            getattr(conn, "pipelined", None) if pipeline else None
+        )
+        self._sync_pipeline: Callable[[], None] | None = getattr(conn, "sync", None) if pipeline else None
         # (topic, payload) pairs the work of the current batch asks to announce to other replicas: sent
         # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
         self.notes: set[tuple[str, str]] = set()
@@ -101,21 +109,14 @@ class Writer:
         results: list[tuple[bool, Any]] = []
         conn = self._conn
         try:
-            conn.execute(self._begin)
-            for work, _ in batch:
-                # A savepoint per item: one caller's failure must not undo the others' work.
-                conn.execute("SAVEPOINT item")
-                try:
-                    results.append((True, work(conn)))
-                    conn.execute("RELEASE item")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO item")
-                    conn.execute("RELEASE item")
-                    results.append((False, exc))
-            if self._notify_sql is not None:
-                for topic, payload in self.notes:
-                    conn.execute(self._notify_sql, (f"hms_{topic}", payload))
-            conn.execute("COMMIT")
+            with self._pipelined():
+                conn.execute(self._begin)
+                for work, _ in batch:
+                    results.append(self._run_item(work))
+                if self._notify_sql is not None:
+                    for topic, payload in self.notes:
+                        conn.execute(self._notify_sql, (f"hms_{topic}", payload))
+                conn.execute("COMMIT")
         except Exception as exc:
             logger.exception("store commit failed")
             with contextlib.suppress(Exception):
@@ -125,6 +126,30 @@ class Writer:
             self.notes.clear()
         for (_, future), (ok, value) in zip(batch, results, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+    def _run_item(self, work: Work) -> tuple[bool, Any]:
+        """One caller's work under a savepoint: its failure must not undo the others' work."""
+        conn = self._conn
+        conn.execute("SAVEPOINT item")
+        try:
+            result = work(conn)
+            conn.execute("RELEASE item")
+            # Pipelined, the work's errors surface by here, so they are charged to this item.
+            self._sync()
+            return True, result
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self._sync()  # leaves the pipeline's aborted state
+            conn.execute("ROLLBACK TO item")
+            conn.execute("RELEASE item")
+            return False, exc
+
+    def _pipelined(self) -> contextlib.AbstractContextManager[None]:
+        return self._pipelined_batch() if self._pipelined_batch is not None else contextlib.nullcontext()
+
+    def _sync(self) -> None:
+        if self._sync_pipeline is not None:
+            self._sync_pipeline()
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
