@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import select
 import threading
 import uuid
 from collections.abc import Callable
@@ -68,6 +70,7 @@ class PostgresCluster:
         self._callbacks: dict[str, list[Callback]] = {}
         self._leadership: list[Callable[[bool], None]] = []
         self._stop = threading.Event()
+        self._wake_read, self._wake_write = os.pipe()
         self._url = url
         self._conn = self._connect()
         self._thread = threading.Thread(target=self._run, name="store-listener", daemon=True)
@@ -87,16 +90,26 @@ class PostgresCluster:
     def close(self) -> None:
         """Stop listening and end the session (which releases the leader lock at once)."""
         self._stop.set()
+        os.write(self._wake_write, b"x")
         if self._thread.is_alive():
             self._thread.join(timeout=5)
         self._conn.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _drain(self) -> None:
+        for note in self._conn.notifies(timeout=0):
+            self._deliver(note.channel, note.payload)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self._campaign()
-                for note in self._conn.notifies(timeout=_POLL_S):
-                    self._deliver(note.channel, note.payload)
+                self._drain()  # what arrived while the campaign's query ran
+                ready, _, _ = select.select([self._conn.fileno(), self._wake_read], [], [], _POLL_S)
+                if self._wake_read in ready:
+                    return  # closing: answer at once instead of after a poll interval
+                self._drain()
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
