@@ -59,7 +59,13 @@ class PostgresStore(SqlStore):
             reader.close()
             raise
         return cls(
-            Writer(writer, _BEGIN, notify_sql="SELECT pg_notify(?, ?)", pipeline=True),
+            Writer(
+                writer,
+                _BEGIN,
+                notify_sql="SELECT pg_notify(?, ?)",
+                pipeline=True,
+                database_error=psycopg.Error,
+            ),
             reader,
             cluster,
             _DIALECT,

@@ -52,7 +52,13 @@ class Writer:
     """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
 
     def __init__(
-        self, conn: Connection, begin: str, notify_sql: str | None = None, *, pipeline: bool = False
+        self,
+        conn: Connection,
+        begin: str,
+        notify_sql: str | None = None,
+        *,
+        pipeline: bool = False,
+        database_error: type[Exception] = Exception,
     ) -> None:
         self._conn = conn
         self._begin = begin
@@ -62,6 +68,7 @@ class Writer:
             getattr(conn, "pipelined", None) if pipeline else None
         )
         self._sync_pipeline: Callable[[], None] | None = getattr(conn, "sync", None) if pipeline else None
+        self._database_error = database_error
         # (topic, payload) pairs the work of the current batch asks to announce to other replicas: sent
         # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
         self.notes: set[tuple[str, str]] = set()
@@ -106,43 +113,68 @@ class Writer:
                 return
 
     def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        results: list[tuple[bool, Any]] = []
-        conn = self._conn
+        works = [work for work, _ in batch]
+        results: list[tuple[bool, Any]]
         try:
-            with self._pipelined():
-                conn.execute(self._begin)
-                for work, _ in batch:
-                    results.append(self._run_item(work))
-                if self._notify_sql is not None:
-                    for topic, payload in self.notes:
-                        conn.execute(self._notify_sql, (f"hms_{topic}", payload))
-                conn.execute("COMMIT")
+            try:
+                results = self._transaction(works, careful=self._sync_pipeline is None)
+            except _Unattributed:
+                # Pipelined, a database error can surface in a later caller's work than the one that
+                # caused it: run the batch again, waiting for each caller's statements before the next.
+                self._rollback()
+                results = self._transaction(works, careful=True)
         except Exception as exc:
             logger.exception("store commit failed")
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
+            self._rollback()
             results = [(False, exc)] * len(batch)
         finally:
             self.notes.clear()
         for (_, future), (ok, value) in zip(batch, results, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
-    def _run_item(self, work: Work) -> tuple[bool, Any]:
+    def _transaction(self, works: list[Work], *, careful: bool) -> list[tuple[bool, Any]]:
+        """Run every caller's work in one transaction; `careful` charges each database error to its caller."""
+        conn = self._conn
+        self.notes.clear()
+        results: list[tuple[bool, Any]] = []
+        try:
+            with self._pipelined():
+                conn.execute(self._begin)
+                for work in works:
+                    results.append(self._run_item(work, careful))
+                if self._notify_sql is not None:
+                    for topic, payload in self.notes:
+                        conn.execute(self._notify_sql, (f"hms_{topic}", payload))
+                conn.execute("COMMIT")
+        except self._database_error as exc:
+            if careful:
+                raise
+            raise _Unattributed from exc
+        return results
+
+    def _run_item(self, work: Work, careful: bool) -> tuple[bool, Any]:
         """One caller's work under a savepoint: its failure must not undo the others' work."""
         conn = self._conn
         conn.execute("SAVEPOINT item")
         try:
             result = work(conn)
             conn.execute("RELEASE item")
-            # Pipelined, the work's errors surface by here, so they are charged to this item.
-            self._sync()
+            if careful:
+                self._sync()  # pipelined, the work's errors surface by here, charged to this item
             return True, result
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                self._sync()  # leaves the pipeline's aborted state
+            if not careful and isinstance(exc, self._database_error):
+                raise
+            if careful:
+                with contextlib.suppress(Exception):
+                    self._sync()  # leaves the pipeline's aborted state
             conn.execute("ROLLBACK TO item")
             conn.execute("RELEASE item")
             return False, exc
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.execute("ROLLBACK")
 
     def _pipelined(self) -> contextlib.AbstractContextManager[None]:
         return self._pipelined_batch() if self._pipelined_batch is not None else contextlib.nullcontext()
@@ -150,6 +182,10 @@ class Writer:
     def _sync(self) -> None:
         if self._sync_pipeline is not None:
             self._sync_pipeline()
+
+
+class _Unattributed(Exception):
+    """A database error surfaced in a pipelined batch where it cannot be charged to its caller."""
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
