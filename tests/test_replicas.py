@@ -199,6 +199,37 @@ async def test_a_lease_renewed_on_another_replica_stays_and_lapses_once(replicas
     assert after == []
 
 
+NAP = """
+name: nap
+steps:
+  - id: nap
+    sleep: 3s
+  - id: after
+    sleep: 10ms
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_timers_held_by_two_replicas_complete_each_step_once(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        await a.workflow.apply(NAP)
+        ids = [(await a.workflow.start("nap", {"n": n})).id for n in range(40)]
+        # Restarted, B loads every timer too: both replicas now hold each one when it comes due.
+        await replicas.restart(1)
+        await b.wait_ready(10)
+        async with asyncio.timeout(30):
+            finals = [await finish(a, pid) for pid in ids]
+        histories = [await a.workflow.history(pid) for pid in ids]
+
+    assert {p.state for p in finals} == {pb.PROCESS_STATE_COMPLETED}
+    for history in histories:
+        completed = collections.Counter(
+            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+        )
+        assert completed == {"nap": 1, "after": 1}
+
+
 BUS_WAIT = """
 name: inspection
 steps:
