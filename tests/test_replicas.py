@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from control_plane import errors
-from control_plane.sdk import Client, TaskContext, Worker
+from control_plane.sdk import Client, TaskContext, Worker, duration
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 from services.permit.demo import DEFINITION, DEFINITION_FILE
@@ -197,6 +198,43 @@ async def test_a_lease_renewed_on_another_replica_stays_and_lapses_once(replicas
     # One replica expired it: nothing after the one DOWN change.
     assert revision == down.revision
     assert after == []
+
+
+class CountingHealth(health_pb2_grpc.HealthServicer):
+    """Answers SERVING and notes who asked: each replica that probes dials from a connection of its own."""
+
+    def __init__(self) -> None:
+        self.peers: list[str] = []
+        self.asked = asyncio.Event()
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        self.peers.append(context.peer())
+        self.asked.set()
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+@pytest.mark.timeout(60)
+async def test_only_one_replica_probes_an_instance(replicas: Replicas) -> None:
+    await replicas.add(3)
+    checker = CountingHealth()
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with clients(replicas.addresses) as (a, _, _):
+            probe = registry_pb2.HealthProbe(interval=duration(0.1), timeout=duration(0.1), threshold=1)
+            await a.registry.register("Probed", f"127.0.0.1:{port}", instance_id="p-1", probe=probe)
+            async with asyncio.timeout(20):
+                while len(checker.peers) < 20:
+                    checker.asked.clear()
+                    await checker.asked.wait()
+    finally:
+        await server.stop(None)
+
+    assert len(set(checker.peers)) == 1, set(checker.peers)
 
 
 NAP = """
