@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -198,6 +199,55 @@ async def test_a_lease_renewed_on_another_replica_stays_and_lapses_once(replicas
     # One replica expired it: nothing after the one DOWN change.
     assert revision == down.revision
     assert after == []
+
+
+async def eventually(work: Callable[[], Awaitable[T]], timeout_s: float = 20.0) -> T:
+    """Run `work` until it stops failing with Unavailable (a replica reconnecting to its database)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                return await work()
+            except errors.Unavailable:
+                await asyncio.sleep(0.1)  # waits-on-purpose: pacing retries while the replica reconnects
+
+
+@pytest.mark.timeout(90)
+async def test_replicas_carry_on_when_the_database_drops_their_connections(
+    replicas: Replicas, postgres_url: str
+) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        await a.workflow.apply(TWO_STEPS)
+        worker = Worker(b, "Far", max_in_flight=4)
+        worker.task("work")(lambda task: _echo(task))
+        run = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(10):
+                await worker.ready.wait()
+            # As in a database restart or failover: every session of both replicas ends at once.
+            async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            async with b.registry.watch("Orders") as watch:
+                await eventually(lambda: a.registry.register("Orders", "10.0.0.9:80", instance_id="o-9"))
+                async with asyncio.timeout(20):
+                    up = await next_change(watch)
+            published = await eventually(lambda: a.bus.publish("orders.1", b"x", message_id="after-drop"))
+            process = await eventually(lambda: a.workflow.start("two", {}, business_key="after-drop"))
+            async with asyncio.timeout(30):
+                final = await a.workflow.wait(process.id)
+            history = await a.workflow.history(process.id)
+        finally:
+            worker.stop()
+            await run
+
+    assert (up.type, up.instance.instance_id) == (registry_pb2.CHANGE_TYPE_UP, "o-9")
+    assert published.sequence >= 1
+    assert final.state == pb.PROCESS_STATE_COMPLETED
+    completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
+    assert completed == ["first", "second"]
 
 
 class CountingHealth(health_pb2_grpc.HealthServicer):

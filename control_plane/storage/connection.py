@@ -62,6 +62,11 @@ class PostgresConnection:
             finally:
                 self._pipeline = None
 
+    @property
+    def broken(self) -> bool:
+        """Whether the connection was lost (the server went away or ended the session)."""
+        return bool(self._conn.broken or self._conn.closed)
+
     def sync(self) -> None:
         """Wait until every statement sent so far has run (raising the first error among them)."""
         if self._pipeline is not None:

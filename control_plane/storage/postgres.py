@@ -9,7 +9,7 @@ import psycopg
 from psycopg import errors
 
 from control_plane.storage.cluster import APPLICATION_PREFIX, PostgresCluster
-from control_plane.storage.connection import PostgresConnection
+from control_plane.storage.connection import Connection, PostgresConnection
 from control_plane.storage.sql_store import Dialect, SqlStore, Writer, migrate
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ _DIALECT = Dialect(
         f"WHERE application_name LIKE '{APPLICATION_PREFIX}%'"
     ),
 )
+# Reads (process status, history, listings) run concurrently on this many connections.
+_READERS = 4
 # What a transaction may hit when replicas touch the same rows at once; running it again is correct.
 _RACES = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
 
@@ -41,22 +43,24 @@ class PostgresStore(SqlStore):
 
     @classmethod
     def _open_sync(cls, url: str, loop: asyncio.AbstractEventLoop) -> PostgresStore:
-        writer = PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
+        def connect() -> PostgresConnection:
+            return PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
+
+        opened: list[PostgresConnection] = []
         try:
+            writer = connect()
+            opened.append(writer)
             writer.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
             try:
                 migrate(writer, "postgres", _BEGIN)
             finally:
                 writer.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
-            reader = PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
-        except BaseException:
-            writer.close()
-            raise
-        try:
+            for _ in range(_READERS):
+                opened.append(connect())
             cluster = PostgresCluster(url, loop)
         except BaseException:
-            writer.close()
-            reader.close()
+            for conn in opened:
+                conn.close()
             raise
         return cls(
             Writer(
@@ -65,10 +69,12 @@ class PostgresStore(SqlStore):
                 notify_sql="SELECT pg_notify(?, ?)",
                 pipeline=True,
                 database_error=psycopg.Error,
+                reconnect=connect,
             ),
-            reader,
+            list[Connection](opened[1:]),
             cluster,
             _DIALECT,
+            reconnect=connect,
         )
 
     def retryable(self, exc: BaseException) -> bool:

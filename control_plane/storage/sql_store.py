@@ -59,16 +59,16 @@ class Writer:
         *,
         pipeline: bool = False,
         database_error: type[Exception] = Exception,
+        reconnect: Callable[[], Connection] | None = None,
     ) -> None:
         self._conn = conn
         self._begin = begin
         # Connections that can pipeline statements (PostgreSQL) send a batch without waiting for each
         # answer: see PostgresConnection.pipelined.
-        self._pipelined_batch: Callable[[], contextlib.AbstractContextManager[None]] | None = (
-            getattr(conn, "pipelined", None) if pipeline else None
-        )
-        self._sync_pipeline: Callable[[], None] | None = getattr(conn, "sync", None) if pipeline else None
+        self._pipeline = pipeline
         self._database_error = database_error
+        # A networked database can drop the connection (restart, failover): a new one is opened then.
+        self._reconnect = reconnect
         # (topic, payload) pairs the work of the current batch asks to announce to other replicas: sent
         # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
         self.notes: set[tuple[str, str]] = set()
@@ -116,17 +116,28 @@ class Writer:
         works = [work for work, _ in batch]
         results: list[tuple[bool, Any]]
         try:
+            self._ensure_connection()
             try:
-                results = self._transaction(works, careful=self._sync_pipeline is None)
+                results = self._transaction(works, careful=not self._pipeline)
             except _Unattributed:
                 # Pipelined, a database error can surface in a later caller's work than the one that
                 # caused it: run the batch again, waiting for each caller's statements before the next.
                 self._rollback()
                 results = self._transaction(works, careful=True)
         except Exception as exc:
-            logger.exception("store commit failed")
-            self._rollback()
-            results = [(False, exc)] * len(batch)
+            failure: Exception = exc
+            if isinstance(exc, Unavailable):
+                pass
+            elif self._reconnect is not None and broken(self._conn):
+                logger.error("store connection lost during a commit: %s", exc)
+                failure = Unavailable(
+                    "the store connection was lost during the commit, so its outcome is unknown; "
+                    "retry if the request is safe to repeat"
+                )
+            else:
+                logger.exception("store commit failed")
+                self._rollback()
+            results = [(False, failure)] * len(batch)
         finally:
             self.notes.clear()
         for (_, future), (ok, value) in zip(batch, results, strict=True):
@@ -176,12 +187,34 @@ class Writer:
         with contextlib.suppress(Exception):
             self._conn.execute("ROLLBACK")
 
+    def _ensure_connection(self) -> None:
+        """Open a new connection if the last one was lost; Unavailable while the database is unreachable."""
+        if self._reconnect is None or not broken(self._conn):
+            return
+        try:
+            fresh = self._reconnect()
+        except Exception as exc:
+            raise Unavailable(f"the store is unreachable: {exc}") from exc
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        self._conn = fresh
+        logger.info("store writer reconnected")
+
     def _pipelined(self) -> contextlib.AbstractContextManager[None]:
-        return self._pipelined_batch() if self._pipelined_batch is not None else contextlib.nullcontext()
+        batch: Callable[[], contextlib.AbstractContextManager[None]] | None = (
+            getattr(self._conn, "pipelined", None) if self._pipeline else None
+        )
+        return batch() if batch is not None else contextlib.nullcontext()
 
     def _sync(self) -> None:
-        if self._sync_pipeline is not None:
-            self._sync_pipeline()
+        sync: Callable[[], None] | None = getattr(self._conn, "sync", None) if self._pipeline else None
+        if sync is not None:
+            sync()
+
+
+def broken(conn: Connection) -> bool:
+    """Whether a connection was lost (only networked backends say so)."""
+    return bool(getattr(conn, "broken", False))
 
 
 class _Unattributed(Exception):
@@ -213,10 +246,21 @@ class Dialect:
 class SqlStore:
     """The store over SQL: writes grouped into shared, durable commits; reads on a connection of their own."""
 
-    def __init__(self, writer: Writer, reader: Connection, cluster: Cluster, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        readers: list[Connection],
+        cluster: Cluster,
+        dialect: Dialect,
+        reconnect: Callable[[], Connection] | None = None,
+    ) -> None:
         self._writer = writer
-        self._reader = reader
-        self._read_lock = asyncio.Lock()
+        # Reads run on these connections, one read per connection at a time, in threads.
+        self._readers: asyncio.Queue[Connection] = asyncio.Queue()
+        for reader in readers:
+            self._readers.put_nowait(reader)
+        self._reader_count = len(readers)
+        self._reconnect = reconnect
         self._closed = False
         self.cluster = cluster
         self._dialect = dialect
@@ -234,8 +278,24 @@ class SqlStore:
     async def _read(self, work: Callable[[Connection], T]) -> T:
         if self._closed:
             raise Unavailable("the store is closed: the control plane is shutting down")
-        async with self._read_lock:
-            return await asyncio.to_thread(work, self._reader)
+        conn = await self._readers.get()
+        try:
+            try:
+                return await asyncio.to_thread(work, conn)
+            except Exception:
+                if self._reconnect is None or not broken(conn):
+                    raise
+            # The connection was lost (database restarted?): reads are safe to run again on a new one.
+            logger.warning("store reader lost its connection; reconnecting")
+            try:
+                fresh = await asyncio.to_thread(self._reconnect)
+            except Exception as exc:
+                raise Unavailable(f"the store is unreachable: {exc}") from exc
+            conn.close()
+            conn = fresh
+            return await asyncio.to_thread(work, conn)
+        finally:
+            self._readers.put_nowait(conn)
 
     async def registry_commit(
         self, instance: Instance, change_type: ChangeType, *, reason: str, now: float
@@ -560,8 +620,8 @@ class SqlStore:
         self._closed = True
         await asyncio.to_thread(self._writer.close)
         await asyncio.to_thread(self.cluster.close)
-        async with self._read_lock:
-            self._reader.close()
+        for _ in range(self._reader_count):
+            (await self._readers.get()).close()
 
 
 def migrate(conn: Connection, dialect: str, begin: str) -> None:

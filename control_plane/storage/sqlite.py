@@ -68,4 +68,4 @@ class SqliteStore(SqlStore):
         conn = cast(Connection, _connect(path, sync))
         migrate(conn, "sqlite", _BEGIN)
         # One process owns the file, so it is the only replica.
-        return cls(Writer(conn, _BEGIN), cast(Connection, _connect(path, sync)), LocalCluster(), _DIALECT)
+        return cls(Writer(conn, _BEGIN), [cast(Connection, _connect(path, sync))], LocalCluster(), _DIALECT)
