@@ -10,7 +10,8 @@ from psycopg import errors
 
 from control_plane.storage.cluster import APPLICATION_PREFIX, PostgresCluster
 from control_plane.storage.connection import Connection, PostgresConnection
-from control_plane.storage.sql_store import Dialect, SqlStore, Writer, migrate
+from control_plane.storage.sql_store import Dialect, SqlStore, migrate
+from control_plane.storage.writer import Writer
 
 logger = logging.getLogger(__name__)
 

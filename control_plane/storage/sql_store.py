@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from control_plane.errors import Unavailable
 from control_plane.models import (
@@ -36,198 +33,14 @@ from control_plane.storage import codec, sql_bus, sql_workflow
 from control_plane.storage.base import Cluster, RegistrySnapshot, WorkflowTx
 from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
+from control_plane.storage.writer import Writer, broken
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Work = Callable[[Connection], Any]
 
-# Most writes a commit carries; bounds the latency a single batch adds to its first caller.
-_MAX_BATCH = 512
 # Runs of a transition that keeps losing races (deadlock, concurrent insert) with other replicas.
 _TRANSACT_ATTEMPTS = 5
-
-
-class Writer:
-    """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
-
-    def __init__(
-        self,
-        conn: Connection,
-        begin: str,
-        notify_sql: str | None = None,
-        *,
-        pipeline: bool = False,
-        database_error: type[Exception] = Exception,
-        reconnect: Callable[[], Connection] | None = None,
-    ) -> None:
-        self._conn = conn
-        self._begin = begin
-        # Connections that can pipeline statements (PostgreSQL) send a batch without waiting for each
-        # answer: see PostgresConnection.pipelined.
-        self._pipeline = pipeline
-        self._database_error = database_error
-        # A networked database can drop the connection (restart, failover): a new one is opened then.
-        self._reconnect = reconnect
-        # (topic, payload) pairs the work of the current batch asks to announce to other replicas: sent
-        # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
-        self.notes: set[tuple[str, str]] = set()
-        self._notify_sql = notify_sql
-        self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._closed = False
-        self._thread.start()
-
-    async def submit(self, work: Work) -> Any:
-        if self._closed:
-            raise Unavailable("the store is closed: the control plane is shutting down")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((work, future))
-        return await future
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
-            self._conn.close()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < _MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stop:
-                return
-
-    def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        works = [work for work, _ in batch]
-        results: list[tuple[bool, Any]]
-        try:
-            self._ensure_connection()
-            try:
-                results = self._transaction(works, careful=not self._pipeline)
-            except _Unattributed:
-                # Pipelined, a database error can surface in a later caller's work than the one that
-                # caused it: run the batch again, waiting for each caller's statements before the next.
-                self._rollback()
-                results = self._transaction(works, careful=True)
-        except Exception as exc:
-            failure: Exception = exc
-            if isinstance(exc, Unavailable):
-                pass
-            elif self._reconnect is not None and broken(self._conn):
-                logger.error("store connection lost during a commit: %s", exc)
-                failure = Unavailable(
-                    "the store connection was lost during the commit, so its outcome is unknown; "
-                    "retry if the request is safe to repeat"
-                )
-            else:
-                logger.exception("store commit failed")
-                self._rollback()
-            results = [(False, failure)] * len(batch)
-        finally:
-            self.notes.clear()
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
-
-    def _transaction(self, works: list[Work], *, careful: bool) -> list[tuple[bool, Any]]:
-        """Run every caller's work in one transaction; `careful` charges each database error to its caller."""
-        conn = self._conn
-        self.notes.clear()
-        results: list[tuple[bool, Any]] = []
-        try:
-            with self._pipelined():
-                conn.execute(self._begin)
-                for work in works:
-                    results.append(self._run_item(work, careful))
-                if self._notify_sql is not None:
-                    for topic, payload in self.notes:
-                        conn.execute(self._notify_sql, (f"hms_{topic}", payload))
-                conn.execute("COMMIT")
-        except self._database_error as exc:
-            if careful:
-                raise
-            raise _Unattributed from exc
-        return results
-
-    def _run_item(self, work: Work, careful: bool) -> tuple[bool, Any]:
-        """One caller's work under a savepoint: its failure must not undo the others' work."""
-        conn = self._conn
-        conn.execute("SAVEPOINT item")
-        try:
-            result = work(conn)
-            conn.execute("RELEASE item")
-            if careful:
-                self._sync()  # pipelined, the work's errors surface by here, charged to this item
-            return True, result
-        except Exception as exc:
-            if not careful and isinstance(exc, self._database_error):
-                raise
-            if careful:
-                with contextlib.suppress(Exception):
-                    self._sync()  # leaves the pipeline's aborted state
-            conn.execute("ROLLBACK TO item")
-            conn.execute("RELEASE item")
-            return False, exc
-
-    def _rollback(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.execute("ROLLBACK")
-
-    def _ensure_connection(self) -> None:
-        """Open a new connection if the last one was lost; Unavailable while the database is unreachable."""
-        if self._reconnect is None or not broken(self._conn):
-            return
-        try:
-            fresh = self._reconnect()
-        except Exception as exc:
-            raise Unavailable(f"the store is unreachable: {exc}") from exc
-        with contextlib.suppress(Exception):
-            self._conn.close()
-        self._conn = fresh
-        logger.info("store writer reconnected")
-
-    def _pipelined(self) -> contextlib.AbstractContextManager[None]:
-        batch: Callable[[], contextlib.AbstractContextManager[None]] | None = (
-            getattr(self._conn, "pipelined", None) if self._pipeline else None
-        )
-        return batch() if batch is not None else contextlib.nullcontext()
-
-    def _sync(self) -> None:
-        sync: Callable[[], None] | None = getattr(self._conn, "sync", None) if self._pipeline else None
-        if sync is not None:
-            sync()
-
-
-def broken(conn: Connection) -> bool:
-    """Whether a connection was lost (only networked backends say so)."""
-    return bool(getattr(conn, "broken", False))
-
-
-class _Unattributed(Exception):
-    """A database error surfaced in a pipelined batch where it cannot be charged to its caller."""
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 @dataclass(frozen=True, slots=True)

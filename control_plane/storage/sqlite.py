@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 from control_plane.storage.cluster import LocalCluster
 from control_plane.storage.connection import Connection
-from control_plane.storage.sql_store import Dialect, SqlStore, Writer, migrate
+from control_plane.storage.sql_store import Dialect, SqlStore, migrate
+from control_plane.storage.writer import Writer
 
 # BEGIN IMMEDIATE takes the write lock at once, so a transaction never fails half-way on a busy lock.
 _BEGIN = "BEGIN IMMEDIATE"

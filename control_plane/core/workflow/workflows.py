@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
-from control_plane.core.bus.subjects import Pattern, compile_pattern
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, wait_any
+from control_plane.core.workflow.bus_waits import BusWaits
+from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import Effects, Machine, error, parse_token
@@ -45,8 +46,8 @@ MAX_BUSINESS_KEY = 256
 MAX_OUTBOX = 100
 # Timers fired at once when many are due (a burst of sleeps or retries).
 _FIRE_BATCH = 256
-# With replicas: how often attempts nobody owns are looked for, and the leader's duties run.
-_RECLAIM_EVERY_S = 1.0
+# With replicas: how often the leader's duties run.
+_LEAD_EVERY_S = 1.0
 # The leader fires a timer this late (its replica died, or is stalled); the row decides who fires.
 _TIMER_SLACK_S = 1.0
 # How often the leader takes on Bus waits started elsewhere (a full read of the waits).
@@ -113,18 +114,12 @@ class Workflows:
         self._timer_wakeup = Signal()
         self._watchers: dict[str, _Watch] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        # Steps waiting for a Bus message: (process, step) -> (pattern, messages after this sequence count).
-        self._bus_waits: dict[tuple[str, str], tuple[Pattern, int]] = {}
-        self._bus_cursor = 0
-        self._waits_changed = Signal()
+        self._bus_waits = BusWaits(bus.log, self._offer_message)
         registry.listeners.append(self._on_registry_change)
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
-        self._unowned: set[str] = set()  # services that may have attempts no replica owns
-        self._claim_wakeup = Signal()
+        self._claims = Claims(store, self.dispatcher, self._spawn) if self._cluster.shared else None
         if self._cluster.shared:
-            self.dispatcher.on_unserved = self._release
-            self._cluster.subscribe("tasks", self._on_unowned)
             self._cluster.subscribe("definitions", self._on_definition)
             bus.log.listeners.append(self._on_messages)
 
@@ -138,19 +133,16 @@ class Workflows:
             self.dispatcher.offer(await self._store.wf_tasks())
         for process_id, name, due in await self._store.wf_timers():
             heapq.heappush(self._timers, (due, process_id, name))
-        self._bus_cursor = self._bus.log.last_sequence
-        for process_id, step_id, pattern, after in await self._store.wf_bus_waits():
-            self._bus_waits[(process_id, step_id)] = (compile_pattern(pattern), after)
-            self._bus_cursor = min(self._bus_cursor, after)
+        self._bus_waits.load(await self._store.wf_bus_waits())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire durable timers and time out attempts until `stop` is set."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.dispatcher.run(stop))
             tasks.create_task(self._fire_timers(stop))
-            tasks.create_task(self._follow_bus(stop))
-            if self._cluster.shared:
-                tasks.create_task(self._claim(stop))
+            tasks.create_task(self._bus_waits.run(stop))
+            if self._claims is not None:
+                tasks.create_task(self._claims.run(stop))
                 tasks.create_task(self._lead(stop))
         for task in list(self._background):
             task.cancel()
@@ -162,10 +154,6 @@ class Workflows:
                 logger.exception("releasing this replica's task attempts failed")
 
     # -- replicas -------------------------------------------------------------------------------
-
-    def _on_unowned(self, service: str) -> None:
-        self._unowned.add(service)
-        self._claim_wakeup.notify()
 
     def _on_definition(self, name: str) -> None:
         self._spawn(self._reload_definitions(name))
@@ -187,76 +175,28 @@ class Workflows:
                 if watch is not None:
                     watch.signal.notify()
 
-    def _release(self, tasks: list[TaskAttempt]) -> None:
-        """Hand attempts no worker here can run to the replicas that have such workers."""
-
-        async def release() -> None:
-            try:
-                await self._store.wf_release_tasks(tasks)
-            except Exception:
-                logger.exception("releasing %d task attempts failed", len(tasks))
-
-        self._spawn(release())
-
-    async def _claim(self, stop: asyncio.Event) -> None:
-        """Take attempts nobody owns for the workers attached here, as far as their credit goes."""
-        stopping = asyncio.ensure_future(stop.wait())
-        swept = time.monotonic()
-        try:
-            while not stop.is_set():
-                wakeup = self._claim_wakeup.waiter()
-                for service, room in self.dispatcher.wanted().items():
-                    if service not in self._unowned:
-                        continue
-                    try:
-                        claimed = await self._store.wf_claim_tasks(service, room)
-                    except Exception:
-                        logger.exception("claiming task attempts of %s failed", service)
-                        continue
-                    if len(claimed) < room:
-                        self._unowned.discard(service)
-                    self.dispatcher.offer(claimed)
-                await wait_any([wakeup, stopping], _RECLAIM_EVERY_S)
-                if time.monotonic() - swept >= _RECLAIM_EVERY_S:
-                    # Now and then, look anyway: a notification can be lost with a connection.
-                    swept = time.monotonic()
-                    self._unowned.update(self.dispatcher.wanted())
-        finally:
-            stopping.cancel()
-
     async def _lead(self, stop: asyncio.Event) -> None:
         """On the leader: free what dead replicas held, fire their overdue timers, adopt their Bus waits."""
         stopping = asyncio.ensure_future(stop.wait())
         adopt_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
         try:
             while not stop.is_set():
-                await wait_any([stopping], _RECLAIM_EVERY_S)
+                await wait_any([stopping], _LEAD_EVERY_S)
                 if stop.is_set() or not self._cluster.leader:
                     continue
                 try:
                     for service in await self._store.wf_release_orphans():
-                        self._on_unowned(service)
+                        if self._claims is not None:
+                            self._claims.unowned(service)
                     overdue = await self._store.wf_due_timers(self._wall() - _TIMER_SLACK_S, _FIRE_BATCH)
                     await asyncio.gather(*(self._fire(process_id, name) for process_id, name, _ in overdue))
                     if time.monotonic() >= adopt_at:
                         adopt_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
-                        await self._adopt_bus_waits()
+                        await self._bus_waits.adopt(self._store.wf_bus_waits)
                 except Exception:
                     logger.exception("leader duties failed")
         finally:
             stopping.cancel()
-
-    async def _adopt_bus_waits(self) -> None:
-        """Take on the Bus waits other replicas started (their replica may be gone), drop those that ended."""
-        before = set(self._bus_waits)
-        stored = {(p, s): (pattern, after) for p, s, pattern, after in await self._store.wf_bus_waits()}
-        for key in before - stored.keys():
-            self._bus_waits.pop(key, None)  # satisfied or cleared on another replica
-        for key, (pattern, after) in stored.items():
-            if key not in self._bus_waits:
-                self._bus_waits[key] = (compile_pattern(pattern), after)
-                self._bus_cursor = min(self._bus_cursor, after)
-                self._waits_changed.notify()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         background = asyncio.ensure_future(work)
@@ -501,8 +441,8 @@ class Workflows:
         session = self.dispatcher.attach(
             service, instance_id, instance.version, frozenset(task_types), max_in_flight or 16
         )
-        if self._cluster.shared:
-            self._on_unowned(service)
+        if self._claims is not None:
+            self._claims.unowned(service)
         try:
             yield session
         finally:
@@ -586,29 +526,22 @@ class Workflows:
                 self.dispatcher.withdraw(token, cancelled[token])
             else:
                 self.dispatcher.settle(token)
-        new_tasks = effects.new_tasks
-        if self._cluster.shared and new_tasks:
-            # Attempts are created owned by this replica; those no worker here can run go to the others.
-            foreign = [t for t in new_tasks if not self.dispatcher.serves(t.service)]
-            if foreign:
-                self._release(foreign)
-                new_tasks = [t for t in new_tasks if self.dispatcher.serves(t.service)]
-        self.dispatcher.offer(new_tasks)
-        if self._unowned and effects.ended_tasks:
-            self._claim_wakeup.notify()  # credit was freed: there may be attempts to claim
+        if self._claims is None:
+            self.dispatcher.offer(effects.new_tasks)
+        else:
+            # Created owned by this replica: those no worker here can run go to the others.
+            self.dispatcher.offer(self._claims.keep(effects.new_tasks))
+            if effects.ended_tasks:
+                self._claims.credit_freed()
         for name, due in effects.timers.items():
             heapq.heappush(self._timers, (due, committed.record.id, name))
             if self._timers[0][2] == name and self._timers[0][1] == committed.record.id:
                 self._timer_wakeup.notify()
         process_id = committed.record.id
         for step_id in effects.cleared_bus_waits:
-            self._bus_waits.pop((process_id, step_id), None)
+            self._bus_waits.remove(process_id, step_id)
         for step_id, pattern, after in committed.waits:
-            self._bus_waits[(process_id, step_id)] = (compile_pattern(pattern), after)
-            # Messages after `after` may already have been scanned: look at them again.
-            self._bus_cursor = min(self._bus_cursor, after)
-        if committed.waits:
-            self._waits_changed.notify()
+            self._bus_waits.add(process_id, step_id, pattern, after)
         watch = self._watchers.get(process_id)
         if watch is not None:
             watch.signal.notify()
@@ -642,43 +575,17 @@ class Workflows:
         except Exception:
             logger.exception("timer %s of process %s failed", name, process_id)
 
-    async def _follow_bus(self, stop: asyncio.Event) -> None:
-        """Hand each Bus message to the steps waiting for its subject (their correlation decides)."""
-        stopping = asyncio.ensure_future(stop.wait())
-        log = self._bus.log
-        try:
-            while not stop.is_set():
-                if not self._bus_waits:
-                    self._bus_cursor = log.last_sequence
-                    await wait_any([self._waits_changed.waiter(), stopping], None)
-                    continue
-                start = self._bus_cursor
-                messages, scanned = await log.read(start, 1000, _EVERYTHING)
-                for message in messages:
-                    for (process_id, step_id), (pattern, after) in list(self._bus_waits.items()):
-                        if message.sequence > after and pattern.matches(message.subject):
-                            await self._offer_message(process_id, step_id, message)
-                # A wait added meanwhile may have moved the cursor back; otherwise go on from what was scanned.
-                if self._bus_cursor == start:
-                    self._bus_cursor = scanned
-                if not messages and self._bus_cursor >= log.last_sequence:
-                    await log.wait_beyond(self._bus_cursor, [self._waits_changed.waiter(), stopping], None)
-        finally:
-            stopping.cancel()
-
     async def _offer_message(self, process_id: str, step_id: str, message: StoredMessage) -> None:
+        """A Bus message for a waiting step: the step's correlation decides (NotFound: the process is gone)."""
         try:
             payload: Any = json.loads(message.data)
         except ValueError:
             payload = {"data": base64.b64encode(message.data).decode()}
         if not isinstance(payload, dict):
             payload = {"value": payload}
-        try:
-            await self._transition(
-                process_id, lambda m: m.bus_message(step_id, message.subject, message.sequence, payload)
-            )
-        except NotFound:
-            self._bus_waits.pop((process_id, step_id), None)
+        await self._transition(
+            process_id, lambda m: m.bus_message(step_id, message.subject, message.sequence, payload)
+        )
 
     def _on_task_timeout(self, task: TaskAttempt, kind: str) -> None:
         failure_code = "TIMEOUT" if kind == "TIMEOUT" else "HEARTBEAT_TIMEOUT"
@@ -718,5 +625,4 @@ class _UnknownDefinition(Exception):
         self.name = name
 
 
-_EVERYTHING = compile_pattern(">")
 _GONE = ProcessRecord("", "", 0, "", ProcessState.CANCELLED, None, 0.0, 0.0)
