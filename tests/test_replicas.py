@@ -34,7 +34,7 @@ from services.permit.notifications import NotificationService
 from services.permit.payments import PaymentService
 from services.permit.runtime import serving
 from tests.conftest import ServerProcess
-from tests.workflow_support import finish, wait_for_step
+from tests.workflow_support import BUS_WAIT, finish, wait_for_step
 
 Start = Callable[..., Awaitable[ServerProcess]]
 T = TypeVar("T")
@@ -155,25 +155,32 @@ async def test_a_process_started_on_one_replica_runs_on_a_worker_of_another(repl
     await replicas.add(2)
     async with clients(replicas.addresses) as (a, b):
         await a.workflow.apply(TWO_STEPS)
-        worker = Worker(b, "Far", max_in_flight=4)
-        worker.task("work")(lambda task: _echo(task))
-        run = asyncio.create_task(worker.run())
-        try:
-            async with asyncio.timeout(10):
-                await worker.ready.wait()
+        async with far_worker(b):
             # Started on A, whose dispatcher has no worker of Far: B claims the attempts.
             process = await a.workflow.start("two", {})
             async with asyncio.timeout(20):
                 final = await a.workflow.wait(process.id)
-        finally:
-            worker.stop()
-            await run
 
     assert final.state == pb.PROCESS_STATE_COMPLETED
 
 
 async def _echo(task: TaskContext) -> dict[str, str]:
     return {"step": task.step_id}
+
+
+@contextlib.asynccontextmanager
+async def far_worker(client: Client) -> AsyncIterator[Worker]:
+    """A worker of the `Far` service on `client`'s replica, ready for tasks during the block."""
+    worker = Worker(client, "Far", max_in_flight=4)
+    worker.task("work")(_echo)
+    run = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(10):
+            await worker.ready.wait()
+        yield worker
+    finally:
+        worker.stop()
+        await run
 
 
 @pytest.mark.timeout(60)
@@ -218,12 +225,7 @@ async def test_replicas_carry_on_when_the_database_drops_their_connections(
     await replicas.add(2)
     async with clients(replicas.addresses) as (a, b):
         await a.workflow.apply(TWO_STEPS)
-        worker = Worker(b, "Far", max_in_flight=4)
-        worker.task("work")(lambda task: _echo(task))
-        run = asyncio.create_task(worker.run())
-        try:
-            async with asyncio.timeout(10):
-                await worker.ready.wait()
+        async with far_worker(b):
             # As in a database restart or failover: every session of both replicas ends at once.
             async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
                 await admin.execute(
@@ -239,9 +241,6 @@ async def test_replicas_carry_on_when_the_database_drops_their_connections(
             async with asyncio.timeout(30):
                 final = await a.workflow.wait(process.id)
             history = await a.workflow.history(process.id)
-        finally:
-            worker.stop()
-            await run
 
     assert (up.type, up.instance.instance_id) == (registry_pb2.CHANGE_TYPE_UP, "o-9")
     assert published.sequence >= 1
@@ -316,18 +315,6 @@ async def test_timers_held_by_two_replicas_complete_each_step_once(replicas: Rep
             e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
         )
         assert completed == {"nap": 1, "after": 1}
-
-
-BUS_WAIT = """
-name: inspection
-steps:
-  - id: result
-    wait_signal:
-      subject: "inspection.*.result"
-      correlate: "message.application_id == input.application_id"
-      timeout: 1h
-output: {approved: "steps.result.output.approved"}
-"""
 
 
 @pytest.mark.timeout(90)

@@ -13,7 +13,7 @@ from control_plane.sdk import Client, TaskContext
 from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.workflow_support import Services, finish, wait_for_step
+from tests.workflow_support import BUS_WAIT, Services, finish, wait_for_step
 
 TIMEOUTS = """
 name: timeouts
@@ -147,18 +147,6 @@ async def test_the_outbox_is_published_exactly_when_the_completion_counts(client
     )
     assert json.loads(delivery.message.data) == {"pid": process.id}
     assert marker.message.subject == "payments.marker"  # the repeated completion published nothing
-
-
-BUS_WAIT = """
-name: inspection
-steps:
-  - id: result
-    wait_signal:
-      subject: "inspection.*.result"
-      correlate: "message.application_id == input.application_id"
-      timeout: 1h
-output: {approved: "steps.result.output.approved"}
-"""
 
 
 async def test_a_bus_message_resumes_the_process_it_correlates_with(client: Client) -> None:

@@ -9,6 +9,18 @@ from typing import Any
 from control_plane.sdk import Client, TaskContext, Worker
 from hms.mgmt.v1 import workflow_pb2 as pb
 
+# Waits for an inspection result on the Bus, correlated by application id.
+BUS_WAIT = """
+name: inspection
+steps:
+  - id: result
+    wait_signal:
+      subject: "inspection.*.result"
+      correlate: "message.application_id == input.application_id"
+      timeout: 1h
+output: {approved: "steps.result.output.approved"}
+"""
+
 
 class Services:
     """Workers for the test services, recording every task they run."""
