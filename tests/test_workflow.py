@@ -10,7 +10,7 @@ import pytest
 from control_plane.errors import InvalidArgument
 from control_plane.sdk import Client, TaskContext, TaskFailure
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.workflow_support import Services, finish, permit_services, wait_for_step
+from tests.workflow_support import Services, finish, next_tasks, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
 
@@ -232,12 +232,7 @@ async def test_reports_for_stale_attempts_change_nothing(client: Client, service
     process = await client.workflow.start("permit", {"application_id": "a7", "cost": 1})
     stream = client.workflow.subscribe_tasks("Docs", "manual", ["validate"], 1)
     try:
-        async with asyncio.timeout(10):
-            while True:
-                frame = await stream.read()
-                assert isinstance(frame, pb.SubscribeTasksResponse)
-                if frame.tasks:
-                    break
+        frame = await next_tasks(stream)
         token = frame.tasks[0].task_token
         first = await client.workflow.complete(token, {"ok": True})
         repeated = await client.workflow.complete(token, {"ok": False})

@@ -13,7 +13,7 @@ from control_plane.sdk import Client, TaskContext
 from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.workflow_support import BUS_WAIT, Services, finish, wait_for_step
+from tests.workflow_support import BUS_WAIT, Services, finish, next_tasks, wait_for_step
 
 TIMEOUTS = """
 name: timeouts
@@ -121,12 +121,7 @@ async def test_the_outbox_is_published_exactly_when_the_completion_counts(client
     try:
         async with client.bus.subscribe("payments.>") as events:
             process = await client.workflow.start("outbox", {})
-            async with asyncio.timeout(10):
-                while True:
-                    frame = await stream.read()
-                    assert isinstance(frame, pb.SubscribeTasksResponse)
-                    if frame.tasks:
-                        break
+            frame = await next_tasks(stream)
             token = frame.tasks[0].task_token
             receipt = bus_pb2.BusMessage(
                 subject="payments.charged", data=json.dumps({"pid": process.id}).encode()
@@ -282,12 +277,7 @@ async def test_a_worker_whose_lease_lapses_loses_its_tasks_at_once(client: Clien
     await client.registry.register("Batch", "127.0.0.1:2", instance_id="healthy", ttl_s=30.0)
     rescuer = client.workflow.subscribe_tasks("Batch", "healthy", ["job"], 5)
     try:
-        async with asyncio.timeout(10):
-            while True:
-                frame = await rescuer.read()
-                assert isinstance(frame, pb.SubscribeTasksResponse)
-                if frame.tasks:
-                    break
+        frame = await next_tasks(rescuer)
         reply = await client.workflow.complete(frame.tasks[0].task_token, {"by": "healthy"})
     finally:
         rescuer.cancel()

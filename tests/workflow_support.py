@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import grpc
+
 from control_plane.sdk import Client, TaskContext, Worker
 from hms.mgmt.v1 import workflow_pb2 as pb
 
@@ -20,6 +22,19 @@ steps:
       timeout: 1h
 output: {approved: "steps.result.output.approved"}
 """
+
+
+async def next_tasks(
+    stream: grpc.aio.UnaryStreamCall[pb.SubscribeTasksRequest, pb.SubscribeTasksResponse],
+    timeout_s: float = 10.0,
+) -> pb.SubscribeTasksResponse:
+    """The next SubscribeTasks frame that carries tasks (the ready frame and empty ones are skipped)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = await stream.read()
+            assert isinstance(frame, pb.SubscribeTasksResponse)
+            if frame.tasks:
+                return frame
 
 
 class Services:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from control_plane.core import validate
-from control_plane.core.signal import Signal, wait_any
+from control_plane.core.signal import Signal, on_signal, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
 from control_plane.core.watch import ChangeFeed, Watcher
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
@@ -125,8 +125,20 @@ class Registry:
             tasks.create_task(self._expire_leases(stop))
             tasks.create_task(self._compact_history(stop))
             if self._cluster.shared:
-                tasks.create_task(self._follow(stop))
-                tasks.create_task(self._share_renewals(stop))
+                tasks.create_task(
+                    on_signal(
+                        stop,
+                        self.catch_up,
+                        [self._follow_wakeup],
+                        _FOLLOW_FALLBACK_S,
+                        "following registry changes",
+                    )
+                )
+                tasks.create_task(
+                    on_signal(
+                        stop, self._share_renewals, [self._renewal_wakeup], None, "sharing lease renewals"
+                    )
+                )
 
     @property
     def leader(self) -> bool:
@@ -389,34 +401,11 @@ class Registry:
         for listener in self.listeners:
             listener(change)
 
-    async def _follow(self, stop: asyncio.Event) -> None:
-        """Apply what other replicas commit, woken by their notifications (and every few seconds anyway)."""
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                wakeup = self._follow_wakeup.waiter()
-                try:
-                    await self.catch_up()
-                except Exception:
-                    logger.exception("following registry changes failed")
-                await wait_any([wakeup, stopping], _FOLLOW_FALLBACK_S)
-        finally:
-            stopping.cancel()
-
-    async def _share_renewals(self, stop: asyncio.Event) -> None:
+    async def _share_renewals(self) -> None:
         """Write renewals made here where the leader can see them, a batch at a time."""
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                await wait_any([self._renewal_wakeup.waiter(), stopping], None)
-                while self._renewals:
-                    batch, self._renewals = self._renewals, {}
-                    try:
-                        await self._store.registry_renew(batch)
-                    except Exception:
-                        logger.exception("sharing %d lease renewals failed", len(batch))
-        finally:
-            stopping.cancel()
+        while self._renewals:
+            batch, self._renewals = self._renewals, {}
+            await self._store.registry_renew(batch)
 
     async def _remove(
         self, key: tuple[str, str], reason: DownReason, lease_id: str | None

@@ -19,7 +19,6 @@ _BEGIN = "BEGIN"
 # Several replicas may start at once: one migrates while the others wait on this advisory lock.
 _MIGRATION_LOCK = 0x686D73  # "hms"
 _DIALECT = Dialect(
-    "postgres",
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     live_replicas=(

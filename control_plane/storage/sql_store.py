@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +46,6 @@ _TRANSACT_ATTEMPTS = 5
 class Dialect:
     """The few places where the backends' SQL differs (everything else is shared)."""
 
-    name: str
     # Appended to the SELECT of a row the transaction will update, where other replicas may write it.
     lock_row: str = ""
     # Appended to the SELECT that picks task attempts to claim: concurrent claimers skip each other's rows.
@@ -320,15 +318,16 @@ class SqlStore:
                 self._note("bus")
             return result
 
-        for attempt in itertools.count(1):
+        for _ in range(_TRANSACT_ATTEMPTS - 1):
             try:
                 done: T = await self._writer.submit(run)
                 return done
             except Exception as exc:
-                if attempt >= _TRANSACT_ATTEMPTS or not self.retryable(exc):
+                if not self.retryable(exc):
                     raise
                 logger.info("transition conflicted with another replica (%s); running it again", exc)
-        raise AssertionError("unreachable")
+        last: T = await self._writer.submit(run)
+        return last
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:
         """Stored definition versions."""

@@ -18,7 +18,7 @@ _BEGIN = "BEGIN IMMEDIATE"
 
 
 _SYNC_MODES = ("full", "normal")
-_DIALECT = Dialect("sqlite")
+_DIALECT = Dialect()
 
 
 def _parse_url(url: str) -> tuple[Path, str]:

@@ -11,12 +11,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
-from control_plane.core.signal import Signal, wait_any
+from control_plane.core.signal import Signal, on_signal
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from control_plane.models import (
     AckMode,
@@ -134,7 +133,12 @@ class Bus:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._housekeep(stop))
             if self._cluster.shared:
-                tasks.create_task(self._follow(stop))
+                # Woken by other replicas' notifications, or by a gap in the log.
+                signals = (self._follow_wakeup, self.log.gap)
+                follow = on_signal(
+                    stop, self.log.catch_up, signals, _FOLLOW_FALLBACK_S, "following the bus log"
+                )
+                tasks.create_task(follow)
 
     async def _housekeep(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -145,24 +149,6 @@ class Bus:
                     await self.housekeeping()
                 except Exception:
                     logger.exception("bus housekeeping failed")
-
-    async def _follow(self, stop: asyncio.Event) -> None:
-        """Bring in what other replicas publish, woken by their notifications or by a gap in the log."""
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                wakeups: list[asyncio.Future[Any]] = [
-                    self._follow_wakeup.waiter(),
-                    self.log.gap.waiter(),
-                    stopping,
-                ]
-                try:
-                    await self.log.catch_up()
-                except Exception:
-                    logger.exception("following the bus log failed")
-                await wait_any(wakeups, _FOLLOW_FALLBACK_S)
-        finally:
-            stopping.cancel()
 
     async def housekeeping(self) -> int:
         """Trim stored messages to their retention policies and forget expired message ids; returns removals."""

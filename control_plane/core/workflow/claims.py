@@ -50,11 +50,13 @@ class Claims:
 
     def keep(self, tasks: list[TaskAttempt]) -> list[TaskAttempt]:
         """New attempts made here: those a worker here can run; the others are released."""
-        foreign = [t for t in tasks if not self._dispatcher.serves(t.service)]
-        if not foreign:
-            return tasks
-        self.release(foreign)
-        return [t for t in tasks if self._dispatcher.serves(t.service)]
+        kept: list[TaskAttempt] = []
+        foreign: list[TaskAttempt] = []
+        for task in tasks:
+            (kept if self._dispatcher.serves(task.service) else foreign).append(task)
+        if foreign:
+            self.release(foreign)
+        return kept
 
     def release(self, tasks: list[TaskAttempt]) -> None:
         """Hand attempts no worker here can run to the replicas that have such workers."""
@@ -66,6 +68,13 @@ class Claims:
                 logger.exception("releasing %d task attempts failed", len(tasks))
 
         self._spawn(release())
+
+    async def release_owned(self) -> None:
+        """Give back everything this replica owns (it is stopping), not only when the leader notices it is gone."""
+        try:
+            await self._store.wf_release_owned()
+        except Exception:
+            logger.exception("releasing this replica's task attempts failed")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take attempts nobody owns for the workers attached here, as far as their credit goes."""

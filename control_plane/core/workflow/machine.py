@@ -603,8 +603,19 @@ class Machine:
             }
             self.effects.messages.append(
                 OutgoingMessage(
-                    f"workflow.{r.definition}.{r.id}.{kind.value}",
+                    event_subject(r.definition, r.id, kind.value),
                     json.dumps(body, separators=(",", ":"), default=str).encode(),
                     content_type=_CONTENT_TYPE,
                 )
             )
+
+
+def event_subject(definition: str, process_id: str, event: str) -> str:
+    """The Bus subject of a process event: `workflow.<definition>.<process id>.<event>`."""
+    return f"workflow.{definition}.{process_id}.{event}"
+
+
+def process_of_subject(subject: str) -> str | None:
+    """The process id in a process event's subject, or None for any other subject."""
+    parts = subject.split(".", 3)
+    return parts[2] if len(parts) == 4 and parts[0] == "workflow" else None

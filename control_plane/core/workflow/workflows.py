@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import heapq
 import json
 import logging
@@ -18,12 +19,12 @@ from typing import Any, TypeVar
 from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
 from control_plane.core.registry import Registry
-from control_plane.core.signal import Signal, wait_any
+from control_plane.core.signal import Signal, on_signal, wait_any
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
-from control_plane.core.workflow.machine import Effects, Machine, error, parse_token
+from control_plane.core.workflow.machine import Effects, Machine, error, parse_token, process_of_subject
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from control_plane.models import (
     ChangeType,
@@ -119,6 +120,7 @@ class Workflows:
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
         self._claims = Claims(store, self.dispatcher, self._spawn) if self._cluster.shared else None
+        self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
         if self._cluster.shared:
             self._cluster.subscribe("definitions", self._on_definition)
             bus.log.listeners.append(self._on_messages)
@@ -143,15 +145,12 @@ class Workflows:
             tasks.create_task(self._bus_waits.run(stop))
             if self._claims is not None:
                 tasks.create_task(self._claims.run(stop))
-                tasks.create_task(self._lead(stop))
+                duties = functools.partial(self._lead, self._claims)
+                tasks.create_task(on_signal(stop, duties, [], _LEAD_EVERY_S, "leader duties"))
         for task in list(self._background):
             task.cancel()
-        if self._cluster.shared:
-            # What this replica held goes back to the others now, not when the leader notices it is gone.
-            try:
-                await self._store.wf_release_owned()
-            except Exception:
-                logger.exception("releasing this replica's task attempts failed")
+        if self._claims is not None:
+            await self._claims.release_owned()
 
     # -- replicas -------------------------------------------------------------------------------
 
@@ -169,34 +168,21 @@ class Workflows:
         if not self._watchers:
             return
         for message in messages:
-            parts = message.subject.split(".", 3)
-            if len(parts) == 4 and parts[0] == "workflow":
-                watch = self._watchers.get(parts[2])
-                if watch is not None:
-                    watch.signal.notify()
+            watch = self._watchers.get(process_of_subject(message.subject) or "")
+            if watch is not None:
+                watch.signal.notify()
 
-    async def _lead(self, stop: asyncio.Event) -> None:
+    async def _lead(self, claims: Claims) -> None:
         """On the leader: free what dead replicas held, fire their overdue timers, adopt their Bus waits."""
-        stopping = asyncio.ensure_future(stop.wait())
-        adopt_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
-        try:
-            while not stop.is_set():
-                await wait_any([stopping], _LEAD_EVERY_S)
-                if stop.is_set() or not self._cluster.leader:
-                    continue
-                try:
-                    for service in await self._store.wf_release_orphans():
-                        if self._claims is not None:
-                            self._claims.unowned(service)
-                    overdue = await self._store.wf_due_timers(self._wall() - _TIMER_SLACK_S, _FIRE_BATCH)
-                    await asyncio.gather(*(self._fire(process_id, name) for process_id, name, _ in overdue))
-                    if time.monotonic() >= adopt_at:
-                        adopt_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
-                        await self._bus_waits.adopt(self._store.wf_bus_waits)
-                except Exception:
-                    logger.exception("leader duties failed")
-        finally:
-            stopping.cancel()
+        if not self._cluster.leader:
+            return
+        for service in await self._store.wf_release_orphans():
+            claims.unowned(service)
+        overdue = await self._store.wf_due_timers(self._wall() - _TIMER_SLACK_S, _FIRE_BATCH)
+        await asyncio.gather(*(self._fire(process_id, name) for process_id, name, _ in overdue))
+        if time.monotonic() >= self._adopt_waits_at:
+            self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
+            await self._bus_waits.adopt(self._store.wf_bus_waits)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         background = asyncio.ensure_future(work)
