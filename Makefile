@@ -8,9 +8,14 @@ PROTOS  = $(wildcard protos/hms/mgmt/v1/*.proto)
 PY_DIRS = $(wildcard control_plane tests bench services)
 NODE_SVC = services/notification
 NODE_STAMP = $(NODE_SVC)/node_modules/.package-lock.json
+BUF_DIR  = tools/buf
+BUF      = $(BUF_DIR)/node_modules/.bin/buf
+# The wire contract of the last release; `buf breaking` compares protos/ with it. Replace it only
+# when a release is cut (`make proto-release`), never to make a breaking change pass.
+RELEASED = protos/released/v0.1.0.binpb
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto proto-check fmt lint typecheck test test-postgres demo serve bench clean
+.PHONY: help install proto proto-check proto-release buf-lint fmt lint typecheck test test-postgres demo serve bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,12 +31,20 @@ $(NODE_STAMP): $(NODE_SVC)/package.json $(NODE_SVC)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(NODE_SVC) --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: skipping $(NODE_SVC) (its tests will be skipped)"; fi
 
+# buf from npm (@bufbuild/buf), locked in tools/buf. Without npm, the proto checks are skipped with a
+# note, unless MGMT_REQUIRE_BUF=1 (CI) makes that an error.
+$(BUF): $(BUF_DIR)/package.json $(BUF_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(BUF_DIR) --no-audit --no-fund --loglevel=error; \
+	elif [ "$$MGMT_REQUIRE_BUF" = 1 ]; then echo "npm not found: buf is required (MGMT_REQUIRE_BUF=1)" >&2; exit 1; \
+	else echo "npm not found: skipping buf lint and buf breaking"; fi
+
 install: $(STAMP) $(NODE_STAMP)  ## create .venv, install the project with its test extras and the Node service
 
 GEN = --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
 proto: $(STAMP)  ## regenerate hms/mgmt/v1 (code and typed stubs) from protos/; commit the result
 	$(PY) -m grpc_tools.protoc -I protos $(GEN) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I protos --include_source_info --descriptor_set_out=hms/mgmt/v1/documented.binpb $(PROTOS)
 
 proto-check: proto  ## fail if the generated code is stale or was edited by hand
 	test -z "$$(git status --porcelain -- hms)"
@@ -40,7 +53,13 @@ fmt: $(STAMP)  ## format and autofix
 	$(PY) -m ruff format $(PY_DIRS)
 	$(PY) -m ruff check --fix $(PY_DIRS)
 
-lint: $(STAMP)  ## ruff, mypy and the import layering contracts
+buf-lint: $(BUF)  ## buf lint (STANDARD + COMMENTS) and buf breaking against the last release
+	@if [ -x $(BUF) ]; then $(BUF) lint && $(BUF) breaking --against $(RELEASED); fi
+
+proto-release: $(BUF)  ## cut a release of the contract: RELEASED=protos/released/vX.Y.Z.binpb (then set it above)
+	$(BUF) build -o $(RELEASED)
+
+lint: $(STAMP) buf-lint  ## ruff, mypy, the import layering contracts, buf lint and buf breaking
 	$(PY) -m ruff check $(PY_DIRS)
 	$(PY) -m ruff format --check $(PY_DIRS)
 	$(PY) -m mypy

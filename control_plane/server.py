@@ -19,6 +19,7 @@ from control_plane.core.registry import Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
 from control_plane.servicers.bus import BusServicer
+from control_plane.servicers.reflection import enable_documented_reflection
 from control_plane.servicers.registry import RegistryServicer
 from control_plane.servicers.workflow import WorkflowServicer
 from control_plane.settings import Settings
@@ -101,7 +102,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         workflow_pb2_grpc.add_WorkflowServicer_to_server(WorkflowServicer(workflows, stopping), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
         if credentials is None:
             port = server.add_insecure_port(settings.listen)

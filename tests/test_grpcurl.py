@@ -81,3 +81,13 @@ async def test_health_check_per_service(server: App) -> None:
     )
 
     assert reply == {"status": "SERVING"}
+
+
+async def test_reflection_serves_descriptors_with_their_source_comments(server: App) -> None:
+    service = await run("-plaintext", server.address, "describe", "hms.mgmt.v1.Registry")
+    message = await run("-plaintext", server.address, "describe", "hms.mgmt.v1.HealthProbe")
+
+    # The comments of protos/hms/mgmt/v1/registry.proto, as grpcurl prints them.
+    assert "// Service discovery with leases, active health probing" in service
+    assert "// Renew a lease once. NOT_FOUND when the lease already lapsed" in service
+    assert "// Time between probes. Default 10s; allowed 100ms..1h." in message

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hms/mgmt/v1/common.proto\x12\x0bhms.mgmt.v1\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t*d\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_PASSING\x10\x01\x12\x1a\n\x16HEALTH_STATUS_CRITICAL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hms/mgmt/v1/common.proto\x12\x0bhms.mgmt.v1\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t*d\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_PASSING\x10\x01\x12\x1a\n\x16HEALTH_STATUS_CRITICAL\x10\x02\x42\x65\n\x0eio.hms.mgmt.v1B\x0b\x43ommonProtoP\x01Z6github.com/hms-mgmt/hms-mgmt/gen/go/hms/mgmt/v1;mgmtv1\xaa\x02\x0bHms.Mgmt.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hms.mgmt.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\016io.hms.mgmt.v1B\013CommonProtoP\001Z6github.com/hms-mgmt/hms-mgmt/gen/go/hms/mgmt/v1;mgmtv1\252\002\013Hms.Mgmt.V1'
   _globals['_HEALTHSTATUS']._serialized_start=95
   _globals['_HEALTHSTATUS']._serialized_end=195
   _globals['_FIELDVIOLATION']._serialized_start=41

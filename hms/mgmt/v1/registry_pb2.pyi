@@ -34,6 +34,7 @@ class _ChangeType:
 class _ChangeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CHANGE_TYPE_UNSPECIFIED: _ChangeType.ValueType  # 0
+    """Never sent; the zero value of the enum."""
     CHANGE_TYPE_UP: _ChangeType.ValueType  # 1
     """A new instance registered."""
     CHANGE_TYPE_UPDATED: _ChangeType.ValueType  # 2
@@ -47,6 +48,7 @@ class ChangeType(_ChangeType, metaclass=_ChangeTypeEnumTypeWrapper):
     """What happened to an instance."""
 
 CHANGE_TYPE_UNSPECIFIED: ChangeType.ValueType  # 0
+"""Never sent; the zero value of the enum."""
 CHANGE_TYPE_UP: ChangeType.ValueType  # 1
 """A new instance registered."""
 CHANGE_TYPE_UPDATED: ChangeType.ValueType  # 2
@@ -227,6 +229,8 @@ Global___Lease: _TypeAlias = Lease  # noqa: Y015
 
 @_typing.final
 class RegisterRequest(_message.Message):
+    """Request of Register."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INSTANCE_FIELD_NUMBER: _builtins.int
@@ -255,6 +259,8 @@ Global___RegisterRequest: _TypeAlias = RegisterRequest  # noqa: Y015
 
 @_typing.final
 class RegisterResponse(_message.Message):
+    """Response of Register."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INSTANCE_FIELD_NUMBER: _builtins.int
@@ -287,6 +293,8 @@ Global___RegisterResponse: _TypeAlias = RegisterResponse  # noqa: Y015
 
 @_typing.final
 class HeartbeatRequest(_message.Message):
+    """Request of Heartbeat."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LEASE_ID_FIELD_NUMBER: _builtins.int
@@ -307,6 +315,8 @@ Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
 
 @_typing.final
 class HeartbeatResponse(_message.Message):
+    """Response of Heartbeat."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LEASE_FIELD_NUMBER: _builtins.int
@@ -329,6 +339,8 @@ Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
 
 @_typing.final
 class KeepAliveRequest(_message.Message):
+    """One renewal on a KeepAlive stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LEASE_ID_FIELD_NUMBER: _builtins.int
@@ -349,6 +361,8 @@ Global___KeepAliveRequest: _TypeAlias = KeepAliveRequest  # noqa: Y015
 
 @_typing.final
 class KeepAliveResponse(_message.Message):
+    """The answer to one KeepAliveRequest, in request order."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LEASE_FIELD_NUMBER: _builtins.int
@@ -379,6 +393,8 @@ Global___KeepAliveResponse: _TypeAlias = KeepAliveResponse  # noqa: Y015
 
 @_typing.final
 class DeregisterRequest(_message.Message):
+    """Request of Deregister."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVICE_FIELD_NUMBER: _builtins.int
@@ -403,6 +419,8 @@ Global___DeregisterRequest: _TypeAlias = DeregisterRequest  # noqa: Y015
 
 @_typing.final
 class DeregisterResponse(_message.Message):
+    """Response of Deregister."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REVISION_FIELD_NUMBER: _builtins.int
@@ -423,6 +441,8 @@ Global___DeregisterResponse: _TypeAlias = DeregisterResponse  # noqa: Y015
 
 @_typing.final
 class LookupRequest(_message.Message):
+    """Request of Lookup."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVICE_FIELD_NUMBER: _builtins.int
@@ -461,6 +481,8 @@ Global___LookupRequest: _TypeAlias = LookupRequest  # noqa: Y015
 
 @_typing.final
 class LookupResponse(_message.Message):
+    """Response of Lookup."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INSTANCES_FIELD_NUMBER: _builtins.int
@@ -487,6 +509,8 @@ Global___LookupResponse: _TypeAlias = LookupResponse  # noqa: Y015
 
 @_typing.final
 class ListServicesRequest(_message.Message):
+    """Request of ListServices (no parameters)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -538,6 +562,8 @@ Global___ServiceSummary: _TypeAlias = ServiceSummary  # noqa: Y015
 
 @_typing.final
 class ListServicesResponse(_message.Message):
+    """Response of ListServices."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVICES_FIELD_NUMBER: _builtins.int
@@ -564,6 +590,8 @@ Global___ListServicesResponse: _TypeAlias = ListServicesResponse  # noqa: Y015
 
 @_typing.final
 class WatchRequest(_message.Message):
+    """Request of Watch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVICE_FIELD_NUMBER: _builtins.int
@@ -636,6 +664,8 @@ Global___RegistryChange: _TypeAlias = RegistryChange  # noqa: Y015
 
 @_typing.final
 class WatchResponse(_message.Message):
+    """One message of a Watch stream: the snapshot, a batch of changes, or a progress message."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CREATED_FIELD_NUMBER: _builtins.int
