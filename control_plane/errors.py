@@ -60,6 +60,12 @@ class FailedPrecondition(ControlPlaneError):
     reason = "FAILED_PRECONDITION"
 
 
+class PermissionDenied(ControlPlaneError):
+    """The caller's token may not act on this resource (a worker token outside its services)."""
+
+    reason = "PERMISSION_DENIED"
+
+
 class OutOfRange(ControlPlaneError):
     """A position (revision, sequence) is outside what is kept."""
 

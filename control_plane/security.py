@@ -33,12 +33,25 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
+ANY_SERVICE = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a bearer token belongs to."""
+    """Who a bearer token belongs to, and for a worker the services it may register and serve."""
 
     name: str
     role: Role
+    # The services a worker token may act for ("*": any); admins and clients are not scoped.
+    services: frozenset[str] = frozenset({ANY_SERVICE})
+
+    def may_serve(self, service: str) -> bool:
+        """Whether this token may register, deregister, take tasks of or report for `service`."""
+        if self.role is Role.ADMIN:
+            return True
+        if self.role is not Role.WORKER:
+            return False
+        return ANY_SERVICE in self.services or service in self.services
 
 
 class SecurityConfigError(ValueError):
@@ -118,7 +131,7 @@ def required_roles(method: str) -> frozenset[Role] | None:
 
 # --- Bearer tokens ----------------------------------------------------------------------------------
 
-_ENTRY_KEYS = frozenset({"token", "role", "name"})
+_ENTRY_KEYS = frozenset({"token", "role", "name", "services"})
 _ROLE_NAMES = frozenset(role.value for role in Role)
 
 
@@ -150,16 +163,20 @@ def load_tokens(path: Path) -> dict[str, Principal]:
         raise SecurityConfigError(f"--tokens {path}: `tokens` must be a non-empty list")
 
     roles = ", ".join(role.value for role in Role)
+    lines = _entry_lines(text)
     principals: dict[str, Principal] = {}
     first_index: dict[str, int] = {}
     for index, entry in enumerate(entries):
         # Never echo a token value in a message: these end up in logs.
-        at = f"--tokens {path}: tokens[{index}]"
+        line = f" (line {lines[index]})" if index < len(lines) else ""
+        at = f"--tokens {path}: tokens[{index}]{line}"
         if not isinstance(entry, dict):
             raise SecurityConfigError(f"{at}: expected a mapping with token, role and name")
         unknown = sorted(str(key) for key in entry if key not in _ENTRY_KEYS)
         if unknown:
-            raise SecurityConfigError(f"{at}: unknown key {unknown[0]!r} (expected token, role, name)")
+            raise SecurityConfigError(
+                f"{at}: unknown key {unknown[0]!r} (expected token, role, name, services)"
+            )
         token = entry.get("token")
         if not isinstance(token, str) or not token:
             raise SecurityConfigError(f"{at}: `token` must be a non-empty string")
@@ -173,7 +190,7 @@ def load_tokens(path: Path) -> dict[str, Principal]:
             raise SecurityConfigError(f"{at}: `name` must be a non-empty string")
         if token in principals:
             raise SecurityConfigError(f"{at}: duplicate token (same as tokens[{first_index[token]}])")
-        principals[token] = Principal(name=name, role=Role(role))
+        principals[token] = Principal(name=name, role=Role(role), services=_scope(at, Role(role), entry))
         first_index[token] = index
 
     if mode & 0o077:
@@ -181,41 +198,54 @@ def load_tokens(path: Path) -> dict[str, Principal]:
     return principals
 
 
+def _entry_lines(text: str) -> list[int]:
+    """1-based line of each entry of `tokens`, so an error can point at it without quoting it."""
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "tokens" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def _scope(at: str, role: Role, entry: dict[str, Any]) -> frozenset[str]:
+    """The `services` of a worker entry: required, a non-empty list of names or ["*"]."""
+    services = entry.get("services")
+    if role is not Role.WORKER:
+        if services is not None:
+            raise SecurityConfigError(f"{at}: `services` applies to worker tokens only")
+        return frozenset({ANY_SERVICE})
+    if services is None:
+        raise SecurityConfigError(
+            f'{at}: a worker token needs `services`: the services it may register and serve (["*"] for any)'
+        )
+    if (
+        not isinstance(services, list)
+        or not services
+        or not all(isinstance(name, str) and name and _printable_ascii(name) for name in services)
+    ):
+        raise SecurityConfigError(f"{at}: `services` must be a non-empty list of service names")
+    return frozenset(services)
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Checks `authorization: Bearer <token>` on every call and the token's role against the method."""
+class Authenticator:
+    """Finds the principal of a call from its metadata; servicers ask it for scope checks."""
 
     def __init__(self, tokens: Mapping[str, Principal]) -> None:
         # Keyed by digest so the lookup's timing depends on a hash, not on how much of a token matched.
         self._principals = {_digest(token): principal for token, principal in tokens.items()}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Pass the call on when allowed; otherwise answer UNAUTHENTICATED or PERMISSION_DENIED."""
-        method = handler_call_details.method
-        allowed = required_roles(method)
-        if allowed is None:
-            return await continuation(handler_call_details)
-        principal, problem = self._authenticate(handler_call_details.invocation_metadata)
-        if principal is None:
-            return await _refusal(
-                continuation, handler_call_details, grpc.StatusCode.UNAUTHENTICATED, problem
-            )
-        if principal.role not in allowed:
-            logger.info("denied %s (role %s) calling %s", principal.name, principal.role, method)
-            denied = f"role {principal.role} may not call {method}"
-            return await _refusal(
-                continuation, handler_call_details, grpc.StatusCode.PERMISSION_DENIED, denied
-            )
-        return await continuation(handler_call_details)
+    def principal(self, metadata: Any) -> Principal | None:
+        """The caller's principal, or None when its metadata carries no known token."""
+        return self.authenticate(metadata)[0]
 
-    def _authenticate(self, metadata: Any) -> tuple[Principal | None, str]:
+    def authenticate(self, metadata: Any) -> tuple[Principal | None, str]:
+        """(principal, "") or (None, why not)."""
         values = [value for key, value in metadata or () if key == "authorization"]
         if not values:
             return None, "missing bearer token: send metadata `authorization: Bearer <token>`"
@@ -230,6 +260,36 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if principal is None:
             return None, "unknown bearer token"
         return principal, ""
+
+
+class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks `authorization: Bearer <token>` on every call and the token's role against the method."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Pass the call on when allowed; otherwise answer UNAUTHENTICATED or PERMISSION_DENIED."""
+        method = handler_call_details.method
+        allowed = required_roles(method)
+        if allowed is None:
+            return await continuation(handler_call_details)
+        principal, problem = self._authenticator.authenticate(handler_call_details.invocation_metadata)
+        if principal is None:
+            return await _refusal(
+                continuation, handler_call_details, grpc.StatusCode.UNAUTHENTICATED, problem
+            )
+        if principal.role not in allowed:
+            logger.info("denied %s (role %s) calling %s", principal.name, principal.role, method)
+            denied = f"role {principal.role} may not call {method}"
+            return await _refusal(
+                continuation, handler_call_details, grpc.StatusCode.PERMISSION_DENIED, denied
+            )
+        return await continuation(handler_call_details)
 
 
 async def _refusal(

@@ -21,6 +21,7 @@ from control_plane.health_checker import GrpcHealthChecker
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.reflection import enable_documented_reflection
 from control_plane.servicers.registry import RegistryServicer
+from control_plane.servicers.scopes import Scopes
 from control_plane.servicers.workflow import WorkflowServicer
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
@@ -93,13 +94,17 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         store.cluster.start()
         stopping = asyncio.Event()
 
-        interceptors = [security.TokenAuthInterceptor(tokens)] if tokens else []
+        authenticator = security.Authenticator(tokens) if tokens else None
+        scopes = Scopes(authenticator)
+        interceptors = [security.TokenAuthInterceptor(authenticator)] if authenticator else []
         server = grpc.aio.server(interceptors=interceptors)
         registry_pb2_grpc.add_RegistryServicer_to_server(
-            RegistryServicer(registry, settings.registry.progress_interval_s, stopping), server
+            RegistryServicer(registry, settings.registry.progress_interval_s, stopping, scopes), server
         )
         bus_pb2_grpc.add_BusServicer_to_server(BusServicer(bus, stopping), server)
-        workflow_pb2_grpc.add_WorkflowServicer_to_server(WorkflowServicer(workflows, stopping), server)
+        workflow_pb2_grpc.add_WorkflowServicer_to_server(
+            WorkflowServicer(workflows, stopping, scopes), server
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

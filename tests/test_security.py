@@ -45,7 +45,7 @@ TOKENS_YAML = f"""
 tokens:
   - {{token: "{ADMIN_TOKEN}", role: admin, name: ops}}
   - {{token: "{CLIENT_TOKEN}", role: client, name: web}}
-  - {{token: "{WORKER_TOKEN}", role: worker, name: payments}}
+  - {{token: "{WORKER_TOKEN}", role: worker, name: payments, services: [payments]}}
 """
 
 TOKEN_OF = {Role.ADMIN: ADMIN_TOKEN, Role.CLIENT: CLIENT_TOKEN, Role.WORKER: WORKER_TOKEN}
@@ -67,33 +67,48 @@ def test_load_tokens_maps_each_token_to_its_principal(tmp_path: Path) -> None:
     assert tokens == {
         ADMIN_TOKEN: Principal("ops", Role.ADMIN),
         CLIENT_TOKEN: Principal("web", Role.CLIENT),
-        WORKER_TOKEN: Principal("payments", Role.WORKER),
+        WORKER_TOKEN: Principal("payments", Role.WORKER, frozenset({"payments"})),
     }
 
 
 def test_load_tokens_names_an_unnamed_entry_by_its_index(tmp_path: Path) -> None:
-    tokens = load_tokens(write(tmp_path / "tokens.yaml", "tokens: [{token: abc, role: worker}]"))
+    tokens = load_tokens(
+        write(tmp_path / "tokens.yaml", "tokens: [{token: abc, role: worker, services: ['*']}]")
+    )
 
-    assert tokens == {"abc": Principal("tokens[0]", Role.WORKER)}
+    assert tokens == {"abc": Principal("tokens[0]", Role.WORKER, frozenset({"*"}))}
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("tokens: [{token: abc, role: superuser, name: x}]", "tokens[0]: unknown role 'superuser'"),
-        ("tokens: [{token: abc, role: ADMIN, name: x}]", "tokens[0]: unknown role 'ADMIN'"),
-        ("tokens: [{token: abc, name: x}]", "tokens[0]: unknown role None"),
+        ("tokens: [{token: abc, role: superuser, name: x}]", "tokens[0] (line 1): unknown role 'superuser'"),
+        ("tokens: [{token: abc, role: ADMIN, name: x}]", "tokens[0] (line 1): unknown role 'ADMIN'"),
+        ("tokens: [{token: abc, name: x}]", "tokens[0] (line 1): unknown role None"),
         (
             "tokens: [{token: a, role: admin}, {token: b, role: admin}, {token: a, role: client}]",
-            "tokens[2]: duplicate token (same as tokens[0])",
+            "tokens[2] (line 1): duplicate token (same as tokens[0])",
         ),
-        ('tokens: [{token: "", role: admin}]', "tokens[0]: `token` must be a non-empty string"),
-        ("tokens: [{role: admin}]", "tokens[0]: `token` must be a non-empty string"),
-        ("tokens: [{token: 1234, role: admin}]", "tokens[0]: `token` must be a non-empty string"),
-        ('tokens: [{token: "two words", role: admin}]', "tokens[0]: `token` must be printable ASCII"),
-        ('tokens: [{token: "abc", role: admin, name: ""}]', "tokens[0]: `name` must be a non-empty string"),
-        ("tokens: [{token: abc, rol: admin}]", "tokens[0]: unknown key 'rol'"),
-        ("tokens: [abc]", "tokens[0]: expected a mapping"),
+        ('tokens: [{token: "", role: admin}]', "tokens[0] (line 1): `token` must be a non-empty string"),
+        ("tokens: [{role: admin}]", "tokens[0] (line 1): `token` must be a non-empty string"),
+        ("tokens: [{token: 1234, role: admin}]", "tokens[0] (line 1): `token` must be a non-empty string"),
+        (
+            'tokens: [{token: "two words", role: admin}]',
+            "tokens[0] (line 1): `token` must be printable ASCII",
+        ),
+        (
+            'tokens: [{token: "abc", role: admin, name: ""}]',
+            "tokens[0] (line 1): `name` must be a non-empty string",
+        ),
+        ("tokens: [{token: abc, rol: admin}]", "tokens[0] (line 1): unknown key 'rol'"),
+        (
+            "tokens:\n  - {token: a, role: admin}\n  - {token: b, role: worker}",
+            "tokens[1] (line 3): a worker token needs `services`",
+        ),
+        ("tokens: [{token: b, role: worker, services: []}]", "`services` must be a non-empty list"),
+        ("tokens: [{token: b, role: worker, services: payments}]", "`services` must be a non-empty list"),
+        ("tokens: [{token: b, role: client, services: [x]}]", "`services` applies to worker tokens only"),
+        ("tokens: [abc]", "tokens[0] (line 1): expected a mapping"),
         ("tokens: []", "`tokens` must be a non-empty list"),
         ("tokens: abc", "`tokens` must be a non-empty list"),
         ("- {token: abc, role: admin}", "expected a mapping with one key, `tokens`"),
@@ -643,3 +658,26 @@ async def test_serve_with_insecure_listens_on_a_public_address(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         assert await health_status(channel) == grpc.StatusCode.OK
     assert await proc.stop() == 0
+
+
+def readme_role_table() -> dict[str, frozenset[Role]]:
+    """The README's table of what each role may call, as {"/hms.mgmt.v1.Service/Method": roles}."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table: dict[str, frozenset[Role]] = {}
+    for roles_cell, rpcs_cell in re.findall(r"^\| ([a-z, ]+?)(?: \(.*?\))? \| (`.*`) \|$", text, flags=re.M):
+        if roles_cell.startswith("anyone"):
+            continue  # health and reflection: OPEN_SERVICES, checked by test_required_roles
+        roles = frozenset(Role(name.strip()) for name in roles_cell.split(","))
+        for rpc in re.findall(r"`([A-Za-z]+/[A-Za-z]+)`", rpcs_cell):
+            assert f"/hms.mgmt.v1.{rpc}" not in table, f"{rpc} is in two rows of the README's table"
+            table[f"/hms.mgmt.v1.{rpc}"] = roles
+    return table
+
+
+def test_readme_role_table_matches_the_code_for_every_rpc() -> None:
+    table = readme_role_table()
+
+    assert table == dict(ROLES)
+    assert sorted(table) == sorted(contract_methods())

@@ -236,15 +236,31 @@ async def test_reports_for_stale_attempts_change_nothing(client: Client, service
         token = frame.tasks[0].task_token
         first = await client.workflow.complete(token, {"ok": True})
         repeated = await client.workflow.complete(token, {"ok": False})
-        bogus = await client.workflow.complete(token.replace("/1/", "/7/"), {})
+        with pytest.raises(InvalidArgument):  # a made-up attempt: the token's MAC no longer matches
+            await client.workflow.complete(token.replace("/1/", "/7/"), {})
     finally:
         stream.cancel()
 
     assert first.result == pb.REPORT_RESULT_ACCEPTED
     assert repeated.result == pb.REPORT_RESULT_ALREADY_REPORTED
-    assert bogus.result == pb.REPORT_RESULT_STALE_ATTEMPT
     status = await client.workflow.status(process.id)
     assert dict(next(s for s in status.steps if s.step_id == "validate").output) == {"ok": True}
+
+
+async def test_a_completion_after_the_attempt_failed_changes_nothing(client: Client) -> None:
+    await client.workflow.apply(PERMIT)
+    await client.registry.register("Docs", "127.0.0.1:1", instance_id="manual")
+    await client.workflow.start("permit", {"application_id": "a7", "cost": 1})
+    stream = client.workflow.subscribe_tasks("Docs", "manual", ["validate"], 1)
+    try:
+        token = (await next_tasks(stream)).tasks[0].task_token
+        failed = await client.workflow.fail(token, "FLAKY", "try again")  # attempt 2 is scheduled
+        late = await client.workflow.complete(token, {"ok": True})
+    finally:
+        stream.cancel()
+
+    assert failed.result == pb.REPORT_RESULT_ACCEPTED
+    assert late.result == pb.REPORT_RESULT_ALREADY_REPORTED
 
 
 async def test_a_task_held_by_a_vanished_worker_goes_to_another(client: Client, services: Services) -> None:

@@ -12,6 +12,7 @@ from control_plane.core.registry import Registry
 from control_plane.models import Instance
 from control_plane.servicers import convert
 from control_plane.servicers.errors import translate_errors
+from control_plane.servicers.scopes import OPEN, Scopes
 from control_plane.servicers.streams import until_stopped
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms.mgmt.v1 import registry_pb2_grpc
@@ -24,8 +25,15 @@ _WIRE_CACHE_SIZE = 50_000
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     """Thin: each method converts, calls the registry and converts back."""
 
-    def __init__(self, registry: Registry, progress_interval_s: float, stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        progress_interval_s: float,
+        stopping: asyncio.Event,
+        scopes: Scopes = OPEN,
+    ) -> None:
         self._registry = registry
+        self._scopes = scopes
         self._progress_interval_s = progress_interval_s
         self._stopping = stopping
         # Instances are immutable per revision, so their wire form is built once, not on every Lookup
@@ -43,6 +51,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     @translate_errors
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
+        self._scopes.check(context, request.instance.service, "register instances")
         instance, lease = await self._registry.register(convert.registration_from_proto(request))
         return pb.RegisterResponse(
             instance=convert.instance_to_proto(instance),
@@ -67,6 +76,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     @translate_errors
     async def Deregister(self, request: pb.DeregisterRequest, context: Context) -> pb.DeregisterResponse:
+        self._scopes.check(context, request.service, "deregister instances")
         revision = await self._registry.deregister(request.service, request.instance_id)
         return pb.DeregisterResponse(revision=revision)
 

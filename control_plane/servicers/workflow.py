@@ -14,12 +14,13 @@ import grpc
 from control_plane.core.paging import page
 from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
-from control_plane.errors import FieldViolation, InvalidArgument
+from control_plane.errors import FieldViolation, InvalidArgument, PermissionDenied
 from control_plane.models import ProcessRecord
 from control_plane.servicers import bus_convert
 from control_plane.servicers import workflow_convert as convert
 from control_plane.servicers.convert import timestamp
 from control_plane.servicers.errors import translate_errors
+from control_plane.servicers.scopes import OPEN, Scopes
 from control_plane.servicers.streams import until_stopped
 from hms.mgmt.v1 import common_pb2, workflow_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
@@ -34,9 +35,10 @@ _REPORTS_AHEAD = 1000
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
     """Thin: each method converts, calls the engine and converts back."""
 
-    def __init__(self, workflows: Workflows, stopping: asyncio.Event) -> None:
+    def __init__(self, workflows: Workflows, stopping: asyncio.Event, scopes: Scopes = OPEN) -> None:
         self._workflows = workflows
         self._stopping = stopping
+        self._scopes = scopes
 
     def _process(self, record: ProcessRecord, *, details: bool = True) -> pb.Process:
         _, parsed = self._workflows.definition(record.definition, record.version)
@@ -191,16 +193,21 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
     async def SubscribeTasks(
         self, request: pb.SubscribeTasksRequest, context: Context
     ) -> AsyncIterator[pb.SubscribeTasksResponse]:
+        self._scopes.check(context, request.service, "take tasks")
         async with self._workflows.worker(
             request.service, request.instance_id, list(request.task_types), request.max_in_flight
         ) as session:
             yield pb.SubscribeTasksResponse(ready=True)
+            wire = self._workflows.wire_token
             while True:
                 tasks, cancellations = await session.next_frame()
                 now = time.time()
                 yield pb.SubscribeTasksResponse(
-                    tasks=[convert.task(t, now) for t in tasks],
-                    cancellations=[convert.cancellation(token, reason) for token, reason in cancellations],
+                    tasks=[convert.task(t, now, wire(t.token, session.service)) for t in tasks],
+                    cancellations=[
+                        convert.cancellation(wire(key, session.service), reason)
+                        for key, reason in cancellations
+                    ],
                 )
 
     @translate_errors
@@ -217,7 +224,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         async for request in until_stopped(request_iterator, self._stopping):
             for event in request.events:
                 job = asyncio.ensure_future(
-                    self._report_after(last.get(event.task_token), index, event, results)
+                    self._report_after(last.get(event.task_token), index, event, results, context)
                 )
                 last[event.task_token] = job
                 running.add(job)
@@ -239,15 +246,24 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         position: int,
         event: pb.TaskEvent,
         results: list[tuple[int, ReportOutcome | InvalidArgument]],
+        context: Context,
     ) -> None:
         if previous is not None:
             await asyncio.wait({previous})
         try:
-            results.append((position, await self._report(event)))
+            results.append((position, await self._report(event, context)))
         except InvalidArgument as exc:
             results.append((position, exc))
+        except PermissionDenied as exc:
+            # Counted as invalid: this stream's answer has no other place for a refused event.
+            results.append((position, InvalidArgument([FieldViolation("task_token", str(exc))])))
 
-    async def _report(self, event: pb.TaskEvent) -> ReportOutcome:
+    def _check_token(self, context: Context, token: str) -> None:
+        """A task may be reported on only by a token allowed to serve the service it was handed to."""
+        self._scopes.check(context, self._workflows.token_service(token), "report on tasks")
+
+    async def _report(self, event: pb.TaskEvent, context: Context) -> ReportOutcome:
+        self._check_token(context, event.task_token)
         kind = event.WhichOneof("event")
         match kind:
             case "completed":
@@ -281,6 +297,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
     async def CompleteTask(
         self, request: pb.CompleteTaskRequest, context: Context
     ) -> pb.CompleteTaskResponse:
+        self._check_token(context, request.task_token)
         outcome = await self._workflows.complete(
             request.task_token,
             convert.plain(request.output),
@@ -292,6 +309,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
 
     @translate_errors
     async def FailTask(self, request: pb.FailTaskRequest, context: Context) -> pb.FailTaskResponse:
+        self._check_token(context, request.task_token)
         report = await self._workflows.fail(
             request.task_token,
             request.error_code,

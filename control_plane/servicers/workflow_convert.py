@@ -183,10 +183,10 @@ def event(item: HistoryEvent) -> pb.HistoryEvent:
     )
 
 
-def task(item: TaskAttempt, now: float) -> pb.Task:
+def task(item: TaskAttempt, now: float, token: str) -> pb.Task:
     """The wire form of a task attempt handed over at `now` (its deadline counts from then)."""
     message = pb.Task(
-        task_token=item.token,
+        task_token=token,
         process_id=item.process_id,
         definition=item.definition,
         definition_version=item.definition_version,

@@ -119,6 +119,10 @@ class Store(Protocol):
 
     cluster: Cluster
 
+    async def secret(self, name: str) -> bytes:
+        """A key shared by every replica of this store, made at first use (signing task tokens etc.)."""
+        ...
+
     async def registry_commit(
         self, instance: Instance, change_type: ChangeType, *, reason: str, now: float
     ) -> RegistryChange:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,20 @@ class SqlStore:
             return await asyncio.to_thread(work, conn)
         finally:
             self._readers.put_nowait(conn)
+
+    async def secret(self, name: str) -> bytes:
+        """The key called `name`, made (32 random bytes) by the first replica that asks."""
+
+        def work(conn: Connection) -> bytes:
+            conn.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_hex(32)),
+            )
+            row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            return bytes.fromhex(row[0])
+
+        key: bytes = await self._writer.submit(work)
+        return key
 
     async def registry_commit(
         self, instance: Instance, change_type: ChangeType, *, reason: str, now: float

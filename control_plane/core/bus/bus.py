@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Mem
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
 from control_plane.core.signal import Signal, on_signal
+from control_plane.core.signing import Signer
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from control_plane.models import (
     AckMode,
@@ -114,6 +116,8 @@ class Bus:
         self._now = monotonic
         self.log = MessageLog(store, settings.tail_size)
         self._consumers: dict[str, Consumer] = {}
+        self._signer: Signer | None = None
+        self._tags: dict[str, str] = {}
         self._create_lock = asyncio.Lock()
         self._closed = False
         self._cluster = store.cluster
@@ -122,6 +126,7 @@ class Bus:
 
     async def load(self) -> None:
         """Reload the log position and every durable consumer."""
+        self._signer = Signer(await self._store.secret("delivery_ids"))
         await self.log.load()
         for stored in await self._store.bus_load_consumers():
             self._consumers[stored.config.name] = self._consumer(
@@ -316,9 +321,26 @@ class Bus:
             cursor=cursor,
             dead_lettered=dead_lettered,
             pending=pending,
+            tag=self.consumer_tag(config.name),
             monotonic=self._now,
             wall_clock=self._wall,
         )
+
+    def consumer_tag(self, name: str) -> str:
+        """The MAC that every delivery id of consumer `name` carries.
+
+        Delivery ids name their consumer, sequence and attempt, which anyone can guess; the tag, made
+        with a key only the control plane knows, proves the id was handed to a subscriber of that
+        consumer, so nobody else can ack (or dead-letter) its messages. One MAC per consumer rather
+        than per delivery keeps the hot path free of hashing; it is the same on every replica and
+        after restarts, so an ack still counts wherever it lands.
+        """
+        tag = self._tags.get(name)
+        if tag is None:
+            if self._signer is None:
+                raise RuntimeError("Bus.load() must run before consumers exist")
+            tag = self._tags[name] = self._signer.sign(name).rpartition(".")[2]
+        return tag
 
     def _check_subscription(self, r: Subscription) -> None:
         violations = check_pattern("pattern", r.pattern)
@@ -373,8 +395,13 @@ class Bus:
         violations = []
         for index, item in enumerate(items):
             ref = parse_delivery_id(item.delivery_id)
-            if ref is None:
-                violations.append(FieldViolation(f"items[{index}].delivery_id", "not a delivery id"))
+            if ref is None or not hmac.compare_digest(ref[3], self.consumer_tag(ref[0])):
+                ref = None
+                violations.append(
+                    FieldViolation(
+                        f"items[{index}].delivery_id", "not a delivery id issued by this control plane"
+                    )
+                )
             if item.delay_s is not None and not 0 <= item.delay_s <= 12 * 3600:
                 violations.append(FieldViolation(f"items[{index}].delay", "must be between 0s and 12h"))
             if len(item.reason) > 1024:

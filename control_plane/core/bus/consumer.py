@@ -84,18 +84,19 @@ class Member:
     held: set[int] = field(default_factory=set)
 
 
-def delivery_id(consumer: str, sequence: int, attempt: int) -> str:
-    """The opaque id of one delivery attempt."""
-    return f"{consumer}/{sequence}/{attempt}"
+def delivery_id(consumer: str, sequence: int, attempt: int, tag: str) -> str:
+    """The opaque id of one delivery attempt; `tag` is the consumer's (see Bus.consumer_tag)."""
+    return f"{consumer}/{sequence}/{attempt}.{tag}"
 
 
-def parse_delivery_id(text: str) -> tuple[str, int, int] | None:
-    """(consumer, sequence, attempt) of a delivery id, or None when it is not one."""
+def parse_delivery_id(text: str) -> tuple[str, int, int, str] | None:
+    """(consumer, sequence, attempt, tag) of a delivery id, or None when it is not one."""
     name, _, rest = text.rpartition("/")
     consumer, _, sequence = name.rpartition("/")
-    if not consumer or not sequence.isdigit() or not rest.isdigit() or int(rest) < 1:
+    attempt, _, tag = rest.partition(".")
+    if not consumer or not sequence.isdigit() or not attempt.isdigit() or int(attempt) < 1 or not tag:
         return None
-    return consumer, int(sequence), int(rest)
+    return consumer, int(sequence), int(attempt), tag
 
 
 class Consumer:
@@ -111,10 +112,12 @@ class Consumer:
         cursor: int,
         dead_lettered: int = 0,
         pending: dict[int, int] | None = None,
+        tag: str = "",
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.tag = tag
         self.pattern = pattern
         self.cursor = cursor
         self.dead_lettered = dead_lettered
@@ -253,7 +256,7 @@ class Consumer:
             await self._store.bus_record_deliveries(self.name, self.cursor, attempts)
         return Batch(
             [
-                Delivery(m, delivery_id(self.name, m.sequence, attempt), attempt, self.name)
+                Delivery(m, delivery_id(self.name, m.sequence, attempt, self.tag), attempt, self.name)
                 for m, (_, attempt) in zip(claimed, attempts, strict=True)
             ]
         )

@@ -20,6 +20,7 @@ from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, on_signal, wait_any
+from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.definitions import Definition, parse_definition
@@ -129,6 +130,7 @@ class Workflows:
 
     async def load(self) -> None:
         """Reload definitions, requeue outstanding attempts, re-arm durable timers."""
+        self._signer = Signer(await self._store.secret("task_tokens"))
         for version in reversed(await self._store.wf_definitions()):
             self._remember(version)
         if not self._cluster.shared:
@@ -393,7 +395,7 @@ class Workflows:
     async def heartbeat(self, token: str, details: Any) -> ReportOutcome:
         """A worker is still at it: push the heartbeat deadline, keep the details for a retry."""
         process_id, step_id, attempt, compensation = self._parse_token(token)
-        if not self.dispatcher.heartbeat(token):
+        if not self.dispatcher.heartbeat(self._verify_token(token)[0]):
             return ReportOutcome.STALE_ATTEMPT
         if details is not None:
 
@@ -436,10 +438,29 @@ class Workflows:
 
     # -- transitions ----------------------------------------------------------------------------
 
+    def wire_token(self, key: str, service: str) -> str:
+        """The token a worker of `service` gets for the attempt `key`: signed, so it cannot be forged.
+
+        Internally an attempt is known by its readable key (`<process>/<step>/<attempt>/t`); the
+        wire form adds the service that may report on it and a MAC over both, so a report proves
+        that the control plane handed this attempt to a worker of that service.
+        """
+        return self._signer.sign(f"{key}@{service}")
+
+    def token_service(self, token: str) -> str:
+        """The service a task token was issued to; INVALID_ARGUMENT when it was not issued here."""
+        return self._verify_token(token)[1]
+
+    def _verify_token(self, token: str) -> tuple[str, str]:
+        text = self._signer.verify(token)
+        key, at, service = (text or "").rpartition("@")
+        if text is None or not at or parse_token(key) is None:
+            raise InvalidArgument.field("task_token", "not a task token issued by this control plane")
+        return key, service
+
     def _parse_token(self, token: str) -> tuple[str, str, int, bool]:
-        parsed = parse_token(token)
-        if parsed is None:
-            raise InvalidArgument.field("task_token", "not a task token")
+        parsed = parse_token(self._verify_token(token)[0])
+        assert parsed is not None  # checked by _verify_token
         return parsed
 
     async def _transition(self, process_id: str, apply: Callable[[Machine], R]) -> R:
