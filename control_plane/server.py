@@ -97,7 +97,9 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         authenticator = security.Authenticator(tokens) if tokens else None
         scopes = Scopes(authenticator)
         interceptors = [security.TokenAuthInterceptor(authenticator)] if authenticator else []
-        server = grpc.aio.server(interceptors=interceptors)
+        # SO_REUSEPORT off: with it (gRPC's default on Linux) a second server binds the same port and
+        # the kernel splits connections between the two at random.
+        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         registry_pb2_grpc.add_RegistryServicer_to_server(
             RegistryServicer(registry, settings.registry.progress_interval_s, stopping, scopes), server
         )
@@ -109,12 +111,18 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
-        if credentials is None:
-            port = server.add_insecure_port(settings.listen)
-        else:
-            port = server.add_secure_port(settings.listen, credentials)
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(settings.listen)
+            else:
+                port = server.add_secure_port(settings.listen, credentials)
+        except RuntimeError:  # grpcio raises "Failed to bind" where older versions returned 0
+            port = 0
         if port == 0:
-            raise ListenError(f"cannot listen on {settings.listen}: address in use or not local")
+            raise ListenError(
+                f"cannot listen on {settings.listen}: the port is taken (another mgmt serve?) "
+                "or the address is not local"
+            )
         await server.start()
         for name in ("", *SERVED):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -113,3 +113,33 @@ def test_cli_reports_an_unreachable_server_without_a_traceback() -> None:
     assert result.returncode == 1
     assert "UNAVAILABLE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_second_serve_on_a_taken_port_exits_with_a_clear_error(
+    server_process: Start, tmp_path: Path
+) -> None:
+    first = await server_process()
+    second = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "control_plane",
+        "serve",
+        "--listen",
+        first.address,
+        "--data-dir",
+        str(tmp_path / "second"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):
+            _, stderr = await second.communicate()
+    finally:
+        if second.returncode is None:
+            second.kill()  # it started beside the first: what SO_REUSEPORT allowed
+            await second.wait()
+
+    assert second.returncode != 0
+    message = stderr.decode()
+    assert f"cannot listen on {first.address}: the port is taken" in message.strip().splitlines()[-1]
+    assert "Traceback" not in message
