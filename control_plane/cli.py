@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -14,15 +13,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import argcomplete
 import grpc
-from google.protobuf import json_format
 
 from control_plane import __version__
-from control_plane.cli_workflow import add_workflow_verbs, workflow_command
+from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
+from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
 from control_plane.sdk import Client
 from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings
-from hms.mgmt.v1 import bus_pb2
+from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
 
 logger = logging.getLogger("control_plane")
 
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--after", type=int, default=None, help="resume after this revision (no snapshot)")
     for sub in (ls, lookup, watch):
         _client_flags(sub)
+        _output_flag(sub)
 
     bus = verbs.add_parser("bus", help="event bus").add_subparsers(dest="action", required=True)
     pub = bus.add_parser("pub", help="publish one message")
@@ -117,14 +118,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--count", type=int, default=0, help="stop after this many deliveries")
     subjects = bus.add_parser("subjects", help="stored subjects with counts")
     subjects.add_argument("pattern", nargs="?", default="")
-    consumers = bus.add_parser("consumers", help="consumers with their positions")
+    consumers = bus.add_parser(
+        "consumers", help="consumers with their positions; `consumers rm NAME` deletes one"
+    )
+    consumers.add_argument("remove", nargs="?", choices=["rm"], help="delete the durable consumer NAME")
+    consumers.add_argument("name", nargs="?", default="", help="consumer to delete (with rm)")
     consumers.add_argument("--all", action="store_true", help="include ephemeral consumers")
-    for verb in (pub, sub, subjects, consumers):
+    retention = bus.add_parser("retention", help="retention policies: `retention ls`, `retention set PREFIX`")
+    retention.add_argument("retention_action", choices=["ls", "set", "rm"])
+    retention.add_argument(
+        "prefix", nargs="?", default=None, help='subject prefix ("" is the default policy)'
+    )
+    retention.add_argument("--max-age", default="", help="e.g. 7d, 12h, 30m, 90s; 0 for no age limit")
+    retention.add_argument(
+        "--max-messages", type=int, default=0, help="newest messages kept per subject; 0 for no limit"
+    )
+    for verb in (pub, sub, subjects, consumers, retention):
         _client_flags(verb)
+    for verb in (sub, subjects, consumers, retention):
+        _output_flag(verb)
 
-    for action in add_workflow_verbs(verbs):
+    for action, reads in add_workflow_verbs(verbs):
         _client_flags(action)
+        if reads:
+            _output_flag(action)
     return parser
+
+
+def _output_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="json: the answer as JSON (proto field names; one JSON line per event on streams)",
+    )
 
 
 def _client_flags(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +195,10 @@ async def serve_until_signalled(settings: Settings) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
+    for address in args.server.split(","):
+        host, sep, port = address.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"--server expects HOST:PORT (comma-separated for several), got {address!r}")
     return Client(
         args.server,
         token=args.token,
@@ -176,15 +208,27 @@ def _client(args: argparse.Namespace) -> Client:
     )
 
 
-def _print_json(message: object) -> None:
-    print(json.dumps(json_format.MessageToDict(message), indent=None), flush=True)  # type: ignore[arg-type]
+def _change_line(change: registry_pb2.RegistryChange) -> str:
+    """One registry change, in the same columns as a snapshot line."""
+    kind = registry_pb2.ChangeType.Name(change.type).removeprefix("CHANGE_TYPE_")
+    reason = f" ({change.reason})" if change.reason else ""
+    return f"{change.revision:>6} {kind:8} {_instance_line(change.instance)}{reason}"
+
+
+def _instance_line(i: registry_pb2.ServiceInstance) -> str:
+    health = common_pb2.HealthStatus.Name(i.health).removeprefix("HEALTH_STATUS_") if i.health else "-"
+    return f"{i.service}/{i.instance_id} {i.address} {i.version or '-'} {health}"
 
 
 async def registry_command(args: argparse.Namespace) -> None:
     """`mgmt registry ls | lookup | watch`."""
+    json_out = args.output == "json"
     async with _client(args) as client:
         if args.action == "ls":
             services = await client.registry.list_services()
+            if json_out:
+                print(as_json(services))
+                return
             print(f"{'SERVICE':32} {'INSTANCES':>9} {'PASSING':>7}  VERSIONS")
             for s in services:
                 print(f"{s.name:32} {s.instances:>9} {s.passing:>7}  {','.join(s.versions)}")
@@ -192,18 +236,23 @@ async def registry_command(args: argparse.Namespace) -> None:
             instances = await client.registry.lookup(
                 args.service, tags=args.tag, version=args.version_filter, include_unhealthy=args.all
             )
+            if json_out:
+                print(as_json(instances))
+                return
             for i in instances:
                 print(f"{i.instance_id:38} {i.address:24} {i.version:10} {','.join(i.tags)}")
         elif args.action == "watch":
             async with client.registry.watch(args.service, after_revision=args.after) as stream:
-                print(f"# watching from revision {stream.revision}", flush=True)
+                if not json_out:
+                    print(f"# watching from revision {stream.revision}", flush=True)
                 for instance in stream.snapshot:
-                    print(
-                        f"snapshot {instance.service}/{instance.instance_id} {instance.address}", flush=True
-                    )
+                    if json_out:
+                        print(as_json(instance), flush=True)
+                    else:
+                        print(f"{stream.revision:>6} {'SNAPSHOT':8} {_instance_line(instance)}", flush=True)
                 async for response in stream:
                     for change in response.changes:
-                        _print_json(change)
+                        print(as_json(change) if json_out else _change_line(change), flush=True)
 
 
 def _start(text: str) -> dict[str, Any]:
@@ -240,21 +289,68 @@ async def bus_command(args: argparse.Namespace) -> None:
         elif args.action == "sub":
             await _subscribe(client, args)
         elif args.action == "subjects":
+            found = await client.bus.subjects(args.pattern)
+            if args.output == "json":
+                print(as_json(found))
+                return
             print(f"{'SUBJECT':40} {'MESSAGES':>9} {'BYTES':>10} {'FIRST':>8} {'LAST':>8}")
-            for s in await client.bus.subjects(args.pattern):
+            for s in found:
                 print(
                     f"{s.subject:40} {s.messages:>9} {s.bytes:>10} {s.first_sequence:>8} {s.last_sequence:>8}"
                 )
+        elif args.action == "consumers" and args.remove:
+            if not args.name:
+                raise ValueError("mgmt bus consumers rm: which consumer? give its NAME")
+            await client.bus.delete_consumer(args.name)
+            print(f"deleted consumer {args.name}")
+        elif args.action == "retention":
+            await _retention(client, args)
         elif args.action == "consumers":
+            listed = await client.bus.consumers(include_ephemeral=args.all)
+            if args.output == "json":
+                print(as_json(listed))
+                return
             print(
                 f"{'CONSUMER':28} {'PATTERN':24} {'MODE':8} {'DELIVERED':>9} {'PENDING':>8} {'UNACKED':>8} {'SUBS':>4}"
             )
-            for c in await client.bus.consumers(include_ephemeral=args.all):
+            for c in listed:
                 mode = "explicit" if c.ack_mode == bus_pb2.ACK_MODE_EXPLICIT else "none"
                 print(
                     f"{c.name:28} {c.pattern:24} {mode:8} {c.delivered_sequence:>9} {c.num_pending:>8} "
                     f"{c.num_ack_pending:>8} {c.active_subscribers:>4}"
                 )
+
+
+async def _retention(client: Client, args: argparse.Namespace) -> None:
+    if args.retention_action == "ls":
+        policies = await client.bus.retention()
+        if args.output == "json":
+            print(as_json(policies))
+            return
+        print(f"{'PREFIX':32} {'MAX AGE':>10} {'MAX MESSAGES':>13}")
+        for p in policies:
+            age = format_duration(p.max_age.ToTimedelta().total_seconds()) if p.HasField("max_age") else "-"
+            print(f"{p.subject_prefix or '(default)':32} {age:>10} {p.max_messages or '-':>13}")
+        return
+    if args.prefix is None:
+        raise ValueError(
+            f'mgmt bus retention {args.retention_action}: give the subject PREFIX ("" for the default)'
+        )
+    if args.retention_action == "rm":
+        policy = await client.bus.set_retention(args.prefix, remove=True)
+    else:
+        if not args.max_age and not args.max_messages:
+            raise ValueError("mgmt bus retention set: give --max-age, --max-messages or both")
+        policy = await client.bus.set_retention(
+            args.prefix,
+            max_age_s=parse_duration(args.max_age) if args.max_age else 0.0,
+            max_messages=args.max_messages,
+        )
+    print(
+        as_json(policy)
+        if args.output == "json"
+        else f"retention of {policy.subject_prefix or '(default)'} set"
+    )
 
 
 async def workflow_main(args: argparse.Namespace) -> int:
@@ -289,7 +385,11 @@ async def _subscribe(client: Client, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and run one verb."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Shell completion: `eval "$(register-python-argcomplete mgmt)"` (bash/zsh) makes the shell call
+    # back here with _ARGCOMPLETE set; this answers and exits before anything else runs.
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -321,7 +421,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except grpc.aio.AioRpcError as exc:
-        print(f"mgmt: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and getattr(args, "server", None):
+            print(
+                f"mgmt: error: cannot reach the control plane at {args.server}: is `mgmt serve` running? "
+                f"set --server or MGMT_SERVER ({exc.details()})",
+                file=sys.stderr,
+            )
+        else:
+            print(f"mgmt: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         sys.exit(1)
     except (ControlPlaneError, ValueError, OSError) as exc:
         print(f"mgmt: error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from control_plane.errors import InvalidArgument
 from control_plane.graph import mermaid, step_class
@@ -33,8 +34,8 @@ _STATE_NAMES = [name.removeprefix("PROCESS_STATE_") for name in pb.ProcessState.
 
 def add_workflow_verbs(
     verbs: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> list[argparse.ArgumentParser]:
-    """Add `workflow` and its actions; returns the action parsers (they take the client flags)."""
+) -> list[tuple[argparse.ArgumentParser, bool]]:
+    """Add `workflow` and its actions; returns (action parser, whether it reads: takes `-o json`)."""
     workflow = verbs.add_parser("workflow", help="workflow definitions and processes").add_subparsers(
         dest="action", required=True
     )
@@ -92,7 +93,24 @@ def add_workflow_verbs(
     graph.add_argument("name", help="definition name")
     graph.add_argument("--version", type=int, default=0, help="definition version (default the latest)")
     graph.add_argument("--process", default="", help="colour each step by its state in this process")
-    return [apply, start, status, watch, ls, signal, cancel, history, graph]
+
+    defs = workflow.add_parser("defs", help="stored definitions: `defs ls [NAME]`, `defs show NAME`")
+    defs.add_argument("defs_action", choices=["ls", "show"])
+    defs.add_argument("name", nargs="?", default="", help="definition name (required by show)")
+    defs.add_argument("--version", type=int, default=0, help="show: this version (default the latest)")
+    defs.add_argument("--all-versions", action="store_true", help="ls: every version, not only the latest")
+    return [
+        (apply, False),
+        (start, False),
+        (status, True),
+        (watch, True),
+        (ls, True),
+        (signal, False),
+        (cancel, False),
+        (history, True),
+        (graph, False),
+        (defs, True),
+    ]
 
 
 async def workflow_command(args: argparse.Namespace, client: Client) -> int:
@@ -103,15 +121,21 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
         case "start":
             return await _start(client, args)
         case "status":
-            _print_status(await client.workflow.status(args.process_id))
+            process = await client.workflow.status(args.process_id)
+            if args.output == "json":
+                print(as_json(process))
+            else:
+                _print_status(process, await _missing_workers(client, process))
         case "watch":
-            return await _follow(client, args.process_id)
+            return await _follow(client, args.process_id, json_lines=args.output == "json")
         case "ls":
-            _print_table(
-                await client.workflow.list(
-                    definition=args.definition, states=args.states, page_size=args.limit
-                )
+            processes = await client.workflow.list(
+                definition=args.definition, states=args.states, page_size=args.limit
             )
+            if args.output == "json":
+                print(as_json(processes))
+            else:
+                _print_table(processes)
         case "signal":
             reply = await client.workflow.signal(
                 args.process_id, args.name, _json_object(args.payload, "--payload"), signal_id=args.signal_id
@@ -120,11 +144,18 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
                 "duplicate, ignored" if reply.duplicate else "buffered" if reply.buffered else "delivered"
             )
             print(f"signal {args.name}: {outcome}")
+            if reply.buffered:
+                await _warn_unknown_signal(client, args.process_id, args.name)
+        case "defs":
+            return await _defs(client, args)
         case "cancel":
             process = await client.workflow.cancel(args.process_id, args.reason, compensate=args.compensate)
             print(f"{process.id} {_state_name(process.state)}")
         case "history":
-            for event in await client.workflow.history(args.process_id):
+            events = await client.workflow.history(args.process_id)
+            if args.output == "json":
+                print(as_json(events))
+            for event in events if args.output != "json" else ():
                 print(_history_line(event))
         case "graph":
             print(await _graph(client, args), end="")
@@ -154,6 +185,12 @@ async def _start(client: Client, args: argparse.Namespace) -> int:
     else:
         payload = _json_object(args.input, "--input")
     process = await client.workflow.start(args.name, payload, business_key=args.key, version=args.version)
+    if args.key and _plain(process.input) != _whole(payload or {}):
+        print(
+            f"mgmt: warning: a process with business key {args.key!r} already exists with different input; "
+            "it is shown and nothing was started",
+            file=sys.stderr,
+        )
     print(process.id, flush=True)
     print(f"state: {_state_name(process.state)}", flush=True)
     if args.wait:
@@ -161,17 +198,20 @@ async def _start(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _follow(client: Client, process_id: str) -> int:
+async def _follow(client: Client, process_id: str, *, json_lines: bool = False) -> int:
     """Print events as they commit until the process ends; 0 if it COMPLETED."""
     final: pb.Process | None = None
     async for frame in client.workflow.watch(process_id):
         for event in frame.events:
-            print(_watch_line(event), flush=True)
+            print(as_json(event) if json_lines else _watch_line(event), flush=True)
         if frame.HasField("process"):
             final = frame.process
     if final is None or final.state not in _FINAL:
         final = await client.workflow.status(process_id)
-    print(f"{final.id} {_state_name(final.state)}{_error_note(final.error)}", flush=True)
+    if json_lines:
+        print(as_json(final), flush=True)
+    else:
+        print(f"{final.id} {_state_name(final.state)}{_error_note(final.error)}", flush=True)
     return EXIT_OK if final.state == pb.PROCESS_STATE_COMPLETED else EXIT_FAILED
 
 
@@ -189,10 +229,86 @@ async def _graph(client: Client, args: argparse.Namespace) -> str:
     return mermaid(_plain(definition.spec), states)
 
 
+async def _defs(client: Client, args: argparse.Namespace) -> int:
+    if args.defs_action == "ls":
+        found = await client.workflow.definitions(args.name, all_versions=args.all_versions)
+        if args.output == "json":
+            print(as_json(found))
+            return EXIT_OK
+        print(f"{'NAME':32} {'VERSION':>7}  CREATED")
+        for d in found:
+            print(f"{d.name:32} {d.version:>7}  {_time(d.created_at)}")
+        return EXIT_OK
+    if not args.name:
+        raise ValueError("mgmt workflow defs show: which definition? give its NAME")
+    definition = await client.workflow.definition(args.name, args.version)
+    if args.output == "json":
+        print(as_json(definition))
+    else:
+        print(f"# {definition.name} version {definition.version}, created {_time(definition.created_at)}")
+        print(definition.source, end="" if definition.source.endswith("\n") else "\n")
+    return EXIT_OK
+
+
+async def _missing_workers(client: Client, process: pb.Process) -> dict[str, str]:
+    """For steps whose task waits to be handed out: "no live worker for Service/type" when none is up."""
+    waiting = [s.step_id for s in process.steps if s.state == pb.STEP_STATE_SCHEDULED]
+    if not waiting:
+        return {}
+    definition = await client.workflow.definition(process.definition, process.definition_version)
+    tasks = {
+        step["id"]: step["task"]
+        for step in _steps(_plain(definition.spec))
+        if isinstance(step.get("task"), Mapping) and "id" in step
+    }
+    notes: dict[str, str] = {}
+    for step_id in waiting:
+        task = tasks.get(step_id)
+        if task is None:
+            continue
+        if not await client.registry.lookup(str(task.get("service", ""))):
+            notes[step_id] = f"no live worker for {task.get('service')}/{task.get('type')}"
+    return notes
+
+
+async def _warn_unknown_signal(client: Client, process_id: str, name: str) -> None:
+    """A buffered signal that no step waits for and the definition never names is most likely a typo."""
+    process = await client.workflow.status(process_id)
+    if any(step.waiting_for == name for step in process.steps):
+        return
+    definition = await client.workflow.definition(process.definition, process.definition_version)
+    names = {
+        str(step["wait_signal"].get("name"))
+        for step in _steps(_plain(definition.spec))
+        if isinstance(step.get("wait_signal"), Mapping)
+    }
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        print(
+            f"mgmt: warning: no step of {process.definition} waits for signal {name!r} (its signals: {known}); "
+            "it is kept in case one does",
+            file=sys.stderr,
+        )
+
+
+def _steps(value: Any) -> list[dict[str, Any]]:
+    """Every step of a definition spec, nested ones (parallel branches, choices) included."""
+    found: list[dict[str, Any]] = []
+    if isinstance(value, Mapping):
+        if "id" in value and isinstance(value.get("id"), str):
+            found.append(dict(value))
+        for item in value.values():
+            found.extend(_steps(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_steps(item))
+    return found
+
+
 # -- output ------------------------------------------------------------------------------------------
 
 
-def _print_status(process: pb.Process) -> None:
+def _print_status(process: pb.Process, notes: Mapping[str, str] | None = None) -> None:
     print(f"process     {process.id}")
     print(f"definition  {process.definition}@{process.definition_version}")
     print(f"state       {_state_name(process.state)}")
@@ -214,6 +330,8 @@ def _print_status(process: pb.Process) -> None:
             note = f"  retry at {_time(step.timer_at)}"
         elif step.worker_instance_id:
             note = f"  on {step.worker_instance_id}"
+        if notes and step.step_id in notes:
+            note += f"  {notes[step.step_id]}"
         state = pb.StepState.Name(step.state).removeprefix("STEP_STATE_")
         print(f"  {step.step_id:{width}}  {state:22} attempts {step.attempts:<3} error {error}{note}")
     if process.HasField("error"):
@@ -360,4 +478,18 @@ def _time(stamp: timestamp_pb2.Timestamp) -> str:
 
 
 def _epoch(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).astimezone().strftime("%H:%M:%S.%f")[:-3]
+    """A moment in local time; with its date when it is not today (a 7-day wait ends another day)."""
+    moment = datetime.fromtimestamp(seconds).astimezone()
+    clock = moment.strftime("%H:%M:%S.%f")[:-3]
+    return (
+        clock
+        if moment.date() == datetime.now().astimezone().date()
+        else f"{moment.date().isoformat()} {clock}"
+    )
+
+
+def as_json(value: Any) -> str:
+    """A message (or a list of them) as JSON with the .proto field names, as grpcurl prints them."""
+    if isinstance(value, Message):
+        return json.dumps(json_format.MessageToDict(value, preserving_proto_field_name=True))
+    return json.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in value])

@@ -111,7 +111,7 @@ def test_cli_reports_an_unreachable_server_without_a_traceback() -> None:
     result = run_cli("registry", "ls", "--server", "127.0.0.1:1")
 
     assert result.returncode == 1
-    assert "UNAVAILABLE" in result.stderr
+    assert "cannot reach the control plane at 127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -317,6 +317,12 @@ class BusClient:
         response = await self._read(lambda e: e.bus.SetRetention(request, metadata=self._metadata))
         return response.policy
 
+    async def retention(self) -> list[pb.RetentionPolicy]:
+        """Every retention policy in force, the default ("") included."""
+        request = pb.ListRetentionRequest()
+        response = await self._read(lambda e: e.bus.ListRetention(request, metadata=self._metadata))
+        return list(response.policies)
+
     async def delete_consumer(self, name: str) -> None:
         """Remove a durable consumer."""
         request = pb.DeleteConsumerRequest(name=name)

@@ -66,6 +66,27 @@ class WorkflowClient:
         )
         return response.definition
 
+    async def definitions(
+        self, name: str = "", *, all_versions: bool = False
+    ) -> builtins.list[pb.Definition]:
+        """Stored definitions (the latest version of each, or every version), without source, following pages."""
+        found: builtins.list[pb.Definition] = []
+        token = ""
+        while True:
+            request = pb.ListDefinitionsRequest(
+                name=name, all_versions=all_versions, page_size=1000, page_token=token
+            )
+            response = await self._definitions_page(request)
+            found.extend(response.definitions)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def _definitions_page(self, request: pb.ListDefinitionsRequest) -> pb.ListDefinitionsResponse:
+        return await self._endpoints.unary(
+            lambda e: e.workflow.ListDefinitions(request, metadata=self._metadata), retry=True
+        )
+
     async def start(
         self,
         definition: str,
