@@ -368,13 +368,22 @@ async def _subscribe(client: Client, args: argparse.Namespace) -> None:
         **_start(args.start),
     ) as subscription:
         ready = subscription.ready
-        print(f"# subscribed as {ready.consumer.name} from sequence {ready.start_sequence}", flush=True)
+        json_out = args.output == "json"
+        if not json_out:
+            print(f"# subscribed as {ready.consumer.name} from sequence {ready.start_sequence}", flush=True)
         seen = 0
         while not args.count or seen < args.count:
             frame = await subscription.next_frame()
             if frame.HasField("gap"):
-                print(f"# gap: skipped {frame.gap.skipped} messages", flush=True)
+                print(
+                    as_json(frame.gap) if json_out else f"# gap: skipped {frame.gap.skipped} messages",
+                    flush=True,
+                )
             for delivery in frame.deliveries:
+                if json_out:
+                    print(as_json(delivery), flush=True)
+                    seen += 1
+                    continue
                 m = delivery.message
                 retry = f" attempt {delivery.attempt}" if delivery.attempt > 1 else ""
                 print(f"[{m.sequence}] {m.subject}{retry}: {m.data.decode(errors='replace')}", flush=True)

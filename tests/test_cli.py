@@ -55,6 +55,7 @@ async def test_every_read_command_answers_json(server: App, client: Client) -> N
         for args in (
             ("registry", "ls"),
             ("registry", "lookup", "DocumentService"),
+            ("bus", "sub", "permit.>", "--from", "all", "--count", "1"),
             ("bus", "subjects"),
             ("bus", "consumers", "--all"),
             ("bus", "retention", "ls"),
@@ -72,6 +73,7 @@ async def test_every_read_command_answers_json(server: App, client: Client) -> N
         "permit.a1.submitted"
     ]
     assert isinstance(outputs["bus consumers --all"], list)
+    assert outputs["bus sub permit.> --from all --count 1"]["message"]["subject"] == "permit.a1.submitted"
     assert outputs["bus retention ls"][0]["max_messages"] == "1000000"
     assert outputs[f"workflow status {process.id}"]["id"] == process.id
     assert [p["id"] for p in outputs["workflow ls"]] == [process.id]
