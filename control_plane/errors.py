@@ -66,6 +66,26 @@ class PermissionDenied(ControlPlaneError):
     reason = "PERMISSION_DENIED"
 
 
+class NotRegistered(FailedPrecondition):
+    """A worker's instance is not (or no longer) in the registry: it must register again, not just retry.
+
+    `cause` says why it is gone: "not_registered", or the registry's reason ("lease_expired", ...).
+    """
+
+    reason = "NOT_REGISTERED"
+
+    def __init__(self, service: str, instance_id: str, cause: str) -> None:
+        super().__init__(
+            f"instance {service}/{instance_id} is not registered ({cause}): register it again, then subscribe"
+        )
+        self.service, self.instance_id, self.cause = service, instance_id, cause
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """What the wire's ErrorInfo carries besides the reason."""
+        return {"service": self.service, "instance_id": self.instance_id, "cause": self.cause}
+
+
 class OutOfRange(ControlPlaneError):
     """A position (revision, sequence) is outside what is kept."""
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import grpc
 import pytest
 
 from control_plane.errors import InvalidArgument
-from control_plane.sdk import Client, TaskContext, TaskFailure
+from control_plane.sdk import Client, TaskContext, TaskFailure, Unavailable, Worker
+from control_plane.server import running
+from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms.mgmt.v1 import workflow_pb2_grpc
 from tests.workflow_support import Services, finish, next_tasks, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
@@ -206,24 +210,111 @@ async def test_parallel_branches_join_then_a_sleep(client: Client, services: Ser
     assert set(dict(both.output)) == {"left", "right"}
 
 
-async def test_cancel_withdraws_the_running_task(client: Client, services: Services) -> None:
-    await permit_services(services, PERMIT)
-    release = asyncio.Event()
+HOLD = """
+name: hold
+steps:
+  - id: hold
+    task: {service: Solo, type: hold}
+"""
 
-    async def stuck(task: TaskContext) -> dict[str, Any]:
-        await release.wait()
-        return {}
+HOLD_ONE_SECOND = """
+name: hold_1s
+steps:
+  - id: hold
+    task: {service: Solo, type: hold}
+    timeout: 1s
+    retry: {max_attempts: 1}
+"""
 
-    services.behaviour["validate"] = stuck
-    process = await client.workflow.start("permit", {"application_id": "a6", "cost": 1})
-    await wait_for_step(client, process.id, "validate", scheduled=True)
-    cancelled = await client.workflow.cancel(process.id, "applicant withdrew")
-    release.set()
-    done = await finish(client, process.id)
 
-    assert cancelled.state == pb.PROCESS_STATE_CANCELLED
-    assert done.state == pb.PROCESS_STATE_CANCELLED and done.cancel_reason == "applicant withdrew"
-    assert services.types(process.id) == ["validate"]
+@pytest.mark.parametrize("stopped_by", ["process_cancelled", "timed_out"])
+async def test_worker_cancels_handler_and_frees_credit(client: Client, stopped_by: str) -> None:
+    await client.workflow.apply(HOLD)
+    await client.workflow.apply(HOLD_ONE_SECOND)
+    running: set[str] = set()
+    most_at_once = 0
+    cancelled: list[str] = []
+    entered = asyncio.Event()
+
+    async def hold(task: TaskContext) -> dict[str, Any]:
+        nonlocal most_at_once
+        running.add(task.process_id)
+        most_at_once = max(most_at_once, len(running))
+        try:
+            if not entered.is_set():  # the first task never finishes by itself
+                entered.set()
+                await asyncio.Event().wait()
+            return {"held": task.process_id}
+        except asyncio.CancelledError:
+            cancelled.append(task.process_id)
+            raise
+        finally:
+            running.discard(task.process_id)
+
+    worker = Worker(client, "Solo", instance_id="solo-1", max_in_flight=1, drain_timeout_s=1.0)
+    worker.task("hold")(hold)
+    run = asyncio.create_task(worker.run())
+    try:
+        definition = "hold" if stopped_by == "process_cancelled" else "hold_1s"
+        stuck = await client.workflow.start(definition, {})
+        async with asyncio.timeout(10):
+            await entered.wait()
+        if stopped_by == "process_cancelled":
+            await client.workflow.cancel(stuck.id, "applicant withdrew")
+        ended = await finish(client, stuck.id)
+        # The worker's only credit must be free again, and its handler not still running beside the next.
+        after = await client.workflow.start("hold", {})
+        done = await finish(client, after.id)
+        cancelled_while_serving = list(cancelled)  # stopping the worker would cancel what still runs
+    finally:
+        worker.stop()
+        async with asyncio.timeout(10):
+            await run
+
+    if stopped_by == "process_cancelled":
+        assert ended.state == pb.PROCESS_STATE_CANCELLED and ended.cancel_reason == "applicant withdrew"
+    else:
+        assert ended.state == pb.PROCESS_STATE_FAILED and ended.error.code == "TIMEOUT"
+    assert cancelled_while_serving == [stuck.id]
+    assert done.state == pb.PROCESS_STATE_COMPLETED and dict(done.output) == {"held": after.id}
+    assert most_at_once == 1
+
+
+WAITING = """
+name: waiting
+steps:
+  - id: result
+    wait_signal: {name: go}
+"""
+
+
+async def test_watch_process_ends_unavailable_on_shutdown(settings: Settings) -> None:
+    async with running(settings) as app:
+        client = Client(app.address)
+        await client.workflow.apply(WAITING)
+        process = await client.workflow.start("waiting", {})
+        raw = client.channel
+        stream = workflow_pb2_grpc.WorkflowStub(raw).WatchProcess(
+            pb.WatchProcessRequest(process_id=process.id)
+        )
+        watch = client.workflow.watch(process.id)
+        async with asyncio.timeout(10):
+            first = await stream.read()
+            sdk_first = await anext(watch)
+    # The control plane has stopped while the process still waits.
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await stream.read()
+        with pytest.raises(Unavailable):
+            async with asyncio.timeout(10):
+                await anext(watch)  # with a single address: no process that has not ended
+    finally:
+        await client.close()
+
+    assert isinstance(first, pb.WatchProcessResponse) and first.process.state == pb.PROCESS_STATE_RUNNING
+    assert sdk_first.process.state == pb.PROCESS_STATE_RUNNING
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_reports_for_stale_attempts_change_nothing(client: Client, services: Services) -> None:

@@ -229,15 +229,26 @@ async def test_one_report_stream_carries_many_tasks_events(client: Client) -> No
         ]
         events.append(pb.TaskEvent(task_token=tokens[0], completed=pb.TaskCompleted()))  # a repeat: stale
         events.append(pb.TaskEvent(task_token="not-a-token", started=pb.TaskStarted()))  # invalid
-        await reports.write(pb.ReportTaskEventsRequest(events=events))
-        await reports.done_writing()
-        answer = await reports
+        await reports.write(pb.ReportTaskEventsRequest(batch_id=7, events=events))
+        async with asyncio.timeout(10):
+            answer = await reports.read()
+            await reports.write(pb.ReportTaskEventsRequest(batch_id=8))  # no events: refused as a whole
+            empty = await reports.read()
+            await reports.done_writing()
+            end = await reports.read()
     finally:
         tasks_stream.cancel()
     finals = [await finish(client, p.id) for p in processes]
 
-    assert (answer.accepted, answer.stale, answer.invalid) == (3, 1, 1)
+    assert isinstance(answer, pb.ReportTaskEventsResponse) and answer.batch_id == 7
+    assert list(answer.results) == [pb.REPORT_RESULT_ACCEPTED] * 3 + [
+        pb.REPORT_RESULT_ALREADY_REPORTED,
+        pb.REPORT_RESULT_INVALID,
+    ]
     assert [v.field for v in answer.violations] == ["events[4].task_token"]
+    assert isinstance(empty, pb.ReportTaskEventsResponse) and empty.batch_id == 8
+    assert (list(empty.results), [v.field for v in empty.violations]) == ([], ["events"])
+    assert end is grpc.aio.EOF  # closed by the worker after its last answer: the stream ends OK
     assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
 
 
@@ -282,7 +293,7 @@ async def test_a_worker_whose_lease_lapses_loses_its_tasks_at_once(client: Clien
     finally:
         rescuer.cancel()
 
-    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "lease_expired" in (
+    assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "lease_expired" in (
         ended.value.details() or ""
     )
     assert frame.tasks[0].task_token == held.tasks[0].task_token  # the same attempt, requeued

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+import pytest
 
+from control_plane.errors import Unavailable
 from control_plane.sdk import Client, TaskContext, Worker
+from control_plane.server import App
+from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
+
+T = TypeVar("T")
 
 # Waits for an inspection result on the Bus, correlated by application id.
 BUS_WAIT = """
@@ -100,3 +106,28 @@ async def wait_for_step(client: Client, process_id: str, step_id: str, *, schedu
 async def finish(client: Client, process_id: str) -> pb.Process:
     async with asyncio.timeout(20):
         return await client.workflow.wait(process_id)
+
+
+class RefusingStore:
+    """Makes the store refuse workflow transitions with UNAVAILABLE, as an unreachable database does:
+    once told to, the `count` transitions after the next `after` ones.
+    """
+
+    def __init__(self, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._transact = app.store.wf_transact
+        self._left = 0
+        self._spared = 0
+        self.refused = 0
+        monkeypatch.setattr(app.store, "wf_transact", self._wf_transact)
+
+    def refuse(self, count: int, *, after: int = 0) -> None:
+        self._left, self._spared = count, after
+
+    async def _wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+        if self._spared > 0:
+            self._spared -= 1
+        elif self._left > 0:
+            self._left -= 1
+            self.refused += 1
+            raise Unavailable("the store is unreachable: injected fault")
+        return await self._transact(work, now=now)

@@ -83,6 +83,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
             result = errors.NotFound(meta.get("kind", "resource"), meta.get("key", message))
         case grpc.StatusCode.ALREADY_EXISTS:
             result = errors.AlreadyExists(meta.get("kind", "resource"), meta.get("key", message))
+        case grpc.StatusCode.FAILED_PRECONDITION if info.reason == errors.NotRegistered.reason:
+            result = errors.NotRegistered(
+                meta.get("service", ""), meta.get("instance_id", ""), meta.get("cause", "not_registered")
+            )
         case grpc.StatusCode.FAILED_PRECONDITION:
             result = errors.FailedPrecondition(message)
         case grpc.StatusCode.OUT_OF_RANGE:

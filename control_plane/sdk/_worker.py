@@ -2,8 +2,10 @@
 
 A Worker's session (registration, lease renewal, task stream, report stream) lives on one replica.
 When that replica goes away the Worker starts a new session on the next address, under the same
-instance id, and sends again the reports the lost session could not confirm; handlers keep running
-through it all.
+instance id, and sends again the reports the control plane had not answered; handlers keep running
+through it all. When the registry drops the instance (its lease lapsed) the Worker registers again on
+the same replica at once. A task the control plane withdraws (its process was cancelled, its attempt
+timed out) has its handler cancelled.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ from typing import Any
 
 import grpc
 
+from control_plane import errors
 from control_plane.sdk._client import Client, Pinned
 from control_plane.sdk._endpoints import Endpoint
-from control_plane.sdk._errors import describe, is_unavailable
-from control_plane.sdk._workflow import WorkflowClient, plain, struct
+from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
+from control_plane.sdk._reports import Reports
+from control_plane.sdk._workflow import plain, struct
 from hms.mgmt.v1 import registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
-ReportCall = grpc.aio.StreamUnaryCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]
 TaskCall = grpc.aio.UnaryStreamCall[pb.SubscribeTasksRequest, pb.SubscribeTasksResponse]
 
 _RETRY_FIRST_S = 0.1
@@ -66,119 +69,19 @@ class TaskContext:
 Handler = Callable[[TaskContext], Awaitable[Mapping[str, Any] | None]]
 
 
-def _is_outcome(event: pb.TaskEvent) -> bool:
-    return event.WhichOneof("event") in ("completed", "failed")
+def _must_register_again(exc: Exception) -> bool:
+    """Whether a session ended because the registry no longer knows the instance (its lease lapsed)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        exc = from_rpc_error(exc)
+    return isinstance(exc, errors.NotRegistered) or (isinstance(exc, errors.NotFound) and exc.kind == "lease")
 
 
-class Reports:
-    """A Worker's task events, sent over its session's ReportTaskEvents stream and kept until confirmed.
-
-    Events written while a frame is being written go out together in the next frame, so the control
-    plane applies them concurrently and their transitions share commits. The stream answers only when
-    closed, once every event on it is applied: outcomes written on a stream that breaks first are
-    sent again by the next session (a repeat answers ALREADY_REPORTED or STALE_ATTEMPT, changing
-    nothing). A stream is closed and its answer awaited every `confirm_every` outcomes, which bounds
-    what is kept.
-    """
-
-    def __init__(self, owner: str, confirm_every: int = 1000, confirm_timeout_s: float = 30.0) -> None:
-        self._owner = owner
-        self._confirm_every = confirm_every
-        self._confirm_timeout_s = confirm_timeout_s
-        self._pending: list[pb.TaskEvent] = []  # not yet written
-        self._unconfirmed: list[pb.TaskEvent] = []  # outcomes written on the open stream
-        self._workflow: WorkflowClient | None = None  # the session's; None between sessions
-        self._stream: ReportCall | None = None
-        self._lock = asyncio.Lock()
-        self._sending = False
-
-    @property
-    def unsent(self) -> int:
-        """Outcomes not yet confirmed by the control plane."""
-        return sum(map(_is_outcome, self._pending)) + len(self._unconfirmed)
-
-    async def attach(self, workflow: WorkflowClient) -> None:
-        """Send over a new session's stream; first resend what earlier sessions could not, and wait until
-        the control plane has applied it, so that it does not offer those tasks again.
-        """
-        self._workflow = workflow
-        if self._pending:
-            logger.info("%s: sending %d reports again", self._owner, len(self._pending))
-            await self._flush()
-            await self.confirm()
-
-    async def detach(self) -> None:
-        """The session is over: close its stream; what it cannot confirm waits for the next session."""
-        self._workflow = None
-        await self.confirm()
-
-    async def send(self, event: pb.TaskEvent) -> None:
-        """Send (or keep, between sessions) one event; heartbeats between sessions are dropped."""
-        if self._workflow is None and not _is_outcome(event):
-            return
-        self._pending.append(event)
-        if self._workflow is not None and not self._sending:
-            await self._flush()
-
-    async def confirm(self) -> None:
-        """Close the open stream and wait for its answer: every event on it is then applied."""
-        async with self._lock:
-            await self._close_stream()
-
-    async def _flush(self) -> None:
-        self._sending = True
-        try:
-            async with self._lock:
-                while self._pending and self._workflow is not None and await self._write(self._workflow):
-                    if len(self._unconfirmed) >= self._confirm_every:
-                        await self._close_stream()
-        finally:
-            self._sending = False
-
-    async def _write(self, workflow: WorkflowClient) -> bool:
-        """Write the next frame; False (the events kept for the next session) when the stream broke."""
-        batch, self._pending = self._pending[:1000], self._pending[1000:]
-        if self._stream is None:
-            self._stream = workflow.report_stream()
-        try:
-            await self._stream.write(pb.ReportTaskEventsRequest(events=batch))
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:  # the latter: the call had ended
-            logger.warning(
-                "%s: report stream broke (%s); reports kept for resending", self._owner, describe(exc)
-            )
-            self._stream.cancel()
-            self._stream = None
-            self._keep([*self._unconfirmed, *filter(_is_outcome, batch)])
-            self._unconfirmed = []
-            return False
-        self._unconfirmed.extend(filter(_is_outcome, batch))
-        return True
-
-    async def _close_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        written, self._unconfirmed = self._unconfirmed, []
-        if stream is None:
-            return
-        try:
-            async with asyncio.timeout(self._confirm_timeout_s):
-                await stream.done_writing()
-                answer = await stream
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError) as exc:
-            logger.warning(
-                "%s: %d reports unconfirmed (%s); kept for resending",
-                self._owner,
-                len(written),
-                describe(exc),
-            )
-            stream.cancel()
-            self._keep(written)
-            return
-        if answer.invalid:
-            logger.warning("%s: %d reports refused: %s", self._owner, answer.invalid, answer.violations[:3])
-
-    def _keep(self, events: list[pb.TaskEvent]) -> None:
-        """Put `events` back in front of the pending ones, for the next stream."""
-        self._pending[:0] = events
+def _raise_if_ended(renewing: asyncio.Future[None], reporting: asyncio.Future[None]) -> None:
+    """Raise why the session's lease renewal or report stream ended, if one did (neither ends by itself)."""
+    for part, what in ((renewing, "lease renewal"), (reporting, "report stream")):
+        if part.done():
+            part.result()
+            raise ConnectionError(f"{what} ended")
 
 
 async def _finish(future: asyncio.Future[Any]) -> None:
@@ -222,7 +125,7 @@ class Worker:
         self.tags = tuple(tags)
         self.probe = probe
         self._handlers: dict[str, Handler] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}  # by task token
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self._reports = Reports(f"worker {self.instance_id}")
@@ -271,13 +174,24 @@ class Worker:
 
     def _session_ended(self, endpoint: Endpoint, exc: Exception) -> float:
         """Log why a session ended; move off its replica if it went away; returns the wait before the next."""
+        if _must_register_again(exc):
+            # The replica is fine; the registry dropped this instance. Register again there, at once the
+            # first time (backing off only if that keeps happening before the worker gets going).
+            delay = 0.0 if self.ready.is_set() else self._next_retry()
+            logger.warning(
+                "worker %s: %s; registering again on %s",
+                self.instance_id,
+                describe(exc),
+                endpoint.address,
+            )
+            return delay
         gone = is_unavailable(exc)
         if gone:
             endpoints = self._client.endpoints
             endpoints.fail_over(endpoint, exc)
             delay = endpoints.backoff_s()
         else:
-            delay, self._retry_s = self._retry_s, min(self._retry_s * 2, _RETRY_MAX_S)
+            delay = self._next_retry()
         logger.log(
             # While every replica is away, one warning when the session is lost, not one per attempt.
             logging.WARNING if self.ready.is_set() or not gone else logging.INFO,
@@ -287,6 +201,10 @@ class Worker:
             describe(exc),
             delay,
         )
+        return delay
+
+    def _next_retry(self) -> float:
+        delay, self._retry_s = self._retry_s, min(self._retry_s * 2, _RETRY_MAX_S)
         return delay
 
     async def _session(self, session: Pinned) -> None:
@@ -300,46 +218,90 @@ class Worker:
             ttl_s=self.ttl_s,
             probe=self.probe,
         )
+        renewing = asyncio.ensure_future(session.registry.renew(reply.lease.lease_id, self.ttl_s / 3))
+        reporting = asyncio.ensure_future(self._reports.serve(session.workflow))
         try:
-            await self._reports.attach(session.workflow)
-            renewing = asyncio.ensure_future(session.registry.renew(reply.lease.lease_id, self.ttl_s / 3))
+            # What earlier sessions left unanswered goes first, so that those tasks are not offered again.
+            await self._settle_reports(renewing, reporting)
             tasks = session.workflow.subscribe_tasks(
                 self.service, self.instance_id, list(self._handlers), self.max_in_flight
             )
             try:
-                await self._take_tasks(tasks, renewing)
+                await self._take_tasks(tasks, renewing, reporting)
             finally:
                 tasks.cancel()
-                await _finish(renewing)
             await self._drain()  # stopping: running handlers report over this session's stream
+            await self._settle_reports(renewing, reporting)
         finally:
-            await self._reports.detach()
+            await _finish(renewing)
+            await _finish(reporting)
 
-    async def _take_tasks(self, tasks: TaskCall, renewing: asyncio.Future[None]) -> None:
-        """Start a handler for each task offered, until `stop`; raises when the stream or the lease ends."""
+    async def _settle_reports(self, renewing: asyncio.Future[None], reporting: asyncio.Future[None]) -> None:
+        """Wait (up to drain_timeout_s) until the reports sent so far are answered, or the session fails."""
+        settled = asyncio.ensure_future(self._reports.settled())
+        try:
+            await asyncio.wait(
+                {settled, renewing, reporting},
+                timeout=self.drain_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            await _finish(settled)
+        _raise_if_ended(renewing, reporting)
+
+    async def _take_tasks(
+        self, tasks: TaskCall, renewing: asyncio.Future[None], reporting: asyncio.Future[None]
+    ) -> None:
+        """Start a handler for each task offered and cancel those withdrawn, until `stop`; raises when the
+        task stream, the lease or the report stream ends.
+        """
         stopping = asyncio.ensure_future(self._stop.wait())
         try:
             while True:
                 read: asyncio.Future[object] = asyncio.ensure_future(tasks.read())
-                waiting: set[asyncio.Future[Any]] = {read, stopping, renewing}
+                waiting: set[asyncio.Future[Any]] = {read, stopping, renewing, reporting}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if not read.done():
                     await _finish(read)
-                    if renewing.done():
-                        renewing.result()  # raises why the lease is lost
-                        raise ConnectionError("lease renewal ended")
+                    _raise_if_ended(renewing, reporting)
                     return
                 frame = read.result()
                 if not isinstance(frame, pb.SubscribeTasksResponse):
                     raise ConnectionError("task stream ended")
                 if frame.ready:
                     self._became_ready()
+                # Withdrawn first: a frame that frees credit may carry the task that takes it.
+                for cancellation in frame.cancellations:
+                    self._cancel(cancellation)
                 for task in frame.tasks:
-                    job = asyncio.ensure_future(self._run_task(task))
-                    self._running.add(job)
-                    job.add_done_callback(self._running.discard)
+                    self._start(task)
         finally:
             await _finish(stopping)
+
+    def _start(self, task: pb.Task) -> None:
+        token = task.task_token
+        job = asyncio.ensure_future(self._run_task(task))
+        self._running[token] = job
+
+        def done(job: asyncio.Task[None]) -> None:
+            if self._running.get(token) is job:
+                del self._running[token]
+
+        job.add_done_callback(done)
+
+    def _cancel(self, cancellation: pb.TaskCancellation) -> None:
+        """The control plane withdrew a task (its credit is already free there): stop its handler."""
+        job = self._running.pop(cancellation.task_token, None)
+        if job is None:
+            return  # already finished; its report, if any, changes nothing
+        logger.info(
+            "worker %s: task %s withdrawn (%s%s); cancelling its handler",
+            self.instance_id,
+            cancellation.task_token,
+            pb.TaskCancelReason.Name(cancellation.reason),
+            f": {cancellation.message}" if cancellation.message else "",
+        )
+        job.cancel()
 
     def _became_ready(self) -> None:
         self._retry_s = _RETRY_FIRST_S
@@ -352,7 +314,7 @@ class Worker:
             return
         # Past the timeout they are cancelled, and the control plane requeues their tasks once this
         # instance's stream is gone.
-        _, stuck = await asyncio.wait(set(self._running), timeout=self.drain_timeout_s)
+        _, stuck = await asyncio.wait(set(self._running.values()), timeout=self.drain_timeout_s)
         for task in stuck:
             task.cancel()
 
@@ -361,7 +323,7 @@ class Worker:
         event = pb.TaskEvent(task_token=token, heartbeat=pb.TaskHeartbeat())
         if details is not None:
             event.heartbeat.details.CopyFrom(struct(details))
-        await self._reports.send(event)
+        self._reports.send(event)
 
     async def _run_task(self, task: pb.Task) -> None:
         context = TaskContext(
@@ -382,13 +344,13 @@ class Worker:
                 raise TaskFailure("NO_HANDLER", f"no handler for {task.task_type!r}", non_retryable=True)
             output = await handler(context)
             completed = pb.TaskCompleted(output=struct(dict(output or {})))
-            await self._reports.send(pb.TaskEvent(task_token=task.task_token, completed=completed))
+            self._reports.send(pb.TaskEvent(task_token=task.task_token, completed=completed))
         except TaskFailure as failure:
             failed = pb.TaskFailed(
                 error_code=failure.code, message=failure.message, non_retryable=failure.non_retryable
             )
-            await self._reports.send(pb.TaskEvent(task_token=task.task_token, failed=failed))
+            self._reports.send(pb.TaskEvent(task_token=task.task_token, failed=failed))
         except Exception as exc:
             logger.exception("task %s (%s) failed", task.task_type, task.task_token)
             failed = pb.TaskFailed(error_code="UNHANDLED", message=f"{type(exc).__name__}: {exc}")
-            await self._reports.send(pb.TaskEvent(task_token=task.task_token, failed=failed))
+            self._reports.send(pb.TaskEvent(task_token=task.task_token, failed=failed))

@@ -39,7 +39,8 @@ def plain(message: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def _ended_early() -> grpc.aio.AioRpcError:
-    # A replica that stops ends WatchProcess streams cleanly: to the watcher that is a replica gone.
+    # A stream that ends cleanly before the process did (older control planes did so when they
+    # stopped): to the watcher that is a replica gone, never a process to return.
     return grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, None, None, "watch ended before the process")
 
 
@@ -160,9 +161,9 @@ class WorkflowClient:
             while True:
                 frame = await stream.step(read)
                 if not isinstance(frame, pb.WatchProcessResponse):
-                    if ended or not self._endpoints.many:
+                    if ended:
                         return
-                    await stream.reopen(_ended_early())
+                    await stream.reopen(_ended_early())  # with one address: raises Unavailable
                     continue
                 if frame.events:
                     seen = frame.events[-1].sequence
@@ -225,8 +226,8 @@ class WorkflowClient:
 
     def report_stream(
         self,
-    ) -> grpc.aio.StreamUnaryCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]:
-        """A ReportTaskEvents stream: write events as they happen; its answer comes when it is closed."""
+    ) -> grpc.aio.StreamStreamCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]:
+        """A ReportTaskEvents stream: write batches of events; each is answered (same batch_id) once applied."""
         return self._endpoints.current.workflow.ReportTaskEvents(metadata=self._metadata)
 
     def subscribe_tasks(

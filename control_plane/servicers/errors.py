@@ -35,7 +35,7 @@ def status_for(error: errors.ControlPlaneError) -> tuple[grpc.StatusCode, str, t
     """Code, message and `grpc-status-details-bin` trailer for a domain error."""
     code = next((c for kind, c in _CODES.items() if isinstance(error, kind)), grpc.StatusCode.UNKNOWN)
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN)
-    if isinstance(error, errors.OutOfRange):
+    if isinstance(error, errors.OutOfRange | errors.NotRegistered):
         info.metadata.update(error.metadata)
     if isinstance(error, errors.NotFound | errors.AlreadyExists):
         info.metadata.update({"kind": error.kind, "key": error.key})

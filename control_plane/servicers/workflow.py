@@ -14,22 +14,20 @@ import grpc
 from control_plane.core.paging import page
 from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
-from control_plane.errors import FieldViolation, InvalidArgument, PermissionDenied
+from control_plane.errors import InvalidArgument, Unavailable
 from control_plane.models import ProcessRecord
 from control_plane.servicers import bus_convert
 from control_plane.servicers import workflow_convert as convert
 from control_plane.servicers.convert import timestamp
 from control_plane.servicers.errors import translate_errors
+from control_plane.servicers.reports import ReportStream
 from control_plane.servicers.scopes import OPEN, Scopes
 from control_plane.servicers.streams import until_stopped
-from hms.mgmt.v1 import common_pb2, workflow_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms.mgmt.v1 import workflow_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _HISTORY_FRAME = 500
-_MAX_VIOLATIONS = 100
-# Reports of one ReportTaskEvents stream being applied at once.
-_REPORTS_AHEAD = 1000
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
@@ -148,7 +146,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                     yield pb.WatchProcessResponse(process=self._process(record))
                     return
                 if self._stopping.is_set():
-                    return
+                    # Not OK: to the watcher the process has not ended; it should follow it elsewhere.
+                    raise Unavailable("the control plane is shutting down; watch again on another replica")
                 stopping = asyncio.ensure_future(self._stopping.wait())
                 try:
                     await wait_any([waiter, stopping], None)
@@ -213,50 +212,10 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
     @translate_errors
     async def ReportTaskEvents(
         self, request_iterator: AsyncIterator[pb.ReportTaskEventsRequest], context: Context
-    ) -> pb.ReportTaskEventsResponse:
-        # Events are applied as they arrive, without waiting for earlier frames to commit, so the
-        # transitions of many tasks share commits; the events of one task stay in order (each waits for
-        # the one before it). At most _REPORTS_AHEAD are under way, so a fast client is slowed down.
-        results: list[tuple[int, ReportOutcome | InvalidArgument]] = []
-        running: set[asyncio.Future[None]] = set()
-        last: dict[str, asyncio.Future[None]] = {}
-        index = 0
-        async for request in until_stopped(request_iterator, self._stopping):
-            for event in request.events:
-                job = asyncio.ensure_future(
-                    self._report_after(last.get(event.task_token), index, event, results, context)
-                )
-                last[event.task_token] = job
-                running.add(job)
-                job.add_done_callback(running.discard)
-                index += 1
-            if len(running) >= _REPORTS_AHEAD:
-                await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
-            last = {token: job for token, job in last.items() if not job.done()}
-        if running:
-            await asyncio.wait(set(running))
-        response = pb.ReportTaskEventsResponse()
-        for position, outcome in sorted(results, key=lambda r: r[0]):
-            _count(response, position, outcome)
-        return response
-
-    async def _report_after(
-        self,
-        previous: asyncio.Future[None] | None,
-        position: int,
-        event: pb.TaskEvent,
-        results: list[tuple[int, ReportOutcome | InvalidArgument]],
-        context: Context,
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait({previous})
-        try:
-            results.append((position, await self._report(event, context)))
-        except InvalidArgument as exc:
-            results.append((position, exc))
-        except PermissionDenied as exc:
-            # Counted as invalid: this stream's answer has no other place for a refused event.
-            results.append((position, InvalidArgument([FieldViolation("task_token", str(exc))])))
+    ) -> AsyncIterator[pb.ReportTaskEventsResponse]:
+        stream = ReportStream(lambda event: self._report(event, context))
+        async for answer in stream.answers(until_stopped(request_iterator, self._stopping)):
+            yield answer
 
     def _check_token(self, context: Context, token: str) -> None:
         """A task may be reported on only by a token allowed to serve the service it was handed to."""
@@ -325,26 +284,6 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         if report.retry_at is not None:
             response.retry_at.CopyFrom(timestamp(report.retry_at))
         return response
-
-
-def _count(
-    response: pb.ReportTaskEventsResponse, position: int, outcome: ReportOutcome | InvalidArgument
-) -> None:
-    """Tally one event's outcome in the stream's answer."""
-    if isinstance(outcome, InvalidArgument):
-        response.invalid += 1
-        for v in outcome.violations:
-            if len(response.violations) < _MAX_VIOLATIONS:
-                response.violations.append(_violation(f"events[{position}]", v))
-    elif outcome is ReportOutcome.ACCEPTED:
-        response.accepted += 1
-    else:
-        response.stale += 1
-
-
-def _violation(prefix: str, violation: FieldViolation) -> common_pb2.FieldViolation:
-    field = f"{prefix}.{violation.field}" if violation.field else prefix
-    return common_pb2.FieldViolation(field=field, description=violation.description)
 
 
 def _position(token: str) -> tuple[float, str] | None:

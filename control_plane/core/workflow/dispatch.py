@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from control_plane.core.signal import Signal, wait_any
 from control_plane.core.versions import parse_version_filter
-from control_plane.errors import Unavailable
+from control_plane.errors import NotRegistered, Unavailable
 from control_plane.models import TaskAttempt
 
 logger = logging.getLogger(__name__)
@@ -120,12 +120,12 @@ class Dispatcher:
             self.on_unserved(unserved)
 
     def instance_gone(self, service: str, instance_id: str, why: str) -> None:
-        """The registry dropped an instance: end its streams and requeue their tasks now."""
+        """The registry dropped an instance: end its streams (telling it to register again) and requeue
+        their tasks now.
+        """
         for session in list(self._sessions.get(service, [])):
             if session.instance_id == instance_id:
-                self.detach(
-                    session, Unavailable(f"instance {service}/{instance_id} left the registry ({why})")
-                )
+                self.detach(session, NotRegistered(service, instance_id, why))
 
     # -- tasks ----------------------------------------------------------------------------------
 

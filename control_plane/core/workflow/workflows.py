@@ -26,7 +26,7 @@ from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import Effects, Machine, error, parse_token, process_of_subject
-from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from control_plane.errors import FieldViolation, InvalidArgument, NotFound, NotRegistered
 from control_plane.models import (
     ChangeType,
     DefinitionVersion,
@@ -423,9 +423,7 @@ class Workflows:
             raise InvalidArgument(violations)
         instance = next((i for i in self._registry.instances(service) if i.instance_id == instance_id), None)
         if instance is None:
-            raise FailedPrecondition(
-                f"instance {service}/{instance_id} is not registered (or its lease lapsed): register it first"
-            )
+            raise NotRegistered(service, instance_id, "not_registered")
         session = self.dispatcher.attach(
             service, instance_id, instance.version, frozenset(task_types), max_in_flight or 16
         )

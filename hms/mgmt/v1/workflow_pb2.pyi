@@ -19,6 +19,13 @@ Worker side: SubscribeTasks delivers tasks, each with a task token naming one at
 ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
 or its Registry lease lapses, its outstanding tasks go back to the queue at once.
 
+A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
+never registered — gets FAILED_PRECONDITION with a google.rpc.ErrorInfo whose reason is
+"NOT_REGISTERED" (metadata: "service", "instance_id" and "cause", e.g. "lease_expired"), both
+from SubscribeTasks and when its open task stream ends for that reason. It should Register
+again (same instance id) and subscribe again; retrying SubscribeTasks alone cannot succeed.
+UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
+
 JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
 users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
 details naming each field at fault.
@@ -354,6 +361,11 @@ class _ReportResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportRe
     """The attempt is no longer current: it timed out or a later attempt exists. Nothing changed."""
     REPORT_RESULT_TASK_CANCELLED: _ReportResult.ValueType  # 4
     """The process was cancelled or ended, or the task was cancelled. Nothing changed."""
+    REPORT_RESULT_INVALID: _ReportResult.ValueType  # 5
+    """ReportTaskEvents only: the event was refused as invalid (malformed token, unknown process,
+    no event set, bad outbox message, ...); the response's violations say why. Nothing changed.
+    (CompleteTask and FailTask answer INVALID_ARGUMENT or NOT_FOUND instead.)
+    """
 
 class ReportResult(_ReportResult, metaclass=_ReportResultEnumTypeWrapper):
     """Outcome of one task report."""
@@ -368,6 +380,11 @@ REPORT_RESULT_STALE_ATTEMPT: ReportResult.ValueType  # 3
 """The attempt is no longer current: it timed out or a later attempt exists. Nothing changed."""
 REPORT_RESULT_TASK_CANCELLED: ReportResult.ValueType  # 4
 """The process was cancelled or ended, or the task was cancelled. Nothing changed."""
+REPORT_RESULT_INVALID: ReportResult.ValueType  # 5
+"""ReportTaskEvents only: the event was refused as invalid (malformed token, unknown process,
+no event set, bad outbox message, ...); the response's violations say why. Nothing changed.
+(CompleteTask and FailTask answer INVALID_ARGUMENT or NOT_FOUND instead.)
+"""
 Global___ReportResult: _TypeAlias = ReportResult  # noqa: Y015
 
 @_typing.final
@@ -1108,7 +1125,8 @@ class WatchProcessResponse(_message.Message):
     """One frame of a WatchProcess stream. The first frame carries `process` (its state when the
     watch began) and history events up to process.last_event_sequence (split over several frames
     when long); live events follow as they commit. The last frame carries the final `process`,
-    after which the stream ends with OK.
+    after which the stream ends with OK. A stream that ends otherwise (UNAVAILABLE when the control
+    plane stops) has not seen the process end.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1448,8 +1466,9 @@ class SubscribeTasksRequest(_message.Message):
     service: _builtins.str
     """Service the worker belongs to."""
     instance_id: _builtins.str
-    """Its instance id in the Registry: the instance must be registered and its lease live
-    (else FAILED_PRECONDITION). When the lease lapses the stream ends and its tasks are requeued.
+    """Its instance id in the Registry: the instance must be registered and its lease live (else
+    FAILED_PRECONDITION, reason NOT_REGISTERED). When the lease lapses (or the instance is
+    deregistered) the stream ends the same way and its tasks are requeued.
     """
     max_in_flight: _builtins.int
     """Most tasks held at once (delivered, not yet completed or failed).
@@ -1671,23 +1690,32 @@ Global___TaskEvent: _TypeAlias = TaskEvent  # noqa: Y015
 
 @_typing.final
 class ReportTaskEventsRequest(_message.Message):
-    """One frame of a ReportTaskEvents stream."""
+    """One frame of a ReportTaskEvents stream: a batch of events, answered by one
+    ReportTaskEventsResponse with the same batch_id.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    """Client-chosen batch id, echoed in the response that answers this request; not interpreted."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskEvent]:
-        """Events, applied in order; 1 to 1,000 per frame. Events of many tasks may share a frame."""
+        """Events, 1 to 1,000 per frame. Events of many tasks may share a frame. The events of one task
+        are applied in the order they were written (across frames too); those of different tasks
+        concurrently.
+        """
 
     def __init__(
         self,
         *,
         events: _abc.Iterable[Global___TaskEvent] | None = ...,
+        batch_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1695,37 +1723,44 @@ Global___ReportTaskEventsRequest: _TypeAlias = ReportTaskEventsRequest  # noqa: 
 
 @_typing.final
 class ReportTaskEventsResponse(_message.Message):
-    """Response of ReportTaskEvents, sent when the client closes its side of the stream."""
+    """The answer to one ReportTaskEventsRequest, sent once every event of it has been applied or
+    refused. Responses may come in another order than their requests: match them by batch_id.
+
+    Failures that are not the events' fault (the store unreachable, the control plane shutting
+    down, an internal error) end the stream with that status instead. Events of requests not yet
+    answered then may or may not have been applied: send them again, on a new stream. A repeat is
+    harmless: it answers ALREADY_REPORTED (or STALE_ATTEMPT / TASK_CANCELLED) and changes nothing.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACCEPTED_FIELD_NUMBER: _builtins.int
-    STALE_FIELD_NUMBER: _builtins.int
-    INVALID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     VIOLATIONS_FIELD_NUMBER: _builtins.int
-    accepted: _builtins.int
-    """Events recorded (heartbeats and started events included)."""
-    stale: _builtins.int
-    """Events that changed nothing: ALREADY_REPORTED, STALE_ATTEMPT or TASK_CANCELLED."""
-    invalid: _builtins.int
-    """Events refused as invalid (malformed token, no event set, bad outbox message, ...)."""
+    batch_id: _builtins.int
+    """batch_id of the request this answers."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedScalarFieldContainer[Global___ReportResult.ValueType]:
+        """One result per event of the request, in the request's order (heartbeats and started events
+        included: ACCEPTED when the attempt is still held).
+        """
+
     @_builtins.property
     def violations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldViolation]:
-        """The first 100 problems of invalid events; field is "events[<n>]..." with n counted from 0
-        over the whole stream, e.g. "events[12].completed.outbox[0].subject".
+        """Why INVALID events were refused; field is "events[<n>]..." with n the event's index in the
+        request (from 0), e.g. "events[3].completed.outbox[0].subject".
         """
 
     def __init__(
         self,
         *,
-        accepted: _builtins.int = ...,
-        stale: _builtins.int = ...,
-        invalid: _builtins.int = ...,
+        batch_id: _builtins.int = ...,
+        results: _abc.Iterable[Global___ReportResult.ValueType] | None = ...,
         violations: _abc.Iterable[_common_pb2.FieldViolation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "invalid", b"invalid", "stale", b"stale", "violations", b"violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "results", b"results", "violations", b"violations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -90,7 +90,7 @@ class WorkflowStub:
                 request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksRequest.SerializeToString,
                 response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksResponse.FromString,
                 _registered_method=True)
-        self.ReportTaskEvents = channel.stream_unary(
+        self.ReportTaskEvents = channel.stream_stream(
                 '/hms.mgmt.v1.Workflow/ReportTaskEvents',
                 request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsRequest.SerializeToString,
                 response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsResponse.FromString,
@@ -158,7 +158,8 @@ class WorkflowServicer:
 
     def WatchProcess(self, request, context):
         """The process and its history so far, then live events; the stream ends (OK) after the
-        process ends.
+        process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+        (elsewhere) with after_sequence set to the last event seen.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,7 +194,8 @@ class WorkflowServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportTaskEvents(self, request_iterator, context):
-        """Worker: report started / heartbeat / completed / failed events over one long-lived stream.
+        """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+        every request is answered by one response (same batch_id) once each of its events is applied.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -271,7 +273,7 @@ def add_WorkflowServicer_to_server(servicer, server):
                     request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksRequest.FromString,
                     response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksResponse.SerializeToString,
             ),
-            'ReportTaskEvents': grpc.stream_unary_rpc_method_handler(
+            'ReportTaskEvents': grpc.stream_stream_rpc_method_handler(
                     servicer.ReportTaskEvents,
                     request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsRequest.FromString,
                     response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsResponse.SerializeToString,
@@ -606,7 +608,7 @@ class Workflow:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
             '/hms.mgmt.v1.Workflow/ReportTaskEvents',

@@ -19,6 +19,13 @@ Worker side: SubscribeTasks delivers tasks, each with a task token naming one at
 ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
 or its Registry lease lapses, its outstanding tasks go back to the queue at once.
 
+A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
+never registered — gets FAILED_PRECONDITION with a google.rpc.ErrorInfo whose reason is
+"NOT_REGISTERED" (metadata: "service", "instance_id" and "cause", e.g. "lease_expired"), both
+from SubscribeTasks and when its open task stream ends for that reason. It should Register
+again (same instance id) and subscribe again; retrying SubscribeTasks alone cannot succeed.
+UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
+
 JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
 users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
 details naming each field at fault.
@@ -72,7 +79,8 @@ class WorkflowStub:
     """Processes filtered by definition, state and business key, newest first, paged."""
     WatchProcess: _grpc.UnaryStreamMultiCallable[_workflow_pb2.WatchProcessRequest, _workflow_pb2.WatchProcessResponse]
     """The process and its history so far, then live events; the stream ends (OK) after the
-    process ends.
+    process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+    (elsewhere) with after_sequence set to the last event seen.
     """
     SignalProcess: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.SignalProcessRequest, _workflow_pb2.SignalProcessResponse]
     """Send a named signal; buffered until a wait_signal step of that name consumes it."""
@@ -82,8 +90,10 @@ class WorkflowStub:
     """A process's history events in order, paged."""
     SubscribeTasks: _grpc.UnaryStreamMultiCallable[_workflow_pb2.SubscribeTasksRequest, _workflow_pb2.SubscribeTasksResponse]
     """Worker: receive tasks of some task types of a service, up to max_in_flight at a time."""
-    ReportTaskEvents: _grpc.StreamUnaryMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]
-    """Worker: report started / heartbeat / completed / failed events over one long-lived stream."""
+    ReportTaskEvents: _grpc.StreamStreamMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]
+    """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+    every request is answered by one response (same batch_id) once each of its events is applied.
+    """
     CompleteTask: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.CompleteTaskRequest, _workflow_pb2.CompleteTaskResponse]
     """Worker: report a task completed (unary form of a completed event)."""
     FailTask: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.FailTaskRequest, _workflow_pb2.FailTaskResponse]
@@ -112,7 +122,8 @@ class WorkflowAsyncStub(WorkflowStub):
     """Processes filtered by definition, state and business key, newest first, paged."""
     WatchProcess: _aio.UnaryStreamMultiCallable[_workflow_pb2.WatchProcessRequest, _workflow_pb2.WatchProcessResponse]  # type: ignore[assignment]
     """The process and its history so far, then live events; the stream ends (OK) after the
-    process ends.
+    process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+    (elsewhere) with after_sequence set to the last event seen.
     """
     SignalProcess: _aio.UnaryUnaryMultiCallable[_workflow_pb2.SignalProcessRequest, _workflow_pb2.SignalProcessResponse]  # type: ignore[assignment]
     """Send a named signal; buffered until a wait_signal step of that name consumes it."""
@@ -122,8 +133,10 @@ class WorkflowAsyncStub(WorkflowStub):
     """A process's history events in order, paged."""
     SubscribeTasks: _aio.UnaryStreamMultiCallable[_workflow_pb2.SubscribeTasksRequest, _workflow_pb2.SubscribeTasksResponse]  # type: ignore[assignment]
     """Worker: receive tasks of some task types of a service, up to max_in_flight at a time."""
-    ReportTaskEvents: _aio.StreamUnaryMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]  # type: ignore[assignment]
-    """Worker: report started / heartbeat / completed / failed events over one long-lived stream."""
+    ReportTaskEvents: _aio.StreamStreamMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]  # type: ignore[assignment]
+    """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+    every request is answered by one response (same batch_id) once each of its events is applied.
+    """
     CompleteTask: _aio.UnaryUnaryMultiCallable[_workflow_pb2.CompleteTaskRequest, _workflow_pb2.CompleteTaskResponse]  # type: ignore[assignment]
     """Worker: report a task completed (unary form of a completed event)."""
     FailTask: _aio.UnaryUnaryMultiCallable[_workflow_pb2.FailTaskRequest, _workflow_pb2.FailTaskResponse]  # type: ignore[assignment]
@@ -191,7 +204,8 @@ class WorkflowServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_workflow_pb2.WatchProcessResponse], _abc.AsyncIterator[_workflow_pb2.WatchProcessResponse]]:
         """The process and its history so far, then live events; the stream ends (OK) after the
-        process ends.
+        process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+        (elsewhere) with after_sequence set to the last event seen.
         """
 
     @_abc_1.abstractmethod
@@ -231,8 +245,10 @@ class WorkflowServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_workflow_pb2.ReportTaskEventsRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_workflow_pb2.ReportTaskEventsResponse, _abc.Awaitable[_workflow_pb2.ReportTaskEventsResponse]]:
-        """Worker: report started / heartbeat / completed / failed events over one long-lived stream."""
+    ) -> _typing.Union[_abc.Iterator[_workflow_pb2.ReportTaskEventsResponse], _abc.AsyncIterator[_workflow_pb2.ReportTaskEventsResponse]]:
+        """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+        every request is answered by one response (same batch_id) once each of its events is applied.
+        """
 
     @_abc_1.abstractmethod
     def CompleteTask(

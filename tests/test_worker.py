@@ -1,0 +1,182 @@
+"""Worker reports and registrations against faults: a store that refuses writes for a while, a lapsed lease."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from control_plane.sdk import Client, TaskContext, Worker
+from control_plane.sdk._workflow import struct
+from control_plane.server import App
+from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.test_sdk_failover import CLOSED, switches
+from tests.workflow_support import RefusingStore, finish, next_tasks
+
+CHAIN = """
+name: chain
+steps:
+""" + "".join(f"  - {{id: s{n}, task: {{service: Chain, type: step}}}}\n" for n in range(1, 4))
+
+ONE_STEP = """
+name: onestep
+steps:
+  - id: only
+    task: {service: Batch, type: job}
+"""
+
+
+async def test_every_task_report_is_answered_and_resent_after_store_failure(
+    server: App, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RefusingStore(server, monkeypatch)
+    await client.workflow.apply(CHAIN)
+    processes = [await client.workflow.start("chain", {"n": n}) for n in range(20)]
+    runs: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    async def step(task: TaskContext) -> dict[str, Any]:
+        runs[(task.process_id, task.step_id)] += 1
+        if runs.total() == 10:
+            store.refuse(30)  # the database goes away in the middle of a stream of completions
+        return {"step": task.step_id}
+
+    worker = Worker(client, "Chain", instance_id="chain-1", max_in_flight=8, drain_timeout_s=1.0)
+    worker.task("step")(step)
+    run = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(30):
+            finals = [await client.workflow.wait(p.id) for p in processes]
+        histories = [await client.workflow.history(p.id) for p in processes]
+    finally:
+        worker.stop()
+        async with asyncio.timeout(10):
+            await run
+
+    assert store.refused == 30
+    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    for history in histories:
+        completed = collections.Counter(
+            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+        )
+        assert completed == {"s1": 1, "s2": 1, "s3": 1}
+        assert not [e for e in history if e.type == pb.HISTORY_EVENT_TYPE_TASK_FAILED]
+    # The refused completions were sent again, not their tasks run again.
+    assert set(runs.values()) == {1} and len(runs) == 60
+
+
+async def test_a_report_the_store_refused_ends_the_stream_unavailable_and_counts_once_when_resent(
+    server: App, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RefusingStore(server, monkeypatch)
+    await client.workflow.apply(ONE_STEP)
+    await client.registry.register("Batch", "127.0.0.1:1", instance_id="b1")
+    tasks_stream = client.workflow.subscribe_tasks("Batch", "b1", ["job"], 10)
+    processes = [await client.workflow.start("onestep", {"n": n}) for n in range(2)]
+    try:
+        tasks = list((await next_tasks(tasks_stream)).tasks)
+        if len(tasks) < 2:
+            tasks += (await next_tasks(tasks_stream)).tasks
+        completions = [
+            pb.TaskEvent(task_token=t.task_token, completed=pb.TaskCompleted(output=struct({"n": n})))
+            for n, t in enumerate(tasks)
+        ]
+        store.refuse(1)
+        broken = client.workflow.report_stream()
+        await broken.write(pb.ReportTaskEventsRequest(batch_id=1, events=completions[:1]))
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await broken.read()
+        unchanged = [await client.workflow.status(p.id) for p in processes]
+
+        again = client.workflow.report_stream()
+        await again.write(pb.ReportTaskEventsRequest(batch_id=1, events=completions))
+        async with asyncio.timeout(10):
+            answer = await again.read()
+        await again.write(pb.ReportTaskEventsRequest(batch_id=2, events=completions[:1]))
+        async with asyncio.timeout(10):
+            repeat = await again.read()
+        again.cancel()
+    finally:
+        tasks_stream.cancel()
+    finals = [await finish(client, p.id) for p in processes]
+    histories = [await client.workflow.history(p.id) for p in processes]
+
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE  # not answered: the worker sends it again
+    assert {p.state for p in unchanged} == {pb.PROCESS_STATE_RUNNING}
+    assert isinstance(answer, pb.ReportTaskEventsResponse) and isinstance(repeat, pb.ReportTaskEventsResponse)
+    assert (answer.batch_id, list(answer.results)) == (1, [pb.REPORT_RESULT_ACCEPTED] * 2)
+    assert (repeat.batch_id, list(repeat.results)) == (2, [pb.REPORT_RESULT_ALREADY_REPORTED])
+    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    for history in histories:
+        assert [e.type for e in history].count(pb.HISTORY_EVENT_TYPE_STEP_COMPLETED) == 1
+
+
+def _error_reason(error: grpc.aio.AioRpcError) -> str:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return str(info.reason)
+    return ""
+
+
+async def test_worker_with_lapsed_lease_is_told_to_register_again(
+    server: App, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    await client.workflow.apply(ONE_STEP)
+    await client.registry.register("Batch", "127.0.0.1:1", instance_id="lapsing", ttl_s=1.0)  # never renewed
+    doomed = client.workflow.subscribe_tasks("Batch", "lapsing", ["job"], 5)
+    again = None
+    try:
+        first = await doomed.read()
+        assert isinstance(first, pb.SubscribeTasksResponse) and first.ready
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await doomed.read()  # the lease lapses after 1 s: the stream ends
+        again = client.workflow.subscribe_tasks("Batch", "lapsing", ["job"], 5)  # what a generic retry does
+        with pytest.raises(grpc.aio.AioRpcError) as retried:
+            async with asyncio.timeout(10):
+                await again.read()
+    finally:
+        doomed.cancel()
+        if again is not None:
+            again.cancel()
+
+    # The same answer both times, and not UNAVAILABLE (which says "try again", here or elsewhere).
+    for error in (ended.value, retried.value):
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _error_reason(error) == "NOT_REGISTERED"
+
+    # An SDK Worker evicted from the registry (as a lapse does) registers again where it is, at once.
+    caplog.set_level(logging.INFO, logger="control_plane.sdk")
+    async with Client([server.address, CLOSED]) as worker_client:
+        worker = Worker(worker_client, "Batch", instance_id="evicted", drain_timeout_s=1.0)
+        worker.task("job")(lambda task: _done())
+        run = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(10):
+                await worker.ready.wait()
+            await client.registry.deregister("Batch", "evicted")
+            process = await client.workflow.start("onestep", {})
+            final = await finish(client, process.id)
+            instances = await client.registry.lookup("Batch")
+        finally:
+            worker.stop()
+            async with asyncio.timeout(10):
+                await run
+        address = worker_client.address
+
+    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert [i.instance_id for i in instances] == ["evicted"]
+    assert address == server.address and switches(caplog) == []
+    assert any("registering again" in r.getMessage() for r in caplog.records)
+
+
+async def _done() -> dict[str, Any]:
+    return {"done": True}
