@@ -18,6 +18,7 @@ from control_plane.server import App
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as reg_pb
 from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.workflow_support import RefusingStore
 
 NODE = shutil.which("node")
 SERVICE_DIR = Path(__file__).resolve().parent.parent / "services" / "notification"
@@ -230,4 +231,20 @@ async def test_a_killed_instance_leaves_the_task_queued_and_a_new_instance_compl
     assert done.state == pb.PROCESS_STATE_COMPLETED, second.logs()
     assert dict(done.steps[0].output)["decision"] == "rejected"
     # node-1 is dead (SIGKILL), so the one notice in the outbox is node-2's.
+    assert [n["process_id"] for n in notices(tmp_path / "outbox.jsonl")] == [process.id]
+
+
+async def test_a_report_refused_while_the_store_is_down_is_sent_again_until_answered(
+    server: App, client: Client, node_service: StartNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RefusingStore(server, monkeypatch)
+    await client.workflow.apply(NOTIFY)
+    node = await node_service("node-1")
+
+    store.refuse(3, after=1)  # the start commits; the next three transitions (the completion) do not
+    process = await client.workflow.start("notify", {"decision": "approved", "email": "ada@example.org"})
+    done = await finish(client, process.id)
+
+    assert store.refused == 3
+    assert done.state == pb.PROCESS_STATE_COMPLETED, node.logs()
     assert [n["process_id"] for n in notices(tmp_path / "outbox.jsonl")] == [process.id]

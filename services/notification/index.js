@@ -3,7 +3,7 @@
 //
 // It joins the hms-mgmt control plane with nothing but protos/: it serves grpc.health.v1 so the
 // control plane can probe it, registers with the Registry and keeps its lease, subscribes to its
-// sendDecision tasks and reports each one with CompleteTask / FailTask.
+// sendDecision tasks and reports each one with CompleteTask / FailTask, sent again until answered.
 //
 //   node services/notification/index.js --server HOST:PORT [--instance-id ID] [--version 1.0.0]
 //        [--outbox-file PATH] [--ttl SECONDS] [--heartbeat-interval SECONDS]
@@ -28,6 +28,17 @@ const FAILURE_RATE_ENV = 'HMS_FAILURE_RATE';
 const RPC_DEADLINE_MS = 5000;
 const BACKOFF_MIN_MS = 200;
 const BACKOFF_MAX_MS = 5000;
+// Failures after which a report may or may not have been applied: it is sent again (a repeat is
+// answered ALREADY_REPORTED and changes nothing). Any other status is the report's own fault.
+const RESEND_ON = new Set([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.ABORTED,
+  grpc.status.INTERNAL,
+  grpc.status.UNKNOWN,
+  grpc.status.CANCELLED,
+]);
 
 const USAGE = `usage: node services/notification/index.js --server HOST:PORT [options]
 
@@ -348,7 +359,9 @@ class NotificationService {
         if (this.stopping) return;
         log(`task stream broke (${codeName(err)}: ${err.details || err.message})`);
         if (err.code === grpc.status.FAILED_PRECONDITION || err.code === grpc.status.NOT_FOUND) {
-          this.leaseId = ''; // the registry no longer knows this instance
+          // NOT_REGISTERED: the registry no longer knows this instance (its lease lapsed); register
+          // again before subscribing, which alone would only be refused the same way.
+          this.leaseId = '';
         }
       }
       if (this.stopping) return;
@@ -442,24 +455,39 @@ class NotificationService {
     await this.complete(task, { notice_id: noticeId, decision });
   }
 
+  /**
+   * A CompleteTask / FailTask call, sent again (with backoff) until the control plane answers it: a
+   * report lost to a failure would leave the task held by this instance, its process stuck.
+   */
+  async report(method, request, where) {
+    let backoff = BACKOFF_MIN_MS;
+    for (;;) {
+      try {
+        return await unary(this.workflow, method, request);
+      } catch (err) {
+        if (this.stopping || !RESEND_ON.has(err.code)) throw err;
+        log(`${method} for ${where} not answered (${codeName(err)}: ${err.details || err.message}); `
+          + `sending it again in ${backoff} ms`);
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+      }
+    }
+  }
+
   async complete(task, output) {
-    const response = await unary(this.workflow, 'CompleteTask', {
-      task_token: task.task_token,
-      output: toStruct(output),
-    });
+    const where = `${task.process_id}/${task.step_id}`;
+    const request = { task_token: task.task_token, output: toStruct(output) };
+    const response = await this.report('CompleteTask', request, where);
     if (response.result !== 'REPORT_RESULT_ACCEPTED') {
-      log(`completion of ${task.process_id}/${task.step_id}: ${response.result} ${response.message}`);
+      log(`completion of ${where}: ${response.result} ${response.message}`);
     }
   }
 
   async fail(task, code, message, nonRetryable) {
-    const response = await unary(this.workflow, 'FailTask', {
-      task_token: task.task_token,
-      error_code: code,
-      message,
-      non_retryable: nonRetryable,
-    });
-    log(`failed ${task.process_id}/${task.step_id} with ${code}: ${response.result}`);
+    const where = `${task.process_id}/${task.step_id}`;
+    const request = { task_token: task.task_token, error_code: code, message, non_retryable: nonRetryable };
+    const response = await this.report('FailTask', request, where);
+    log(`failed ${where} with ${code}: ${response.result}`);
   }
 
   async start() {
