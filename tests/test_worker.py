@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -14,9 +15,12 @@ from google.rpc import error_details_pb2, status_pb2
 from control_plane.sdk import Client, TaskContext, Worker
 from control_plane.sdk._workflow import struct
 from control_plane.server import App
+from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.test_sdk_failover import CLOSED, switches
 from tests.workflow_support import RefusingStore, finish, next_tasks
+
+T = TypeVar("T")
 
 CHAIN = """
 name: chain
@@ -114,6 +118,59 @@ async def test_a_report_the_store_refused_ends_the_stream_unavailable_and_counts
     assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
     for history in histories:
         assert [e.type for e in history].count(pb.HISTORY_EVENT_TYPE_STEP_COMPLETED) == 1
+
+
+class GatedStore:
+    """Holds the next workflow transition's answer until `gate` opens; its commit goes ahead meanwhile,
+    as the store writer's does whatever becomes of the caller.
+    """
+
+    def __init__(self, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._transact = app.store.wf_transact
+        self._armed = False
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        monkeypatch.setattr(app.store, "wf_transact", self._wf_transact)
+
+    def hold_next(self) -> None:
+        self._armed = True
+
+    async def _wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+        committing = asyncio.ensure_future(self._transact(work, now=now))
+        if self._armed:
+            self._armed = False
+            self.entered.set()
+            await self.gate.wait()
+        return await committing
+
+
+async def test_a_completion_whose_caller_gave_up_during_its_commit_still_advances_the_process(
+    server: App, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = GatedStore(server, monkeypatch)
+    await client.workflow.apply(CHAIN.replace("Chain", "Batch"))
+    await client.registry.register("Batch", "127.0.0.1:1", instance_id="b1")
+    tasks_stream = client.workflow.subscribe_tasks("Batch", "b1", ["step"], 1)
+    process = await client.workflow.start("chain", {})
+    try:
+        first = (await next_tasks(tasks_stream)).tasks[0]
+        store.hold_next()
+        # What a CompleteTask whose client gave up (a deadline) does to the engine's call: cancel it.
+        reporting = asyncio.ensure_future(server.workflows.complete(first.task_token, {"n": 1}, []))
+        async with asyncio.timeout(10):
+            await store.entered.wait()
+        reporting.cancel()
+        await asyncio.wait({reporting})
+        store.gate.set()
+        # The completion committed: the worker's credit comes back and the next step's task follows.
+        second = (await next_tasks(tasks_stream)).tasks[0]
+    finally:
+        tasks_stream.cancel()
+
+    assert reporting.cancelled()
+    assert (first.step_id, second.step_id) == ("s1", "s2")
+    status = await client.workflow.status(process.id)
+    assert [s.state for s in status.steps][:1] == [pb.STEP_STATE_COMPLETED]
 
 
 def _error_reason(error: grpc.aio.AioRpcError) -> str:

@@ -274,8 +274,7 @@ class Workflows:
             waits = self._write(tx, machine, new=True)
             return _Committed(False, machine.effects, machine.record, tx.published, waits)
 
-        committed = await self._store.wf_transact(work, now=now)
-        self._after_commit(committed)
+        committed = await self._transact(work, now)
         return committed.record, bool(committed.result)
 
     async def process(self, process_id: str) -> ProcessRecord:
@@ -490,13 +489,28 @@ class Workflows:
             return _Committed(result, machine.effects, machine.record, tx.published, waits)
 
         try:
-            committed: _Committed = await self._store.wf_transact(work, now=self._wall())
+            return await self._transact(work, self._wall())
         except _UnknownDefinition as exc:
             # The process was started on another replica with a version registered there a moment ago.
             await self._reload_definitions(exc.name)
-            committed = await self._store.wf_transact(work, now=self._wall())
-        self._after_commit(committed)
-        return committed
+            return await self._transact(work, self._wall())
+
+    async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
+        """Commit `work`, then apply what follows in memory; shielded from the caller's cancellation.
+
+        A transaction handed to the store commits whatever becomes of its caller (a client that gives up
+        cancels its RPC), so what follows the commit must happen too: else the worker's credit and the
+        tasks and timers it created would be known only to the store, until a restart.
+        """
+
+        async def commit_and_follow() -> _Committed:
+            committed: _Committed = await self._store.wf_transact(work, now=now)
+            self._after_commit(committed)
+            return committed
+
+        done = asyncio.ensure_future(commit_and_follow())
+        done.add_done_callback(_seen)
+        return await asyncio.shield(done)
 
     @staticmethod
     def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> list[tuple[str, str, int]]:
@@ -620,6 +634,12 @@ class Workflows:
     def _on_registry_change(self, change: RegistryChange) -> None:
         if change.type is ChangeType.DOWN:
             self.dispatcher.instance_gone(change.instance.service, change.instance.instance_id, change.reason)
+
+
+def _seen(done: asyncio.Future[Any]) -> None:
+    """Mark a shielded transition's failure as seen: its caller, if still there, gets it too."""
+    if not done.cancelled():
+        done.exception()
 
 
 class _UnknownDefinition(Exception):
