@@ -115,6 +115,7 @@ ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         f"/{_WORKFLOW}/GetHistory": _CLIENTS,
         f"/{_WORKFLOW}/SubscribeTasks": _WORKERS,
         f"/{_WORKFLOW}/ReportTaskEvents": _WORKERS,
+        f"/{_WORKFLOW}/ReportTaskEventBatches": _WORKERS,
         f"/{_WORKFLOW}/CompleteTask": _WORKERS,
         f"/{_WORKFLOW}/FailTask": _WORKERS,
     }

@@ -206,6 +206,7 @@ WORKERS = frozenset({Role.ADMIN, Role.WORKER})
         ("/hms.mgmt.v1.Workflow/GetHistory", CLIENTS),
         ("/hms.mgmt.v1.Workflow/SubscribeTasks", WORKERS),
         ("/hms.mgmt.v1.Workflow/ReportTaskEvents", WORKERS),
+        ("/hms.mgmt.v1.Workflow/ReportTaskEventBatches", WORKERS),
         ("/hms.mgmt.v1.Workflow/CompleteTask", WORKERS),
         ("/hms.mgmt.v1.Workflow/FailTask", WORKERS),
         # Default deny: what the table does not know is for admins only.
@@ -449,6 +450,7 @@ async def test_admin_passes_the_guard_of_admin_only_rpcs(guarded: grpc.aio.Chann
         (Role.CLIENT, "/hms.mgmt.v1.Registry/Deregister"),
         (Role.CLIENT, "/hms.mgmt.v1.Workflow/SubscribeTasks"),  # server stream
         (Role.CLIENT, "/hms.mgmt.v1.Workflow/ReportTaskEvents"),  # client stream
+        (Role.CLIENT, "/hms.mgmt.v1.Workflow/ReportTaskEventBatches"),  # bidirectional stream
         (Role.CLIENT, "/hms.mgmt.v1.Workflow/RegisterDefinition"),
         (Role.WORKER, "/hms.mgmt.v1.Workflow/StartProcess"),
         (Role.WORKER, "/hms.mgmt.v1.Workflow/RegisterDefinition"),

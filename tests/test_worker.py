@@ -90,18 +90,18 @@ async def test_a_report_the_store_refused_ends_the_stream_unavailable_and_counts
             for n, t in enumerate(tasks)
         ]
         store.refuse(1)
-        broken = client.workflow.report_stream()
-        await broken.write(pb.ReportTaskEventsRequest(batch_id=1, events=completions[:1]))
+        broken = client.workflow.report_batches()
+        await broken.write(pb.ReportTaskEventBatchesRequest(batch_id=1, events=completions[:1]))
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             async with asyncio.timeout(10):
                 await broken.read()
         unchanged = [await client.workflow.status(p.id) for p in processes]
 
-        again = client.workflow.report_stream()
-        await again.write(pb.ReportTaskEventsRequest(batch_id=1, events=completions))
+        again = client.workflow.report_batches()
+        await again.write(pb.ReportTaskEventBatchesRequest(batch_id=1, events=completions))
         async with asyncio.timeout(10):
             answer = await again.read()
-        await again.write(pb.ReportTaskEventsRequest(batch_id=2, events=completions[:1]))
+        await again.write(pb.ReportTaskEventBatchesRequest(batch_id=2, events=completions[:1]))
         async with asyncio.timeout(10):
             repeat = await again.read()
         again.cancel()
@@ -112,12 +112,47 @@ async def test_a_report_the_store_refused_ends_the_stream_unavailable_and_counts
 
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE  # not answered: the worker sends it again
     assert {p.state for p in unchanged} == {pb.PROCESS_STATE_RUNNING}
-    assert isinstance(answer, pb.ReportTaskEventsResponse) and isinstance(repeat, pb.ReportTaskEventsResponse)
+    assert isinstance(answer, pb.ReportTaskEventBatchesResponse)
+    assert isinstance(repeat, pb.ReportTaskEventBatchesResponse)
     assert (answer.batch_id, list(answer.results)) == (1, [pb.REPORT_RESULT_ACCEPTED] * 2)
     assert (repeat.batch_id, list(repeat.results)) == (2, [pb.REPORT_RESULT_ALREADY_REPORTED])
     assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
     for history in histories:
         assert [e.type for e in history].count(pb.HISTORY_EVENT_TYPE_STEP_COMPLETED) == 1
+
+
+async def test_report_task_events_ends_with_the_store_failure_instead_of_an_answer(
+    server: App, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RefusingStore(server, monkeypatch)
+    await client.workflow.apply(ONE_STEP)
+    await client.registry.register("Batch", "127.0.0.1:1", instance_id="b1")
+    tasks_stream = client.workflow.subscribe_tasks("Batch", "b1", ["job"], 1)
+    process = await client.workflow.start("onestep", {})
+    try:
+        token = (await next_tasks(tasks_stream)).tasks[0].task_token
+        events = [pb.TaskEvent(task_token=token, completed=pb.TaskCompleted(output=struct({"ok": True})))]
+        store.refuse(1)
+        broken = client.workflow.report_stream()
+        await broken.write(pb.ReportTaskEventsRequest(events=events))
+        await broken.done_writing()
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await broken  # no answer that would count the refused completion as seen
+        unchanged = await client.workflow.status(process.id)
+        again = client.workflow.report_stream()
+        await again.write(pb.ReportTaskEventsRequest(events=events))
+        await again.done_writing()
+        async with asyncio.timeout(10):
+            answer = await again
+    finally:
+        tasks_stream.cancel()
+    final = await finish(client, process.id)
+
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert unchanged.state == pb.PROCESS_STATE_RUNNING
+    assert (answer.accepted, answer.stale, answer.invalid) == (1, 0, 0)
+    assert final.state == pb.PROCESS_STATE_COMPLETED
 
 
 class GatedStore:

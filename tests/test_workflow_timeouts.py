@@ -211,42 +211,70 @@ steps:
 """
 
 
-async def test_one_report_stream_carries_many_tasks_events(client: Client) -> None:
+TaskStream = grpc.aio.UnaryStreamCall[pb.SubscribeTasksRequest, pb.SubscribeTasksResponse]
+
+
+async def _three_tokens(client: Client) -> tuple[TaskStream, list[pb.Process], list[str]]:
+    """Three processes whose tasks a manual worker holds, and its task stream (for the caller to end)."""
     await client.workflow.apply(ONE_STEP)
     await client.registry.register("Batch", "127.0.0.1:1", instance_id="b1")
     tasks_stream = client.workflow.subscribe_tasks("Batch", "b1", ["job"], 10)
     processes = [await client.workflow.start("onestep", {"n": n}) for n in range(3)]
     tokens: list[str] = []
+    async with asyncio.timeout(10):
+        while len(tokens) < 3:
+            frame = await tasks_stream.read()
+            assert isinstance(frame, pb.SubscribeTasksResponse)
+            tokens += [t.task_token for t in frame.tasks]
+    return tasks_stream, processes, tokens
+
+
+def _events(tokens: list[str]) -> list[pb.TaskEvent]:
+    events = [pb.TaskEvent(task_token=t, completed=pb.TaskCompleted(output=struct({"t": t}))) for t in tokens]
+    events.append(pb.TaskEvent(task_token=tokens[0], completed=pb.TaskCompleted()))  # a repeat: stale
+    events.append(pb.TaskEvent(task_token="not-a-token", started=pb.TaskStarted()))  # invalid
+    return events
+
+
+async def test_one_report_stream_carries_many_tasks_events(client: Client) -> None:
+    tasks_stream, processes, tokens = await _three_tokens(client)
     try:
-        async with asyncio.timeout(10):
-            while len(tokens) < 3:
-                frame = await tasks_stream.read()
-                assert isinstance(frame, pb.SubscribeTasksResponse)
-                tokens += [t.task_token for t in frame.tasks]
         reports = client.workflow.report_stream()
-        events = [
-            pb.TaskEvent(task_token=t, completed=pb.TaskCompleted(output=struct({"t": t}))) for t in tokens
-        ]
-        events.append(pb.TaskEvent(task_token=tokens[0], completed=pb.TaskCompleted()))  # a repeat: stale
-        events.append(pb.TaskEvent(task_token="not-a-token", started=pb.TaskStarted()))  # invalid
-        await reports.write(pb.ReportTaskEventsRequest(batch_id=7, events=events))
-        async with asyncio.timeout(10):
-            answer = await reports.read()
-            await reports.write(pb.ReportTaskEventsRequest(batch_id=8))  # no events: refused as a whole
-            empty = await reports.read()
-            await reports.done_writing()
-            end = await reports.read()
+        await reports.write(pb.ReportTaskEventsRequest(events=_events(tokens)))
+        await reports.done_writing()
+        answer = await reports
     finally:
         tasks_stream.cancel()
     finals = [await finish(client, p.id) for p in processes]
 
-    assert isinstance(answer, pb.ReportTaskEventsResponse) and answer.batch_id == 7
+    assert (answer.accepted, answer.stale, answer.invalid) == (3, 1, 1)
+    assert [v.field for v in answer.violations] == ["events[4].task_token"]
+    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+
+
+async def test_every_batch_of_a_report_stream_is_answered_with_a_result_per_event(client: Client) -> None:
+    tasks_stream, processes, tokens = await _three_tokens(client)
+    reports = client.workflow.report_batches()
+    try:
+        async with asyncio.timeout(10):
+            await reports.write(pb.ReportTaskEventBatchesRequest(batch_id=7, events=_events(tokens)))
+            answer = await reports.read()
+            await reports.write(pb.ReportTaskEventBatchesRequest(batch_id=8))  # no events: refused whole
+            empty = await reports.read()
+            await reports.done_writing()
+            end = await reports.read()
+    finally:
+        reports.cancel()
+        tasks_stream.cancel()
+    finals = [await finish(client, p.id) for p in processes]
+
+    assert isinstance(answer, pb.ReportTaskEventBatchesResponse) and answer.batch_id == 7
     assert list(answer.results) == [pb.REPORT_RESULT_ACCEPTED] * 3 + [
         pb.REPORT_RESULT_ALREADY_REPORTED,
         pb.REPORT_RESULT_INVALID,
     ]
     assert [v.field for v in answer.violations] == ["events[4].task_token"]
-    assert isinstance(empty, pb.ReportTaskEventsResponse) and empty.batch_id == 8
+    assert isinstance(empty, pb.ReportTaskEventBatchesResponse) and empty.batch_id == 8
     assert (list(empty.results), [v.field for v in empty.violations]) == ([], ["events"])
     assert end is grpc.aio.EOF  # closed by the worker after its last answer: the stream ends OK
     assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}

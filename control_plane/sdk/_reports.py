@@ -1,4 +1,4 @@
-"""A Worker's task reports: written in batches on its session's ReportTaskEvents stream, each kept until
+"""A Worker's task reports: written in batches on its session's ReportTaskEventBatches stream, each kept until
 the control plane answers it, and written again when the stream breaks first.
 """
 
@@ -17,7 +17,7 @@ from hms.mgmt.v1 import workflow_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
-ReportCall = grpc.aio.StreamStreamCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]
+ReportCall = grpc.aio.StreamStreamCall[pb.ReportTaskEventBatchesRequest, pb.ReportTaskEventBatchesResponse]
 
 _BATCH = 1000  # events per request, the most the control plane takes
 _RETRY_FIRST_S = 0.1
@@ -30,7 +30,7 @@ def is_outcome(event: pb.TaskEvent) -> bool:
 
 
 class Reports:
-    """A Worker's task events, sent over a ReportTaskEvents stream and kept until answered.
+    """A Worker's task events, sent over a ReportTaskEventBatches stream and kept until answered.
 
     Events sent while a batch is being written go out together in the next one, so the control plane
     applies them concurrently and their transitions share commits. The control plane answers every
@@ -78,7 +78,7 @@ class Reports:
         """
         delay = _RETRY_FIRST_S
         while True:
-            stream = workflow.report_stream()
+            stream = workflow.report_batches()
             try:
                 await self._exchange(stream)
             except (grpc.aio.AioRpcError, ConnectionError) as exc:
@@ -113,7 +113,7 @@ class Reports:
                     batch_id = next(self._batch_ids)
                     self._unanswered[batch_id] = batch
                     try:
-                        await stream.write(pb.ReportTaskEventsRequest(batch_id=batch_id, events=batch))
+                        await stream.write(pb.ReportTaskEventBatchesRequest(batch_id=batch_id, events=batch))
                     except asyncio.InvalidStateError:  # the call had ended: its read says how
                         await asyncio.wait({reading})
                         _answer(reading)
@@ -135,7 +135,7 @@ class Reports:
             if not reading.cancelled():
                 reading.exception()  # seen: the stream's failure is raised from the write or read above
 
-    def _answered(self, answer: pb.ReportTaskEventsResponse) -> None:
+    def _answered(self, answer: pb.ReportTaskEventBatchesResponse) -> None:
         self._answered_any = True
         if self._unanswered.pop(answer.batch_id, None) is None:
             return
@@ -167,9 +167,9 @@ class Reports:
             self._settled.set()
 
 
-def _answer(reading: asyncio.Future[object]) -> pb.ReportTaskEventsResponse:
+def _answer(reading: asyncio.Future[object]) -> pb.ReportTaskEventBatchesResponse:
     """The answer a finished read got; raises how the stream failed when it got none."""
     answer = reading.result()
-    if not isinstance(answer, pb.ReportTaskEventsResponse):  # grpc.aio.EOF
+    if not isinstance(answer, pb.ReportTaskEventBatchesResponse):  # grpc.aio.EOF
         raise ConnectionError("the control plane ended the report stream")
     return answer

@@ -226,9 +226,17 @@ class WorkflowClient:
 
     def report_stream(
         self,
-    ) -> grpc.aio.StreamStreamCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]:
-        """A ReportTaskEvents stream: write batches of events; each is answered (same batch_id) once applied."""
+    ) -> grpc.aio.StreamUnaryCall[pb.ReportTaskEventsRequest, pb.ReportTaskEventsResponse]:
+        """A ReportTaskEvents stream: write events; its one answer, with counts, comes when it is closed."""
         return self._endpoints.current.workflow.ReportTaskEvents(metadata=self._metadata)
+
+    def report_batches(
+        self,
+    ) -> grpc.aio.StreamStreamCall[pb.ReportTaskEventBatchesRequest, pb.ReportTaskEventBatchesResponse]:
+        """A ReportTaskEventBatches stream: write batches of events; each is answered (same batch_id) once
+        applied. What the Worker uses.
+        """
+        return self._endpoints.current.workflow.ReportTaskEventBatches(metadata=self._metadata)
 
     def subscribe_tasks(
         self, service: str, instance_id: str, task_types: Sequence[str], max_in_flight: int

@@ -1,22 +1,24 @@
-"""ReportTaskEvents: a worker's batches of task events, each answered once all of its events are applied.
+"""A worker's stream of task events (ReportTaskEventBatches, ReportTaskEvents): each batch of events is
+answered once all of them are applied.
 
 Events are applied as they arrive, without waiting for earlier batches to commit, so that the
 transitions of many tasks share commits; the events of one task stay in order (each waits for the one
 before it, across batches). A batch is answered as soon as its last event is done, so answers may
-overtake each other. What the stream keeps is bounded by what is unanswered: at most `_AHEAD` events
+overtake each other. What a stream keeps is bounded by what is unanswered: at most `_AHEAD` events
 read and not yet answered (the reader waits for room, so a client that writes faster, or does not read
 its answers, is slowed down), and per task only its latest event still under way.
 
 An event refused for its own sake (malformed, unknown process, outside the caller's scope) is answered
-INVALID. Any other failure
-(the store unreachable, shutting down, a bug) ends the stream with its status: the batches not yet
-answered may or may not have been applied, and the client sends them again (a repeat changes nothing).
+INVALID. Any other failure (the store unreachable, shutting down, a bug) ends the stream with its
+status: the batches not yet answered may or may not have been applied, and the client sends them again
+(a repeat changes nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import heapq
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from control_plane.core.workflow.workflows import ReportOutcome
@@ -25,51 +27,73 @@ from control_plane.servicers import workflow_convert as convert
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 
-MAX_EVENTS = 1000
+MAX_EVENTS = 1000  # per batch
 # Events of one stream read and not yet answered.
 _AHEAD = 1000
-_MAX_VIOLATIONS = 100
+MAX_VIOLATIONS = 100  # per answer
 
 # An event's outcome, or what stopped it (sorted out when its batch is answered).
 Outcome = ReportOutcome | Exception
 Apply = Callable[[pb.TaskEvent], Awaitable[ReportOutcome]]
 
 
-@dataclass(slots=True)
-class _Batch:
-    """One request on its way to its answer."""
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """One request's events, and the id its answer carries."""
 
     batch_id: int
-    size: int  # events in the request
+    events: Sequence[pb.TaskEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What became of one batch: a result per event, and why refused events were refused."""
+
+    batch_id: int
+    results: list[pb.ReportResult.ValueType]
+    # (index of the event in the batch, None for the batch as a whole; why); at most MAX_VIOLATIONS.
+    violations: list[tuple[int | None, FieldViolation]]
+
+    def wire_violations(self, first_index: int = 0) -> list[common_pb2.FieldViolation]:
+        """The violations with fields "events[<n>]...", n counted from `first_index`."""
+        return [
+            violation_at("events" if index is None else f"events[{first_index + index}]", violation)
+            for index, violation in self.violations
+        ]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch on its way to its answer."""
+
+    batch_id: int
+    size: int  # events in the batch
     left: int  # events not yet done
     room: int = 0  # units of the stream's room it holds until answered
     outcomes: list[asyncio.Future[Outcome]] = field(default_factory=list)
-    refused: FieldViolation | None = None  # the request as a whole
+    refused: FieldViolation | None = None  # the batch as a whole
 
-    def answer(self) -> pb.ReportTaskEventsResponse:
-        """The response to the request; raises the failure that was not an event's own fault."""
-        response = pb.ReportTaskEventsResponse(batch_id=self.batch_id)
+    def answer(self) -> Answer:
+        """The answer to the batch; raises the failure that was not an event's own fault."""
         if self.refused is not None:
-            response.results.extend([pb.REPORT_RESULT_INVALID] * self.size)
-            response.violations.append(_violation("", self.refused))
-            return response
+            return Answer(self.batch_id, [pb.REPORT_RESULT_INVALID] * self.size, [(None, self.refused)])
+        answer = Answer(self.batch_id, [], [])
         for index, done in enumerate(self.outcomes):
             outcome = done.result()
             if isinstance(outcome, ReportOutcome):
-                response.results.append(convert.result(outcome))
+                answer.results.append(convert.result(outcome))
                 continue
             violations = _refusal(outcome)
             if violations is None:
                 raise outcome
-            response.results.append(pb.REPORT_RESULT_INVALID)
-            for violation in violations:
-                if len(response.violations) < _MAX_VIOLATIONS:
-                    response.violations.append(_violation(f"events[{index}]", violation))
-        return response
+            answer.results.append(pb.REPORT_RESULT_INVALID)
+            room = MAX_VIOLATIONS - len(answer.violations)
+            answer.violations.extend((index, v) for v in violations[:room])
+        return answer
 
 
 class ReportStream:
-    """The events of one ReportTaskEvents stream, applied with `apply`, and the answers to its batches."""
+    """The events of one stream, applied with `apply`, and the answers to its batches."""
 
     def __init__(self, apply: Apply) -> None:
         self._apply = apply
@@ -78,11 +102,9 @@ class ReportStream:
         self._finished: asyncio.Queue[_Batch] = asyncio.Queue()
         self._unanswered = 0
 
-    async def answers(
-        self, requests: AsyncIterator[pb.ReportTaskEventsRequest]
-    ) -> AsyncIterator[pb.ReportTaskEventsResponse]:
-        """Answer every request of `requests`, each once its events are done; ends after the last answer."""
-        reader = asyncio.ensure_future(self._read(requests))
+    async def answers(self, batches: AsyncIterator[EventBatch]) -> AsyncIterator[Answer]:
+        """Answer every batch of `batches`, each once its events are done; ends after the last answer."""
+        reader = asyncio.ensure_future(self._read(batches))
         reading = True
         try:
             while reading or self._unanswered:
@@ -91,7 +113,7 @@ class ReportStream:
                     waits = {finished, reader} if reading else {finished}
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    finished.cancel()
+                    finished.cancel()  # a get cancelled before it returned leaves its batch queued
                 if reading and reader.done():
                     reading = False
                     reader.result()  # raises why reading stopped (the control plane is shutting down, ...)
@@ -108,16 +130,14 @@ class ReportStream:
             if not reader.cancelled():
                 reader.exception()  # seen; the answer already says how the stream ended
 
-    async def _read(self, requests: AsyncIterator[pb.ReportTaskEventsRequest]) -> None:
-        async for request in requests:
+    async def _read(self, batches: AsyncIterator[EventBatch]) -> None:
+        async for request in batches:
             self._unanswered += 1
             events = request.events
             if not 1 <= len(events) <= MAX_EVENTS:
                 await self._room.acquire()
                 batch = _Batch(request.batch_id, len(events), 0, room=1)
-                batch.refused = FieldViolation(
-                    "events", f"1 to {MAX_EVENTS} events per request, got {len(events)}"
-                )
+                batch.refused = FieldViolation("", f"1 to {MAX_EVENTS} events per request, got {len(events)}")
                 self._finished.put_nowait(batch)
                 continue
             batch = _Batch(request.batch_id, len(events), len(events))
@@ -150,6 +170,41 @@ class ReportStream:
             return exc
 
 
+class Tally:
+    """The one answer of a ReportTaskEvents stream, summed from the answers to its batches as they come:
+    counts, and the first MAX_VIOLATIONS problems by position in the stream.
+    """
+
+    def __init__(self) -> None:
+        self._response = pb.ReportTaskEventsResponse()
+        self._first: list[tuple[int, int, common_pb2.FieldViolation]] = []  # max-heap on position
+        self._count = 0
+
+    def add(self, answer: Answer, first_index: int) -> None:
+        """Count one batch's answer; `first_index` is the position of its first event in the stream."""
+        response = self._response
+        for result in answer.results:
+            if result == pb.REPORT_RESULT_ACCEPTED:
+                response.accepted += 1
+            elif result == pb.REPORT_RESULT_INVALID:
+                response.invalid += 1
+            else:
+                response.stale += 1
+        for (index, _), wire in zip(answer.violations, answer.wire_violations(first_index), strict=True):
+            position = first_index + (index or 0)
+            self._count += 1
+            entry = (-position, -self._count, wire)
+            if len(self._first) < MAX_VIOLATIONS:
+                heapq.heappush(self._first, entry)
+            elif entry > self._first[0]:
+                heapq.heapreplace(self._first, entry)
+
+    def response(self) -> pb.ReportTaskEventsResponse:
+        """The stream's answer."""
+        self._response.violations.extend(wire for _, _, wire in sorted(self._first, reverse=True))
+        return self._response
+
+
 def _refusal(exc: Exception) -> list[FieldViolation] | None:
     """Why an event was refused for its own sake; None when its failure is not the event's fault."""
     if isinstance(exc, InvalidArgument):
@@ -159,6 +214,7 @@ def _refusal(exc: Exception) -> list[FieldViolation] | None:
     return None
 
 
-def _violation(prefix: str, violation: FieldViolation) -> common_pb2.FieldViolation:
+def violation_at(prefix: str, violation: FieldViolation) -> common_pb2.FieldViolation:
+    """A violation on the wire, its field under `prefix`."""
     field_path = ".".join(part for part in (prefix, violation.field) if part)
     return common_pb2.FieldViolation(field=field_path, description=violation.description)

@@ -20,7 +20,7 @@ from control_plane.servicers import bus_convert
 from control_plane.servicers import workflow_convert as convert
 from control_plane.servicers.convert import timestamp
 from control_plane.servicers.errors import translate_errors
-from control_plane.servicers.reports import ReportStream
+from control_plane.servicers.reports import EventBatch, ReportStream, Tally
 from control_plane.servicers.scopes import OPEN, Scopes
 from control_plane.servicers.streams import until_stopped
 from hms.mgmt.v1 import workflow_pb2 as pb
@@ -210,12 +210,35 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                 )
 
     @translate_errors
+    async def ReportTaskEventBatches(
+        self, request_iterator: AsyncIterator[pb.ReportTaskEventBatchesRequest], context: Context
+    ) -> AsyncIterator[pb.ReportTaskEventBatchesResponse]:
+        async def batches() -> AsyncIterator[EventBatch]:
+            async for request in until_stopped(request_iterator, self._stopping):
+                yield EventBatch(request.batch_id, request.events)
+
+        stream = ReportStream(lambda event: self._report(event, context))
+        async for answer in stream.answers(batches()):
+            yield pb.ReportTaskEventBatchesResponse(
+                batch_id=answer.batch_id, results=answer.results, violations=answer.wire_violations()
+            )
+
+    @translate_errors
     async def ReportTaskEvents(
         self, request_iterator: AsyncIterator[pb.ReportTaskEventsRequest], context: Context
-    ) -> AsyncIterator[pb.ReportTaskEventsResponse]:
-        stream = ReportStream(lambda event: self._report(event, context))
-        async for answer in stream.answers(until_stopped(request_iterator, self._stopping)):
-            yield answer
+    ) -> pb.ReportTaskEventsResponse:
+        # Each frame is a batch whose id is the position of its first event in the stream; the one
+        # answer sums theirs. A failure that is not an event's own ends the stream without an answer.
+        async def batches() -> AsyncIterator[EventBatch]:
+            position = 0
+            async for request in until_stopped(request_iterator, self._stopping):
+                yield EventBatch(position, request.events)
+                position += len(request.events)
+
+        tally = Tally()
+        async for answer in ReportStream(lambda event: self._report(event, context)).answers(batches()):
+            tally.add(answer, answer.batch_id)
+        return tally.response()
 
     def _check_token(self, context: Context, token: str) -> None:
         """A task may be reported on only by a token allowed to serve the service it was handed to."""

@@ -16,7 +16,7 @@ outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction
 with the HistoryEvent as JSON (content_type "application/json") as data.
 
 Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
-ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
+ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
 or its Registry lease lapses, its outstanding tasks go back to the queue at once.
 
 A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
@@ -362,9 +362,10 @@ class _ReportResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportRe
     REPORT_RESULT_TASK_CANCELLED: _ReportResult.ValueType  # 4
     """The process was cancelled or ended, or the task was cancelled. Nothing changed."""
     REPORT_RESULT_INVALID: _ReportResult.ValueType  # 5
-    """ReportTaskEvents only: the event was refused as invalid (malformed token, unknown process,
-    no event set, bad outbox message, ...); the response's violations say why. Nothing changed.
-    (CompleteTask and FailTask answer INVALID_ARGUMENT or NOT_FOUND instead.)
+    """ReportTaskEventBatches only: the event was refused as invalid (malformed token, unknown
+    process, no event set, bad outbox message, a task outside the caller's services, ...); the
+    response's violations say why. Nothing changed. (CompleteTask and FailTask answer
+    INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED instead.)
     """
 
 class ReportResult(_ReportResult, metaclass=_ReportResultEnumTypeWrapper):
@@ -381,9 +382,10 @@ REPORT_RESULT_STALE_ATTEMPT: ReportResult.ValueType  # 3
 REPORT_RESULT_TASK_CANCELLED: ReportResult.ValueType  # 4
 """The process was cancelled or ended, or the task was cancelled. Nothing changed."""
 REPORT_RESULT_INVALID: ReportResult.ValueType  # 5
-"""ReportTaskEvents only: the event was refused as invalid (malformed token, unknown process,
-no event set, bad outbox message, ...); the response's violations say why. Nothing changed.
-(CompleteTask and FailTask answer INVALID_ARGUMENT or NOT_FOUND instead.)
+"""ReportTaskEventBatches only: the event was refused as invalid (malformed token, unknown
+process, no event set, bad outbox message, a task outside the caller's services, ...); the
+response's violations say why. Nothing changed. (CompleteTask and FailTask answer
+INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED instead.)
 """
 Global___ReportResult: _TypeAlias = ReportResult  # noqa: Y015
 
@@ -1690,16 +1692,11 @@ Global___TaskEvent: _TypeAlias = TaskEvent  # noqa: Y015
 
 @_typing.final
 class ReportTaskEventsRequest(_message.Message):
-    """One frame of a ReportTaskEvents stream: a batch of events, answered by one
-    ReportTaskEventsResponse with the same batch_id.
-    """
+    """One frame of a ReportTaskEvents stream."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
-    BATCH_ID_FIELD_NUMBER: _builtins.int
-    batch_id: _builtins.int
-    """Client-chosen batch id, echoed in the response that answers this request; not interpreted."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskEvent]:
         """Events, 1 to 1,000 per frame. Events of many tasks may share a frame. The events of one task
@@ -1711,11 +1708,10 @@ class ReportTaskEventsRequest(_message.Message):
         self,
         *,
         events: _abc.Iterable[Global___TaskEvent] | None = ...,
-        batch_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1723,8 +1719,86 @@ Global___ReportTaskEventsRequest: _TypeAlias = ReportTaskEventsRequest  # noqa: 
 
 @_typing.final
 class ReportTaskEventsResponse(_message.Message):
-    """The answer to one ReportTaskEventsRequest, sent once every event of it has been applied or
-    refused. Responses may come in another order than their requests: match them by batch_id.
+    """Response of ReportTaskEvents, sent when the client closes its side of the stream, once every
+    event of the stream has been applied or refused. A failure that is not the events' fault (the
+    store unreachable, the control plane shutting down, an internal error) ends the stream with
+    that status instead, and no answer: any event of the stream may or may not have been applied,
+    so send them all again (a repeat answers ALREADY_REPORTED and changes nothing).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    STALE_FIELD_NUMBER: _builtins.int
+    INVALID_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    """Events recorded (heartbeats and started events included)."""
+    stale: _builtins.int
+    """Events that changed nothing: ALREADY_REPORTED, STALE_ATTEMPT or TASK_CANCELLED."""
+    invalid: _builtins.int
+    """Events refused as invalid (malformed token, no event set, bad outbox message, ...)."""
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldViolation]:
+        """The first 100 problems of invalid events; field is "events[<n>]..." with n counted from 0
+        over the whole stream, e.g. "events[12].task_token".
+        """
+
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+        stale: _builtins.int = ...,
+        invalid: _builtins.int = ...,
+        violations: _abc.Iterable[_common_pb2.FieldViolation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "invalid", b"invalid", "stale", b"stale", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTaskEventsResponse: _TypeAlias = ReportTaskEventsResponse  # noqa: Y015
+
+@_typing.final
+class ReportTaskEventBatchesRequest(_message.Message):
+    """One frame of a ReportTaskEventBatches stream: a batch of events, answered by one
+    ReportTaskEventBatchesResponse with the same batch_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.int
+    """Client-chosen batch id, echoed in the response that answers this request; not interpreted."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskEvent]:
+        """Events, 1 to 1,000 per request. Events of many tasks may share a request. The events of one
+        task are applied in the order they were written (across requests too); those of different
+        tasks concurrently.
+        """
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.int = ...,
+        events: _abc.Iterable[Global___TaskEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportTaskEventBatchesRequest: _TypeAlias = ReportTaskEventBatchesRequest  # noqa: Y015
+
+@_typing.final
+class ReportTaskEventBatchesResponse(_message.Message):
+    """The answer to one ReportTaskEventBatchesRequest, sent once every event of it has been applied
+    or refused. Responses may come in another order than their requests: match them by batch_id.
+    At most 1,000 events of one stream are read and not yet answered: a client that does not read
+    its answers is not read from either.
 
     Failures that are not the events' fault (the store unreachable, the control plane shutting
     down, an internal error) end the stream with that status instead. Events of requests not yet
@@ -1742,13 +1816,14 @@ class ReportTaskEventsResponse(_message.Message):
     @_builtins.property
     def results(self) -> _containers.RepeatedScalarFieldContainer[Global___ReportResult.ValueType]:
         """One result per event of the request, in the request's order (heartbeats and started events
-        included: ACCEPTED when the attempt is still held).
+        included: ACCEPTED when the attempt is still held); INVALID for each event of a request
+        refused as a whole (no events, or more than 1,000).
         """
 
     @_builtins.property
     def violations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldViolation]:
         """Why INVALID events were refused; field is "events[<n>]..." with n the event's index in the
-        request (from 0), e.g. "events[3].completed.outbox[0].subject".
+        request (from 0), e.g. "events[3].task_token", or "events" for the request as a whole.
         """
 
     def __init__(
@@ -1764,7 +1839,7 @@ class ReportTaskEventsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ReportTaskEventsResponse: _TypeAlias = ReportTaskEventsResponse  # noqa: Y015
+Global___ReportTaskEventBatchesResponse: _TypeAlias = ReportTaskEventBatchesResponse  # noqa: Y015
 
 @_typing.final
 class CompleteTaskRequest(_message.Message):

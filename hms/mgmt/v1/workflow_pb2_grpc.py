@@ -90,10 +90,15 @@ class WorkflowStub:
                 request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksRequest.SerializeToString,
                 response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksResponse.FromString,
                 _registered_method=True)
-        self.ReportTaskEvents = channel.stream_stream(
+        self.ReportTaskEvents = channel.stream_unary(
                 '/hms.mgmt.v1.Workflow/ReportTaskEvents',
                 request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsRequest.SerializeToString,
                 response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsResponse.FromString,
+                _registered_method=True)
+        self.ReportTaskEventBatches = channel.stream_stream(
+                '/hms.mgmt.v1.Workflow/ReportTaskEventBatches',
+                request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventBatchesRequest.SerializeToString,
+                response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventBatchesResponse.FromString,
                 _registered_method=True)
         self.CompleteTask = channel.unary_unary(
                 '/hms.mgmt.v1.Workflow/CompleteTask',
@@ -194,6 +199,15 @@ class WorkflowServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportTaskEvents(self, request_iterator, context):
+        """Worker: report started / heartbeat / completed / failed events over one stream, answered
+        once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+        script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportTaskEventBatches(self, request_iterator, context):
         """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
         every request is answered by one response (same batch_id) once each of its events is applied.
         """
@@ -273,10 +287,15 @@ def add_WorkflowServicer_to_server(servicer, server):
                     request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksRequest.FromString,
                     response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SubscribeTasksResponse.SerializeToString,
             ),
-            'ReportTaskEvents': grpc.stream_stream_rpc_method_handler(
+            'ReportTaskEvents': grpc.stream_unary_rpc_method_handler(
                     servicer.ReportTaskEvents,
                     request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsRequest.FromString,
                     response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsResponse.SerializeToString,
+            ),
+            'ReportTaskEventBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReportTaskEventBatches,
+                    request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventBatchesRequest.FromString,
+                    response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventBatchesResponse.SerializeToString,
             ),
             'CompleteTask': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteTask,
@@ -608,12 +627,39 @@ class Workflow:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_stream(
+        return grpc.experimental.stream_unary(
             request_iterator,
             target,
             '/hms.mgmt.v1.Workflow/ReportTaskEvents',
             hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsRequest.SerializeToString,
             hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportTaskEventBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/hms.mgmt.v1.Workflow/ReportTaskEventBatches',
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventBatchesRequest.SerializeToString,
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.ReportTaskEventBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

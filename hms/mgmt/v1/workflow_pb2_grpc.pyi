@@ -16,7 +16,7 @@ outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction
 with the HistoryEvent as JSON (content_type "application/json") as data.
 
 Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
-ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
+ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
 or its Registry lease lapses, its outstanding tasks go back to the queue at once.
 
 A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
@@ -90,7 +90,12 @@ class WorkflowStub:
     """A process's history events in order, paged."""
     SubscribeTasks: _grpc.UnaryStreamMultiCallable[_workflow_pb2.SubscribeTasksRequest, _workflow_pb2.SubscribeTasksResponse]
     """Worker: receive tasks of some task types of a service, up to max_in_flight at a time."""
-    ReportTaskEvents: _grpc.StreamStreamMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]
+    ReportTaskEvents: _grpc.StreamUnaryMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]
+    """Worker: report started / heartbeat / completed / failed events over one stream, answered
+    once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+    script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+    """
+    ReportTaskEventBatches: _grpc.StreamStreamMultiCallable[_workflow_pb2.ReportTaskEventBatchesRequest, _workflow_pb2.ReportTaskEventBatchesResponse]
     """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
     every request is answered by one response (same batch_id) once each of its events is applied.
     """
@@ -133,7 +138,12 @@ class WorkflowAsyncStub(WorkflowStub):
     """A process's history events in order, paged."""
     SubscribeTasks: _aio.UnaryStreamMultiCallable[_workflow_pb2.SubscribeTasksRequest, _workflow_pb2.SubscribeTasksResponse]  # type: ignore[assignment]
     """Worker: receive tasks of some task types of a service, up to max_in_flight at a time."""
-    ReportTaskEvents: _aio.StreamStreamMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]  # type: ignore[assignment]
+    ReportTaskEvents: _aio.StreamUnaryMultiCallable[_workflow_pb2.ReportTaskEventsRequest, _workflow_pb2.ReportTaskEventsResponse]  # type: ignore[assignment]
+    """Worker: report started / heartbeat / completed / failed events over one stream, answered
+    once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+    script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+    """
+    ReportTaskEventBatches: _aio.StreamStreamMultiCallable[_workflow_pb2.ReportTaskEventBatchesRequest, _workflow_pb2.ReportTaskEventBatchesResponse]  # type: ignore[assignment]
     """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
     every request is answered by one response (same batch_id) once each of its events is applied.
     """
@@ -245,7 +255,18 @@ class WorkflowServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_workflow_pb2.ReportTaskEventsRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_workflow_pb2.ReportTaskEventsResponse], _abc.AsyncIterator[_workflow_pb2.ReportTaskEventsResponse]]:
+    ) -> _typing.Union[_workflow_pb2.ReportTaskEventsResponse, _abc.Awaitable[_workflow_pb2.ReportTaskEventsResponse]]:
+        """Worker: report started / heartbeat / completed / failed events over one stream, answered
+        once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+        script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportTaskEventBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_workflow_pb2.ReportTaskEventBatchesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_workflow_pb2.ReportTaskEventBatchesResponse], _abc.AsyncIterator[_workflow_pb2.ReportTaskEventBatchesResponse]]:
         """Worker: report started / heartbeat / completed / failed events over one long-lived stream;
         every request is answered by one response (same batch_id) once each of its events is applied.
         """
