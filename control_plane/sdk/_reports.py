@@ -51,13 +51,11 @@ class Reports:
         self._settled.set()
         self._open = False
         self._answered_any = False  # on the current stream
-        self._again = 0  # outcomes a broken stream left unanswered, to be written again
 
     @property
     def unsent(self) -> int:
         """Completions and failures the control plane has not answered yet."""
-        written = sum(sum(map(is_outcome, batch)) for batch in self._unanswered.values())
-        return written + sum(map(is_outcome, self._pending))
+        return self._count_unanswered() + sum(map(is_outcome, self._pending))
 
     def send(self, event: pb.TaskEvent) -> None:
         """Queue one event for the stream (a heartbeat is dropped while no stream is open)."""
@@ -102,9 +100,9 @@ class Reports:
         """Write batches and read answers until the stream fails (raises how)."""
         self._open = True
         self._answered_any = False
-        if self._again:
-            logger.info("%s: sending %d reports again", self._owner, self._again)
-            self._again = 0
+        kept = sum(map(is_outcome, self._pending))
+        if kept:
+            logger.info("%s: sending %d reports kept since the last stream broke", self._owner, kept)
         reading: asyncio.Future[object] = asyncio.ensure_future(stream.read())
         try:
             while True:
@@ -159,7 +157,6 @@ class Reports:
         ]
         self._unanswered.clear()
         self._pending = again + [e for e in self._pending if is_outcome(e)]
-        self._again += len(again)
         self._check_settled()
 
     def _check_settled(self) -> None:

@@ -132,7 +132,11 @@ class Worker:
         self._retry_s = _RETRY_FIRST_S
 
     def task(self, task_type: str) -> Callable[[Handler], Handler]:
-        """Decorator: `@worker.task("chargeFee") async def charge(task): ...` returns the output dict."""
+        """Decorator: `@worker.task("chargeFee") async def charge(task): ...` returns the output dict.
+
+        A handler whose task the control plane withdraws (its process cancelled, its attempt timed out)
+        is cancelled: asyncio.CancelledError at its next await; nothing is reported for it.
+        """
 
         def register(handler: Handler) -> Handler:
             self._handlers[task_type] = handler
