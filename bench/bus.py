@@ -75,7 +75,16 @@ class Plane:
 async def control_plane() -> AsyncIterator[Plane]:
     """A control plane child with a fresh data directory, on a port of its choosing."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-bus-") as data_dir:
-        argv = python_module("control_plane", "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir)
+        argv = python_module(
+            "control_plane",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+        )
         async with child("control plane", argv, _PLANE_READY) as (process, ready):
             yield Plane(ready.group(1), process.pid)
 

@@ -191,7 +191,16 @@ async def run(context: RunContext) -> GroupResult:
     load = context.load
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as data_dir:
-        argv = python_module("control_plane", "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir)
+        argv = python_module(
+            "control_plane",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+        )
         async with child("control plane", argv, _PLANE_READY) as (plane, ready):
             address = ready.group(1)
             async with grpc.aio.insecure_channel(address) as channel:

@@ -186,7 +186,15 @@ async def start_replicas(
         name = f"control plane {number}"
         argv = python_module(
             "control_plane",
-            *("serve", "--listen", "127.0.0.1:0", "--data-dir", str(scratch / f"replica{number}")),
+            *(
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(scratch / f"replica{number}"),
+            ),
             *("--store", store_url),
         )
         process, ready = await stack.enter_async_context(child(name, argv, _PLANE_READY))

@@ -21,7 +21,7 @@ from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_com
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
 from control_plane.sdk import Client
-from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_LISTEN, Settings
+from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, Settings
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
 
 logger = logging.getLogger("control_plane")
@@ -47,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verbs.add_parser("serve", help="run a control plane")
     serve.add_argument(
         "--listen", default=_env("MGMT_LISTEN", DEFAULT_LISTEN), help="HOST:PORT (MGMT_LISTEN)"
+    )
+    serve.add_argument(
+        "--http-listen",
+        default=_env("MGMT_HTTP_LISTEN", DEFAULT_HTTP_LISTEN),
+        help="HOST:PORT of /metrics, /healthz, /readyz; off for none (MGMT_HTTP_LISTEN)",
+    )
+    serve.add_argument(
+        "--metrics",
+        choices=["on", "off"],
+        default=_env("MGMT_METRICS", "on"),
+        help="Prometheus metrics of calls and cores (MGMT_METRICS)",
     )
     serve.add_argument(
         "--data-dir",
@@ -176,6 +187,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls_client_ca=_path(args.tls_client_ca),
         tokens_file=_path(args.tokens),
         insecure=args.insecure,
+        http_listen=None if args.http_listen in ("", "off") else args.http_listen,
+        metrics=args.metrics != "off",
     )
 
 
@@ -189,6 +202,8 @@ async def serve_until_signalled(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with running(settings) as app:
         logger.info("mgmt listening on %s (store %s)", app.address, settings.resolved_store_url)
+        if app.http_url:
+            logger.info("mgmt http on %s (/metrics, /healthz, /readyz)", app.http_url)
         await stop.wait()
         logger.info("stopping")
     logger.info("stopped")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from control_plane import security
 from control_plane.core.bus.bus import Bus
@@ -18,6 +19,8 @@ from control_plane.core.probing import Prober
 from control_plane.core.registry import Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
+from control_plane.observability.collectors import RegistryCollector
+from control_plane.observability.grpc_metrics import GrpcServerMetrics, MetricsInterceptor
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.reflection import enable_documented_reflection
 from control_plane.servicers.registry import RegistryServicer
@@ -25,6 +28,7 @@ from control_plane.servicers.scopes import Scopes
 from control_plane.servicers.workflow import WorkflowServicer
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
+from control_plane.web.listener import HttpListener, build_app, start_listener, tls_context
 from hms.mgmt.v1 import (
     bus_pb2,
     bus_pb2_grpc,
@@ -35,6 +39,17 @@ from hms.mgmt.v1 import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _metrics_registry(registry: Registry) -> CollectorRegistry:
+    """One Prometheus registry per control plane (tests run several in one process)."""
+    metrics = CollectorRegistry()
+    ProcessCollector(registry=metrics)
+    PlatformCollector(registry=metrics)
+    GCCollector(registry=metrics)
+    metrics.register(RegistryCollector(registry))
+    return metrics
+
 
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
@@ -56,6 +71,9 @@ class App:
     bus: Bus
     workflows: Workflows
     store: Store
+    # Where the HTTP listener answers (http://127.0.0.1:50052), or None without one.
+    http_url: str | None = None
+    metrics: CollectorRegistry | None = None
 
     @property
     def address(self) -> str:
@@ -63,11 +81,11 @@ class App:
         return f"{self.host}:{self.port}"
 
 
-def split_listen(listen: str) -> tuple[str, int]:
+def split_listen(listen: str, flag: str = "--listen") -> tuple[str, int]:
     """`host:port` (IPv6 in brackets) into its parts; raises ValueError with the reason."""
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--listen expects HOST:PORT, got {listen!r}")
+        raise ValueError(f"{flag} expects HOST:PORT, got {listen!r}")
     return host, int(port)
 
 
@@ -80,8 +98,15 @@ async def running(settings: Settings) -> AsyncIterator[App]:
     security.check_listen_policy(
         host.strip("[]"), tls=credentials is not None, tokens=bool(tokens), insecure=settings.insecure
     )
+    http_address = split_listen(settings.http_listen, "--http-listen") if settings.http_listen else None
+    if http_address is not None:
+        # Tokens do not guard /metrics: off loopback the HTTP side needs TLS or --insecure.
+        security.check_listen_policy(
+            http_address[0].strip("[]"), tls=credentials is not None, tokens=False, insecure=settings.insecure
+        )
     store = await open_store(settings.resolved_store_url)
     checker = GrpcHealthChecker()
+    listeners: list[HttpListener] = []
     try:
         registry = Registry(store, settings.registry)
         await registry.load()
@@ -96,7 +121,13 @@ async def running(settings: Settings) -> AsyncIterator[App]:
 
         authenticator = security.Authenticator(tokens) if tokens else None
         scopes = Scopes(authenticator)
-        interceptors = [security.TokenAuthInterceptor(authenticator)] if authenticator else []
+        metrics = _metrics_registry(registry) if settings.metrics else None
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if metrics is not None:
+            # Outermost, so refused calls (UNAUTHENTICATED, PERMISSION_DENIED) are counted too.
+            interceptors.append(MetricsInterceptor(GrpcServerMetrics(metrics)))
+        if authenticator is not None:
+            interceptors.append(security.TokenAuthInterceptor(authenticator))
         # SO_REUSEPORT off: with it (gRPC's default on Linux) a second server binds the same port and
         # the kernel splits connections between the two at random.
         server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
@@ -126,8 +157,42 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         await server.start()
         for name in ("", *SERVED):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        async def ready() -> str | None:
+            if stopping.is_set():
+                return "shutting down"
+            try:
+                async with asyncio.timeout(2.0):
+                    await store.bus_bounds()
+            except Exception as exc:
+                return f"store unreachable: {exc}"
+            return None
+
+        if http_address is not None:
+            web_app = build_app(metrics or CollectorRegistry(), ready)
+            try:
+                http = await start_listener(
+                    web_app,
+                    http_address[0].strip("[]"),
+                    http_address[1],
+                    tls_context(settings.tls_cert, settings.tls_key),
+                )
+            except OSError as exc:
+                await server.stop(None)
+                raise ListenError(
+                    f"cannot listen on {settings.http_listen} (--http-listen): the port is taken "
+                    f"(another mgmt serve?) or the address is not local ({exc.strerror or exc})"
+                ) from exc
+            listeners.append(http)
         app = App(
-            port=port, host=host.strip("[]"), registry=registry, bus=bus, workflows=workflows, store=store
+            port=port,
+            host=host.strip("[]"),
+            registry=registry,
+            bus=bus,
+            workflows=workflows,
+            store=store,
+            http_url=listeners[0].url if listeners else None,
+            metrics=metrics,
         )
 
         loops_stop = asyncio.Event()
@@ -146,5 +211,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
                 await server.stop(settings.shutdown_grace_s)
                 loops_stop.set()
     finally:
+        for listener in listeners:
+            await listener.close()
         await checker.close()
         await store.close()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:50052"
 DEFAULT_DATA_DIR = Path(".mgmt-data")
 
 
@@ -58,6 +59,11 @@ class Settings:
     tokens_file: Path | None = None
     insecure: bool = False
     shutdown_grace_s: float = 2.0
+    # The HTTP listener (/metrics, /healthz, /readyz, the console); None: none. `mgmt serve` defaults
+    # to DEFAULT_HTTP_LISTEN; embedded use (tests, the demo) opts in.
+    http_listen: str | None = None
+    # Prometheus metrics of gRPC calls and the cores (off only to measure what they cost).
+    metrics: bool = True
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     bus: BusSettings = field(default_factory=BusSettings)
 

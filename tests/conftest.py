@@ -33,6 +33,7 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     )
     return Settings(
         listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
         data_dir=tmp_path / "data",
         store_url=store_url,
         shutdown_grace_s=0.5,
@@ -80,6 +81,8 @@ class ServerProcess:
             "127.0.0.1:0",
             "--data-dir",
             str(self.data_dir),
+            "--http-listen",
+            "127.0.0.1:0",
             *self.extra,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

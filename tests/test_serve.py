@@ -126,6 +126,8 @@ async def test_a_second_serve_on_a_taken_port_exits_with_a_clear_error(
         "serve",
         "--listen",
         first.address,
+        "--http-listen",
+        "127.0.0.1:0",
         "--data-dir",
         str(tmp_path / "second"),
         stdout=asyncio.subprocess.DEVNULL,

@@ -79,6 +79,11 @@ class ChangeFeed:
         self._history.extend(changes)
 
     @property
+    def watcher_count(self) -> int:
+        """Open watchers."""
+        return len(self._watchers)
+
+    @property
     def oldest_resumable(self) -> int:
         """The smallest `after_revision` a watcher may resume from without missing a change."""
         return self._history[0].revision - 1 if self._history else self.revision

@@ -1,0 +1,227 @@
+"""gRPC server metrics under the names of go-grpc-prometheus, so existing dashboards work unchanged.
+
+grpc_server_started_total, grpc_server_handled_total (with grpc_code), grpc_server_handling_seconds,
+grpc_server_msg_received_total and grpc_server_msg_sent_total, labelled by grpc_type, grpc_service
+and grpc_method: a fixed set, bounded by the contract's methods and the status codes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Seconds; from 0.5 ms (a Lookup) to a minute-long stream.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+
+class GrpcServerMetrics:
+    """The counters and histogram of every RPC, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.started = Counter(
+            "grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, regardless of success or failure.",
+            (*_LABELS, "grpc_code"),
+            registry=registry,
+        )
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Response latency of RPCs handled by the server (until the last message of a stream).",
+            _LABELS,
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.received = Counter(
+            "grpc_server_msg_received_total",
+            "Stream messages received from clients.",
+            _LABELS,
+            registry=registry,
+        )
+        self.sent = Counter(
+            "grpc_server_msg_sent_total", "Stream messages sent to clients.", _LABELS, registry=registry
+        )
+
+
+def _shape(handler: Handler) -> str:
+    if handler.request_streaming and handler.response_streaming:
+        return "bidi_stream"
+    if handler.request_streaming:
+        return "client_stream"
+    if handler.response_streaming:
+        return "server_stream"
+    return "unary"
+
+
+def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
+    """The status an RPC ended with, as go-grpc-prometheus names it ("OK", "NOT_FOUND", ...)."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if error is None:
+        return "OK"
+    if isinstance(error, grpc.aio.AbortError):
+        return "UNKNOWN"  # aborted without a code that the context kept
+    return (
+        "CANCELLED"
+        if isinstance(error, BaseException) and type(error).__name__ == "CancelledError"
+        else "UNKNOWN"
+    )
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method handler once (per method, cached) to count and time its calls."""
+
+    def __init__(self, metrics: GrpcServerMetrics) -> None:
+        self._metrics = metrics
+        self._wrapped: dict[str, tuple[object, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        """The method's handler, wrapped with metrics (unknown methods pass through untouched)."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        inner = _behaviour(handler)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is inner:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        # Served methods keep one handler for the server's life; a handler made for one call (a token
+        # refusal) is wrapped for that call only, so the cache cannot grow with traffic.
+        if cached is None:
+            self._wrapped[method] = (inner, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        service, _, name = method.lstrip("/").partition("/")
+        shape = _shape(handler)
+        labels = (shape, service, name)
+        m = self._metrics
+        started = m.started.labels(*labels)
+        handling = m.handling.labels(*labels)
+        received = m.received.labels(*labels)
+        sent = m.sent.labels(*labels)
+        handled: dict[str, Any] = {}
+
+        def finish(
+            context: grpc.aio.ServicerContext[Any, Any], begun: float, error: BaseException | None
+        ) -> None:
+            handling.observe(time.perf_counter() - begun)
+            code = _code(context, error)
+            counter = handled.get(code)
+            if counter is None:
+                counter = handled[code] = m.handled.labels(*labels, code)
+            counter.inc()
+
+        async def counted(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                received.inc()
+                yield request
+
+        if not handler.request_streaming and not handler.response_streaming:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started.inc()
+                begun = time.perf_counter()
+                try:
+                    response = await inner_uu(request, context)
+                except BaseException as exc:
+                    finish(context, begun, exc)
+                    raise
+                finish(context, begun, None)
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+
+        if not handler.request_streaming:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                started.inc()
+                begun = time.perf_counter()
+                try:
+                    async for response in _responses(inner_us(request, context)):
+                        sent.inc()
+                        yield response
+                except BaseException as exc:
+                    finish(context, begun, exc)
+                    raise
+                finish(context, begun, None)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+
+        if not handler.response_streaming:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(
+                requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+            ) -> Any:
+                started.inc()
+                begun = time.perf_counter()
+                try:
+                    response = await inner_su(counted(requests), context)
+                except BaseException as exc:
+                    finish(context, begun, exc)
+                    raise
+                finish(context, begun, None)
+                return response
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            started.inc()
+            begun = time.perf_counter()
+            try:
+                async for response in _responses(inner_ss(counted(requests), context)):
+                    sent.inc()
+                    yield response
+            except BaseException as exc:
+                finish(context, begun, exc)
+                raise
+            finish(context, begun, None)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )
+
+
+def _behaviour(handler: Handler) -> object:
+    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+
+async def _responses(result: Any) -> AsyncIterator[Any]:
+    """A streaming handler's responses: it may be an async generator or a coroutine that writes."""
+    if hasattr(result, "__aiter__"):
+        async for response in result:
+            yield response
+    else:
+        await result
