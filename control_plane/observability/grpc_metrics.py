@@ -135,7 +135,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 yield request
 
         if not handler.request_streaming and not handler.response_streaming:
-            inner_uu = handler.unary_unary
+            inner_uu: Any = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started.inc()
@@ -153,7 +153,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             )
 
         if not handler.request_streaming:
-            inner_us = handler.unary_stream
+            inner_us: Any = handler.unary_stream
 
             async def unary_stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -174,7 +174,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             )
 
         if not handler.response_streaming:
-            inner_su = handler.stream_unary
+            inner_su: Any = handler.stream_unary
 
             async def stream_unary(
                 requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
@@ -193,7 +193,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 stream_unary, handler.request_deserializer, handler.response_serializer
             )
 
-        inner_ss = handler.stream_stream
+        inner_ss: Any = handler.stream_stream
 
         async def stream_stream(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
