@@ -20,6 +20,7 @@ from control_plane import __version__
 from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
+from control_plane.logs import configure as configure_logs
 from control_plane.sdk import Client
 from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, Settings
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line; each flag names its environment variable."""
     parser = argparse.ArgumentParser(prog="mgmt", description="hms-mgmt control plane")
     parser.add_argument("--version", action="version", version=f"mgmt {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging of mgmt (libraries stay at warning)"
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     serve = verbs.add_parser("serve", help="run a control plane")
@@ -58,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["on", "off"],
         default=_env("MGMT_METRICS", "on"),
         help="Prometheus metrics of calls and cores (MGMT_METRICS)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default=_env("MGMT_LOG_LEVEL", ""),
+        help="info (default), debug, ...; LOGGER=LEVEL pairs too, e.g. debug,grpc=info (MGMT_LOG_LEVEL)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=_env("MGMT_LOG_FORMAT", "text"),
+        help="json: one JSON object per line with process, step and service fields (MGMT_LOG_FORMAT)",
     )
     serve.add_argument(
         "--data-dir",
@@ -414,11 +428,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     # back here with _ARGCOMPLETE set; this answers and exits before anything else runs.
     argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    try:
+        levels = getattr(args, "log_level", "") or ("debug" if args.verbose else "info")
+        configure_logs(levels, getattr(args, "log_format", "text"))
+    except ValueError as exc:
+        print(f"mgmt: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     try:
         if args.verb == "serve":
             # The store's writer thread hands every commit back to the event loop; with the default 5 ms

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
+from control_plane.core.logfields import bound
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, on_signal, wait_any
 from control_plane.core.signing import Signer
@@ -473,6 +474,15 @@ class Workflows:
         guard: Callable[[WorkflowTx], bool] | None = None,
     ) -> _Committed:
         """Run a transition; a `guard` runs first in the same transaction and, saying no, stops it."""
+        with bound(process_id=process_id):
+            return await self._commit_bound(process_id, apply, guard)
+
+    async def _commit_bound(
+        self,
+        process_id: str,
+        apply: Callable[[Machine], Any],
+        guard: Callable[[WorkflowTx], bool] | None,
+    ) -> _Committed:
 
         def work(tx: WorkflowTx) -> _Committed:
             if guard is not None and not guard(tx):
@@ -585,6 +595,10 @@ class Workflows:
 
     async def _fire(self, process_id: str, name: str) -> None:
         # The timer row decides: a timer cleared, or moved later, by an earlier transition does not fire.
+        with bound(process_id=process_id):
+            await self._fire_bound(process_id, name)
+
+    async def _fire_bound(self, process_id: str, name: str) -> None:
         try:
             await self._commit(
                 process_id,
@@ -625,7 +639,14 @@ class Workflows:
                 )
 
             try:
-                await self._transition(task.process_id, apply)
+                with bound(
+                    process_id=task.process_id,
+                    definition=task.definition,
+                    step_id=task.step_id,
+                    attempt=task.attempt,
+                    service=task.service,
+                ):
+                    await self._transition(task.process_id, apply)
             except Exception:
                 logger.exception("timing out %s failed", task.token)
 
