@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from control_plane.core.deadlines import Deadlines
 from control_plane.core.signal import Signal, wait_any
 from control_plane.core.versions import parse_version_filter
 from control_plane.errors import NotRegistered, Unavailable
@@ -28,6 +28,12 @@ class Held:
     task: TaskAttempt
     deadline: float | None
     heartbeat_deadline: float | None
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The deadline that comes first, None when the attempt has neither."""
+        dues = [due for due in (self.deadline, self.heartbeat_deadline) if due is not None]
+        return min(dues) if dues else None
 
 
 @dataclass(slots=True)
@@ -76,7 +82,8 @@ class Dispatcher:
         self._queues: dict[str, collections.deque[TaskAttempt]] = collections.defaultdict(collections.deque)
         self._sessions: dict[str, list[WorkerSession]] = collections.defaultdict(list)
         self._holder: dict[str, WorkerSession] = {}
-        self._deadlines: list[tuple[float, str, str]] = []
+        # One deadline per held attempt (the earlier of its two), moved by heartbeats, gone when it ends.
+        self._deadlines: Deadlines[str] = Deadlines()
         self._wakeup = Signal()
         self._ids = itertools.count(1)
         self.on_timeout: TimeoutHandler = lambda task, kind: None
@@ -107,6 +114,7 @@ class Dispatcher:
         session.held.clear()
         for task in requeue:
             self._holder.pop(task.token, None)
+            self._deadlines.discard(task.token)
         queue = self._queues[session.service]
         queue.extendleft(reversed(requeue))
         if requeue:
@@ -140,6 +148,7 @@ class Dispatcher:
         session = self._holder.pop(token, None)
         if session is not None:
             session.held.pop(token, None)
+            self._deadlines.discard(token)
             self._fill(session)
         else:
             self._remove_queued(token)
@@ -151,6 +160,7 @@ class Dispatcher:
             self._remove_queued(token)
             return
         session.held.pop(token, None)
+        self._deadlines.discard(token)
         session.cancellations.append((token, reason))
         session.changed.notify()
         self._fill(session)
@@ -163,7 +173,7 @@ class Dispatcher:
             return False
         if held.task.heartbeat_timeout_s:
             held.heartbeat_deadline = self._now() + held.task.heartbeat_timeout_s
-            heapq.heappush(self._deadlines, (held.heartbeat_deadline, token, "HEARTBEAT_TIMEOUT"))
+            self._arm(token, held)
         return True
 
     def serves(self, service: str) -> bool:
@@ -194,17 +204,16 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 now = self._now()
-                while self._deadlines and self._deadlines[0][0] <= now:
-                    _, token, kind = heapq.heappop(self._deadlines)
+                for token in self._deadlines.pop_due(now):
                     session = self._holder.get(token)
                     held = session.held.get(token) if session else None
                     if held is None:
                         continue
-                    current = held.deadline if kind == "TIMEOUT" else held.heartbeat_deadline
-                    if current is None or current > now:
-                        continue  # extended by a heartbeat, or a stale entry
+                    # The deadline that came first decides (both may have passed by now).
+                    kind = "TIMEOUT" if held.deadline == held.next_deadline else "HEARTBEAT_TIMEOUT"
                     self.on_timeout(held.task, kind)
-                delay = self._deadlines[0][0] - self._now() if self._deadlines else None
+                next_due = self._deadlines.next_due()
+                delay = next_due - self._now() if next_due is not None else None
                 await wait_any([self._wakeup.waiter(), stopping], delay)
         finally:
             stopping.cancel()
@@ -226,15 +235,19 @@ class Dispatcher:
         now = self._now()
         deadline = now + task.timeout_s if task.timeout_s else None
         beat = now + task.heartbeat_timeout_s if task.heartbeat_timeout_s else None
-        session.held[task.token] = Held(task, deadline, beat)
+        held = session.held[task.token] = Held(task, deadline, beat)
         session.to_send.append(task)
         self._holder[task.token] = session
-        for due, kind in ((deadline, "TIMEOUT"), (beat, "HEARTBEAT_TIMEOUT")):
-            if due is not None:
-                heapq.heappush(self._deadlines, (due, task.token, kind))
-                if self._deadlines[0][1] == task.token:
-                    self._wakeup.notify()
+        self._arm(task.token, held)
         session.changed.notify()
+
+    def _arm(self, token: str, held: Held) -> None:
+        """Set (or move) the attempt's one deadline entry; wake the timeout loop if it comes first now."""
+        due = held.next_deadline
+        if due is None:
+            self._deadlines.discard(token)
+        elif self._deadlines.set(token, due):
+            self._wakeup.notify()
 
     def _fill(self, session: WorkerSession) -> None:
         """Give a worker with free credit what is queued for it, oldest first."""

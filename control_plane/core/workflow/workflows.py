@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import heapq
 import json
 import logging
 import time
@@ -27,10 +26,12 @@ from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import Effects, Machine, error, parse_token, process_of_subject
+from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound, NotRegistered
 from control_plane.models import (
     ChangeType,
     DefinitionVersion,
+    EventType,
     HistoryEvent,
     OutgoingMessage,
     ProcessRecord,
@@ -55,6 +56,16 @@ _LEAD_EVERY_S = 1.0
 _TIMER_SLACK_S = 1.0
 # How often the leader takes on Bus waits started elsewhere (a full read of the waits).
 _ADOPT_WAITS_EVERY_S = 10.0
+# Subject endings of the Bus events that end a process.
+_FINAL_EVENTS = tuple(
+    f".{kind.value}"
+    for kind in (
+        EventType.PROCESS_COMPLETED,
+        EventType.PROCESS_FAILED,
+        EventType.PROCESS_COMPENSATED,
+        EventType.PROCESS_CANCELLED,
+    )
+)
 
 
 class ReportOutcome(StrEnum):
@@ -113,7 +124,7 @@ class Workflows:
         self._versions: dict[str, list[DefinitionVersion]] = {}
         self.dispatcher = Dispatcher(monotonic=monotonic)
         self.dispatcher.on_timeout = self._on_task_timeout
-        self._timers: list[tuple[float, str, str]] = []
+        self._timers = Timers(by_process=store.cluster.shared)
         self._timer_wakeup = Signal()
         self._watchers: dict[str, _Watch] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -137,7 +148,7 @@ class Workflows:
         if not self._cluster.shared:
             self.dispatcher.offer(await self._store.wf_tasks())
         for process_id, name, due in await self._store.wf_timers():
-            heapq.heappush(self._timers, (due, process_id, name))
+            self._timers.arm(process_id, name, due)
         self._bus_waits.load(await self._store.wf_bus_waits())
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -167,11 +178,15 @@ class Workflows:
                 self._remember(version)
 
     def _on_messages(self, messages: list[StoredMessage]) -> None:
-        """Wake watchers of processes that advanced on another replica (their events reach every replica)."""
-        if not self._watchers:
-            return
+        """Wake watchers of processes that advanced on another replica (their events reach every replica);
+        forget the timers of processes that ended there."""
         for message in messages:
-            watch = self._watchers.get(process_of_subject(message.subject) or "")
+            process_id = process_of_subject(message.subject)
+            if process_id is None:
+                continue
+            if message.subject.endswith(_FINAL_EVENTS):
+                self._timers.forget_process(process_id)
+            watch = self._watchers.get(process_id)
             if watch is not None:
                 watch.signal.notify()
 
@@ -562,11 +577,13 @@ class Workflows:
             self.dispatcher.offer(self._claims.keep(effects.new_tasks))
             if effects.ended_tasks:
                 self._claims.credit_freed()
-        for name, due in effects.timers.items():
-            heapq.heappush(self._timers, (due, committed.record.id, name))
-            if self._timers[0][2] == name and self._timers[0][1] == committed.record.id:
-                self._timer_wakeup.notify()
         process_id = committed.record.id
+        # Cleared first: a transition may clear a timer and arm it again under the same name.
+        for name in effects.cleared_timers:
+            self._timers.clear(process_id, name)
+        for name, due in effects.timers.items():
+            if self._timers.arm(process_id, name, due):
+                self._timer_wakeup.notify()
         for step_id in effects.cleared_bus_waits:
             self._bus_waits.remove(process_id, step_id)
         for step_id, pattern, after in committed.waits:
@@ -579,16 +596,13 @@ class Workflows:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
-                now = self._wall()
-                due: list[tuple[str, str]] = []
-                while self._timers and self._timers[0][0] <= now and len(due) < _FIRE_BATCH:
-                    _, process_id, name = heapq.heappop(self._timers)
-                    due.append((process_id, name))
+                due = self._timers.pop_due(self._wall(), _FIRE_BATCH)
                 if due:
                     # Fired together, their transitions share commits instead of paying one each.
                     await asyncio.gather(*(self._fire(process_id, name) for process_id, name in due))
                     continue
-                delay = self._timers[0][0] - self._wall() if self._timers else None
+                next_due = self._timers.next_due()
+                delay = next_due - self._wall() if next_due is not None else None
                 await wait_any([self._timer_wakeup.waiter(), stopping], delay)
         finally:
             stopping.cancel()

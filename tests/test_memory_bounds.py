@@ -1,0 +1,118 @@
+"""Memory that must not grow without bound: cleared timers, heartbeat deadlines, buffered signals."""
+
+from __future__ import annotations
+
+import asyncio
+
+from control_plane.core.workflow.dispatch import Dispatcher
+from control_plane.models import TaskAttempt
+from control_plane.sdk import Client
+from control_plane.server import App
+from hms.mgmt.v1 import workflow_pb2 as pb
+
+WAITING = """
+name: waiting
+timeout: 30d
+steps:
+  - id: go
+    wait_signal: {name: go, timeout: 14d}
+"""
+
+
+async def test_cleared_timers_leave_memory(server: App, client: Client) -> None:
+    """A 14-day wait timeout (and the process's 30-day timeout) cleared by a signal is forgotten at once."""
+    await client.workflow.apply(WAITING)
+    processes = [await client.workflow.start("waiting", {}) for _ in range(200)]
+    timers = server.workflows._timers
+    assert len(timers) == 400  # each process: its wait timeout and its process timeout
+
+    for process in processes:
+        answer = await client.workflow.signal(process.id, "go")
+        assert not answer.buffered
+    done = await client.workflow.status(processes[-1].id)
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert len(timers) == 0
+    assert timers.footprint <= 65  # dead heap entries are compacted away, not kept for 14 days
+
+
+def attempt(token: str, *, timeout_s: float | None = 600.0, heartbeat_s: float | None = 60.0) -> TaskAttempt:
+    return TaskAttempt(
+        token=token,
+        process_id=token,
+        definition="d",
+        definition_version=1,
+        step_id="s",
+        service="Svc",
+        task_type="t",
+        version="",
+        attempt=1,
+        input={},
+        business_key="",
+        compensation=False,
+        timeout_s=timeout_s,
+        heartbeat_timeout_s=heartbeat_s,
+    )
+
+
+async def test_heartbeats_keep_one_deadline_per_attempt() -> None:
+    """A heartbeat moves the attempt's deadline; it does not add one (1,000 heartbeats, one entry)."""
+    now = [0.0]
+    dispatcher = Dispatcher(monotonic=lambda: now[0])
+    session = dispatcher.attach("Svc", "w1", "", frozenset(), 10)
+    dispatcher.offer([attempt("a", timeout_s=3600.0), attempt("b")])
+    assert len(session.held) == 2
+
+    for _ in range(1000):
+        now[0] += 1.0
+        assert dispatcher.heartbeat("a")
+
+    assert dispatcher._deadlines.footprint == 2
+    assert dispatcher._deadlines.get("a") == 1000.0 + 60.0  # moved by the last heartbeat
+    assert dispatcher._deadlines.get("b") == 60.0
+
+
+async def test_ended_attempts_leave_no_deadline_behind() -> None:
+    """Completed, withdrawn and requeued attempts drop their deadlines at once, not after 10 minutes."""
+    dispatcher = Dispatcher(monotonic=lambda: 0.0)
+    session = dispatcher.attach("Svc", "w1", "", frozenset(), 1000)
+    dispatcher.offer([attempt(f"t{n}") for n in range(300)])
+    assert len(dispatcher._deadlines) == 300
+
+    for n in range(100):
+        dispatcher.settle(f"t{n}")
+    for n in range(100, 200):
+        dispatcher.withdraw(f"t{n}", "process_cancelled")
+    dispatcher.detach(session)  # the last 100 go back to the queue, with no worker to time them
+
+    assert len(dispatcher._deadlines) == 0
+    assert dispatcher._deadlines.footprint <= 65
+    assert dispatcher.queued() == 100
+
+
+async def test_a_heartbeat_deadline_still_times_the_attempt_out() -> None:
+    """The single entry keeps both rules: the heartbeat deadline fires when it comes before the timeout."""
+    now = [0.0]
+    dispatcher = Dispatcher(monotonic=lambda: now[0])
+    timed_out: list[tuple[str, str]] = []
+    fired = asyncio.Event()
+
+    def on_timeout(task: TaskAttempt, kind: str) -> None:
+        timed_out.append((task.token, kind))
+        fired.set()
+
+    dispatcher.on_timeout = on_timeout
+    dispatcher.attach("Svc", "w1", "", frozenset(), 10)
+    dispatcher.offer([attempt("slow", timeout_s=600.0, heartbeat_s=60.0)])
+    now[0] = 30.0
+    dispatcher.heartbeat("slow")  # due at 90 now
+    now[0] = 89.0
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(dispatcher.run(stop))
+        now[0] = 90.0
+        dispatcher._wakeup.notify()
+        async with asyncio.timeout(5):
+            await fired.wait()
+        stop.set()
+    assert timed_out == [("slow", "HEARTBEAT_TIMEOUT")]
