@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from control_plane.core.workflow.dispatch import Dispatcher
+from control_plane.core.workflow.machine import (
+    MAX_BUFFERED_SIGNAL_BYTES,
+    MAX_BUFFERED_SIGNAL_NAMES,
+    MAX_BUFFERED_SIGNALS,
+)
+from control_plane.errors import InvalidArgument, ResourceExhausted
 from control_plane.models import TaskAttempt
 from control_plane.sdk import Client
 from control_plane.server import App
@@ -116,3 +124,47 @@ async def test_a_heartbeat_deadline_still_times_the_attempt_out() -> None:
             await fired.wait()
         stop.set()
     assert timed_out == [("slow", "HEARTBEAT_TIMEOUT")]
+
+
+BUSY = """
+name: busy
+steps:
+  - id: first
+    task: {service: Nobody, type: work}
+  - id: go
+    wait_signal: {name: go}
+"""
+
+
+async def test_buffered_signals_capped(client: Client) -> None:
+    """Signals no step waits for yet are kept up to a count, a number of names and a size; then refused."""
+    await client.workflow.apply(BUSY)
+    many = await client.workflow.start("busy", {})  # stays in its first step: every signal is buffered
+    for n in range(MAX_BUFFERED_SIGNALS):
+        answer = await client.workflow.signal(many.id, "go", {"n": n}, signal_id=f"s{n}")
+        assert answer.buffered
+    with pytest.raises(ResourceExhausted):
+        await client.workflow.signal(many.id, "go", {"n": "one too many"})
+    again = await client.workflow.signal(many.id, "go", {"n": 0}, signal_id="s0")
+    assert again.duplicate  # a sender's retry is still answered
+
+    names = await client.workflow.start("busy", {})
+    for n in range(MAX_BUFFERED_SIGNAL_NAMES):
+        await client.workflow.signal(names.id, f"name-{n}")
+    with pytest.raises(ResourceExhausted):
+        await client.workflow.signal(names.id, "one-name-too-many")
+    assert (await client.workflow.signal(names.id, "name-0")).buffered  # a known name still has room
+
+    big = await client.workflow.start("busy", {})
+    blob = "x" * (MAX_BUFFERED_SIGNAL_BYTES // 2)
+    await client.workflow.signal(big.id, "go", {"blob": blob})
+    with pytest.raises(ResourceExhausted):
+        await client.workflow.signal(big.id, "go", {"blob": blob})
+    with pytest.raises(InvalidArgument) as too_big:
+        await client.workflow.signal(big.id, "go", {"blob": blob * 3})
+    assert [v.field for v in too_big.value.violations] == ["payload"]
+
+    received = [
+        e for e in await client.workflow.history(many.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
+    ]
+    assert len(received) == MAX_BUFFERED_SIGNALS  # a refused signal left no trace

@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from control_plane.core.workflow.definitions import Definition, Step, StepKind, TaskSpec
 from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
-from control_plane.errors import FailedPrecondition
+from control_plane.errors import FailedPrecondition, ResourceExhausted
 from control_plane.models import (
     ACTIVE_STEP_STATES,
     EventType,
@@ -33,6 +35,11 @@ _DONE = frozenset(
 _CONTENT_TYPE = "application/json"
 # Signal ids remembered per process for deduplication.
 _SIGNAL_IDS = 1000
+# What a process keeps of signals no step waits for yet (it is stored, and rewritten, with every
+# transition): at most this many, under at most this many names, this many bytes of JSON together.
+MAX_BUFFERED_SIGNALS = 100
+MAX_BUFFERED_SIGNAL_NAMES = 16
+MAX_BUFFERED_SIGNAL_BYTES = 1024 * 1024
 
 
 def task_token(process_id: str, step_id: str, attempt: int, compensation: bool) -> str:
@@ -251,9 +258,28 @@ class Machine:
                 self._clear_timer("wait:" + step.id)
                 self._complete_step(step, payload)
                 return False, False
+        self._check_room(name, payload)
         r.signals.setdefault(name, []).append(payload)
         self._event(EventType.SIGNAL_RECEIVED, name=name, payload=payload, buffered=True)
         return True, False
+
+    def _check_room(self, name: str, payload: Any) -> None:
+        """Refuse a signal the process has no room to buffer (ResourceExhausted: nothing changes)."""
+        r = self.record
+        buffered = sum(len(payloads) for payloads in r.signals.values())
+        if buffered >= MAX_BUFFERED_SIGNALS:
+            why = f"{buffered} signals are buffered already (at most {MAX_BUFFERED_SIGNALS})"
+        elif name not in r.signals and len(r.signals) >= MAX_BUFFERED_SIGNAL_NAMES:
+            why = f"signals of {len(r.signals)} names are buffered already (at most {MAX_BUFFERED_SIGNAL_NAMES})"
+        else:
+            size = encoded_size(payload) + sum(encoded_size(p) for ps in r.signals.values() for p in ps)
+            if size <= MAX_BUFFERED_SIGNAL_BYTES:
+                return
+            why = f"buffered payloads would take {size} bytes (at most {MAX_BUFFERED_SIGNAL_BYTES})"
+        raise ResourceExhausted(
+            f"process {r.id} cannot buffer signal {name!r}: {why}; no step waits for it yet, "
+            "so retry once a wait_signal step has taken some"
+        )
 
     def bus_message(self, step_id: str, subject: str, sequence: int, payload: Any) -> bool:
         """A Bus message on a waited-for pattern: resume the step if its correlation holds."""
@@ -608,6 +634,11 @@ class Machine:
                     content_type=_CONTENT_TYPE,
                 )
             )
+
+
+def encoded_size(payload: Any) -> int:
+    """Bytes of a payload as JSON (as the store keeps it)."""
+    return len(orjson.dumps(payload, default=str))
 
 
 def event_subject(definition: str, process_id: str, event: str) -> str:

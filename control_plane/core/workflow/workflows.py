@@ -25,7 +25,14 @@ from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
-from control_plane.core.workflow.machine import Effects, Machine, error, parse_token, process_of_subject
+from control_plane.core.workflow.machine import (
+    Effects,
+    Machine,
+    encoded_size,
+    error,
+    parse_token,
+    process_of_subject,
+)
 from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound, NotRegistered
 from control_plane.models import (
@@ -48,6 +55,7 @@ R = TypeVar("R")
 MAX_SOURCE = 1024 * 1024
 MAX_BUSINESS_KEY = 256
 MAX_OUTBOX = 100
+MAX_SIGNAL_PAYLOAD = 1024 * 1024
 # Timers fired at once when many are due (a burst of sleeps or retries).
 _FIRE_BATCH = 256
 # With replicas: how often the leader's duties run.
@@ -346,6 +354,8 @@ class Workflows:
         violations = validate.check_text("name", name, 128) + validate.check_text("signal_id", signal_id, 128)
         if not name:
             violations.append(FieldViolation("name", "must not be empty"))
+        if encoded_size(payload) > MAX_SIGNAL_PAYLOAD:
+            violations.append(FieldViolation("payload", f"at most {MAX_SIGNAL_PAYLOAD} bytes as JSON"))
         if violations:
             raise InvalidArgument(violations)
         result: tuple[bool, bool] = await self._transition(

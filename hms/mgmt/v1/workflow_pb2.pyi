@@ -1177,7 +1177,9 @@ class SignalProcessRequest(_message.Message):
     """
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
-        """Signal payload; becomes the wait_signal step's output. At most 1 MiB encoded."""
+        """Signal payload; becomes the wait_signal step's output. At most 1 MiB as JSON
+        (INVALID_ARGUMENT beyond).
+        """
 
     def __init__(
         self,
@@ -1204,7 +1206,9 @@ class SignalProcessResponse(_message.Message):
     BUFFERED_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     buffered: _builtins.bool
-    """True when no step was waiting for it: it is kept, in arrival order per name, until one does."""
+    """True when no step was waiting for it: it is kept, in arrival order per name, until one does
+    (within the limits given on SignalProcess).
+    """
     duplicate: _builtins.bool
     """True when signal_id was already received: nothing changed."""
     def __init__(

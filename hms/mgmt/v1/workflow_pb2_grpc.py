@@ -171,7 +171,10 @@ class WorkflowServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SignalProcess(self, request, context):
-        """Send a named signal; buffered until a wait_signal step of that name consumes it.
+        """Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+        buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+        (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+        nothing (retry once a step has consumed some).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

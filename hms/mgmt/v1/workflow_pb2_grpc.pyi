@@ -83,7 +83,11 @@ class WorkflowStub:
     (elsewhere) with after_sequence set to the last event seen.
     """
     SignalProcess: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.SignalProcessRequest, _workflow_pb2.SignalProcessResponse]
-    """Send a named signal; buffered until a wait_signal step of that name consumes it."""
+    """Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+    buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+    (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+    nothing (retry once a step has consumed some).
+    """
     CancelProcess: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.CancelProcessRequest, _workflow_pb2.CancelProcessResponse]
     """Cancel a process: running tasks are told over their worker stream; optionally compensate."""
     GetHistory: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.GetHistoryRequest, _workflow_pb2.GetHistoryResponse]
@@ -131,7 +135,11 @@ class WorkflowAsyncStub(WorkflowStub):
     (elsewhere) with after_sequence set to the last event seen.
     """
     SignalProcess: _aio.UnaryUnaryMultiCallable[_workflow_pb2.SignalProcessRequest, _workflow_pb2.SignalProcessResponse]  # type: ignore[assignment]
-    """Send a named signal; buffered until a wait_signal step of that name consumes it."""
+    """Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+    buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+    (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+    nothing (retry once a step has consumed some).
+    """
     CancelProcess: _aio.UnaryUnaryMultiCallable[_workflow_pb2.CancelProcessRequest, _workflow_pb2.CancelProcessResponse]  # type: ignore[assignment]
     """Cancel a process: running tasks are told over their worker stream; optionally compensate."""
     GetHistory: _aio.UnaryUnaryMultiCallable[_workflow_pb2.GetHistoryRequest, _workflow_pb2.GetHistoryResponse]  # type: ignore[assignment]
@@ -224,7 +232,11 @@ class WorkflowServicer(metaclass=_abc_1.ABCMeta):
         request: _workflow_pb2.SignalProcessRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_pb2.SignalProcessResponse, _abc.Awaitable[_workflow_pb2.SignalProcessResponse]]:
-        """Send a named signal; buffered until a wait_signal step of that name consumes it."""
+        """Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+        buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+        (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+        nothing (retry once a step has consumed some).
+        """
 
     @_abc_1.abstractmethod
     def CancelProcess(
