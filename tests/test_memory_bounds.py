@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from control_plane.backpressure import limit_wait
 from control_plane.core.workflow.dispatch import Dispatcher
 from control_plane.core.workflow.machine import (
     MAX_BUFFERED_SIGNAL_BYTES,
@@ -16,6 +21,8 @@ from control_plane.errors import InvalidArgument, ResourceExhausted
 from control_plane.models import TaskAttempt
 from control_plane.sdk import Client
 from control_plane.server import App
+from control_plane.storage.connection import Connection
+from control_plane.storage.writer import Writer
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 WAITING = """
@@ -168,3 +175,66 @@ async def test_buffered_signals_capped(client: Client) -> None:
         e for e in await client.workflow.history(many.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
     ]
     assert len(received) == MAX_BUFFERED_SIGNALS  # a refused signal left no trace
+
+
+class Blocked:
+    """A write that holds the writer thread until released (a slow disk, a stalled database)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, conn: Any) -> None:
+        self.entered.set()
+        self.release.wait(30)
+
+
+async def test_group_commit_queue_is_bounded(tmp_path: Path) -> None:
+    """Past its bound the queue pushes back: internal writers wait for room, a client's request gives up."""
+    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    writer = Writer(cast(Connection, conn), "BEGIN IMMEDIATE", max_pending=8)
+    try:
+        blocked = Blocked()
+        first = asyncio.ensure_future(writer.submit(blocked))
+        await asyncio.to_thread(blocked.entered.wait, 10)
+        internal = [asyncio.ensure_future(writer.submit(lambda c: None)) for _ in range(30)]
+        await asyncio.sleep(0)  # one loop pass: each submitter queues its work or starts waiting for room
+
+        assert writer._queue.qsize() == 7  # the blocked write is one of the 8; 23 wait outside the queue
+        assert writer.pending == 8
+
+        async def client_request() -> None:
+            limit_wait(0.05)
+            await writer.submit(lambda c: None)
+
+        with pytest.raises(ResourceExhausted):
+            await client_request()
+        assert not any(task.done() for task in internal)  # still waiting, not refused
+
+        blocked.release.set()
+        async with asyncio.timeout(10):
+            await asyncio.gather(first, *internal)
+        assert writer.pending == 0
+        await client_request()  # room again
+    finally:
+        writer.close()
+
+
+async def test_a_client_is_refused_when_the_store_queue_stays_full(
+    server: App, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through gRPC: RESOURCE_EXHAUSTED after the client's patience, while the engine's own writes wait."""
+    monkeypatch.setattr("control_plane.servicers.errors.CLIENT_WRITE_PATIENCE_S", 0.2)
+    writer: Writer = server.store._writer  # type: ignore[attr-defined]
+    blocked = Blocked()
+    first = asyncio.ensure_future(writer.submit(blocked))
+    await asyncio.to_thread(blocked.entered.wait, 10)
+    filler = [asyncio.ensure_future(writer.submit(lambda c: None)) for _ in range(writer._max_pending)]
+    try:
+        with pytest.raises(ResourceExhausted):
+            await client.registry.register("svc", "127.0.0.1:7000", instance_id="i1")
+    finally:
+        blocked.release.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(first, *filler)
+    await client.registry.register("svc", "127.0.0.1:7000", instance_id="i1")

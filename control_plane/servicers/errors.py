@@ -12,6 +12,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from control_plane import errors
+from control_plane.backpressure import limit_wait
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ _CODES: dict[type[errors.ControlPlaneError], grpc.StatusCode] = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# How long a client's request waits for room in the store's full write queue before RESOURCE_EXHAUSTED.
+CLIENT_WRITE_PATIENCE_S = 5.0
 
 
 def status_for(error: errors.ControlPlaneError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
@@ -61,11 +65,15 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) ->
 
 
 def translate_errors(method: F) -> F:
-    """Wrap a servicer method (coroutine or async generator) so domain errors become statuses."""
+    """Wrap a servicer method (coroutine or async generator) so domain errors become statuses.
+
+    The request's task also gets its patience for a full write queue (control_plane.backpressure).
+    """
     if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
         async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
+            limit_wait(CLIENT_WRITE_PATIENCE_S)
             try:
                 async for item in method(self, request, context):
                     yield item
@@ -78,6 +86,7 @@ def translate_errors(method: F) -> F:
 
     @functools.wraps(method)
     async def unary(self: Any, request: Any, context: Any) -> Any:
+        limit_wait(CLIENT_WRITE_PATIENCE_S)
         try:
             return await cast(Callable[..., Awaitable[Any]], method)(self, request, context)
         except grpc.aio.AbortError:

@@ -2,6 +2,10 @@
 
 Group commit: one transaction (and one fsync) for everything queued while the previous commit ran,
 with a savepoint per caller so that one caller's failure undoes only its own work.
+
+The queue is bounded: past `max_pending` writes submitted and not yet committed, a caller waits for room
+before its work is queued (back-pressure, see control_plane.backpressure). The control plane's own work
+waits as long as it takes; a client's request waits its patience, then is refused with ResourceExhausted.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from control_plane.errors import Unavailable
+from control_plane.backpressure import patience
+from control_plane.errors import ResourceExhausted, Unavailable
 from control_plane.storage.connection import Connection
 
 logger = logging.getLogger(__name__)
@@ -23,6 +28,8 @@ Work = Callable[[Connection], Any]
 
 # Most writes a commit carries; bounds the latency a single batch adds to its first caller.
 _MAX_BATCH = 512
+# Writes submitted and not yet committed, at most: 8 full batches, a second or two of work at full speed.
+MAX_PENDING = 4096
 
 
 class Writer:
@@ -37,6 +44,7 @@ class Writer:
         pipeline: bool = False,
         database_error: type[Exception] = Exception,
         reconnect: Callable[[], Connection] | None = None,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._conn = conn
         self._begin = begin
@@ -51,16 +59,46 @@ class Writer:
         self.notes: set[tuple[str, str]] = set()
         self._notify_sql = notify_sql
         self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        # A slot per write submitted and not yet settled; taken before queueing, given back on the loop
+        # once the commit is done (even if the caller stopped waiting for it).
+        self._max_pending = max_pending
+        self._room = asyncio.Semaphore(max_pending)
+        self._pending = 0
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._closed = False
         self._thread.start()
 
+    @property
+    def pending(self) -> int:
+        """Writes submitted and not yet committed (at most `max_pending`)."""
+        return self._pending
+
     async def submit(self, work: Work) -> Any:
+        """Run `work` in the next shared commit, once there is room in the queue."""
         if self._closed:
             raise Unavailable("the store is closed: the control plane is shutting down")
+        if self._room.locked():
+            await self._wait_for_room()
+        else:
+            await self._room.acquire()  # free: returns at once
+        if self._closed:
+            self._room.release()
+            raise Unavailable("the store is closed: the control plane is shutting down")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending += 1
         self._queue.put((work, future))
         return await future
+
+    async def _wait_for_room(self) -> None:
+        limit = patience()
+        try:
+            async with asyncio.timeout(limit):
+                await self._room.acquire()
+        except TimeoutError:
+            raise ResourceExhausted(
+                f"the store is behind: {self._max_pending} writes are waiting for their commit; "
+                "retry in a moment"
+            ) from None
 
     def close(self) -> None:
         if not self._closed:
@@ -118,7 +156,18 @@ class Writer:
         finally:
             self.notes.clear()
         for (_, future), (ok, value) in zip(batch, results, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+            future.get_loop().call_soon_threadsafe(self._settle, future, ok, value)
+
+    def _settle(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        """On the caller's loop: give the queue slot back, then the result to the caller."""
+        self._pending -= 1
+        self._room.release()
+        if future.cancelled():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
     def _transaction(self, works: list[Work], *, careful: bool) -> list[tuple[bool, Any]]:
         """Run every caller's work in one transaction; `careful` charges each database error to its caller."""
@@ -196,12 +245,3 @@ def broken(conn: Connection) -> bool:
 
 class _Unattributed(Exception):
     """A database error surfaced in a pipelined batch where it cannot be charged to its caller."""
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
