@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -17,6 +18,7 @@ class GrpcHealthChecker:
 
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def check(self, address: str, service_name: str, timeout_s: float) -> bool:
         """True only for an answer of SERVING within the timeout; any error counts as a failure."""
@@ -36,14 +38,23 @@ class GrpcHealthChecker:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
-    async def forget(self, address: str) -> None:
-        """Close the channel to an instance that left."""
+    @property
+    def addresses(self) -> set[str]:
+        """Addresses with an open channel."""
+        return set(self._channels)
+
+    def forget(self, address: str) -> None:
+        """Close the channel to an address no probe uses any more; the close finishes in the background."""
         channel = self._channels.pop(address, None)
         if channel is not None:
-            await channel.close()
+            closing = asyncio.ensure_future(channel.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
-        """Close every channel; idempotent."""
+        """Close every channel (and wait for those being closed); idempotent."""
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing)

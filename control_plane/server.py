@@ -71,6 +71,7 @@ class App:
     bus: Bus
     workflows: Workflows
     store: Store
+    health_checker: GrpcHealthChecker
     # Where the HTTP listener answers (http://127.0.0.1:50052), or None without one.
     http_url: str | None = None
     metrics: CollectorRegistry | None = None
@@ -191,6 +192,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             bus=bus,
             workflows=workflows,
             store=store,
+            health_checker=checker,
             http_url=listeners[0].url if listeners else None,
             metrics=metrics,
         )

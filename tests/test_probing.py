@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from control_plane.sdk import Client, WatchStream
+from control_plane.server import App
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
 
@@ -144,3 +145,32 @@ async def test_instance_critical_too_long_is_deregistered(client: Client, instan
         down = await next_change(stream)
 
     assert (down.type, down.reason) == (pb.CHANGE_TYPE_DOWN, "critical_too_long")
+
+
+async def test_probe_channel_closed_when_instance_leaves(
+    server: App, client: Client, instance: Instance
+) -> None:
+    """The connection to a probed address is closed when its instance moves away, and when it leaves."""
+    moved = Instance()
+    await moved.server.start()
+    await moved.set(SERVING)
+    old, new = f"127.0.0.1:{instance.port}", f"127.0.0.1:{moved.port}"
+    checker = server.health_checker
+    try:
+        await client.registry.register("permits", old, instance_id="p1", probe=fast_probe())
+        await instance.health.wait_checks(1)
+        assert checker.addresses == {old}
+
+        await client.registry.register("permits", new, instance_id="p1", probe=fast_probe())  # moved
+        assert old not in checker.addresses  # closed at once
+        await moved.health.wait_checks(1)
+        assert checker.addresses == {new}
+
+        await client.registry.register("permits", new, instance_id="p1", probe=fast_probe(threshold=3))
+        await moved.health.wait_checks(1)
+        assert checker.addresses == {new}  # updated in place: the channel is kept
+
+        await client.registry.deregister("permits", "p1")
+        assert checker.addresses == set()
+    finally:
+        await moved.server.stop(None)

@@ -21,8 +21,8 @@ class HealthChecker(Protocol):
         """True when the instance answers SERVING within `timeout_s`."""
         ...
 
-    async def forget(self, address: str) -> None:
-        """Release whatever is kept for an instance that left."""
+    def forget(self, address: str) -> None:
+        """Release whatever is kept for an address no probe uses any more (its connection)."""
         ...
 
 
@@ -36,6 +36,10 @@ class Prober:
         self._checker = checker
         self._now = monotonic
         self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # The address each running probe checks: the checker keeps a connection per address, released
+        # when no probe checks it any more (the instance left, moved, stopped asking to be probed, or
+        # this replica stopped leading).
+        self._addresses: dict[tuple[str, str], str] = {}
         self._tasks: asyncio.TaskGroup | None = None
         registry.listeners.append(self._on_change)
         # Only the leader probes (replicas would otherwise each probe, and write, every verdict).
@@ -52,16 +56,18 @@ class Prober:
             for task in self._probes.values():
                 task.cancel()
         self._probes.clear()
+        self._addresses.clear()
 
     def _on_change(self, change: RegistryChange) -> None:
         instance = change.instance
         if change.type in (ChangeType.UP, ChangeType.UPDATED):
-            self._stop(instance.key)
+            previous = self._addresses.get(instance.key)
+            self._stop(instance.key, release=False)
             self._start(instance, decide_at_once=change.type is ChangeType.UP)
+            if previous is not None:
+                self._release(previous)  # unless the new registration probes the same address
         elif change.type is ChangeType.DOWN:
             self._stop(instance.key)
-            if instance.probe is not None and self._tasks is not None:
-                self._tasks.create_task(self._checker.forget(instance.address))
 
     def _on_leadership(self, leader: bool) -> None:
         if leader:
@@ -76,11 +82,20 @@ class Prober:
         if instance.probe is None or self._tasks is None or not self._registry.leader:
             return
         self._probes[instance.key] = self._tasks.create_task(self._probe_loop(instance, decide_at_once))
+        self._addresses[instance.key] = instance.address
 
-    def _stop(self, key: tuple[str, str]) -> None:
+    def _stop(self, key: tuple[str, str], *, release: bool = True) -> None:
         task = self._probes.pop(key, None)
         if task is not None:
             task.cancel()
+        address = self._addresses.pop(key, None)
+        if address is not None and release:
+            self._release(address)
+
+    def _release(self, address: str) -> None:
+        """Let the checker close its connection to `address` once no running probe checks it."""
+        if address not in self._addresses.values():
+            self._checker.forget(address)
 
     async def _probe_loop(self, instance: Instance, first: bool) -> None:
         """Probe until cancelled; `first` lets the first result decide (a new instance starts CRITICAL)."""
