@@ -22,7 +22,7 @@ from control_plane.core.workflow.durations import format_duration, parse_duratio
 from control_plane.errors import ControlPlaneError
 from control_plane.logs import configure as configure_logs
 from control_plane.sdk import Client
-from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, Settings
+from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, BusSettings, Settings
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
 
 logger = logging.getLogger("control_plane")
@@ -36,6 +36,12 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expects a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=_env("MGMT_INSECURE", "") in ("1", "true", "yes"),
         help="allow a non-loopback address without TLS or tokens (MGMT_INSECURE)",
+    )
+    serve.add_argument(
+        "--bus-tail-size",
+        type=_positive_int,
+        default=_env("MGMT_BUS_TAIL_SIZE", str(BusSettings().tail_size)),
+        help="newest Bus messages kept in memory for live subscribers (MGMT_BUS_TAIL_SIZE)",
     )
 
     verbs.add_parser("demo", help="start a control plane, register two instances, watch one lapse")
@@ -203,6 +215,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         insecure=args.insecure,
         http_listen=None if args.http_listen in ("", "off") else args.http_listen,
         metrics=args.metrics != "off",
+        bus=BusSettings(tail_size=args.bus_tail_size),
     )
 
 

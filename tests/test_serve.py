@@ -83,6 +83,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
             ["--store", "postgresql://postgres:secret@127.0.0.1:1/none"],
             "cannot open store postgresql://postgres:***@",
         ),
+        (["--bus-tail-size", "0"], "--bus-tail-size: expects a whole number of at least 1"),
+        (["--store", "sqlite:///x.db?cache_mib=0"], "cache_mib must be a whole number of MiB"),
     ],
 )
 def test_bad_start_up_settings_give_a_clear_error(args: list[str], message: str, tmp_path: Path) -> None:

@@ -115,8 +115,8 @@ async def test_reopening_applies_no_migration_twice(tmp_path: Path) -> None:
     assert [m.version for m in migrations("sqlite")] == sorted({m.version for m in migrations("sqlite")})
 
 
-async def test_the_sync_mode_is_an_option_of_the_url(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'fast.db'}?synchronous=normal")
+async def test_the_sync_mode_and_the_cache_are_options_of_the_url(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'fast.db'}?synchronous=normal&cache_mib=8")
     change = await store.registry_commit(instance(1), ChangeType.UP, reason="", now=1.0)
     await store.close()
 
@@ -131,6 +131,7 @@ async def test_the_sync_mode_is_an_option_of_the_url(tmp_path: Path) -> None:
         "postgresql://localhost/x",
         "sqlite:///x.db?synchronous=off",
         "sqlite:///x.db?cache=1",
+        "sqlite:///x.db?cache_mib=lots",
     ],
 )
 async def test_unusable_store_urls_are_refused_clearly(url: str) -> None:
