@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -20,7 +22,8 @@ from control_plane.core.workflow.machine import (
 from control_plane.errors import InvalidArgument, ResourceExhausted
 from control_plane.models import TaskAttempt
 from control_plane.sdk import Client
-from control_plane.server import App
+from control_plane.server import App, running
+from control_plane.settings import Settings
 from control_plane.storage.connection import Connection
 from control_plane.storage.writer import Writer
 from hms.mgmt.v1 import workflow_pb2 as pb
@@ -49,6 +52,27 @@ async def test_cleared_timers_leave_memory(server: App, client: Client) -> None:
     assert done.state == pb.PROCESS_STATE_COMPLETED
     assert len(timers) == 0
     assert timers.footprint <= 65  # dead heap entries are compacted away, not kept for 14 days
+
+
+@pytest.mark.skipif(os.environ.get("MGMT_TEST_STORE") != "postgres", reason="replicas share PostgreSQL")
+async def test_timers_cleared_on_another_replica_leave_memory(settings: Settings, tmp_path: Path) -> None:
+    """A process started here and ended by a signal on another replica takes its timers out of memory here."""
+    other = dataclasses.replace(settings, data_dir=tmp_path / "other")
+    async with (
+        running(settings) as here,
+        running(other) as there,
+        Client(here.address) as client_here,
+        Client(there.address) as client_there,
+    ):
+        await client_here.workflow.apply(WAITING)
+        process = await client_here.workflow.start("waiting", {})
+        assert len(here.workflows._timers) == 2
+        async with client_here.bus.subscribe(f"workflow.waiting.{process.id}.process_completed") as ended:
+            await client_there.workflow.signal(process.id, "go")
+            async with asyncio.timeout(10):
+                await anext(ended)  # delivered here after this replica's engine saw the event
+
+    assert len(here.workflows._timers) == 0
 
 
 def attempt(token: str, *, timeout_s: float | None = 600.0, heartbeat_s: float | None = 60.0) -> TaskAttempt:
