@@ -22,7 +22,13 @@ from control_plane.core.workflow.durations import format_duration, parse_duratio
 from control_plane.errors import ControlPlaneError
 from control_plane.logs import configure as configure_logs
 from control_plane.sdk import Client
-from control_plane.settings import DEFAULT_DATA_DIR, DEFAULT_HTTP_LISTEN, DEFAULT_LISTEN, BusSettings, Settings
+from control_plane.settings import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HTTP_LISTEN,
+    DEFAULT_LISTEN,
+    BusSettings,
+    Settings,
+)
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
 
 logger = logging.getLogger("control_plane")
