@@ -7,16 +7,20 @@ import os
 import re
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import RegistrySettings, Settings
+from control_plane.storage import Store, open_store
 from tests.workflow_support import Services
 
 READY = re.compile(r"mgmt listening on (\S+)")
@@ -139,24 +143,20 @@ async def services(client: Client) -> AsyncIterator[Services]:
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test (dropped after); skipped when no server answers.
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database (dropped after); skips the test when no server answers.
 
     The server comes from MGMT_TEST_POSTGRES_URL; with MGMT_REQUIRE_POSTGRES=1 a missing server fails
     the test instead of skipping it.
     """
-    import uuid
-
-    import psycopg
-
     admin_url = os.environ.get("MGMT_TEST_POSTGRES_URL", POSTGRES_URL)
     try:
         admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         if os.environ.get("MGMT_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but not reachable at {admin_url}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {admin_url}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url} (MGMT_TEST_POSTGRES_URL)")
     name = f"hms_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -164,3 +164,54 @@ def postgres_url() -> Iterator[str]:
             yield admin_url.rsplit("/", 1)[0] + "/" + name
         finally:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (dropped after); skipped when no server answers."""
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def contract_database() -> Iterator[str]:
+    """One PostgreSQL database for the whole store contract suite, emptied before each test.
+
+    Creating and migrating a database costs about a second; emptying one costs milliseconds, and the
+    contract suite has a test per store method on each backend.
+    """
+    with postgres_database() as url:
+        yield url
+
+
+def empty_database(url: str) -> None:
+    """Remove every row the store wrote (the schema and its migrations stay), and zero the counters."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename NOT IN ('schema_migrations', 'counters')"
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
+            conn.execute("UPDATE counters SET value = 0")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store, once per backend: the store contract runs on both in the same run."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("contract_database")
+        empty_database(url)
+        return url
+    return f"sqlite:///{tmp_path / 'cp.db'}"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An opened, empty store on each backend; closed after the test."""
+    opened = await open_store(store_url)
+    yield opened
+    await opened.close()

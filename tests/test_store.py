@@ -1,9 +1,11 @@
-"""The store contract: one suite, run against every backend (PostgreSQL joins when it lands)."""
+"""The store contract, registry part: every test runs on SQLite and on PostgreSQL (the `store` fixture).
+
+The Bus and Workflow parts are test_store_bus.py and test_store_workflow.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,17 +13,6 @@ import pytest
 from control_plane.models import ChangeType, Health, Instance, ProbeSpec
 from control_plane.storage import Store, StoreURLError, open_store
 from control_plane.storage.migrations import migrations
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'cp.db'}"
-    opened = await open_store(url)
-    yield opened
-    await opened.close()
 
 
 def instance(n: int, **changes: object) -> Instance:
@@ -98,6 +89,39 @@ async def test_compaction_keeps_the_newest_changes(store: Store) -> None:
     assert dropped == 6
     assert [c.revision for c in snapshot.changes] == [7, 8, 9, 10]
     assert snapshot.revision == 10
+
+
+async def test_changes_after_a_revision_come_in_order_up_to_the_limit(store: Store) -> None:
+    for n in range(5):
+        await store.registry_commit(instance(n), ChangeType.UP, reason="", now=float(n))
+    await store.registry_commit(instance(0), ChangeType.DOWN, reason="lease_expired", now=9.0)
+
+    page = await store.registry_changes_after(2, limit=2)
+    rest = await store.registry_changes_after(4, limit=100)
+
+    assert [(c.revision, c.instance.instance_id) for c in page] == [(3, "i2"), (4, "i3")]
+    assert [(c.revision, c.type, c.reason, c.time) for c in rest] == [
+        (5, ChangeType.UP, "", 4.0),
+        (6, ChangeType.DOWN, "lease_expired", 9.0),
+    ]
+    assert rest[0].instance.revision == 5
+    assert await store.registry_changes_after(6, limit=100) == []
+
+
+async def test_lease_renewals_keep_the_latest_expiry_until_the_instance_goes(store: Store) -> None:
+    await store.registry_commit(instance(1), ChangeType.UP, reason="", now=1.0)
+    await store.registry_commit(instance(2), ChangeType.UP, reason="", now=1.0)
+
+    await store.registry_renew({"lease-1": 110.0, "lease-2": 120.0})
+    await store.registry_renew({"lease-1": 105.0})  # an older renewal arriving late changes nothing
+    await store.registry_renew({"lease-2": 130.0})
+    renewed = await store.registry_lease_expiry(["lease-1", "lease-2", "never-renewed"])
+    await store.registry_commit(instance(1), ChangeType.DOWN, reason="deregistered", now=2.0)
+    after_down = await store.registry_lease_expiry(["lease-1", "lease-2"])
+
+    assert renewed == {"lease-1": 110.0, "lease-2": 130.0}
+    assert after_down == {"lease-2": 130.0}
+    assert await store.registry_lease_expiry([]) == {}
 
 
 async def test_reopening_applies_no_migration_twice(tmp_path: Path) -> None:

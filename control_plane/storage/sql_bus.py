@@ -185,7 +185,9 @@ def first_sequence_at(conn: Connection, at: float) -> int:
     # Publish times grow with the sequence (one writer stamps each commit), so a binary search over the
     # primary key finds it in ~log2(n) point reads, sparing every insert a second index.
     first, last = bounds(conn)
-    low, high = max(first, 1), last + 1
+    if first == 0:
+        return last + 1  # nothing retained (never published, or all removed): only what comes next counts
+    low, high = first, last + 1
     while low < high:
         middle = (low + high) // 2
         row = conn.execute(
