@@ -178,7 +178,7 @@ def contract_database() -> Iterator[str]:
     """One PostgreSQL database for the whole store contract suite, emptied before each test.
 
     Creating and migrating a database costs about a second; emptying one costs milliseconds, and the
-    contract suite has a test per store method on each backend.
+    contract suite has several tests per store method on each backend.
     """
     with postgres_database() as url:
         yield url
@@ -194,9 +194,12 @@ def empty_database(url: str) -> None:
                 "AND tablename NOT IN ('schema_migrations', 'counters')"
             )
         ]
-        if tables:
-            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
-            conn.execute("UPDATE counters SET value = 0")
+        # DELETE rather than TRUNCATE: for a few rows it takes milliseconds, TRUNCATE a few hundred.
+        with conn.transaction():
+            for table in tables:
+                conn.execute(f'DELETE FROM "{table}"')
+            if tables:
+                conn.execute("UPDATE counters SET value = 0")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -46,9 +46,18 @@ class PostgresStore(SqlStore):
         def connect() -> PostgresConnection:
             return PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
 
+        def connect_writer() -> PostgresConnection:
+            # The writer pipelines, and psycopg records a statement as prepared when it sends it in a
+            # pipeline, before the server confirms it: when an earlier statement of the batch fails, the
+            # server never prepares it, and every later write using it fails ("prepared statement
+            # _pg3_N does not exist") for as long as the connection lives. So the writer never prepares.
+            return PostgresConnection(
+                psycopg.connect(url, autocommit=True, connect_timeout=5, prepare_threshold=None)
+            )
+
         opened: list[PostgresConnection] = []
         try:
-            writer = connect()
+            writer = connect_writer()
             opened.append(writer)
             writer.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
             try:
@@ -69,7 +78,7 @@ class PostgresStore(SqlStore):
                 notify_sql="SELECT pg_notify(?, ?)",
                 pipeline=True,
                 database_error=psycopg.Error,
-                reconnect=connect,
+                reconnect=connect_writer,
             ),
             list[Connection](opened[1:]),
             cluster,
