@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from control_plane.core.registry import Registry
+from control_plane.core.signal import Wait, wait_any
 from control_plane.models import ChangeType, DownReason, Health, Instance, RegistryChange
 
 logger = logging.getLogger(__name__)
@@ -30,11 +31,17 @@ class Prober:
     """Runs one probe loop per probed instance, started and stopped by registry changes."""
 
     def __init__(
-        self, registry: Registry, checker: HealthChecker, *, monotonic: Callable[[], float] = time.monotonic
+        self,
+        registry: Registry,
+        checker: HealthChecker,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_any,
     ) -> None:
         self._registry = registry
         self._checker = checker
         self._now = monotonic
+        self._wait = wait  # times the probe interval on the `monotonic` clock
         self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}
         # The address each running probe checks: the checker keeps a connection per address, released
         # when no probe checks it any more (the instance left, moved, stopped asking to be probed, or
@@ -128,4 +135,4 @@ class Prober:
                 )
                 await self._registry.evict(key, DownReason.CRITICAL_TOO_LONG)
                 return
-            await asyncio.sleep(probe.interval_s)
+            await self._wait([], probe.interval_s)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from control_plane.core import validate
-from control_plane.core.signal import Signal, on_signal, wait_any
+from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
 from control_plane.core.watch import ChangeFeed, Watcher
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
@@ -79,11 +79,13 @@ class Registry:
         *,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_any,
     ) -> None:
         self._store = store
         self._settings = settings
         self._wall = wall_clock
         self._now = monotonic
+        self._wait = wait  # times the expiry sweep on the `monotonic` clock
         self._services: dict[str, dict[str, Instance]] = {}
         self._sorted: dict[str, list[Instance]] = {}
         self._rotation: dict[str, itertools.count[int]] = {}
@@ -448,13 +450,13 @@ class Registry:
         try:
             while not stop.is_set():
                 if not self.leader:
-                    await wait_any([self._leadership.waiter(), stopping], None)
+                    await self._wait([self._leadership.waiter(), stopping], None)
                     continue
                 # Taken first: a lease armed while this pass evicts wakes the next wait at once.
                 wakeup = self._expiry_wakeup.waiter()
                 await self._expire_due()
                 delay = self._expiry_heap[0][0] - self._now() if self._expiry_heap else None
-                await wait_any([wakeup, stopping], delay)
+                await self._wait([wakeup, stopping], delay)
         finally:
             stopping.cancel()
 

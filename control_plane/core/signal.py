@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -30,9 +31,20 @@ class Signal:
         return self._future
 
 
+# How a core waits for one of some futures or a delay: `wait_any`, or in tests a fake clock's, which
+# ends the delay when the test moves that clock on (the cores read the time from the same clock).
+Wait = Callable[[Sequence["asyncio.Future[Any]"], float | None], Awaitable[None]]
+
+
 async def wait_any(futures: Sequence[asyncio.Future[Any]], delay_s: float | None) -> None:
-    """Return when one of `futures` completes or after `delay_s` (None: no limit); never cancels them."""
+    """Return when one of `futures` completes or after `delay_s` (None: no limit); never cancels them.
+
+    With no futures it is a plain sleep of `delay_s`.
+    """
     if delay_s is not None and delay_s <= 0:
+        return
+    if not futures:
+        await asyncio.sleep(delay_s if delay_s is not None else math.inf)
         return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED), delay_s)

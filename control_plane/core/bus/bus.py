@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
-from control_plane.core.signal import Signal, on_signal
+from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.signing import Signer
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from control_plane.models import (
@@ -109,11 +109,13 @@ class Bus:
         *,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_any,
     ) -> None:
         self._store = store
         self._settings = settings
         self._wall = wall_clock
         self._now = monotonic
+        self._wait = wait  # handed to consumers: times their ack deadlines and redeliveries
         self.log = MessageLog(store, settings.tail_size)
         self._consumers: dict[str, Consumer] = {}
         self._signer: Signer | None = None
@@ -324,6 +326,7 @@ class Bus:
             tag=self.consumer_tag(config.name),
             monotonic=self._now,
             wall_clock=self._wall,
+            wait=self._wait,
         )
 
     def consumer_tag(self, name: str) -> str:

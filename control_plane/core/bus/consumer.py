@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import Pattern
-from control_plane.core.signal import Signal, wait_any
+from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.errors import FailedPrecondition, NotFound
 from control_plane.models import AckMode, ConsumerConfig, OutgoingMessage, StoredMessage
 from control_plane.storage.base import Store
@@ -115,6 +115,7 @@ class Consumer:
         tag: str = "",
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        wait: Wait = wait_any,
     ) -> None:
         self.config = config
         self.tag = tag
@@ -127,6 +128,7 @@ class Consumer:
         self._store = store
         self._now = monotonic
         self._wall = wall_clock
+        self._wait = wait  # times ack deadlines and redelivery backoff on the `monotonic` clock
         self._ids = itertools.count(1)
         self._claim = asyncio.Lock()
         self._changed = Signal()
@@ -213,9 +215,9 @@ class Consumer:
             delay = None if next_timer is None else max(0.0, next_timer - self._now())
             others = [self._changed.waiter()]
             if self.explicit and len(member.held) >= member.max_in_flight:
-                await wait_any(others, delay)  # no credit: only a settle, a release or a timer helps
+                await self._wait(others, delay)  # no credit: only a settle, a release or a timer helps
             else:
-                await self._log.wait_beyond(self.cursor, others, delay)
+                await self._log.wait_beyond(self.cursor, others, delay, self._wait)
 
     async def _take_live(self, member: Member) -> Batch:
         async with self._claim:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from control_plane.core.bus.subjects import Pattern
-from control_plane.core.signal import Signal, wait_any
+from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.models import AppendResult, OutgoingMessage, StoredMessage
 from control_plane.storage.base import Store
 
@@ -163,9 +163,13 @@ class MessageLog:
         return found
 
     async def wait_beyond(
-        self, sequence: int, others: Sequence[asyncio.Future[Any]], delay_s: float | None
+        self,
+        sequence: int,
+        others: Sequence[asyncio.Future[Any]],
+        delay_s: float | None,
+        wait: Wait = wait_any,
     ) -> None:
-        """Wait for a message after `sequence`, one of `others`, or `delay_s`."""
+        """Wait for a message after `sequence`, one of `others`, or `delay_s` (timed by `wait`)."""
         if self.last_sequence > sequence:
             return
-        await wait_any([self.arrived.waiter(), *others], delay_s)
+        await wait([self.arrived.waiter(), *others], delay_s)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from control_plane.core.deadlines import Deadlines
-from control_plane.core.signal import Signal, wait_any
+from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.versions import parse_version_filter
 from control_plane.errors import NotRegistered, Unavailable
 from control_plane.models import TaskAttempt
@@ -77,8 +77,9 @@ class WorkerSession:
 class Dispatcher:
     """Hands queued attempts to workers, requeues what a departed worker held, times attempts out."""
 
-    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, wait: Wait = wait_any) -> None:
         self._now = monotonic
+        self._wait = wait  # times attempt deadlines on the `monotonic` clock
         self._queues: dict[str, collections.deque[TaskAttempt]] = collections.defaultdict(collections.deque)
         self._sessions: dict[str, list[WorkerSession]] = collections.defaultdict(list)
         self._holder: dict[str, WorkerSession] = {}
@@ -214,7 +215,7 @@ class Dispatcher:
                     self.on_timeout(held.task, kind)
                 next_due = self._deadlines.next_due()
                 delay = next_due - self._now() if next_due is not None else None
-                await wait_any([self._wakeup.waiter(), stopping], delay)
+                await self._wait([self._wakeup.waiter(), stopping], delay)
         finally:
             stopping.cancel()
 

@@ -19,7 +19,7 @@ from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
 from control_plane.core.logfields import bound
 from control_plane.core.registry import Registry
-from control_plane.core.signal import Signal, on_signal, wait_any
+from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
@@ -123,14 +123,16 @@ class Workflows:
         *,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        wait: Wait = wait_any,
     ) -> None:
         self._store = store
         self._bus = bus
         self._registry = registry
         self._wall = wall_clock
+        self._wait = wait  # times durable timers on the `wall_clock` (attempt deadlines on `monotonic`)
         self._definitions: dict[tuple[str, int], Definition] = {}
         self._versions: dict[str, list[DefinitionVersion]] = {}
-        self.dispatcher = Dispatcher(monotonic=monotonic)
+        self.dispatcher = Dispatcher(monotonic=monotonic, wait=wait)
         self.dispatcher.on_timeout = self._on_task_timeout
         self._timers = Timers(by_process=store.cluster.shared)
         self._timer_wakeup = Signal()
@@ -613,7 +615,7 @@ class Workflows:
                     continue
                 next_due = self._timers.next_due()
                 delay = next_due - self._wall() if next_due is not None else None
-                await wait_any([self._timer_wakeup.waiter(), stopping], delay)
+                await self._wait([self._timer_wakeup.waiter(), stopping], delay)
         finally:
             stopping.cancel()
 
