@@ -77,30 +77,29 @@ async def test_lookup_rotates_the_order(client: Client) -> None:
     assert firsts == {"i0", "i1", "i2"}
 
 
-async def test_lapsed_lease_evicts_within_ttl_plus_one_second_and_watch_reports_it(client: Client) -> None:
+async def test_a_lapsed_lease_evicts_and_watch_reports_why(client: Client) -> None:
+    # The real clock's wiring: when exactly a lease lapses is tests/core/test_lease_timing.py's.
     async with client.registry.watch("lapse") as stream:
         reply = await client.registry.register("lapse", "127.0.0.1:1", instance_id="x", ttl_s=1.0)
-        registered = time.monotonic()
         (up,) = await next_changes(stream, 1)
-        (down,) = await next_changes(stream, 1, timeout_s=3.0)
-        evicted_after = time.monotonic() - registered
+        (down,) = await next_changes(stream, 1, timeout_s=5.0)
 
     assert up.type == pb.CHANGE_TYPE_UP
     assert (down.type, down.reason, down.instance.instance_id) == (pb.CHANGE_TYPE_DOWN, "lease_expired", "x")
-    assert evicted_after <= 1.0 + 1.0
     assert await client.registry.lookup("lapse") == []
     with pytest.raises(NotFound):
         await client.registry.heartbeat(reply.lease.lease_id)
 
 
-async def test_heartbeats_keep_an_instance_past_its_ttl(client: Client) -> None:
+async def test_the_sdk_keep_alive_renews_a_lease_before_it_lapses(client: Client) -> None:
+    # What renewals do to a lease is tests/core/test_lease_timing.py's; this is the SDK's keep-alive.
     reply = await client.registry.register("beat", "127.0.0.1:1", instance_id="x", ttl_s=1.0)
     async with (
         client.registry.watch("beat", after_revision=reply.revision) as stream,
         client.registry.keep_alive(reply.lease.lease_id, interval_s=0.2) as lost,
     ):
-        # Three TTLs pass while progress messages (every 0.5 s) arrive and nothing else does.
-        deadline = time.monotonic() + 3.0
+        # One and a half TTLs pass while progress messages (every 0.5 s) arrive and nothing else does.
+        deadline = time.monotonic() + 1.5
         async for response in stream:
             assert not response.changes, "the kept-alive instance must not change"
             if time.monotonic() > deadline:

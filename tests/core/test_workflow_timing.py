@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from control_plane.core.registry import Registration
 from control_plane.core.workflow.dispatch import WorkerSession
-from control_plane.errors import Unavailable
-from control_plane.models import ProcessRecord, ProcessState, StepState, TaskAttempt
+from control_plane.errors import ControlPlaneError
+from control_plane.models import EventType, ProcessRecord, ProcessState, StepState, TaskAttempt
 from tests.core.clock import FakeClock
 from tests.core.conftest import Cores, running_cores
 
@@ -236,8 +237,8 @@ steps:
 """
 
 
-async def heartbeat(cores: Cores, task: TaskAttempt) -> None:
-    await cores.workflows.heartbeat(cores.workflows.wire_token(task.token, task.service), None)
+async def heartbeat(cores: Cores, task: TaskAttempt, details: Any = None) -> None:
+    await cores.workflows.heartbeat(cores.workflows.wire_token(task.token, task.service), details)
 
 
 async def test_an_attempt_without_heartbeats_times_out_at_its_heartbeat_timeout(cores: Cores) -> None:
@@ -257,6 +258,10 @@ async def test_an_attempt_without_heartbeats_times_out_at_its_heartbeat_timeout(
     assert record.steps["slow"].last_error["code"] == "HEARTBEAT_TIMEOUT"
     assert record.steps["slow"].last_error["time"] == cores.clock.at(20.0)
     assert second.attempt == 2
+    history = await cores.store.wf_history(process_id, 0, 100)
+    assert [(e.attempt, e.time) for e in history if e.type is EventType.TASK_TIMED_OUT] == [
+        (1, cores.clock.at(20.0))
+    ]
 
 
 async def test_heartbeats_keep_an_attempt_until_its_start_to_close_timeout(cores: Cores) -> None:
@@ -265,7 +270,7 @@ async def test_heartbeats_keep_an_attempt_until_its_start_to_close_timeout(cores
         first = await next_task(session)
         for t in (15.0, 30.0, 45.0):  # each within 20 s of the one before
             await cores.advance_to(t)
-            await heartbeat(cores, first)
+            await heartbeat(cores, first, {"at": t})
         await cores.advance_to(59.999)
         held = cores.workflows.dispatcher.holder(first.token)
         async with transitions(cores, process_id):
@@ -276,6 +281,7 @@ async def test_heartbeats_keep_an_attempt_until_its_start_to_close_timeout(cores
     assert record.steps["slow"].last_error is not None
     assert record.steps["slow"].last_error["code"] == "TIMEOUT"
     assert record.steps["slow"].last_error["time"] == cores.clock.at(60.0)
+    assert record.steps["slow"].heartbeat_details == {"at": 45.0}  # kept for the next attempt
 
 
 async def test_a_heartbeat_moves_the_heartbeat_deadline_to_now_plus_the_timeout(cores: Cores) -> None:
@@ -313,7 +319,7 @@ async def test_a_worker_whose_lease_lapses_loses_its_tasks_at_that_moment(cores:
             await cores.advance_to(10.0)
             requeued = await next_task(rescuer)
             taken_at = cores.clock.elapsed
-        with pytest.raises(Unavailable, match="lease_expired"):
+        with pytest.raises(ControlPlaneError, match="lease_expired"):
             await doomed.next_frame()
 
     assert still_held == "lapsing"
