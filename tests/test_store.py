@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.errors import Unavailable
 from control_plane.models import ChangeType, Health, Instance, ProbeSpec
 from control_plane.storage import Store, StoreURLError, open_store
 from control_plane.storage.migrations import migrations
@@ -122,6 +123,17 @@ async def test_lease_renewals_keep_the_latest_expiry_until_the_instance_goes(sto
     assert renewed == {"lease-1": 110.0, "lease-2": 130.0}
     assert after_down == {"lease-2": 130.0}
     assert await store.registry_lease_expiry([]) == {}
+
+
+async def test_a_closed_store_refuses_reads_and_writes_and_closes_twice(store_url: str) -> None:
+    store = await open_store(store_url)
+    await store.close()
+    await store.close()
+
+    with pytest.raises(Unavailable):
+        await store.registry_load(history=10)
+    with pytest.raises(Unavailable):
+        await store.registry_commit(instance(1), ChangeType.UP, reason="", now=1.0)
 
 
 async def test_reopening_applies_no_migration_twice(tmp_path: Path) -> None:

@@ -128,6 +128,31 @@ async def test_the_default_retry_is_3_attempts_1_s_apart_then_2_s(cores: Cores) 
     assert record.state is ProcessState.FAILED
 
 
+LONG_RETRY = """
+name: persistent
+steps:
+  - id: charge
+    task: {service: Pay, type: charge}
+    retry: {max_attempts: 9}
+"""
+
+
+async def test_the_default_max_interval_is_100_times_the_initial_interval(cores: Cores) -> None:
+    async with worker(cores, "Pay") as session:
+        await start(cores, LONG_RETRY)
+        started: list[float] = []
+        while True:
+            task = await next_task(session)
+            started.append(cores.clock.elapsed)
+            due = await fail(cores, task)
+            if due is None:
+                break
+            await cores.advance_to(due - cores.clock.at(0.0))
+
+    # 1, 2, 4, ... 64 s, then 128 capped at 100 s.
+    assert started == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 127.0, 227.0]
+
+
 async def test_a_retry_survives_a_restart_and_comes_at_its_time(core_url: str, clock: FakeClock) -> None:
     async with running_cores(core_url, clock) as before, worker(before, "Pay") as session:
         process_id = await start(before, BOUNDED)
