@@ -23,12 +23,36 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+class CountingHealth(health.aio.HealthServicer):
+    """The standard health servicer, plus a count of Check calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+        self.checked = asyncio.Condition()
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: object
+    ) -> health_pb2.HealthCheckResponse:
+        reply = await super().Check(request, context)  # type: ignore[arg-type]
+        async with self.checked:
+            self.checks += 1
+            self.checked.notify_all()
+        return reply
+
+    async def wait_checks(self, count: int) -> None:
+        """Wait until `count` more probes have been answered."""
+        async with self.checked:
+            target = self.checks + count
+            await asyncio.wait_for(self.checked.wait_for(lambda: self.checks >= target), 5)
+
+
 class Instance:
     """A service instance that serves only grpc.health.v1, with a status the test controls."""
 
     def __init__(self) -> None:
         self.server = grpc.aio.server()
-        self.health = health.aio.HealthServicer()
+        self.health = CountingHealth()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
 

@@ -37,7 +37,7 @@ class Checker:
         self.checks.append((self.clock.elapsed if self.clock else 0.0, address))
         return self.serving.get(address, True)
 
-    async def forget(self, address: str) -> None:
+    def forget(self, address: str) -> None:
         """Nothing kept."""
 
 
