@@ -19,6 +19,7 @@ from control_plane.core.probing import Prober
 from control_plane.core.registry import Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
+from control_plane.limits import MAX_RPC_MESSAGE_BYTES
 from control_plane.observability.collectors import RegistryCollector
 from control_plane.observability.grpc_metrics import GrpcServerMetrics, MetricsInterceptor
 from control_plane.servicers.bus import BusServicer
@@ -55,6 +56,15 @@ REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
 SERVED = (REGISTRY, BUS, WORKFLOW)
+
+SERVER_OPTIONS = (
+    # SO_REUSEPORT off: with it (gRPC's default on Linux) a second server binds the same port and the
+    # kernel splits connections between the two at random.
+    ("grpc.so_reuseport", 0),
+    # The sizes the contract allows (gRPC's defaults: 4 MiB received, no send limit); the SDK agrees.
+    ("grpc.max_receive_message_length", MAX_RPC_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_RPC_MESSAGE_BYTES),
+)
 
 
 class ListenError(OSError):
@@ -129,9 +139,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             interceptors.append(MetricsInterceptor(GrpcServerMetrics(metrics)))
         if authenticator is not None:
             interceptors.append(security.TokenAuthInterceptor(authenticator))
-        # SO_REUSEPORT off: with it (gRPC's default on Linux) a second server binds the same port and
-        # the kernel splits connections between the two at random.
-        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         registry_pb2_grpc.add_RegistryServicer_to_server(
             RegistryServicer(registry, settings.registry.progress_interval_s, stopping, scopes), server
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.errors import Unavailable
-from control_plane.models import ChangeType, Health, Instance, ProbeSpec
+from control_plane.models import ChangeType, Health, Instance, OutgoingMessage, ProbeSpec
 from control_plane.storage import Store, StoreURLError, open_store
 from control_plane.storage.migrations import migrations
 
@@ -173,3 +173,19 @@ async def test_the_sync_mode_and_the_cache_are_options_of_the_url(tmp_path: Path
 async def test_unusable_store_urls_are_refused_clearly(url: str) -> None:
     with pytest.raises(StoreURLError):
         await open_store(url)
+
+
+async def test_bus_pages_of_large_messages_stop_at_their_data_budget(store: Store) -> None:
+    batch = [OutgoingMessage("big.a" if n % 2 else "big.b", bytes([n]) * 1000) for n in range(10)]
+    await store.bus_append(batch, now=1.0, dedup_window_s=0.0)
+
+    capped = await store.bus_read(0, 100, max_data=2500)
+    one_subject = await store.bus_read(0, 100, "big.a", max_data=2500)
+    first_alone = await store.bus_read(0, 100, max_data=10)
+    uncapped = await store.bus_read(0, 100)
+
+    assert [m.sequence for m in capped] == [1, 2, 3]  # the third reaches the budget
+    assert [m.sequence for m in one_subject] == [2, 4, 6]
+    assert [m.sequence for m in first_alone] == [1]  # a message larger than the budget comes alone
+    assert len(uncapped) == 10
+    assert capped[2].data == bytes([2]) * 1000

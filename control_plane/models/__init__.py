@@ -12,6 +12,7 @@ from control_plane.models.bus import (
     StoredConsumer,
     StoredMessage,
     SubjectStats,
+    message_bytes,
 )
 from control_plane.models.registry import (
     ChangeType,
@@ -60,4 +61,5 @@ __all__ = [
     "StoredMessage",
     "SubjectStats",
     "TaskAttempt",
+    "message_bytes",
 ]

@@ -52,6 +52,19 @@ class StoredMessage(NamedTuple):
     published_at: float
 
 
+def message_bytes(message: OutgoingMessage | StoredMessage) -> int:
+    """What a message weighs: its data, subject, headers, content type and id, in characters.
+
+    Never more than its encoded size (which adds field tags and lengths), so a client that batches by
+    encoded size always stays within a limit the server counts this way. Publish batches, Subscribe
+    frames and the in-memory tail of the log are all bounded by it.
+    """
+    size = len(message.data) + len(message.subject) + len(message.content_type) + len(message.message_id)
+    if message.headers:
+        size += sum(len(key) + len(value) for key, value in message.headers.items())
+    return size
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     """Where a published message sits: log sequence, subject sequence, publish time."""

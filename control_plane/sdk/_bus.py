@@ -10,6 +10,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
+from control_plane.limits import MAX_BATCH_BYTES
 from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, read
 from control_plane.sdk._errors import call
 from control_plane.sdk._wire import duration
@@ -138,7 +139,9 @@ class BusClient:
     async def publish_many(self, messages: Sequence[pb.BusMessage], *, batch_size: int = 500) -> list[int]:
         """Store many messages over one PublishStream, in batches; returns their log sequences.
 
-        Sent again whole on the next replica only when every message has a `message_id`.
+        A batch holds at most `batch_size` messages and 4 MiB of them encoded (the contract's limit),
+        so 1 MiB messages go three to a batch. Sent again whole on the next replica only when every
+        message has a `message_id`.
         """
         return await self._endpoints.unary(
             lambda e: self._publish_stream(e, messages, batch_size),
@@ -151,10 +154,8 @@ class BusClient:
         stream = endpoint.bus.PublishStream(metadata=self._metadata)
         sequences: list[int] = []
         try:
-            for start in range(0, len(messages), batch_size):
-                await stream.write(
-                    pb.PublishStreamRequest(batch_id=start, messages=messages[start : start + batch_size])
-                )
+            for start, batch in _batches(messages, batch_size):
+                await stream.write(pb.PublishStreamRequest(batch_id=start, messages=batch))
                 response = await stream.read()
                 if not isinstance(response, pb.PublishStreamResponse):
                     raise ConnectionError("publish stream ended early")
@@ -331,3 +332,21 @@ class BusClient:
     async def _read(self, send: Callable[[Endpoint], Awaitable[T]]) -> T:
         """A call that changes nothing (or nothing more when repeated): retried on the next replica."""
         return await self._endpoints.unary(send, retry=True)
+
+
+def _batches(messages: Sequence[pb.BusMessage], batch_size: int) -> list[tuple[int, Sequence[pb.BusMessage]]]:
+    """(index of the first, messages) of each batch: at most `batch_size` and MAX_BATCH_BYTES encoded.
+
+    The server counts a batch's bytes without field tags (`message_bytes`), never more than this.
+    """
+    batches: list[tuple[int, Sequence[pb.BusMessage]]] = []
+    start, size = 0, 0
+    for index, message in enumerate(messages):
+        weight = message.ByteSize()
+        if index > start and (index - start == batch_size or size + weight > MAX_BATCH_BYTES):
+            batches.append((start, messages[start:index]))
+            start, size = index, 0
+        size += weight
+    if start < len(messages):
+        batches.append((start, messages[start:]))
+    return batches

@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 import grpc
 
+from control_plane.limits import MAX_RPC_MESSAGE_BYTES
 from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
 from hms.mgmt.v1 import bus_pb2_grpc, registry_pb2_grpc, workflow_pb2_grpc
 
@@ -23,9 +24,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 C = TypeVar("C", bound=grpc.aio.Call)
 
-# gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
-# restarted there must be found sooner than that.
-_CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000))
+_CHANNEL_OPTIONS = (
+    # gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
+    # restarted there must be found sooner than that.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    # The sizes the contract allows (gRPC's defaults: 4 MiB received, no send limit).
+    ("grpc.max_receive_message_length", MAX_RPC_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_RPC_MESSAGE_BYTES),
+)
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 2.0
 

@@ -157,8 +157,14 @@ class Store(Protocol):
         """Store a batch atomically (all or nothing), deduplicating by message id within the window."""
         ...
 
-    async def bus_read(self, after: int, limit: int, subject: str | None = None) -> list[StoredMessage]:
-        """Up to `limit` messages after log sequence `after` (of one subject when given), in order."""
+    async def bus_read(
+        self, after: int, limit: int, subject: str | None = None, max_data: int | None = None
+    ) -> list[StoredMessage]:
+        """Up to `limit` messages after log sequence `after` (of one subject when given), in order.
+
+        With `max_data`, the page ends with the message whose data reaches `max_data` in all: a page of
+        large messages stays small. A page cut short that way carries at least `max_data` bytes of data.
+        """
         ...
 
     async def bus_read_sequences(self, sequences: list[int]) -> list[StoredMessage]:

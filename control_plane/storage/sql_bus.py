@@ -145,8 +145,26 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
     return stored
 
 
-def read(conn: Connection, after: int, limit: int, subject: str | None) -> list[StoredMessage]:
-    """Messages after a log sequence, in order; only one subject's when `subject` is given."""
+def read(
+    conn: Connection, after: int, limit: int, subject: str | None, max_data: int | None = None
+) -> list[StoredMessage]:
+    """Messages after a log sequence, in order; only one subject's when `subject` is given.
+
+    With `max_data`, the page ends with the message whose data reaches `max_data` in all: the sizes
+    are read first (LENGTH reads no payload), so a page of 1 MiB messages loads only what it returns.
+    """
+    if max_data is not None:
+        where = "sequence > ?" if subject is None else "subject = ? AND sequence > ?"
+        params = (after,) if subject is None else (subject, after)
+        rows = conn.execute(
+            f"WITH page AS (SELECT sequence, LENGTH(data) AS size FROM bus_messages WHERE {where} "
+            "ORDER BY sequence LIMIT ?), "
+            "sized AS (SELECT sequence, SUM(size) OVER (ORDER BY sequence) - size AS before FROM page) "
+            f"SELECT {_MESSAGE_COLUMNS} FROM bus_messages "
+            "WHERE sequence IN (SELECT sequence FROM sized WHERE before < ?) ORDER BY sequence",
+            (*params, limit, max_data),
+        )
+        return [_message(r) for r in rows]
     if subject is None:
         rows = conn.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM bus_messages WHERE sequence > ? ORDER BY sequence LIMIT ?",

@@ -242,9 +242,11 @@ class SqlStore:
         appended: AppendResult = await self._writer.submit(work)
         return appended
 
-    async def bus_read(self, after: int, limit: int, subject: str | None = None) -> list[StoredMessage]:
-        """Messages after a log sequence."""
-        return await self._read(lambda c: sql_bus.read(c, after, limit, subject))
+    async def bus_read(
+        self, after: int, limit: int, subject: str | None = None, max_data: int | None = None
+    ) -> list[StoredMessage]:
+        """Messages after a log sequence, within `max_data` bytes of data."""
+        return await self._read(lambda c: sql_bus.read(c, after, limit, subject, max_data))
 
     async def bus_read_sequences(self, sequences: list[int]) -> list[StoredMessage]:
         """The retained messages among `sequences`."""

@@ -19,6 +19,7 @@ from control_plane.core.bus.subjects import check_pattern, check_subject, compil
 from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.signing import Signer
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
+from control_plane.limits import MAX_BATCH_BYTES, MAX_PAYLOAD_BYTES
 from control_plane.models import (
     AckMode,
     AppendResult,
@@ -28,6 +29,7 @@ from control_plane.models import (
     StartPosition,
     StoredConsumer,
     SubjectStats,
+    message_bytes,
 )
 from control_plane.settings import BusSettings
 from control_plane.storage.base import Store
@@ -35,8 +37,7 @@ from control_plane.storage.base import Store
 logger = logging.getLogger(__name__)
 
 MAX_BATCH_MESSAGES = 1_000
-MAX_BATCH_BYTES = 4 * 1024 * 1024
-MAX_DATA = 1024 * 1024
+MAX_DATA = MAX_PAYLOAD_BYTES
 MAX_HEADERS, MAX_HEADER_KEY, MAX_HEADER_VALUE = 64, 128, 4096
 MAX_ACK_ITEMS = 10_000
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -197,10 +198,14 @@ class Bus:
         size = 0
         for index, message in enumerate(batch):
             violations += check_message(field if field == "message" else f"{field}[{index}]", message)
-            size += len(message.data)
+            size += message_bytes(message)
         if size > MAX_BATCH_BYTES:
             violations.append(
-                FieldViolation(field, f"a batch carries at most {MAX_BATCH_BYTES} bytes of data")
+                FieldViolation(
+                    field,
+                    f"a batch carries at most {MAX_BATCH_BYTES} bytes of data, subjects, headers, content "
+                    f"types and ids (got {size})",
+                )
             )
         return violations
 

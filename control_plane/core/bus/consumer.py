@@ -16,7 +16,8 @@ from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import Pattern
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.errors import FailedPrecondition, NotFound
-from control_plane.models import AckMode, ConsumerConfig, OutgoingMessage, StoredMessage
+from control_plane.limits import FRAME_BYTES
+from control_plane.models import AckMode, ConsumerConfig, OutgoingMessage, StoredMessage, message_bytes
 from control_plane.storage.base import Store
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ class Gap:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one read hands a subscriber."""
+    """What one read hands a subscriber: at most its max_batch messages and about FRAME_BYTES of them
+    (`message_bytes`; a larger message comes alone), so a frame stays far below the gRPC message limit.
+    """
 
     deliveries: list[Delivery]
     gap: Gap | None = None
@@ -222,7 +225,9 @@ class Consumer:
     async def _take_live(self, member: Member) -> Batch:
         async with self._claim:
             gap = self._skip_if_behind(member)
-            messages, self.cursor = await self._log.read(self.cursor, member.max_batch, self.pattern)
+            messages, self.cursor = await self._log.read(
+                self.cursor, member.max_batch, self.pattern, FRAME_BYTES
+            )
         if self.config.durable and (messages or gap):
             await self._store.bus_record_deliveries(self.name, self.cursor, [])
         return Batch([Delivery(m, "", 1, self.name) for m in messages], gap)
@@ -245,9 +250,12 @@ class Consumer:
         if room <= 0:
             return Batch([])
         claimed = await self._redeliveries(member, room, now)
-        if len(claimed) < room:
+        space = FRAME_BYTES - sum(message_bytes(m) for m in claimed)
+        if len(claimed) < room and space > 0:
             async with self._claim:
-                messages, self.cursor = await self._log.read(self.cursor, room - len(claimed), self.pattern)
+                messages, self.cursor = await self._log.read(
+                    self.cursor, room - len(claimed), self.pattern, space, first_free=not claimed
+                )
                 for message in messages:
                     self._hold(member, message.sequence, _Pending(1, member.id), now)
                 claimed += messages
@@ -291,7 +299,12 @@ class Consumer:
             ready.append(sequence)
         if not ready:
             return []
-        found = await self._log.fetch(ready)
+        found, reached = await self._log.fetch_within(ready, FRAME_BYTES)
+        for sequence in ready[reached:]:  # beyond this frame's bytes: still due, for the next frame
+            pending = self._pending.get(sequence)
+            if pending is not None and pending.member is None:
+                heapq.heappush(self._due, (pending.due, sequence, pending.attempt))
+        ready = ready[:reached]
         gone = [s for s in ready if s not in found]
         for sequence in gone:  # removed by retention: nothing left to deliver
             self._pending.pop(sequence, None)

@@ -1,4 +1,7 @@
-"""The message log: durable in the store, its recent tail in memory so live readers never touch disk."""
+"""The message log: durable in the store, its recent tail in memory so live readers never touch disk.
+
+Every read, from memory or the store, stops at a byte budget as well as a count (`message_bytes`).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,17 @@ from typing import Any
 
 from control_plane.core.bus.subjects import Pattern
 from control_plane.core.signal import Signal, Wait, wait_any
-from control_plane.models import AppendResult, OutgoingMessage, StoredMessage
+from control_plane.models import AppendResult, OutgoingMessage, StoredMessage, message_bytes
 from control_plane.storage.base import Store
 
 logger = logging.getLogger(__name__)
 
 # Most messages read from the store per query when a reader is behind the in-memory tail.
 _PAGE = 1000
+# Most payload bytes read from the store per query (a page of 1,000 messages of 1 MiB would be 1 GiB).
+_PAGE_DATA = 4 * 1024 * 1024
+# Messages looked up at once when fetching by sequence (redeliveries): bounds a fetch of 1 MiB messages.
+_FETCH_CHUNK = 16
 
 
 class MessageLog:
@@ -80,7 +87,7 @@ class MessageLog:
     async def catch_up(self) -> None:
         """Bring in what other replicas appended since the last sequence seen here."""
         while True:
-            rows = await self._store.bus_read(self.last_sequence, _PAGE)
+            rows = await self._store.bus_read(self.last_sequence, _PAGE, max_data=_PAGE_DATA)
             if rows and rows[0].sequence > self.last_sequence + 1:
                 # Removed by retention before this replica read them: readers start after the hole.
                 logger.warning(
@@ -89,7 +96,7 @@ class MessageLog:
                 self._tail = []
                 self.last_sequence = rows[0].sequence - 1
             self.add(rows)
-            if len(rows) < _PAGE:
+            if not _page_cut(rows, _PAGE, _PAGE_DATA):
                 return
 
     def _extend(self, stored: list[StoredMessage]) -> None:
@@ -108,35 +115,45 @@ class MessageLog:
         """Whether everything after `after` is in memory."""
         return bool(self._tail) and after + 1 >= self._tail[0].sequence
 
-    async def read(self, after: int, limit: int, pattern: Pattern) -> tuple[list[StoredMessage], int]:
-        """Up to `limit` messages after `after` matching `pattern`, and the sequence scanned up to."""
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        pattern: Pattern,
+        max_bytes: int | None = None,
+        *,
+        first_free: bool = True,
+    ) -> tuple[list[StoredMessage], int]:
+        """Up to `limit` messages after `after` matching `pattern`, and the sequence scanned up to.
+
+        With `max_bytes`, only as many as fit in it (`message_bytes`); the first one comes even when it
+        alone is larger, unless `first_free` is False (the caller has already filled part of a frame).
+        """
         if after >= self.last_sequence:
             return [], after
         if self.in_tail(after):
-            return self.read_tail(after, limit, pattern)
+            return self.read_tail(after, limit, pattern, max_bytes, first_free=first_free)
         head = self.last_sequence
-        rows = await self._store.bus_read(after, _PAGE, pattern.text if pattern.literal else None)
-        found = [m for m in rows if pattern.matches(m.subject)][:limit]
-        if len(found) == limit:
-            return found, found[-1].sequence
-        if len(rows) < _PAGE:
-            # The store held nothing more up to `head` when it was read.
-            return found, max(head, rows[-1].sequence if rows else after)
-        return found, rows[-1].sequence
+        subject = pattern.text if pattern.literal else None
+        rows = await self._store.bus_read(after, _PAGE, subject, max_data=_PAGE_DATA)
+        found, scanned = _select(rows, 0, after, limit, pattern, max_bytes, first_free)
+        if scanned == (rows[-1].sequence if rows else after) and not _page_cut(rows, _PAGE, _PAGE_DATA):
+            # Every row was taken or passed over, and the store held nothing more up to `head` when read.
+            return found, max(head, scanned)
+        return found, scanned
 
-    def read_tail(self, after: int, limit: int, pattern: Pattern) -> tuple[list[StoredMessage], int]:
+    def read_tail(
+        self,
+        after: int,
+        limit: int,
+        pattern: Pattern,
+        max_bytes: int | None = None,
+        *,
+        first_free: bool = True,
+    ) -> tuple[list[StoredMessage], int]:
         """Like `read`, for a reader whose position is in memory (see `in_tail`)."""
         start = bisect.bisect_right(self._tail, after, key=lambda m: m.sequence)
-        found: list[StoredMessage] = []
-        scanned = after
-        matches = pattern.matches
-        for message in self._tail[start:]:
-            scanned = message.sequence
-            if matches(message.subject):
-                found.append(message)
-                if len(found) == limit:
-                    break
-        return found, scanned
+        return _select(self._tail, start, after, limit, pattern, max_bytes, first_free)
 
     def count_after(self, after: int, pattern: Pattern) -> int | None:
         """Matching messages after `after` when they are all in memory; None otherwise."""
@@ -162,6 +179,28 @@ class MessageLog:
                 found[message.sequence] = message
         return found
 
+    async def fetch_within(
+        self, sequences: list[int], max_bytes: int
+    ) -> tuple[dict[int, StoredMessage], int]:
+        """Like `fetch`, for the longest prefix of `sequences` whose messages fit in `max_bytes` (at least
+        one); returns them and how many of `sequences` were looked at (the rest wait for another frame).
+        """
+        found: dict[int, StoredMessage] = {}
+        size = 0
+        for start in range(0, len(sequences), _FETCH_CHUNK):
+            chunk = sequences[start : start + _FETCH_CHUNK]
+            fetched = await self.fetch(chunk)
+            for offset, sequence in enumerate(chunk):
+                message = fetched.get(sequence)
+                if message is None:
+                    continue  # removed by retention
+                weight = message_bytes(message)
+                if found and size + weight > max_bytes:
+                    return found, start + offset
+                found[sequence] = message
+                size += weight
+        return found, len(sequences)
+
     async def wait_beyond(
         self,
         sequence: int,
@@ -173,3 +212,42 @@ class MessageLog:
         if self.last_sequence > sequence:
             return
         await wait([self.arrived.waiter(), *others], delay_s)
+
+
+def _select(
+    messages: Sequence[StoredMessage],
+    start: int,
+    after: int,
+    limit: int,
+    pattern: Pattern,
+    max_bytes: int | None,
+    first_free: bool,
+) -> tuple[list[StoredMessage], int]:
+    """Matching messages from `messages[start:]`, up to `limit` and `max_bytes`, and the sequence scanned up to.
+
+    The scan stops before a match that does not fit, so the reader's next read starts with it.
+    """
+    found: list[StoredMessage] = []
+    scanned = after
+    size = 0
+    matches = pattern.matches
+    for index in range(start, len(messages)):
+        message = messages[index]
+        if matches(message.subject):
+            if max_bytes is not None:
+                weight = message_bytes(message)
+                if size + weight > max_bytes and (found or not first_free):
+                    break
+                size += weight
+            found.append(message)
+            scanned = message.sequence
+            if len(found) == limit:
+                break
+        else:
+            scanned = message.sequence
+    return found, scanned
+
+
+def _page_cut(rows: list[StoredMessage], limit: int, max_data: int) -> bool:
+    """Whether a store page may have stopped short of what the store held (see `Store.bus_read`)."""
+    return len(rows) >= limit or sum(len(m.data) for m in rows) >= max_data

@@ -1,0 +1,118 @@
+"""The Bus's bounds: frame sizes and gRPC message limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from control_plane.limits import FRAME_BYTES, MAX_BATCH_BYTES, MAX_PAYLOAD_BYTES, MAX_RPC_MESSAGE_BYTES, MIB
+from control_plane.models import OutgoingMessage, message_bytes
+from control_plane.sdk import BusSubscription, Client
+from control_plane.server import App
+from hms.mgmt.v1 import bus_pb2 as pb
+from hms.mgmt.v1 import bus_pb2_grpc
+
+# A frame carries about FRAME_BYTES of messages; deliveries add their ids and sequences around them.
+FRAME_ENVELOPE = 64 * 1024
+
+
+def big(subject: str, count: int, size: int = MAX_PAYLOAD_BYTES) -> list[pb.BusMessage]:
+    """`count` messages of `size` bytes, each filled with its own index (mod 256)."""
+    return [pb.BusMessage(subject=subject, data=bytes([n % 256]) * size) for n in range(count)]
+
+
+async def frames(sub: BusSubscription, count: int, timeout_s: float = 10.0) -> list[pb.SubscribeResponse]:
+    """Frames until they carry `count` deliveries in all (waits with a deadline)."""
+    got: list[pb.SubscribeResponse] = []
+    async with asyncio.timeout(timeout_s):
+        while sum(len(f.deliveries) for f in got) < count:
+            got.append(await sub.next_frame())
+    return got
+
+
+@contextlib.asynccontextmanager
+async def raw_bus(address: str) -> AsyncIterator[bus_pb2_grpc.BusAsyncStub]:
+    """A Bus stub on a plain gRPC channel with gRPC's own defaults (no SDK options)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield bus_pb2_grpc.BusStub(channel)
+
+
+async def test_subscribe_frames_capped_by_bytes_1mib_messages(client: Client) -> None:
+    # Eight frames of 1 MiB, not one of 8 MiB: over gRPC's 4 MiB a frame is refused with
+    # RESOURCE_EXHAUSTED, and with explicit acks the batch came back and was refused forever.
+    published = [(await client.bus.publish(m.subject, m.data)).sequence for m in big("big.x", 8)]
+    async with (
+        client.bus.subscribe("big.x", start=pb.START_POSITION_ALL) as plain,
+        client.bus.subscribe("big.x", start=pb.START_POSITION_ALL, explicit_ack=True) as acked,
+    ):
+        plain_frames = await frames(plain, 8)
+        first = await frames(acked, 8)
+        nacked = [d.delivery_id for f in first for d in f.deliveries]
+        await client.bus.nack(*nacked, delay_s=0)
+        again = await frames(acked, 8)
+        await client.bus.ack(*(d.delivery_id for f in again for d in f.deliveries))
+        info = await client.bus.consumer_info(acked.consumer)
+
+    for got in (plain_frames, first, again):
+        assert [len(f.deliveries) for f in got] == [1] * 8
+        assert [f.deliveries[0].message.sequence for f in got] == published
+        assert [f.deliveries[0].message.data[:1] for f in got] == [bytes([n]) for n in range(8)]
+        assert max(f.ByteSize() for f in got) <= MAX_PAYLOAD_BYTES + FRAME_ENVELOPE
+    assert {f.deliveries[0].attempt for f in again} == {2}
+    assert info.num_ack_pending == 0
+
+
+async def test_subscribe_frames_of_smaller_messages_fill_about_1mib(client: Client) -> None:
+    size = 100 * 1024
+    published = await client.bus.publish_many(big("mid.x", 30, size))
+    async with client.bus.subscribe("mid.x", start=pb.START_POSITION_ALL, max_batch=1000) as sub:
+        got = await frames(sub, 30)
+
+    assert [d.message.sequence for f in got for d in f.deliveries] == published
+    assert [len(f.deliveries) for f in got] == [FRAME_BYTES // (size + 5)] * 3
+    assert max(f.ByteSize() for f in got) <= FRAME_BYTES + FRAME_ENVELOPE
+
+
+async def test_publish_many_sends_1mib_messages_in_batches_within_4mib(client: Client) -> None:
+    async with client.bus.subscribe("pm.x") as sub:
+        published = await client.bus.publish_many(big("pm.x", 10))
+        got = await frames(sub, 10)
+
+    assert len(published) == 10
+    assert [d.message.sequence for f in got for d in f.deliveries] == published
+    assert [
+        d.message.data == bytes([n]) * MAX_PAYLOAD_BYTES
+        for n, d in enumerate(d for f in got for d in f.deliveries)
+    ] == [True] * 10
+
+
+async def test_a_full_batch_with_its_envelope_passes_the_grpc_message_limit(server: App) -> None:
+    # 4 MiB of messages counted as the server counts them, more than 4 MiB encoded: gRPC's default
+    # limit refused it before the batch could be checked.
+    headers = {f"h{n:02}": "v" * 1000 for n in range(60)}
+    data = MAX_BATCH_BYTES // 4 - message_bytes(OutgoingMessage("env.x", b"", headers))
+    full = pb.PublishStreamRequest(
+        batch_id=1, messages=[pb.BusMessage(subject="env.x", data=b"x" * data, headers=headers)] * 4
+    )
+    over = pb.PublishStreamRequest(batch_id=2, messages=[*full.messages, full.messages[0]])
+    huge = pb.PublishStreamRequest(batch_id=3, messages=[*over.messages, *full.messages])
+    assert full.ByteSize() > 4 * MIB and over.ByteSize() < MAX_RPC_MESSAGE_BYTES < huge.ByteSize()
+
+    async with raw_bus(server.address) as bus:
+        stream = bus.PublishStream()
+        await stream.write(full)
+        stored = await stream.read()
+        await stream.write(over)
+        refused = await stream.read()
+        await stream.write(huge)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stream.read()
+
+    assert isinstance(stored, pb.PublishStreamResponse) and len(stored.sequences) == 4
+    assert isinstance(refused, pb.PublishStreamResponse) and not refused.sequences
+    assert [v.field for v in refused.violations] == ["messages"]
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
