@@ -20,6 +20,7 @@ from control_plane import __version__
 from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
+from control_plane.limits import MIB
 from control_plane.logs import configure as configure_logs
 from control_plane.sdk import Client
 from control_plane.settings import (
@@ -44,10 +45,15 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expects a whole number of at least 1, got {value!r}")
-    return int(value)
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=_env("MGMT_BUS_TAIL_SIZE", str(BusSettings().tail_size)),
         help="newest Bus messages kept in memory for live subscribers (MGMT_BUS_TAIL_SIZE)",
+    )
+    serve.add_argument(
+        "--bus-tail-mib",
+        type=_positive_int,
+        default=_env("MGMT_BUS_TAIL_MIB", str(BusSettings().tail_bytes // MIB)),
+        help="MiB of recent Bus messages kept in memory; older ones are read from the store "
+        "(MGMT_BUS_TAIL_MIB, default %(default)s)",
     )
 
     verbs.add_parser("demo", help="start a control plane, register two instances, watch one lapse")
@@ -221,7 +234,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         insecure=args.insecure,
         http_listen=None if args.http_listen in ("", "off") else args.http_listen,
         metrics=args.metrics != "off",
-        bus=BusSettings(tail_size=args.bus_tail_size),
+        bus=BusSettings(tail_size=args.bus_tail_size, tail_bytes=args.bus_tail_mib * MIB),
     )
 
 

@@ -31,8 +31,11 @@ class RegistrySettings:
 class BusSettings:
     """Knobs of the bus; defaults follow JetStream and Pub/Sub."""
 
-    # Newest messages kept in memory, so live subscribers never read the store.
+    # Newest messages kept in memory, so live subscribers never read the store: this many (trimmed
+    # back to it once there are twice as many), and at most `tail_bytes` of them (`message_bytes`).
+    # Readers of older messages page through the store.
     tail_size: int = 100_000
+    tail_bytes: int = 256 * 1024 * 1024
     dedup_window_s: float = 120.0
     ack_wait_s: float = 30.0
     max_deliveries: int = 5

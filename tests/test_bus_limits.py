@@ -1,10 +1,11 @@
-"""The Bus's bounds: frame sizes and gRPC message limits."""
+"""The Bus's bounds: frame sizes, gRPC message limits, the memory tail's byte budget."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from control_plane.limits import FRAME_BYTES, MAX_BATCH_BYTES, MAX_PAYLOAD_BYTES, MAX_RPC_MESSAGE_BYTES, MIB
 from control_plane.models import OutgoingMessage, message_bytes
 from control_plane.sdk import BusSubscription, Client
-from control_plane.server import App
+from control_plane.server import App, running
+from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2 as pb
 from hms.mgmt.v1 import bus_pb2_grpc
 
@@ -116,3 +118,33 @@ async def test_a_full_batch_with_its_envelope_passes_the_grpc_message_limit(serv
     assert isinstance(refused, pb.PublishStreamResponse) and not refused.sequences
     assert [v.field for v in refused.violations] == ["messages"]
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_bus_tail_bounded_by_bytes(settings: Settings) -> None:
+    budget = 16 * MIB
+    limited = replace(settings, bus=replace(settings.bus, tail_bytes=budget))
+    highest = 0
+    published: list[int] = []
+    received: list[tuple[int, int]] = []
+    async with running(limited) as app, Client(app.address) as client:
+        # One message per frame, so that only the tail is under test here (frames: see above).
+        async with client.bus.subscribe("tail.x", start=pb.START_POSITION_ALL, max_batch=1) as reader:
+            for start in range(0, 300, 3):
+                batch = [
+                    pb.BusMessage(subject="tail.x", data=bytes([n % 256]) * MIB)
+                    for n in range(start, start + 3)
+                ]
+                published += await client.bus.publish_many(batch)
+                highest = max(highest, app.bus.log.tail_bytes)
+            # The reader, which took nothing yet, reads the older messages from the store, in order.
+            async with asyncio.timeout(30):
+                while len(received) < 300:
+                    frame = await reader.next_frame()
+                    assert not frame.HasField("gap")
+                    received += [(d.message.sequence, d.message.data[0]) for d in frame.deliveries]
+        oldest_in_memory = app.bus.log.in_tail(published[0])
+
+    assert highest <= budget
+    assert not oldest_in_memory
+    assert [s for s, _ in received] == published
+    assert [first for _, first in received] == [n % 256 for n in range(300)]

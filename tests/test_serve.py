@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from control_plane.cli import build_parser, settings_from_args
+from control_plane.limits import MIB
 from control_plane.sdk import Client
 from tests.conftest import ServerProcess
 
@@ -79,6 +81,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--store", "mysql://x"], "unsupported store URL scheme 'mysql'"),
         (["--listen", "nonsense"], "--listen expects HOST:PORT"),
         (["--tokens", "/nonexistent/tokens.yaml"], "/nonexistent/tokens.yaml"),
+        (["--bus-tail-mib", "0"], "--bus-tail-mib: must be at least 1"),
         (
             ["--store", "postgresql://postgres:secret@127.0.0.1:1/none"],
             "cannot open store postgresql://postgres:***@",
@@ -93,6 +96,19 @@ def test_bad_start_up_settings_give_a_clear_error(args: list[str], message: str,
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_bus_memory_budget_comes_from_a_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = settings_from_args(build_parser().parse_args(["serve"]))
+    flag = settings_from_args(build_parser().parse_args(["serve", "--bus-tail-mib", "32"]))
+    monkeypatch.setenv("MGMT_BUS_TAIL_MIB", "64")
+    env = settings_from_args(build_parser().parse_args(["serve"]))
+
+    assert (default.bus.tail_bytes, flag.bus.tail_bytes, env.bus.tail_bytes) == (
+        256 * MIB,
+        32 * MIB,
+        64 * MIB,
+    )
 
 
 async def test_cli_registry_verbs_talk_to_a_served_control_plane(server_process: Start) -> None:

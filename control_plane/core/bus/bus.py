@@ -117,7 +117,7 @@ class Bus:
         self._wall = wall_clock
         self._now = monotonic
         self._wait = wait  # handed to consumers: times their ack deadlines and redeliveries
-        self.log = MessageLog(store, settings.tail_size)
+        self.log = MessageLog(store, settings.tail_size, settings.tail_bytes)
         self._consumers: dict[str, Consumer] = {}
         self._signer: Signer | None = None
         self._tags: dict[str, str] = {}

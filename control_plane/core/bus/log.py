@@ -1,6 +1,8 @@
 """The message log: durable in the store, its recent tail in memory so live readers never touch disk.
 
-Every read, from memory or the store, stops at a byte budget as well as a count (`message_bytes`).
+The tail is bounded twice: by message count and by bytes (`message_bytes`), so a burst of 1 MiB
+messages costs at most the byte budget of memory. Readers behind the tail page through the store,
+and every read, from memory or the store, stops at a byte budget as well as a count.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ _FETCH_CHUNK = 16
 class MessageLog:
     """Appends batches (one commit each, shared with concurrent ones) and serves reads after a sequence."""
 
-    def __init__(self, store: Store, tail_size: int) -> None:
+    def __init__(self, store: Store, tail_size: int, tail_bytes: int) -> None:
         self._store = store
         self._tail_size = tail_size
+        self._tail_budget = tail_bytes
         self._tail: list[StoredMessage] = []
+        self._tail_bytes = 0
         self.last_sequence = 0
         self.arrived = Signal()
         # Other replicas append to the same log: a local commit can land after sequences this replica
@@ -93,7 +97,7 @@ class MessageLog:
                 logger.warning(
                     "bus log: sequences %d..%d are gone", self.last_sequence + 1, rows[0].sequence - 1
                 )
-                self._tail = []
+                self._tail, self._tail_bytes = [], 0
                 self.last_sequence = rows[0].sequence - 1
             self.add(rows)
             if not _page_cut(rows, _PAGE, _PAGE_DATA):
@@ -105,11 +109,31 @@ class MessageLog:
 
     def _extended(self, stored: list[StoredMessage]) -> None:
         self.last_sequence = max(self.last_sequence, stored[-1].sequence)
-        if len(self._tail) > 2 * self._tail_size:
-            del self._tail[: len(self._tail) - self._tail_size]
+        self._tail_bytes += sum(message_bytes(m) for m in stored)
+        if len(self._tail) > 2 * self._tail_size or self._tail_bytes > self._tail_budget:
+            self._trim()
         for listener in self.listeners:
             listener(stored)
         self.arrived.notify()
+
+    def _trim(self) -> None:
+        """Drop the oldest messages: down to `tail_size` once there are twice as many, and down to
+        three quarters of the byte budget once it is exceeded (both leave room, so trims are rare).
+        """
+        drop = len(self._tail) - self._tail_size if len(self._tail) > 2 * self._tail_size else 0
+        dropped = sum(message_bytes(m) for m in self._tail[:drop])
+        if self._tail_bytes - dropped > self._tail_budget:
+            target = self._tail_budget - self._tail_budget // 4
+            while drop < len(self._tail) and self._tail_bytes - dropped > target:
+                dropped += message_bytes(self._tail[drop])
+                drop += 1
+        del self._tail[:drop]
+        self._tail_bytes -= dropped
+
+    @property
+    def tail_bytes(self) -> int:
+        """Bytes (`message_bytes`) of the messages held in memory now."""
+        return self._tail_bytes
 
     def in_tail(self, after: int) -> bool:
         """Whether everything after `after` is in memory."""

@@ -24,6 +24,9 @@ bounded in bytes as well as in items (see common.proto for the sizes): a Subscri
 about 1 MiB of messages at most. A message "weighs" its data, subject, header keys and values,
 content type and message id (in bytes of data and characters of text).
 
+The server keeps the newest messages in memory, within a byte budget (`mgmt serve
+--bus-tail-mib`, default 256 MiB); subscribers behind it read from the store, page by page.
+
 Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
 "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
 7 days and at most the newest 1,000,000 messages of each subject (server settings may change
