@@ -1,4 +1,4 @@
-"""The Bus's bounds: frame sizes, gRPC message limits, the memory tail's byte budget."""
+"""The Bus's bounds: frame sizes, gRPC message limits, the memory tail's byte budget, idle subscribers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2 as pb
 from hms.mgmt.v1 import bus_pb2_grpc
+from tests.test_bus import messages
 
 # A frame carries about FRAME_BYTES of messages; deliveries add their ids and sequences around them.
 FRAME_ENVELOPE = 64 * 1024
@@ -148,3 +149,24 @@ async def test_bus_tail_bounded_by_bytes(settings: Settings) -> None:
     assert not oldest_in_memory
     assert [s for s, _ in received] == published
     assert [first for _, first in received] == [n % 256 for n in range(300)]
+
+
+async def test_idle_subscribers_cost_fast_subscriber_nothing(server: App, client: Client) -> None:
+    total = 20_000
+    async with contextlib.AsyncExitStack() as stack:
+        idle = [await stack.enter_async_context(client.bus.subscribe("load.x")) for _ in range(200)]
+        async with client.bus.subscribe("load.x") as fast:
+            publisher = asyncio.create_task(client.bus.publish_many(messages("load.x", total)))
+            got: list[int] = []
+            async with asyncio.timeout(30):
+                while len(got) < total:
+                    frame = await fast.next_frame()
+                    assert not frame.HasField("gap"), "the fast subscriber fell behind"
+                    got += [d.message.sequence for d in frame.deliveries]
+                sequences = await publisher
+        handed = {v.config.name: v.delivered_sequence for v in await server.bus.consumers(True)}
+
+    assert got == sequences
+    # The control plane converted for an idle subscriber only what its stream's window took before
+    # flow control held it back (64 KiB, about 1,300 of these small messages), not every message.
+    assert max(handed[s.consumer] for s in idle) - sequences[0] < 2_000

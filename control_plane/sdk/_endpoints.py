@@ -24,6 +24,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 C = TypeVar("C", bound=grpc.aio.Call)
 
+# Each stream's HTTP/2 receive window: what the control plane may send on a stream that is not being
+# read before flow control holds it back. gRPC's bandwidth-delay probing grows it to several MiB,
+# which a subscriber that does not read gets converted and sent all the same (200 idle subscribers
+# took some 800 MiB of frames); kept at 64 KiB, an idle subscription costs the control plane one or
+# two frames and then nothing until it reads again.
+STREAM_WINDOW_BYTES = 64 * 1024
+
 _CHANNEL_OPTIONS = (
     # gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
     # restarted there must be found sooner than that.
@@ -32,6 +39,8 @@ _CHANNEL_OPTIONS = (
     # The sizes the contract allows (gRPC's defaults: 4 MiB received, no send limit).
     ("grpc.max_receive_message_length", MAX_RPC_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_RPC_MESSAGE_BYTES),
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
 )
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 2.0
