@@ -122,7 +122,8 @@ async def test_a_full_batch_with_its_envelope_passes_the_grpc_message_limit(serv
 
 
 async def test_bus_tail_bounded_by_bytes(settings: Settings) -> None:
-    budget = 16 * MIB
+    # 300 messages of 256 KiB (75 MiB) through a 4 MiB budget: the tail used to keep all of them.
+    size, budget = MIB // 4, 4 * MIB
     limited = replace(settings, bus=replace(settings.bus, tail_bytes=budget))
     highest = 0
     published: list[int] = []
@@ -130,10 +131,10 @@ async def test_bus_tail_bounded_by_bytes(settings: Settings) -> None:
     async with running(limited) as app, Client(app.address) as client:
         # One message per frame, so that only the tail is under test here (frames: see above).
         async with client.bus.subscribe("tail.x", start=pb.START_POSITION_ALL, max_batch=1) as reader:
-            for start in range(0, 300, 3):
+            for start in range(0, 300, 10):
                 batch = [
-                    pb.BusMessage(subject="tail.x", data=bytes([n % 256]) * MIB)
-                    for n in range(start, start + 3)
+                    pb.BusMessage(subject="tail.x", data=bytes([n % 256]) * size)
+                    for n in range(start, start + 10)
                 ]
                 published += await client.bus.publish_many(batch)
                 highest = max(highest, app.bus.log.tail_bytes)
@@ -170,3 +171,25 @@ async def test_idle_subscribers_cost_fast_subscriber_nothing(server: App, client
     # The control plane converted for an idle subscriber only what its stream's window took before
     # flow control held it back (64 KiB, about 1,300 of these small messages), not every message.
     assert max(handed[s.consumer] for s in idle) - sequences[0] < 2_000
+
+
+async def test_readers_behind_the_tail_page_through_the_store_within_frames(settings: Settings) -> None:
+    limited = replace(settings, bus=replace(settings.bus, tail_bytes=MIB))
+    subjects = ["pg.a" if n % 3 else "pg.b" for n in range(60)]
+    async with running(limited) as app, Client(app.address) as client:
+        published = await client.bus.publish_many(
+            [pb.BusMessage(subject=s, data=bytes([n]) * (128 * 1024)) for n, s in enumerate(subjects)]
+        )
+        assert not app.bus.log.in_tail(published[0])
+        async with (
+            client.bus.subscribe("pg.a", start=pb.START_POSITION_ALL, max_batch=1000) as literal,
+            client.bus.subscribe("pg.*", start=pb.START_POSITION_ALL, max_batch=1000) as wildcard,
+        ):
+            one = await frames(literal, 40)
+            every = await frames(wildcard, 60)
+
+    assert [d.message.sequence for f in one for d in f.deliveries] == [
+        s for s, subject in zip(published, subjects, strict=True) if subject == "pg.a"
+    ]
+    assert [d.message.sequence for f in every for d in f.deliveries] == published
+    assert max(f.ByteSize() for f in [*one, *every]) <= FRAME_BYTES + FRAME_ENVELOPE

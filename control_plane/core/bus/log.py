@@ -158,10 +158,15 @@ class MessageLog:
         if self.in_tail(after):
             return self.read_tail(after, limit, pattern, max_bytes, first_free=first_free)
         head = self.last_sequence
-        subject = pattern.text if pattern.literal else None
-        rows = await self._store.bus_read(after, _PAGE, subject, max_data=_PAGE_DATA)
+        if pattern.literal:
+            # The store filters by subject, so every row is taken: read no more than the reader takes.
+            subject, page = pattern.text, min(_PAGE, limit)
+            page_data = _PAGE_DATA if max_bytes is None else min(_PAGE_DATA, max_bytes)
+        else:
+            subject, page, page_data = None, _PAGE, _PAGE_DATA
+        rows = await self._store.bus_read(after, page, subject, max_data=page_data)
         found, scanned = _select(rows, 0, after, limit, pattern, max_bytes, first_free)
-        if scanned == (rows[-1].sequence if rows else after) and not _page_cut(rows, _PAGE, _PAGE_DATA):
+        if scanned == (rows[-1].sequence if rows else after) and not _page_cut(rows, page, page_data):
             # Every row was taken or passed over, and the store held nothing more up to `head` when read.
             return found, max(head, scanned)
         return found, scanned
