@@ -86,7 +86,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
             ["--store", "postgresql://postgres:secret@127.0.0.1:1/none"],
             "cannot open store postgresql://postgres:***@",
         ),
-        (["--bus-tail-size", "0"], "--bus-tail-size: expects a whole number of at least 1"),
+        (["--bus-tail-size", "0"], "--bus-tail-size: must be at least 1, got 0"),
         (["--store", "sqlite:///x.db?cache_mib=0"], "cache_mib must be a whole number of MiB"),
     ],
 )
