@@ -8,6 +8,10 @@ PROTOS  = $(wildcard protos/hms/mgmt/v1/*.proto)
 PY_DIRS = $(wildcard control_plane tests bench services)
 NODE_SVC = services/notification
 NODE_STAMP = $(NODE_SVC)/node_modules/.package-lock.json
+JS_SDK   = clients/js
+JS_STAMP = $(JS_SDK)/node_modules/.package-lock.json
+# What the Node service installs of the SDK: it is copied in like a tarball (.npmrc: install-links).
+JS_SHIPPED = $(JS_SDK)/package.json $(wildcard $(JS_SDK)/dist/*.js $(JS_SDK)/dist/*/*/*/*.js $(JS_SDK)/dist/*/*/*.js)
 BUF_DIR  = tools/buf
 BUF      = $(BUF_DIR)/node_modules/.bin/buf
 # The wire contract of the last release; `buf breaking` compares protos/ with it. Replace it only
@@ -15,7 +19,7 @@ BUF      = $(BUF_DIR)/node_modules/.bin/buf
 RELEASED = protos/released/v0.1.0.binpb
 
 .DEFAULT_GOAL := help
-.PHONY: help install proto proto-check proto-release buf-lint fmt lint typecheck test test-postgres demo serve bench clean
+.PHONY: help install proto proto-js proto-check proto-release buf-lint fmt lint typecheck test test-js test-postgres demo serve bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,10 +30,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The Node.js NotificationService installs its locked dependencies (skipped, with a note, without npm).
-$(NODE_STAMP): $(NODE_SVC)/package.json $(NODE_SVC)/package-lock.json
+# Node.js parts install their locked dependencies; without npm they are skipped with a note, unless
+# MGMT_REQUIRE_NODE=1 (CI) makes that an error.
+NO_NPM = if [ "$$MGMT_REQUIRE_NODE" = 1 ]; then echo "npm not found: Node.js is required (MGMT_REQUIRE_NODE=1)" >&2; exit 1; fi; echo
+
+# The JavaScript SDK with its build tools (ts-proto, TypeScript) and test dependencies.
+$(JS_STAMP): $(JS_SDK)/package.json $(JS_SDK)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(JS_SDK) --no-audit --no-fund --loglevel=error; \
+	else $(NO_NPM) "npm not found: skipping $(JS_SDK) (its tests will be skipped)"; fi
+
+# The NotificationService, with the SDK installed from clients/js as a user's package would be.
+$(NODE_STAMP): $(NODE_SVC)/package.json $(NODE_SVC)/package-lock.json $(JS_SHIPPED)
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(NODE_SVC) --no-audit --no-fund --loglevel=error; \
-	else echo "npm not found: skipping $(NODE_SVC) (its tests will be skipped)"; fi
+	else $(NO_NPM) "npm not found: skipping $(NODE_SVC) (its tests will be skipped)"; fi
 
 # buf from npm (@bufbuild/buf), locked in tools/buf. Without npm, the proto checks are skipped with a
 # note, unless MGMT_REQUIRE_BUF=1 (CI) makes that an error.
@@ -38,16 +51,19 @@ $(BUF): $(BUF_DIR)/package.json $(BUF_DIR)/package-lock.json
 	elif [ "$$MGMT_REQUIRE_BUF" = 1 ]; then echo "npm not found: buf is required (MGMT_REQUIRE_BUF=1)" >&2; exit 1; \
 	else echo "npm not found: skipping buf lint and buf breaking"; fi
 
-install: $(STAMP) $(NODE_STAMP)  ## create .venv, install the project with its test extras and the Node service
+install: $(STAMP) $(JS_STAMP) $(NODE_STAMP)  ## create .venv, install the project with its test extras, the JS SDK and the Node service
 
 GEN = --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
-proto: $(STAMP)  ## regenerate hms/mgmt/v1 (code and typed stubs) from protos/; commit the result
+proto: $(STAMP) proto-js  ## regenerate hms/mgmt/v1 and the JS SDK's types (and dist/) from protos/; commit the result
 	$(PY) -m grpc_tools.protoc -I protos $(GEN) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 	$(PY) -m grpc_tools.protoc -I protos --include_source_info --descriptor_set_out=hms/mgmt/v1/documented.binpb $(PROTOS)
 
-proto-check: proto  ## fail if the generated code is stale or was edited by hand
-	test -z "$$(git status --porcelain -- hms)"
+proto-js: $(JS_STAMP) $(BUF)  ## regenerate clients/js/src/gen (ts-proto) and rebuild clients/js/dist (tsc); commit the result
+	@if [ -x $(BUF) ] && [ -d $(JS_SDK)/node_modules ]; then npm run --prefix $(JS_SDK) --silent generate && npm run --prefix $(JS_SDK) --silent build; fi
+
+proto-check: proto  ## fail if the generated code (Python, TypeScript, the SDK's compiled JS) is stale or was edited by hand
+	test -z "$$(git status --porcelain -- hms $(JS_SDK)/src/gen $(JS_SDK)/dist)"
 
 fmt: $(STAMP)  ## format and autofix
 	$(PY) -m ruff format $(PY_DIRS)
@@ -68,8 +84,14 @@ lint: $(STAMP) buf-lint  ## ruff, mypy, the import layering contracts, buf lint 
 typecheck: $(STAMP)  ## mypy --strict only
 	$(PY) -m mypy
 
-test: lint $(NODE_STAMP)  ## install, lint and run every test
+test: lint $(NODE_STAMP) test-js  ## install, lint and run every test
 	$(PY) -m pytest -q
+
+test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test), each against a real control plane
+	@if command -v node >/dev/null 2>&1 && [ -d $(JS_SDK)/node_modules ]; then \
+	  cd $(JS_SDK) && MGMT_PYTHON=$(abspath $(PY)) node --test --test-concurrency=1 test/*.test.js; \
+	elif [ "$$MGMT_REQUIRE_NODE" = 1 ]; then echo "node not found: the JS SDK's tests are required (MGMT_REQUIRE_NODE=1)" >&2; exit 1; \
+	else echo "node or npm not found: skipping the JavaScript SDK's tests"; fi
 
 test-postgres: $(STAMP) $(NODE_STAMP)  ## every test again with the control planes on PostgreSQL (required, not skipped)
 	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q

@@ -1,0 +1,206 @@
+// The control-plane addresses of one client, a channel to each, and failover from one to the next,
+// as the Python SDK does (control_plane/sdk/_endpoints.py).
+//
+// One address is in use at a time. When a call finds its replica gone (UNAVAILABLE: refused, reset,
+// shutting down), the client moves to the next address, round robin, waiting a short backoff only
+// once every address has failed in a row. Calls that are safe to repeat are made once more there;
+// streams reopen there from where they got to (see `resumable`).
+import { status, } from '@grpc/grpc-js';
+import { describe, fromServiceError, isUnavailable, Unavailable } from './errors.js';
+import { BusClient } from './gen/hms/mgmt/v1/bus.js';
+import { RegistryClient } from './gen/hms/mgmt/v1/registry.js';
+import { WorkflowClient } from './gen/hms/mgmt/v1/workflow.js';
+// gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
+// restarted there must be found sooner than that.
+const CHANNEL_OPTIONS = {
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 2000,
+};
+const BACKOFF_FIRST_MS = 100;
+const BACKOFF_MAX_MS = 2000;
+/** Warnings to stderr (as Python's logging does without configuration), nothing else. */
+export const defaultLogger = {
+    warn: (message) => console.warn(`hms-mgmt: ${message}`),
+    info: () => { },
+};
+/** "host:port" strings, in order and without repeats, from a list or comma-separated text. */
+export function parseAddresses(addresses) {
+    const items = typeof addresses === 'string' ? [addresses] : [...addresses];
+    const parsed = items.flatMap((item) => item.split(',')).map((part) => part.trim()).filter(Boolean);
+    if (parsed.length === 0)
+        throw new TypeError('at least one control-plane address (host:port) is required');
+    return [...new Set(parsed)];
+}
+/** One control-plane address with one channel and the three service clients on it. */
+export class Endpoint {
+    address;
+    registry;
+    bus;
+    workflow;
+    constructor(address, credentials) {
+        this.address = address;
+        this.registry = new RegistryClient(address, credentials, CHANNEL_OPTIONS);
+        const channelOverride = this.registry.getChannel();
+        this.bus = new BusClient(address, credentials, { ...CHANNEL_OPTIONS, channelOverride });
+        this.workflow = new WorkflowClient(address, credentials, { ...CHANNEL_OPTIONS, channelOverride });
+    }
+    /** Close the channel, ending the calls still open on it. */
+    close() {
+        this.registry.close();
+    }
+    toString() {
+        return `Endpoint(${this.address})`;
+    }
+}
+/** The addresses of one client, in order, and the one in use. */
+export class Endpoints {
+    failoverTimeoutMs;
+    logger;
+    all;
+    #index = 0;
+    #failures = 0; // failovers since a call last got an answer: drives the backoff
+    constructor(endpoints, failoverTimeoutMs, logger) {
+        this.failoverTimeoutMs = failoverTimeoutMs;
+        this.logger = logger;
+        this.all = endpoints;
+    }
+    /** The endpoint calls go to now. */
+    get current() {
+        return this.all[this.#index];
+    }
+    /** Whether there is another address to fail over to. */
+    get many() {
+        return this.all.length > 1;
+    }
+    /** A view of one endpoint that never fails over: what a Worker's session uses. */
+    pinned(endpoint) {
+        return new Endpoints([endpoint], this.failoverTimeoutMs, this.logger);
+    }
+    /** Send calls to `endpoint` from now on (it was found ready). */
+    use(endpoint) {
+        this.#index = this.all.indexOf(endpoint);
+    }
+    /** Whether `err` means the replica went away and another address may answer. */
+    mayFailOver(err) {
+        return this.many && isUnavailable(err);
+    }
+    /**
+     * Move off `failed` to the next address, unless an earlier failure did already; returns the one in
+     * use. Only the call that moves logs, so each failover is logged once however many calls saw it.
+     */
+    failOver(failed, reason) {
+        if (failed !== this.current)
+            return this.current;
+        this.#failures += 1;
+        if (this.many) {
+            this.#index = (this.#index + 1) % this.all.length;
+            // A warning when a working replica goes; quieter while every address keeps failing.
+            const log = this.#failures === 1 ? this.logger.warn : this.logger.info;
+            log.call(this.logger, `control plane ${failed.address} unavailable (${describe(reason)}), switching to ${this.current.address}`);
+        }
+        return this.current;
+    }
+    /** How long to wait before using the current address: nothing until every address failed in a row. */
+    backoffMs() {
+        const rounds = Math.floor(this.#failures / this.all.length);
+        return rounds === 0 ? 0 : Math.min(BACKOFF_FIRST_MS * 2 ** (rounds - 1), BACKOFF_MAX_MS);
+    }
+    /** A call got an answer: the next failure starts a fresh round without backoff. */
+    succeeded() {
+        this.#failures = 0;
+    }
+    /**
+     * `send` on the current endpoint; if its replica is gone, move on and, when `retry` (the call is
+     * safe to repeat), send once more on the next one. Failures reject with the typed error they stand for.
+     */
+    async unary(send, { retry = false } = {}) {
+        const attempts = retry && this.many ? 2 : 1;
+        for (let attempt = 1;; attempt++) {
+            const endpoint = this.current;
+            try {
+                const answer = await send(endpoint);
+                this.succeeded();
+                return answer;
+            }
+            catch (err) {
+                if (isUnavailable(err))
+                    this.failOver(endpoint, err);
+                if (attempt >= attempts || !this.mayFailOver(err))
+                    throw fromServiceError(err);
+                await pause(this.backoffMs());
+            }
+        }
+    }
+    /** Close every channel. */
+    close() {
+        for (const endpoint of this.all)
+            endpoint.close();
+    }
+}
+/** One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it). */
+export function unaryCall(client, method, request, metadata, signal) {
+    return new Promise((resolve, reject) => {
+        const call = method.call(client, request, metadata, {}, (error, response) => error ? reject(error) : resolve(response));
+        signal?.addEventListener('abort', () => call.cancel(), { once: true });
+    });
+}
+/** Resolve after `ms`, or at once when `signal` aborts (never rejects). */
+export function pause(ms, signal) {
+    if (ms <= 0 || signal?.aborted)
+        return Promise.resolve();
+    return new Promise((resolve) => {
+        const done = () => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', done);
+            resolve();
+        };
+        const timer = setTimeout(done, ms);
+        signal?.addEventListener('abort', done, { once: true });
+    });
+}
+/** An UNAVAILABLE error made by the SDK (a stream that ended while its replica went away). */
+export function unavailable(details) {
+    return new Unavailable(details, { code: status.UNAVAILABLE, details });
+}
+/**
+ * The frames of a server stream that reopens on the next address when its replica goes away. It
+ * keeps trying the addresses in turn for up to `failoverTimeoutMs`, then rejects; when the stream
+ * may not resume (or there is one address) the first failure rejects, as from a plain call.
+ */
+export async function* resumable(endpoints, options) {
+    const { signal } = options;
+    let endpoint = endpoints.current;
+    let giveUpAt; // set while the stream is failing over
+    while (!signal?.aborted) {
+        const call = options.open(endpoint);
+        const cancel = () => call.cancel();
+        signal?.addEventListener('abort', cancel, { once: true });
+        let failure;
+        try {
+            for await (const frame of call) {
+                giveUpAt = undefined;
+                endpoints.succeeded();
+                yield frame;
+            }
+            if (!options.endedEarly?.())
+                return;
+            failure = unavailable('stream ended early');
+        }
+        catch (err) {
+            if (signal?.aborted)
+                return;
+            failure = err;
+        }
+        finally {
+            signal?.removeEventListener('abort', cancel);
+            call.cancel();
+        }
+        giveUpAt ??= Date.now() + endpoints.failoverTimeoutMs;
+        if (isUnavailable(failure))
+            endpoint = endpoints.failOver(endpoint, failure);
+        const mayResume = (options.resumable?.() ?? true) && endpoints.mayFailOver(failure);
+        if (!mayResume || Date.now() >= giveUpAt)
+            throw fromServiceError(failure);
+        await pause(Math.min(endpoints.backoffMs(), giveUpAt - Date.now()), signal);
+    }
+}

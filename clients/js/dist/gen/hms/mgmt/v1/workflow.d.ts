@@ -1,0 +1,1040 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type ClientWritableStream, type handleClientStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Duration } from "../../../google/protobuf/duration.js";
+import { BusMessage } from "./bus.js";
+import { FieldViolation } from "./common.js";
+export declare const protobufPackage = "hms.mgmt.v1";
+export declare const protobufFileName = "hms/mgmt/v1/workflow.proto";
+/**
+ * Workflow: durable multi-step processes defined in YAML (or the same structure as JSON).
+ *
+ * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal and
+ * sleep, with input mappings, retry policies, timeouts and compensate tasks. A process is one
+ * run of one definition version. Every transition, its history event and the tasks and timers
+ * it creates commit together, so a transition happens exactly once and survives a crash; tasks
+ * reach workers at least once, and a report for a stale attempt changes nothing.
+ *
+ * Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step outcomes (STEP_*) and compensation
+ * outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
+ * "workflow.<definition>.<process id>.<event>", where <event> is the enum value name after
+ * "HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed"),
+ * with the HistoryEvent as JSON (content_type "application/json") as data.
+ *
+ * Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
+ * ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
+ * or its Registry lease lapses, its outstanding tasks go back to the queue at once.
+ *
+ * JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
+ * users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
+ * details naming each field at fault.
+ */
+/**
+ * Lifecycle of a process: STARTED -> RUNNING -> COMPLETED | FAILED | COMPENSATING ->
+ * COMPENSATED | CANCELLED. COMPLETED, FAILED, COMPENSATED and CANCELLED are final.
+ */
+export declare enum ProcessState {
+    /** PROCESS_STATE_UNSPECIFIED - Never sent; as a filter, no filter. */
+    PROCESS_STATE_UNSPECIFIED = "PROCESS_STATE_UNSPECIFIED",
+    /** PROCESS_STATE_STARTED - Accepted and recorded; its first step not yet scheduled. Usually brief. */
+    PROCESS_STATE_STARTED = "PROCESS_STATE_STARTED",
+    /** PROCESS_STATE_RUNNING - Steps are running or waiting. */
+    PROCESS_STATE_RUNNING = "PROCESS_STATE_RUNNING",
+    /** PROCESS_STATE_COMPLETED - Every step finished; output is set. Final. */
+    PROCESS_STATE_COMPLETED = "PROCESS_STATE_COMPLETED",
+    /**
+     * PROCESS_STATE_FAILED - A step failed for good with nothing to compensate, a compensation failed, or the process
+     * timed out; error says which step and why. Final.
+     */
+    PROCESS_STATE_FAILED = "PROCESS_STATE_FAILED",
+    /**
+     * PROCESS_STATE_COMPENSATING - A step failed for good (or a cancel asked for compensation): the compensate tasks of the
+     * completed steps are running, in reverse order.
+     */
+    PROCESS_STATE_COMPENSATING = "PROCESS_STATE_COMPENSATING",
+    /** PROCESS_STATE_COMPENSATED - Compensation after a failure finished; error keeps the failure that caused it. Final. */
+    PROCESS_STATE_COMPENSATED = "PROCESS_STATE_COMPENSATED",
+    /** PROCESS_STATE_CANCELLED - Cancelled by CancelProcess (after compensating, if asked). Final. */
+    PROCESS_STATE_CANCELLED = "PROCESS_STATE_CANCELLED",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function processStateFromJSON(object: any): ProcessState;
+export declare function processStateToJSON(object: ProcessState): string;
+export declare function processStateToNumber(object: ProcessState): number;
+/** Kind of step, as in the definition. */
+export declare enum StepKind {
+    /** STEP_KIND_UNSPECIFIED - Never sent. */
+    STEP_KIND_UNSPECIFIED = "STEP_KIND_UNSPECIFIED",
+    /** STEP_KIND_TASK - A task run by a worker of a service. */
+    STEP_KIND_TASK = "STEP_KIND_TASK",
+    /** STEP_KIND_PARALLEL - Branches run concurrently and joined when all finish. */
+    STEP_KIND_PARALLEL = "STEP_KIND_PARALLEL",
+    /** STEP_KIND_CHOICE - The first branch whose `when` holds, else `default`. */
+    STEP_KIND_CHOICE = "STEP_KIND_CHOICE",
+    /** STEP_KIND_WAIT_SIGNAL - Waits for a named signal or a matching Bus message, with a timeout. */
+    STEP_KIND_WAIT_SIGNAL = "STEP_KIND_WAIT_SIGNAL",
+    /** STEP_KIND_SLEEP - Waits for a duration. */
+    STEP_KIND_SLEEP = "STEP_KIND_SLEEP",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function stepKindFromJSON(object: any): StepKind;
+export declare function stepKindToJSON(object: StepKind): string;
+export declare function stepKindToNumber(object: StepKind): number;
+/** State of one step of a process. */
+export declare enum StepState {
+    /** STEP_STATE_UNSPECIFIED - Never sent. */
+    STEP_STATE_UNSPECIFIED = "STEP_STATE_UNSPECIFIED",
+    /** STEP_STATE_PENDING - Not reached yet. */
+    STEP_STATE_PENDING = "STEP_STATE_PENDING",
+    /** STEP_STATE_SCHEDULED - Task attempt queued, waiting for a worker with free credit. */
+    STEP_STATE_SCHEDULED = "STEP_STATE_SCHEDULED",
+    /** STEP_STATE_RUNNING - Task attempt handed to a worker; or parallel branches running. */
+    STEP_STATE_RUNNING = "STEP_STATE_RUNNING",
+    /** STEP_STATE_RETRYING - An attempt failed; the next one is scheduled at timer_at (retry backoff). */
+    STEP_STATE_RETRYING = "STEP_STATE_RETRYING",
+    /** STEP_STATE_WAITING - Waiting for a signal or Bus message (wait_signal) or for time to pass (sleep) until timer_at. */
+    STEP_STATE_WAITING = "STEP_STATE_WAITING",
+    /** STEP_STATE_COMPLETED - Finished; output is set. */
+    STEP_STATE_COMPLETED = "STEP_STATE_COMPLETED",
+    /** STEP_STATE_FAILED - Failed for good; last_error says why. */
+    STEP_STATE_FAILED = "STEP_STATE_FAILED",
+    /** STEP_STATE_SKIPPED - Not run: a choice took another branch, or the process ended first. */
+    STEP_STATE_SKIPPED = "STEP_STATE_SKIPPED",
+    /** STEP_STATE_CANCELLED - Was running or waiting when the process was cancelled. */
+    STEP_STATE_CANCELLED = "STEP_STATE_CANCELLED",
+    /** STEP_STATE_COMPENSATING - Completed earlier; its compensate task is running. */
+    STEP_STATE_COMPENSATING = "STEP_STATE_COMPENSATING",
+    /** STEP_STATE_COMPENSATED - Its compensate task completed. */
+    STEP_STATE_COMPENSATED = "STEP_STATE_COMPENSATED",
+    /** STEP_STATE_COMPENSATION_FAILED - Its compensate task failed for good; last_error says why. */
+    STEP_STATE_COMPENSATION_FAILED = "STEP_STATE_COMPENSATION_FAILED",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function stepStateFromJSON(object: any): StepState;
+export declare function stepStateToJSON(object: StepState): string;
+export declare function stepStateToNumber(object: StepState): number;
+/** Kinds of history event. The Bus event name is the lower-case name after the prefix. */
+export declare enum HistoryEventType {
+    /** HISTORY_EVENT_TYPE_UNSPECIFIED - Never sent. */
+    HISTORY_EVENT_TYPE_UNSPECIFIED = "HISTORY_EVENT_TYPE_UNSPECIFIED",
+    /** HISTORY_EVENT_TYPE_PROCESS_STARTED - Process started. Details: {"input", "business_key"}. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_STARTED = "HISTORY_EVENT_TYPE_PROCESS_STARTED",
+    /** HISTORY_EVENT_TYPE_PROCESS_RUNNING - First step scheduled; the process is RUNNING. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_RUNNING = "HISTORY_EVENT_TYPE_PROCESS_RUNNING",
+    /** HISTORY_EVENT_TYPE_PROCESS_COMPLETED - Process completed. Details: {"output"}. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_COMPLETED = "HISTORY_EVENT_TYPE_PROCESS_COMPLETED",
+    /** HISTORY_EVENT_TYPE_PROCESS_FAILED - Process failed. Details: {"error"}. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_FAILED = "HISTORY_EVENT_TYPE_PROCESS_FAILED",
+    /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATING - Compensation started. Details: {"error"} (the cause), or {"cancel_reason"}. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_COMPENSATING = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATING",
+    /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATED - Compensation finished after a failure. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_COMPENSATED = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATED",
+    /** HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED - CancelProcess accepted. Details: {"reason", "compensate"}. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED",
+    /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_CANCELLED = "HISTORY_EVENT_TYPE_PROCESS_CANCELLED",
+    /** HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published. */
+    HISTORY_EVENT_TYPE_STEP_STARTED = "HISTORY_EVENT_TYPE_STEP_STARTED",
+    /** HISTORY_EVENT_TYPE_STEP_COMPLETED - A step completed. Details: {"output"}. Published. */
+    HISTORY_EVENT_TYPE_STEP_COMPLETED = "HISTORY_EVENT_TYPE_STEP_COMPLETED",
+    /** HISTORY_EVENT_TYPE_STEP_FAILED - A step failed for good. Details: {"error"}. Published. */
+    HISTORY_EVENT_TYPE_STEP_FAILED = "HISTORY_EVENT_TYPE_STEP_FAILED",
+    /** HISTORY_EVENT_TYPE_STEP_SKIPPED - A step was skipped (choice not taken). Published. */
+    HISTORY_EVENT_TYPE_STEP_SKIPPED = "HISTORY_EVENT_TYPE_STEP_SKIPPED",
+    /** HISTORY_EVENT_TYPE_TASK_SCHEDULED - A task attempt was queued. Details: {"service", "task_type", "input", "deadline"}. */
+    HISTORY_EVENT_TYPE_TASK_SCHEDULED = "HISTORY_EVENT_TYPE_TASK_SCHEDULED",
+    /** HISTORY_EVENT_TYPE_TASK_STARTED - A worker reported it started the attempt. Details: {"worker_instance_id"}. */
+    HISTORY_EVENT_TYPE_TASK_STARTED = "HISTORY_EVENT_TYPE_TASK_STARTED",
+    /** HISTORY_EVENT_TYPE_TASK_FAILED - An attempt failed. Details: {"error", "will_retry", "retry_at"}. */
+    HISTORY_EVENT_TYPE_TASK_FAILED = "HISTORY_EVENT_TYPE_TASK_FAILED",
+    /**
+     * HISTORY_EVENT_TYPE_TASK_TIMED_OUT - An attempt ran out of time (start-to-close or heartbeat).
+     * Details: {"error", "will_retry", "retry_at"}.
+     */
+    HISTORY_EVENT_TYPE_TASK_TIMED_OUT = "HISTORY_EVENT_TYPE_TASK_TIMED_OUT",
+    /**
+     * HISTORY_EVENT_TYPE_SIGNAL_RECEIVED - A signal or matching Bus message arrived. Details: {"name", "payload", "buffered"}
+     * (Bus messages: {"subject", "sequence", "payload"}).
+     */
+    HISTORY_EVENT_TYPE_SIGNAL_RECEIVED = "HISTORY_EVENT_TYPE_SIGNAL_RECEIVED",
+    /** HISTORY_EVENT_TYPE_COMPENSATION_STARTED - A completed step's compensate task was scheduled. Published. */
+    HISTORY_EVENT_TYPE_COMPENSATION_STARTED = "HISTORY_EVENT_TYPE_COMPENSATION_STARTED",
+    /** HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED - A compensate task completed. Details: {"output"}. Published. */
+    HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED = "HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED",
+    /** HISTORY_EVENT_TYPE_COMPENSATION_FAILED - A compensate task failed for good. Details: {"error"}. Published. */
+    HISTORY_EVENT_TYPE_COMPENSATION_FAILED = "HISTORY_EVENT_TYPE_COMPENSATION_FAILED",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function historyEventTypeFromJSON(object: any): HistoryEventType;
+export declare function historyEventTypeToJSON(object: HistoryEventType): string;
+export declare function historyEventTypeToNumber(object: HistoryEventType): number;
+/** Why a worker should stop working on a task. */
+export declare enum TaskCancelReason {
+    /** TASK_CANCEL_REASON_UNSPECIFIED - Never sent. */
+    TASK_CANCEL_REASON_UNSPECIFIED = "TASK_CANCEL_REASON_UNSPECIFIED",
+    /** TASK_CANCEL_REASON_PROCESS_CANCELLED - The process was cancelled. */
+    TASK_CANCEL_REASON_PROCESS_CANCELLED = "TASK_CANCEL_REASON_PROCESS_CANCELLED",
+    /** TASK_CANCEL_REASON_TIMED_OUT - The attempt ran out of time (start-to-close or heartbeat); a retry may go elsewhere. */
+    TASK_CANCEL_REASON_TIMED_OUT = "TASK_CANCEL_REASON_TIMED_OUT",
+    /** TASK_CANCEL_REASON_NOT_NEEDED - The process ended or no longer needs it (e.g. a sibling parallel branch failed). */
+    TASK_CANCEL_REASON_NOT_NEEDED = "TASK_CANCEL_REASON_NOT_NEEDED",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function taskCancelReasonFromJSON(object: any): TaskCancelReason;
+export declare function taskCancelReasonToJSON(object: TaskCancelReason): string;
+export declare function taskCancelReasonToNumber(object: TaskCancelReason): number;
+/** Outcome of one task report. */
+export declare enum ReportResult {
+    /** REPORT_RESULT_UNSPECIFIED - Never sent. */
+    REPORT_RESULT_UNSPECIFIED = "REPORT_RESULT_UNSPECIFIED",
+    /** REPORT_RESULT_ACCEPTED - Recorded. */
+    REPORT_RESULT_ACCEPTED = "REPORT_RESULT_ACCEPTED",
+    /** REPORT_RESULT_ALREADY_REPORTED - This attempt's outcome was already recorded (a repeat of the same report is harmless). */
+    REPORT_RESULT_ALREADY_REPORTED = "REPORT_RESULT_ALREADY_REPORTED",
+    /** REPORT_RESULT_STALE_ATTEMPT - The attempt is no longer current: it timed out or a later attempt exists. Nothing changed. */
+    REPORT_RESULT_STALE_ATTEMPT = "REPORT_RESULT_STALE_ATTEMPT",
+    /** REPORT_RESULT_TASK_CANCELLED - The process was cancelled or ended, or the task was cancelled. Nothing changed. */
+    REPORT_RESULT_TASK_CANCELLED = "REPORT_RESULT_TASK_CANCELLED",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function reportResultFromJSON(object: any): ReportResult;
+export declare function reportResultToJSON(object: ReportResult): string;
+export declare function reportResultToNumber(object: ReportResult): number;
+/** One version of a workflow definition. */
+export interface Definition {
+    /**
+     * Definition name: 1-128 characters of [A-Za-z0-9_-] starting with a letter (it is a Bus
+     * subject token).
+     */
+    name: string;
+    /** Version, 1-based, incremented each time the definition changes. */
+    version: number;
+    /** The definition's `description`, if any. */
+    description: string;
+    /** The document exactly as registered (YAML or JSON). Omitted by ListDefinitions. */
+    source: string;
+    /** The document parsed, as JSON. Omitted by ListDefinitions. */
+    spec: {
+        [key: string]: any;
+    } | undefined;
+    /** Hex SHA-256 of the canonical JSON of spec; equal digests mean the same definition. */
+    digest: string;
+    /** When this version was registered. */
+    createdAt: Date | undefined;
+}
+/** Request of RegisterDefinition. */
+export interface RegisterDefinitionRequest {
+    /** The definition as YAML or JSON text (JSON is read as YAML). At most 1 MiB. */
+    source: string;
+    /** Only validate: store nothing; the response says which version it would be. */
+    validateOnly: boolean;
+}
+/** Response of RegisterDefinition. */
+export interface RegisterDefinitionResponse {
+    /** Definition name, from the document. */
+    name: string;
+    /** Version the document is stored as (or would be, with validate_only). */
+    version: number;
+    /**
+     * True when this made a new version; false when the latest version has the same content
+     * (compared by parsed content, so formatting and comments alone make no new version).
+     */
+    created: boolean;
+    /** The stored definition version. */
+    definition: Definition | undefined;
+}
+/** Request of GetDefinition. */
+export interface GetDefinitionRequest {
+    /** Definition name. */
+    name: string;
+    /** Version to get; 0 means the latest. */
+    version: number;
+}
+/** Response of GetDefinition. */
+export interface GetDefinitionResponse {
+    /** The definition version, with source and spec. */
+    definition: Definition | undefined;
+}
+/** Request of ListDefinitions. */
+export interface ListDefinitionsRequest {
+    /** Only this definition name; empty lists every name. */
+    name: string;
+    /** Every version, newest first per name; default only the latest version of each name. */
+    allVersions: boolean;
+    /** Most definitions per page. Default 100; allowed 1..1,000. */
+    pageSize: number;
+    /** next_page_token of the previous page; empty for the first page. */
+    pageToken: string;
+}
+/** Response of ListDefinitions. */
+export interface ListDefinitionsResponse {
+    /** Definitions in name order, without source and spec. */
+    definitions: Definition[];
+    /** Token for the next page; empty on the last page. */
+    nextPageToken: string;
+}
+/** An error, as reported by a worker or raised by the engine. */
+export interface Failure {
+    /**
+     * Machine-readable code, e.g. "PAYMENT_DECLINED"; engine codes are "TIMEOUT",
+     * "HEARTBEAT_TIMEOUT", "SIGNAL_TIMEOUT", "PROCESS_TIMEOUT", "INPUT_MAPPING", "CANCELLED".
+     */
+    code: string;
+    /** Human-readable message. */
+    message: string;
+    /** Structured details, as the worker sent them. */
+    details: {
+        [key: string]: any;
+    } | undefined;
+    /** Step at fault, empty when the error is not a step's. */
+    stepId: string;
+    /** Attempt of that step (1-based), 0 when not a task attempt's. */
+    attempt: number;
+    /** When it happened. */
+    time: Date | undefined;
+}
+/** Where one step of a process stands. */
+export interface StepStatus {
+    /** Step id from the definition (unique in the definition, branch steps included). */
+    stepId: string;
+    /** Kind of step. */
+    kind: StepKind;
+    /** Current state. */
+    state: StepState;
+    /** Attempts made so far (task steps), including the running one. */
+    attempts: number;
+    /** Output of the completed step (task output; for wait_signal the signal payload). */
+    output: {
+        [key: string]: any;
+    } | undefined;
+    /** Last failed attempt's error, kept after a successful retry. */
+    lastError: Failure | undefined;
+    /** When the step was entered; unset while PENDING. */
+    startedAt: Date | undefined;
+    /** When the step completed, failed, was skipped or cancelled. */
+    endedAt: Date | undefined;
+    /**
+     * RETRYING: when the next attempt is scheduled. WAITING: when the sleep ends or the wait times
+     * out (unset when it waits forever). RUNNING/SCHEDULED: the current attempt's deadline.
+     */
+    timerAt: Date | undefined;
+    /** Id of the enclosing parallel or choice step, empty for top-level steps. */
+    parentStepId: string;
+    /** Instance id of the worker holding the current attempt (RUNNING task steps). */
+    workerInstanceId: string;
+    /** Details of the last heartbeat of the current or last attempt. */
+    heartbeatDetails: {
+        [key: string]: any;
+    } | undefined;
+    /** wait_signal: the signal name (or Bus subject pattern) it waits for. */
+    waitingFor: string;
+}
+/** One process: a run of one definition version. */
+export interface Process {
+    /** Process id, a server-generated UUID. */
+    id: string;
+    /** Definition name. */
+    definition: string;
+    /** Definition version the process runs (fixed at start). */
+    definitionVersion: number;
+    /** Business key given at start, empty for none. */
+    businessKey: string;
+    /** Lifecycle state. */
+    state: ProcessState;
+    /** Input given at start. Omitted by ListProcesses unless include_details. */
+    input: {
+        [key: string]: any;
+    } | undefined;
+    /**
+     * Output (the definition's output mapping, or the last step's output), set when COMPLETED.
+     * Omitted by ListProcesses unless include_details.
+     */
+    output: {
+        [key: string]: any;
+    } | undefined;
+    /** Steps running, scheduled, retrying or waiting now. */
+    currentStepIds: string[];
+    /**
+     * Every step reached so far, in definition order.
+     * Omitted by ListProcesses unless include_details.
+     */
+    steps: StepStatus[];
+    /** Why it failed (FAILED), or the failure that triggered compensation (COMPENSATING, COMPENSATED). */
+    error: Failure | undefined;
+    /** Reason given to CancelProcess, once cancelled (or cancelling). */
+    cancelReason: string;
+    /** When the process was started. */
+    createdAt: Date | undefined;
+    /** When its last transition committed. */
+    updatedAt: Date | undefined;
+    /** When it reached a final state; unset before. */
+    endedAt: Date | undefined;
+    /** Sequence of its last history event (WatchProcess and GetHistory can resume after it). */
+    lastEventSequence: number;
+}
+/** Request of StartProcess. */
+export interface StartProcessRequest {
+    /** Definition name. */
+    definition: string;
+    /** Definition version; 0 means the latest. */
+    version: number;
+    /**
+     * Process input, checked against the definition's input JSON Schema if it has one (a mismatch
+     * is INVALID_ARGUMENT naming the field). At most 1 MiB encoded.
+     */
+    input: {
+        [key: string]: any;
+    } | undefined;
+    /**
+     * Optional business key, up to 256 characters, unique per definition name: a start with a key
+     * that already has a process returns that process (whatever its state, version or input)
+     * instead of starting another.
+     */
+    businessKey: string;
+}
+/** Response of StartProcess. */
+export interface StartProcessResponse {
+    /** The process (new, or the existing one for the business key). */
+    process: Process | undefined;
+    /** True when a process with this business key already existed and nothing was started. */
+    alreadyExisted: boolean;
+}
+/** Request of GetProcess. */
+export interface GetProcessRequest {
+    /** Process id. */
+    processId: string;
+}
+/** Response of GetProcess. */
+export interface GetProcessResponse {
+    /** The process with input, output and every step status. */
+    process: Process | undefined;
+}
+/** Request of ListProcesses. */
+export interface ListProcessesRequest {
+    /** Only processes of this definition name; empty for all. */
+    definition: string;
+    /** Only this version of it; 0 for all versions. */
+    definitionVersion: number;
+    /** Only processes in one of these states; empty for all. */
+    states: ProcessState[];
+    /** Only the process with this business key; empty for all. */
+    businessKey: string;
+    /** Include input, output and steps in each process. */
+    includeDetails: boolean;
+    /** Most processes per page. Default 50; allowed 1..1,000. */
+    pageSize: number;
+    /** next_page_token of the previous page (with the same filters); empty for the first page. */
+    pageToken: string;
+}
+/** Response of ListProcesses. */
+export interface ListProcessesResponse {
+    /** Processes, newest first. */
+    processes: Process[];
+    /** Token for the next page; empty on the last page. */
+    nextPageToken: string;
+}
+/** One entry of a process's history (worker heartbeats are not recorded). */
+export interface HistoryEvent {
+    /** Position in the process's history: 1, 2, 3, ... without gaps. */
+    sequence: number;
+    /** Process the event belongs to. */
+    processId: string;
+    /** When the transition that recorded it committed. */
+    time: Date | undefined;
+    /** What happened. */
+    type: HistoryEventType;
+    /** Step concerned, empty for process-level events. */
+    stepId: string;
+    /** Task attempt concerned (1-based), 0 when none. */
+    attempt: number;
+    /** Process state after this event. */
+    processState: ProcessState;
+    /** Event data, by type (see HistoryEventType). Errors appear as {"code", "message", "details"}. */
+    details: {
+        [key: string]: any;
+    } | undefined;
+}
+/** Request of WatchProcess. */
+export interface WatchProcessRequest {
+    /** Process to watch. NOT_FOUND if none. */
+    processId: string;
+    /** Resume: send only events with a greater sequence. 0 sends the whole history. */
+    afterSequence: number;
+}
+/**
+ * One frame of a WatchProcess stream. The first frame carries `process` (its state when the
+ * watch began) and history events up to process.last_event_sequence (split over several frames
+ * when long); live events follow as they commit. The last frame carries the final `process`,
+ * after which the stream ends with OK.
+ */
+export interface WatchProcessResponse {
+    /** Snapshot of the process: on the first and last frames only. */
+    process: Process | undefined;
+    /** History events in sequence order. */
+    events: HistoryEvent[];
+}
+/** Request of SignalProcess. */
+export interface SignalProcessRequest {
+    /** Process to signal. NOT_FOUND if none; FAILED_PRECONDITION if it already ended. */
+    processId: string;
+    /** Signal name, 1-128 characters, matched against wait_signal steps. */
+    name: string;
+    /** Signal payload; becomes the wait_signal step's output. At most 1 MiB encoded. */
+    payload: {
+        [key: string]: any;
+    } | undefined;
+    /**
+     * Optional sender-chosen id, up to 128 characters: a repeated signal with the same id for the
+     * same process is ignored (duplicate = true), so senders may retry.
+     */
+    signalId: string;
+}
+/** Response of SignalProcess. */
+export interface SignalProcessResponse {
+    /** True when no step was waiting for it: it is kept, in arrival order per name, until one does. */
+    buffered: boolean;
+    /** True when signal_id was already received: nothing changed. */
+    duplicate: boolean;
+}
+/** Request of CancelProcess. */
+export interface CancelProcessRequest {
+    /**
+     * Process to cancel. NOT_FOUND if none; FAILED_PRECONDITION if it already ended otherwise than
+     * CANCELLED (cancelling a cancelled process is a no-op).
+     */
+    processId: string;
+    /** Why, kept on the process and in its history. Up to 1,024 characters. */
+    reason: string;
+    /**
+     * Run the compensate tasks of the completed steps (in reverse order) before ending CANCELLED
+     * (FAILED if a compensation fails for good). Default false: end CANCELLED at once.
+     */
+    compensate: boolean;
+}
+/** Response of CancelProcess. */
+export interface CancelProcessResponse {
+    /** The process after the cancel was recorded (CANCELLED, or COMPENSATING with compensate). */
+    process: Process | undefined;
+}
+/** Request of GetHistory. */
+export interface GetHistoryRequest {
+    /** Process whose history to read. NOT_FOUND if none. */
+    processId: string;
+    /** Start after this event sequence; 0 from the beginning. Ignored when page_token is set. */
+    afterSequence: number;
+    /** Most events per page. Default 100; allowed 1..1,000. */
+    pageSize: number;
+    /** next_page_token of the previous page; empty for the first page. */
+    pageToken: string;
+}
+/** Response of GetHistory. */
+export interface GetHistoryResponse {
+    /** Events in sequence order. */
+    events: HistoryEvent[];
+    /** Token for the next page; empty when no more events exist yet. */
+    nextPageToken: string;
+}
+/** One task attempt for a worker. */
+export interface Task {
+    /** Opaque token naming this attempt; every report about it carries it. */
+    taskToken: string;
+    /** Process the task belongs to. */
+    processId: string;
+    /** Definition name of the process. */
+    definition: string;
+    /** Definition version of the process. */
+    definitionVersion: number;
+    /** Step the task runs (for a compensation, the step being compensated). */
+    stepId: string;
+    /** Task type, as named in the step's `task`. */
+    taskType: string;
+    /** Attempt number, 1-based. */
+    attempt: number;
+    /** Start-to-close deadline of this attempt: a completion after it is stale. Unset: none. */
+    deadline: Date | undefined;
+    /**
+     * Longest allowed gap between heartbeats (and from delivery to the first one); unset: no
+     * heartbeat needed. Each heartbeat pushes the attempt's heartbeat deadline to now + this.
+     */
+    heartbeatTimeout: Duration | undefined;
+    /** Task input: the step's input mapping evaluated (a JSON object). */
+    input: {
+        [key: string]: any;
+    } | undefined;
+    /** Business key of the process, empty for none. */
+    businessKey: string;
+    /** True for a compensate task (undoing step_id), false for the step's own task. */
+    compensation: boolean;
+    /** Details of the last heartbeat of an earlier attempt, for resuming progress; unset if none. */
+    heartbeatDetails: {
+        [key: string]: any;
+    } | undefined;
+}
+/** Tells a worker that a task it holds is no longer wanted; any report on it will be stale. */
+export interface TaskCancellation {
+    /** Token of the attempt to stop. */
+    taskToken: string;
+    /** Why. */
+    reason: TaskCancelReason;
+    /** Human-readable detail, e.g. the cancel reason. */
+    message: string;
+}
+/** Request of SubscribeTasks. */
+export interface SubscribeTasksRequest {
+    /** Service the worker belongs to. */
+    service: string;
+    /**
+     * Its instance id in the Registry: the instance must be registered and its lease live
+     * (else FAILED_PRECONDITION). When the lease lapses the stream ends and its tasks are requeued.
+     */
+    instanceId: string;
+    /** Task types to receive; empty receives every task type of the service. Up to 256. */
+    taskTypes: string[];
+    /**
+     * Most tasks held at once (delivered, not yet completed or failed).
+     * Default 16; allowed 1..10,000.
+     */
+    maxInFlight: number;
+}
+/** One frame of a SubscribeTasks stream. The first frame has only `ready` set. */
+export interface SubscribeTasksResponse {
+    /** Set on the first frame only: the worker is subscribed and will be offered tasks. */
+    ready: boolean;
+    /** New task attempts, at most the free credit. */
+    tasks: Task[];
+    /** Tasks held by this worker that it should stop (their credit is returned). */
+    cancellations: TaskCancellation[];
+}
+/** A worker began an attempt (optional; recorded in history). */
+export interface TaskStarted {
+}
+/** A worker is still working on an attempt. */
+export interface TaskHeartbeat {
+    /** Optional progress details, kept on the step and handed to a later attempt. At most 64 KiB. */
+    details: {
+        [key: string]: any;
+    } | undefined;
+}
+/** An attempt succeeded. */
+export interface TaskCompleted {
+    /** The task's output, available to later steps as steps.<id>.output. At most 1 MiB encoded. */
+    output: {
+        [key: string]: any;
+    } | undefined;
+    /**
+     * Bus messages published in the same transaction that records the completion: all of them if
+     * and only if the completion is accepted. Validated as in Publish; at most 100. Their
+     * sequence, subject_sequence and published_at are ignored.
+     */
+    outbox: BusMessage[];
+}
+/** An attempt failed. */
+export interface TaskFailed {
+    /** Machine-readable error code, 1-128 characters, matched against the step's non-retryable codes. */
+    errorCode: string;
+    /** Human-readable message, up to 4,096 characters. */
+    message: string;
+    /**
+     * Fail the step now, without further attempts, whatever the retry policy. Default false: the
+     * retry policy decides. (Named for its default, so a report that omits it is retried.)
+     */
+    nonRetryable: boolean;
+    /** Structured error details. At most 64 KiB encoded. */
+    details: {
+        [key: string]: any;
+    } | undefined;
+}
+/** One report about one task attempt. */
+export interface TaskEvent {
+    /** Token of the attempt, from Task.task_token. */
+    taskToken: string;
+    /** The worker began working on it. */
+    started?: TaskStarted | undefined;
+    /** The worker is still working (extends the heartbeat deadline). */
+    heartbeat?: TaskHeartbeat | undefined;
+    /** The attempt succeeded. */
+    completed?: TaskCompleted | undefined;
+    /** The attempt failed. */
+    failed?: TaskFailed | undefined;
+}
+/** One frame of a ReportTaskEvents stream. */
+export interface ReportTaskEventsRequest {
+    /** Events, applied in order; 1 to 1,000 per frame. Events of many tasks may share a frame. */
+    events: TaskEvent[];
+}
+/** Response of ReportTaskEvents, sent when the client closes its side of the stream. */
+export interface ReportTaskEventsResponse {
+    /** Events recorded (heartbeats and started events included). */
+    accepted: number;
+    /** Events that changed nothing: ALREADY_REPORTED, STALE_ATTEMPT or TASK_CANCELLED. */
+    stale: number;
+    /** Events refused as invalid (malformed token, no event set, bad outbox message, ...). */
+    invalid: number;
+    /**
+     * The first 100 problems of invalid events; field is "events[<n>]..." with n counted from 0
+     * over the whole stream, e.g. "events[12].completed.outbox[0].subject".
+     */
+    violations: FieldViolation[];
+}
+/** Request of CompleteTask. */
+export interface CompleteTaskRequest {
+    /** Token of the attempt. */
+    taskToken: string;
+    /** The task's output. At most 1 MiB encoded. */
+    output: {
+        [key: string]: any;
+    } | undefined;
+    /** Bus messages published atomically with the completion, as in TaskCompleted.outbox. */
+    outbox: BusMessage[];
+}
+/** Response of CompleteTask. */
+export interface CompleteTaskResponse {
+    /** ACCEPTED, or why nothing changed. */
+    result: ReportResult;
+    /** Human-readable explanation when not ACCEPTED. */
+    message: string;
+}
+/** Request of FailTask. */
+export interface FailTaskRequest {
+    /** Token of the attempt. */
+    taskToken: string;
+    /** Machine-readable error code, as TaskFailed.error_code. */
+    errorCode: string;
+    /** Human-readable message, as TaskFailed.message. */
+    message: string;
+    /** Fail the step now, without further attempts, as TaskFailed.non_retryable. */
+    nonRetryable: boolean;
+    /** Structured error details, as TaskFailed.details. */
+    details: {
+        [key: string]: any;
+    } | undefined;
+}
+/** Response of FailTask. */
+export interface FailTaskResponse {
+    /** ACCEPTED, or why nothing changed. */
+    result: ReportResult;
+    /** Human-readable explanation when not ACCEPTED. */
+    message: string;
+    /** ACCEPTED only: another attempt is scheduled (false: the step failed for good). */
+    willRetry: boolean;
+    /** ACCEPTED with will_retry: when the next attempt becomes due. */
+    retryAt: Date | undefined;
+}
+export declare const Definition: MessageFns<Definition>;
+export declare const RegisterDefinitionRequest: MessageFns<RegisterDefinitionRequest>;
+export declare const RegisterDefinitionResponse: MessageFns<RegisterDefinitionResponse>;
+export declare const GetDefinitionRequest: MessageFns<GetDefinitionRequest>;
+export declare const GetDefinitionResponse: MessageFns<GetDefinitionResponse>;
+export declare const ListDefinitionsRequest: MessageFns<ListDefinitionsRequest>;
+export declare const ListDefinitionsResponse: MessageFns<ListDefinitionsResponse>;
+export declare const Failure: MessageFns<Failure>;
+export declare const StepStatus: MessageFns<StepStatus>;
+export declare const Process: MessageFns<Process>;
+export declare const StartProcessRequest: MessageFns<StartProcessRequest>;
+export declare const StartProcessResponse: MessageFns<StartProcessResponse>;
+export declare const GetProcessRequest: MessageFns<GetProcessRequest>;
+export declare const GetProcessResponse: MessageFns<GetProcessResponse>;
+export declare const ListProcessesRequest: MessageFns<ListProcessesRequest>;
+export declare const ListProcessesResponse: MessageFns<ListProcessesResponse>;
+export declare const HistoryEvent: MessageFns<HistoryEvent>;
+export declare const WatchProcessRequest: MessageFns<WatchProcessRequest>;
+export declare const WatchProcessResponse: MessageFns<WatchProcessResponse>;
+export declare const SignalProcessRequest: MessageFns<SignalProcessRequest>;
+export declare const SignalProcessResponse: MessageFns<SignalProcessResponse>;
+export declare const CancelProcessRequest: MessageFns<CancelProcessRequest>;
+export declare const CancelProcessResponse: MessageFns<CancelProcessResponse>;
+export declare const GetHistoryRequest: MessageFns<GetHistoryRequest>;
+export declare const GetHistoryResponse: MessageFns<GetHistoryResponse>;
+export declare const Task: MessageFns<Task>;
+export declare const TaskCancellation: MessageFns<TaskCancellation>;
+export declare const SubscribeTasksRequest: MessageFns<SubscribeTasksRequest>;
+export declare const SubscribeTasksResponse: MessageFns<SubscribeTasksResponse>;
+export declare const TaskStarted: MessageFns<TaskStarted>;
+export declare const TaskHeartbeat: MessageFns<TaskHeartbeat>;
+export declare const TaskCompleted: MessageFns<TaskCompleted>;
+export declare const TaskFailed: MessageFns<TaskFailed>;
+export declare const TaskEvent: MessageFns<TaskEvent>;
+export declare const ReportTaskEventsRequest: MessageFns<ReportTaskEventsRequest>;
+export declare const ReportTaskEventsResponse: MessageFns<ReportTaskEventsResponse>;
+export declare const CompleteTaskRequest: MessageFns<CompleteTaskRequest>;
+export declare const CompleteTaskResponse: MessageFns<CompleteTaskResponse>;
+export declare const FailTaskRequest: MessageFns<FailTaskRequest>;
+export declare const FailTaskResponse: MessageFns<FailTaskResponse>;
+/** Definitions, processes, and the task protocol of the workers that run their steps. */
+export type WorkflowService = typeof WorkflowService;
+export declare const WorkflowService: {
+    /**
+     * Validate and store a definition; a changed definition becomes a new version. Validation
+     * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
+     * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
+     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     */
+    readonly registerDefinition: {
+        readonly path: "/hms.mgmt.v1.Workflow/RegisterDefinition";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: RegisterDefinitionRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => RegisterDefinitionRequest;
+        readonly responseSerialize: (value: RegisterDefinitionResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => RegisterDefinitionResponse;
+    };
+    /** One version of a definition (the latest by default). NOT_FOUND if none. */
+    readonly getDefinition: {
+        readonly path: "/hms.mgmt.v1.Workflow/GetDefinition";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetDefinitionRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetDefinitionRequest;
+        readonly responseSerialize: (value: GetDefinitionResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetDefinitionResponse;
+    };
+    /** Definitions (latest versions, or every version), paged. */
+    readonly listDefinitions: {
+        readonly path: "/hms.mgmt.v1.Workflow/ListDefinitions";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ListDefinitionsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ListDefinitionsRequest;
+        readonly responseSerialize: (value: ListDefinitionsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ListDefinitionsResponse;
+    };
+    /** Start a process, or return the existing one for the same definition and business key. */
+    readonly startProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/StartProcess";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: StartProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => StartProcessRequest;
+        readonly responseSerialize: (value: StartProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => StartProcessResponse;
+    };
+    /** A process with its current steps, step outputs, attempts and errors. NOT_FOUND if none. */
+    readonly getProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/GetProcess";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetProcessRequest;
+        readonly responseSerialize: (value: GetProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetProcessResponse;
+    };
+    /** Processes filtered by definition, state and business key, newest first, paged. */
+    readonly listProcesses: {
+        readonly path: "/hms.mgmt.v1.Workflow/ListProcesses";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ListProcessesRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ListProcessesRequest;
+        readonly responseSerialize: (value: ListProcessesResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ListProcessesResponse;
+    };
+    /**
+     * The process and its history so far, then live events; the stream ends (OK) after the
+     * process ends.
+     */
+    readonly watchProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/WatchProcess";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: WatchProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => WatchProcessRequest;
+        readonly responseSerialize: (value: WatchProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => WatchProcessResponse;
+    };
+    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    readonly signalProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/SignalProcess";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: SignalProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => SignalProcessRequest;
+        readonly responseSerialize: (value: SignalProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SignalProcessResponse;
+    };
+    /** Cancel a process: running tasks are told over their worker stream; optionally compensate. */
+    readonly cancelProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/CancelProcess";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CancelProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CancelProcessRequest;
+        readonly responseSerialize: (value: CancelProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CancelProcessResponse;
+    };
+    /** A process's history events in order, paged. */
+    readonly getHistory: {
+        readonly path: "/hms.mgmt.v1.Workflow/GetHistory";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetHistoryRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetHistoryRequest;
+        readonly responseSerialize: (value: GetHistoryResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetHistoryResponse;
+    };
+    /** Worker: receive tasks of some task types of a service, up to max_in_flight at a time. */
+    readonly subscribeTasks: {
+        readonly path: "/hms.mgmt.v1.Workflow/SubscribeTasks";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: SubscribeTasksRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => SubscribeTasksRequest;
+        readonly responseSerialize: (value: SubscribeTasksResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SubscribeTasksResponse;
+    };
+    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    readonly reportTaskEvents: {
+        readonly path: "/hms.mgmt.v1.Workflow/ReportTaskEvents";
+        readonly requestStream: true;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ReportTaskEventsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ReportTaskEventsRequest;
+        readonly responseSerialize: (value: ReportTaskEventsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ReportTaskEventsResponse;
+    };
+    /** Worker: report a task completed (unary form of a completed event). */
+    readonly completeTask: {
+        readonly path: "/hms.mgmt.v1.Workflow/CompleteTask";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CompleteTaskRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CompleteTaskRequest;
+        readonly responseSerialize: (value: CompleteTaskResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CompleteTaskResponse;
+    };
+    /** Worker: report a task attempt failed (unary form of a failed event). */
+    readonly failTask: {
+        readonly path: "/hms.mgmt.v1.Workflow/FailTask";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: FailTaskRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => FailTaskRequest;
+        readonly responseSerialize: (value: FailTaskResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => FailTaskResponse;
+    };
+};
+export interface WorkflowServer extends UntypedServiceImplementation {
+    /**
+     * Validate and store a definition; a changed definition becomes a new version. Validation
+     * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
+     * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
+     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     */
+    registerDefinition: handleUnaryCall<RegisterDefinitionRequest, RegisterDefinitionResponse>;
+    /** One version of a definition (the latest by default). NOT_FOUND if none. */
+    getDefinition: handleUnaryCall<GetDefinitionRequest, GetDefinitionResponse>;
+    /** Definitions (latest versions, or every version), paged. */
+    listDefinitions: handleUnaryCall<ListDefinitionsRequest, ListDefinitionsResponse>;
+    /** Start a process, or return the existing one for the same definition and business key. */
+    startProcess: handleUnaryCall<StartProcessRequest, StartProcessResponse>;
+    /** A process with its current steps, step outputs, attempts and errors. NOT_FOUND if none. */
+    getProcess: handleUnaryCall<GetProcessRequest, GetProcessResponse>;
+    /** Processes filtered by definition, state and business key, newest first, paged. */
+    listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
+    /**
+     * The process and its history so far, then live events; the stream ends (OK) after the
+     * process ends.
+     */
+    watchProcess: handleServerStreamingCall<WatchProcessRequest, WatchProcessResponse>;
+    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    signalProcess: handleUnaryCall<SignalProcessRequest, SignalProcessResponse>;
+    /** Cancel a process: running tasks are told over their worker stream; optionally compensate. */
+    cancelProcess: handleUnaryCall<CancelProcessRequest, CancelProcessResponse>;
+    /** A process's history events in order, paged. */
+    getHistory: handleUnaryCall<GetHistoryRequest, GetHistoryResponse>;
+    /** Worker: receive tasks of some task types of a service, up to max_in_flight at a time. */
+    subscribeTasks: handleServerStreamingCall<SubscribeTasksRequest, SubscribeTasksResponse>;
+    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    reportTaskEvents: handleClientStreamingCall<ReportTaskEventsRequest, ReportTaskEventsResponse>;
+    /** Worker: report a task completed (unary form of a completed event). */
+    completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
+    /** Worker: report a task attempt failed (unary form of a failed event). */
+    failTask: handleUnaryCall<FailTaskRequest, FailTaskResponse>;
+}
+export interface WorkflowClient extends Client {
+    /**
+     * Validate and store a definition; a changed definition becomes a new version. Validation
+     * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
+     * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
+     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     */
+    registerDefinition(request: RegisterDefinitionRequest, callback: (error: ServiceError | null, response: RegisterDefinitionResponse) => void): ClientUnaryCall;
+    registerDefinition(request: RegisterDefinitionRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RegisterDefinitionResponse) => void): ClientUnaryCall;
+    registerDefinition(request: RegisterDefinitionRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: RegisterDefinitionResponse) => void): ClientUnaryCall;
+    /** One version of a definition (the latest by default). NOT_FOUND if none. */
+    getDefinition(request: GetDefinitionRequest, callback: (error: ServiceError | null, response: GetDefinitionResponse) => void): ClientUnaryCall;
+    getDefinition(request: GetDefinitionRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetDefinitionResponse) => void): ClientUnaryCall;
+    getDefinition(request: GetDefinitionRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetDefinitionResponse) => void): ClientUnaryCall;
+    /** Definitions (latest versions, or every version), paged. */
+    listDefinitions(request: ListDefinitionsRequest, callback: (error: ServiceError | null, response: ListDefinitionsResponse) => void): ClientUnaryCall;
+    listDefinitions(request: ListDefinitionsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListDefinitionsResponse) => void): ClientUnaryCall;
+    listDefinitions(request: ListDefinitionsRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListDefinitionsResponse) => void): ClientUnaryCall;
+    /** Start a process, or return the existing one for the same definition and business key. */
+    startProcess(request: StartProcessRequest, callback: (error: ServiceError | null, response: StartProcessResponse) => void): ClientUnaryCall;
+    startProcess(request: StartProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: StartProcessResponse) => void): ClientUnaryCall;
+    startProcess(request: StartProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: StartProcessResponse) => void): ClientUnaryCall;
+    /** A process with its current steps, step outputs, attempts and errors. NOT_FOUND if none. */
+    getProcess(request: GetProcessRequest, callback: (error: ServiceError | null, response: GetProcessResponse) => void): ClientUnaryCall;
+    getProcess(request: GetProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetProcessResponse) => void): ClientUnaryCall;
+    getProcess(request: GetProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetProcessResponse) => void): ClientUnaryCall;
+    /** Processes filtered by definition, state and business key, newest first, paged. */
+    listProcesses(request: ListProcessesRequest, callback: (error: ServiceError | null, response: ListProcessesResponse) => void): ClientUnaryCall;
+    listProcesses(request: ListProcessesRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListProcessesResponse) => void): ClientUnaryCall;
+    listProcesses(request: ListProcessesRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListProcessesResponse) => void): ClientUnaryCall;
+    /**
+     * The process and its history so far, then live events; the stream ends (OK) after the
+     * process ends.
+     */
+    watchProcess(request: WatchProcessRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchProcessResponse>;
+    watchProcess(request: WatchProcessRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchProcessResponse>;
+    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    signalProcess(request: SignalProcessRequest, callback: (error: ServiceError | null, response: SignalProcessResponse) => void): ClientUnaryCall;
+    signalProcess(request: SignalProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SignalProcessResponse) => void): ClientUnaryCall;
+    signalProcess(request: SignalProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SignalProcessResponse) => void): ClientUnaryCall;
+    /** Cancel a process: running tasks are told over their worker stream; optionally compensate. */
+    cancelProcess(request: CancelProcessRequest, callback: (error: ServiceError | null, response: CancelProcessResponse) => void): ClientUnaryCall;
+    cancelProcess(request: CancelProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CancelProcessResponse) => void): ClientUnaryCall;
+    cancelProcess(request: CancelProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CancelProcessResponse) => void): ClientUnaryCall;
+    /** A process's history events in order, paged. */
+    getHistory(request: GetHistoryRequest, callback: (error: ServiceError | null, response: GetHistoryResponse) => void): ClientUnaryCall;
+    getHistory(request: GetHistoryRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetHistoryResponse) => void): ClientUnaryCall;
+    getHistory(request: GetHistoryRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetHistoryResponse) => void): ClientUnaryCall;
+    /** Worker: receive tasks of some task types of a service, up to max_in_flight at a time. */
+    subscribeTasks(request: SubscribeTasksRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeTasksResponse>;
+    subscribeTasks(request: SubscribeTasksRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubscribeTasksResponse>;
+    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    reportTaskEvents(callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
+    reportTaskEvents(metadata: Metadata, callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
+    reportTaskEvents(options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
+    reportTaskEvents(metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
+    /** Worker: report a task completed (unary form of a completed event). */
+    completeTask(request: CompleteTaskRequest, callback: (error: ServiceError | null, response: CompleteTaskResponse) => void): ClientUnaryCall;
+    completeTask(request: CompleteTaskRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CompleteTaskResponse) => void): ClientUnaryCall;
+    completeTask(request: CompleteTaskRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CompleteTaskResponse) => void): ClientUnaryCall;
+    /** Worker: report a task attempt failed (unary form of a failed event). */
+    failTask(request: FailTaskRequest, callback: (error: ServiceError | null, response: FailTaskResponse) => void): ClientUnaryCall;
+    failTask(request: FailTaskRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FailTaskResponse) => void): ClientUnaryCall;
+    failTask(request: FailTaskRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FailTaskResponse) => void): ClientUnaryCall;
+}
+export declare const WorkflowClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): WorkflowClient;
+    service: typeof WorkflowService;
+    serviceName: string;
+};
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+export type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+export type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+export interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};

@@ -1,0 +1,58 @@
+// grpc.health.v1 for a Worker, so the control plane can probe it: SERVING while it takes tasks,
+// NOT_SERVING once it drains.
+import { Server, ServerCredentials, status } from '@grpc/grpc-js';
+import { HealthCheckResponse, HealthCheckResponse_ServingStatus as ServingStatus, HealthService, } from './gen/grpc/health/v1/health.js';
+export class HealthServer {
+    #server = new Server();
+    #known;
+    #watchers = new Set();
+    #serving = true;
+    /** Answers about the whole server ("") and about `services`. */
+    constructor(services) {
+        this.#known = new Set(['', ...services]);
+        const implementation = {
+            check: (call, callback) => {
+                if (!this.#known.has(call.request.service)) {
+                    callback({ code: status.NOT_FOUND, details: `unknown service ${call.request.service}` });
+                    return;
+                }
+                callback(null, HealthCheckResponse.fromPartial({ status: this.#status() }));
+            },
+            watch: (call) => {
+                if (!this.#known.has(call.request.service)) {
+                    call.write(HealthCheckResponse.fromPartial({ status: ServingStatus.SERVICE_UNKNOWN }));
+                    return;
+                }
+                this.#watchers.add(call);
+                call.on('cancelled', () => this.#watchers.delete(call));
+                call.write(HealthCheckResponse.fromPartial({ status: this.#status() }));
+            },
+        };
+        this.#server.addService(HealthService, implementation);
+    }
+    #status() {
+        return this.#serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+    }
+    /** Listen on "host:port" (port 0: any free one); resolves to the address bound. */
+    listen(address) {
+        const host = address.slice(0, address.lastIndexOf(':'));
+        return new Promise((resolve, reject) => {
+            this.#server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => error ? reject(error) : resolve(`${host}:${port}`));
+        });
+    }
+    /** Answer SERVING or NOT_SERVING from now on (watchers are told). */
+    setServing(serving) {
+        if (serving === this.#serving)
+            return;
+        this.#serving = serving;
+        for (const call of this.#watchers)
+            call.write(HealthCheckResponse.fromPartial({ status: this.#status() }));
+    }
+    /** Stop serving, ending open watches. */
+    close() {
+        for (const call of this.#watchers)
+            call.end();
+        this.#watchers.clear();
+        this.#server.forceShutdown();
+    }
+}

@@ -1,0 +1,147 @@
+// mgmt.workflow: definitions, processes and their history (the task side is the Worker's).
+import { resumable } from './endpoints.js';
+import { CancelProcessRequest, CompleteTaskRequest, FailTaskRequest, GetDefinitionRequest, GetHistoryRequest, GetProcessRequest, ListProcessesRequest, ProcessState, RegisterDefinitionRequest, SignalProcessRequest, StartProcessRequest, WatchProcessRequest, } from './gen/hms/mgmt/v1/workflow.js';
+import { toPayload } from './payload.js';
+/** The states a process never leaves. */
+export const FINAL_STATES = new Set([
+    ProcessState.PROCESS_STATE_COMPLETED,
+    ProcessState.PROCESS_STATE_FAILED,
+    ProcessState.PROCESS_STATE_COMPENSATED,
+    ProcessState.PROCESS_STATE_CANCELLED,
+]);
+/** Workflow calls; answers are the wire messages of hms.mgmt.v1 as plain objects. */
+export class WorkflowApi {
+    #ctx;
+    constructor(ctx) {
+        this.#ctx = ctx;
+    }
+    /** Register a definition (YAML or JSON); a changed one becomes a new version. */
+    apply(source, { validateOnly = false } = {}) {
+        const request = RegisterDefinitionRequest.fromPartial({ source, validateOnly });
+        // The same content is the same version, so registering it again is harmless.
+        return this.#ctx.unary((e) => [e.workflow, e.workflow.registerDefinition], request, true);
+    }
+    /** A stored definition version (the latest when `version` is 0), with its source and spec. */
+    async definition(name, version = 0) {
+        const request = GetDefinitionRequest.fromPartial({ name, version });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.getDefinition], request, true)).definition;
+    }
+    /**
+     * Start a process of `definition` with `input` (a plain object); resolves to its id. With a
+     * `businessKey` an existing process for that key is returned instead, and the call is retried on
+     * the next replica (without one each try could start a process, so it is not).
+     */
+    async start(definition, input, options = {}) {
+        const businessKey = options.businessKey ?? '';
+        const request = StartProcessRequest.fromPartial({
+            definition,
+            version: options.version ?? 0,
+            input: toPayload(input, 'input'),
+            businessKey,
+        });
+        const reply = await this.#ctx.unary((e) => [e.workflow, e.workflow.startProcess], request, Boolean(businessKey));
+        return reply.process.id;
+    }
+    /** A process with its steps, outputs, attempts and errors. */
+    async get(processId) {
+        const request = GetProcessRequest.fromPartial({ processId });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.getProcess], request, true)).process;
+    }
+    /** Where a process stands: its state, current steps, output or error. */
+    async status(processId) {
+        return statusOf(await this.get(processId));
+    }
+    /** The newest processes matching the filters (one page). */
+    async list(options = {}) {
+        const request = ListProcessesRequest.fromPartial({ ...options, pageSize: options.pageSize ?? 50 });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.listProcesses], request, true)).processes;
+    }
+    /** The whole history of a process, every page. */
+    async history(processId) {
+        const events = [];
+        let pageToken = '';
+        do {
+            const request = GetHistoryRequest.fromPartial({ processId, pageSize: 1000, pageToken });
+            const page = await this.#ctx.unary((e) => [e.workflow, e.workflow.getHistory], request, true);
+            events.push(...page.events);
+            pageToken = page.nextPageToken;
+        } while (pageToken);
+        return events;
+    }
+    /**
+     * The process and its history so far, then live events until it ends (the last frame carries the
+     * final process). With several addresses a watch whose replica goes away resumes on the next one
+     * after the last event seen; its first frame there carries the process again.
+     */
+    async *watch(processId, options = {}) {
+        const endpoints = this.#ctx.endpoints;
+        let seen = options.afterSequence ?? 0;
+        let ended = false;
+        const frames = resumable(endpoints, {
+            open: (e) => e.workflow.watchProcess(WatchProcessRequest.fromPartial({ processId, afterSequence: seen }), this.#ctx.metadata()),
+            // A replica that stops ends its streams cleanly: to a watcher that is a replica gone.
+            endedEarly: () => !ended && endpoints.many,
+            signal: options.signal,
+        });
+        for await (const frame of frames) {
+            if (frame.events.length)
+                seen = frame.events[frame.events.length - 1].sequence;
+            ended ||= frame.process !== undefined && FINAL_STATES.has(frame.process.state);
+            yield frame;
+        }
+        options.signal?.throwIfAborted();
+    }
+    /** Wait until the process ends; resolves to it. `signal` gives up (rejects with its reason). */
+    async wait(processId, { signal } = {}) {
+        let final;
+        for await (const frame of this.watch(processId, signal ? { signal } : {})) {
+            if (frame.process)
+                final = frame.process;
+        }
+        return final && FINAL_STATES.has(final.state) ? final : this.get(processId);
+    }
+    /**
+     * Send a signal (buffered until a wait_signal step of that name takes it). Retried on the next
+     * replica only with a `signalId`, which the control plane deduplicates.
+     */
+    signal(processId, name, payload, { signalId = '' } = {}) {
+        const request = SignalProcessRequest.fromPartial({ processId, name, payload: toPayload(payload), signalId });
+        return this.#ctx.unary((e) => [e.workflow, e.workflow.signalProcess], request, Boolean(signalId));
+    }
+    /** Cancel a process, compensating its completed steps first when asked. */
+    async cancel(processId, { reason = '', compensate = false } = {}) {
+        const request = CancelProcessRequest.fromPartial({ processId, reason, compensate });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.cancelProcess], request)).process;
+    }
+    /** Report a task attempt completed (retried: a repeat answers ALREADY_REPORTED and changes nothing). */
+    complete(taskToken, output, { outbox = [] } = {}) {
+        const request = CompleteTaskRequest.fromPartial({ taskToken, output: toPayload(output, 'output'), outbox });
+        return this.#ctx.unary((e) => [e.workflow, e.workflow.completeTask], request, true);
+    }
+    /** Report a task attempt failed (retried: a repeat answers ALREADY_REPORTED and changes nothing). */
+    fail(taskToken, errorCode, message = '', { nonRetryable = false, details } = {}) {
+        const request = FailTaskRequest.fromPartial({
+            taskToken,
+            errorCode,
+            message,
+            nonRetryable,
+            details: details === undefined ? undefined : toPayload(details, 'details'),
+        });
+        return this.#ctx.unary((e) => [e.workflow, e.workflow.failTask], request, true);
+    }
+}
+function statusOf(process) {
+    return {
+        id: process.id,
+        definition: process.definition,
+        definitionVersion: process.definitionVersion,
+        businessKey: process.businessKey,
+        state: process.state,
+        final: FINAL_STATES.has(process.state),
+        currentStepIds: process.currentStepIds,
+        output: process.output,
+        error: process.error,
+        cancelReason: process.cancelReason,
+        updatedAt: process.updatedAt,
+    };
+}

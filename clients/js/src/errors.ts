@@ -1,0 +1,152 @@
+// Failed calls as typed errors, so callers branch on classes (and on the fields at fault), not on
+// text. The control plane puts google.rpc.BadRequest and google.rpc.ErrorInfo in the status details
+// (the `grpc-status-details-bin` trailer); they are decoded here.
+
+import { type Metadata, type ServiceError, status } from '@grpc/grpc-js';
+
+import { BadRequest, ErrorInfo } from './gen/google/rpc/error_details.js';
+import { Status } from './gen/google/rpc/status.js';
+
+const DETAILS_KEY = 'grpc-status-details-bin';
+const TYPE_PREFIX = 'type.googleapis.com/';
+
+/** One field of a request that was refused, and why (google.rpc.BadRequest.FieldViolation). */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+interface ErrorFields {
+  code: status;
+  details: string;
+  violations?: FieldViolation[];
+  reason?: string;
+  info?: Record<string, string>;
+  metadata?: Metadata;
+  cause?: unknown;
+}
+
+/**
+ * Any failed call. `code` is the gRPC status code (as `err.code` of a grpc-js ServiceError, so code
+ * written against raw grpc-js keeps working), `codeName` its name; `reason` and `info` come from the
+ * google.rpc.ErrorInfo detail when the control plane sent one; `cause` is the grpc-js error.
+ */
+export class MgmtError extends Error {
+  readonly code: status;
+  readonly codeName: string;
+  readonly details: string;
+  readonly violations: FieldViolation[];
+  readonly reason: string;
+  readonly info: Record<string, string>;
+  readonly metadata: Metadata | undefined;
+
+  constructor(message: string, fields: ErrorFields) {
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
+    this.name = new.target.name;
+    this.code = fields.code;
+    this.codeName = status[fields.code] ?? String(fields.code);
+    this.details = fields.details;
+    this.violations = fields.violations ?? [];
+    this.reason = fields.reason ?? '';
+    this.info = fields.info ?? {};
+    this.metadata = fields.metadata;
+  }
+}
+
+/** INVALID_ARGUMENT: nothing was changed; `violations` names each field at fault. */
+export class InvalidArgument extends MgmtError {}
+
+/** NOT_FOUND: the thing named does not exist (any more); `kind` and `key` say which when known. */
+export class NotFound extends MgmtError {
+  get kind(): string {
+    return this.info.kind ?? 'resource';
+  }
+
+  get key(): string {
+    return this.info.key ?? this.details;
+  }
+}
+
+/** ALREADY_EXISTS. */
+export class AlreadyExists extends MgmtError {}
+
+/** FAILED_PRECONDITION: the system is not in a state that allows the call. */
+export class FailedPrecondition extends MgmtError {}
+
+/** OUT_OF_RANGE: a position (revision, sequence) outside what is kept; `info` says what is (e.g. oldest_revision). */
+export class OutOfRange extends MgmtError {}
+
+/** RESOURCE_EXHAUSTED: a limit was reached; retry later. */
+export class ResourceExhausted extends MgmtError {}
+
+/** UNAUTHENTICATED: no token, or an unknown one. */
+export class Unauthenticated extends MgmtError {}
+
+/** PERMISSION_DENIED: the token's role (or a worker token's services) does not allow the call. */
+export class PermissionDenied extends MgmtError {}
+
+/**
+ * UNAVAILABLE: no control plane answered (refused, reset, shutting down). With several addresses the
+ * client has moved on to the next one; calls that are not safe to repeat raise this instead.
+ */
+export class Unavailable extends MgmtError {}
+
+const CLASSES: Partial<Record<status, new (message: string, fields: ErrorFields) => MgmtError>> = {
+  [status.INVALID_ARGUMENT]: InvalidArgument,
+  [status.NOT_FOUND]: NotFound,
+  [status.ALREADY_EXISTS]: AlreadyExists,
+  [status.FAILED_PRECONDITION]: FailedPrecondition,
+  [status.OUT_OF_RANGE]: OutOfRange,
+  [status.RESOURCE_EXHAUSTED]: ResourceExhausted,
+  [status.UNAUTHENTICATED]: Unauthenticated,
+  [status.PERMISSION_DENIED]: PermissionDenied,
+  [status.UNAVAILABLE]: Unavailable,
+};
+
+function isServiceError(err: unknown): err is ServiceError {
+  return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number';
+}
+
+/** Whether `err` means the control plane in use went away, so that another address may answer. */
+export function isUnavailable(err: unknown): boolean {
+  return (err instanceof MgmtError || isServiceError(err)) && err.code === status.UNAVAILABLE;
+}
+
+/** The typed error a failed call stands for; anything that is not a gRPC failure is returned as is. */
+export function fromServiceError(err: unknown): unknown {
+  if (err instanceof MgmtError || !isServiceError(err)) return err;
+  const fields: ErrorFields = { code: err.code, details: err.details ?? '', metadata: err.metadata, cause: err };
+  for (const raw of err.metadata?.get(DETAILS_KEY) ?? []) {
+    if (typeof raw === 'string') continue;
+    let details: Status;
+    try {
+      details = Status.decode(raw);
+    } catch {
+      continue; // a malformed trailer must not hide the error itself
+    }
+    for (const any of details.details) {
+      if (any.typeUrl === `${TYPE_PREFIX}google.rpc.BadRequest`) {
+        fields.violations = BadRequest.decode(any.value).fieldViolations.map(({ field, description }) => ({
+          field,
+          description,
+        }));
+      } else if (any.typeUrl === `${TYPE_PREFIX}google.rpc.ErrorInfo`) {
+        const info = ErrorInfo.decode(any.value);
+        fields.reason = info.reason;
+        fields.info = { ...info.metadata };
+      }
+    }
+  }
+  const message = fields.violations?.length
+    ? fields.violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join('; ')
+    : fields.details || (status[err.code] ?? `status ${err.code}`);
+  const Class = CLASSES[err.code as status] ?? MgmtError;
+  return new Class(message, fields);
+}
+
+/** A one-line account of a failure, for logs. */
+export function describe(err: unknown): string {
+  if (err instanceof MgmtError) return `${err.codeName}: ${err.message}`;
+  if (isServiceError(err)) return `${status[err.code] ?? err.code}: ${err.details}`;
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
