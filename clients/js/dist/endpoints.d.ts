@@ -62,8 +62,14 @@ export declare class Endpoints {
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
 /** A generated unary method, in its (request, metadata, options, callback) form. */
 export type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: Callback<Res>) => ClientUnaryCall;
-/** One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it). */
-export declare function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, metadata: Metadata, signal?: AbortSignal): Promise<Res>;
+/**
+ * One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it).
+ * `signal` cancels it; `deadlineMs` gives it a deadline (DEADLINE_EXCEEDED past it).
+ */
+export declare function unaryCall<Req, Res>(client: Client, method: UnaryMethod<Req, Res>, request: Req, metadata: Metadata, { signal, deadlineMs }?: {
+    signal?: AbortSignal;
+    deadlineMs?: number;
+}): Promise<Res>;
 /** Resolve after `ms`, or at once when `signal` aborts (never rejects). */
 export declare function pause(ms: number, signal?: AbortSignal): Promise<void>;
 /** An UNAVAILABLE error made by the SDK (a stream that ended while its replica went away). */

@@ -137,10 +137,14 @@ export class Endpoints {
             endpoint.close();
     }
 }
-/** One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it). */
-export function unaryCall(client, method, request, metadata, signal) {
+/**
+ * One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it).
+ * `signal` cancels it; `deadlineMs` gives it a deadline (DEADLINE_EXCEEDED past it).
+ */
+export function unaryCall(client, method, request, metadata, { signal, deadlineMs } = {}) {
     return new Promise((resolve, reject) => {
-        const call = method.call(client, request, metadata, {}, (error, response) => error ? reject(error) : resolve(response));
+        const options = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+        const call = method.call(client, request, metadata, options, (error, response) => error ? reject(error) : resolve(response));
         signal?.addEventListener('abort', () => call.cancel(), { once: true });
     });
 }

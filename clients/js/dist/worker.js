@@ -8,8 +8,9 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Client } from './client.js';
-import { pause, unavailable } from './endpoints.js';
-import { describe, isUnavailable } from './errors.js';
+import { pause, unaryCall, unavailable } from './endpoints.js';
+import { describe, fromServiceError, isUnavailable } from './errors.js';
+import { HeartbeatRequest } from './gen/hms/mgmt/v1/registry.js';
 import { SubscribeTasksRequest, TaskEvent, } from './gen/hms/mgmt/v1/workflow.js';
 import { HealthServer } from './health.js';
 import { milliseconds, toPayload } from './payload.js';
@@ -188,14 +189,26 @@ export class Worker extends EventEmitter {
             await this.#reports.detach();
         }
     }
-    /** Renew the lease every third of its TTL until `signal`; rejects when a renewal fails (the lease may be lost). */
+    /**
+     * Renew the lease every third of its TTL until `signal` (which also cancels a renewal in flight);
+     * rejects when a renewal fails or takes longer than the TTL: the lease may be lost.
+     */
     async #renew(session, leaseId, signal) {
-        const every = (this.#options.ttlMs ?? 10_000) / 3;
+        const ttl = this.#options.ttlMs ?? 10_000;
+        const { registry } = session.endpoint;
+        const request = HeartbeatRequest.fromPartial({ leaseId });
         for (;;) {
-            await pause(every, signal);
+            await pause(ttl / 3, signal);
             if (signal.aborted)
                 return;
-            await session.registry.heartbeat(leaseId);
+            try {
+                await unaryCall(registry, registry.heartbeat, request, session.metadata(), { signal, deadlineMs: ttl });
+            }
+            catch (err) {
+                if (signal.aborted)
+                    return;
+                throw fromServiceError(err);
+            }
         }
     }
     /** Start a handler for each task offered, until `stop`; rejects when the stream or the lease ends. */

@@ -175,16 +175,20 @@ export type UnaryMethod<Req, Res> = (
   callback: Callback<Res>,
 ) => ClientUnaryCall;
 
-/** One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it). */
+/**
+ * One unary call of `client` as a promise; the raw grpc-js error on failure (callers type it).
+ * `signal` cancels it; `deadlineMs` gives it a deadline (DEADLINE_EXCEEDED past it).
+ */
 export function unaryCall<Req, Res>(
   client: Client,
   method: UnaryMethod<Req, Res>,
   request: Req,
   metadata: Metadata,
-  signal?: AbortSignal,
+  { signal, deadlineMs }: { signal?: AbortSignal; deadlineMs?: number } = {},
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const call = method.call(client, request, metadata, {}, (error, response) =>
+    const options = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+    const call = method.call(client, request, metadata, options, (error, response) =>
       error ? reject(error) : resolve(response),
     );
     signal?.addEventListener('abort', () => call.cancel(), { once: true });

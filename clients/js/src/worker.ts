@@ -10,8 +10,9 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 
 import { Client, type ConnectOptions, type Pinned } from './client.js';
-import { type Endpoint, type Logger, pause, unavailable } from './endpoints.js';
-import { describe, isUnavailable } from './errors.js';
+import { type Endpoint, type Logger, pause, unaryCall, unavailable } from './endpoints.js';
+import { describe, fromServiceError, isUnavailable } from './errors.js';
+import { HeartbeatRequest } from './gen/hms/mgmt/v1/registry.js';
 import {
   SubscribeTasksRequest,
   type SubscribeTasksResponse,
@@ -271,13 +272,23 @@ export class Worker extends EventEmitter {
     }
   }
 
-  /** Renew the lease every third of its TTL until `signal`; rejects when a renewal fails (the lease may be lost). */
+  /**
+   * Renew the lease every third of its TTL until `signal` (which also cancels a renewal in flight);
+   * rejects when a renewal fails or takes longer than the TTL: the lease may be lost.
+   */
   async #renew(session: Pinned, leaseId: string, signal: AbortSignal): Promise<void> {
-    const every = (this.#options.ttlMs ?? 10_000) / 3;
+    const ttl = this.#options.ttlMs ?? 10_000;
+    const { registry } = session.endpoint;
+    const request = HeartbeatRequest.fromPartial({ leaseId });
     for (;;) {
-      await pause(every, signal);
+      await pause(ttl / 3, signal);
       if (signal.aborted) return;
-      await session.registry.heartbeat(leaseId);
+      try {
+        await unaryCall(registry, registry.heartbeat, request, session.metadata(), { signal, deadlineMs: ttl });
+      } catch (err) {
+        if (signal.aborted) return;
+        throw fromServiceError(err);
+      }
     }
   }
 
