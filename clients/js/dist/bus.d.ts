@@ -143,6 +143,8 @@ export declare class BusApi {
     }): Promise<ConsumerInfo[]>;
     /** One consumer's configuration and state. */
     consumerInfo(name: string): Promise<ConsumerInfo>;
+    /** Every retention policy in force, the default ("") first. */
+    retention(): Promise<RetentionPolicy[]>;
     /** Remove a durable consumer. */
     deleteConsumer(name: string): Promise<void>;
     /** Set (or remove) the retention of a subject prefix; the policy now in force. */

@@ -3,7 +3,7 @@
 import { status } from '@grpc/grpc-js';
 import { resumable, unavailable, unaryCall } from './endpoints.js';
 import { fromServiceError, InvalidArgument } from './errors.js';
-import { AckAction, AckItem, AckRequest, AckResult, AckMode, BusMessage, DeleteConsumerRequest, GetConsumerInfoRequest, ListConsumersRequest, ListSubjectsRequest, NackRequest, PublishRequest, PublishStreamRequest, SetRetentionRequest, StartPosition, SubscribeRequest, } from './gen/hms/mgmt/v1/bus.js';
+import { AckAction, AckItem, AckRequest, AckResult, AckMode, BusMessage, DeleteConsumerRequest, GetConsumerInfoRequest, ListConsumersRequest, ListRetentionRequest, ListSubjectsRequest, NackRequest, PublishRequest, PublishStreamRequest, SetRetentionRequest, StartPosition, SubscribeRequest, } from './gen/hms/mgmt/v1/bus.js';
 import { duration } from './payload.js';
 /** A payload and its metadata as the wire message (data as bytes, content type filled in). */
 export function busMessage(message) {
@@ -334,6 +334,11 @@ export class BusApi {
     async consumerInfo(name) {
         const request = GetConsumerInfoRequest.fromPartial({ name });
         return (await this.#ctx.unary((e) => [e.bus, e.bus.getConsumerInfo], request, true)).consumer;
+    }
+    /** Every retention policy in force, the default ("") first. */
+    async retention() {
+        const request = ListRetentionRequest.fromPartial({});
+        return (await this.#ctx.unary((e) => [e.bus, e.bus.listRetention], request, true)).policies;
     }
     /** Remove a durable consumer. */
     async deleteConsumer(name) {

@@ -42,6 +42,16 @@ export declare class AlreadyExists extends MgmtError {
 /** FAILED_PRECONDITION: the system is not in a state that allows the call. */
 export declare class FailedPrecondition extends MgmtError {
 }
+/**
+ * FAILED_PRECONDITION with reason NOT_REGISTERED: a worker's instance is not (or no longer) in the
+ * registry (its lease lapsed, it was deregistered): register it again, then subscribe.
+ */
+export declare class NotRegistered extends FailedPrecondition {
+    get service(): string;
+    get instanceId(): string;
+    /** Why it is gone: "not_registered", or the registry's reason ("lease_expired", ...). */
+    get registryCause(): string;
+}
 /** OUT_OF_RANGE: a position (revision, sequence) outside what is kept; `info` says what is (e.g. oldest_revision). */
 export declare class OutOfRange extends MgmtError {
 }

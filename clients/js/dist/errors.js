@@ -49,6 +49,22 @@ export class AlreadyExists extends MgmtError {
 /** FAILED_PRECONDITION: the system is not in a state that allows the call. */
 export class FailedPrecondition extends MgmtError {
 }
+/**
+ * FAILED_PRECONDITION with reason NOT_REGISTERED: a worker's instance is not (or no longer) in the
+ * registry (its lease lapsed, it was deregistered): register it again, then subscribe.
+ */
+export class NotRegistered extends FailedPrecondition {
+    get service() {
+        return this.info.service ?? '';
+    }
+    get instanceId() {
+        return this.info.instance_id ?? '';
+    }
+    /** Why it is gone: "not_registered", or the registry's reason ("lease_expired", ...). */
+    get registryCause() {
+        return this.info.cause ?? 'not_registered';
+    }
+}
 /** OUT_OF_RANGE: a position (revision, sequence) outside what is kept; `info` says what is (e.g. oldest_revision). */
 export class OutOfRange extends MgmtError {
 }
@@ -117,7 +133,7 @@ export function fromServiceError(err) {
     const message = fields.violations?.length
         ? fields.violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join('; ')
         : fields.details || (status[err.code] ?? `status ${err.code}`);
-    const Class = CLASSES[err.code] ?? MgmtError;
+    const Class = err.code === status.FAILED_PRECONDITION && fields.reason === 'NOT_REGISTERED' ? NotRegistered : (CLASSES[err.code] ?? MgmtError);
     return new Class(message, fields);
 }
 /** A one-line account of a failure, for logs. */

@@ -6,7 +6,7 @@
 export { Message, Subscription } from './bus.js';
 export { Client, connect } from './client.js';
 export { parseAddresses } from './endpoints.js';
-export { AlreadyExists, FailedPrecondition, fromServiceError, InvalidArgument, isUnavailable, MgmtError, NotFound, OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable, } from './errors.js';
+export { AlreadyExists, FailedPrecondition, fromServiceError, InvalidArgument, isUnavailable, MgmtError, NotFound, NotRegistered, OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable, } from './errors.js';
 export { duration, milliseconds, toPayload } from './payload.js';
 export { Registration, RegistryWatch, } from './registry.js';
 export { TaskCancelled, TaskFailure, Worker } from './worker.js';

@@ -1,23 +1,23 @@
-import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js';
-import type { Logger } from './endpoints.js';
-import { ReportTaskEventsRequest, type ReportTaskEventsResponse, type TaskEvent } from './gen/hms/mgmt/v1/workflow.js';
-/** Opens a ReportTaskEvents stream on the session's replica; `done` gets its answer. */
-export type ReportOpener = (done: (error: ServiceError | null, answer: ReportTaskEventsResponse) => void) => ClientWritableStream<ReportTaskEventsRequest>;
+import type { ClientDuplexStream } from '@grpc/grpc-js';
+import { type Logger } from './endpoints.js';
+import { ReportTaskEventBatchesRequest, type ReportTaskEventBatchesResponse, type TaskEvent } from './gen/hms/mgmt/v1/workflow.js';
+/** Opens a ReportTaskEventBatches stream on the session's replica. */
+export type ReportOpener = () => ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
+/** Whether `event` ends its attempt (completed or failed): the reports that must not be lost. */
+export declare function isOutcome(event: TaskEvent): boolean;
 export declare class Reports {
     #private;
-    constructor(owner: string, logger: Logger, { confirmEvery, confirmTimeoutMs }?: {
-        confirmEvery?: number | undefined;
-        confirmTimeoutMs?: number | undefined;
-    });
-    /** Outcomes not yet confirmed by the control plane. */
+    constructor(owner: string, logger: Logger);
+    /** Completions and failures the control plane has not answered yet. */
     get unsent(): number;
+    /** Queue one event for the stream (a heartbeat is dropped while no stream is open). */
+    send(event: TaskEvent): void;
+    /** Resolves once every event sent so far has been answered. */
+    settled(): Promise<void>;
     /**
-     * Send over a new session's streams; first resend what earlier sessions could not, and wait until
-     * the control plane has applied it, so that it does not offer those tasks again.
+     * Keep a report stream open (made by `open`, on the session's replica) until `signal`: write what is
+     * sent, read the answers; when the stream breaks, open another after a backoff and write again what
+     * it left unanswered. Resolves once `signal` aborts.
      */
-    attach(open: ReportOpener): Promise<void>;
-    /** The session is over: close its stream; what it cannot confirm waits for the next session. */
-    detach(): Promise<void>;
-    /** Send (or keep, between sessions) one event; heartbeats between sessions are dropped. */
-    send(event: TaskEvent): Promise<void>;
+    serve(open: ReportOpener, signal: AbortSignal): Promise<void>;
 }

@@ -3,13 +3,15 @@
 //
 // A Worker's session (registration, lease renewal, task stream, report stream) lives on one replica.
 // When that replica goes away the Worker starts a new session on the next address, under the same
-// instance id, and sends again the reports the lost session could not confirm; handlers keep running
-// through it all. A cancellation from the control plane aborts the task's AbortSignal.
+// instance id, and sends again the reports the control plane had not answered; handlers keep running
+// through it all. When the registry drops the instance (its lease lapsed) the Worker registers again
+// on the same replica at once. A task the control plane withdraws (its process was cancelled, its
+// attempt timed out) has its handler's AbortSignal aborted.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Client } from './client.js';
 import { pause, unaryCall, unavailable } from './endpoints.js';
-import { describe, fromServiceError, isUnavailable } from './errors.js';
+import { describe, fromServiceError, isUnavailable, NotFound, NotRegistered } from './errors.js';
 import { HeartbeatRequest } from './gen/hms/mgmt/v1/registry.js';
 import { SubscribeTasksRequest, TaskEvent, } from './gen/hms/mgmt/v1/workflow.js';
 import { HealthServer } from './health.js';
@@ -142,7 +144,15 @@ export class Worker extends EventEmitter {
                 this.client.close();
         }
     }
-    #sessionEnded(endpoint, err) {
+    #sessionEnded(endpoint, failure) {
+        const err = fromServiceError(failure);
+        if (err instanceof NotRegistered || (err instanceof NotFound && err.kind === 'lease')) {
+            // The replica is fine; the registry dropped this instance. Register again there, at once the
+            // first time (backing off only if that keeps happening before the worker gets going).
+            const delay = this.#isReady ? 0 : this.#nextRetry();
+            this.#logger.warn(`worker ${this.instanceId}: ${describe(err)}; registering again on ${endpoint.address}`);
+            return delay;
+        }
         const gone = isUnavailable(err);
         let delay;
         if (gone) {
@@ -150,12 +160,16 @@ export class Worker extends EventEmitter {
             delay = this.client.endpoints.backoffMs();
         }
         else {
-            delay = this.#retryMs;
-            this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+            delay = this.#nextRetry();
         }
         // While every replica is away, one warning when the session is lost, not one per attempt.
         const log = this.#isReady || !gone ? this.#logger.warn : this.#logger.info;
         log.call(this.#logger, `worker ${this.instanceId}: session on ${endpoint.address} ended (${describe(err)}); next in ${(delay / 1000).toFixed(1)}s`);
+        return delay;
+    }
+    #nextRetry() {
+        const delay = this.#retryMs;
+        this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
         return delay;
     }
     /** One registration on one replica: take tasks there until `stop` (resolves) or a failure (rejects). */
@@ -171,22 +185,37 @@ export class Worker extends EventEmitter {
             ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
             ...(options.probe || options.health ? { probe: options.probe ?? {} } : {}),
         });
-        const ended = new AbortController(); // the session is over: stop renewing
+        const ended = new AbortController(); // the session is over: stop renewing and reporting
+        const { workflow } = session.endpoint;
+        const renewing = this.#renew(session, reply.lease.leaseId, ended.signal);
+        const reporting = this.#reports.serve(() => workflow.reportTaskEventBatches(session.metadata()), ended.signal);
+        // Rejects when the lease renewal fails (the lease may be lost) or the report stream ends; neither
+        // ends by itself while the session lasts.
+        const failed = Promise.race([renewing, reporting]).then(() => {
+            if (!ended.signal.aborted)
+                throw new Error('the lease renewal or the report stream ended');
+        });
+        failed.catch(() => { });
         try {
-            const { workflow } = session.endpoint;
-            await this.#reports.attach((done) => workflow.reportTaskEvents(session.metadata(), done));
-            const renewing = this.#renew(session, reply.lease.leaseId, ended.signal);
-            try {
-                await this.#takeTasks(session, renewing);
-            }
-            finally {
-                ended.abort();
-                await renewing.catch(() => { });
-            }
+            // What earlier sessions left unanswered goes first, so that those tasks are not offered again.
+            await this.#settleReports(failed);
+            await this.#takeTasks(session, failed);
             await this.#drain(); // stopping: running handlers report over this session's stream
+            await this.#settleReports(failed);
         }
         finally {
-            await this.#reports.detach();
+            ended.abort();
+            await Promise.allSettled([renewing, reporting]);
+        }
+    }
+    /** Wait (up to drainTimeoutMs) until the reports sent so far are answered; rejects if the session fails. */
+    async #settleReports(failed) {
+        const giveUp = new AbortController();
+        try {
+            await Promise.race([this.#reports.settled(), pause(this.#options.drainTimeoutMs ?? 30_000, giveUp.signal), failed]);
+        }
+        finally {
+            giveUp.abort();
         }
     }
     /**
@@ -211,8 +240,11 @@ export class Worker extends EventEmitter {
             }
         }
     }
-    /** Start a handler for each task offered, until `stop`; rejects when the stream or the lease ends. */
-    #takeTasks(session, renewing) {
+    /**
+     * Start a handler for each task offered and abort those withdrawn, until `stop`; rejects when the
+     * task stream ends or the session fails (`failed`).
+     */
+    #takeTasks(session, failed) {
         const request = SubscribeTasksRequest.fromPartial({
             service: this.service,
             instanceId: this.instanceId,
@@ -237,15 +269,16 @@ export class Worker extends EventEmitter {
             call.on('data', (frame) => {
                 if (frame.ready)
                     this.#becameReady(session.endpoint);
-                for (const task of frame.tasks)
-                    this.#start(task);
+                // Withdrawn first: a frame that frees credit may carry the task that takes it.
                 for (const cancellation of frame.cancellations)
                     this.#cancel(cancellation);
+                for (const task of frame.tasks)
+                    this.#start(task);
             });
             call.on('error', fail);
             // A replica that stops may end the stream cleanly: to the worker that is a replica gone.
             call.on('end', () => fail(unavailable('the task stream ended')));
-            renewing.then(() => { }, (err) => fail(err));
+            failed.then(() => { }, (err) => fail(err));
         });
     }
     #becameReady(endpoint) {
@@ -275,20 +308,29 @@ export class Worker extends EventEmitter {
             heartbeat: (details) => this.#heartbeat(wire.taskToken, details),
         };
         const running = { done: Promise.resolve(), controller, abandoned: false };
-        running.done = this.#runTask(task, running).finally(() => this.#running.delete(task.token));
+        running.done = this.#runTask(task, running).finally(() => {
+            if (this.#running.get(task.token) === running)
+                this.#running.delete(task.token);
+        });
         this.#running.set(task.token, running);
     }
+    /**
+     * The control plane withdrew a task (its credit is already free there): abort its handler's signal.
+     * Its outcome is not reported and a drain does not wait for it.
+     */
     #cancel(cancellation) {
         const running = this.#running.get(cancellation.taskToken);
         if (!running)
-            return;
+            return; // already finished; its report, if any, changes nothing
+        this.#running.delete(cancellation.taskToken);
         running.abandoned = true;
         running.controller.abort(new TaskCancelled(cancellation.reason, cancellation.message));
-        this.#logger.info(`worker ${this.instanceId}: task cancelled (${cancellation.reason}): ${cancellation.message}`);
+        const detail = cancellation.message ? `: ${cancellation.message}` : '';
+        this.#logger.info(`worker ${this.instanceId}: task ${cancellation.taskToken} withdrawn (${cancellation.reason}${detail}); aborting its handler`);
     }
     async #heartbeat(token, details) {
         const heartbeat = details === undefined ? {} : { details: toPayload(details, 'details') };
-        await this.#reports.send(TaskEvent.fromPartial({ taskToken: token, heartbeat }));
+        this.#reports.send(TaskEvent.fromPartial({ taskToken: token, heartbeat }));
     }
     async #runTask(task, running) {
         let event;
@@ -324,7 +366,7 @@ export class Worker extends EventEmitter {
         }
         // A cancelled attempt's report would be stale; a drain that gave up has left it to be offered again.
         if (!running.abandoned)
-            await this.#reports.send(event);
+            this.#reports.send(event);
     }
     /** Let running handlers finish (and report) for up to drainTimeoutMs; abandon and abort the rest. */
     async #drain() {

@@ -51,6 +51,11 @@ export declare class WorkflowApi {
     }): Promise<RegisterDefinitionResponse>;
     /** A stored definition version (the latest when `version` is 0), with its source and spec. */
     definition(name: string, version?: number): Promise<Definition>;
+    /** Stored definitions (the latest version of each, or every version), without source, every page. */
+    definitions({ name, allVersions }?: {
+        name?: string | undefined;
+        allVersions?: boolean | undefined;
+    }): Promise<Definition[]>;
     /**
      * Start a process of `definition` with `input` (a plain object); resolves to its id. With a
      * `businessKey` an existing process for that key is returned instead, and the call is retried on

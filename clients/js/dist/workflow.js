@@ -1,6 +1,6 @@
 // mgmt.workflow: definitions, processes and their history (the task side is the Worker's).
 import { resumable } from './endpoints.js';
-import { CancelProcessRequest, CompleteTaskRequest, FailTaskRequest, GetDefinitionRequest, GetHistoryRequest, GetProcessRequest, ListProcessesRequest, ProcessState, RegisterDefinitionRequest, SignalProcessRequest, StartProcessRequest, WatchProcessRequest, } from './gen/hms/mgmt/v1/workflow.js';
+import { CancelProcessRequest, CompleteTaskRequest, FailTaskRequest, GetDefinitionRequest, GetHistoryRequest, GetProcessRequest, ListDefinitionsRequest, ListProcessesRequest, ProcessState, RegisterDefinitionRequest, SignalProcessRequest, StartProcessRequest, WatchProcessRequest, } from './gen/hms/mgmt/v1/workflow.js';
 import { toPayload } from './payload.js';
 /** The states a process never leaves. */
 export const FINAL_STATES = new Set([
@@ -25,6 +25,18 @@ export class WorkflowApi {
     async definition(name, version = 0) {
         const request = GetDefinitionRequest.fromPartial({ name, version });
         return (await this.#ctx.unary((e) => [e.workflow, e.workflow.getDefinition], request, true)).definition;
+    }
+    /** Stored definitions (the latest version of each, or every version), without source, every page. */
+    async definitions({ name = '', allVersions = false } = {}) {
+        const found = [];
+        let pageToken = '';
+        do {
+            const request = ListDefinitionsRequest.fromPartial({ name, allVersions, pageSize: 1000, pageToken });
+            const page = await this.#ctx.unary((e) => [e.workflow, e.workflow.listDefinitions], request, true);
+            found.push(...page.definitions);
+            pageToken = page.nextPageToken;
+        } while (pageToken);
+        return found;
     }
     /**
      * Start a process of `definition` with `input` (a plain object); resolves to its id. With a
@@ -79,8 +91,9 @@ export class WorkflowApi {
         let ended = false;
         const frames = resumable(endpoints, {
             open: (e) => e.workflow.watchProcess(WatchProcessRequest.fromPartial({ processId, afterSequence: seen }), this.#ctx.metadata()),
-            // A replica that stops ends its streams cleanly: to a watcher that is a replica gone.
-            endedEarly: () => !ended && endpoints.many,
+            // A stream that ends cleanly before the process did (older control planes did so when they
+            // stopped): a replica gone, never a process to return; with one address, Unavailable.
+            endedEarly: () => !ended,
             signal: options.signal,
         });
         for await (const frame of frames) {

@@ -19,6 +19,7 @@ import {
   type Gap,
   GetConsumerInfoRequest,
   ListConsumersRequest,
+  ListRetentionRequest,
   ListSubjectsRequest,
   NackRequest,
   PublishRequest,
@@ -426,6 +427,12 @@ export class BusApi {
   async consumerInfo(name: string): Promise<ConsumerInfo> {
     const request = GetConsumerInfoRequest.fromPartial({ name });
     return (await this.#ctx.unary((e) => [e.bus, e.bus.getConsumerInfo], request, true)).consumer!;
+  }
+
+  /** Every retention policy in force, the default ("") first. */
+  async retention(): Promise<RetentionPolicy[]> {
+    const request = ListRetentionRequest.fromPartial({});
+    return (await this.#ctx.unary((e) => [e.bus, e.bus.listRetention], request, true)).policies;
   }
 
   /** Remove a durable consumer. */

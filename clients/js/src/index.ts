@@ -17,6 +17,7 @@ export {
   isUnavailable,
   MgmtError,
   NotFound,
+  NotRegistered,
   OutOfRange,
   PermissionDenied,
   ResourceExhausted,

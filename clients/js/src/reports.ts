@@ -1,157 +1,161 @@
-// A Worker's task events (started, heartbeat, completed, failed), sent over its session's
-// ReportTaskEvents stream and kept until the control plane confirms them. The Worker only calls
-// attach / detach / send, so that a change of the report protocol stays in this module.
+// A Worker's task events (started, heartbeat, completed, failed), written in batches on its
+// session's ReportTaskEventBatches stream, each batch kept until the control plane answers it and
+// written again when the stream breaks first, as the Python SDK's Reports do
+// (control_plane/sdk/_reports.py). The Worker only calls send / serve / settled, so that the report
+// protocol stays in this module.
 //
-// With the contract as it stands, ReportTaskEvents is a client stream answered once, when the client
-// closes it, after every event on it is applied. So outcomes written on a stream that breaks first
-// are sent again by the next session (a repeat answers ALREADY_REPORTED or STALE_ATTEMPT and changes
-// nothing), and a stream is closed and its answer awaited every `confirmEvery` outcomes, which
-// bounds what is kept. Events sent in one turn of the event loop go out in one frame, so the control
-// plane applies them together.
+// Events sent in one turn of the event loop go out in one batch, so the control plane applies them
+// concurrently and their transitions share commits. The control plane answers every batch once its
+// events are applied; a stream that ends first (its replica went away, the store was unreachable)
+// leaves its unanswered batches to be written again, on a new stream of the same session after a
+// backoff or on the next session's. A repeat is harmless: it is answered ALREADY_REPORTED (or
+// STALE_ATTEMPT, TASK_CANCELLED) and changes nothing. Only completions and failures are kept; a
+// heartbeat is worth sending only while a stream is open.
 
-import type { ClientWritableStream, ServiceError } from '@grpc/grpc-js';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
 
-import type { Logger } from './endpoints.js';
+import { type Logger, pause, unavailable } from './endpoints.js';
 import { describe } from './errors.js';
-import { ReportTaskEventsRequest, type ReportTaskEventsResponse, type TaskEvent } from './gen/hms/mgmt/v1/workflow.js';
+import {
+  ReportResult,
+  ReportTaskEventBatchesRequest,
+  type ReportTaskEventBatchesResponse,
+  type TaskEvent,
+} from './gen/hms/mgmt/v1/workflow.js';
 
-/** Opens a ReportTaskEvents stream on the session's replica; `done` gets its answer. */
-export type ReportOpener = (
-  done: (error: ServiceError | null, answer: ReportTaskEventsResponse) => void,
-) => ClientWritableStream<ReportTaskEventsRequest>;
+/** Opens a ReportTaskEventBatches stream on the session's replica. */
+export type ReportOpener = () => ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
 
-interface Stream {
-  call: ClientWritableStream<ReportTaskEventsRequest>;
-  answer: Promise<ReportTaskEventsResponse>;
-  outcomes: TaskEvent[]; // written on it, not yet confirmed
-  closing: boolean;
-}
+const BATCH = 1000; // events per request, the most the control plane takes
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 2000;
 
-const MAX_FRAME = 1000;
-
-function isOutcome(event: TaskEvent): boolean {
+/** Whether `event` ends its attempt (completed or failed): the reports that must not be lost. */
+export function isOutcome(event: TaskEvent): boolean {
   return event.completed !== undefined || event.failed !== undefined;
 }
 
 export class Reports {
   readonly #owner: string;
   readonly #logger: Logger;
-  readonly #confirmEvery: number;
-  readonly #confirmTimeoutMs: number;
   #pending: TaskEvent[] = []; // not yet written
-  #open: ReportOpener | undefined; // the session's; undefined between sessions
-  #stream: Stream | undefined;
-  #lock: Promise<void> = Promise.resolve();
-  #flushing: Promise<void> | undefined; // the frame being gathered in this turn of the event loop
+  readonly #unanswered = new Map<number, TaskEvent[]>(); // written on the open stream, by batch id
+  #nextBatchId = 1;
+  #write: (() => void) | undefined; // writes what is pending on the open stream
+  #writeScheduled = false;
+  #answeredAny = false; // on the current stream
+  #settledWaiters: (() => void)[] = [];
 
-  constructor(owner: string, logger: Logger, { confirmEvery = 1000, confirmTimeoutMs = 30_000 } = {}) {
+  constructor(owner: string, logger: Logger) {
     this.#owner = owner;
     this.#logger = logger;
-    this.#confirmEvery = confirmEvery;
-    this.#confirmTimeoutMs = confirmTimeoutMs;
   }
 
-  /** Outcomes not yet confirmed by the control plane. */
+  /** Completions and failures the control plane has not answered yet. */
   get unsent(): number {
-    return this.#pending.filter(isOutcome).length + (this.#stream?.outcomes.length ?? 0);
+    return this.#countUnanswered() + this.#pending.filter(isOutcome).length;
+  }
+
+  /** Queue one event for the stream (a heartbeat is dropped while no stream is open). */
+  send(event: TaskEvent): void {
+    if (!this.#write && !isOutcome(event)) return;
+    this.#pending.push(event);
+    if (this.#write && !this.#writeScheduled) {
+      this.#writeScheduled = true;
+      setImmediate(() => {
+        this.#writeScheduled = false;
+        this.#write?.();
+      });
+    }
+  }
+
+  /** Resolves once every event sent so far has been answered. */
+  settled(): Promise<void> {
+    if (!this.#pending.length && !this.#unanswered.size) return Promise.resolve();
+    return new Promise((resolve) => this.#settledWaiters.push(resolve));
   }
 
   /**
-   * Send over a new session's streams; first resend what earlier sessions could not, and wait until
-   * the control plane has applied it, so that it does not offer those tasks again.
+   * Keep a report stream open (made by `open`, on the session's replica) until `signal`: write what is
+   * sent, read the answers; when the stream breaks, open another after a backoff and write again what
+   * it left unanswered. Resolves once `signal` aborts.
    */
-  async attach(open: ReportOpener): Promise<void> {
-    this.#open = open;
-    if (this.#pending.length) {
-      this.#logger.info(`${this.#owner}: sending ${this.#pending.length} reports again`);
-      await this.#locked(() => this.#write());
-      await this.#locked(() => this.#close());
+  async serve(open: ReportOpener, signal: AbortSignal): Promise<void> {
+    let delay = RETRY_FIRST_MS;
+    while (!signal.aborted) {
+      const failure = await this.#exchange(open(), signal);
+      const kept = this.#countUnanswered();
+      this.#requeue();
+      if (signal.aborted) return;
+      // One warning when a working stream breaks, not one per attempt while it keeps failing.
+      const log = this.#answeredAny || delay === RETRY_FIRST_MS ? this.#logger.warn : this.#logger.info;
+      log.call(this.#logger, `${this.#owner}: report stream ended (${describe(failure)}); ${kept} reports kept for sending again`);
+      if (this.#answeredAny) delay = RETRY_FIRST_MS;
+      await pause(delay, signal); // the replica (or its store) may need a moment
+      delay = Math.min(delay * 2, RETRY_MAX_MS);
     }
   }
 
-  /** The session is over: close its stream; what it cannot confirm waits for the next session. */
-  async detach(): Promise<void> {
-    this.#open = undefined;
-    await this.#locked(() => this.#close());
-  }
-
-  /** Send (or keep, between sessions) one event; heartbeats between sessions are dropped. */
-  send(event: TaskEvent): Promise<void> {
-    if (!this.#open && !isOutcome(event)) return Promise.resolve();
-    this.#pending.push(event);
-    if (!this.#open) return Promise.resolve();
-    this.#flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.#flushing = undefined;
-      return this.#locked(() => this.#write());
+  /** Write batches and read answers until the stream fails or `signal` aborts; resolves to the failure. */
+  #exchange(call: ReturnType<ReportOpener>, signal: AbortSignal): Promise<unknown> {
+    this.#answeredAny = false;
+    const kept = this.#pending.filter(isOutcome).length;
+    if (kept) this.#logger.info(`${this.#owner}: sending ${kept} reports kept since the last stream broke`);
+    return new Promise((resolve) => {
+      const finish = (failure: unknown) => {
+        if (this.#write !== write) return;
+        this.#write = undefined;
+        signal.removeEventListener('abort', cancel);
+        call.cancel();
+        resolve(failure);
+      };
+      const cancel = () => finish(undefined);
+      const write = () => {
+        while (this.#pending.length) {
+          const events = this.#pending.splice(0, BATCH);
+          const batchId = this.#nextBatchId++;
+          this.#unanswered.set(batchId, events);
+          call.write(ReportTaskEventBatchesRequest.fromPartial({ batchId, events }));
+        }
+      };
+      this.#write = write;
+      call.on('data', (answer: ReportTaskEventBatchesResponse) => this.#answered(answer));
+      call.on('error', finish);
+      call.on('end', () => finish(unavailable('the control plane ended the report stream')));
+      signal.addEventListener('abort', cancel, { once: true });
+      write();
     });
-    return this.#flushing;
   }
 
-  #locked(action: () => Promise<void>): Promise<void> {
-    const run = this.#lock.then(action);
-    this.#lock = run.catch(() => {});
-    return run;
-  }
-
-  async #write(): Promise<void> {
-    while (this.#pending.length && this.#open) {
-      const stream = (this.#stream ??= this.#start(this.#open));
-      const events = this.#pending.splice(0, MAX_FRAME);
-      stream.call.write(ReportTaskEventsRequest.fromPartial({ events }));
-      stream.outcomes.push(...events.filter(isOutcome));
-      if (stream.outcomes.length >= this.#confirmEvery) await this.#close();
+  #answered(answer: ReportTaskEventBatchesResponse): void {
+    this.#answeredAny = true;
+    if (!this.#unanswered.delete(answer.batchId)) return;
+    const refused = answer.results.filter((r) => r === ReportResult.REPORT_RESULT_INVALID).length;
+    if (refused) {
+      const problems = answer.violations.slice(0, 3).map((v) => `${v.field}: ${v.description}`);
+      this.#logger.warn(`${this.#owner}: ${refused} reports refused: ${problems.join('; ')}`);
     }
+    this.#checkSettled();
   }
 
-  #start(open: ReportOpener): Stream {
-    let call!: ClientWritableStream<ReportTaskEventsRequest>;
-    const answer = new Promise<ReportTaskEventsResponse>((resolve, reject) => {
-      call = open((error, reply) => (error ? reject(error) : resolve(reply)));
-    });
-    call.on('error', () => {}); // failures reach `answer`
-    const stream: Stream = { call, answer, outcomes: [], closing: false };
-    answer.catch((err: unknown) => {
-      if (stream.closing) return; // #close deals with it
-      // It broke while open: what it carried may not have been applied.
-      if (this.#stream === stream) this.#stream = undefined;
-      this.#logger.warn(`${this.#owner}: report stream broke (${describe(err)}); reports kept for resending`);
-      this.#keep(stream.outcomes);
-      stream.outcomes = [];
-    });
-    return stream;
+  #countUnanswered(): number {
+    let count = 0;
+    for (const events of this.#unanswered.values()) count += events.filter(isOutcome).length;
+    return count;
   }
 
-  async #close(): Promise<void> {
-    const stream = this.#stream;
-    this.#stream = undefined;
-    if (!stream) return;
-    stream.closing = true;
-    const written = stream.outcomes;
-    stream.outcomes = [];
-    stream.call.end();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.#confirmTimeoutMs} ms`)), this.#confirmTimeoutMs);
-    });
-    try {
-      const answer = await Promise.race([stream.answer, timeout]);
-      if (answer.invalid) {
-        const problems = answer.violations.slice(0, 3).map((v) => `${v.field}: ${v.description}`);
-        this.#logger.warn(`${this.#owner}: ${answer.invalid} reports refused: ${problems.join('; ')}`);
-      }
-    } catch (err) {
-      if (written.length) {
-        this.#logger.warn(`${this.#owner}: ${written.length} reports unconfirmed (${describe(err)}); kept for resending`);
-      }
-      stream.call.cancel();
-      this.#keep(written);
-    } finally {
-      clearTimeout(timer);
-    }
+  /** A stream is gone: its unanswered outcomes go back in front of what is pending, in order. */
+  #requeue(): void {
+    const again = [...this.#unanswered.keys()].sort((a, b) => a - b).flatMap((id) => this.#unanswered.get(id)!.filter(isOutcome));
+    this.#unanswered.clear();
+    this.#pending = [...again, ...this.#pending.filter(isOutcome)];
+    this.#checkSettled();
   }
 
-  /** Put `events` back in front of the pending ones, for the next stream. */
-  #keep(events: TaskEvent[]): void {
-    this.#pending.unshift(...events);
+  #checkSettled(): void {
+    if (this.#pending.length || this.#unanswered.size) return;
+    const waiters = this.#settledWaiters;
+    this.#settledWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 }

@@ -14,6 +14,7 @@ import {
   GetDefinitionRequest,
   GetHistoryRequest,
   GetProcessRequest,
+  ListDefinitionsRequest,
   type HistoryEvent,
   ListProcessesRequest,
   type Process,
@@ -98,6 +99,19 @@ export class WorkflowApi {
     return (await this.#ctx.unary((e) => [e.workflow, e.workflow.getDefinition], request, true)).definition!;
   }
 
+  /** Stored definitions (the latest version of each, or every version), without source, every page. */
+  async definitions({ name = '', allVersions = false } = {}): Promise<Definition[]> {
+    const found: Definition[] = [];
+    let pageToken = '';
+    do {
+      const request = ListDefinitionsRequest.fromPartial({ name, allVersions, pageSize: 1000, pageToken });
+      const page = await this.#ctx.unary((e) => [e.workflow, e.workflow.listDefinitions], request, true);
+      found.push(...page.definitions);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return found;
+  }
+
   /**
    * Start a process of `definition` with `input` (a plain object); resolves to its id. With a
    * `businessKey` an existing process for that key is returned instead, and the call is retried on
@@ -157,8 +171,9 @@ export class WorkflowApi {
     const frames = resumable<WatchProcessResponse>(endpoints, {
       open: (e) =>
         e.workflow.watchProcess(WatchProcessRequest.fromPartial({ processId, afterSequence: seen }), this.#ctx.metadata()),
-      // A replica that stops ends its streams cleanly: to a watcher that is a replica gone.
-      endedEarly: () => !ended && endpoints.many,
+      // A stream that ends cleanly before the process did (older control planes did so when they
+      // stopped): a replica gone, never a process to return; with one address, Unavailable.
+      endedEarly: () => !ended,
       signal: options.signal,
     });
     for await (const frame of frames) {

@@ -240,3 +240,26 @@ test('on SIGTERM a worker drains: the running task completes and reports, then i
   assert.deepEqual([final.state, final.output], ['PROCESS_STATE_COMPLETED', { drained: true }]);
   assert.deepEqual(await mgmt.registry.lookup('Drain', { includeUnhealthy: true }), []);
 });
+
+test('a worker dropped by the registry registers again at once and goes on taking tasks', async (t) => {
+  const { mgmt } = await setup(t, `name: one\nsteps:\n  - {id: work, task: {service: Dropped, type: work}}\n`);
+  const logger = recordingLogger();
+  const worker = await running(t, mgmt, { service: 'Dropped', instanceId: 'dropped-1', logger, handlers: { work: () => ({ ok: true }) } });
+  let sessions = 0;
+  const again = event();
+  worker.on('ready', () => ++sessions === 1 && again.set());
+
+  await mgmt.registry.deregister('Dropped', 'dropped-1'); // its task stream ends: NOT_REGISTERED
+  await deadline(again.happened, WAIT_MS, 'the worker to subscribe again');
+  const final = await deadline(mgmt.workflow.wait(await mgmt.workflow.start('one', {})), WAIT_MS, 'the process to end');
+
+  assert.deepEqual(final.output, { ok: true });
+  assert.deepEqual(
+    (await mgmt.registry.lookup('Dropped')).map((i) => i.instanceId),
+    ['dropped-1'],
+  );
+  assert.ok(
+    logger.lines.some((l) => l.startsWith('WARN worker dropped-1: FAILED_PRECONDITION: ') && l.includes('registering again on')),
+    logger.lines.join('\n'),
+  );
+});

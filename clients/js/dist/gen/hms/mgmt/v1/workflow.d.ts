@@ -1,5 +1,5 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type ClientWritableStream, type handleClientStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { type CallOptions, type ChannelCredentials, Client, type ClientDuplexStream, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type ClientWritableStream, type handleBidiStreamingCall, type handleClientStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { Duration } from "../../../google/protobuf/duration.js";
 import { BusMessage } from "./bus.js";
 import { FieldViolation } from "./common.js";
@@ -21,8 +21,15 @@ export declare const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * with the HistoryEvent as JSON (content_type "application/json") as data.
  *
  * Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
- * ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
+ * ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
  * or its Registry lease lapses, its outstanding tasks go back to the queue at once.
+ *
+ * A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
+ * never registered — gets FAILED_PRECONDITION with a google.rpc.ErrorInfo whose reason is
+ * "NOT_REGISTERED" (metadata: "service", "instance_id" and "cause", e.g. "lease_expired"), both
+ * from SubscribeTasks and when its open task stream ends for that reason. It should Register
+ * again (same instance id) and subscribe again; retrying SubscribeTasks alone cannot succeed.
+ * UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
  *
  * JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
  * users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
@@ -194,6 +201,13 @@ export declare enum ReportResult {
     REPORT_RESULT_STALE_ATTEMPT = "REPORT_RESULT_STALE_ATTEMPT",
     /** REPORT_RESULT_TASK_CANCELLED - The process was cancelled or ended, or the task was cancelled. Nothing changed. */
     REPORT_RESULT_TASK_CANCELLED = "REPORT_RESULT_TASK_CANCELLED",
+    /**
+     * REPORT_RESULT_INVALID - ReportTaskEventBatches only: the event was refused as invalid (malformed token, unknown
+     * process, no event set, bad outbox message, a task outside the caller's services, ...); the
+     * response's violations say why. Nothing changed. (CompleteTask and FailTask answer
+     * INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED instead.)
+     */
+    REPORT_RESULT_INVALID = "REPORT_RESULT_INVALID",
     UNRECOGNIZED = "UNRECOGNIZED"
 }
 export declare function reportResultFromJSON(object: any): ReportResult;
@@ -464,7 +478,8 @@ export interface WatchProcessRequest {
  * One frame of a WatchProcess stream. The first frame carries `process` (its state when the
  * watch began) and history events up to process.last_event_sequence (split over several frames
  * when long); live events follow as they commit. The last frame carries the final `process`,
- * after which the stream ends with OK.
+ * after which the stream ends with OK. A stream that ends otherwise (UNAVAILABLE when the control
+ * plane stops) has not seen the process end.
  */
 export interface WatchProcessResponse {
     /** Snapshot of the process: on the first and last frames only. */
@@ -583,8 +598,9 @@ export interface SubscribeTasksRequest {
     /** Service the worker belongs to. */
     service: string;
     /**
-     * Its instance id in the Registry: the instance must be registered and its lease live
-     * (else FAILED_PRECONDITION). When the lease lapses the stream ends and its tasks are requeued.
+     * Its instance id in the Registry: the instance must be registered and its lease live (else
+     * FAILED_PRECONDITION, reason NOT_REGISTERED). When the lease lapses (or the instance is
+     * deregistered) the stream ends the same way and its tasks are requeued.
      */
     instanceId: string;
     /** Task types to receive; empty receives every task type of the service. Up to 256. */
@@ -658,10 +674,20 @@ export interface TaskEvent {
 }
 /** One frame of a ReportTaskEvents stream. */
 export interface ReportTaskEventsRequest {
-    /** Events, applied in order; 1 to 1,000 per frame. Events of many tasks may share a frame. */
+    /**
+     * Events, 1 to 1,000 per frame. Events of many tasks may share a frame. The events of one task
+     * are applied in the order they were written (across frames too); those of different tasks
+     * concurrently.
+     */
     events: TaskEvent[];
 }
-/** Response of ReportTaskEvents, sent when the client closes its side of the stream. */
+/**
+ * Response of ReportTaskEvents, sent when the client closes its side of the stream, once every
+ * event of the stream has been applied or refused. A failure that is not the events' fault (the
+ * store unreachable, the control plane shutting down, an internal error) ends the stream with
+ * that status instead, and no answer: any event of the stream may or may not have been applied,
+ * so send them all again (a repeat answers ALREADY_REPORTED and changes nothing).
+ */
 export interface ReportTaskEventsResponse {
     /** Events recorded (heartbeats and started events included). */
     accepted: number;
@@ -671,7 +697,47 @@ export interface ReportTaskEventsResponse {
     invalid: number;
     /**
      * The first 100 problems of invalid events; field is "events[<n>]..." with n counted from 0
-     * over the whole stream, e.g. "events[12].completed.outbox[0].subject".
+     * over the whole stream, e.g. "events[12].task_token".
+     */
+    violations: FieldViolation[];
+}
+/**
+ * One frame of a ReportTaskEventBatches stream: a batch of events, answered by one
+ * ReportTaskEventBatchesResponse with the same batch_id.
+ */
+export interface ReportTaskEventBatchesRequest {
+    /** Client-chosen batch id, echoed in the response that answers this request; not interpreted. */
+    batchId: number;
+    /**
+     * Events, 1 to 1,000 per request. Events of many tasks may share a request. The events of one
+     * task are applied in the order they were written (across requests too); those of different
+     * tasks concurrently.
+     */
+    events: TaskEvent[];
+}
+/**
+ * The answer to one ReportTaskEventBatchesRequest, sent once every event of it has been applied
+ * or refused. Responses may come in another order than their requests: match them by batch_id.
+ * At most 1,000 events of one stream are read and not yet answered: a client that does not read
+ * its answers is not read from either.
+ *
+ * Failures that are not the events' fault (the store unreachable, the control plane shutting
+ * down, an internal error) end the stream with that status instead. Events of requests not yet
+ * answered then may or may not have been applied: send them again, on a new stream. A repeat is
+ * harmless: it answers ALREADY_REPORTED (or STALE_ATTEMPT / TASK_CANCELLED) and changes nothing.
+ */
+export interface ReportTaskEventBatchesResponse {
+    /** batch_id of the request this answers. */
+    batchId: number;
+    /**
+     * One result per event of the request, in the request's order (heartbeats and started events
+     * included: ACCEPTED when the attempt is still held); INVALID for each event of a request
+     * refused as a whole (no events, or more than 1,000).
+     */
+    results: ReportResult[];
+    /**
+     * Why INVALID events were refused; field is "events[<n>]..." with n the event's index in the
+     * request (from 0), e.g. "events[3].task_token", or "events" for the request as a whole.
      */
     violations: FieldViolation[];
 }
@@ -755,6 +821,8 @@ export declare const TaskFailed: MessageFns<TaskFailed>;
 export declare const TaskEvent: MessageFns<TaskEvent>;
 export declare const ReportTaskEventsRequest: MessageFns<ReportTaskEventsRequest>;
 export declare const ReportTaskEventsResponse: MessageFns<ReportTaskEventsResponse>;
+export declare const ReportTaskEventBatchesRequest: MessageFns<ReportTaskEventBatchesRequest>;
+export declare const ReportTaskEventBatchesResponse: MessageFns<ReportTaskEventBatchesResponse>;
 export declare const CompleteTaskRequest: MessageFns<CompleteTaskRequest>;
 export declare const CompleteTaskResponse: MessageFns<CompleteTaskResponse>;
 export declare const FailTaskRequest: MessageFns<FailTaskRequest>;
@@ -829,7 +897,8 @@ export declare const WorkflowService: {
     };
     /**
      * The process and its history so far, then live events; the stream ends (OK) after the
-     * process ends.
+     * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+     * (elsewhere) with after_sequence set to the last event seen.
      */
     readonly watchProcess: {
         readonly path: "/hms.mgmt.v1.Workflow/WatchProcess";
@@ -880,7 +949,11 @@ export declare const WorkflowService: {
         readonly responseSerialize: (value: SubscribeTasksResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => SubscribeTasksResponse;
     };
-    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one stream, answered
+     * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+     * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+     */
     readonly reportTaskEvents: {
         readonly path: "/hms.mgmt.v1.Workflow/ReportTaskEvents";
         readonly requestStream: true;
@@ -889,6 +962,19 @@ export declare const WorkflowService: {
         readonly requestDeserialize: (value: Buffer) => ReportTaskEventsRequest;
         readonly responseSerialize: (value: ReportTaskEventsResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ReportTaskEventsResponse;
+    };
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+     * every request is answered by one response (same batch_id) once each of its events is applied.
+     */
+    readonly reportTaskEventBatches: {
+        readonly path: "/hms.mgmt.v1.Workflow/ReportTaskEventBatches";
+        readonly requestStream: true;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: ReportTaskEventBatchesRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ReportTaskEventBatchesRequest;
+        readonly responseSerialize: (value: ReportTaskEventBatchesResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ReportTaskEventBatchesResponse;
     };
     /** Worker: report a task completed (unary form of a completed event). */
     readonly completeTask: {
@@ -931,7 +1017,8 @@ export interface WorkflowServer extends UntypedServiceImplementation {
     listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
     /**
      * The process and its history so far, then live events; the stream ends (OK) after the
-     * process ends.
+     * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+     * (elsewhere) with after_sequence set to the last event seen.
      */
     watchProcess: handleServerStreamingCall<WatchProcessRequest, WatchProcessResponse>;
     /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
@@ -942,8 +1029,17 @@ export interface WorkflowServer extends UntypedServiceImplementation {
     getHistory: handleUnaryCall<GetHistoryRequest, GetHistoryResponse>;
     /** Worker: receive tasks of some task types of a service, up to max_in_flight at a time. */
     subscribeTasks: handleServerStreamingCall<SubscribeTasksRequest, SubscribeTasksResponse>;
-    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one stream, answered
+     * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+     * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+     */
     reportTaskEvents: handleClientStreamingCall<ReportTaskEventsRequest, ReportTaskEventsResponse>;
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+     * every request is answered by one response (same batch_id) once each of its events is applied.
+     */
+    reportTaskEventBatches: handleBidiStreamingCall<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
     /** Worker: report a task completed (unary form of a completed event). */
     completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
     /** Worker: report a task attempt failed (unary form of a failed event). */
@@ -981,7 +1077,8 @@ export interface WorkflowClient extends Client {
     listProcesses(request: ListProcessesRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListProcessesResponse) => void): ClientUnaryCall;
     /**
      * The process and its history so far, then live events; the stream ends (OK) after the
-     * process ends.
+     * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+     * (elsewhere) with after_sequence set to the last event seen.
      */
     watchProcess(request: WatchProcessRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchProcessResponse>;
     watchProcess(request: WatchProcessRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchProcessResponse>;
@@ -1000,11 +1097,22 @@ export interface WorkflowClient extends Client {
     /** Worker: receive tasks of some task types of a service, up to max_in_flight at a time. */
     subscribeTasks(request: SubscribeTasksRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeTasksResponse>;
     subscribeTasks(request: SubscribeTasksRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubscribeTasksResponse>;
-    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one stream, answered
+     * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+     * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+     */
     reportTaskEvents(callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
     reportTaskEvents(metadata: Metadata, callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
     reportTaskEvents(options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
     reportTaskEvents(metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void): ClientWritableStream<ReportTaskEventsRequest>;
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+     * every request is answered by one response (same batch_id) once each of its events is applied.
+     */
+    reportTaskEventBatches(): ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
+    reportTaskEventBatches(options: Partial<CallOptions>): ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
+    reportTaskEventBatches(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
     /** Worker: report a task completed (unary form of a completed event). */
     completeTask(request: CompleteTaskRequest, callback: (error: ServiceError | null, response: CompleteTaskResponse) => void): ClientUnaryCall;
     completeTask(request: CompleteTaskRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CompleteTaskResponse) => void): ClientUnaryCall;

@@ -29,8 +29,15 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * with the HistoryEvent as JSON (content_type "application/json") as data.
  *
  * Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
- * ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
+ * ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
  * or its Registry lease lapses, its outstanding tasks go back to the queue at once.
+ *
+ * A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
+ * never registered — gets FAILED_PRECONDITION with a google.rpc.ErrorInfo whose reason is
+ * "NOT_REGISTERED" (metadata: "service", "instance_id" and "cause", e.g. "lease_expired"), both
+ * from SubscribeTasks and when its open task stream ends for that reason. It should Register
+ * again (same instance id) and subscribe again; retrying SubscribeTasks alone cannot succeed.
+ * UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
  *
  * JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
  * users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
@@ -667,6 +674,13 @@ export var ReportResult;
     ReportResult["REPORT_RESULT_STALE_ATTEMPT"] = "REPORT_RESULT_STALE_ATTEMPT";
     /** REPORT_RESULT_TASK_CANCELLED - The process was cancelled or ended, or the task was cancelled. Nothing changed. */
     ReportResult["REPORT_RESULT_TASK_CANCELLED"] = "REPORT_RESULT_TASK_CANCELLED";
+    /**
+     * REPORT_RESULT_INVALID - ReportTaskEventBatches only: the event was refused as invalid (malformed token, unknown
+     * process, no event set, bad outbox message, a task outside the caller's services, ...); the
+     * response's violations say why. Nothing changed. (CompleteTask and FailTask answer
+     * INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED instead.)
+     */
+    ReportResult["REPORT_RESULT_INVALID"] = "REPORT_RESULT_INVALID";
     ReportResult["UNRECOGNIZED"] = "UNRECOGNIZED";
 })(ReportResult || (ReportResult = {}));
 export function reportResultFromJSON(object) {
@@ -686,6 +700,9 @@ export function reportResultFromJSON(object) {
         case 4:
         case "REPORT_RESULT_TASK_CANCELLED":
             return ReportResult.REPORT_RESULT_TASK_CANCELLED;
+        case 5:
+        case "REPORT_RESULT_INVALID":
+            return ReportResult.REPORT_RESULT_INVALID;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -704,6 +721,8 @@ export function reportResultToJSON(object) {
             return "REPORT_RESULT_STALE_ATTEMPT";
         case ReportResult.REPORT_RESULT_TASK_CANCELLED:
             return "REPORT_RESULT_TASK_CANCELLED";
+        case ReportResult.REPORT_RESULT_INVALID:
+            return "REPORT_RESULT_INVALID";
         case ReportResult.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";
@@ -721,6 +740,8 @@ export function reportResultToNumber(object) {
             return 3;
         case ReportResult.REPORT_RESULT_TASK_CANCELLED:
             return 4;
+        case ReportResult.REPORT_RESULT_INVALID:
+            return 5;
         case ReportResult.UNRECOGNIZED:
         default:
             return -1;
@@ -4914,6 +4935,198 @@ export const ReportTaskEventsResponse = {
         return message;
     },
 };
+function createBaseReportTaskEventBatchesRequest() {
+    return { batchId: 0, events: [] };
+}
+export const ReportTaskEventBatchesRequest = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.batchId !== 0) {
+            writer.uint32(8).uint64(message.batchId);
+        }
+        for (const v of message.events) {
+            TaskEvent.encode(v, writer.uint32(18).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseReportTaskEventBatchesRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 8) {
+                            break;
+                        }
+                        message.batchId = longToNumber(reader.uint64());
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.events.push(TaskEvent.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            batchId: isSet(object.batchId)
+                ? globalThis.Number(object.batchId)
+                : isSet(object.batch_id)
+                    ? globalThis.Number(object.batch_id)
+                    : 0,
+            events: globalThis.Array.isArray(object?.events) ? object.events.map((e) => TaskEvent.fromJSON(e)) : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.batchId !== 0) {
+            obj.batchId = Math.round(message.batchId);
+        }
+        if (message.events?.length) {
+            obj.events = message.events.map((e) => TaskEvent.toJSON(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return ReportTaskEventBatchesRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseReportTaskEventBatchesRequest();
+        message.batchId = object.batchId ?? 0;
+        message.events = object.events?.map((e) => TaskEvent.fromPartial(e)) || [];
+        return message;
+    },
+};
+function createBaseReportTaskEventBatchesResponse() {
+    return { batchId: 0, results: [], violations: [] };
+}
+export const ReportTaskEventBatchesResponse = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.batchId !== 0) {
+            writer.uint32(8).uint64(message.batchId);
+        }
+        if (message.results.length !== 0) {
+            writer.uint32(18).fork();
+            for (const v of message.results) {
+                writer.int32(reportResultToNumber(v));
+            }
+            writer.join();
+        }
+        for (const v of message.violations) {
+            FieldViolation.encode(v, writer.uint32(26).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseReportTaskEventBatchesResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 8) {
+                            break;
+                        }
+                        message.batchId = longToNumber(reader.uint64());
+                        continue;
+                    }
+                    case 2: {
+                        if (tag === 16) {
+                            message.results.push(reportResultFromJSON(reader.int32()));
+                            continue;
+                        }
+                        if (tag === 18) {
+                            const end2 = reader.uint32() + reader.pos;
+                            while (reader.pos < end2) {
+                                message.results.push(reportResultFromJSON(reader.int32()));
+                            }
+                            continue;
+                        }
+                        break;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.violations.push(FieldViolation.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            batchId: isSet(object.batchId)
+                ? globalThis.Number(object.batchId)
+                : isSet(object.batch_id)
+                    ? globalThis.Number(object.batch_id)
+                    : 0,
+            results: globalThis.Array.isArray(object?.results) ? object.results.map((e) => reportResultFromJSON(e)) : [],
+            violations: globalThis.Array.isArray(object?.violations)
+                ? object.violations.map((e) => FieldViolation.fromJSON(e))
+                : [],
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.batchId !== 0) {
+            obj.batchId = Math.round(message.batchId);
+        }
+        if (message.results?.length) {
+            obj.results = message.results.map((e) => reportResultToJSON(e));
+        }
+        if (message.violations?.length) {
+            obj.violations = message.violations.map((e) => FieldViolation.toJSON(e));
+        }
+        return obj;
+    },
+    create(base) {
+        return ReportTaskEventBatchesResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseReportTaskEventBatchesResponse();
+        message.batchId = object.batchId ?? 0;
+        message.results = object.results?.map((e) => e) || [];
+        message.violations = object.violations?.map((e) => FieldViolation.fromPartial(e)) || [];
+        return message;
+    },
+};
 function createBaseCompleteTaskRequest() {
     return { taskToken: "", output: undefined, outbox: [] };
 }
@@ -5408,7 +5621,8 @@ export const WorkflowService = {
     },
     /**
      * The process and its history so far, then live events; the stream ends (OK) after the
-     * process ends.
+     * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+     * (elsewhere) with after_sequence set to the last event seen.
      */
     watchProcess: {
         path: "/hms.mgmt.v1.Workflow/WatchProcess",
@@ -5459,7 +5673,11 @@ export const WorkflowService = {
         responseSerialize: (value) => Buffer.from(SubscribeTasksResponse.encode(value).finish()),
         responseDeserialize: (value) => SubscribeTasksResponse.decode(value),
     },
-    /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one stream, answered
+     * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+     * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+     */
     reportTaskEvents: {
         path: "/hms.mgmt.v1.Workflow/ReportTaskEvents",
         requestStream: true,
@@ -5468,6 +5686,19 @@ export const WorkflowService = {
         requestDeserialize: (value) => ReportTaskEventsRequest.decode(value),
         responseSerialize: (value) => Buffer.from(ReportTaskEventsResponse.encode(value).finish()),
         responseDeserialize: (value) => ReportTaskEventsResponse.decode(value),
+    },
+    /**
+     * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+     * every request is answered by one response (same batch_id) once each of its events is applied.
+     */
+    reportTaskEventBatches: {
+        path: "/hms.mgmt.v1.Workflow/ReportTaskEventBatches",
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (value) => Buffer.from(ReportTaskEventBatchesRequest.encode(value).finish()),
+        requestDeserialize: (value) => ReportTaskEventBatchesRequest.decode(value),
+        responseSerialize: (value) => Buffer.from(ReportTaskEventBatchesResponse.encode(value).finish()),
+        responseDeserialize: (value) => ReportTaskEventBatchesResponse.decode(value),
     },
     /** Worker: report a task completed (unary form of a completed event). */
     completeTask: {

@@ -10,10 +10,12 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
   type ClientWritableStream,
+  type handleBidiStreamingCall,
   type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
@@ -48,8 +50,15 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * with the HistoryEvent as JSON (content_type "application/json") as data.
  *
  * Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
- * ReportTaskEvents (or CompleteTask / FailTask) reports on them. When a worker's stream closes
+ * ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
  * or its Registry lease lapses, its outstanding tasks go back to the queue at once.
+ *
+ * A worker that is not (or no longer) registered — its lease lapsed, it was deregistered, or it
+ * never registered — gets FAILED_PRECONDITION with a google.rpc.ErrorInfo whose reason is
+ * "NOT_REGISTERED" (metadata: "service", "instance_id" and "cause", e.g. "lease_expired"), both
+ * from SubscribeTasks and when its open task stream ends for that reason. It should Register
+ * again (same instance id) and subscribe again; retrying SubscribeTasks alone cannot succeed.
+ * UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
  *
  * JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
  * users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
@@ -701,6 +710,13 @@ export enum ReportResult {
   REPORT_RESULT_STALE_ATTEMPT = "REPORT_RESULT_STALE_ATTEMPT",
   /** REPORT_RESULT_TASK_CANCELLED - The process was cancelled or ended, or the task was cancelled. Nothing changed. */
   REPORT_RESULT_TASK_CANCELLED = "REPORT_RESULT_TASK_CANCELLED",
+  /**
+   * REPORT_RESULT_INVALID - ReportTaskEventBatches only: the event was refused as invalid (malformed token, unknown
+   * process, no event set, bad outbox message, a task outside the caller's services, ...); the
+   * response's violations say why. Nothing changed. (CompleteTask and FailTask answer
+   * INVALID_ARGUMENT, NOT_FOUND or PERMISSION_DENIED instead.)
+   */
+  REPORT_RESULT_INVALID = "REPORT_RESULT_INVALID",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -721,6 +737,9 @@ export function reportResultFromJSON(object: any): ReportResult {
     case 4:
     case "REPORT_RESULT_TASK_CANCELLED":
       return ReportResult.REPORT_RESULT_TASK_CANCELLED;
+    case 5:
+    case "REPORT_RESULT_INVALID":
+      return ReportResult.REPORT_RESULT_INVALID;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -740,6 +759,8 @@ export function reportResultToJSON(object: ReportResult): string {
       return "REPORT_RESULT_STALE_ATTEMPT";
     case ReportResult.REPORT_RESULT_TASK_CANCELLED:
       return "REPORT_RESULT_TASK_CANCELLED";
+    case ReportResult.REPORT_RESULT_INVALID:
+      return "REPORT_RESULT_INVALID";
     case ReportResult.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -758,6 +779,8 @@ export function reportResultToNumber(object: ReportResult): number {
       return 3;
     case ReportResult.REPORT_RESULT_TASK_CANCELLED:
       return 4;
+    case ReportResult.REPORT_RESULT_INVALID:
+      return 5;
     case ReportResult.UNRECOGNIZED:
     default:
       return -1;
@@ -1065,7 +1088,8 @@ export interface WatchProcessRequest {
  * One frame of a WatchProcess stream. The first frame carries `process` (its state when the
  * watch began) and history events up to process.last_event_sequence (split over several frames
  * when long); live events follow as they commit. The last frame carries the final `process`,
- * after which the stream ends with OK.
+ * after which the stream ends with OK. A stream that ends otherwise (UNAVAILABLE when the control
+ * plane stops) has not seen the process end.
  */
 export interface WatchProcessResponse {
   /** Snapshot of the process: on the first and last frames only. */
@@ -1197,8 +1221,9 @@ export interface SubscribeTasksRequest {
   /** Service the worker belongs to. */
   service: string;
   /**
-   * Its instance id in the Registry: the instance must be registered and its lease live
-   * (else FAILED_PRECONDITION). When the lease lapses the stream ends and its tasks are requeued.
+   * Its instance id in the Registry: the instance must be registered and its lease live (else
+   * FAILED_PRECONDITION, reason NOT_REGISTERED). When the lease lapses (or the instance is
+   * deregistered) the stream ends the same way and its tasks are requeued.
    */
   instanceId: string;
   /** Task types to receive; empty receives every task type of the service. Up to 256. */
@@ -1281,11 +1306,21 @@ export interface TaskEvent {
 
 /** One frame of a ReportTaskEvents stream. */
 export interface ReportTaskEventsRequest {
-  /** Events, applied in order; 1 to 1,000 per frame. Events of many tasks may share a frame. */
+  /**
+   * Events, 1 to 1,000 per frame. Events of many tasks may share a frame. The events of one task
+   * are applied in the order they were written (across frames too); those of different tasks
+   * concurrently.
+   */
   events: TaskEvent[];
 }
 
-/** Response of ReportTaskEvents, sent when the client closes its side of the stream. */
+/**
+ * Response of ReportTaskEvents, sent when the client closes its side of the stream, once every
+ * event of the stream has been applied or refused. A failure that is not the events' fault (the
+ * store unreachable, the control plane shutting down, an internal error) ends the stream with
+ * that status instead, and no answer: any event of the stream may or may not have been applied,
+ * so send them all again (a repeat answers ALREADY_REPORTED and changes nothing).
+ */
 export interface ReportTaskEventsResponse {
   /** Events recorded (heartbeats and started events included). */
   accepted: number;
@@ -1295,7 +1330,49 @@ export interface ReportTaskEventsResponse {
   invalid: number;
   /**
    * The first 100 problems of invalid events; field is "events[<n>]..." with n counted from 0
-   * over the whole stream, e.g. "events[12].completed.outbox[0].subject".
+   * over the whole stream, e.g. "events[12].task_token".
+   */
+  violations: FieldViolation[];
+}
+
+/**
+ * One frame of a ReportTaskEventBatches stream: a batch of events, answered by one
+ * ReportTaskEventBatchesResponse with the same batch_id.
+ */
+export interface ReportTaskEventBatchesRequest {
+  /** Client-chosen batch id, echoed in the response that answers this request; not interpreted. */
+  batchId: number;
+  /**
+   * Events, 1 to 1,000 per request. Events of many tasks may share a request. The events of one
+   * task are applied in the order they were written (across requests too); those of different
+   * tasks concurrently.
+   */
+  events: TaskEvent[];
+}
+
+/**
+ * The answer to one ReportTaskEventBatchesRequest, sent once every event of it has been applied
+ * or refused. Responses may come in another order than their requests: match them by batch_id.
+ * At most 1,000 events of one stream are read and not yet answered: a client that does not read
+ * its answers is not read from either.
+ *
+ * Failures that are not the events' fault (the store unreachable, the control plane shutting
+ * down, an internal error) end the stream with that status instead. Events of requests not yet
+ * answered then may or may not have been applied: send them again, on a new stream. A repeat is
+ * harmless: it answers ALREADY_REPORTED (or STALE_ATTEMPT / TASK_CANCELLED) and changes nothing.
+ */
+export interface ReportTaskEventBatchesResponse {
+  /** batch_id of the request this answers. */
+  batchId: number;
+  /**
+   * One result per event of the request, in the request's order (heartbeats and started events
+   * included: ACCEPTED when the attempt is still held); INVALID for each event of a request
+   * refused as a whole (no events, or more than 1,000).
+   */
+  results: ReportResult[];
+  /**
+   * Why INVALID events were refused; field is "events[<n>]..." with n the event's index in the
+   * request (from 0), e.g. "events[3].task_token", or "events" for the request as a whole.
    */
   violations: FieldViolation[];
 }
@@ -5858,6 +5935,220 @@ export const ReportTaskEventsResponse: MessageFns<ReportTaskEventsResponse> = {
   },
 };
 
+function createBaseReportTaskEventBatchesRequest(): ReportTaskEventBatchesRequest {
+  return { batchId: 0, events: [] };
+}
+
+export const ReportTaskEventBatchesRequest: MessageFns<ReportTaskEventBatchesRequest> = {
+  encode(message: ReportTaskEventBatchesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchId !== 0) {
+      writer.uint32(8).uint64(message.batchId);
+    }
+    for (const v of message.events) {
+      TaskEvent.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportTaskEventBatchesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportTaskEventBatchesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.events.push(TaskEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportTaskEventBatchesRequest {
+    return {
+      batchId: isSet(object.batchId)
+        ? globalThis.Number(object.batchId)
+        : isSet(object.batch_id)
+        ? globalThis.Number(object.batch_id)
+        : 0,
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => TaskEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ReportTaskEventBatchesRequest): unknown {
+    const obj: any = {};
+    if (message.batchId !== 0) {
+      obj.batchId = Math.round(message.batchId);
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => TaskEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportTaskEventBatchesRequest>, I>>(base?: I): ReportTaskEventBatchesRequest {
+    return ReportTaskEventBatchesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportTaskEventBatchesRequest>, I>>(
+    object: I,
+  ): ReportTaskEventBatchesRequest {
+    const message = createBaseReportTaskEventBatchesRequest();
+    message.batchId = object.batchId ?? 0;
+    message.events = object.events?.map((e) => TaskEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReportTaskEventBatchesResponse(): ReportTaskEventBatchesResponse {
+  return { batchId: 0, results: [], violations: [] };
+}
+
+export const ReportTaskEventBatchesResponse: MessageFns<ReportTaskEventBatchesResponse> = {
+  encode(message: ReportTaskEventBatchesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchId !== 0) {
+      writer.uint32(8).uint64(message.batchId);
+    }
+    if (message.results.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.results) {
+        writer.int32(reportResultToNumber(v));
+      }
+      writer.join();
+    }
+    for (const v of message.violations) {
+      FieldViolation.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportTaskEventBatchesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportTaskEventBatchesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.results.push(reportResultFromJSON(reader.int32()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.results.push(reportResultFromJSON(reader.int32()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.violations.push(FieldViolation.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportTaskEventBatchesResponse {
+    return {
+      batchId: isSet(object.batchId)
+        ? globalThis.Number(object.batchId)
+        : isSet(object.batch_id)
+        ? globalThis.Number(object.batch_id)
+        : 0,
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => reportResultFromJSON(e)) : [],
+      violations: globalThis.Array.isArray(object?.violations)
+        ? object.violations.map((e: any) => FieldViolation.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReportTaskEventBatchesResponse): unknown {
+    const obj: any = {};
+    if (message.batchId !== 0) {
+      obj.batchId = Math.round(message.batchId);
+    }
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => reportResultToJSON(e));
+    }
+    if (message.violations?.length) {
+      obj.violations = message.violations.map((e) => FieldViolation.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportTaskEventBatchesResponse>, I>>(base?: I): ReportTaskEventBatchesResponse {
+    return ReportTaskEventBatchesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportTaskEventBatchesResponse>, I>>(
+    object: I,
+  ): ReportTaskEventBatchesResponse {
+    const message = createBaseReportTaskEventBatchesResponse();
+    message.batchId = object.batchId ?? 0;
+    message.results = object.results?.map((e) => e) || [];
+    message.violations = object.violations?.map((e) => FieldViolation.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseCompleteTaskRequest(): CompleteTaskRequest {
   return { taskToken: "", output: undefined, outbox: [] };
 }
@@ -6395,7 +6686,8 @@ export const WorkflowService = {
   },
   /**
    * The process and its history so far, then live events; the stream ends (OK) after the
-   * process ends.
+   * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+   * (elsewhere) with after_sequence set to the last event seen.
    */
   watchProcess: {
     path: "/hms.mgmt.v1.Workflow/WatchProcess" as const,
@@ -6451,7 +6743,11 @@ export const WorkflowService = {
       Buffer.from(SubscribeTasksResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SubscribeTasksResponse => SubscribeTasksResponse.decode(value),
   },
-  /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+  /**
+   * Worker: report started / heartbeat / completed / failed events over one stream, answered
+   * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+   * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+   */
   reportTaskEvents: {
     path: "/hms.mgmt.v1.Workflow/ReportTaskEvents" as const,
     requestStream: true as const,
@@ -6462,6 +6758,22 @@ export const WorkflowService = {
     responseSerialize: (value: ReportTaskEventsResponse): Buffer =>
       Buffer.from(ReportTaskEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportTaskEventsResponse => ReportTaskEventsResponse.decode(value),
+  },
+  /**
+   * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+   * every request is answered by one response (same batch_id) once each of its events is applied.
+   */
+  reportTaskEventBatches: {
+    path: "/hms.mgmt.v1.Workflow/ReportTaskEventBatches" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ReportTaskEventBatchesRequest): Buffer =>
+      Buffer.from(ReportTaskEventBatchesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportTaskEventBatchesRequest => ReportTaskEventBatchesRequest.decode(value),
+    responseSerialize: (value: ReportTaskEventBatchesResponse): Buffer =>
+      Buffer.from(ReportTaskEventBatchesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportTaskEventBatchesResponse =>
+      ReportTaskEventBatchesResponse.decode(value),
   },
   /** Worker: report a task completed (unary form of a completed event). */
   completeTask: {
@@ -6506,7 +6818,8 @@ export interface WorkflowServer extends UntypedServiceImplementation {
   listProcesses: handleUnaryCall<ListProcessesRequest, ListProcessesResponse>;
   /**
    * The process and its history so far, then live events; the stream ends (OK) after the
-   * process ends.
+   * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+   * (elsewhere) with after_sequence set to the last event seen.
    */
   watchProcess: handleServerStreamingCall<WatchProcessRequest, WatchProcessResponse>;
   /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
@@ -6517,8 +6830,17 @@ export interface WorkflowServer extends UntypedServiceImplementation {
   getHistory: handleUnaryCall<GetHistoryRequest, GetHistoryResponse>;
   /** Worker: receive tasks of some task types of a service, up to max_in_flight at a time. */
   subscribeTasks: handleServerStreamingCall<SubscribeTasksRequest, SubscribeTasksResponse>;
-  /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+  /**
+   * Worker: report started / heartbeat / completed / failed events over one stream, answered
+   * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+   * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+   */
   reportTaskEvents: handleClientStreamingCall<ReportTaskEventsRequest, ReportTaskEventsResponse>;
+  /**
+   * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+   * every request is answered by one response (same batch_id) once each of its events is applied.
+   */
+  reportTaskEventBatches: handleBidiStreamingCall<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
   /** Worker: report a task completed (unary form of a completed event). */
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
   /** Worker: report a task attempt failed (unary form of a failed event). */
@@ -6629,7 +6951,8 @@ export interface WorkflowClient extends Client {
   ): ClientUnaryCall;
   /**
    * The process and its history so far, then live events; the stream ends (OK) after the
-   * process ends.
+   * process ends. A control plane that stops first ends it with UNAVAILABLE: watch again
+   * (elsewhere) with after_sequence set to the last event seen.
    */
   watchProcess(
     request: WatchProcessRequest,
@@ -6698,7 +7021,11 @@ export interface WorkflowClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<SubscribeTasksResponse>;
-  /** Worker: report started / heartbeat / completed / failed events over one long-lived stream. */
+  /**
+   * Worker: report started / heartbeat / completed / failed events over one stream, answered
+   * once, with counts, when the client closes its side. Fits a short-lived sender (grpcurl, a
+   * script); a long-lived worker wants ReportTaskEventBatches, whose every batch is answered.
+   */
   reportTaskEvents(
     callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void,
   ): ClientWritableStream<ReportTaskEventsRequest>;
@@ -6715,6 +7042,18 @@ export interface WorkflowClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReportTaskEventsResponse) => void,
   ): ClientWritableStream<ReportTaskEventsRequest>;
+  /**
+   * Worker: report started / heartbeat / completed / failed events over one long-lived stream;
+   * every request is answered by one response (same batch_id) once each of its events is applied.
+   */
+  reportTaskEventBatches(): ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
+  reportTaskEventBatches(
+    options: Partial<CallOptions>,
+  ): ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
+  reportTaskEventBatches(
+    metadata: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientDuplexStream<ReportTaskEventBatchesRequest, ReportTaskEventBatchesResponse>;
   /** Worker: report a task completed (unary form of a completed event). */
   completeTask(
     request: CompleteTaskRequest,
