@@ -1,7 +1,7 @@
 export { type Data, Message, type OutgoingMessage, type PublishOptions, type Start, type SubscribeOptions, Subscription } from './bus.js';
 export type { BusApi } from './bus.js';
 export { Client, connect, type ConnectOptions, type Pinned, type TlsOptions } from './client.js';
-export { type Logger, parseAddresses } from './endpoints.js';
+export { type Endpoint, type Endpoints, type Logger, parseAddresses } from './endpoints.js';
 export { AlreadyExists, FailedPrecondition, type FieldViolation, fromServiceError, InvalidArgument, isUnavailable, MgmtError, NotFound, NotRegistered, OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable, } from './errors.js';
 export { duration, type Json, type JsonObject, milliseconds, toPayload } from './payload.js';
 export { type InstanceOptions, type LookupOptions, type ProbeOptions, type RegisterOptions, Registration, type RegistryApi, RegistryWatch, type WatchOptions, } from './registry.js';

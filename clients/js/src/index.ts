@@ -7,7 +7,7 @@
 export { type Data, Message, type OutgoingMessage, type PublishOptions, type Start, type SubscribeOptions, Subscription } from './bus.js';
 export type { BusApi } from './bus.js';
 export { Client, connect, type ConnectOptions, type Pinned, type TlsOptions } from './client.js';
-export { type Logger, parseAddresses } from './endpoints.js';
+export { type Endpoint, type Endpoints, type Logger, parseAddresses } from './endpoints.js';
 export {
   AlreadyExists,
   FailedPrecondition,
