@@ -493,7 +493,10 @@ export interface SignalProcessRequest {
     processId: string;
     /** Signal name, 1-128 characters, matched against wait_signal steps. */
     name: string;
-    /** Signal payload; becomes the wait_signal step's output. At most 1 MiB encoded. */
+    /**
+     * Signal payload; becomes the wait_signal step's output. At most 1 MiB as JSON
+     * (INVALID_ARGUMENT beyond).
+     */
     payload: {
         [key: string]: any;
     } | undefined;
@@ -505,7 +508,10 @@ export interface SignalProcessRequest {
 }
 /** Response of SignalProcess. */
 export interface SignalProcessResponse {
-    /** True when no step was waiting for it: it is kept, in arrival order per name, until one does. */
+    /**
+     * True when no step was waiting for it: it is kept, in arrival order per name, until one does
+     * (within the limits given on SignalProcess).
+     */
     buffered: boolean;
     /** True when signal_id was already received: nothing changed. */
     duplicate: boolean;
@@ -909,7 +915,12 @@ export declare const WorkflowService: {
         readonly responseSerialize: (value: WatchProcessResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => WatchProcessResponse;
     };
-    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    /**
+     * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+     * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+     * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+     * nothing (retry once a step has consumed some).
+     */
     readonly signalProcess: {
         readonly path: "/hms.mgmt.v1.Workflow/SignalProcess";
         readonly requestStream: false;
@@ -1021,7 +1032,12 @@ export interface WorkflowServer extends UntypedServiceImplementation {
      * (elsewhere) with after_sequence set to the last event seen.
      */
     watchProcess: handleServerStreamingCall<WatchProcessRequest, WatchProcessResponse>;
-    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    /**
+     * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+     * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+     * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+     * nothing (retry once a step has consumed some).
+     */
     signalProcess: handleUnaryCall<SignalProcessRequest, SignalProcessResponse>;
     /** Cancel a process: running tasks are told over their worker stream; optionally compensate. */
     cancelProcess: handleUnaryCall<CancelProcessRequest, CancelProcessResponse>;
@@ -1082,7 +1098,12 @@ export interface WorkflowClient extends Client {
      */
     watchProcess(request: WatchProcessRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchProcessResponse>;
     watchProcess(request: WatchProcessRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchProcessResponse>;
-    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    /**
+     * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+     * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+     * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+     * nothing (retry once a step has consumed some).
+     */
     signalProcess(request: SignalProcessRequest, callback: (error: ServiceError | null, response: SignalProcessResponse) => void): ClientUnaryCall;
     signalProcess(request: SignalProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SignalProcessResponse) => void): ClientUnaryCall;
     signalProcess(request: SignalProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SignalProcessResponse) => void): ClientUnaryCall;

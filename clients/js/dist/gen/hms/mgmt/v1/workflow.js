@@ -5633,7 +5633,12 @@ export const WorkflowService = {
         responseSerialize: (value) => Buffer.from(WatchProcessResponse.encode(value).finish()),
         responseDeserialize: (value) => WatchProcessResponse.decode(value),
     },
-    /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+    /**
+     * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+     * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+     * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+     * nothing (retry once a step has consumed some).
+     */
     signalProcess: {
         path: "/hms.mgmt.v1.Workflow/SignalProcess",
         requestStream: false,

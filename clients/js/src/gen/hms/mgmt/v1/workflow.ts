@@ -1106,7 +1106,10 @@ export interface SignalProcessRequest {
   processId: string;
   /** Signal name, 1-128 characters, matched against wait_signal steps. */
   name: string;
-  /** Signal payload; becomes the wait_signal step's output. At most 1 MiB encoded. */
+  /**
+   * Signal payload; becomes the wait_signal step's output. At most 1 MiB as JSON
+   * (INVALID_ARGUMENT beyond).
+   */
   payload:
     | { [key: string]: any }
     | undefined;
@@ -1119,7 +1122,10 @@ export interface SignalProcessRequest {
 
 /** Response of SignalProcess. */
 export interface SignalProcessResponse {
-  /** True when no step was waiting for it: it is kept, in arrival order per name, until one does. */
+  /**
+   * True when no step was waiting for it: it is kept, in arrival order per name, until one does
+   * (within the limits given on SignalProcess).
+   */
   buffered: boolean;
   /** True when signal_id was already received: nothing changed. */
   duplicate: boolean;
@@ -6699,7 +6705,12 @@ export const WorkflowService = {
       Buffer.from(WatchProcessResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchProcessResponse => WatchProcessResponse.decode(value),
   },
-  /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+  /**
+   * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+   * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+   * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+   * nothing (retry once a step has consumed some).
+   */
   signalProcess: {
     path: "/hms.mgmt.v1.Workflow/SignalProcess" as const,
     requestStream: false as const,
@@ -6822,7 +6833,12 @@ export interface WorkflowServer extends UntypedServiceImplementation {
    * (elsewhere) with after_sequence set to the last event seen.
    */
   watchProcess: handleServerStreamingCall<WatchProcessRequest, WatchProcessResponse>;
-  /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+  /**
+   * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+   * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+   * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+   * nothing (retry once a step has consumed some).
+   */
   signalProcess: handleUnaryCall<SignalProcessRequest, SignalProcessResponse>;
   /** Cancel a process: running tasks are told over their worker stream; optionally compensate. */
   cancelProcess: handleUnaryCall<CancelProcessRequest, CancelProcessResponse>;
@@ -6963,7 +6979,12 @@ export interface WorkflowClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchProcessResponse>;
-  /** Send a named signal; buffered until a wait_signal step of that name consumes it. */
+  /**
+   * Send a named signal; buffered until a wait_signal step of that name consumes it. A process
+   * buffers at most 100 signals, under at most 16 distinct names, with payloads of at most 1 MiB
+   * (as JSON) together; a signal beyond that is refused with RESOURCE_EXHAUSTED and changes
+   * nothing (retry once a step has consumed some).
+   */
   signalProcess(
     request: SignalProcessRequest,
     callback: (error: ServiceError | null, response: SignalProcessResponse) => void,
