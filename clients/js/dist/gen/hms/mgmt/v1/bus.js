@@ -30,7 +30,13 @@ export const protobufFileName = "hms/mgmt/v1/bus.proto";
  * together share one commit (group commit).
  *
  * Throughput comes from batching: a gRPC frame costs about the same whatever it carries, so
- * PublishStream requests, Subscribe responses and Ack requests each carry many items.
+ * PublishStream requests, Subscribe responses and Ack requests each carry many items. Batches are
+ * bounded in bytes as well as in items (see common.proto for the sizes): a Subscribe response carries
+ * about 1 MiB of messages at most. A message "weighs" its data, subject, header keys and values,
+ * content type and message id (in bytes of data and characters of text).
+ *
+ * The server keeps the newest messages in memory, within a byte budget (`mgmt serve
+ * --bus-tail-mib`, default 256 MiB); subscribers behind it read from the store, page by page.
  *
  * Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
  * "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for

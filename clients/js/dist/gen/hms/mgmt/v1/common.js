@@ -7,7 +7,17 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 export const protobufPackage = "hms.mgmt.v1";
 export const protobufFileName = "hms/mgmt/v1/common.proto";
-/** Shared messages of the hms-mgmt control plane API. */
+/**
+ * Shared messages of the hms-mgmt control plane API.
+ *
+ * Sizes: a payload (a Bus message's data, a process input, a task output, a signal payload) is at
+ * most 1 MiB; the messages of one publish batch or one task completion's outbox at most 4 MiB. The
+ * control plane sends and accepts gRPC messages of up to 6 MiB encoded: the largest request, a task
+ * completion with a 1 MiB output and a 4 MiB outbox, plus 1 MiB for everything around them. A
+ * larger message is refused with RESOURCE_EXHAUSTED. gRPC's default receive limit is 4 MiB: set the
+ * channel's max_receive_message_length and max_send_message_length to 6 MiB (6291456), as the
+ * Python SDK does.
+ */
 /** How the control plane judges an instance's health. */
 export var HealthStatus;
 (function (HealthStatus) {

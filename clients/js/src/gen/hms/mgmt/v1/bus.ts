@@ -49,7 +49,13 @@ export const protobufFileName = "hms/mgmt/v1/bus.proto";
  * together share one commit (group commit).
  *
  * Throughput comes from batching: a gRPC frame costs about the same whatever it carries, so
- * PublishStream requests, Subscribe responses and Ack requests each carry many items.
+ * PublishStream requests, Subscribe responses and Ack requests each carry many items. Batches are
+ * bounded in bytes as well as in items (see common.proto for the sizes): a Subscribe response carries
+ * about 1 MiB of messages at most. A message "weighs" its data, subject, header keys and values,
+ * content type and message id (in bytes of data and characters of text).
+ *
+ * The server keeps the newest messages in memory, within a byte budget (`mgmt serve
+ * --bus-tail-mib`, default 256 MiB); subscribers behind it read from the store, page by page.
  *
  * Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
  * "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
@@ -412,8 +418,9 @@ export interface PublishStreamRequest {
   /** Client-chosen batch id, echoed in the response that answers this request; not interpreted. */
   batchId: number;
   /**
-   * Messages to store, in order: 1 to 1,000 per request and at most 4 MiB encoded. The batch is
-   * validated as a whole and stored in one transaction: either every message is stored or none.
+   * Messages to store, in order: 1 to 1,000 per request, weighing at most 4 MiB in all (see the file
+   * comment; the encoded request is a little larger). The batch is validated as a whole and stored
+   * in one transaction: either every message is stored or none.
    */
   messages: BusMessage[];
 }
@@ -519,8 +526,9 @@ export interface SubscribeRequest {
    */
   backoff: Duration[];
   /**
-   * Most deliveries in one response. Default 256; allowed 1..1,000. Responses are also kept under
-   * about 1 MiB. The server sends what is ready without waiting to fill a batch.
+   * Most deliveries in one response. Default 256; allowed 1..1,000. A response also stops at about
+   * 1 MiB of messages; a message larger than that comes alone in its own response. The server sends
+   * what is ready without waiting to fill a batch.
    */
   maxBatch: number;
 }
