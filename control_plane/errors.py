@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# How much of a caller's value an error message quotes: enough to recognise it, never enough to
+# push a status past gRPC's metadata limits (a 10,000-character id echoed back breaks clients).
+QUOTE_MAX = 64
+
+
+def quote(value: str, limit: int = QUOTE_MAX) -> str:
+    """`value` as repr() for an error message, cut to a prefix of `limit` characters when longer."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
 
 class ControlPlaneError(Exception):
     """Base of every error the control plane raises on purpose."""
@@ -26,7 +37,9 @@ class InvalidArgument(ControlPlaneError):
 
     def __init__(self, violations: list[FieldViolation] | FieldViolation) -> None:
         self.violations = violations if isinstance(violations, list) else [violations]
-        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+        super().__init__(
+            "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in self.violations)
+        )
 
     @classmethod
     def field(cls, field: str, description: str) -> InvalidArgument:
@@ -40,7 +53,7 @@ class NotFound(ControlPlaneError):
     reason = "NOT_FOUND"
 
     def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} not found")
+        super().__init__(f"{kind} {quote(key)} not found")
         self.kind, self.key = kind, key
 
 
@@ -50,7 +63,7 @@ class AlreadyExists(ControlPlaneError):
     reason = "ALREADY_EXISTS"
 
     def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} already exists")
+        super().__init__(f"{kind} {quote(key)} already exists")
         self.kind, self.key = kind, key
 
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +24,7 @@ from control_plane.limits import MAX_RPC_MESSAGE_BYTES
 from control_plane.observability.collectors import RegistryCollector
 from control_plane.observability.grpc_metrics import GrpcServerMetrics, MetricsInterceptor
 from control_plane.servicers.bus import BusServicer
+from control_plane.servicers.decoding import CleanDecoding
 from control_plane.servicers.reflection import enable_documented_reflection
 from control_plane.servicers.registry import RegistryServicer
 from control_plane.servicers.scopes import Scopes
@@ -140,16 +142,21 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         if authenticator is not None:
             interceptors.append(security.TokenAuthInterceptor(authenticator))
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+        # Every service is added through CleanDecoding: a request that does not parse answers
+        # INVALID_ARGUMENT naming the field, not grpc.aio's UNKNOWN.
+        decoding = CleanDecoding(server)
+        handlers = cast(grpc.aio.Server, decoding)  # stands in for the server while services are added
         registry_pb2_grpc.add_RegistryServicer_to_server(
-            RegistryServicer(registry, settings.registry.progress_interval_s, stopping, scopes), server
+            RegistryServicer(registry, settings.registry.progress_interval_s, stopping, scopes), handlers
         )
-        bus_pb2_grpc.add_BusServicer_to_server(BusServicer(bus, stopping), server)
+        bus_pb2_grpc.add_BusServicer_to_server(BusServicer(bus, stopping), handlers)
         workflow_pb2_grpc.add_WorkflowServicer_to_server(
-            WorkflowServicer(workflows, stopping, scopes), server
+            WorkflowServicer(workflows, stopping, scopes), handlers
         )
         health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
+        enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), handlers)
+        decoding.check()
 
         try:
             if credentials is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from control_plane.core.bus.subjects import (
-    MAX_SUBJECT_LEN,
-    MAX_TOKENS,
     Pattern,
     check_pattern,
     check_subject,
@@ -14,6 +12,7 @@ from control_plane.core.bus.subjects import (
     is_system,
     prefix_covers,
 )
+from control_plane.core.limits import MAX_SUBJECT_LEN, MAX_TOKENS
 
 MATCHING = [
     # exact (literal patterns)

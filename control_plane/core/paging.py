@@ -7,10 +7,10 @@ import binascii
 from collections.abc import Callable
 from typing import TypeVar
 
+from control_plane.core.limits import DEFAULT_PAGE, MAX_PAGE
 from control_plane.errors import InvalidArgument
 
 T = TypeVar("T")
-DEFAULT_PAGE, MAX_PAGE = 100, 1000
 
 
 def page(items: list[T], key: Callable[[T], str], size: int, token: str) -> tuple[list[T], str]:

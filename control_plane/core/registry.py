@@ -15,6 +15,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from control_plane.core import validate
+from control_plane.core.limits import (
+    MAX_METADATA,
+    MAX_METADATA_KEY,
+    MAX_METADATA_VALUE,
+    MAX_PROBE_SERVICE_NAME,
+    MAX_TAG_LEN,
+    MAX_TAGS,
+    MAX_VERSION_LEN,
+    PROBE_DEREGISTER_AFTER_S,
+    PROBE_INTERVAL_S,
+    PROBE_THRESHOLD,
+)
 from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
 from control_plane.core.watch import ChangeFeed, Watcher
@@ -25,9 +37,6 @@ from control_plane.storage.base import Store
 
 logger = logging.getLogger(__name__)
 
-MAX_TAGS, MAX_TAG_LEN = 32, 64
-MAX_METADATA, MAX_METADATA_KEY, MAX_METADATA_VALUE = 64, 128, 1024
-MAX_VERSION_LEN = 64
 # Mutations of one instance are serialised; striping bounds the number of locks.
 _LOCK_STRIPES = 64
 # How often the stored change log is trimmed to what Watch can resume from.
@@ -511,12 +520,16 @@ class Registry:
 
 
 def _check_probe(probe: ProbeSpec) -> list[FieldViolation]:
-    violations = validate.check_range("instance.probe.interval", probe.interval_s, 0.1, 3600.0)
+    violations = validate.check_range("instance.probe.interval", probe.interval_s, *PROBE_INTERVAL_S)
     violations += validate.check_range("instance.probe.timeout", probe.timeout_s, 0.01, probe.interval_s)
-    violations += validate.check_range("instance.probe.threshold", probe.threshold, 1, 10, unit="")
+    violations += validate.check_range("instance.probe.threshold", probe.threshold, *PROBE_THRESHOLD, unit="")
     if probe.deregister_critical_after_s:
         violations += validate.check_range(
-            "instance.probe.deregister_critical_after", probe.deregister_critical_after_s, 1.0, 7 * 86400.0
+            "instance.probe.deregister_critical_after",
+            probe.deregister_critical_after_s,
+            *PROBE_DEREGISTER_AFTER_S,
         )
-    violations += validate.check_text("instance.probe.service_name", probe.service_name, 256)
+    violations += validate.check_text(
+        "instance.probe.service_name", probe.service_name, MAX_PROBE_SERVICE_NAME
+    )
     return violations

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from typing import Any
 
-from control_plane.errors import FieldViolation
+import orjson
 
-NAME_MAX = 128
+from control_plane.core.limits import MAX_ADDRESS, MAX_JSON_DEPTH, NAME_MAX
+from control_plane.errors import FieldViolation, quote
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _HOSTNAME = re.compile(
     r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -33,25 +37,25 @@ def check_address(field: str, value: str) -> list[FieldViolation]:
     """A `host:port` address; IPv6 hosts in brackets."""
     if not value:
         return [FieldViolation(field, "must not be empty; expected host:port")]
-    if len(value) > 300:
-        return [FieldViolation(field, "must be at most 300 characters")]
+    if len(value) > MAX_ADDRESS:
+        return [FieldViolation(field, f"must be at most {MAX_ADDRESS} characters")]
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        return [FieldViolation(field, f"expected host:port, got {value!r}")]
+        return [FieldViolation(field, f"expected host:port, got {quote(value)}")]
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        return [FieldViolation(field, f"port must be a number from 1 to 65535, got {port!r}")]
+        return [FieldViolation(field, f"port must be a number from 1 to 65535, got {quote(port)}")]
     if host.startswith("["):
         if not host.endswith("]"):
-            return [FieldViolation(field, f"unterminated IPv6 host in {value!r}")]
+            return [FieldViolation(field, f"unterminated IPv6 host in {quote(value)}")]
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            return [FieldViolation(field, f"not an IPv6 address: {host[1:-1]!r}")]
+            return [FieldViolation(field, f"not an IPv6 address: {quote(host[1:-1])}")]
         return []
     if ":" in host:
         return [FieldViolation(field, "IPv6 hosts must be written in brackets, e.g. [::1]:50051")]
     if not _HOSTNAME.match(host):
-        return [FieldViolation(field, f"not a valid host name or IPv4 address: {host!r}")]
+        return [FieldViolation(field, f"not a valid host name or IPv4 address: {quote(host)}")]
     return []
 
 
@@ -69,3 +73,47 @@ def check_text(field: str, value: str, max_len: int) -> list[FieldViolation]:
     if len(value) > max_len:
         return [FieldViolation(field, f"must be at most {max_len} characters (got {len(value)})")]
     return []
+
+
+def check_json(field: str, value: Any, max_bytes: int) -> list[FieldViolation]:
+    """A JSON value to store: finite numbers, nested at most MAX_JSON_DEPTH levels, at most `max_bytes`.
+
+    The size is that of the compact UTF-8 JSON text, the form values are stored and published in.
+    """
+    problem = _json_problem(field, value)
+    if problem is not None:
+        return [problem]
+    try:
+        size = len(orjson.dumps(value, default=str))  # compact UTF-8, as the store keeps it
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        return [FieldViolation(field, f"not representable as JSON ({exc})")]
+    if size > max_bytes:
+        return [FieldViolation(field, f"must be at most {max_bytes} bytes as compact JSON (got {size})")]
+    return []
+
+
+def _json_problem(field: str, value: Any) -> FieldViolation | None:
+    """The first non-finite number or too-deep nesting in `value`, with its path (iterative: any depth)."""
+    stack: list[tuple[str, Any, int]] = [(field, value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return FieldViolation(path, f"{item} is not a JSON number (NaN and infinities are not allowed)")
+        if isinstance(item, dict | list):
+            if depth == MAX_JSON_DEPTH:
+                return FieldViolation(
+                    path, f"objects and lists may nest at most {MAX_JSON_DEPTH} levels deep"
+                )
+            if isinstance(item, dict):
+                stack.extend((_key_path(path, key), child, depth + 1) for key, child in item.items())
+            else:
+                stack.extend((f"{path}[{n}]", child, depth + 1) for n, child in enumerate(item))
+    return None
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+
+
+def _key_path(path: str, key: object) -> str:
+    text = str(key)
+    return f"{path}.{text}" if _IDENTIFIER.match(text) else f"{path}[{quote(text, 32)}]"

@@ -108,12 +108,14 @@ class BusServicer(bus_pb2_grpc.BusServicer):
 
     @translate_errors
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:
-        outcomes = await self._bus.ack([convert.ack_item(i) for i in request.items])
+        outcomes = await self._bus.ack(
+            [convert.ack_item(i, f"items[{n}]") for n, i in enumerate(request.items)]
+        )
         return pb.AckResponse(results=[convert.outcome(o) for o in outcomes])
 
     @translate_errors
     async def Nack(self, request: pb.NackRequest, context: Context) -> pb.NackResponse:
-        delay = seconds(request.delay) if request.HasField("delay") else None
+        delay = seconds(request.delay, "delay") if request.HasField("delay") else None
         items = [AckRequestItem(d, AckAction.NACK, delay_s=delay) for d in request.delivery_ids]
         outcomes = await self._bus.ack(items)
         return pb.NackResponse(results=[convert.outcome(o) for o in outcomes])
@@ -157,9 +159,7 @@ class BusServicer(bus_pb2_grpc.BusServicer):
     async def SetRetention(
         self, request: pb.SetRetentionRequest, context: Context
     ) -> pb.SetRetentionResponse:
-        policy = await self._bus.set_retention(
-            convert.retention_from_proto(request.policy), remove=request.remove
-        )
+        policy = await self._bus.set_retention(convert.retention_from_proto(request), remove=request.remove)
         return pb.SetRetentionResponse(policy=convert.retention_policy(policy))
 
     @translate_errors

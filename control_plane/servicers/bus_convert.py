@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch
+from control_plane.errors import InvalidArgument
 from control_plane.models import (
     NO_HEADERS,
     AckMode,
@@ -12,7 +13,7 @@ from control_plane.models import (
     StartPosition,
     SubjectStats,
 )
-from control_plane.servicers.convert import duration, seconds, timestamp
+from control_plane.servicers.convert import duration, enum_value, seconds, time_seconds, timestamp
 from hms.mgmt.v1 import bus_pb2 as pb
 
 _ACK_MODE = {
@@ -60,25 +61,29 @@ def subscription(request: pb.SubscribeRequest) -> Subscription:
         pattern=request.pattern,
         durable=request.durable,
         queue_group=request.queue_group,
-        start=_START.get(request.start, StartPosition.NEW_ONLY),
+        start=enum_value("start", _START, request.start),
         start_sequence=request.start_sequence,
-        start_time=request.start_time.ToNanoseconds() / 1e9 if request.HasField("start_time") else None,
-        ack_mode=_ACK_MODE.get(request.ack_mode, AckMode.NONE),
-        ack_wait_s=seconds(request.ack_wait) if request.HasField("ack_wait") else 0.0,
+        start_time=time_seconds(request.start_time, "start_time") if request.HasField("start_time") else None,
+        ack_mode=enum_value("ack_mode", _ACK_MODE, request.ack_mode),
+        ack_wait_s=seconds(request.ack_wait, "ack_wait") if request.HasField("ack_wait") else 0.0,
         max_deliveries=request.max_deliveries,
         dead_letter_subject=request.dead_letter_subject,
         max_in_flight=request.max_in_flight,
-        backoff_s=tuple(seconds(d) for d in request.backoff) if request.backoff else None,
+        backoff_s=(
+            tuple(seconds(d, f"backoff[{n}]") for n, d in enumerate(request.backoff))
+            if request.backoff
+            else None
+        ),
         max_batch=request.max_batch,
     )
 
 
-def ack_item(item: pb.AckItem) -> AckRequestItem:
-    """The domain form of one ack item."""
+def ack_item(item: pb.AckItem, field: str) -> AckRequestItem:
+    """The domain form of one ack item (`field` is its path in the request, e.g. "items[3]")."""
     return AckRequestItem(
         delivery_id=item.delivery_id,
-        action=_ACTION.get(item.action, AckAction.ACK),
-        delay_s=seconds(item.delay) if item.HasField("delay") else None,
+        action=enum_value(f"{field}.action", _ACTION, item.action),
+        delay_s=seconds(item.delay, f"{field}.delay") if item.HasField("delay") else None,
         reason=item.reason,
     )
 
@@ -159,11 +164,16 @@ def retention_policy(policy: RetentionPolicy) -> pb.RetentionPolicy:
     )
 
 
-def retention_from_proto(policy: pb.RetentionPolicy) -> RetentionPolicy:
-    """The domain form of a retention policy."""
+def retention_from_proto(request: pb.SetRetentionRequest) -> RetentionPolicy:
+    """The policy a SetRetention request names; required, so an empty request changes nothing."""
+    if not request.HasField("policy"):
+        raise InvalidArgument.field(
+            "policy", 'is required (to remove the default policy, send {"policy": {}, "remove": true})'
+        )
+    policy = request.policy
     return RetentionPolicy(
         policy.subject_prefix,
-        seconds(policy.max_age) if policy.HasField("max_age") else 0.0,
+        seconds(policy.max_age, "policy.max_age") if policy.HasField("max_age") else 0.0,
         policy.max_messages,
     )
 

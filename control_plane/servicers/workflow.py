@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
+from control_plane.core.limits import DEFAULT_PAGE, MAX_PAGE
 from control_plane.core.paging import page
 from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
@@ -18,7 +20,7 @@ from control_plane.errors import InvalidArgument, Unavailable
 from control_plane.models import ProcessRecord
 from control_plane.servicers import bus_convert
 from control_plane.servicers import workflow_convert as convert
-from control_plane.servicers.convert import timestamp
+from control_plane.servicers.convert import enum_value, timestamp
 from control_plane.servicers.errors import translate_errors
 from control_plane.servicers.reports import EventBatch, ReportStream, Tally
 from control_plane.servicers.scopes import OPEN, Scopes
@@ -101,12 +103,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self, request: pb.ListProcessesRequest, context: Context
     ) -> pb.ListProcessesResponse:
         size = request.page_size or 50
-        if size > 1000:
-            raise InvalidArgument.field("page_size", "must be between 1 and 1000")
+        if size > MAX_PAGE:
+            raise InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE}")
         records = await self._workflows.list_processes(
             definition=request.definition,
             version=request.definition_version,
-            states=[convert.STATE_FROM_WIRE[s] for s in request.states if s in convert.STATE_FROM_WIRE],
+            states=[
+                enum_value(f"states[{n}]", convert.STATE_FROM_WIRE, s) for n, s in enumerate(request.states)
+            ],
             business_key=request.business_key,
             before=_position(request.page_token),
             limit=size + 1,
@@ -172,9 +176,9 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
 
     @translate_errors
     async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
-        size = request.page_size or 100
-        if size > 1000:
-            raise InvalidArgument.field("page_size", "must be between 1 and 1000")
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            raise InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE}")
         after = request.after_sequence
         if request.page_token:
             after = _int_token(request.page_token)
@@ -309,18 +313,29 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         return response
 
 
+# Page tokens are opaque to clients but readable to anyone: what they decode to is checked like input.
+_NOT_A_TOKEN = "not a token from a previous page"
+_SEQUENCE_MAX = 2**63 - 1  # sequences are stored as signed 64-bit integers
+
+
 def _position(token: str) -> tuple[float, str] | None:
     if not token:
         return None
     try:
         created, _, process_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        return float(created), process_id
+        position = float(created), process_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument.field("page_token", "not a token from a previous page") from None
+        raise InvalidArgument.field("page_token", _NOT_A_TOKEN) from None
+    if not math.isfinite(position[0]):
+        raise InvalidArgument.field("page_token", _NOT_A_TOKEN)
+    return position
 
 
 def _int_token(token: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
+        sequence = int(base64.urlsafe_b64decode(token.encode()).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument.field("page_token", "not a token from a previous page") from None
+        raise InvalidArgument.field("page_token", _NOT_A_TOKEN) from None
+    if not 0 <= sequence <= _SEQUENCE_MAX:
+        raise InvalidArgument.field("page_token", _NOT_A_TOKEN)
+    return sequence

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from control_plane.core.workflow.definitions import Definition, StepKind
 from control_plane.core.workflow.workflows import ReportOutcome
@@ -46,8 +46,28 @@ _CANCEL_REASON = {
 
 
 def plain(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain JSON values."""
-    return json_format.MessageToDict(struct)
+    """A Struct as plain Python values, faithfully: the core decides what is acceptable JSON.
+
+    Unlike json_format.MessageToDict this never raises: a NaN or an infinity (which a Struct can
+    carry and JSON cannot) reaches the core's validation, which refuses it naming its path.
+    """
+    return {key: _plain_value(value) for key, value in struct.fields.items()}
+
+
+def _plain_value(value: struct_pb2.Value) -> Any:
+    # Recursion is bounded: the parser refuses anything nested deeper than 100 message levels.
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return plain(value.struct_value)
+    if kind == "list_value":
+        return [_plain_value(item) for item in value.list_value.values]
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
 
 
 def to_struct(value: Any) -> struct_pb2.Struct:

@@ -16,10 +16,37 @@ from dataclasses import dataclass, replace
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
+from control_plane.core.limits import (
+    ACK_WAIT_S,
+    MAX_ACK_DELAY_S,
+    MAX_ACK_ITEMS,
+    MAX_ACK_REASON,
+    MAX_BACKOFF_ENTRIES,
+    MAX_BACKOFF_S,
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_CONTENT_TYPE,
+    MAX_DATA,
+    MAX_DELIVERIES,
+    MAX_HEADER_KEY,
+    MAX_HEADER_VALUE,
+    MAX_HEADERS,
+    MAX_IN_FLIGHT_EXPLICIT,
+    MAX_IN_FLIGHT_NONE,
+    MAX_MESSAGE_ID,
+    MAX_RETENTION_AGE_S,
+)
 from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.signing import Signer
-from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
-from control_plane.limits import MAX_BATCH_BYTES, MAX_PAYLOAD_BYTES
+from control_plane.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    quote,
+)
 from control_plane.models import (
     AckMode,
     AppendResult,
@@ -36,10 +63,6 @@ from control_plane.storage.base import Store
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH_MESSAGES = 1_000
-MAX_DATA = MAX_PAYLOAD_BYTES
-MAX_HEADERS, MAX_HEADER_KEY, MAX_HEADER_VALUE = 64, 128, 4096
-MAX_ACK_ITEMS = 10_000
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 DLQ_PREFIX = "$DLQ"
 # Replicas follow each other's publishes by notification; this bounds the delay if one is lost.
@@ -363,22 +386,22 @@ class Bus:
             )
         if r.start is StartPosition.FROM_TIME and r.start_time is None:
             violations.append(FieldViolation("start_time", "is required with START_POSITION_FROM_TIME"))
-        if r.ack_wait_s and not 1.0 <= r.ack_wait_s <= 12 * 3600:
+        if r.ack_wait_s and not ACK_WAIT_S[0] <= r.ack_wait_s <= ACK_WAIT_S[1]:
             violations.append(FieldViolation("ack_wait", "must be between 1s and 12h"))
-        if not 0 <= r.max_deliveries <= 100:
-            violations.append(FieldViolation("max_deliveries", "must be between 1 and 100"))
-        limit = 10_000 if r.ack_mode is AckMode.EXPLICIT else 100_000
+        if not 0 <= r.max_deliveries <= MAX_DELIVERIES:
+            violations.append(FieldViolation("max_deliveries", f"must be between 1 and {MAX_DELIVERIES}"))
+        limit = MAX_IN_FLIGHT_EXPLICIT if r.ack_mode is AckMode.EXPLICIT else MAX_IN_FLIGHT_NONE
         if not 0 <= r.max_in_flight <= limit:
             violations.append(
                 FieldViolation("max_in_flight", f"must be between 1 and {limit} in this ack mode")
             )
-        if not 0 <= r.max_batch <= 1000:
-            violations.append(FieldViolation("max_batch", "must be between 1 and 1000"))
+        if not 0 <= r.max_batch <= MAX_BATCH:
+            violations.append(FieldViolation("max_batch", f"must be between 1 and {MAX_BATCH}"))
         if r.backoff_s is not None:
-            if len(r.backoff_s) > 16:
-                violations.append(FieldViolation("backoff", "at most 16 entries"))
+            if len(r.backoff_s) > MAX_BACKOFF_ENTRIES:
+                violations.append(FieldViolation("backoff", f"at most {MAX_BACKOFF_ENTRIES} entries"))
             for n, delay in enumerate(r.backoff_s):
-                if not 0 <= delay <= 3600:
+                if not 0 <= delay <= MAX_BACKOFF_S:
                     violations.append(FieldViolation(f"backoff[{n}]", "must be between 0s and 1h"))
         if r.dead_letter_subject:
             violations += check_subject("dead_letter_subject", r.dead_letter_subject)
@@ -410,10 +433,12 @@ class Bus:
                         f"items[{index}].delivery_id", "not a delivery id issued by this control plane"
                     )
                 )
-            if item.delay_s is not None and not 0 <= item.delay_s <= 12 * 3600:
+            if item.delay_s is not None and not 0 <= item.delay_s <= MAX_ACK_DELAY_S:
                 violations.append(FieldViolation(f"items[{index}].delay", "must be between 0s and 12h"))
-            if len(item.reason) > 1024:
-                violations.append(FieldViolation(f"items[{index}].reason", "at most 1024 characters"))
+            if len(item.reason) > MAX_ACK_REASON:
+                violations.append(
+                    FieldViolation(f"items[{index}].reason", f"at most {MAX_ACK_REASON} characters")
+                )
             parsed.append(ref)
         if violations:
             raise InvalidArgument(violations)
@@ -546,8 +571,10 @@ class Bus:
         violations = (
             check_subject("policy.subject_prefix", policy.subject_prefix) if policy.subject_prefix else []
         )
-        if policy.max_age_s < 0:
-            violations.append(FieldViolation("policy.max_age", "must not be negative"))
+        if not 0 <= policy.max_age_s <= MAX_RETENTION_AGE_S:
+            violations.append(
+                FieldViolation("policy.max_age", "must be between 0 (no age limit) and 100 years")
+            )
         if policy.max_messages < 0:
             violations.append(FieldViolation("policy.max_messages", "must not be negative"))
         if violations:
@@ -572,16 +599,16 @@ def check_message(field: str, message: OutgoingMessage) -> list[FieldViolation]:
             )
         elif key.startswith("hms-"):
             violations.append(
-                FieldViolation(f"{field}.headers[{key!r}]", "keys starting with 'hms-' are reserved")
+                FieldViolation(f"{field}.headers[{quote(key, 32)}]", "keys starting with 'hms-' are reserved")
             )
         if len(value) > MAX_HEADER_VALUE:
             violations.append(
-                FieldViolation(f"{field}.headers[{key[:32]!r}]", f"at most {MAX_HEADER_VALUE} characters")
+                FieldViolation(f"{field}.headers[{quote(key, 32)}]", f"at most {MAX_HEADER_VALUE} characters")
             )
-    if len(message.content_type) > 128:
-        violations.append(FieldViolation(f"{field}.content_type", "at most 128 characters"))
-    if len(message.message_id) > 128:
-        violations.append(FieldViolation(f"{field}.message_id", "at most 128 characters"))
+    if len(message.content_type) > MAX_CONTENT_TYPE:
+        violations.append(FieldViolation(f"{field}.content_type", f"at most {MAX_CONTENT_TYPE} characters"))
+    if len(message.message_id) > MAX_MESSAGE_ID:
+        violations.append(FieldViolation(f"{field}.message_id", f"at most {MAX_MESSAGE_ID} characters"))
     return violations
 
 

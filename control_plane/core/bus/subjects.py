@@ -7,10 +7,9 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import NoReturn
 
+from control_plane.core.limits import MAX_SUBJECT_LEN, MAX_TOKENS
 from control_plane.errors import FieldViolation
 
-MAX_SUBJECT_LEN = 255
-MAX_TOKENS = 16
 _WILDCARDS = ("*", ">")
 # Subjects seen per pattern whose verdict is remembered: the same subjects repeat on a bus.
 _VERDICT_CACHE = 4096

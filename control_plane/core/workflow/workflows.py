@@ -17,6 +17,22 @@ from typing import Any, TypeVar
 
 from control_plane.core import validate
 from control_plane.core.bus.bus import Bus
+from control_plane.core.limits import (
+    MAX_BUSINESS_KEY,
+    MAX_CANCEL_REASON,
+    MAX_DETAILS,
+    MAX_ERROR_CODE,
+    MAX_ERROR_MESSAGE,
+    MAX_INPUT,
+    MAX_OUTBOX,
+    MAX_OUTPUT,
+    MAX_SIGNAL_ID,
+    MAX_SIGNAL_PAYLOAD,
+    MAX_SOURCE,
+    MAX_TASK_TYPES,
+    MAX_TASKS_IN_FLIGHT,
+    NAME_MAX,
+)
 from control_plane.core.logfields import bound
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, Wait, on_signal, wait_any
@@ -28,7 +44,6 @@ from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import (
     Effects,
     Machine,
-    encoded_size,
     error,
     parse_token,
     process_of_subject,
@@ -52,10 +67,6 @@ from control_plane.storage.base import Store, WorkflowTx
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
-MAX_SOURCE = 1024 * 1024
-MAX_BUSINESS_KEY = 256
-MAX_OUTBOX = 100
-MAX_SIGNAL_PAYLOAD = 1024 * 1024
 # Timers fired at once when many are due (a burst of sleeps or retries).
 _FIRE_BATCH = 256
 # With replicas: how often the leader's duties run.
@@ -270,8 +281,11 @@ class Workflows:
         self, name: str, version: int, process_input: Any, business_key: str
     ) -> tuple[ProcessRecord, bool]:
         """Start a process (or return the one already started with this business key)."""
+        violations = validate.check_json("input", process_input, MAX_INPUT)
         if len(business_key) > MAX_BUSINESS_KEY:
-            raise InvalidArgument.field("business_key", f"at most {MAX_BUSINESS_KEY} characters")
+            violations.append(FieldViolation("business_key", f"at most {MAX_BUSINESS_KEY} characters"))
+        if violations:
+            raise InvalidArgument(violations)
         if self._cluster.shared and (
             name not in self._versions or (version and (name, version) not in self._definitions)
         ):
@@ -353,11 +367,11 @@ class Workflows:
 
     async def signal(self, process_id: str, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
         """Deliver a signal (or buffer it); returns (buffered, duplicate)."""
-        violations = validate.check_text("name", name, 128) + validate.check_text("signal_id", signal_id, 128)
+        violations = validate.check_text("name", name, NAME_MAX)
+        violations += validate.check_text("signal_id", signal_id, MAX_SIGNAL_ID)
+        violations += validate.check_json("payload", payload, MAX_SIGNAL_PAYLOAD)
         if not name:
             violations.append(FieldViolation("name", "must not be empty"))
-        if encoded_size(payload) > MAX_SIGNAL_PAYLOAD:
-            violations.append(FieldViolation("payload", f"at most {MAX_SIGNAL_PAYLOAD} bytes as JSON"))
         if violations:
             raise InvalidArgument(violations)
         result: tuple[bool, bool] = await self._transition(
@@ -367,8 +381,8 @@ class Workflows:
 
     async def cancel(self, process_id: str, reason: str, compensate: bool) -> ProcessRecord:
         """Cancel a process (compensating first when asked)."""
-        if len(reason) > 1024:
-            raise InvalidArgument.field("reason", "at most 1024 characters")
+        if len(reason) > MAX_CANCEL_REASON:
+            raise InvalidArgument.field("reason", f"at most {MAX_CANCEL_REASON} characters")
         await self._transition(process_id, lambda m: m.cancel(reason, compensate))
         return await self.process(process_id)
 
@@ -377,12 +391,13 @@ class Workflows:
     async def complete(self, token: str, output: Any, outbox: list[OutgoingMessage]) -> ReportOutcome:
         """A worker completed an attempt; the outbox is published only if the completion counts."""
         process_id, step_id, attempt, compensation = self._parse_token(token)
+        violations = validate.check_json("output", output, MAX_OUTPUT)
         if len(outbox) > MAX_OUTBOX:
-            raise InvalidArgument.field("outbox", f"at most {MAX_OUTBOX} messages")
-        if outbox:
-            violations = self._bus.check_batch(outbox, "outbox")
-            if violations:
-                raise InvalidArgument(violations)
+            violations.append(FieldViolation("outbox", f"at most {MAX_OUTBOX} messages"))
+        elif outbox:
+            violations += self._bus.check_batch(outbox, "outbox")
+        if violations:
+            raise InvalidArgument(violations)
 
         def apply(machine: Machine) -> ReportOutcome:
             why = machine.check_current(step_id, attempt, compensation)
@@ -400,9 +415,10 @@ class Workflows:
     ) -> FailReport:
         """A worker reports a failed attempt; the step's retry policy decides what comes next."""
         process_id, step_id, attempt, compensation = self._parse_token(token)
-        violations = validate.check_text("error_code", code, 128) + validate.check_text(
-            "message", message, 4096
-        )
+        violations = validate.check_text("error_code", code, MAX_ERROR_CODE)
+        violations += validate.check_text("message", message, MAX_ERROR_MESSAGE)
+        if details is not None:
+            violations += validate.check_json("details", details, MAX_DETAILS)
         if not code:
             violations.append(FieldViolation("error_code", "must not be empty"))
         if violations:
@@ -422,6 +438,10 @@ class Workflows:
     async def heartbeat(self, token: str, details: Any) -> ReportOutcome:
         """A worker is still at it: push the heartbeat deadline, keep the details for a retry."""
         process_id, step_id, attempt, compensation = self._parse_token(token)
+        if details is not None:
+            violations = validate.check_json("details", details, MAX_DETAILS)
+            if violations:
+                raise InvalidArgument(violations)
         if not self.dispatcher.heartbeat(self._verify_token(token)[0]):
             return ReportOutcome.STALE_ATTEMPT
         if details is not None:
@@ -442,10 +462,10 @@ class Workflows:
     ) -> AsyncIterator[WorkerSession]:
         """A task subscription of a live registered instance, for the duration of the block."""
         violations = validate.check_name("service", service) + validate.check_name("instance_id", instance_id)
-        if len(task_types) > 256:
-            violations.append(FieldViolation("task_types", "at most 256"))
-        if not 0 <= max_in_flight <= 10_000:
-            violations.append(FieldViolation("max_in_flight", "must be between 1 and 10000"))
+        if len(task_types) > MAX_TASK_TYPES:
+            violations.append(FieldViolation("task_types", f"at most {MAX_TASK_TYPES}"))
+        if not 0 <= max_in_flight <= MAX_TASKS_IN_FLIGHT:
+            violations.append(FieldViolation("max_in_flight", f"must be between 1 and {MAX_TASKS_IN_FLIGHT}"))
         if violations:
             raise InvalidArgument(violations)
         instance = next((i for i in self._registry.instances(service) if i.instance_id == instance_id), None)
