@@ -99,7 +99,7 @@ async def decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
-    if isinstance(exc, errors.ControlPlaneError):
+    if isinstance(exc, errors.ControlPlaneError) and isinstance(exc, tuple(_CODES)):
         code, message, trailers = status_for(exc)
         await context.abort(code, message, trailers)
     logger.error("unexpected error in RPC", exc_info=exc)

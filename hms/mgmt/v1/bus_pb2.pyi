@@ -937,7 +937,9 @@ class RetentionPolicy(_message.Message):
     """
     @_builtins.property
     def max_age(self) -> _duration_pb2.Duration:
-        """Messages older than this are removed. 0 or unset: no age limit. Default policy: 7 days."""
+        """Messages older than this are removed. 0 or unset: no age limit. Default policy: 7 days.
+        Allowed up to 100 years.
+        """
 
     def __init__(
         self,
@@ -1229,7 +1231,10 @@ class SetRetentionRequest(_message.Message):
     """
     @_builtins.property
     def policy(self) -> Global___RetentionPolicy:
-        """The policy for policy.subject_prefix; replaces any existing one for that prefix."""
+        """The policy for policy.subject_prefix; replaces any existing one for that prefix. Required
+        (an empty request is refused rather than read as "keep the default forever"); to remove the
+        default policy send {"policy": {}, "remove": true}.
+        """
 
     def __init__(
         self,

@@ -27,8 +27,10 @@ again (same instance id) and subscribe again; retrying SubscribeTasks alone cann
 UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
 
 JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
-users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
-details naming each field at fault.
+users type plain JSON. Such a value must be JSON: numbers are finite (no NaN or infinities),
+objects and lists nest at most 20 levels, and its size limit is measured on its compact UTF-8
+JSON text. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest details naming
+each field at fault (e.g. "input.order.lines[3]"); a refused request changes nothing.
 """
 
 from collections import abc as _abc
@@ -873,7 +875,7 @@ class StartProcessRequest(_message.Message):
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """Process input, checked against the definition's input JSON Schema if it has one (a mismatch
-        is INVALID_ARGUMENT naming the field). At most 1 MiB encoded.
+        is INVALID_ARGUMENT naming the field). At most 1 MiB as JSON.
         """
 
     def __init__(
@@ -1560,7 +1562,9 @@ class TaskHeartbeat(_message.Message):
     DETAILS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def details(self) -> _struct_pb2.Struct:
-        """Optional progress details, kept on the step and handed to a later attempt. At most 64 KiB."""
+        """Optional progress details, kept on the step and handed to a later attempt. At most 64 KiB
+        as JSON.
+        """
 
     def __init__(
         self,
@@ -1585,7 +1589,7 @@ class TaskCompleted(_message.Message):
     OUTBOX_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
-        """The task's output, available to later steps as steps.<id>.output. At most 1 MiB encoded."""
+        """The task's output, available to later steps as steps.<id>.output. At most 1 MiB as JSON."""
 
     @_builtins.property
     def outbox(self) -> _containers.RepeatedCompositeFieldContainer[_bus_pb2.BusMessage]:
@@ -1628,7 +1632,7 @@ class TaskFailed(_message.Message):
     """
     @_builtins.property
     def details(self) -> _struct_pb2.Struct:
-        """Structured error details. At most 64 KiB encoded."""
+        """Structured error details. At most 64 KiB as JSON."""
 
     def __init__(
         self,
@@ -1858,7 +1862,7 @@ class CompleteTaskRequest(_message.Message):
     """Token of the attempt."""
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
-        """The task's output. At most 1 MiB encoded."""
+        """The task's output. At most 1 MiB as JSON."""
 
     @_builtins.property
     def outbox(self) -> _containers.RepeatedCompositeFieldContainer[_bus_pb2.BusMessage]:

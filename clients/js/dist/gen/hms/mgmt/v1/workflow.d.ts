@@ -32,8 +32,10 @@ export declare const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
  *
  * JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
- * users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
- * details naming each field at fault.
+ * users type plain JSON. Such a value must be JSON: numbers are finite (no NaN or infinities),
+ * objects and lists nest at most 20 levels, and its size limit is measured on its compact UTF-8
+ * JSON text. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest details naming
+ * each field at fault (e.g. "input.order.lines[3]"); a refused request changes nothing.
  */
 /**
  * Lifecycle of a process: STARTED -> RUNNING -> COMPLETED | FAILED | COMPENSATING ->
@@ -393,7 +395,7 @@ export interface StartProcessRequest {
     version: number;
     /**
      * Process input, checked against the definition's input JSON Schema if it has one (a mismatch
-     * is INVALID_ARGUMENT naming the field). At most 1 MiB encoded.
+     * is INVALID_ARGUMENT naming the field). At most 1 MiB as JSON.
      */
     input: {
         [key: string]: any;
@@ -631,14 +633,17 @@ export interface TaskStarted {
 }
 /** A worker is still working on an attempt. */
 export interface TaskHeartbeat {
-    /** Optional progress details, kept on the step and handed to a later attempt. At most 64 KiB. */
+    /**
+     * Optional progress details, kept on the step and handed to a later attempt. At most 64 KiB
+     * as JSON.
+     */
     details: {
         [key: string]: any;
     } | undefined;
 }
 /** An attempt succeeded. */
 export interface TaskCompleted {
-    /** The task's output, available to later steps as steps.<id>.output. At most 1 MiB encoded. */
+    /** The task's output, available to later steps as steps.<id>.output. At most 1 MiB as JSON. */
     output: {
         [key: string]: any;
     } | undefined;
@@ -660,7 +665,7 @@ export interface TaskFailed {
      * retry policy decides. (Named for its default, so a report that omits it is retried.)
      */
     nonRetryable: boolean;
-    /** Structured error details. At most 64 KiB encoded. */
+    /** Structured error details. At most 64 KiB as JSON. */
     details: {
         [key: string]: any;
     } | undefined;
@@ -751,7 +756,7 @@ export interface ReportTaskEventBatchesResponse {
 export interface CompleteTaskRequest {
     /** Token of the attempt. */
     taskToken: string;
-    /** The task's output. At most 1 MiB encoded. */
+    /** The task's output. At most 1 MiB as JSON. */
     output: {
         [key: string]: any;
     } | undefined;

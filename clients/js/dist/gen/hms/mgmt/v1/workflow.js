@@ -40,8 +40,10 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * UNAVAILABLE, by contrast, means this control plane is going away: subscribe elsewhere.
  *
  * JSON-shaped data (inputs, outputs, payloads, details) is google.protobuf.Struct, so grpcurl
- * users type plain JSON. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest
- * details naming each field at fault.
+ * users type plain JSON. Such a value must be JSON: numbers are finite (no NaN or infinities),
+ * objects and lists nest at most 20 levels, and its size limit is measured on its compact UTF-8
+ * JSON text. Invalid requests get INVALID_ARGUMENT with google.rpc.BadRequest details naming
+ * each field at fault (e.g. "input.order.lines[3]"); a refused request changes nothing.
  */
 /**
  * Lifecycle of a process: STARTED -> RUNNING -> COMPLETED | FAILED | COMPENSATING ->

@@ -690,7 +690,10 @@ export interface RetentionPolicy {
    * default for every subject. No wildcards.
    */
   subjectPrefix: string;
-  /** Messages older than this are removed. 0 or unset: no age limit. Default policy: 7 days. */
+  /**
+   * Messages older than this are removed. 0 or unset: no age limit. Default policy: 7 days.
+   * Allowed up to 100 years.
+   */
   maxAge:
     | Duration
     | undefined;
@@ -787,7 +790,11 @@ export interface DeleteConsumerResponse {
 
 /** Request of SetRetention. */
 export interface SetRetentionRequest {
-  /** The policy for policy.subject_prefix; replaces any existing one for that prefix. */
+  /**
+   * The policy for policy.subject_prefix; replaces any existing one for that prefix. Required
+   * (an empty request is refused rather than read as "keep the default forever"); to remove the
+   * default policy send {"policy": {}, "remove": true}.
+   */
   policy:
     | RetentionPolicy
     | undefined;
