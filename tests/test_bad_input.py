@@ -11,13 +11,12 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from control_plane import errors
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2, registry_pb2, workflow_pb2
-from tests.wire_support import Stubs, delimited, error_info, nested_struct, violations
+from tests.wire_support import Stubs, delimited, error_info, nested_struct, raw, serving, violations
 
 Refusal = tuple[grpc.StatusCode, list[str], str]
 
@@ -35,11 +34,6 @@ async def refusal(call: Awaitable[Any]) -> Refusal:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     return caught.value.code(), violations(caught.value), caught.value.details() or ""
-
-
-async def serving(channel: grpc.aio.Channel) -> bool:
-    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def struct(**fields: Any) -> struct_pb2.Struct:
@@ -70,17 +64,17 @@ async def _garbage_stream() -> AsyncIterator[bytes]:
 async def test_non_protobuf_bytes_get_invalid_argument(stubs: Stubs) -> None:
     channel = stubs.channel
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
-        "unary": lambda: channel.unary_unary("/hms.mgmt.v1.Bus/Publish")(GARBAGE),
-        "server stream": lambda: _one(channel.unary_stream("/hms.mgmt.v1.Bus/Subscribe")(GARBAGE)),
-        "client stream": lambda: channel.stream_unary("/hms.mgmt.v1.Workflow/ReportTaskEvents")(
+        "unary": lambda: channel.unary_unary("/hms.mgmt.v1.Bus/Publish", raw, raw)(GARBAGE),
+        "server stream": lambda: _one(channel.unary_stream("/hms.mgmt.v1.Bus/Subscribe", raw, raw)(GARBAGE)),
+        "client stream": lambda: channel.stream_unary("/hms.mgmt.v1.Workflow/ReportTaskEvents", raw, raw)(
             _garbage_stream()
         ),
         "bidirectional": lambda: _one(
-            channel.stream_stream("/hms.mgmt.v1.Registry/KeepAlive")(_garbage_stream())
+            channel.stream_stream("/hms.mgmt.v1.Registry/KeepAlive", raw, raw)(_garbage_stream())
         ),
-        "health (not ours)": lambda: channel.unary_unary("/grpc.health.v1.Health/Check")(GARBAGE),
+        "health (not ours)": lambda: channel.unary_unary("/grpc.health.v1.Health/Check", raw, raw)(GARBAGE),
         "reflection (not ours)": lambda: _one(
-            channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")(
+            channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", raw, raw)(
                 _garbage_stream()
             )
         ),
@@ -94,7 +88,9 @@ async def test_non_protobuf_bytes_get_invalid_argument(stubs: Stubs) -> None:
 
 async def test_invalid_utf8_string_is_refused_naming_the_field(stubs: Stubs) -> None:
     # StartProcessRequest.definition (field 1) as bytes that are not UTF-8.
-    call = stubs.channel.unary_unary("/hms.mgmt.v1.Workflow/StartProcess")(delimited(1, b"\xff\xfe"))
+    call = stubs.channel.unary_unary("/hms.mgmt.v1.Workflow/StartProcess", raw, raw)(
+        delimited(1, b"\xff\xfe")
+    )
 
     code, fields, _ = await refusal(call)
 
@@ -106,7 +102,7 @@ async def test_invalid_utf8_string_is_refused_naming_the_field(stubs: Stubs) -> 
 
 async def test_struct_nested_past_depth_limit_refused(stubs: Stubs) -> None:
     await stubs.process()  # registers one_task
-    start = stubs.channel.unary_unary("/hms.mgmt.v1.Workflow/StartProcess")
+    start = stubs.channel.unary_unary("/hms.mgmt.v1.Workflow/StartProcess", raw, raw)
 
     def request(depth: int) -> bytes:
         return delimited(1, b"one_task") + delimited(3, nested_struct(depth))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
 
 from hms.mgmt.v1 import (
     bus_pb2_grpc,
@@ -109,6 +110,22 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
             detail.Unpack(info)
             return info
     raise AssertionError("no ErrorInfo detail")
+
+
+def raw(data: bytes) -> bytes:
+    """Identity (de)serializer, for calls that send bytes of our own making."""
+    return data
+
+
+async def serving(channel: grpc.aio.Channel) -> bool:
+    """Whether the control plane's health service answers SERVING."""
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        health_pb2.HealthCheckRequest.SerializeToString,
+        health_pb2.HealthCheckResponse.FromString,
+    )
+    reply = await check(health_pb2.HealthCheckRequest())
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def varint(n: int) -> bytes:
