@@ -9,8 +9,7 @@ from typing import Any
 
 import grpc
 
-from control_plane.core.bus.bus import AckRequestItem, Bus
-from control_plane.core.bus.consumer import AckAction
+from control_plane.core.bus.bus import Bus
 from control_plane.core.paging import page
 from control_plane.servicers import bus_convert as convert
 from control_plane.servicers.convert import seconds, timestamp
@@ -116,8 +115,7 @@ class BusServicer(bus_pb2_grpc.BusServicer):
     @translate_errors
     async def Nack(self, request: pb.NackRequest, context: Context) -> pb.NackResponse:
         delay = seconds(request.delay, "delay") if request.HasField("delay") else None
-        items = [AckRequestItem(d, AckAction.NACK, delay_s=delay) for d in request.delivery_ids]
-        outcomes = await self._bus.ack(items)
+        outcomes = await self._bus.nack(list(request.delivery_ids), delay)
         return pb.NackResponse(results=[convert.outcome(o) for o in outcomes])
 
     @translate_errors

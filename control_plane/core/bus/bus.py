@@ -416,12 +416,24 @@ class Bus:
 
     # -- acknowledging --------------------------------------------------------------------------
 
-    async def ack(self, items: list[AckRequestItem]) -> list[AckOutcome]:
-        """Settle many deliveries; a malformed id rejects the whole request before anything changes."""
+    async def nack(self, delivery_ids: list[str], delay_s: float | None) -> list[AckOutcome]:
+        """Redeliver deliveries (after `delay_s`, or each consumer's backoff); checked as a Nack request."""
+        if delay_s is not None and not 0 <= delay_s <= MAX_ACK_DELAY_S:
+            raise InvalidArgument.field("delay", "must be between 0s and 12h")
+        items = [AckRequestItem(d, AckAction.NACK, delay_s=delay_s) for d in delivery_ids]
+        return await self.ack(items, field="delivery_ids", id_path="")
+
+    async def ack(
+        self, items: list[AckRequestItem], *, field: str = "items", id_path: str = ".delivery_id"
+    ) -> list[AckOutcome]:
+        """Settle many deliveries; a malformed id rejects the whole request before anything changes.
+
+        `field` and `id_path` name the list and each id in violations ("items[3].delivery_id").
+        """
         if not items:
-            raise InvalidArgument.field("items", "at least one item is required")
+            raise InvalidArgument.field(field, "at least one is required")
         if len(items) > MAX_ACK_ITEMS:
-            raise InvalidArgument.field("items", f"at most {MAX_ACK_ITEMS} items per request")
+            raise InvalidArgument.field(field, f"at most {MAX_ACK_ITEMS} per request")
         parsed = []
         violations = []
         for index, item in enumerate(items):
@@ -430,7 +442,7 @@ class Bus:
                 ref = None
                 violations.append(
                     FieldViolation(
-                        f"items[{index}].delivery_id", "not a delivery id issued by this control plane"
+                        f"{field}[{index}]{id_path}", "not a delivery id issued by this control plane"
                     )
                 )
             if item.delay_s is not None and not 0 <= item.delay_s <= MAX_ACK_DELAY_S:
