@@ -330,6 +330,25 @@ async def test_unknown_enum_values_refused(stubs: Stubs) -> None:
     assert unspecified[:2] == (invalid, ["states[0]"])
 
 
+async def test_non_ascii_text_in_ids_refused_cleanly(stubs: Stubs) -> None:
+    # Found by the property test: hmac.compare_digest raises TypeError on non-ASCII text, and
+    # "²".isdigit() is true while int("²") raises: both answered INTERNAL.
+    token = (await stubs.task_token()).rpartition(".")[0] + ".é"
+    address = registry_pb2.ServiceInstance(service="svc", address="127.0.0.1:²")
+
+    complete = await refusal(stubs.workflow.CompleteTask(workflow_pb2.CompleteTaskRequest(task_token=token)))
+    acks = [
+        await refusal(stubs.bus.Ack(bus_pb2.AckRequest(items=[bus_pb2.AckItem(delivery_id=delivery_id)])))
+        for delivery_id in ("consumer/1/1.é", "consumer/²/1.tag", "consumer/1/².tag")
+    ]
+    register = await refusal(stubs.registry.Register(registry_pb2.RegisterRequest(instance=address)))
+
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert complete[:2] == (invalid, ["task_token"])
+    assert [a[:2] for a in acks] == [(invalid, ["items[0].delivery_id"])] * 3
+    assert register[:2] == (invalid, ["instance.address"])
+
+
 # -- what errors quote ---------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ class Signer:
     def verify(self, signed: str) -> str | None:
         """The text of a signed id, or None when it was not signed with this key."""
         text, separator, mac = signed.rpartition(_SEPARATOR)
-        if not separator or not hmac.compare_digest(mac, self._mac(text)):
+        # As bytes: compare_digest refuses str with non-ASCII characters, which a caller may send.
+        if not separator or not hmac.compare_digest(mac.encode(), self._mac(text).encode()):
             return None
         return text

@@ -42,7 +42,7 @@ def check_address(field: str, value: str) -> list[FieldViolation]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
         return [FieldViolation(field, f"expected host:port, got {quote(value)}")]
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:  # "²".isdigit() too
         return [FieldViolation(field, f"port must be a number from 1 to 65535, got {quote(port)}")]
     if host.startswith("["):
         if not host.endswith("]"):

@@ -438,7 +438,7 @@ class Bus:
         violations = []
         for index, item in enumerate(items):
             ref = parse_delivery_id(item.delivery_id)
-            if ref is None or not hmac.compare_digest(ref[3], self.consumer_tag(ref[0])):
+            if ref is None or not hmac.compare_digest(ref[3].encode(), self.consumer_tag(ref[0]).encode()):
                 ref = None
                 violations.append(
                     FieldViolation(

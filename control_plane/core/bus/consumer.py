@@ -92,12 +92,17 @@ def delivery_id(consumer: str, sequence: int, attempt: int, tag: str) -> str:
     return f"{consumer}/{sequence}/{attempt}.{tag}"
 
 
+def _count(text: str) -> bool:
+    """ASCII digits of a 64-bit count ("²".isdigit() is true too, and int() refuses it)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def parse_delivery_id(text: str) -> tuple[str, int, int, str] | None:
     """(consumer, sequence, attempt, tag) of a delivery id, or None when it is not one."""
     name, _, rest = text.rpartition("/")
     consumer, _, sequence = name.rpartition("/")
     attempt, _, tag = rest.partition(".")
-    if not consumer or not sequence.isdigit() or not attempt.isdigit() or int(attempt) < 1 or not tag:
+    if not consumer or not _count(sequence) or not _count(attempt) or int(attempt) < 1 or not tag:
         return None
     return consumer, int(sequence), int(attempt), tag
 

@@ -147,7 +147,9 @@ class ServiceInstance(_message.Message):
     address: _builtins.str
     """Where the instance serves: "host:port" (IPv6 hosts in brackets)."""
     version: _builtins.str
-    """Version the instance runs, e.g. "2.1.0"; compared numerically by Lookup's version filter."""
+    """Version the instance runs, e.g. "2.1.0"; compared numerically by Lookup's version filter.
+    Up to 64 characters.
+    """
     health: _common_pb2.HealthStatus.ValueType
     """Current health; PASSING for instances without a probe."""
     lease_id: _builtins.str

@@ -139,7 +139,10 @@ export interface ServiceInstance {
   instanceId: string;
   /** Where the instance serves: "host:port" (IPv6 hosts in brackets). */
   address: string;
-  /** Version the instance runs, e.g. "2.1.0"; compared numerically by Lookup's version filter. */
+  /**
+   * Version the instance runs, e.g. "2.1.0"; compared numerically by Lookup's version filter.
+   * Up to 64 characters.
+   */
   version: string;
   /** Free-form labels used for filtering, e.g. "zone-a", "canary". Up to 32, each up to 64 characters. */
   tags: string[];
