@@ -361,6 +361,26 @@ async def heartbeat(stubs: Stubs, details: struct_pb2.Struct) -> Any:
     return answer
 
 
+async def report_frame(stubs: Stubs, count: int) -> Any:
+    """One ReportTaskEvents frame of `count` started events."""
+    event = workflow_pb2.TaskEvent(task_token=await stubs.task_token(), started=workflow_pb2.TaskStarted())
+    frame = workflow_pb2.ReportTaskEventsRequest(events=[event] * count)
+    answer = await stubs.workflow.ReportTaskEvents(iter([frame]))
+    return InBand([v.field for v in answer.violations]) if answer.invalid else answer
+
+
+async def report_batch(stubs: Stubs, count: int) -> Any:
+    """One ReportTaskEventBatches request of `count` started events."""
+    event = workflow_pb2.TaskEvent(task_token=await stubs.task_token(), started=workflow_pb2.TaskStarted())
+    request = workflow_pb2.ReportTaskEventBatchesRequest(batch_id=1, events=[event] * count)
+    stream = stubs.workflow.ReportTaskEventBatches(iter([request]))
+    async with asyncio.timeout(10):
+        answers = [answer async for answer in stream]
+    if any(answer.violations for answer in answers):
+        return InBand([v.field for answer in answers for v in answer.violations])
+    return answers
+
+
 async def subscribe_tasks(stubs: Stubs, **request: Any) -> Any:
     await stubs.registry.Register(
         registry_pb2.RegisterRequest(
@@ -410,6 +430,8 @@ WORKFLOW = [
         64 * KIB + 1,
         lambda s, n: heartbeat(s, json_of(n)),
     ),
+    Limit("events per frame", "events", 1000, 1001, report_frame),
+    Limit("events per batch", "events", 1000, 1001, report_batch),
     Limit(
         "task types",
         "task_types",

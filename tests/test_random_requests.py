@@ -200,6 +200,8 @@ def refused(code: grpc.StatusCode, answers: list[Any]) -> bool:
         return not answers
     if answers and isinstance(answers[0], workflow_pb2.ReportTaskEventsResponse):
         return answers[0].accepted == 0
+    if answers and all(isinstance(a, workflow_pb2.ReportTaskEventBatchesResponse) for a in answers):
+        return all(r != workflow_pb2.REPORT_RESULT_ACCEPTED for a in answers for r in a.results)
     if answers and all(isinstance(a, bus_pb2.PublishStreamResponse) for a in answers):
         return all(a.violations for a in answers)
     return False

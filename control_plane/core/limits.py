@@ -61,3 +61,4 @@ MAX_DETAILS = 64 * KIB  # failure and heartbeat details
 MAX_ERROR_CODE, MAX_ERROR_MESSAGE = 128, 4096
 MAX_TASK_TYPES = 256
 MAX_TASKS_IN_FLIGHT = 10_000
+MAX_REPORT_EVENTS = 1_000  # per ReportTaskEvents frame or ReportTaskEventBatches request

@@ -21,13 +21,13 @@ import heapq
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from control_plane.core.limits import MAX_REPORT_EVENTS
 from control_plane.core.workflow.workflows import ReportOutcome
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from control_plane.servicers import workflow_convert as convert
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 
-MAX_EVENTS = 1000  # per batch
 # Events of one stream read and not yet answered.
 _AHEAD = 1000
 MAX_VIOLATIONS = 100  # per answer
@@ -134,10 +134,12 @@ class ReportStream:
         async for request in batches:
             self._unanswered += 1
             events = request.events
-            if not 1 <= len(events) <= MAX_EVENTS:
+            if not 1 <= len(events) <= MAX_REPORT_EVENTS:
                 await self._room.acquire()
                 batch = _Batch(request.batch_id, len(events), 0, room=1)
-                batch.refused = FieldViolation("", f"1 to {MAX_EVENTS} events per request, got {len(events)}")
+                batch.refused = FieldViolation(
+                    "", f"1 to {MAX_REPORT_EVENTS} events per request, got {len(events)}"
+                )
                 self._finished.put_nowait(batch)
                 continue
             batch = _Batch(request.batch_id, len(events), len(events))
