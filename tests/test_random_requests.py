@@ -56,8 +56,9 @@ CLEAN = {
 }
 # Methods that never refuse with a status: no fields to get wrong, or answers per item (KeepAlive).
 IN_BAND_ONLY = {"ListServices", "ListRetention", "KeepAlive"}
-# Columns that change without any request: which replica hands out a task (workers come and go).
-VOLATILE = {"wf_tasks": {"owner"}}
+# Columns written behind the requests that cause them: which replica hands out a task (workers come
+# and go), and lease renewals, which a replica shares in batches after answering (PostgreSQL).
+VOLATILE = {"wf_tasks": {"owner"}, "registry_leases": {"expires_at"}}
 
 SIGNALLED = """
 name: signalled
@@ -207,6 +208,18 @@ def refused(code: grpc.StatusCode, answers: list[Any]) -> bool:
     return False
 
 
+def changes(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, Any]:
+    """The rows that differ, per table: what went and what came."""
+    return {
+        table: {
+            "gone": sorted(set(rows) - set(after.get(table, []))),
+            "new": sorted(set(after.get(table, [])) - set(rows)),
+        }
+        for table, rows in before.items()
+        if rows != after.get(table)
+    }
+
+
 def serving(channel: grpc.Channel) -> bool:
     """Whether the health service answers SERVING (the control plane did not fall over)."""
     check = channel.unary_unary(
@@ -262,7 +275,8 @@ def answers_cleanly(
         assert code in CLEAN, f"{method.name} answered {code}"
         if refused(code, answers):
             refusals[method.name] += 1
-            assert rows.snapshot() == before, f"refused {method.name} changed stored rows"
+            after = rows.snapshot()
+            assert after == before, f"refused {method.name} changed stored rows: {changes(before, after)}"
         assert serving(channel)
 
     return check
