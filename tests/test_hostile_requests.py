@@ -1,0 +1,161 @@
+"""Requests that used to freeze the control plane: each is refused or cut off while others are served."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from control_plane.core.workflow.bus_waits import BusWaits
+from control_plane.core.workflow.workflows import MAX_SOURCE
+from control_plane.errors import InvalidArgument
+from control_plane.models import StoredMessage
+from control_plane.sdk import Client
+from control_plane.server import App
+from hms.mgmt.v1 import bus_pb2
+from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.latency import STALL_BOUND_S, bus_stream, lookups
+from tests.workflow_support import finish
+
+
+def big_definition(size: int = MAX_SOURCE) -> str:
+    """A valid definition of just under `size` bytes: many task steps, each with CEL in its input."""
+
+    def step(n: int) -> str:
+        return (
+            f"  - id: s{n}\n"
+            f"    task: {{service: Svc, type: t{n % 7}}}\n"
+            f'    input: {{a: "input.a + \'{n}\'", b: "size(input.a) > {n} ? 1 : 2"}}\n'
+            f"    retry: {{max_attempts: 3, initial_interval: 1s}}\n"
+        )
+
+    head = "name: big\ninput_schema: {type: object, properties: {a: {type: string}}}\nsteps:\n"
+    parts, total, n = [head], len(head), 0
+    while total + len(step(n)) <= size:
+        parts.append(step(n))
+        total += len(parts[-1])
+        n += 1
+    return "".join(parts)
+
+
+async def test_registering_a_1mib_definition_does_not_stall_streams(client: Client) -> None:
+    source = big_definition()
+    assert len(source.encode()) > MAX_SOURCE - 1024
+
+    async with bus_stream(client) as probe:
+        response = await client.workflow.apply(source)
+
+    assert (response.definition.name, response.definition.version) == ("big", 1)
+    assert len(probe.samples) >= 20, probe.summary()  # the stream ran all along
+    assert probe.worst < STALL_BOUND_S, probe.summary()
+    stored = await client.workflow.definition("big")
+    assert stored.digest == response.definition.digest
+
+
+CHOICE = """
+name: {name}
+steps:
+  - id: pick
+    choice:
+      - when: "{condition}"
+        steps: [{{id: yes, sleep: 1ms}}]
+    default: [{{id: no, sleep: 1ms}}]
+"""
+
+
+async def test_hostile_cel_comprehension_refused_or_cut_off_while_lookup_answers(client: Client) -> None:
+    # Nested over the input, 250 items cost 250^3 evaluations of the body: refused at registration.
+    nested = "input.items.all(x, input.items.all(y, input.items.all(z, x + y + z >= 0)))"
+    # One comprehension, but `in` walks the whole list for each item: allowed, and cut off on a big list.
+    quadratic = "input.items.all(x, x in input.items)"
+    async with lookups(client) as probe:
+        with pytest.raises(InvalidArgument) as refused:
+            await client.workflow.apply(CHOICE.format(name="nested", condition=nested))
+        await client.workflow.apply(CHOICE.format(name="quadratic", condition=quadratic))
+        small = await client.workflow.start("quadratic", {"items": list(range(50))})
+        hostile = await client.workflow.start("quadratic", {"items": list(range(20_000))})
+        small_done, hostile_done = await finish(client, small.id), await finish(client, hostile.id)
+
+    assert len(probe.samples) >= 20, probe.summary()
+    assert probe.worst < STALL_BOUND_S, probe.summary()
+    violation = refused.value.violations[0]
+    assert violation.field == "steps[0].choice[0].when"
+    assert "nested" in violation.description, violation
+    assert small_done.state == pb.PROCESS_STATE_COMPLETED
+    assert [s.step_id for s in small_done.steps if s.state == pb.STEP_STATE_COMPLETED] == ["yes", "pick"]
+    assert hostile_done.state == pb.PROCESS_STATE_FAILED
+    assert hostile_done.error.code == "CONDITION"
+    assert "too costly" in hostile_done.error.message, hostile_done.error
+
+
+REGEX = """
+name: {name}
+input_schema:
+  type: object
+  properties: {{code: {{type: string, pattern: '{pattern}'}}}}
+steps: [{{id: a, sleep: 1ms}}]
+"""
+
+
+async def test_catastrophic_regex_in_input_schema_refused_while_lookup_answers(client: Client) -> None:
+    # `(a+)+$` backtracks 2^n ways on "aaa...ab" in Python's re: seconds at n = 25, twice that per extra a.
+    await client.workflow.apply(REGEX.format(name="nested_plus", pattern="^(a+)+$"))
+    async with lookups(client) as probe:
+        with pytest.raises(InvalidArgument) as refused:
+            await client.workflow.start("nested_plus", {"code": "a" * 25 + "b"})
+        with pytest.raises(InvalidArgument) as backreference:
+            await client.workflow.apply(REGEX.format(name="backreference", pattern="^(a+)\\1$"))
+        accepted = await client.workflow.start("nested_plus", {"code": "a" * 40})
+
+    assert len(probe.samples) >= 20, probe.summary()
+    assert probe.worst < STALL_BOUND_S, probe.summary()
+    assert refused.value.violations[0].field == "input.code"
+    assert "does not match" in refused.value.violations[0].description
+    # A pattern only a backtracking engine runs is refused when the definition is registered.
+    assert backreference.value.violations[0].field == "input_schema.properties.code.pattern"
+    assert accepted.state in (pb.PROCESS_STATE_STARTED, pb.PROCESS_STATE_RUNNING)
+
+
+async def test_bus_waits_indexed_by_subject(server: App, client: Client) -> None:
+    # 20,000 processes each wait for the payment of their own order, two for any order's shipping.
+    delivered: set[tuple[str, str, int]] = set()
+    everything_in = asyncio.Event()
+    paid = range(0, 20_000, 10)
+    shipped = range(0, 20_000, 200)
+    expected = len(paid) + 2 * len(shipped) + len(paid)
+
+    async def deliver(process_id: str, step_id: str, message: StoredMessage) -> None:
+        delivered.add((process_id, step_id, message.sequence))
+        if len(delivered) == expected:
+            everything_in.set()
+
+    waits = BusWaits(server.bus.log, deliver)
+    waits.load([])
+    for n in range(20_000):
+        waits.add(f"p{n}", "paid", f"order.{n}.paid", 0)
+    waits.add("shipping", "any", "order.*.shipped", 0)
+    waits.add("audit", "all", "order.>", 0)
+    waits.add("audit", "later", "order.>", 10**9)  # only messages after that sequence
+
+    stop = asyncio.Event()
+    follower = asyncio.create_task(waits.run(stop))
+    try:
+        async with lookups(client) as probe:
+            messages = [bus_pb2.BusMessage(subject=f"order.{n}.paid") for n in paid]
+            messages += [bus_pb2.BusMessage(subject=f"order.{n}.shipped") for n in shipped]
+            sequences = await client.bus.publish_many(messages)
+            async with asyncio.timeout(20):
+                await everything_in.wait()
+    finally:
+        stop.set()
+        await follower
+
+    assert probe.worst < STALL_BOUND_S, probe.summary()
+    by_subject = dict(zip((m.subject for m in messages), sequences, strict=True))
+    for n in paid:
+        assert (f"p{n}", "paid", by_subject[f"order.{n}.paid"]) in delivered
+    assert {(p, s) for p, s, _ in delivered if p in ("shipping", "audit")} == {
+        ("shipping", "any"),
+        ("audit", "all"),
+    }
+    assert len(delivered) == expected
