@@ -82,7 +82,7 @@ async def test_hostile_cel_comprehension_refused_or_cut_off_while_lookup_answers
     assert violation.field == "steps[0].choice[0].when"
     assert "nested" in violation.description, violation
     assert small_done.state == pb.PROCESS_STATE_COMPLETED
-    assert [s.step_id for s in small_done.steps if s.state == pb.STEP_STATE_COMPLETED] == ["yes", "pick"]
+    assert [s.step_id for s in small_done.steps if s.state == pb.STEP_STATE_COMPLETED] == ["pick", "yes"]
     assert hostile_done.state == pb.PROCESS_STATE_FAILED
     assert hostile_done.error.code == "CONDITION"
     assert "too costly" in hostile_done.error.message, hostile_done.error

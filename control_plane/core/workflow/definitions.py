@@ -30,6 +30,7 @@ from control_plane.core.workflow.expressions import (
     VARIABLES,
     Expression,
     ExpressionError,
+    ExpressionRefused,
     compile_expression,
 )
 from control_plane.errors import FieldViolation, InvalidArgument
@@ -550,6 +551,9 @@ class _Parser:
             return None
         try:
             expression = compile_expression(value)
+        except ExpressionRefused as exc:
+            self.error(path, f"CEL expression refused: {exc}")
+            return None
         except ExpressionError as exc:
             self.error(path, f"CEL expression does not compile: {exc}")
             return None

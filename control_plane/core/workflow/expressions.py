@@ -13,6 +13,8 @@ from typing import Any
 
 import cel
 
+from control_plane.core.workflow.cel_shape import MAX_COST, Shape, ShapeError, shape_of
+
 # What expressions may name: the process input, earlier step outputs, and (in `correlate`) the message.
 VARIABLES = frozenset({"input", "steps"})
 MESSAGE_VARIABLES = VARIABLES | {"message"}
@@ -41,6 +43,10 @@ class ExpressionError(Exception):
     """An expression that does not compile, or that failed while being evaluated."""
 
 
+class ExpressionRefused(ExpressionError):
+    """An expression CEL would run, refused for what it could cost: too deep, or loops nested over data."""
+
+
 @dataclass(frozen=True, slots=True)
 class Expression:
     """A compiled CEL expression; immutable, and cheap to evaluate many times."""
@@ -58,10 +64,22 @@ class Expression:
     projections: Mapping[str, frozenset[str]] = field(compare=False, repr=False)
     # Every identifier CEL reports, bound ones included: only these are taken from the activation.
     reads: tuple[str, ...] = field(compare=False, repr=False)
+    # Its comprehensions, for the cost estimated before each evaluation (the CEL core has no limit).
+    shape: Shape = field(compare=False, repr=False, default=Shape(()))
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
-        """The value of the expression over `activation`, as plain JSON-like Python."""
+        """The value of the expression over `activation`, as plain JSON-like Python.
+
+        Refused (ExpressionError) when it would cost more than MAX_COST steps over these values: the
+        evaluation cannot be interrupted, and it holds the GIL, so it would stall the whole process.
+        """
         variables = {name: self._project(name, activation[name]) for name in self.reads if name in activation}
+        cost = self.shape.estimate_cost(variables)
+        if cost > MAX_COST:
+            raise ExpressionError(
+                f"{self.text!r}: too costly to evaluate over this data"
+                f" (more than {MAX_COST:,} steps; the lists or strings it reads are too long)"
+            )
         try:
             result = self.program.execute(variables)
         except KeyError as exc:
@@ -90,10 +108,24 @@ def compile_expression(text: str) -> Expression:
     if not text.strip():
         raise ExpressionError("empty expression")
     try:
+        # Before CEL sees it: the Rust parser overflows its stack on 30,000 chained fields.
+        shape = shape_of(text, MESSAGE_VARIABLES)
+        unreadable = None
+    except ShapeError as exc:
+        if exc.refused:
+            raise ExpressionRefused(str(exc)) from None
+        shape, unreadable = Shape(()), exc  # CEL says what is wrong, in its words
+    try:
         program = cel.compile(text)
         names = set(program.variables())
     except Exception as exc:  # ValueError for syntax errors; anything else from the Rust core alike
         raise ExpressionError(_compile_reason(text, str(exc))) from None
+    except BaseException as exc:  # a Rust panic is a BaseException: it must not end the caller
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise ExpressionError("does not compile (the CEL parser failed on it)") from None
+    if unreadable is not None:
+        raise ExpressionError(str(unreadable))
     bound = {name for match in _BOUND.finditer(text) for name in match.groups() if name}
     projections: dict[str, frozenset[str]] = {}
     step_refs: set[str] = set()
@@ -114,6 +146,7 @@ def compile_expression(text: str) -> Expression:
         dotted_hyphen_refs=frozenset(ref for ref in _STEP_DOT.findall(text) if "-" in ref),
         projections=MappingProxyType(projections),
         reads=tuple(sorted(names)),
+        shape=shape,
     )
 
 
