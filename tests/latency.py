@@ -55,7 +55,7 @@ class Probe:
 async def probing(round_trip: Callable[[], Awaitable[object]]) -> AsyncIterator[Probe]:
     """Time `round_trip` over and over in the background for the duration of the block."""
     probe = Probe()
-    first = asyncio.Event()
+    arrived = asyncio.Condition()
 
     async def run() -> None:
         while True:
@@ -64,7 +64,12 @@ async def probing(round_trip: Callable[[], Awaitable[object]]) -> AsyncIterator[
             took = time.perf_counter() - started
             probe.samples.append(took)
             probe.own.append(took - (_runqueue_wait() - waited))
-            first.set()
+            async with arrived:
+                arrived.notify_all()
+
+    async def next_sample() -> None:
+        async with asyncio.timeout(10), arrived:
+            await arrived.wait()
 
     # A full collection of this test process's heap (pytest, every module it loaded, earlier tests'
     # leftovers) pauses it for 80-100 ms on a loaded 2-core machine, whatever the server does: set what
@@ -73,12 +78,13 @@ async def probing(round_trip: Callable[[], Awaitable[object]]) -> AsyncIterator[
     gc.freeze()
     task = asyncio.create_task(run())
     try:
-        async with asyncio.timeout(10):
-            await first.wait()  # the probe is in flight before the block starts
+        await next_sample()  # the probe is in flight before the block starts
         # The first round trip opens connections: not what is measured.
         probe.samples.clear()
         probe.own.clear()
         yield probe
+        # The round trip in flight at the end of the block has waited through whatever the block did.
+        await next_sample()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -600,25 +600,25 @@ CHECK_INPUT: list[tuple[Any, list[tuple[str, str]]]] = [
     ),
     (
         {"applicant": {"name": "N", "email": "n@example.com"}, "documents": ["d"], "cost": 1},
-        [("input", "'application_id' is a required property")],
+        [("input", '"application_id" is a required property')],
     ),
     (
         {"application_id": "A", "applicant": {"name": "N", "email": "nope"}, "documents": ["d"], "cost": 1},
-        [("input.applicant.email", "'nope' is not a 'email'")],
+        [("input.applicant.email", '"nope" is not a "email"')],
     ),
     (
         {"application_id": "A", "applicant": {"name": "N", "email": "n@e.com"}, "documents": [3], "cost": 1},
-        [("input.documents[0]", "3 is not of type 'string'")],
+        [("input.documents[0]", '3 is not of type "string"')],
     ),
     (
         {"application_id": "", "applicant": {"name": "N", "email": "n@e.com"}, "documents": [], "cost": -1},
         [
-            ("input.application_id", "should be non-empty"),
-            ("input.documents", "should be non-empty"),
+            ("input.application_id", "shorter than 1 character"),
+            ("input.documents", "less than 1 item"),
             ("input.cost", "less than the minimum of 0"),
         ],
     ),
-    ([1, 2], [("input", "is not of type 'object'")]),
+    ([1, 2], [("input", 'is not of type "object"')]),
 ]
 
 
@@ -765,3 +765,34 @@ def test_violations_are_field_violations() -> None:
     with pytest.raises(InvalidArgument) as caught:
         parse_definition("name: t\nsteps: []\n")
     assert caught.value.violations == [FieldViolation("steps", "must not be empty (line 2)")]
+
+
+@pytest.mark.parametrize(
+    ("schema", "where"),
+    [
+        ("{properties: {code: {type: string, pattern: '^(a+)\\1$'}}}", "input_schema.properties.code.pattern"),
+        ("{patternProperties: {'(?<=a)b': {type: string}}}", "input_schema.patternProperties.(?<=a)b"),
+        ("{propertyNames: {pattern: '(?!x)'}}", "input_schema.propertyNames.pattern"),
+    ],
+)
+def test_a_pattern_that_needs_backtracking_is_refused(schema: str, where: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_definition(f"name: t\ninput_schema: {schema}\nsteps: [{{id: a, sleep: 1s}}]\n")
+    violation = caught.value.violations[0]
+    assert (violation.field, "does not backtrack" in violation.description) == (where, True), violation
+
+
+def test_a_pattern_checks_input_in_linear_time() -> None:
+    definition = parse_definition(
+        "name: t\ninput_schema: {properties: {code: {pattern: '^(a+)+$'}}}\nsteps: [{id: a, sleep: 1s}]\n"
+    )
+    definition.check_input({"code": "a" * 1000})
+    with pytest.raises(InvalidArgument, match="does not match"):
+        definition.check_input({"code": "a" * 100_000 + "b"})  # Python's re: 2^100000 ways to try
+
+
+def test_a_ref_is_never_fetched() -> None:
+    with pytest.raises(InvalidArgument, match="cannot resolve"):
+        parse_definition(
+            "name: t\ninput_schema: {$ref: 'http://127.0.0.1:9/schema.json'}\nsteps: [{id: a, sleep: 1s}]\n"
+        )

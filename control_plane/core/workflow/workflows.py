@@ -39,6 +39,7 @@ from control_plane.core.signal import Signal, Wait, on_signal, wait_any
 from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
+from control_plane.core.workflow.compiler import DefinitionCompiler
 from control_plane.core.workflow.definitions import Definition, parse_definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import (
@@ -150,6 +151,7 @@ class Workflows:
         self._watchers: dict[str, _Watch] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._bus_waits = BusWaits(bus.log, self._offer_message)
+        self._compiler = DefinitionCompiler()
         registry.listeners.append(self._on_registry_change)
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
@@ -164,8 +166,12 @@ class Workflows:
     async def load(self) -> None:
         """Reload definitions, requeue outstanding attempts, re-arm durable timers."""
         self._signer = Signer(await self._store.secret("task_tokens"))
+        # Before serving: nothing waits on the loop yet, so the stored definitions compile here.
         for version in reversed(await self._store.wf_definitions()):
-            self._remember(version)
+            try:
+                self._remember(version, parse_definition(version.source))
+            except InvalidArgument as exc:
+                _log_unusable(version, exc)
         if not self._cluster.shared:
             self.dispatcher.offer(await self._store.wf_tasks())
         for process_id, name, due in await self._store.wf_timers():
@@ -184,6 +190,7 @@ class Workflows:
                 tasks.create_task(on_signal(stop, duties, [], _LEAD_EVERY_S, "leader duties"))
         for task in list(self._background):
             task.cancel()
+        await self._compiler.close()
         if self._claims is not None:
             await self._claims.release_owned()
 
@@ -196,7 +203,13 @@ class Workflows:
         known = {v.version for v in self._versions.get(name, [])}
         for version in reversed(await self._store.wf_definitions(name)):
             if version.version not in known:
-                self._remember(version)
+                try:
+                    definition = await self._compiler.compile(version.source)
+                except InvalidArgument as exc:
+                    _log_unusable(version, exc)
+                    continue
+                if version.version not in {v.version for v in self._versions.get(name, [])}:
+                    self._remember(version, definition)  # unless a concurrent reload did meanwhile
 
     def _on_messages(self, messages: list[StoredMessage]) -> None:
         """Wake watchers of processes that advanced on another replica (their events reach every replica);
@@ -236,7 +249,7 @@ class Workflows:
         """Validate a definition and store it as a new version unless unchanged."""
         if len(source.encode()) > MAX_SOURCE:
             raise InvalidArgument.field("source", f"at most {MAX_SOURCE} bytes")
-        definition = parse_definition(source)
+        definition = await self._compiler.compile(source)
         versions = self._versions.get(definition.name, [])
         latest = versions[0] if versions else None
         if validate_only:
@@ -269,8 +282,8 @@ class Workflows:
         names = [name] if name else sorted(self._versions)
         return [v for n in names for v in (self._versions.get(n, [])[: None if all_versions else 1])]
 
-    def _remember(self, version: DefinitionVersion, parsed: Definition | None = None) -> None:
-        self._definitions[(version.name, version.version)] = parsed or parse_definition(version.source)
+    def _remember(self, version: DefinitionVersion, definition: Definition) -> None:
+        self._definitions[(version.name, version.version)] = definition
         versions = self._versions.setdefault(version.name, [])
         versions.insert(0, version)
         versions.sort(key=lambda v: -v.version)
@@ -707,6 +720,13 @@ def _seen(done: asyncio.Future[Any]) -> None:
     """Mark a shielded transition's failure as seen: its caller, if still there, gets it too."""
     if not done.cancelled():
         done.exception()
+
+
+def _log_unusable(version: DefinitionVersion, exc: InvalidArgument) -> None:
+    # Stored by a version with looser checks (or by hand): its processes cannot advance here.
+    logger.error(
+        "definition %s version %d no longer passes validation: %s", version.name, version.version, exc
+    )
 
 
 class _UnknownDefinition(Exception):
