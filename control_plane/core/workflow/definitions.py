@@ -215,12 +215,19 @@ def canonical_digest(spec: Any) -> str:
 # Validating and compiling
 
 
+# Steps completed before a point of the document, as ranges of declaration order (depth-first, in
+# document order): a step list adds the range of the ids declared in it so far to what its parent saw.
+# A set per step instead grew with the document: quadratic time and memory for 6,000 steps.
+_Available = tuple[tuple[int, int], ...]
+_EVERY_STEP: _Available = ((0, 1 << 62),)
+
+
 @dataclass(frozen=True, slots=True)
 class _Scope:
     """What an expression may see: the step it belongs to and the steps completed before it."""
 
     step: str
-    available: frozenset[str]
+    available: _Available
     ancestors: tuple[str, ...]
     variables: frozenset[str] = VARIABLES
 
@@ -262,10 +269,8 @@ class _Parser:
             self.error(("description",), f"must be at most {DESCRIPTION_MAX} characters")
         schema = self.input_schema(body.get("input_schema"))
         timeout = self.duration(body, ("timeout",), TIMEOUT_MIN, TIMEOUT_MAX)
-        steps, ids = (
-            self.steps(body["steps"], ("steps",), frozenset(), ()) if "steps" in body else ((), set())
-        )
-        output = self.template(body.get("output"), ("output",), _Scope("", frozenset(ids), ()))
+        steps = self.steps(body["steps"], ("steps",), (), ())[0] if "steps" in body else ()
+        output = self.template(body.get("output"), ("output",), _Scope("", _EVERY_STEP, ()))
         self.check_uses()
         if self.violations:
             return None
@@ -324,7 +329,7 @@ class _Parser:
     # -- steps -------------------------------------------------------------------------------------
 
     def steps(
-        self, value: Any, path: Path, available: frozenset[str], ancestors: tuple[str, ...]
+        self, value: Any, path: Path, available: _Available, ancestors: tuple[str, ...]
     ) -> tuple[tuple[Step, ...], set[str]]:
         """A list of steps run in order; returns them and every id they hold, nested ones included."""
         if not isinstance(value, list):
@@ -335,15 +340,17 @@ class _Parser:
         parent = ancestors[-1] if ancestors else ""
         result: list[Step] = []
         ids: set[str] = set()
+        start = len(self.order)
         for position, item in enumerate(value):
-            step, step_ids = self.step(item, (*path, position), available | ids, ancestors, parent)
+            earlier = (*available, (start, len(self.order)))  # the ids declared in this list so far
+            step, step_ids = self.step(item, (*path, position), earlier, ancestors, parent)
             if step is not None:
                 result.append(step)
             ids |= step_ids
         return tuple(result), ids
 
     def step(
-        self, value: Any, path: Path, available: frozenset[str], ancestors: tuple[str, ...], parent: str
+        self, value: Any, path: Path, available: _Available, ancestors: tuple[str, ...], parent: str
     ) -> tuple[Step | None, set[str]]:
         if not isinstance(value, dict):
             self.error(path, f"must be a step (a map with id and one of {_kinds()}), got {_kind(value)}")
@@ -367,7 +374,8 @@ class _Parser:
                 compensate = None
                 if "compensate" in value:
                     # A compensation runs after its step completed, so it may read that step's output.
-                    after = _Scope(step_id, available | {step_id}, ancestors)
+                    itself = self.order.get(step_id, -1)
+                    after = _Scope(step_id, (*available, (itself, itself + 1)), ancestors)
                     compensate = self.compensation(value["compensate"], (*path, "compensate"), after)
                 return Step(step_id, kind, task=task, compensate=compensate, parent=parent), ids
             case StepKind.CHOICE:
@@ -502,7 +510,7 @@ class _Parser:
         return tuple(branches), ids
 
     def parallel(
-        self, value: Any, path: Path, available: frozenset[str], inner: tuple[str, ...]
+        self, value: Any, path: Path, available: _Available, inner: tuple[str, ...]
     ) -> tuple[tuple[Branch, ...], set[str]]:
         branches, ids = [], set()
         if not isinstance(value, list) or not value:
@@ -611,7 +619,8 @@ class _Parser:
         if ref not in self.ids:
             close = difflib.get_close_matches(ref, self.ids, n=1)
             return f"unknown step {ref!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-        if ref in scope.available:
+        at = self.order[ref]
+        if any(low <= at < high for low, high in scope.available):
             return ""
         if ref == scope.step:
             return f"step {ref!r} refers to itself: its output exists only once it has completed"
