@@ -3,34 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from control_plane.sdk import Client
+from hms.mgmt.v1 import registry_pb2, registry_pb2_grpc
 
 # What a request may keep a stream or a Lookup waiting, at worst, while another request is served.
 STALL_BOUND_S = 0.050
 
 
 def _runqueue_wait() -> float:
-    """Seconds this thread has spent runnable but not running (Linux schedstat; 0 where there is none)."""
+    """Seconds the threads of this process have spent runnable but not running (Linux schedstat)."""
+    total = 0
     try:
-        with open("/proc/thread-self/schedstat") as stat:
-            return int(stat.read().split()[1]) / 1e9
+        for task in os.scandir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"{task.path}/schedstat") as stat:
+                total += int(stat.read().split()[1])
     except (OSError, IndexError, ValueError):
         return 0.0
+    return total / 1e9
 
 
 @dataclass
 class Probe:
     """Round trips timed back to back.
 
-    `samples` are wall-clock round trips. `own` leaves out the time the event-loop thread waited for a
+    `samples` are wall-clock round trips. `own` leaves out the time this process's threads waited for a
     CPU that other processes held (the kernel's run-queue wait): on a loaded 2-core machine that alone
-    reaches 50 ms, whatever the control plane does. Waiting for the GIL, or for work on the loop, counts.
+    reaches 50-300 ms, whatever the control plane does (a thread holding the GIL waits for a CPU too,
+    and the loop with it). The event loop's own CPU time always counts, as does a wait for a thread that
+    holds the GIL while it runs.
     """
 
     samples: list[float] = field(default_factory=list)
@@ -59,11 +67,11 @@ async def probing(round_trip: Callable[[], Awaitable[object]]) -> AsyncIterator[
 
     async def run() -> None:
         while True:
-            started, waited = time.perf_counter(), _runqueue_wait()
+            started, waited, worked = time.perf_counter(), _runqueue_wait(), time.thread_time()
             await round_trip()
             took = time.perf_counter() - started
             probe.samples.append(took)
-            probe.own.append(took - (_runqueue_wait() - waited))
+            probe.own.append(max(took - (_runqueue_wait() - waited), time.thread_time() - worked))
             async with arrived:
                 arrived.notify_all()
 
@@ -100,13 +108,22 @@ async def lookups(client: Client) -> AsyncIterator[Probe]:
 
 
 @asynccontextmanager
-async def bus_stream(client: Client) -> AsyncIterator[Probe]:
-    """A message published, then read from a live Subscribe stream, over and over: a stream's latency."""
-    async with client.bus.subscribe("probe.latency") as stream:
+async def keep_alive_stream(client: Client) -> AsyncIterator[Probe]:
+    """A lease renewed over a live KeepAlive stream and its answer read, over and over: a stream's latency.
 
-        async def ping() -> None:
-            await client.bus.publish("probe.latency", b"ping")
-            await anext(stream)
+    Renewals are kept in memory, so the round trip measures the event loop, not the disk's fsync.
+    """
+    registered = await client.registry.register("probe", "127.0.0.1:1", instance_id="p2", ttl_s=60)
+    request = registry_pb2.KeepAliveRequest(lease_id=registered.lease.lease_id)
+    stream = registry_pb2_grpc.RegistryStub(client.channel).KeepAlive()
 
-        async with probing(ping) as probe:
+    async def renew() -> None:
+        await stream.write(request)
+        response = await stream.read()
+        assert isinstance(response, registry_pb2.KeepAliveResponse) and not response.not_found
+
+    try:
+        async with probing(renew) as probe:
             yield probe
+    finally:
+        stream.cancel()

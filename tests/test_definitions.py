@@ -770,7 +770,10 @@ def test_violations_are_field_violations() -> None:
 @pytest.mark.parametrize(
     ("schema", "where"),
     [
-        ("{properties: {code: {type: string, pattern: '^(a+)\\1$'}}}", "input_schema.properties.code.pattern"),
+        (
+            "{properties: {code: {type: string, pattern: '^(a+)\\1$'}}}",
+            "input_schema.properties.code.pattern",
+        ),
         ("{patternProperties: {'(?<=a)b': {type: string}}}", "input_schema.patternProperties.(?<=a)b"),
         ("{propertyNames: {pattern: '(?!x)'}}", "input_schema.propertyNames.pattern"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from google.protobuf.struct_pb2 import ListValue
 
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.workflows import MAX_SOURCE
@@ -14,7 +15,7 @@ from control_plane.sdk import Client
 from control_plane.server import App
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.latency import STALL_BOUND_S, bus_stream, lookups
+from tests.latency import STALL_BOUND_S, keep_alive_stream, lookups
 from tests.workflow_support import finish
 
 
@@ -42,14 +43,16 @@ async def test_registering_a_1mib_definition_does_not_stall_streams(client: Clie
     source = big_definition()
     assert len(source.encode()) > MAX_SOURCE - 1024
 
-    async with bus_stream(client) as probe:
+    async with keep_alive_stream(client) as probe:
         response = await client.workflow.apply(source)
+        stored = await client.workflow.definition("big")
 
     assert (response.definition.name, response.definition.version) == ("big", 1)
     assert len(probe.samples) >= 20, probe.summary()  # the stream ran all along
     assert probe.worst < STALL_BOUND_S, probe.summary()
-    stored = await client.workflow.definition("big")
     assert stored.digest == response.definition.digest
+    steps = stored.spec["steps"]
+    assert isinstance(steps, ListValue) and len(steps) == source.count("  - id: ")
 
 
 CHOICE = """

@@ -54,11 +54,10 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             request.source, validate_only=request.validate_only
         )
         parsed = None if request.validate_only else self._workflows.definition(stored.name, stored.version)[1]
+        # A large spec takes 100 ms and more to become a Struct: on a worker thread, in short steps.
+        definition = await asyncio.to_thread(convert.definition, stored, parsed, full=True)
         return pb.RegisterDefinitionResponse(
-            name=stored.name,
-            version=stored.version,
-            created=created,
-            definition=convert.definition(stored, parsed, full=True),
+            name=stored.name, version=stored.version, created=created, definition=definition
         )
 
     @translate_errors
@@ -66,7 +65,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self, request: pb.GetDefinitionRequest, context: Context
     ) -> pb.GetDefinitionResponse:
         stored, parsed = self._workflows.definition(request.name, request.version)
-        return pb.GetDefinitionResponse(definition=convert.definition(stored, parsed, full=True))
+        definition = await asyncio.to_thread(convert.definition, stored, parsed, full=True)
+        return pb.GetDefinitionResponse(definition=definition)
 
     @translate_errors
     async def ListDefinitions(

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import pickle
 import sys
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from control_plane.core.workflow.definitions import Definition, build_definition, parse_definition
@@ -37,9 +38,16 @@ _HEADER = 4
 class DefinitionCompiler:
     """Compiles definition sources without stalling the event loop; owns the checking child process."""
 
-    def __init__(self, *, time_limit_s: float = CHECK_TIME_LIMIT_S, small_source: int = SMALL_SOURCE) -> None:
+    def __init__(
+        self,
+        *,
+        time_limit_s: float = CHECK_TIME_LIMIT_S,
+        small_source: int = SMALL_SOURCE,
+        child_command: Sequence[str] = (sys.executable, "-m", __name__),
+    ) -> None:
         self._time_limit_s = time_limit_s
         self._small_source = small_source
+        self._child_command = tuple(child_command)
         self._child: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()  # one source at a time through the child
         self._closed = False
@@ -93,9 +101,7 @@ class DefinitionCompiler:
             raise Unavailable("the control plane is shutting down")
         if self._child is None or self._child.returncode is not None:
             self._child = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                __name__,
+                *self._child_command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
