@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -180,25 +180,34 @@ class Definition:
             raise InvalidArgument(violations)
 
 
-def parse_definition(source: str) -> Definition:
-    """Parse and validate a YAML or JSON definition; InvalidArgument lists every problem with its path."""
+def parse_definition(source: str, pause: Callable[[], None] = lambda: None) -> Definition:
+    """Parse and validate a YAML or JSON definition; InvalidArgument lists every problem with its path.
+
+    `pause` is called between steps of the work (a worker thread gives the event loop the GIL there).
+    """
     document, lines, problems = load_document(source)
-    return _compile(document, lines, problems, None)
+    return _compile(document, lines, problems, None, pause)
 
 
-def build_definition(document: dict[str, Any], digest: str) -> Definition:
+def build_definition(
+    document: dict[str, Any], digest: str, pause: Callable[[], None] = lambda: None
+) -> Definition:
     """Compile a document that `parse_definition` accepted elsewhere (in a child process).
 
     Compiled CEL programs cannot cross processes, so the document is compiled again here; the YAML is
     not read again, and the digest is taken as given.
     """
-    return _compile(document, {}, [], digest)
+    return _compile(document, {}, [], digest, pause)
 
 
 def _compile(
-    document: Any, lines: dict[Path, int], problems: list[FieldViolation], digest: str | None
+    document: Any,
+    lines: dict[Path, int],
+    problems: list[FieldViolation],
+    digest: str | None,
+    pause: Callable[[], None],
 ) -> Definition:
-    parser = _Parser(lines, problems)
+    parser = _Parser(lines, problems, pause)
     definition = parser.document(document, digest)
     if parser.violations or definition is None:
         raise InvalidArgument(parser.violations)
@@ -242,7 +251,10 @@ class _Use:
 class _Parser:
     """One pass over the document collecting every violation; references are checked at the end."""
 
-    def __init__(self, lines: dict[Path, int], problems: list[FieldViolation]) -> None:
+    def __init__(
+        self, lines: dict[Path, int], problems: list[FieldViolation], pause: Callable[[], None]
+    ) -> None:
+        self.pause = pause
         self.lines = lines
         self.violations = list(problems)
         self.ids: dict[str, Path] = {}
@@ -352,6 +364,7 @@ class _Parser:
     def step(
         self, value: Any, path: Path, available: _Available, ancestors: tuple[str, ...], parent: str
     ) -> tuple[Step | None, set[str]]:
+        self.pause()
         if not isinstance(value, dict):
             self.error(path, f"must be a step (a map with id and one of {_kinds()}), got {_kind(value)}")
             return None, set()
@@ -600,6 +613,7 @@ class _Parser:
     def check_uses(self) -> None:
         """Unknown variables, and step references that are unknown or cannot have completed yet."""
         for use in self.uses:
+            self.pause()
             expression, scope = use.expression, use.scope
             # `steps.a-b` also reads a variable `b`; the subtraction is reported instead.
             unknown = set() if expression.dotted_hyphen_refs else expression.free_variables - scope.variables
@@ -701,6 +715,7 @@ class _Parser:
         """Whether the document holds only what JSON can (the spec is stored and hashed as JSON)."""
         ok = True
         if isinstance(value, dict):
+            self.pause()
             for key, item in value.items():
                 if not isinstance(key, str):
                     self.error((*path, str(key)), f"keys must be strings, got {_kind(key)}")
