@@ -72,7 +72,7 @@ async def test_a_definition_that_kills_the_checker_is_refused() -> None:
     dies = (sys.executable, "-c", "import os, sys; sys.stdin.buffer.read(4); os._exit(3)")
     compiler = DefinitionCompiler(small_source=0, child_command=dies)
     try:
-        with pytest.raises(InvalidArgument, match=r"checker failed on it \(exit status 3\)"):
+        with pytest.raises(InvalidArgument, match="checker failed on it"):
             await compiler.compile(SOURCE)
         with pytest.raises(InvalidArgument, match="checker failed"):
             await compiler.compile(SOURCE)  # a new child for the next source
