@@ -42,6 +42,7 @@ def big_definition(size: int = MAX_SOURCE, name: str = "big") -> str:
     return "".join(parts)
 
 
+@pytest.mark.timeout(150)  # up to two 1 MiB checks, 20 s each on a loaded machine
 async def test_registering_a_1mib_definition_does_not_stall_streams(
     server: App, client: Client, tmp_path: Path
 ) -> None:

@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 # Sources up to this many bytes are compiled on a worker thread (a few milliseconds of CPU, in short
 # steps); larger ones are checked in the child process first.
 SMALL_SOURCE = 16 * 1024
-# How long the child may take over one source before it is killed: a 1 MiB definition takes 2-5 s.
-CHECK_TIME_LIMIT_S = 30.0
+# How long the child may take over one source before it is killed: a 1 MiB definition takes 4-5 s
+# here, 20 s on a machine loaded five times over.
+CHECK_TIME_LIMIT_S = 60.0
 _HEADER = 4
 _YIELD_EVERY_S = 0.001
 
