@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from control_plane.errors import Unavailable
 from control_plane.models import (
@@ -88,26 +90,52 @@ class SqlStore:
         return False
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a reader connection of its own, in a thread.
+
+        The connection goes back to the pool only once the thread is done with it: a caller cancelled
+        while its query runs must not hand the connection to the next read while the query still runs.
+        """
         if self._closed:
             raise Unavailable("the store is closed: the control plane is shutting down")
         conn = await self._readers.get()
         try:
-            try:
-                return await asyncio.to_thread(work, conn)
-            except Exception:
-                if self._reconnect is None or not broken(conn):
-                    raise
-            # The connection was lost (database restarted?): reads are safe to run again on a new one.
-            logger.warning("store reader lost its connection; reconnecting")
-            try:
-                fresh = await asyncio.to_thread(self._reconnect)
-            except Exception as exc:
-                raise Unavailable(f"the store is unreachable: {exc}") from exc
-            conn.close()
-            conn = fresh
-            return await asyncio.to_thread(work, conn)
-        finally:
+            context = contextvars.copy_context()
+            running = asyncio.get_running_loop().run_in_executor(None, context.run, self._read_on, conn, work)
+        except BaseException:
             self._readers.put_nowait(conn)
+            raise
+        running.add_done_callback(functools.partial(self._give_back, conn))
+        outcome = await asyncio.shield(running)
+        if isinstance(outcome.value, _Failure):
+            raise outcome.value.exc
+        return outcome.value
+
+    def _read_on(self, conn: Connection, work: Callable[[Connection], T]) -> _Outcome[T]:
+        """(In a reader thread.) The result of `work`, and the connection to give back (a new one if lost)."""
+        try:
+            return _Outcome(conn, work(conn))
+        except Exception as exc:
+            if self._reconnect is None or not broken(conn):
+                return _Outcome(conn, _Failure(exc))
+        # The connection was lost (database restarted?): reads are safe to run again on a new one.
+        logger.warning("store reader lost its connection; reconnecting")
+        try:
+            fresh = self._reconnect()
+        except Exception as exc:
+            failure = Unavailable(f"the store is unreachable: {exc}")
+            failure.__cause__ = exc
+            return _Outcome(conn, _Failure(failure))
+        conn.close()
+        try:
+            return _Outcome(fresh, work(fresh))
+        except Exception as exc:
+            return _Outcome(fresh, _Failure(exc))
+
+    def _give_back(self, conn: Connection, running: asyncio.Future[_Outcome[Any]]) -> None:
+        """Return a reader connection to the pool once its thread has finished with it."""
+        if not running.cancelled() and running.exception() is None:
+            conn = running.result().conn  # a new one, when the old one was lost
+        self._readers.put_nowait(conn)
 
     async def secret(self, name: str) -> bytes:
         """The key called `name`, made (32 random bytes) by the first replica that asks."""
@@ -451,6 +479,21 @@ class SqlStore:
         await asyncio.to_thread(self.cluster.close)
         for _ in range(self._reader_count):
             (await self._readers.get()).close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """What a read raised, carried back from its thread (so that the thread itself never raises)."""
+
+    exc: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome(Generic[T]):
+    """A read's result (or failure), and the connection it leaves behind."""
+
+    conn: Connection
+    value: T | _Failure
 
 
 def migrate(conn: Connection, dialect: str, begin: str) -> None:
