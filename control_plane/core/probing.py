@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from control_plane.core.loops import MAX_DELAY_S, Guard
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Wait, wait_any
-from control_plane.models import ChangeType, DownReason, Health, Instance, RegistryChange
+from control_plane.models import ChangeType, DownReason, Health, Instance, ProbeSpec, RegistryChange
 
 logger = logging.getLogger(__name__)
 
@@ -105,25 +107,36 @@ class Prober:
             self._checker.forget(address)
 
     async def _probe_loop(self, instance: Instance, first: bool) -> None:
-        """Probe until cancelled; `first` lets the first result decide (a new instance starts CRITICAL)."""
+        """Probe until cancelled; `first` lets the first result decide (a new instance starts CRITICAL).
+
+        A verdict the registry could not store (the store failing) is logged and tried again after a
+        backoff, with a fresh probe: the loop never ends on an error.
+        """
         probe = instance.probe
         assert probe is not None
         key = instance.key
+        guard = Guard(
+            f"probing {key[0]}/{key[1]}",
+            initial_s=probe.interval_s,
+            cap_s=max(probe.interval_s, MAX_DELAY_S),
+            wait=self._wait,
+        )
         health = instance.health
         streak_result: bool | None = None
         streak = 0
         critical_since = self._now() if health is Health.CRITICAL else None
         while True:
-            ok = await self._checker.check(instance.address, probe.service_name, probe.timeout_s)
+            ok = await self._check(instance, probe)
             streak = streak + 1 if ok == streak_result else 1
             streak_result = ok
             verdict = Health.PASSING if ok else Health.CRITICAL
             # The first probe of a new instance decides at once; afterwards a change needs a streak.
             if verdict is not health and (first or streak >= probe.threshold):
+                if not await guard.run(functools.partial(self._registry.set_health, key, verdict)):
+                    continue  # not stored: the next probe decides again
                 logger.info("instance %s/%s is now %s", key[0], key[1], verdict)
                 health = verdict
                 critical_since = self._now() if verdict is Health.CRITICAL else None
-                await self._registry.set_health(key, verdict)
             first = False
             if (
                 critical_since is not None
@@ -133,6 +146,17 @@ class Prober:
                 logger.info(
                     "deregistering %s/%s: critical for %.0fs", key[0], key[1], self._now() - critical_since
                 )
-                await self._registry.evict(key, DownReason.CRITICAL_TOO_LONG)
-                return
+                if await guard.run(
+                    functools.partial(self._registry.evict, key, DownReason.CRITICAL_TOO_LONG)
+                ):
+                    return
+                continue
             await self._wait([], probe.interval_s)
+
+    async def _check(self, instance: Instance, probe: ProbeSpec) -> bool:
+        """One probe; a checker that raises (rather than answering False) counts as a failed probe."""
+        try:
+            return await self._checker.check(instance.address, probe.service_name, probe.timeout_s)
+        except Exception:
+            logger.exception("probing %s/%s raised", *instance.key)
+            return False

@@ -27,7 +27,8 @@ from control_plane.core.limits import (
     PROBE_INTERVAL_S,
     PROBE_THRESHOLD,
 )
-from control_plane.core.signal import Signal, Wait, on_signal, wait_any
+from control_plane.core.loops import on_signal
+from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
 from control_plane.core.watch import ChangeFeed, Watcher
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 
 class Signal:
@@ -48,28 +45,3 @@ async def wait_any(futures: Sequence[asyncio.Future[Any]], delay_s: float | None
         return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED), delay_s)
-
-
-async def on_signal(
-    stop: asyncio.Event,
-    work: Callable[[], Awaitable[None]],
-    signals: Sequence[Signal],
-    every_s: float | None,
-    what: str,
-) -> None:
-    """Run `work` now and again after each notify of `signals` (or `every_s`), until `stop` is set.
-
-    The waits are taken before `work` runs, so a notify during it is not missed; a failure is logged
-    and the loop goes on (the next wake-up retries).
-    """
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        while not stop.is_set():
-            wakeups = [s.waiter() for s in signals]
-            try:
-                await work()
-            except Exception:
-                logger.exception("%s failed", what)
-            await wait_any([*wakeups, stopping], every_s)
-    finally:
-        stopping.cancel()

@@ -29,6 +29,10 @@ TOPICS = ("registry", "bus", "tasks", "definitions")
 APPLICATION_PREFIX = "hms-mgmt:"
 _LEADER_LOCK = 0x686D736C  # "hmsl"
 _POLL_S = 0.5
+# The listener tries a new session this often while the database is unreachable.
+_RECONNECT_S = 1.0
+# The longest pause after errors that are not the database's, in a row.
+_MAX_RETRY_S = 5.0
 
 
 def new_replica_id() -> str:
@@ -102,6 +106,7 @@ class PostgresCluster:
             self._deliver(note.channel, note.payload)
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self._campaign()
@@ -110,6 +115,7 @@ class PostgresCluster:
                 if self._wake_read in ready:
                     return  # closing: answer at once instead of after a poll interval
                 self._drain()
+                failures = 0
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
@@ -118,6 +124,15 @@ class PostgresCluster:
                 logger.error("store listener lost its connection: %s", exc)
                 self._set_leader(False)
                 self._reconnect()
+            except Exception:
+                if self._stop.is_set() or self._loop.is_closed():
+                    return
+                # Not the database: carry on (a listener thread that ended would leave this replica deaf).
+                failures += 1
+                delay = min(_MAX_RETRY_S, 0.05 * 2.0 ** min(failures, 10))
+                logger.exception("store listener failed; carrying on in %.2f s", delay)
+                if self._stop.wait(delay):
+                    return
 
     def _campaign(self) -> None:
         if not self.leader:
@@ -162,10 +177,11 @@ class PostgresCluster:
     def _reconnect(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self._conn.close()
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(_RECONNECT_S):
             try:
                 self._conn = self._connect()
-            except psycopg.Error:
+            except Exception as exc:
+                logger.debug("store listener cannot reconnect yet: %s", exc)
                 continue
             logger.info("store listener reconnected")
             # Whatever was committed meanwhile: make every follower look.

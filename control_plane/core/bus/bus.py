@@ -37,7 +37,8 @@ from control_plane.core.limits import (
     MAX_MESSAGE_ID,
     MAX_RETENTION_AGE_S,
 )
-from control_plane.core.signal import Signal, Wait, on_signal, wait_any
+from control_plane.core.loops import Guard, on_signal
+from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
 from control_plane.errors import (
     FailedPrecondition,
@@ -172,14 +173,13 @@ class Bus:
                 tasks.create_task(follow)
 
     async def _housekeep(self, stop: asyncio.Event) -> None:
+        guard = Guard("bus housekeeping", stop)
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.housekeeping_interval_s)
+            if not guard.failures or not self._cluster.leader:  # after a failure the backoff has waited
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._settings.housekeeping_interval_s)
             if not stop.is_set() and self._cluster.leader:
-                try:
-                    await self.housekeeping()
-                except Exception:
-                    logger.exception("bus housekeeping failed")
+                await guard.run(self.housekeeping)
 
     async def housekeeping(self) -> int:
         """Trim stored messages to their retention policies and forget expired message ids; returns removals."""

@@ -32,6 +32,11 @@ class Timers:
             self._names.setdefault(process_id, set()).add(name)
         return self._deadlines.set((process_id, name), due)
 
+    def rearm(self, process_id: str, name: str, due: float) -> None:
+        """Arm again a timer whose firing failed (the store failing), unless a transition armed it meanwhile."""
+        if (process_id, name) not in self._deadlines:
+            self.arm(process_id, name, due)
+
     def clear(self, process_id: str, name: str) -> None:
         """A transition cleared the timer: forget it now, not when it would have fired."""
         self._deadlines.discard((process_id, name))

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,8 +34,9 @@ from control_plane.core.limits import (
     NAME_MAX,
 )
 from control_plane.core.logfields import bound
+from control_plane.core.loops import Guard, backoff_delay, on_signal, supervise
 from control_plane.core.registry import Registry
-from control_plane.core.signal import Signal, Wait, on_signal, wait_any
+from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
@@ -50,7 +51,7 @@ from control_plane.core.workflow.machine import (
     process_of_subject,
 )
 from control_plane.core.workflow.timers import Timers
-from control_plane.errors import FieldViolation, InvalidArgument, NotFound, NotRegistered
+from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, NotRegistered
 from control_plane.models import (
     ChangeType,
     DefinitionVersion,
@@ -147,6 +148,7 @@ class Workflows:
         self.dispatcher = Dispatcher(monotonic=monotonic, wait=wait)
         self.dispatcher.on_timeout = self._on_task_timeout
         self._timers = Timers(by_process=store.cluster.shared)
+        self._timer_failures: dict[tuple[str, str], int] = {}  # timers whose firing failed, and how often
         self._timer_wakeup = Signal()
         self._watchers: dict[str, _Watch] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -181,11 +183,12 @@ class Workflows:
     async def run(self, stop: asyncio.Event) -> None:
         """Fire durable timers and time out attempts until `stop` is set."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.dispatcher.run(stop))
+            # Each loop outlives a failing store (see core.loops): the serving task group must not end.
+            tasks.create_task(supervise("task deadlines", stop, self.dispatcher.run))
             tasks.create_task(self._fire_timers(stop))
-            tasks.create_task(self._bus_waits.run(stop))
+            tasks.create_task(supervise("Bus-message waits", stop, self._bus_waits.run))
             if self._claims is not None:
-                tasks.create_task(self._claims.run(stop))
+                tasks.create_task(supervise("task claims", stop, self._claims.run))
                 duties = functools.partial(self._lead, self._claims)
                 tasks.create_task(on_signal(stop, duties, [], _LEAD_EVERY_S, "leader duties"))
         for task in list(self._background):
@@ -231,7 +234,10 @@ class Workflows:
         for service in await self._store.wf_release_orphans():
             claims.unowned(service)
         overdue = await self._store.wf_due_timers(self._wall() - _TIMER_SLACK_S, _FIRE_BATCH)
-        await asyncio.gather(*(self._fire(process_id, name) for process_id, name, _ in overdue))
+        fired = await asyncio.gather(*(self._fire(p, name) for p, name, _ in overdue), return_exceptions=True)
+        failure = next((result for result in fired if isinstance(result, BaseException)), None)
+        if failure is not None:
+            raise failure  # the timers stay in the store: the next run of the duties fires them
         if time.monotonic() >= self._adopt_waits_at:
             self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
             await self._bus_waits.adopt(self._store.wf_bus_waits)
@@ -638,13 +644,17 @@ class Workflows:
             watch.signal.notify()
 
     async def _fire_timers(self, stop: asyncio.Event) -> None:
+        guard = Guard("workflow timers", stop, wait=self._wait)
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 due = self._timers.pop_due(self._wall(), _FIRE_BATCH)
                 if due:
                     # Fired together, their transitions share commits instead of paying one each.
-                    await asyncio.gather(*(self._fire(process_id, name) for process_id, name in due))
+                    fired = await asyncio.gather(
+                        *(self._fire(p, name) for p, name in due), return_exceptions=True
+                    )
+                    self._refire_failed(guard, due, fired)
                     continue
                 next_due = self._timers.next_due()
                 delay = next_due - self._wall() if next_due is not None else None
@@ -652,20 +662,31 @@ class Workflows:
         finally:
             stopping.cancel()
 
+    def _refire_failed(
+        self, guard: Guard, due: list[tuple[str, str]], fired: Sequence[BaseException | None]
+    ) -> None:
+        """Timers whose transition failed (the store failing) fire again, each after a backoff of its own."""
+        failure: BaseException | None = None
+        for key, result in zip(due, fired, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                failures = self._timer_failures[key] = self._timer_failures.get(key, 0) + 1
+                self._timers.rearm(*key, self._wall() + backoff_delay(failures))
+            else:
+                self._timer_failures.pop(key, None)
+        if failure is None:
+            guard.succeeded()
+        else:
+            guard.failed(failure)
+
     async def _fire(self, process_id: str, name: str) -> None:
         # The timer row decides: a timer cleared, or moved later, by an earlier transition does not fire.
         with bound(process_id=process_id):
-            await self._fire_bound(process_id, name)
-
-    async def _fire_bound(self, process_id: str, name: str) -> None:
-        try:
             await self._commit(
                 process_id,
                 lambda machine: machine.fire_timer(name),
                 guard=lambda tx: tx.clear_timer(process_id, name, due_by=tx.now),
             )
-        except Exception:
-            logger.exception("timer %s of process %s failed", name, process_id)
 
     async def _offer_message(self, process_id: str, step_id: str, message: StoredMessage) -> None:
         """A Bus message for a waiting step: the step's correlation decides (NotFound: the process is gone)."""
@@ -706,10 +727,16 @@ class Workflows:
                     service=task.service,
                 ):
                     await self._transition(task.process_id, apply)
-            except Exception:
-                logger.exception("timing out %s failed", task.token)
+            except (NotFound, FailedPrecondition) as exc:
+                logger.info("attempt %s not timed out: %s", task.token, exc)  # the process went or ended
 
-        self._spawn(time_out())
+        async def until_recorded() -> None:
+            # The attempt's deadline fired once: a failure to record it (the store failing) is retried.
+            guard = Guard(f"timing out attempt {task.token}", wait=self._wait)
+            while not await guard.run(time_out):
+                pass
+
+        self._spawn(until_recorded())
 
     def _on_registry_change(self, change: RegistryChange) -> None:
         if change.type is ChangeType.DOWN:
