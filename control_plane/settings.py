@@ -25,6 +25,8 @@ class RegistrySettings:
     watch_queue_size: int = 10_000
     # After a restart, every stored lease gets this long (at least its TTL) to be renewed.
     restart_grace_s: float = 0.0
+    # How often the stored change log is trimmed to the `history_size` changes Watch can resume from.
+    compact_interval_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from control_plane.core import validate
@@ -27,7 +27,7 @@ from control_plane.core.limits import (
     PROBE_INTERVAL_S,
     PROBE_THRESHOLD,
 )
-from control_plane.core.loops import on_signal
+from control_plane.core.loops import Guard, on_signal
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
 from control_plane.core.watch import ChangeFeed, Watcher
@@ -40,10 +40,10 @@ logger = logging.getLogger(__name__)
 
 # Mutations of one instance are serialised; striping bounds the number of locks.
 _LOCK_STRIPES = 64
-# How often the stored change log is trimmed to what Watch can resume from.
-_COMPACT_EVERY_S = 60.0
 # Replicas follow each other by notification; this bounds how long a lost one could delay a change.
 _FOLLOW_FALLBACK_S = 5.0
+# Lapsed leases evicted per commit: a thousand lapsing together cost two commits, not a thousand.
+_EVICT_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,10 +414,20 @@ class Registry:
             listener(change)
 
     async def _share_renewals(self) -> None:
-        """Write renewals made here where the leader can see them, a batch at a time."""
+        """Write renewals made here where the leader can see them, a batch at a time.
+
+        A batch whose write fails is kept (merged with renewals made meanwhile) and written on the
+        next try: dropped, the leader would expire a lease that was renewed.
+        """
         while self._renewals:
             batch, self._renewals = self._renewals, {}
-            await self._store.registry_renew(batch)
+            try:
+                await self._store.registry_renew(batch)
+            except BaseException:
+                for lease_id, expires_at in batch.items():
+                    if lease_id in self._lease_keys and self._renewals.get(lease_id, 0.0) < expires_at:
+                        self._renewals[lease_id] = expires_at
+                raise
 
     async def _remove(
         self, key: tuple[str, str], reason: DownReason, lease_id: str | None
@@ -427,13 +437,35 @@ class Registry:
             if current is None or (lease_id is not None and current.lease_id != lease_id):
                 return None
             # Revoke first so that a heartbeat racing with the commit is refused, not silently lost.
-            self._deadlines.pop(current.lease_id, None)
-            self._lease_keys.pop(current.lease_id, None)
-            change = await self._store.registry_commit(
-                current, ChangeType.DOWN, reason=reason.value, now=self._wall()
-            )
+            deadline = self._revoke(current.lease_id)
+            try:
+                change = await self._store.registry_commit(
+                    current, ChangeType.DOWN, reason=reason.value, now=self._wall()
+                )
+            except BaseException:
+                self._restore(current, deadline)  # not removed: the lease stands as it was
+                raise
             await self._settle(change)
             return change
+
+    def _revoke(self, lease_id: str) -> float | None:
+        """Forget a lease (heartbeats are refused from here on); returns its deadline, for `_restore`."""
+        self._lease_keys.pop(lease_id, None)
+        return self._deadlines.pop(lease_id, None)
+
+    def _restore(self, instance: Instance, deadline: float | None) -> None:
+        """Undo `_revoke` after the removal failed to commit (a lapsed lease is due again at once)."""
+        self._lease_keys[instance.lease_id] = instance.key
+        if deadline is not None:
+            self._arm(instance.lease_id, deadline)
+
+    @asynccontextmanager
+    async def _locked(self, keys: Iterable[tuple[str, str]]) -> AsyncIterator[None]:
+        """Hold the locks of many instances, taken in one order (so two holders cannot deadlock)."""
+        async with contextlib.AsyncExitStack() as held:
+            for stripe in sorted({hash(key) % _LOCK_STRIPES for key in keys}):
+                await held.enter_async_context(self._locks[stripe])
+            yield
 
     def _renew(self, lease_id: str) -> Lease:
         key = self._lease_keys[lease_id]
@@ -456,6 +488,7 @@ class Registry:
 
     async def _expire_leases(self, stop: asyncio.Event) -> None:
         """Evict each instance exactly when its last renewal plus its TTL passes."""
+        guard = Guard("lease expiry", stop, wait=self._wait)
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -464,14 +497,15 @@ class Registry:
                     continue
                 # Taken first: a lease armed while this pass evicts wakes the next wait at once.
                 wakeup = self._expiry_wakeup.waiter()
-                await self._expire_due()
+                if not await guard.run(self._expire_due):
+                    continue  # what is still due is evicted by the next pass, after the backoff
                 delay = self._expiry_heap[0][0] - self._now() if self._expiry_heap else None
                 await self._wait([wakeup, stopping], delay)
         finally:
             stopping.cancel()
 
     async def _expire_due(self) -> None:
-        """Evict every instance whose lease deadline has passed."""
+        """Evict every instance whose lease deadline has passed, many to a commit."""
         now = self._now()
         due: list[str] = []
         while self._expiry_heap and self._expiry_heap[0][0] <= now:
@@ -483,12 +517,53 @@ class Registry:
                 heapq.heappush(self._expiry_heap, (deadline, lease_id))
             else:
                 due.append(lease_id)
-        if due and self._cluster.shared:
-            due = await self._still_due(due)
-        for lease_id in due:
-            key = self._lease_keys.get(lease_id)
-            if key is not None:
-                await self.evict(key, DownReason.LEASE_EXPIRED, lease_id=lease_id)
+        try:
+            if due and self._cluster.shared:
+                due = await self._still_due(due)
+            for start in range(0, len(due), _EVICT_BATCH):
+                await self._evict_lapsed(due[start : start + _EVICT_BATCH])
+        except BaseException:
+            # Those not evicted stay due: the next pass takes them again.
+            for lease_id in due:
+                deadline = self._deadlines.get(lease_id)
+                if deadline is not None:
+                    heapq.heappush(self._expiry_heap, (deadline, lease_id))
+            raise
+
+    async def _evict_lapsed(self, lease_ids: list[str]) -> None:
+        """Evict the instances of lapsed leases with one commit (a DOWN change each)."""
+        keys = {
+            lease_id: self._lease_keys[lease_id] for lease_id in lease_ids if lease_id in self._lease_keys
+        }
+        async with self._locked(keys.values()):
+            now = self._now()
+            lapsed: list[tuple[Instance, float]] = []
+            for lease_id, (service, instance_id) in keys.items():
+                current = self._services.get(service, {}).get(instance_id)
+                deadline = self._deadlines.get(lease_id)
+                if current is None or current.lease_id != lease_id or deadline is None:
+                    continue  # removed, or registered anew, while the locks were taken
+                if deadline > now:
+                    heapq.heappush(self._expiry_heap, (deadline, lease_id))  # renewed meanwhile
+                    continue
+                lapsed.append((current, deadline))
+            if not lapsed:
+                return
+            # Revoked first so that a heartbeat racing with the commit is refused, not silently lost.
+            for instance, _ in lapsed:
+                self._revoke(instance.lease_id)
+            try:
+                changes = await self._store.registry_remove(
+                    [instance for instance, _ in lapsed],
+                    reason=DownReason.LEASE_EXPIRED.value,
+                    now=self._wall(),
+                )
+            except BaseException:
+                for instance, deadline in lapsed:
+                    self._restore(instance, deadline)
+                raise
+            for change in changes:
+                await self._settle(change)
 
     async def _still_due(self, due: list[str]) -> list[str]:
         """Of leases due here, those no replica renewed meanwhile; the others are re-armed."""
@@ -511,13 +586,18 @@ class Registry:
 
     async def _compact_history(self, stop: asyncio.Event) -> None:
         """Trim the stored change log to what Watch can still resume from."""
+        guard = Guard("registry compaction", stop)
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _COMPACT_EVERY_S)
+            if not guard.failures or not self.leader:  # after a failure the backoff has waited
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._settings.compact_interval_s)
             if not stop.is_set() and self.leader:
-                dropped = await self._store.registry_compact(self._settings.history_size)
-                if dropped:
-                    logger.debug("compacted %d registry changes", dropped)
+                await guard.run(self._compact)
+
+    async def _compact(self) -> None:
+        dropped = await self._store.registry_compact(self._settings.history_size)
+        if dropped:
+            logger.debug("compacted %d registry changes", dropped)
 
 
 def _check_probe(probe: ProbeSpec) -> list[FieldViolation]:

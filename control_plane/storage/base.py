@@ -129,6 +129,12 @@ class Store(Protocol):
         """Store (or, for DOWN, delete) `instance` and append the change at the next revision."""
         ...
 
+    async def registry_remove(
+        self, instances: list[Instance], *, reason: str, now: float
+    ) -> list[RegistryChange]:
+        """Delete `instances` and append their DOWN changes, at consecutive revisions, in one commit."""
+        ...
+
     async def registry_load(self, history: int) -> RegistrySnapshot:
         """Every stored instance, the current revision and the last `history` changes."""
         ...

@@ -180,6 +180,44 @@ class SqlStore:
         result: RegistryChange = await self._writer.submit(work)
         return result
 
+    async def registry_remove(
+        self, instances: list[Instance], *, reason: str, now: float
+    ) -> list[RegistryChange]:
+        """Delete `instances` and append their DOWN changes, at consecutive revisions, in one commit.
+
+        Many leases lapsing together are evicted with one commit instead of one each.
+        """
+
+        def work(conn: Connection) -> list[RegistryChange]:
+            (last,) = conn.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'registry_revision' RETURNING value",
+                (len(instances),),
+            ).fetchone()
+            first = int(last) - len(instances) + 1
+            stored = [dataclasses.replace(i, revision=first + n) for n, i in enumerate(instances)]
+            conn.executemany(
+                "DELETE FROM registry_instances WHERE service = ? AND instance_id = ?",
+                [(i.service, i.instance_id) for i in stored],
+            )
+            conn.executemany(
+                "DELETE FROM registry_leases WHERE lease_id = ?", [(i.lease_id,) for i in stored]
+            )
+            conn.executemany(
+                "INSERT INTO registry_changes (revision, type, service, instance, reason, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (i.revision, ChangeType.DOWN.value, i.service, codec.instance_to_json(i), reason, now)
+                    for i in stored
+                ],
+            )
+            self._note("registry")
+            return [RegistryChange(i.revision, ChangeType.DOWN, i, now, reason) for i in stored]
+
+        if not instances:
+            return []
+        removed: list[RegistryChange] = await self._writer.submit(work)
+        return removed
+
     async def registry_load(self, history: int) -> RegistrySnapshot:
         """Every stored instance, the current revision and the last `history` changes."""
 
