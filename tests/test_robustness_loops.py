@@ -415,19 +415,26 @@ async def test_thousand_leases_lapse_together_evicted_within_one_second(settings
             )
         )
         expires = {instance.instance_id: lease.expires_at for instance, lease in granted}
-        down_at: dict[str, float] = {}
+        evicted_at: dict[str, float] = {}
+        received_at: dict[str, float] = {}
         async with asyncio.timeout(30):
             async for response in watch:
                 now = time.time()
                 for change in response.changes:
                     if change.type == pb.CHANGE_TYPE_DOWN:
-                        down_at[change.instance.instance_id] = now
-                if len(down_at) == len(expires):
+                        evicted_at[change.instance.instance_id] = change.time.ToMicroseconds() / 1e6
+                        received_at[change.instance.instance_id] = now
+                if len(evicted_at) == len(expires):
                     break
 
-    lateness = sorted(down_at[i] - expires[i] for i in expires)
-    assert lateness[0] >= -0.05, "evicted before its lease lapsed"
-    assert lateness[-1] <= 1.0, f"median {lateness[500]:.2f} s, worst {lateness[-1]:.2f} s after expiry"
+    evicted = sorted(evicted_at[i] - expires[i] for i in expires)
+    received = sorted(received_at[i] - expires[i] for i in expires)
+    assert evicted[0] >= -0.05, "evicted before its lease lapsed"
+    assert evicted[-1] <= 1.0, f"evicted: median {evicted[500]:.2f} s, worst {evicted[-1]:.2f} s after expiry"
+    # A watcher's view adds the stream and this client's own scheduling (on a loaded machine).
+    assert received[-1] <= 1.5, (
+        f"received: median {received[500]:.2f} s, worst {received[-1]:.2f} s after expiry"
+    )
 
 
 @pytest.mark.timeout(60)
