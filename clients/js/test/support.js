@@ -24,7 +24,7 @@ export class ControlPlane {
   }
 
   start() {
-    this.child = spawn(PYTHON, ['-m', 'control_plane', 'serve', '--listen', this.listen, '--data-dir', this.dataDir, ...this.extra], {
+    this.child = spawn(PYTHON, ['-m', 'control_plane', 'serve', '--listen', this.listen, '--http-listen', '127.0.0.1:0', '--data-dir', this.dataDir, ...this.extra], {
       cwd: ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, PYTHONUNBUFFERED: '1' },
