@@ -12,7 +12,7 @@ from typing import cast
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 
 from control_plane import security
 from control_plane.core.bus.bus import Bus
@@ -21,8 +21,8 @@ from control_plane.core.registry import Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
 from control_plane.limits import MAX_RPC_MESSAGE_BYTES
-from control_plane.observability.collectors import RegistryCollector
 from control_plane.observability.grpc_metrics import GrpcServerMetrics, MetricsInterceptor
+from control_plane.observability.metrics import Metrics, build_metrics
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.decoding import CleanDecoding
 from control_plane.servicers.reflection import enable_documented_reflection
@@ -42,16 +42,6 @@ from hms.mgmt.v1 import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _metrics_registry(registry: Registry) -> CollectorRegistry:
-    """One Prometheus registry per control plane (tests run several in one process)."""
-    metrics = CollectorRegistry()
-    ProcessCollector(registry=metrics)
-    PlatformCollector(registry=metrics)
-    GCCollector(registry=metrics)
-    metrics.register(RegistryCollector(registry))
-    return metrics
 
 
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
@@ -86,7 +76,8 @@ class App:
     health_checker: GrpcHealthChecker
     # Where the HTTP listener answers (http://127.0.0.1:50052), or None without one.
     http_url: str | None = None
-    metrics: CollectorRegistry | None = None
+    # None with --metrics off.
+    metrics: Metrics | None = None
 
     @property
     def address(self) -> str:
@@ -134,11 +125,11 @@ async def running(settings: Settings) -> AsyncIterator[App]:
 
         authenticator = security.Authenticator(tokens) if tokens else None
         scopes = Scopes(authenticator)
-        metrics = _metrics_registry(registry) if settings.metrics else None
+        metrics = build_metrics(registry, prober, bus, workflows, store) if settings.metrics else None
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if metrics is not None:
             # Outermost, so refused calls (UNAUTHENTICATED, PERMISSION_DENIED) are counted too.
-            interceptors.append(MetricsInterceptor(GrpcServerMetrics(metrics)))
+            interceptors.append(MetricsInterceptor(GrpcServerMetrics(metrics.registry)))
         if authenticator is not None:
             interceptors.append(security.TokenAuthInterceptor(authenticator))
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
@@ -185,7 +176,10 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             return None
 
         if http_address is not None:
-            web_app = build_app(metrics or CollectorRegistry(), ready)
+            if metrics is None:
+                web_app = build_app(CollectorRegistry(), ready)
+            else:
+                web_app = build_app(metrics.registry, ready, metrics.refresh)
             try:
                 http = await start_listener(
                     web_app,

@@ -16,6 +16,9 @@ from control_plane.models import ChangeType, DownReason, Health, Instance, Probe
 
 logger = logging.getLogger(__name__)
 
+# Told of every probe: the instance's service, whether it answered SERVING, how long it took (s).
+ProbeObserver = Callable[[str, bool, float], None]
+
 
 class HealthChecker(Protocol):
     """Asks one instance whether it serves; the gRPC implementation lives outside the core."""
@@ -50,6 +53,8 @@ class Prober:
         # this replica stopped leading).
         self._addresses: dict[tuple[str, str], str] = {}
         self._tasks: asyncio.TaskGroup | None = None
+        # Set by the edge for metrics; None costs nothing.
+        self.observer: ProbeObserver | None = None
         registry.listeners.append(self._on_change)
         # Only the leader probes (replicas would otherwise each probe, and write, every verdict).
         registry.leadership_listeners.append(self._on_leadership)
@@ -126,7 +131,10 @@ class Prober:
         streak = 0
         critical_since = self._now() if health is Health.CRITICAL else None
         while True:
+            begun = self._now()
             ok = await self._check(instance, probe)
+            if self.observer is not None:
+                self.observer(key[0], ok, self._now() - begun)
             streak = streak + 1 if ok == streak_result else 1
             streak_result = ok
             verdict = Health.PASSING if ok else Health.CRITICAL

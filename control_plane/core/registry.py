@@ -105,6 +105,9 @@ class Registry:
         self._expiry_wakeup = Signal()
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
         self.feed = ChangeFeed(settings.history_size, settings.watch_queue_size)
+        # Instances this replica removed for a reason of its own (lease lapsed, critical too long), by
+        # (service, reason): counted where the eviction is decided, so replicas do not count it twice.
+        self.evictions: dict[tuple[str, str], int] = {}
         # Called with each applied change; the prober uses it to start and stop probes.
         self.listeners: list[Callable[[RegistryChange], None]] = []
         # Called with True/False when this replica wins or loses leadership.
@@ -235,7 +238,8 @@ class Registry:
 
     async def evict(self, key: tuple[str, str], reason: DownReason, lease_id: str | None = None) -> None:
         """Remove an instance for `reason` (lease lapsed, critical too long) unless it is already gone."""
-        await self._remove(key, reason, lease_id=lease_id)
+        if await self._remove(key, reason, lease_id=lease_id) is not None:
+            self._count_eviction(key[0], reason)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -563,7 +567,12 @@ class Registry:
                     self._restore(instance, deadline)
                 raise
             for change in changes:
+                self._count_eviction(change.instance.service, DownReason.LEASE_EXPIRED)
                 await self._settle(change)
+
+    def _count_eviction(self, service: str, reason: DownReason) -> None:
+        counted = (service, reason.value)
+        self.evictions[counted] = self.evictions.get(counted, 0) + 1
 
     async def _still_due(self, due: list[str]) -> list[str]:
         """Of leases due here, those no replica renewed meanwhile; the others are re-armed."""

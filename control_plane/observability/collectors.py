@@ -1,4 +1,4 @@
-"""Scrape-time collectors: gauges read from the cores' own state when Prometheus asks.
+"""Registry metrics: gauges read from the registry's own state when Prometheus asks, and probe results.
 
 Reading state at scrape time costs nothing on the hot paths and is exact (no counter to keep in
 step with the truth). Labels are bounded by configuration, never by traffic: service names, health
@@ -7,29 +7,36 @@ states, never an instance, process or message id.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter as Tally
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from control_plane.core.registry import Registry
+from control_plane.models import DownReason
+
+# Seconds; a probe is one gRPC health check, bounded by its timeout (at most its interval).
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Reasons for which the registry removes an instance itself (a deregistration is the instance's own).
+_EVICTIONS = (DownReason.LEASE_EXPIRED.value, DownReason.CRITICAL_TOO_LONG.value)
 
 
 class RegistryCollector(Collector):
-    """Instances by service and health, the revision and the connected watchers."""
+    """Instances by service and health, the revision, the connected watchers and the evictions."""
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """One sample per service and health state, plus the revision and watcher count."""
+    def collect(self) -> Iterator[Metric]:
+        """One sample per service and health state, plus the revision, watchers and evictions."""
         instances = GaugeMetricFamily(
             "mgmt_registry_instances",
             "Registered instances by service and health.",
             labels=["service", "health"],
         )
-        counts = Counter((i.service, i.health.value) for i in self._registry.instances())
+        counts = Tally((i.service, i.health.value) for i in self._registry.instances())
         for (service, health), count in sorted(counts.items()):
             instances.add_metric([service, health], count)
         yield instances
@@ -39,3 +46,39 @@ class RegistryCollector(Collector):
         yield GaugeMetricFamily(
             "mgmt_registry_watchers", "Open Watch streams.", value=self._registry.feed.watcher_count
         )
+        evictions = CounterMetricFamily(
+            "mgmt_registry_evictions",
+            "Instances this replica removed: its lease lapsed (lease_expired) or it stayed critical "
+            "too long (critical_too_long).",
+            labels=["service", "reason"],
+        )
+        counted = dict(self._registry.evictions)
+        services = {service for service, _ in counted} | {service for service, _ in counts}
+        for service in sorted(services):
+            for reason in _EVICTIONS:
+                evictions.add_metric([service, reason], counted.get((service, reason), 0))
+        yield evictions
+
+
+class ProbeMetrics:
+    """Health probe results and durations by service, fed by the prober as each probe ends."""
+
+    def __init__(self, metrics: CollectorRegistry) -> None:
+        self._results = Counter(
+            "mgmt_registry_probes",
+            "Health probes run by this replica, by service and result (passing, critical).",
+            ["service", "result"],
+            registry=metrics,
+        )
+        self._seconds = Histogram(
+            "mgmt_registry_probe_duration_seconds",
+            "How long a health probe took to answer (or time out), by service.",
+            ["service"],
+            buckets=PROBE_BUCKETS,
+            registry=metrics,
+        )
+
+    def observe(self, service: str, ok: bool, seconds: float) -> None:
+        """One probe of an instance of `service`."""
+        self._results.labels(service, "passing" if ok else "critical").inc()
+        self._seconds.labels(service).observe(seconds)

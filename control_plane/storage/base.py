@@ -36,6 +36,19 @@ class RegistrySnapshot:
 
 T = TypeVar("T")
 
+# Told of each commit: how long the shared transaction took, fsync included (s), and the writes it carried.
+CommitObserver = Callable[[float, int], None]
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """What a store counts for metrics, read by the edge."""
+
+    # Transitions run again after losing a race with another replica (deadlock, concurrent insert).
+    transactions_retried: int = 0
+    # Set by the edge for metrics; called on the store's writer thread, so it must be thread-safe.
+    on_commit: CommitObserver | None = None
+
 
 class Cluster(Protocol):
     """This replica's view of the others sharing its store (see storage.cluster)."""
@@ -118,6 +131,12 @@ class Store(Protocol):
     """Durable state of the control plane; every write is on disk when its await returns."""
 
     cluster: Cluster
+    stats: StoreStats
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes submitted and not yet committed (the group-commit queue)."""
+        ...
 
     async def secret(self, name: str) -> bytes:
         """A key shared by every replica of this store, made at first use (signing task tokens etc.)."""
@@ -149,6 +168,10 @@ class Store(Protocol):
 
     async def registry_lease_expiry(self, lease_ids: list[str]) -> dict[str, float]:
         """The latest recorded expiry of each lease that any replica renewed."""
+        ...
+
+    async def registry_revision(self) -> int:
+        """The registry's last committed revision, whichever replica committed it."""
         ...
 
     async def registry_compact(self, keep: int) -> int:
@@ -270,6 +293,10 @@ class Store(Protocol):
 
     async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
         """History events of a process after a sequence."""
+        ...
+
+    async def wf_count_processes(self) -> dict[tuple[str, ProcessState], int]:
+        """Processes by (definition, state)."""
         ...
 
     async def wf_tasks(self) -> list[TaskAttempt]:

@@ -32,7 +32,7 @@ from control_plane.models import (
     TaskAttempt,
 )
 from control_plane.storage import codec, sql_bus, sql_workflow
-from control_plane.storage.base import Cluster, RegistrySnapshot, WorkflowTx
+from control_plane.storage.base import Cluster, RegistrySnapshot, StoreStats, WorkflowTx
 from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
 from control_plane.storage.writer import Writer, broken
@@ -69,6 +69,8 @@ class SqlStore:
         reconnect: Callable[[], Connection] | None = None,
     ) -> None:
         self._writer = writer
+        self.stats = StoreStats()
+        writer.stats = self.stats
         # Reads run on these connections, one read per connection at a time, in threads.
         self._readers: asyncio.Queue[Connection] = asyncio.Queue()
         for reader in readers:
@@ -84,6 +86,11 @@ class SqlStore:
         """Announce, with the commit of the running work, that other replicas have something to read."""
         if self.cluster.shared:
             self._writer.notes.add((topic, f"{self._owner} {payload}"))
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes submitted and not yet committed (the group-commit queue)."""
+        return self._writer.pending
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether a failed transaction lost a race with another replica and may simply run again."""
@@ -278,6 +285,17 @@ class SqlStore:
 
         return await self._read(work) if lease_ids else {}
 
+    async def registry_revision(self) -> int:
+        """The registry's last committed revision, whichever replica committed it."""
+
+        def work(conn: Connection) -> int:
+            (revision,) = conn.execute(
+                "SELECT value FROM counters WHERE name = 'registry_revision'"
+            ).fetchone()
+            return int(revision)
+
+        return await self._read(work)
+
     async def registry_compact(self, keep: int) -> int:
         """Forget all but the last `keep` changes."""
 
@@ -408,6 +426,7 @@ class SqlStore:
             except Exception as exc:
                 if not self.retryable(exc):
                     raise
+                self.stats.transactions_retried += 1
                 logger.info("transition conflicted with another replica (%s); running it again", exc)
         last: T = await self._writer.submit(run)
         return last
@@ -450,6 +469,10 @@ class SqlStore:
     async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
         """History of a process."""
         return await self._read(lambda c: sql_workflow.history(c, process_id, after, limit))
+
+    async def wf_count_processes(self) -> dict[tuple[str, ProcessState], int]:
+        """Processes by (definition, state)."""
+        return await self._read(sql_workflow.count_processes)
 
     async def wf_tasks(self) -> list[TaskAttempt]:
         """Outstanding task attempts."""

@@ -219,6 +219,12 @@ def list_processes(
     return [ProcessRecord.from_json(orjson.loads(r[0])) for r in rows]
 
 
+def count_processes(conn: Connection) -> dict[tuple[str, ProcessState], int]:
+    """Processes by (definition, state)."""
+    rows = conn.execute("SELECT definition, state, COUNT(*) FROM wf_processes GROUP BY definition, state")
+    return {(definition, ProcessState(state)): int(count) for definition, state, count in rows}
+
+
 def history(conn: Connection, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
     """History events of a process after a sequence, in order."""
     rows = conn.execute(

@@ -15,11 +15,13 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from control_plane.backpressure import patience
 from control_plane.errors import ResourceExhausted, Unavailable
+from control_plane.storage.base import StoreStats
 from control_plane.storage.connection import Connection
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class Writer:
         # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
         self.notes: set[tuple[str, str]] = set()
         self._notify_sql = notify_sql
+        # Counts and the commit observer; the store that owns this writer shares its own.
+        self.stats = StoreStats()
         self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         # A slot per write submitted and not yet settled; taken before queueing, given back on the loop
         # once the commit is done (even if the caller stopped waiting for it).
@@ -130,8 +134,10 @@ class Writer:
     def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
         works = [work for work, _ in batch]
         results: list[tuple[bool, Any]]
+        took: float | None = None  # seconds of a commit that succeeded
         try:
             self._ensure_connection()
+            begun = time.perf_counter()
             try:
                 results = self._transaction(works, careful=not self._pipeline)
             except _Unattributed:
@@ -139,6 +145,7 @@ class Writer:
                 # caused it: run the batch again, waiting for each caller's statements before the next.
                 self._rollback()
                 results = self._transaction(works, careful=True)
+            took = time.perf_counter() - begun
         except Exception as exc:
             failure: Exception = exc
             if isinstance(exc, Unavailable):
@@ -155,6 +162,12 @@ class Writer:
             results = [(False, failure)] * len(batch)
         finally:
             self.notes.clear()
+        observer = self.stats.on_commit
+        if observer is not None and took is not None:
+            try:
+                observer(took, len(batch))
+            except Exception:
+                logger.exception("the commit observer failed")
         for (_, future), (ok, value) in zip(batch, results, strict=True):
             future.get_loop().call_soon_threadsafe(self._settle, future, ok, value)
 

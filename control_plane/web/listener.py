@@ -20,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 logger = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[str | None]]
+Refresh = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,13 @@ class HttpListener:
         await self.runner.cleanup()
 
 
-def build_app(metrics: CollectorRegistry, ready: Check) -> web.Application:
-    """The routes: Prometheus exposition, liveness and readiness."""
+def build_app(metrics: CollectorRegistry, ready: Check, refresh: Refresh | None = None) -> web.Application:
+    """The routes: Prometheus exposition (after `refresh`, which reads what needs the store), liveness
+    and readiness."""
 
     async def metrics_page(request: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
         # OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encoder(metrics), headers={"Content-Type": content_type})

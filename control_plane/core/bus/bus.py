@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
 from control_plane.core.bus.log import MessageLog
+from control_plane.core.bus.stats import BusStats
 from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
 from control_plane.core.limits import (
     ACK_WAIT_S,
@@ -141,7 +142,8 @@ class Bus:
         self._wall = wall_clock
         self._now = monotonic
         self._wait = wait  # handed to consumers: times their ack deadlines and redeliveries
-        self.log = MessageLog(store, settings.tail_size, settings.tail_bytes)
+        self.stats = BusStats()
+        self.log = MessageLog(store, settings.tail_size, settings.tail_bytes, self.stats)
         self._consumers: dict[str, Consumer] = {}
         self._signer: Signer | None = None
         self._tags: dict[str, str] = {}
@@ -528,6 +530,17 @@ class Bus:
         if consumer is not None:
             del self._consumers[name]
             consumer.close(NotFound("consumer", name))
+        self.stats.forget_consumer(name)
+
+    def subscribers(self) -> tuple[int, int]:
+        """Subscriber streams attached here: (to durable consumers, to ephemeral ones)."""
+        durable = ephemeral = 0
+        for consumer in self._consumers.values():
+            if consumer.config.durable:
+                durable += len(consumer.members)
+            else:
+                ephemeral += len(consumer.members)
+        return durable, ephemeral
 
     async def _view(self, c: Consumer) -> ConsumerView:
         pending = self.log.count_after(c.cursor, c.pattern)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from control_plane.core.bus.log import MessageLog
+from control_plane.core.bus.stats import consumer_label
 from control_plane.core.bus.subjects import Pattern
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.errors import FailedPrecondition, NotFound
@@ -133,6 +134,8 @@ class Consumer:
         self.members: dict[int, Member] = {}
         self.last_active = 0.0
         self._log = log
+        self._stats = log.stats
+        self._label = consumer_label(config.name, config.durable)
         self._store = store
         self._now = monotonic
         self._wall = wall_clock
@@ -218,6 +221,9 @@ class Consumer:
             batch = await (self._take_explicit(member, now) if self.explicit else self._take_live(member))
             if batch.deliveries or batch.gap:
                 self.last_active = self._wall()
+                self._stats.count_delivered(d.message for d in batch.deliveries)
+                if batch.gap is not None:
+                    self._stats.count_gap(batch.gap.skipped)
                 return batch
             next_timer = self._next_timer(member)
             delay = None if next_timer is None else max(0.0, next_timer - self._now())
@@ -322,6 +328,7 @@ class Consumer:
                 continue
             pending.attempt += 1
             self._hold(member, message.sequence, pending, now)
+            self._stats.count_redelivery(self._label)
         return [m for m in messages if self._pending.get(m.sequence, _Pending(0, None)).member == member.id]
 
     async def _expire(self, now: float) -> None:
@@ -384,6 +391,7 @@ class Consumer:
         else:
             await self._log.append([letter], now=now, dedup_window_s=0.0)
         self.dead_lettered += 1
+        self._stats.count_dead_letter(self._label)
         logger.info("dead-lettered %s of consumer %s to %s: %s", sequence, self.name, letter.subject, reason)
 
     # -- settling -------------------------------------------------------------------------------

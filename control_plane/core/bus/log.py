@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from control_plane.core.bus.stats import BusStats
 from control_plane.core.bus.subjects import Pattern
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.models import AppendResult, OutgoingMessage, StoredMessage, message_bytes
@@ -31,8 +32,9 @@ _FETCH_CHUNK = 16
 class MessageLog:
     """Appends batches (one commit each, shared with concurrent ones) and serves reads after a sequence."""
 
-    def __init__(self, store: Store, tail_size: int, tail_bytes: int) -> None:
+    def __init__(self, store: Store, tail_size: int, tail_bytes: int, stats: BusStats | None = None) -> None:
         self._store = store
+        self.stats = stats or BusStats()
         self._tail_size = tail_size
         self._tail_budget = tail_bytes
         self._tail: list[StoredMessage] = []
@@ -59,10 +61,15 @@ class MessageLog:
         self.add(result.stored)
         return result
 
-    def add(self, stored: list[StoredMessage]) -> None:
-        """Make committed messages visible, in sequence order (commits complete in order)."""
+    def add(self, stored: list[StoredMessage], *, committed_here: bool = True) -> None:
+        """Make committed messages visible, in sequence order (commits complete in order).
+
+        `committed_here` is False for what other replicas committed: they count it as published.
+        """
         if not stored:
             return
+        if committed_here:
+            self.stats.count_published(stored)
         if not self._shared:
             if stored[0].sequence <= self.last_sequence:
                 # Cannot happen with one writer; keep the tail sorted anyway rather than mis-deliver.
@@ -99,7 +106,7 @@ class MessageLog:
                 )
                 self._tail, self._tail_bytes = [], 0
                 self.last_sequence = rows[0].sequence - 1
-            self.add(rows)
+            self.add(rows, committed_here=False)
             if not _page_cut(rows, _PAGE, _PAGE_DATA):
                 return
 

@@ -19,6 +19,8 @@ from control_plane.models import TaskAttempt
 logger = logging.getLogger(__name__)
 
 TimeoutHandler = Callable[[TaskAttempt, str], None]
+# Told of each attempt handed to a worker, with how long it waited in the queue for one (s).
+HandedObserver = Callable[[TaskAttempt, float], None]
 
 
 @dataclass(slots=True)
@@ -83,6 +85,8 @@ class Dispatcher:
         self._queues: dict[str, collections.deque[TaskAttempt]] = collections.defaultdict(collections.deque)
         self._sessions: dict[str, list[WorkerSession]] = collections.defaultdict(list)
         self._holder: dict[str, WorkerSession] = {}
+        # When each queued attempt joined its queue (monotonic): it leaves with the attempt.
+        self._queued_at: dict[str, float] = {}
         # One deadline per held attempt (the earlier of its two), moved by heartbeats, gone when it ends.
         self._deadlines: Deadlines[str] = Deadlines()
         self._wakeup = Signal()
@@ -91,6 +95,8 @@ class Dispatcher:
         # Where replicas share the store: called with the queued attempts of a service that no worker
         # here serves any more, so that a replica with such a worker can claim them.
         self.on_unserved: Callable[[list[TaskAttempt]], None] | None = None
+        # Set by the edge for metrics; None costs nothing.
+        self.on_handed: HandedObserver | None = None
 
     # -- workers --------------------------------------------------------------------------------
 
@@ -113,9 +119,11 @@ class Dispatcher:
             sessions.remove(session)
         requeue = [held.task for held in session.held.values()]
         session.held.clear()
+        now = self._now()
         for task in requeue:
             self._holder.pop(task.token, None)
             self._deadlines.discard(task.token)
+            self._queued_at[task.token] = now
         queue = self._queues[session.service]
         queue.extendleft(reversed(requeue))
         if requeue:
@@ -126,6 +134,8 @@ class Dispatcher:
         if queue and self.on_unserved is not None and not self.serves(session.service):
             unserved = list(queue)
             queue.clear()
+            for task in unserved:
+                self._queued_at.pop(task.token, None)
             self.on_unserved(unserved)
 
     def instance_gone(self, service: str, instance_id: str, why: str) -> None:
@@ -143,6 +153,7 @@ class Dispatcher:
         for task in tasks:
             if not self._assign(task):
                 self._queues[task.service].append(task)
+                self._queued_at[task.token] = self._now()
 
     def settle(self, token: str) -> None:
         """An attempt ended (completed, failed, cancelled): free its worker's credit."""
@@ -199,6 +210,15 @@ class Dispatcher:
         """Attempts waiting for a worker."""
         return sum(len(q) for q in self._queues.values())
 
+    def queue_depths(self) -> dict[tuple[str, str], int]:
+        """Attempts waiting for a worker, by (service, task type)."""
+        depths: dict[tuple[str, str], int] = {}
+        for queue in self._queues.values():
+            for task in queue:
+                key = (task.service, task.task_type)
+                depths[key] = depths.get(key, 0) + 1
+        return depths
+
     async def run(self, stop: asyncio.Event) -> None:
         """Time out attempts whose start-to-close or heartbeat deadline passed, until `stop`."""
         stopping = asyncio.ensure_future(stop.wait())
@@ -234,6 +254,9 @@ class Dispatcher:
 
     def _hand(self, session: WorkerSession, task: TaskAttempt) -> None:
         now = self._now()
+        queued_at = self._queued_at.pop(task.token, now)
+        if self.on_handed is not None:
+            self.on_handed(task, now - queued_at)
         deadline = now + task.timeout_s if task.timeout_s else None
         beat = now + task.heartbeat_timeout_s if task.heartbeat_timeout_s else None
         held = session.held[task.token] = Held(task, deadline, beat)
@@ -275,4 +298,5 @@ class Dispatcher:
             for task in queue:
                 if task.token == token:
                     queue.remove(task)
+                    self._queued_at.pop(token, None)
                     return

@@ -50,6 +50,7 @@ from control_plane.core.workflow.machine import (
     parse_token,
     process_of_subject,
 )
+from control_plane.core.workflow.stats import WorkflowStats
 from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, NotRegistered
 from control_plane.models import (
@@ -123,6 +124,7 @@ class _Committed:
     record: ProcessRecord
     published: list[StoredMessage] = field(default_factory=list)
     waits: list[tuple[str, str, int]] = field(default_factory=list)  # (step id, pattern, after sequence)
+    before: ProcessState | None = None  # the process's state before the transition; None: a new one
 
 
 class Workflows:
@@ -157,6 +159,8 @@ class Workflows:
         registry.listeners.append(self._on_registry_change)
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
+        # Where replicas share the store, processes by state are read from it (see WorkflowStats).
+        self.stats = WorkflowStats(follow_transitions=not self._cluster.shared)
         self._claims = Claims(store, self.dispatcher, self._spawn) if self._cluster.shared else None
         self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
         if self._cluster.shared:
@@ -179,6 +183,32 @@ class Workflows:
         for process_id, name, due in await self._store.wf_timers():
             self._timers.arm(process_id, name, due)
         self._bus_waits.load(await self._store.wf_bus_waits())
+        await self.count_processes()
+
+    async def count_processes(self) -> None:
+        """Read processes by definition and state from the store (at start; with replicas, for metrics)."""
+        self.stats.load(await self._store.wf_count_processes())
+
+    @property
+    def stats_from_store(self) -> bool:
+        """Whether processes by state must be read from the store (replicas share it) to be exact."""
+        return self._cluster.shared
+
+    @property
+    def timers_pending(self) -> int:
+        """Durable timers armed on this replica."""
+        return len(self._timers)
+
+    def task_types(self) -> set[tuple[str, str]]:
+        """(service, task type) of every task and compensate task of the latest definitions."""
+        found: set[tuple[str, str]] = set()
+        for versions in self._versions.values():
+            definition = self._definitions[(versions[0].name, versions[0].version)]
+            for step in definition.all_steps():
+                for spec in (step.task, step.compensate):
+                    if spec is not None:
+                        found.add((spec.service, spec.task_type))
+        return found
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire durable timers and time out attempts until `stop` is set."""
@@ -559,10 +589,11 @@ class Workflows:
             definition = self._definitions.get((record.definition, record.version))
             if definition is None:
                 raise _UnknownDefinition(record.definition)
+            before = record.state
             machine = Machine(record, definition, tx.now)
             result = apply(machine)
             waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
-            return _Committed(result, machine.effects, machine.record, tx.published, waits)
+            return _Committed(result, machine.effects, machine.record, tx.published, waits, before)
 
         try:
             return await self._transact(work, self._wall())
@@ -642,6 +673,8 @@ class Workflows:
         watch = self._watchers.get(process_id)
         if watch is not None:
             watch.signal.notify()
+        if effects.events:
+            self.stats.record(committed.record, committed.before, effects.events, self._definitions)
 
     async def _fire_timers(self, stop: asyncio.Event) -> None:
         guard = Guard("workflow timers", stop, wait=self._wait)
