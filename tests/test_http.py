@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from control_plane.errors import InvalidArgument
 from control_plane.sdk import Client
 from control_plane.server import App
-
-
-async def get(url: str, accept: str = "") -> tuple[int, str, str]:
-    """(status, content type, body) of a GET."""
-    headers = {"Accept": accept} if accept else {}
-    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
-        return response.status, response.headers.get("Content-Type", ""), await response.text()
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of the exposition `text` (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.partition("}")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+from tests.metrics_support import get, sample
 
 
 async def test_http_listener_answers_healthz_readyz_and_metrics(server: App) -> None:
