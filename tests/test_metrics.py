@@ -301,3 +301,25 @@ async def _workload(client: Client, completions: Any, first: int, count: int) ->
         ]
         tasks.create_task(client.bus.publish_many(messages))
     await count_events(completions, count)
+
+
+@pytest.mark.skipif(os.environ.get("MGMT_TEST_STORE") != "postgres", reason="replicas share PostgreSQL")
+async def test_replicas_report_processes_by_state_as_stored_and_their_follower_lag(
+    settings: Settings,
+) -> None:
+    async with running(settings) as first, running(settings) as second, Client(first.address) as client:
+        await client.workflow.apply(WAITS.replace("timeout: 1s", "timeout: 1h"))
+        for _ in range(3):
+            await client.workflow.start("waits", {})
+        await client.bus.publish("orders.created", b"{}")
+        on_first, on_second = await scrape(first), await scrape(second)
+
+    for text in (on_first, on_second):
+        assert sample(text, "mgmt_workflow_processes", definition="waits", state="running") == 3
+        assert 'mgmt_store_follower_lag{log="bus"}' in text
+        assert 'mgmt_store_follower_lag{log="registry"} 0.0' in text
+    assert sample(on_first, "mgmt_store_leader") + sample(on_second, "mgmt_store_leader") <= 1
+    # Started on the first replica: counted there, not twice.
+    assert sample(on_first, "mgmt_workflow_processes_started_total", definition="waits") == 3
+    assert sample(on_second, "mgmt_workflow_processes_started_total", definition="waits") == 0
+    assert sample(on_second, "mgmt_bus_messages_published_total", first_token="orders") == 0
