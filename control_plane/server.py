@@ -129,7 +129,12 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if metrics is not None:
             # Outermost, so refused calls (UNAUTHENTICATED, PERMISSION_DENIED) are counted too.
-            interceptors.append(MetricsInterceptor(GrpcServerMetrics(metrics.registry)))
+            grpc_metrics = GrpcServerMetrics(metrics.registry)
+            grpc_metrics.initialize(
+                pb2.DESCRIPTOR.services_by_name[name]
+                for pb2, name in ((registry_pb2, "Registry"), (bus_pb2, "Bus"), (workflow_pb2, "Workflow"))
+            )
+            interceptors.append(MetricsInterceptor(grpc_metrics))
         if authenticator is not None:
             interceptors.append(security.TokenAuthInterceptor(authenticator))
         server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)

@@ -28,26 +28,32 @@ class BusCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Every Bus family; consumers as of the last `refresh`."""
         stats = self._bus.stats
+        # Both directions show every token seen, delivered or not yet: zero rather than nothing.
+        tokens = sorted(stats.published.keys() | stats.delivered.keys())
         yield _by_token(
             "mgmt_bus_messages_published",
             "Messages committed to the log by this replica (publishes, dead letters, workflow events), "
             "by the first token of their subject.",
             stats.published,
+            tokens,
         )
         yield _by_token(
             "mgmt_bus_published_bytes",
             "Bytes of message data committed by this replica, by the first token of the subject.",
             stats.published_bytes,
+            tokens,
         )
         yield _by_token(
             "mgmt_bus_messages_delivered",
             "Messages handed to subscribers (every attempt), by the first token of their subject.",
             stats.delivered,
+            tokens,
         )
         yield _by_token(
             "mgmt_bus_delivered_bytes",
             "Bytes of message data handed to subscribers, by the first token of the subject.",
             stats.delivered_bytes,
+            tokens,
         )
         yield GaugeMetricFamily(
             "mgmt_bus_log_sequence", "The last log sequence visible here.", value=self._bus.log.last_sequence
@@ -104,10 +110,12 @@ class BusCollector(Collector):
         )
 
 
-def _by_token(name: str, documentation: str, counts: dict[str, int]) -> CounterMetricFamily:
+def _by_token(
+    name: str, documentation: str, counts: dict[str, int], tokens: list[str]
+) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=["first_token"])
-    for token, count in sorted(counts.items()):
-        family.add_metric([token], count)
+    for token in tokens:
+        family.add_metric([token], counts.get(token, 0))
     return family
 
 

@@ -8,11 +8,12 @@ and grpc_method: a fixed set, bounded by the contract's methods and the status c
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 # Seconds; from 0.5 ms (a Lookup) to a minute-long stream.
@@ -52,6 +53,27 @@ class GrpcServerMetrics:
         self.sent = Counter(
             "grpc_server_msg_sent_total", "Stream messages sent to clients.", _LABELS, registry=registry
         )
+
+    def initialize(self, services: Iterable[ServiceDescriptor]) -> None:
+        """Show every method of `services` from the start, at zero, as go-grpc-prometheus's Register
+        does: a dashboard then shows 0 rather than nothing, and `rate()` counts a method's first calls.
+        (Of the status codes, OK only: the others appear with the first call that ends with them.)"""
+        for service in services:
+            for method in service.methods:
+                labels = (_descriptor_shape(method), service.full_name, method.name)
+                for family in (self.started, self.handling, self.received, self.sent):
+                    family.labels(*labels)
+                self.handled.labels(*labels, "OK")
+
+
+def _descriptor_shape(method: MethodDescriptor) -> str:
+    if method.client_streaming and method.server_streaming:
+        return "bidi_stream"
+    if method.client_streaming:
+        return "client_stream"
+    if method.server_streaming:
+        return "server_stream"
+    return "unary"
 
 
 def _shape(handler: Handler) -> str:

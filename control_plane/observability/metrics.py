@@ -9,6 +9,7 @@ with replicas, processes by state and the shared logs' heads): `refresh` reads t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,4 +70,5 @@ def build_metrics(
     store_collector = StoreCollector(store, bus, registry)
     metrics.register(store_collector)
     store.stats.on_commit = CommitHistograms(metrics).committed
-    return Metrics(metrics, [bus_collector.refresh, workflow_collector.refresh, store_collector.refresh])
+    refreshers = [bus_collector.refresh, workflow_collector.refresh, store_collector.refresh]
+    return Metrics(metrics, [*refreshers, functools.partial(histograms.prepare, workflows)])

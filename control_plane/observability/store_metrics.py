@@ -32,12 +32,12 @@ class StoreCollector(Collector):
         self._store = store
         self._bus = bus
         self._registry = registry
-        self._lag: dict[str, int] = {}
+        self._lag = {"bus": 0, "registry": 0}
 
     async def refresh(self) -> None:
         """With replicas: compare the heads of the shared logs with what this replica has applied."""
         if not self._store.cluster.shared:
-            return
+            return  # nobody else writes: nothing to follow, the lag stays 0
         _, last_sequence = await self._store.bus_bounds()
         revision = await self._store.registry_revision()
         # Read after the store: what this replica applied meanwhile makes the lag smaller, never negative.
@@ -65,16 +65,15 @@ class StoreCollector(Collector):
             "always 1 on SQLite.",
             value=1 if store.cluster.leader else 0,
         )
-        if self._lag:
-            lag = GaugeMetricFamily(
-                "mgmt_store_follower_lag",
-                "Entries other replicas committed that this one has not applied yet: Bus messages "
-                "(log=bus), registry changes (log=registry).",
-                labels=["log"],
-            )
-            for log, behind in sorted(self._lag.items()):
-                lag.add_metric([log], behind)
-            yield lag
+        lag = GaugeMetricFamily(
+            "mgmt_store_follower_lag",
+            "Entries other replicas committed that this one has not applied yet: Bus messages "
+            "(log=bus), registry changes (log=registry); always 0 on SQLite.",
+            labels=["log"],
+        )
+        for log, behind in sorted(self._lag.items()):
+            lag.add_metric([log], behind)
+        yield lag
 
 
 class CommitHistograms:

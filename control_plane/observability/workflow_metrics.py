@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from control_plane.core.workflow.definitions import Definition
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.models import EventType, ProcessState, TaskAttempt
 
@@ -108,7 +109,7 @@ class WorkflowCollector(Collector):
             "Task attempts waiting on this replica for a worker, by service and task type.",
             labels=["service", "task_type"],
         )
-        for service, task_type in sorted(workflows.task_types() | set(depths)):
+        for service, task_type in sorted(task_types(workflows.latest_definitions()) | set(depths)):
             queue.add_metric([service, task_type], depths.get((service, task_type), 0))
         yield queue
         yield GaugeMetricFamily(
@@ -142,21 +143,46 @@ class WorkflowHistograms:
         self._step_children: dict[tuple[str, str], Any] = {}
         self._wait_children: dict[tuple[str, str], Any] = {}
 
+    async def prepare(self, workflows: Workflows) -> None:
+        """Show every step kind and task type of the known definitions from the start, at zero: a panel
+        then shows 0 rather than nothing, and the first observations count in `rate()`."""
+        for definition in workflows.latest_definitions():
+            for kind in {step.kind.value for step in definition.all_steps()}:
+                self._step_child(definition.name, kind)
+        for key in task_types(workflows.latest_definitions()):
+            self._wait_child(key)
+
     def step_ended(self, definition: str, kind: str, seconds: float) -> None:
         """A step of `definition` ended."""
+        self._step_child(definition, kind).observe(seconds)
+
+    def task_handed(self, task: TaskAttempt, waited: float) -> None:
+        """A task attempt went to a worker after waiting `waited` seconds."""
+        self._wait_child((task.service, task.task_type)).observe(waited)
+
+    def _step_child(self, definition: str, kind: str) -> Any:
         key = (definition, kind)
         child = self._step_children.get(key)
         if child is None:
             child = self._step_children[key] = self._steps.labels(definition, kind)
-        child.observe(seconds)
+        return child
 
-    def task_handed(self, task: TaskAttempt, waited: float) -> None:
-        """A task attempt went to a worker after waiting `waited` seconds."""
-        key = (task.service, task.task_type)
+    def _wait_child(self, key: tuple[str, str]) -> Any:
         child = self._wait_children.get(key)
         if child is None:
             child = self._wait_children[key] = self._waits.labels(*key)
-        child.observe(waited)
+        return child
+
+
+def task_types(definitions: list[Definition]) -> set[tuple[str, str]]:
+    """(service, task type) of every task and compensate task of `definitions`."""
+    found: set[tuple[str, str]] = set()
+    for definition in definitions:
+        for step in definition.all_steps():
+            for spec in (step.task, step.compensate):
+                if spec is not None:
+                    found.add((spec.service, spec.task_type))
+    return found
 
 
 def _counter(name: str, documentation: str, labels: list[str]) -> CounterMetricFamily:

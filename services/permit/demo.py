@@ -12,7 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from google.protobuf import json_format
 
 from control_plane.graph import mermaid, step_class
 from control_plane.sdk import Client
-from control_plane.server import running
+from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
 from services.permit import notifications
@@ -42,6 +42,8 @@ NODE_START_TIMEOUT_S = 20.0
 NODE_STOP_TIMEOUT_S = 5.0
 
 Say = Callable[[str], None]
+# Entered once the services are up, left once every application has ended (the services still up).
+Observe = Callable[[App], AbstractAsyncContextManager[object]]
 
 # How each step state is drawn in the Mermaid graph.
 
@@ -109,18 +111,27 @@ class DemoResult:
     graph: str = ""
 
 
-async def run_demo(say: Say, *, failure_rate: float = 0.0, node: bool = True) -> DemoResult:
+async def run_demo(
+    say: Say,
+    *,
+    failure_rate: float = 0.0,
+    node: bool = True,
+    http_listen: str | None = None,
+    observe: Observe | None = None,
+) -> DemoResult:
     """Run the permit scenario end to end and stop cleanly; raises if any application ends unexpectedly.
 
     Args:
         say: Called with each line of output.
         failure_rate: Share of task attempts that fail with a retryable TRANSIENT error.
         node: Run the Node.js NotificationService when it is installed (else the Python one).
+        http_listen: Where the control plane serves /metrics (none when None).
+        observe: Watches the control plane while the applications run (a Prometheus server, in a test).
     """
     result = DemoResult()
     faults = Faults(failure_rate)
     with tempfile.TemporaryDirectory(prefix="permit-demo-") as data_dir:
-        settings = Settings(listen="127.0.0.1:0", data_dir=Path(data_dir))
+        settings = Settings(listen="127.0.0.1:0", data_dir=Path(data_dir), http_listen=http_listen)
         async with running(settings) as app, Client(app.address) as client, AsyncExitStack() as stack:
             say(f"control plane listening on {app.address} (data in {data_dir})")
             if failure_rate:
@@ -136,8 +147,9 @@ async def run_demo(say: Say, *, failure_rate: float = 0.0, node: bool = True) ->
 
             reply = await client.workflow.apply(await asyncio.to_thread(DEFINITION_FILE.read_text))
             say(f"definition {reply.name} version {reply.version} applied")
-            for application in APPLICATIONS:
-                result.processes[application.label] = await _submit(client, application, say)
+            async with observe(app) if observe is not None else nullcontext():
+                for application in APPLICATIONS:
+                    result.processes[application.label] = await _submit(client, application, say)
 
             say("")
             say("final states:")

@@ -199,16 +199,12 @@ class Workflows:
         """Durable timers armed on this replica."""
         return len(self._timers)
 
-    def task_types(self) -> set[tuple[str, str]]:
-        """(service, task type) of every task and compensate task of the latest definitions."""
-        found: set[tuple[str, str]] = set()
-        for versions in self._versions.values():
-            definition = self._definitions[(versions[0].name, versions[0].version)]
-            for step in definition.all_steps():
-                for spec in (step.task, step.compensate):
-                    if spec is not None:
-                        found.add((spec.service, spec.task_type))
-        return found
+    def latest_definitions(self) -> list[Definition]:
+        """The latest version of every definition, in name order."""
+        return [
+            self._definitions[(name, versions[0].version)]
+            for name, versions in sorted(self._versions.items())
+        ]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire durable timers and time out attempts until `stop` is set."""
