@@ -18,6 +18,10 @@ The definition `bench5`: five sequential steps `s1`..`s5`, each `task: {service:
   `process_completed` arrived; 5 x processes completed / s over 5 s after 1 s of warm-up.
 - `workflow.steps_per_s_100`: the same closed loop with 100 processes in flight. Target >= 2,000.
   `workflow.steps_per_s_100_vs_echo` divides it by `baseline.unary_echo_per_s` of the same run.
+- `workflow.steps_per_s_100_metrics_off`: the 100-in-flight loop again, on a fresh control plane
+  started with `--metrics off` (no gRPC interceptor, no histogram observations; the cores' plain
+  counters remain). `workflow.steps_per_s_100_metrics_on_vs_off` divides the default run (metrics
+  on, nothing scraping) by it: what metrics cost a step. Target >= 0.95.
 - `workflow.step_p50_ms_100`, `workflow.step_p99_ms_100`: step-to-step latency at 100 in flight:
   the time between the arrivals, at the subscriber (`time.monotonic()` when its frame is read), of
   consecutive `step_completed` messages of one process (s1->s2, ..., s4->s5: 4 samples per process),
@@ -73,6 +77,7 @@ SUBSCRIBE_MAX_IN_FLIGHT = 100_000
 STEPS_TARGET = Target(2000, at_least=True)
 STEP_P99_TARGET_MS = Target(10.0, at_least=False)
 RSS_TARGET_MB = Target(300, at_least=False)
+METRICS_COST_TARGET = Target(0.95, at_least=True)
 # A process of five no-op steps that has not ended by then is stuck, not slow.
 _PROCESS_TIMEOUT_S = 30.0
 _PLANE_READY = re.compile(r"mgmt listening on (\S+)")
@@ -181,7 +186,7 @@ class Plane:
 
 
 @contextlib.asynccontextmanager
-async def control_plane() -> AsyncIterator[Plane]:
+async def control_plane(*, metrics: bool = True) -> AsyncIterator[Plane]:
     """A control plane child with a fresh data directory, on a port of its choosing."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-wf-") as data_dir:
         argv = python_module(
@@ -193,6 +198,8 @@ async def control_plane() -> AsyncIterator[Plane]:
             "127.0.0.1:0",
             "--data-dir",
             data_dir,
+            "--metrics",
+            "on" if metrics else "off",
         )
         async with child("control plane", argv, _PLANE_READY) as (process, ready):
             yield Plane(ready.group(1), process.pid, Path(data_dir))
@@ -244,9 +251,10 @@ def log_phase(label: str, phase: Phase) -> None:
     )
 
 
-async def step_phases(load: Load) -> tuple[Phase, Phase]:
-    """Steps/s at 1 and at `MANY` processes in flight, on one control plane with one worker process."""
-    async with control_plane() as plane, grpc.aio.insecure_channel(plane.address) as channel:
+async def step_phases(load: Load, in_flight: tuple[int, ...], *, metrics: bool = True) -> list[Phase]:
+    """A closed loop at each of `in_flight` processes in flight, on one control plane with one worker process."""
+    phases: list[Phase] = []
+    async with control_plane(metrics=metrics) as plane, grpc.aio.insecure_channel(plane.address) as channel:
         stub = workflow_pb2_grpc.WorkflowStub(channel)
         await stub.RegisterDefinition(workflow_pb2.RegisterDefinitionRequest(source=FIVE_STEPS))
         workers_argv = python_module(
@@ -268,16 +276,18 @@ async def step_phases(load: Load) -> tuple[Phase, Phase]:
             try:
                 async with asyncio.TaskGroup() as tasks:
                     following = tasks.create_task(tracker.follow(responses))
-                    logger.info("1 in flight: %g s after %g s warm-up", load.duration_s, load.warmup_s)
-                    one = await closed_loop(stub, tracker, dataclasses.replace(load, in_flight=1), pids)
-                    log_phase("1 in flight", one)
-                    logger.info("%d in flight: %g s after %g s warm-up", MANY, load.duration_s, load.warmup_s)
-                    many = await closed_loop(stub, tracker, dataclasses.replace(load, in_flight=MANY), pids)
-                    log_phase(f"{MANY} in flight", many)
+                    for count in in_flight:
+                        label = f"{count} in flight" + ("" if metrics else ", metrics off")
+                        logger.info("%s: %g s after %g s warm-up", label, load.duration_s, load.warmup_s)
+                        phase = await closed_loop(
+                            stub, tracker, dataclasses.replace(load, in_flight=count), pids
+                        )
+                        log_phase(label, phase)
+                        phases.append(phase)
                     following.cancel()
             finally:
                 call.cancel()
-    return one, many
+    return phases
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:
@@ -338,7 +348,8 @@ async def run(context: RunContext) -> GroupResult:
     """Measure 1 and 100 processes in flight on one control plane, then waiting processes on another."""
     echo = context.figure(UNARY_ECHO)
     load = context.load
-    one, many = await step_phases(load)
+    one, many = await step_phases(load, (1, MANY))
+    (many_off,) = await step_phases(load, (MANY,), metrics=False)
     step_ms = [i.arrival_ms for i in many.intervals]
     logger.info(
         "waiting: %d processes of %s, %d StartProcess in flight", WAITING, WAIT_DEFINITION, START_IN_FLIGHT
@@ -348,6 +359,13 @@ async def run(context: RunContext) -> GroupResult:
         Figure("workflow.steps_per_s_1", one.steps_per_s, "steps/s"),
         Figure(f"workflow.steps_per_s_{MANY}", many.steps_per_s, "steps/s", STEPS_TARGET),
         Figure(f"workflow.steps_per_s_{MANY}_vs_echo", many.steps_per_s / echo.value, "ratio"),
+        Figure(f"workflow.steps_per_s_{MANY}_metrics_off", many_off.steps_per_s, "steps/s"),
+        Figure(
+            f"workflow.steps_per_s_{MANY}_metrics_on_vs_off",
+            many.steps_per_s / many_off.steps_per_s,
+            "ratio",
+            METRICS_COST_TARGET,
+        ),
         Figure(f"workflow.step_p50_ms_{MANY}", percentile(step_ms, 50), "ms"),
         Figure(f"workflow.step_p99_ms_{MANY}", percentile(step_ms, 99), "ms", STEP_P99_TARGET_MS),
         Figure(f"workflow.rss_mb_{WAITING // 1000}k_waiting", rss, "MB", RSS_TARGET_MB),
@@ -356,6 +374,7 @@ async def run(context: RunContext) -> GroupResult:
         f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (CompleteTask per task, "
         f"max in flight {WORKER_MAX_IN_FLIGHT}) in a child process; {STEPS}-step no-op definition, "
         f"closed loop at 1 and {MANY} processes in flight, ends seen on one Bus subscription; "
+        f"{MANY} in flight again on a fresh plane with --metrics off; "
         f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up; step-to-step = gap between arrivals of "
         f"consecutive step_completed events; RSS = VmHWM after {WAITING:,} processes waiting on a signal "
         f"(fresh plane, {START_IN_FLIGHT} starts in flight)"
