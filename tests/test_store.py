@@ -80,6 +80,14 @@ async def test_a_failing_write_leaves_the_others_of_its_batch_intact(store: Stor
     assert [c.revision for c in snapshot.changes] == [1, 2]
 
 
+async def test_the_revision_is_the_last_committed_change(store: Store) -> None:
+    assert await store.registry_revision() == 0
+    await store.registry_commit(instance(1), ChangeType.UP, reason="", now=1.0)
+    await store.registry_commit(instance(1), ChangeType.DOWN, reason="deregistered", now=2.0)
+
+    assert await store.registry_revision() == 2
+
+
 async def test_compaction_keeps_the_newest_changes(store: Store) -> None:
     for n in range(10):
         await store.registry_commit(instance(n), ChangeType.UP, reason="", now=float(n))

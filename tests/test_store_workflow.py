@@ -316,6 +316,35 @@ async def test_listing_pages_by_creation_time_then_id_without_gaps_or_repeats(st
     ]
 
 
+async def test_processes_are_counted_by_definition_and_state(store: Store) -> None:
+    def work(tx: WorkflowTx) -> None:
+        tx.save(process(1), new=True)
+        tx.save(process(2), new=True)
+        tx.save(process(3, state=ProcessState.COMPLETED), new=True)
+        tx.save(process(4, definition="audit", state=ProcessState.FAILED), new=True)
+
+    assert await store.wf_count_processes() == {}
+    await transact(store, work)
+
+    assert await store.wf_count_processes() == {
+        ("permit", ProcessState.RUNNING): 2,
+        ("permit", ProcessState.COMPLETED): 1,
+        ("audit", ProcessState.FAILED): 1,
+    }
+
+
+async def test_commits_are_timed_and_counted_and_the_queue_is_seen_empty_after(store: Store) -> None:
+    seen: list[tuple[float, int]] = []
+    store.stats.on_commit = lambda seconds, writes: seen.append((seconds, writes))
+
+    await asyncio.gather(*(transact(store, lambda tx, n=n: tx.save(process(n), new=True)) for n in range(20)))
+
+    assert sum(writes for _, writes in seen) == 20
+    assert all(seconds >= 0 for seconds, _ in seen)
+    assert store.pending_writes == 0
+    assert store.stats.transactions_retried == 0
+
+
 async def test_history_is_read_in_order_after_a_sequence(store: Store) -> None:
     events = [event("p001", n, details=[n], text="é✓") for n in range(1, 8)]
     await transact(store, lambda tx: tx.history(events))
