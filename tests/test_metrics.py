@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from control_plane.core.bus.stats import MAX_TOKENS, OTHER, BusStats
+from control_plane.errors import Unavailable
 from control_plane.models import StoredMessage
 from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
 from control_plane.server import App, running
@@ -185,6 +186,26 @@ async def test_consumer_lag_equals_the_unacked_count(server: App, client: Client
     assert sample(gone, "mgmt_bus_published_bytes_total", first_token="orders") == 10 * 7 + 5 * 7
     assert sample(gone, "mgmt_bus_messages_delivered_total", first_token="orders") == 10
     assert sample(gone, "mgmt_bus_consumer_redeliveries_total", consumer="audit") == 0
+
+
+async def test_a_scrape_shows_older_values_when_the_store_cannot_answer(
+    server: App, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with client.bus.subscribe("orders.>", durable="audit", explicit_ack=True):
+        pass
+    await client.bus.publish("orders.created", b"1")
+    before = await scrape(server)
+
+    async def unreachable(include_ephemeral: bool) -> list[Any]:
+        raise Unavailable("the store is unreachable: injected fault")
+
+    monkeypatch.setattr(server.bus, "consumers", unreachable)
+    await client.bus.publish("orders.created", b"2")
+    after = await scrape(server)
+
+    assert sample(before, "mgmt_bus_consumer_lag_messages", consumer="audit") == 1
+    assert sample(after, "mgmt_bus_consumer_lag_messages", consumer="audit") == 1
+    assert sample(after, "mgmt_bus_messages_published_total", first_token="orders") == 2
 
 
 def test_subjects_are_counted_by_first_token_up_to_a_cap_then_as_other() -> None:

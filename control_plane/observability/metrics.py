@@ -29,7 +29,7 @@ from control_plane.storage import Store
 logger = logging.getLogger(__name__)
 
 Refresh = Callable[[], Awaitable[None]]
-# A scrape waits at most this long for the values read from the store; past it, the last ones are shown.
+# A scrape waits at most this long for the values read from the store; past it, older ones are shown.
 REFRESH_TIMEOUT_S = 5.0
 
 
@@ -41,13 +41,24 @@ class Metrics:
     refreshers: list[Refresh] = field(default_factory=list)
 
     async def refresh(self) -> None:
-        """Read what the collectors need from the store; a failure leaves the previous values."""
-        for refresher in self.refreshers:
-            try:
-                async with asyncio.timeout(REFRESH_TIMEOUT_S):
-                    await refresher()
-            except Exception as exc:
-                logger.warning("metrics: reading %s failed: %s", getattr(refresher, "__qualname__", ""), exc)
+        """Read what the collectors need from the store; a failure, or the time running out, leaves the
+        previous values (a scrape must answer within Prometheus's timeout, 10 s by default)."""
+        try:
+            async with asyncio.timeout(REFRESH_TIMEOUT_S):
+                for refresher in self.refreshers:
+                    try:
+                        await refresher()
+                    except Exception as exc:
+                        logger.warning("metrics: %s failed: %s", _name(refresher), exc)
+        except TimeoutError:
+            logger.warning(
+                "metrics: reading from the store took over %.0f s; showing older values", REFRESH_TIMEOUT_S
+            )
+
+
+def _name(refresher: Refresh) -> str:
+    inner = getattr(refresher, "func", refresher)  # functools.partial
+    return str(getattr(inner, "__qualname__", refresher))
 
 
 def build_metrics(
