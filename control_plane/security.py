@@ -245,6 +245,10 @@ class Authenticator:
         """The caller's principal, or None when its metadata carries no known token."""
         return self.authenticate(metadata)[0]
 
+    def token_principal(self, token: str) -> Principal | None:
+        """The principal of a bare token (the console keeps one in a cookie), or None when unknown."""
+        return self._principals.get(_digest(token)) if token else None
+
     def authenticate(self, metadata: Any) -> tuple[Principal | None, str]:
         """(principal, "") or (None, why not)."""
         values = [value for key, value in metadata or () if key == "authorization"]

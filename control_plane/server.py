@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from control_plane import security
+from control_plane.console import Access, Console, Cores
 from control_plane.core.bus.bus import Bus
 from control_plane.core.probing import Prober
 from control_plane.core.registry import Registry
@@ -181,10 +182,15 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             return None
 
         if http_address is not None:
+            console = Console(
+                Cores(workflows, registry, bus),
+                Access(authenticator, secure_cookies=credentials is not None),
+                stopping,
+            )
             if metrics is None:
-                web_app = build_app(CollectorRegistry(), ready)
+                web_app = build_app(CollectorRegistry(), ready, console=console)
             else:
-                web_app = build_app(metrics.registry, ready, metrics.refresh)
+                web_app = build_app(metrics.registry, ready, metrics.refresh, console=console)
             try:
                 http = await start_listener(
                     web_app,

@@ -293,6 +293,26 @@ async def test_processes_are_listed_newest_first_by_filter(store: Store) -> None
     assert await ids(definition="nothing") == []
 
 
+async def test_processes_are_listed_by_business_key_prefix_case_sensitively(store: Store) -> None:
+    keys = ["A-17", "A-170", "A-2", "a-17", "B-17", "", "A_17", "%-17"]
+    records = [process(n, business_key=key) for n, key in enumerate(keys)]
+    await transact(store, lambda tx: [tx.save(r, new=True) for r in records])
+
+    async def keys_with(prefix: str, **filters: Any) -> list[str]:
+        query: dict[str, Any] = {"definition": "", "version": 0, "states": [], "business_key": ""}
+        query.update(filters)
+        listed = await store.wf_list_processes(**query, before=None, limit=100, business_key_prefix=prefix)
+        return sorted(p.business_key for p in listed)
+
+    assert await keys_with("A-17") == ["A-17", "A-170"]
+    assert await keys_with("A-") == ["A-17", "A-170", "A-2"]
+    assert await keys_with("a") == ["a-17"]
+    assert await keys_with("%") == ["%-17"]  # no wildcards
+    assert await keys_with("A_") == ["A_17"]
+    assert await keys_with("A-17", business_key="A-170") == ["A-170"]
+    assert len(await keys_with("")) == len(keys)
+
+
 async def test_listing_pages_by_creation_time_then_id_without_gaps_or_repeats(store: Store) -> None:
     # Several processes per creation time: the id breaks the tie, so a page boundary inside a tie is exact.
     records = [process(n, created_at=1000.0 + n // 3) for n in range(10)]

@@ -298,6 +298,11 @@ class Registry:
             return list(self._sorted.get(service, []))
         return [i for name in sorted(self._sorted) for i in self._sorted[name]]
 
+    def lease_left(self, lease_id: str) -> float | None:
+        """Seconds until the lease lapses unless renewed (as this replica sees it); None for no such lease."""
+        deadline = self._deadlines.get(lease_id)
+        return None if deadline is None else max(0.0, deadline - self._now())
+
     @contextmanager
     def watch(
         self, service: str, after_revision: int | None

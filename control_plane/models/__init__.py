@@ -24,6 +24,7 @@ from control_plane.models.registry import (
 )
 from control_plane.models.workflow import (
     ACTIVE_STEP_STATES,
+    Actor,
     DefinitionVersion,
     EventType,
     HistoryEvent,
@@ -38,6 +39,7 @@ __all__ = [
     "ACTIVE_STEP_STATES",
     "NO_HEADERS",
     "AckMode",
+    "Actor",
     "AppendResult",
     "ChangeType",
     "ConsumerConfig",

@@ -179,6 +179,19 @@ class TaskAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked for a change to a process (a signal, a cancel), as recorded in its history event."""
+
+    name: str  # the token's name; "" when the control plane has no tokens
+    role: str  # the token's role; "" when the control plane has no tokens
+    via: str  # where the request came from, e.g. "console"
+
+    def to_json(self) -> dict[str, str]:
+        """The actor as stored in the event's details."""
+        return {"name": self.name, "role": self.role, "via": self.via}
+
+
+@dataclass(frozen=True, slots=True)
 class DefinitionVersion:
     """A stored definition version."""
 

@@ -287,6 +287,7 @@ class Store(Protocol):
         business_key: str,
         before: tuple[float, str] | None,
         limit: int,
+        business_key_prefix: str = "",
     ) -> list[ProcessRecord]:
         """Processes matching the filters, newest first, after a (created_at, id) position."""
         ...

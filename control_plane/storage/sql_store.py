@@ -460,10 +460,13 @@ class SqlStore:
         business_key: str,
         before: tuple[float, str] | None,
         limit: int,
+        business_key_prefix: str = "",
     ) -> list[ProcessRecord]:
         """Processes matching filters, newest first."""
         return await self._read(
-            lambda c: sql_workflow.list_processes(c, definition, version, states, business_key, before, limit)
+            lambda c: sql_workflow.list_processes(
+                c, definition, version, states, business_key, before, limit, business_key_prefix
+            )
         )
 
     async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:

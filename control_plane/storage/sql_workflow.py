@@ -193,6 +193,7 @@ def list_processes(
     business_key: str,
     before: tuple[float, str] | None,
     limit: int,
+    business_key_prefix: str = "",
 ) -> list[ProcessRecord]:
     """Processes matching the filters, newest first, after a (created_at, id) position."""
     where: list[str] = []
@@ -209,6 +210,10 @@ def list_processes(
     if business_key:
         where.append("business_key = ?")
         args.append(business_key)
+    if business_key_prefix:
+        # substr, not LIKE: LIKE ignores ASCII case on SQLite and would need its wildcards escaped.
+        where.append("substr(business_key, 1, ?) = ?")
+        args += [len(business_key_prefix), business_key_prefix]
     if before is not None:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         args += [before[0], before[0], before[1]]

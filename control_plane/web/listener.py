@@ -1,4 +1,4 @@
-"""The HTTP listener beside the gRPC port: /metrics, /healthz, /readyz (and, later, the console).
+"""The HTTP listener beside the gRPC port: /metrics, /healthz, /readyz and the operations console at /.
 
 aiohttp runs in the control plane's own event loop, next to grpc.aio: one process, one loop, the
 cores' state read directly. It follows the gRPC port's rules: TLS with the same certificate, and a
@@ -12,10 +12,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+
+if TYPE_CHECKING:
+    from control_plane.console import Console
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +39,14 @@ class HttpListener:
         await self.runner.cleanup()
 
 
-def build_app(metrics: CollectorRegistry, ready: Check, refresh: Refresh | None = None) -> web.Application:
+def build_app(
+    metrics: CollectorRegistry,
+    ready: Check,
+    refresh: Refresh | None = None,
+    console: Console | None = None,
+) -> web.Application:
     """The routes: Prometheus exposition (after `refresh`, which reads what needs the store), liveness
-    and readiness."""
+    and readiness, and the console's (when given)."""
 
     async def metrics_page(request: web.Request) -> web.Response:
         if refresh is not None:
@@ -59,6 +68,8 @@ def build_app(metrics: CollectorRegistry, ready: Check, refresh: Refresh | None 
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if console is not None:
+        console.add_to(app)
     return app
 
 

@@ -18,6 +18,7 @@ from control_plane.core.workflow.expressions import ExpressionError, evaluate_ma
 from control_plane.errors import FailedPrecondition, ResourceExhausted
 from control_plane.models import (
     ACTIVE_STEP_STATES,
+    Actor,
     EventType,
     HistoryEvent,
     OutgoingMessage,
@@ -237,8 +238,11 @@ class Machine:
             waited = f"{step.signal!r} signal" if step.signal else f"message on {step.subject!r}"
             self._fail_step(step, error("SIGNAL_TIMEOUT", f"no {waited} in time", step_id, at=self.now))
 
-    def signal(self, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
+    def signal(
+        self, name: str, payload: Any, signal_id: str, *, actor: Actor | None = None
+    ) -> tuple[bool, bool]:
         """Deliver a signal to the step waiting for it, or buffer it; returns (buffered, duplicate)."""
+        by: dict[str, Any] = {"by": actor.to_json()} if actor is not None else {}
         r = self.record
         if signal_id and signal_id in r.signal_ids:
             return False, True  # a sender's retry, even after the process ended, is answered the same way
@@ -254,13 +258,15 @@ class Machine:
                 and run
                 and run.state is StepState.WAITING
             ):
-                self._event(EventType.SIGNAL_RECEIVED, step.id, name=name, payload=payload, buffered=False)
+                self._event(
+                    EventType.SIGNAL_RECEIVED, step.id, name=name, payload=payload, buffered=False, **by
+                )
                 self._clear_timer("wait:" + step.id)
                 self._complete_step(step, payload)
                 return False, False
         self._check_room(name, payload)
         r.signals.setdefault(name, []).append(payload)
-        self._event(EventType.SIGNAL_RECEIVED, name=name, payload=payload, buffered=True)
+        self._event(EventType.SIGNAL_RECEIVED, name=name, payload=payload, buffered=True, **by)
         return True, False
 
     def _check_room(self, name: str, payload: Any) -> None:
@@ -299,7 +305,7 @@ class Machine:
         self._complete_step(step, payload)
         return True
 
-    def cancel(self, reason: str, compensate: bool) -> None:
+    def cancel(self, reason: str, compensate: bool, *, actor: Actor | None = None) -> None:
         """Stop the process; with `compensate`, undo its completed steps first."""
         r = self.record
         if r.state is ProcessState.CANCELLED or (r.state is ProcessState.COMPENSATING and r.cancel_reason):
@@ -307,7 +313,8 @@ class Machine:
         if r.state.final:
             raise FailedPrecondition(f"process {r.id} already ended ({r.state.value})")
         r.cancel_reason = reason
-        self._event(EventType.PROCESS_CANCEL_REQUESTED, reason=reason, compensate=compensate)
+        by: dict[str, Any] = {"by": actor.to_json()} if actor is not None else {}
+        self._event(EventType.PROCESS_CANCEL_REQUESTED, reason=reason, compensate=compensate, **by)
         self._cancel_active("process_cancelled")
         r.compensation_queue.clear()
         if compensate and r.completed_order:

@@ -54,6 +54,7 @@ from control_plane.core.workflow.stats import WorkflowStats
 from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, NotRegistered
 from control_plane.models import (
+    Actor,
     ChangeType,
     DefinitionVersion,
     EventType,
@@ -378,6 +379,7 @@ class Workflows:
         business_key: str,
         before: tuple[float, str] | None,
         limit: int,
+        business_key_prefix: str = "",
     ) -> list[ProcessRecord]:
         """Processes matching the filters, newest first."""
         return await self._store.wf_list_processes(
@@ -387,7 +389,15 @@ class Workflows:
             business_key=business_key,
             before=before,
             limit=limit,
+            business_key_prefix=business_key_prefix,
         )
+
+    async def processes_by_state(self) -> dict[ProcessState, int]:
+        """How many processes are in each state, every definition together (read from the store)."""
+        counts: dict[ProcessState, int] = {}
+        for (_, state), count in (await self._store.wf_count_processes()).items():
+            counts[state] = counts.get(state, 0) + count
+        return counts
 
     async def history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
         """History events after a sequence; NotFound for an unknown process."""
@@ -410,8 +420,13 @@ class Workflows:
             if entry.count == 0 and self._watchers.get(process_id) is entry:
                 del self._watchers[process_id]
 
-    async def signal(self, process_id: str, name: str, payload: Any, signal_id: str) -> tuple[bool, bool]:
-        """Deliver a signal (or buffer it); returns (buffered, duplicate)."""
+    async def signal(
+        self, process_id: str, name: str, payload: Any, signal_id: str, *, actor: Actor | None = None
+    ) -> tuple[bool, bool]:
+        """Deliver a signal (or buffer it); returns (buffered, duplicate).
+
+        `actor`, when given, is recorded in the history event: who sent the signal, with which role.
+        """
         violations = validate.check_text("name", name, NAME_MAX)
         violations += validate.check_text("signal_id", signal_id, MAX_SIGNAL_ID)
         violations += validate.check_json("payload", payload, MAX_SIGNAL_PAYLOAD)
@@ -420,15 +435,17 @@ class Workflows:
         if violations:
             raise InvalidArgument(violations)
         result: tuple[bool, bool] = await self._transition(
-            process_id, lambda m: m.signal(name, payload, signal_id)
+            process_id, lambda m: m.signal(name, payload, signal_id, actor=actor)
         )
         return result
 
-    async def cancel(self, process_id: str, reason: str, compensate: bool) -> ProcessRecord:
-        """Cancel a process (compensating first when asked)."""
+    async def cancel(
+        self, process_id: str, reason: str, compensate: bool, *, actor: Actor | None = None
+    ) -> ProcessRecord:
+        """Cancel a process (compensating first when asked); `actor` is recorded as for `signal`."""
         if len(reason) > MAX_CANCEL_REASON:
             raise InvalidArgument.field("reason", f"at most {MAX_CANCEL_REASON} characters")
-        await self._transition(process_id, lambda m: m.cancel(reason, compensate))
+        await self._transition(process_id, lambda m: m.cancel(reason, compensate, actor=actor))
         return await self.process(process_id)
 
     # -- worker reports -------------------------------------------------------------------------
