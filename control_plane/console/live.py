@@ -183,6 +183,8 @@ async def registry_stream(
                     batch = asyncio.ensure_future(watcher.next_batch(LEASE_REFRESH_S))
                     await asyncio.wait([batch, stopped], return_when=asyncio.FIRST_COMPLETED)
                     if not batch.done():
+                        # Stopping: the feed ends its watchers too, so the read may fail as it is cancelled.
+                        batch.add_done_callback(_retrieved)
                         batch.cancel()
                         break
                     gone = (departures(batch.result()) + gone)[:DEPARTURES_SHOWN]
@@ -191,3 +193,9 @@ async def registry_stream(
     except (ConnectionResetError, ControlPlaneError) as exc:
         logger.debug("console: registry stream ended: %s", exc)
     return stream.response
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark an abandoned read's outcome as seen (it is of no interest once the stream has ended)."""
+    if not future.cancelled():
+        future.exception()
