@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from google.protobuf.json_format import MessageToDict
 
 from control_plane.sdk import Client
 from control_plane.server import App, running
@@ -125,7 +126,7 @@ async def test_a_signal_sent_from_the_console_moves_the_process_on_and_records_w
     assert final.state == pb.PROCESS_STATE_COMPLETED
     history = await client.workflow.history(process.id)
     received = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED)
-    assert dict(received.details["by"]) == {"name": "", "role": "", "via": "console"}
+    assert MessageToDict(received.details)["by"] == {"name": "", "role": "", "via": "console"}
 
 
 async def test_a_cancel_from_the_console_ends_the_process_cancelled(client: Client, url: str) -> None:
@@ -303,7 +304,7 @@ async def test_an_action_is_recorded_with_the_name_and_role_of_its_token(guarded
     assert status == 200, answer
     assert "by portal (client) via console" in answer["event"]["summary"]
     requested = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED)
-    assert dict(requested.details["by"]) == {"name": "portal", "role": "client", "via": "console"}
+    assert MessageToDict(requested.details)["by"] == {"name": "portal", "role": "client", "via": "console"}
 
 
 async def test_logging_out_forgets_the_token(guarded: App) -> None:

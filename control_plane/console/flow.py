@@ -110,4 +110,8 @@ def _target(task: TaskSpec) -> str:
 
 
 def _seconds(value: float) -> str:
+    """A definition's duration as it would be written in one: 30s, 5m, 14d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
     return f"{value:g}s"

@@ -263,8 +263,10 @@ def _summary(event: HistoryEvent) -> str:
         notes.append(f"reason: {details['reason']}")
     by = details.get("by")
     if isinstance(by, Mapping):
-        who = f"{by.get('name')} ({by.get('role')})" if by.get("role") else "no tokens configured"
-        notes.append(f"by {who} via {by.get('via', '?')}")
+        if by.get("role"):
+            notes.append(f"by {by.get('name')} ({by.get('role')}) via {by.get('via', '?')}")
+        else:
+            notes.append(f"via {by.get('via', '?')} (no tokens configured)")
     return "; ".join(notes)
 
 

@@ -18,6 +18,10 @@
     }
     const count = Number(document.body.dataset.patches || "0") + 1;
     document.body.dataset.patches = String(count);
+    // A process that ended takes no more actions: the stylesheet hides their buttons.
+    if (document.querySelector("[data-final=true]")) {
+      document.body.dataset.final = "true";
+    }
   }
 
   function startLive() {
