@@ -16,7 +16,7 @@ from typing import Any
 import argcomplete
 import grpc
 
-from control_plane import __version__
+from control_plane import __version__, cli_console
 from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     verbs.add_parser("demo", help="start a control plane, register two instances, watch one lapse")
+    cli_console.add_parser(verbs, DEFAULT_LISTEN)
 
     registry = verbs.add_parser("registry", help="service registry").add_subparsers(
         dest="action", required=True
@@ -249,7 +250,7 @@ async def serve_until_signalled(settings: Settings) -> None:
     async with running(settings) as app:
         logger.info("mgmt listening on %s (store %s)", app.address, settings.resolved_store_url)
         if app.http_url:
-            logger.info("mgmt http on %s (/metrics, /healthz, /readyz)", app.http_url)
+            logger.info("mgmt http on %s (the console at /; /metrics, /healthz, /readyz)", app.http_url)
         await stop.wait()
         logger.info("stopping")
     logger.info("stopped")
@@ -476,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from control_plane.demo import run_demo
 
             asyncio.run(run_demo(print))
+        elif args.verb == "console":
+            status = cli_console.run(args)
+            if status:
+                sys.exit(status)
         elif args.verb == "registry":
             asyncio.run(registry_command(args))
         elif args.verb == "bus":

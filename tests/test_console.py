@@ -6,6 +6,9 @@ The same console in a real browser is tested in test_console_browser.py.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -325,3 +328,33 @@ async def test_live_streams_need_a_token_too(guarded: App) -> None:
         browser.http.get(guarded.http_url + "/live/registry") as response,
     ):
         assert response.status == 401
+
+
+# -- mgmt console ----------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "control_plane", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "MGMT_CONSOLE_URL": "", **(env or {})},
+    )
+
+
+async def test_mgmt_console_prints_the_url_of_a_console_that_answers(url: str) -> None:
+    result = await asyncio.to_thread(run_cli, "console", "--url", url)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == url + "/\n"  # not a terminal: printed, never opened
+
+
+async def test_mgmt_console_says_when_nothing_answers(url: str) -> None:
+    derived = await asyncio.to_thread(run_cli, "console", "--server", "127.0.0.2:1", "--no-open")
+    not_http = await asyncio.to_thread(run_cli, "console", "--url", "file:///etc/passwd")
+
+    assert derived.stdout == "http://127.0.0.2:50052/\n"
+    assert derived.returncode == 1 and "nothing answers at http://127.0.0.2:50052/" in derived.stderr
+    assert not_http.returncode == 2 and "http:// or https://" in not_http.stderr
