@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -358,3 +359,29 @@ async def test_mgmt_console_says_when_nothing_answers(url: str) -> None:
     assert derived.stdout == "http://127.0.0.2:50052/\n"
     assert derived.returncode == 1 and "nothing answers at http://127.0.0.2:50052/" in derived.stderr
     assert not_http.returncode == 2 and "http:// or https://" in not_http.stderr
+
+
+async def test_open_live_pages_do_not_hold_up_a_shutdown(settings: Settings) -> None:
+    server = AsyncExitStack()
+    app = await server.enter_async_context(running(settings))
+    assert app.http_url is not None
+    try:
+        async with Client(app.address) as client:
+            [process] = await start_waiters(client, "A-17")
+        async with (
+            console_session(app.http_url) as browser,
+            browser.events(f"/live/processes/{process.id}") as one,
+            browser.events("/live/processes") as many,
+            browser.events("/live/registry") as registry,
+        ):
+            for stream in (one, many, registry):
+                assert (await stream.next())[0] == "patch"
+            stopping = asyncio.ensure_future(server.aclose())
+            async with asyncio.timeout(10):
+                for stream in (one, many, registry):
+                    with pytest.raises(EOFError):
+                        while True:
+                            await stream.next()
+                await stopping
+    finally:
+        await server.aclose()
