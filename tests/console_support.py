@@ -12,6 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from control_plane.sdk import Client
+from hms.mgmt.v1 import bus_pb2 as pb_bus
+
 # A process that waits for the signal `go` and ends with what it carried.
 WAITER = """
 name: waiter
@@ -132,3 +135,19 @@ class EventReader:
             while text not in self.regions.get(region, ""):
                 await self.next(timeout_s)
         return self.regions[region]
+
+
+async def dead_letter(client: Client, subject: str, data: bytes) -> pb_bus.Delivery:
+    """Publish `data` on `subject` and have a durable consumer give it up; returns the dead letter."""
+    async with (
+        client.bus.subscribe("$DLQ.>") as dead,
+        client.bus.subscribe(subject, durable="audit", explicit_ack=True) as sub,
+    ):
+        await client.bus.publish(subject, data, headers={"app": "1"}, content_type="application/json")
+        async with asyncio.timeout(10):
+            one = await anext(sub)
+        await client.bus.settle(
+            [pb_bus.AckItem(delivery_id=one.delivery_id, action=pb_bus.ACK_ACTION_TERMINATE, reason="bad")]
+        )
+        async with asyncio.timeout(10):
+            return await anext(dead)

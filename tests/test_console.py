@@ -21,7 +21,7 @@ from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.console_support import WAITER, console_session, write_tokens
+from tests.console_support import WAITER, console_session, dead_letter, write_tokens
 
 
 @pytest.fixture
@@ -183,6 +183,33 @@ async def test_a_bad_signal_payload_is_refused_with_the_reason(client: Client, u
     assert no_name[0] == 400 and "name" in no_name[1]["error"]
     assert gone[0] == 404
     assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+
+
+async def test_dead_letters_are_listed_and_replayed_once_to_their_subject(client: Client, url: str) -> None:
+    letter = await dead_letter(client, "permit.a17.paid", b'{"amount": 12}')
+    sequence = str(letter.message.sequence)
+
+    async with console_session(url) as browser:
+        bus_page = (await browser.get("/bus"))[1]
+        status, page = await browser.get("/bus/dead-letters?subject=%24DLQ.audit")
+        async with client.bus.subscribe("permit.a17.paid") as replays:
+            replayed = await browser.post("/bus/dead-letters/replay", {"sequence": sequence})
+            again = await browser.post("/bus/dead-letters/replay", {"sequence": sequence})
+            async with asyncio.timeout(10):
+                copy = await anext(replays)
+        not_a_letter = await browser.post("/bus/dead-letters/replay", {"sequence": "1"})
+        bad_subject = await browser.get("/bus/dead-letters?subject=permit.a17.paid")
+
+    assert 'href="/bus/dead-letters?subject=%24DLQ.audit"' in bus_page
+    assert status == 200 and f'data-sequence="{sequence}"' in page
+    assert "terminated: bad" in page and "permit.a17.paid" in page and "&#34;amount&#34;: 12" in page
+    assert replayed[0] == 200 and replayed[1]["message"].startswith("replayed to permit.a17.paid")
+    assert again[0] == 200 and again[1]["sequence"] == replayed[1]["sequence"]  # deduplicated
+    assert copy.message.data == b'{"amount": 12}' and copy.message.headers["app"] == "1"
+    assert copy.message.headers["hms-replayed-from"] == f"$DLQ.audit#{sequence}"
+    assert not any(key.startswith("hms-dlq-") for key in copy.message.headers)
+    assert not_a_letter[0] == 404
+    assert bad_subject[0] == 400
 
 
 # -- live -------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from services.permit.notifications import NotificationService
 from services.permit.payments import PaymentService
 from services.permit.runtime import RunningService, serving, wait_passing
 from tests.browser import Browser, chromium, require_browser, screenshot_dir
-from tests.console_support import WAITER, write_tokens
+from tests.console_support import WAITER, dead_letter, write_tokens
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -162,8 +162,22 @@ async def test_the_console_follows_the_permit_applications_in_a_browser(
 
         await window.open(url + "/definitions")
         await window.screenshot("definitions")
+
+        # A dead letter, browsed and replayed to its subject from the page.
+        letter = await dead_letter(client, "permit.BP-2026-0417.archived", b'{"archive": "failed"}')
         await window.open(url + "/bus")
         await window.screenshot("bus")
+        await window.click("#bus-dead-letters a")
+        await window.wait_js(
+            f"return document.querySelector('tr[data-sequence=\"{letter.message.sequence}\"]')"
+        )
+        await window.screenshot("dead-letters")
+        await window.click("form.replay button")
+        assert "Publish message" in await window.accept_confirmation()
+        replayed = await window.wait_js(
+            "const t = document.querySelector('form.replay output').innerText; return t.includes('replayed') && t"
+        )
+        assert "replayed to permit.BP-2026-0417.archived" in replayed
         await no_console_errors(window)
 
         # An instance that goes away leaves the registry page within 2 s, with its reason.

@@ -40,6 +40,8 @@ class Rpc:
     LIST_SERVICES = f"/{_REGISTRY}/ListServices"
     LIST_SUBJECTS = f"/{_BUS}/ListSubjects"
     LIST_CONSUMERS = f"/{_BUS}/ListConsumers"
+    SUBSCRIBE = f"/{_BUS}/Subscribe"
+    PUBLISH = f"/{_BUS}/Publish"
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,8 @@ class Console:
         app.router.add_get("/definitions", self.definitions_page)
         app.router.add_get("/registry", self.registry_page)
         app.router.add_get("/bus", self.bus_page)
+        app.router.add_get("/bus/dead-letters", self.dead_letters_page)
+        app.router.add_post("/bus/dead-letters/replay", self.replay)
         app.router.add_get("/live/processes", self.live_processes)
         app.router.add_get("/live/processes/{process_id}", self.live_process)
         app.router.add_get("/live/registry", self.live_registry)
@@ -188,6 +190,26 @@ class Console:
         bus = await views.bus_view(self.cores, subjects=True, consumers=viewer.may(Rpc.LIST_CONSUMERS))
         return self._page(viewer, "bus.html", "/bus", bus=bus)
 
+    async def dead_letters_page(self, request: web.Request) -> web.StreamResponse:
+        """The messages of one dead-letter subject, each with a replay button."""
+        viewer = self._viewer(request, Rpc.SUBSCRIBE)
+        subject = request.query.get("subject", "")
+        after_text = request.query.get("after", "0")
+        try:
+            if not after_text.isdigit():
+                raise InvalidArgument.field("after", "must be a log sequence")
+            letters, next_after = await views.dead_letters(self.cores, subject, int(after_text))
+        except InvalidArgument as exc:
+            raise self._error_page(viewer, 400, str(exc)) from None
+        return self._page(
+            viewer,
+            "dead_letters.html",
+            "/bus",
+            subject=subject,
+            letters=letters,
+            next_query=urlencode({"subject": subject, "after": next_after}) if next_after else None,
+        )
+
     # -- live -----------------------------------------------------------------------------------
 
     def _live_viewer(self, request: web.Request, needs: str) -> Viewer:
@@ -305,10 +327,27 @@ class Console:
                 "type": event.type.value,
                 "step_id": event.step_id,
                 "time": event.time,
-                "summary": views._summary(event),
+                "summary": views.summary(event),
             }
         )
         return _json(200, {"ok": True, "message": done, "event": shown})
+
+    async def replay(self, request: web.Request) -> web.StreamResponse:
+        """Publish a dead letter again on its original subject, as the viewer."""
+        _, form = await self._action_viewer(request, Rpc.PUBLISH)
+        sequence = form.get("sequence", "")
+        if not sequence.isdigit():
+            return _json(400, {"ok": False, "error": "sequence must be a log sequence"})
+        try:
+            letter, position = await self.cores.bus.replay_dead_letter(int(sequence))
+        except ControlPlaneError as exc:
+            return _json(_ACTION_STATUS.get(type(exc), 400), {"ok": False, "error": str(exc)})
+        logger.info(
+            "console: dead letter %s of %s replayed as %d", sequence, letter.subject, position.sequence
+        )
+        original = letter.headers.get("hms-dlq-subject", "")
+        message = f"replayed to {original} as sequence {position.sequence}"
+        return _json(200, {"ok": True, "message": message, "event": None, "sequence": position.sequence})
 
     # -- login ----------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from control_plane.models import (
     ProcessState,
     RegistryChange,
     RetentionPolicy,
+    StoredMessage,
     SubjectStats,
 )
 
@@ -241,12 +243,12 @@ def _timeline(record: ProcessRecord, events: list[HistoryEvent]) -> list[EventRo
     rows: list[EventRow] = []
     previous = record.created_at
     for event in events:
-        rows.append(EventRow(event, event.time - record.created_at, event.time - previous, _summary(event)))
+        rows.append(EventRow(event, event.time - record.created_at, event.time - previous, summary(event)))
         previous = event.time
     return rows
 
 
-def _summary(event: HistoryEvent) -> str:
+def summary(event: HistoryEvent) -> str:
     """The few details of an event worth a glance (the rest is one click away)."""
     details = event.details
     notes: list[str] = []
@@ -358,6 +360,51 @@ async def bus_view(cores: Cores, *, subjects: bool, consumers: bool) -> BusView:
         dead_letters=[s for s in stored if s[0].subject.startswith(DLQ_PREFIX)],
         consumers=await cores.bus.consumers(include_ephemeral=False) if consumers else [],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead letter: where it came from, why it was given up on, and its data."""
+
+    message: StoredMessage
+    original_subject: str
+    consumer: str
+    attempts: str
+    reason: str
+    data: str  # the data as text (JSON indented), or a note when it is binary
+
+
+DEAD_LETTERS_SHOWN = 50
+
+
+async def dead_letters(cores: Cores, subject: str, after: int) -> tuple[list[DeadLetter], int | None]:
+    """A page of a dead-letter subject's messages, and the sequence the next page starts after."""
+    found = await cores.bus.dead_letters(subject, after, DEAD_LETTERS_SHOWN + 1)
+    more = len(found) > DEAD_LETTERS_SHOWN
+    found = found[:DEAD_LETTERS_SHOWN]
+    letters = [
+        DeadLetter(
+            message=m,
+            original_subject=m.headers.get("hms-dlq-subject", ""),
+            consumer=m.headers.get("hms-dlq-consumer", ""),
+            attempts=m.headers.get("hms-dlq-attempts", ""),
+            reason=m.headers.get("hms-dlq-reason", ""),
+            data=_readable(m.data),
+        )
+        for m in found
+    ]
+    return letters, (found[-1].sequence if more else None)
+
+
+def _readable(data: bytes) -> str:
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return f"({len(data)} bytes of binary data)"
+    try:
+        return pretty_json(json.loads(text))
+    except ValueError:
+        return text if len(text) <= 2000 else text[:2000] + "… (cut)"
 
 
 # -- definitions -----------------------------------------------------------------------------------

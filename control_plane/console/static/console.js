@@ -104,7 +104,8 @@
           });
           const answer = await response.json();
           if (answer.ok) {
-            show(output, true, answer.message + ": " + describe(answer.event));
+            const event = describe(answer.event);
+            show(output, true, event ? answer.message + ": " + event : answer.message);
           } else {
             show(output, false, answer.error);
           }

@@ -54,9 +54,11 @@ from control_plane.models import (
     AppendResult,
     ConsumerConfig,
     OutgoingMessage,
+    Position,
     RetentionPolicy,
     StartPosition,
     StoredConsumer,
+    StoredMessage,
     SubjectStats,
     message_bytes,
 )
@@ -67,6 +69,11 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 DLQ_PREFIX = "$DLQ"
+# Headers a dead letter gets (its original subject, sequence, consumer, attempts, reason), and the one a
+# replayed copy gets instead.
+_DLQ_HEADERS = "hms-dlq-"
+_DLQ_ORIGINAL = "hms-dlq-subject"
+_REPLAYED_FROM = "hms-replayed-from"
 # Replicas follow each other's publishes by notification; this bounds the delay if one is lost.
 _FOLLOW_FALLBACK_S = 5.0
 
@@ -581,6 +588,53 @@ class Bus:
             for stats in await self._store.bus_subject_stats()
             if compiled is None or compiled.matches(stats.subject)
         ]
+
+    async def dead_letters(self, subject: str, after: int, limit: int) -> list[StoredMessage]:
+        """Up to `limit` messages of a dead-letter subject after a log sequence, oldest first."""
+        if not subject.startswith(DLQ_PREFIX + "."):
+            raise InvalidArgument.field("subject", f"not a dead-letter subject ({DLQ_PREFIX}.<consumer>)")
+        violations = check_subject("subject", subject)
+        if violations:
+            raise InvalidArgument(violations)
+        found: list[StoredMessage] = []
+        while len(found) < limit:
+            page, scanned = await self.log.read(after, limit - len(found), compile_pattern(subject))
+            found += page
+            if scanned == after or scanned >= self.log.last_sequence:
+                break
+            after = scanned
+        return found
+
+    async def replay_dead_letter(self, sequence: int) -> tuple[StoredMessage, Position]:
+        """Publish a dead letter again on the subject it was first published on, with its data and headers.
+
+        The copy carries `hms-replayed-from: <dead-letter subject>#<sequence>` and a message id derived from
+        it, so a replay repeated within the dedup window publishes nothing more. Returns the dead letter
+        and where its copy sits in the log.
+        """
+        letter = (await self.log.fetch([sequence])).get(sequence)
+        if letter is None or not letter.subject.startswith(DLQ_PREFIX + "."):
+            raise NotFound("dead letter", str(sequence))
+        original = letter.headers.get(_DLQ_ORIGINAL)
+        if not original:
+            raise FailedPrecondition(
+                f"message {sequence} on {letter.subject} does not name its original subject"
+            )
+        headers = {k: v for k, v in letter.headers.items() if not k.startswith(_DLQ_HEADERS)}
+        copy = OutgoingMessage(
+            subject=original,
+            data=letter.data,
+            headers=headers,
+            content_type=letter.content_type,
+            message_id=f"replay:{letter.subject}:{sequence}",
+        )
+        violations = self.check_batch([copy], "message")
+        if violations:
+            raise InvalidArgument(violations)
+        # Added after the check: `hms-` headers are the control plane's own, refused from publishers.
+        marked = copy._replace(headers={**headers, _REPLAYED_FROM: f"{letter.subject}#{sequence}"})
+        result = await self.append_checked([marked])
+        return letter, result.positions[0]
 
     async def retention(self) -> list[RetentionPolicy]:
         """Every policy in force, the default (prefix "") first."""
