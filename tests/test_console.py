@@ -50,6 +50,7 @@ async def test_every_page_renders_from_the_cores(server: App, client: Client, ur
     assert 'data-state-count="running"' in pages["/"][1]
     assert "A-17" in pages["/processes"][1] and 'data-state="running"' in pages["/processes"][1]
     assert "wait_signal: go" in pages["/definitions"][1]
+    assert 'data-running="1">1 running, 0 ended' in pages["/definitions"][1]
     assert 'data-instance="docs-1"' in pages["/registry"][1] and "1.4.0" in pages["/registry"][1]
     assert 'data-subject="permit.a17.submitted"' in pages["/bus"][1]
     assert status == 200

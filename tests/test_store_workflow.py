@@ -313,6 +313,24 @@ async def test_processes_are_listed_by_business_key_prefix_case_sensitively(stor
     assert len(await keys_with("")) == len(keys)
 
 
+async def test_processes_are_counted_by_definition_version_and_state(store: Store) -> None:
+    records = [
+        process(1),
+        process(2),
+        process(3, version=2),
+        process(4, version=2, state=ProcessState.COMPLETED),
+        process(5, definition="other", state=ProcessState.CANCELLED),
+    ]
+    assert await store.wf_count_by_version() == {}
+    await transact(store, lambda tx: [tx.save(r, new=True) for r in records])
+
+    assert await store.wf_count_by_version() == {
+        ("permit", 1): {ProcessState.RUNNING: 2},
+        ("permit", 2): {ProcessState.RUNNING: 1, ProcessState.COMPLETED: 1},
+        ("other", 1): {ProcessState.CANCELLED: 1},
+    }
+
+
 async def test_listing_pages_by_creation_time_then_id_without_gaps_or_repeats(store: Store) -> None:
     # Several processes per creation time: the id breaks the tie, so a page boundary inside a tie is exact.
     records = [process(n, created_at=1000.0 + n // 3) for n in range(10)]

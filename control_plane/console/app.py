@@ -166,11 +166,10 @@ class Console:
         )
 
     async def definitions_page(self, request: web.Request) -> web.StreamResponse:
-        """Every definition: its versions, each drawn, with its YAML."""
+        """Every definition: its versions, each drawn, with its YAML and how many processes run on it."""
         viewer = self._viewer(request, Rpc.LIST_DEFINITIONS)
-        return self._page(
-            viewer, "definitions.html", "/definitions", definitions=views.definitions(self.cores)
-        )
+        shown = await views.definitions(self.cores, counts=viewer.may(Rpc.LIST_PROCESSES))
+        return self._page(viewer, "definitions.html", "/definitions", definitions=shown)
 
     async def registry_page(self, request: web.Request) -> web.StreamResponse:
         """Services and their instances, live."""

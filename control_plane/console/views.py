@@ -412,17 +412,24 @@ def _readable(data: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DefinitionRow:
-    """One stored version of a definition, drawn."""
+    """One stored version of a definition, drawn, with how many of its processes run and have ended."""
 
     version: DefinitionVersion
     definition: Definition
     flow: Lane
+    running: int
+    ended: int
 
 
-def definitions(cores: Cores) -> list[tuple[str, list[DefinitionRow]]]:
-    """Every definition with all its versions, newest first."""
+async def definitions(cores: Cores, *, counts: bool) -> list[tuple[str, list[DefinitionRow]]]:
+    """Every definition with all its versions, newest first (with process counts when asked)."""
+    by_version = await cores.workflows.count_by_version() if counts else {}
     grouped: dict[str, list[DefinitionRow]] = {}
     for version in cores.workflows.definitions(all_versions=True):
         _, parsed = cores.workflows.definition(version.name, version.version)
-        grouped.setdefault(version.name, []).append(DefinitionRow(version, parsed, layout(parsed)))
+        states = by_version.get((version.name, version.version), {})
+        running = sum(n for state, n in states.items() if not state.final)
+        ended = sum(n for state, n in states.items() if state.final)
+        row = DefinitionRow(version, parsed, layout(parsed), running, ended)
+        grouped.setdefault(version.name, []).append(row)
     return sorted(grouped.items())

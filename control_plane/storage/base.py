@@ -292,6 +292,10 @@ class Store(Protocol):
         """Processes matching the filters, newest first, after a (created_at, id) position."""
         ...
 
+    async def wf_count_by_version(self) -> dict[tuple[str, int], dict[ProcessState, int]]:
+        """How many processes each definition version has in each state (none: left out)."""
+        ...
+
     async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
         """History events of a process after a sequence."""
         ...

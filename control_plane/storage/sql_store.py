@@ -469,6 +469,10 @@ class SqlStore:
             )
         )
 
+    async def wf_count_by_version(self) -> dict[tuple[str, int], dict[ProcessState, int]]:
+        """How many processes each definition version has in each state."""
+        return await self._read(sql_workflow.count_by_version)
+
     async def wf_history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
         """History of a process."""
         return await self._read(lambda c: sql_workflow.history(c, process_id, after, limit))

@@ -230,6 +230,17 @@ def count_processes(conn: Connection) -> dict[tuple[str, ProcessState], int]:
     return {(definition, ProcessState(state)): int(count) for definition, state, count in rows}
 
 
+def count_by_version(conn: Connection) -> dict[tuple[str, int], dict[ProcessState, int]]:
+    """How many processes each definition version has in each state."""
+    counts: dict[tuple[str, int], dict[ProcessState, int]] = {}
+    rows = conn.execute(
+        "SELECT definition, version, state, COUNT(*) FROM wf_processes GROUP BY definition, version, state"
+    )
+    for definition, version, state, count in rows:
+        counts.setdefault((definition, int(version)), {})[ProcessState(state)] = int(count)
+    return counts
+
+
 def history(conn: Connection, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
     """History events of a process after a sequence, in order."""
     rows = conn.execute(

@@ -399,6 +399,10 @@ class Workflows:
             counts[state] = counts.get(state, 0) + count
         return counts
 
+    async def count_by_version(self) -> dict[tuple[str, int], dict[ProcessState, int]]:
+        """How many processes each definition version has in each state."""
+        return await self._store.wf_count_by_version()
+
     async def history(self, process_id: str, after: int, limit: int) -> list[HistoryEvent]:
         """History events after a sequence; NotFound for an unknown process."""
         events = await self._store.wf_history(process_id, after, limit)
