@@ -92,11 +92,18 @@ async def test_processes_are_filtered_by_state_definition_and_business_key_prefi
         by_state = (await browser.get("/processes?state=completed"))[1]
         by_definition = (await browser.get("/processes?definition=nothing"))[1]
         by_version = (await browser.get("/processes?definition=waiter&version=1&state=running"))[1]
+        future = (await browser.get("/processes?from=2999-01-01T00:00"))[1]
+        past = (await browser.get("/processes?to=2000-01-01"))[1]
+        now = (await browser.get("/processes?from=2000-01-01T00:00&to=2999-01-01T00:00&key=B"))[1]
+        bad_time = await browser.get("/processes?from=yesterday")
 
     assert first.id in by_prefix and second.id in by_prefix and other.id not in by_prefix
     assert second.id in by_state and first.id not in by_state
     assert "No process matches." in by_definition
     assert first.id in by_version and other.id in by_version and second.id not in by_version
+    assert "No process matches." in future and "No process matches." in past
+    assert other.id in now and first.id not in now
+    assert bad_time[0] == 400 and "UTC time" in bad_time[1]
 
 
 async def test_the_processes_page_pages_from_newest_to_oldest(server: App, client: Client, url: str) -> None:

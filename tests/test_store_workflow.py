@@ -310,6 +310,9 @@ async def test_processes_are_listed_by_business_key_prefix_case_sensitively(stor
     assert await keys_with("%") == ["%-17"]  # no wildcards
     assert await keys_with("A_") == ["A_17"]
     assert await keys_with("A-17", business_key="A-170") == ["A-170"]
+    assert await keys_with("A-", started=(1001.0, 1002.0)) == ["A-170"]  # created at 1000 + n
+    assert await keys_with("", started=(1006.0, None)) == ["%-17", "A_17"]
+    assert await keys_with("", started=(None, 1001.0)) == ["A-17"]
     assert len(await keys_with("")) == len(keys)
 
 

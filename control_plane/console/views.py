@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import json
 import time
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ class ProcessFilter:
     version: int = 0
     state: ProcessState | None = None
     key_prefix: str = ""
+    started_from: str = ""  # as typed: YYYY-MM-DDTHH:MM, in UTC
+    started_to: str = ""
     before: tuple[float, str] | None = None
 
     @classmethod
@@ -72,8 +75,15 @@ class ProcessFilter:
             version=int(version_text) if version_text else 0,
             state=ProcessState(state_text) if state_text else None,
             key_prefix=query.get("key", "")[:256],
+            started_from=_check_time("from", query.get("from", "")),
+            started_to=_check_time("to", query.get("to", "")),
             before=_position(query.get("before", "")),
         )
+
+    @property
+    def started(self) -> tuple[float | None, float | None]:
+        """The creation-time bounds, as epoch seconds."""
+        return (_epoch(self.started_from), _epoch(self.started_to))
 
     def query(self, *, before: tuple[float, str] | None = None) -> dict[str, str]:
         """The filters as query parameters (a page further on with `before`)."""
@@ -82,6 +92,8 @@ class ProcessFilter:
             "version": str(self.version) if self.version else "",
             "state": self.state.value if self.state else "",
             "key": self.key_prefix,
+            "from": self.started_from,
+            "to": self.started_to,
             "before": _token(before) if before else "",
         }
         return {k: v for k, v in params.items() if v}
@@ -116,6 +128,7 @@ async def list_processes(cores: Cores, filters: ProcessFilter, size: int = PAGE_
         states=[filters.state] if filters.state else [],
         business_key="",
         business_key_prefix=filters.key_prefix,
+        started=filters.started,
         before=filters.before,
         limit=size + 1,
     )
@@ -129,6 +142,26 @@ async def list_processes(cores: Cores, filters: ProcessFilter, size: int = PAGE_
 def _row(record: ProcessRecord) -> ProcessRow:
     current = tuple(sid for sid, run in record.steps.items() if run.state in ACTIVE_STEP_STATES)
     return ProcessRow(record, current)
+
+
+def _check_time(name: str, text: str) -> str:
+    """A time typed in a filter (an ISO date, or date and time, in UTC), or InvalidArgument."""
+    text = text.strip()
+    if text and _epoch(text) is None:
+        raise InvalidArgument.field(name, "expected a UTC time as YYYY-MM-DD or YYYY-MM-DDTHH:MM")
+    return text[:32]
+
+
+def _epoch(text: str) -> float | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 def _token(position: tuple[float, str]) -> str:

@@ -288,8 +288,12 @@ class Store(Protocol):
         before: tuple[float, str] | None,
         limit: int,
         business_key_prefix: str = "",
+        started: tuple[float | None, float | None] = (None, None),
     ) -> list[ProcessRecord]:
-        """Processes matching the filters, newest first, after a (created_at, id) position."""
+        """Processes matching the filters, newest first, after a (created_at, id) position.
+
+        `started` bounds the creation time: (at or after, before); None leaves that side open.
+        """
         ...
 
     async def wf_count_by_version(self) -> dict[tuple[str, int], dict[ProcessState, int]]:

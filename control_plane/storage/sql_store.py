@@ -461,11 +461,12 @@ class SqlStore:
         before: tuple[float, str] | None,
         limit: int,
         business_key_prefix: str = "",
+        started: tuple[float | None, float | None] = (None, None),
     ) -> list[ProcessRecord]:
         """Processes matching filters, newest first."""
         return await self._read(
             lambda c: sql_workflow.list_processes(
-                c, definition, version, states, business_key, before, limit, business_key_prefix
+                c, definition, version, states, business_key, before, limit, business_key_prefix, started
             )
         )
 

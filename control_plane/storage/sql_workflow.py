@@ -194,6 +194,7 @@ def list_processes(
     before: tuple[float, str] | None,
     limit: int,
     business_key_prefix: str = "",
+    started: tuple[float | None, float | None] = (None, None),
 ) -> list[ProcessRecord]:
     """Processes matching the filters, newest first, after a (created_at, id) position."""
     where: list[str] = []
@@ -214,6 +215,12 @@ def list_processes(
         # substr, not LIKE: LIKE ignores ASCII case on SQLite and would need its wildcards escaped.
         where.append("substr(business_key, 1, ?) = ?")
         args += [len(business_key_prefix), business_key_prefix]
+    if started[0] is not None:
+        where.append("created_at >= ?")
+        args.append(started[0])
+    if started[1] is not None:
+        where.append("created_at < ?")
+        args.append(started[1])
     if before is not None:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         args += [before[0], before[0], before[1]]

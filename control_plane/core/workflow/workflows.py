@@ -380,8 +380,9 @@ class Workflows:
         before: tuple[float, str] | None,
         limit: int,
         business_key_prefix: str = "",
+        started: tuple[float | None, float | None] = (None, None),
     ) -> list[ProcessRecord]:
-        """Processes matching the filters, newest first."""
+        """Processes matching the filters, newest first (`started`: creation time from, before)."""
         return await self._store.wf_list_processes(
             definition=definition,
             version=version,
@@ -390,6 +391,7 @@ class Workflows:
             before=before,
             limit=limit,
             business_key_prefix=business_key_prefix,
+            started=started,
         )
 
     async def processes_by_state(self) -> dict[ProcessState, int]:
