@@ -48,6 +48,7 @@ async def test_every_page_renders_from_the_cores(server: App, client: Client, ur
 
     assert {path: status for path, (status, _) in pages.items()} == dict.fromkeys(pages, 200)
     assert 'data-state-count="running"' in pages["/"][1]
+    assert "messages/s published over the last minute" in pages["/"][1]
     assert "A-17" in pages["/processes"][1] and 'data-state="running"' in pages["/processes"][1]
     assert "wait_signal: go" in pages["/definitions"][1]
     assert 'data-running="1">1 running, 0 ended' in pages["/definitions"][1]

@@ -317,6 +317,7 @@ class Overview:
     services: list[tuple[str, int, int]]  # (name, passing, critical)
     subjects: int
     messages: int
+    published_last_minute: tuple[int, bool]  # (count, whether it is exact; else a lower bound)
     lagging: list[ConsumerView]
 
 
@@ -344,6 +345,7 @@ async def overview(cores: Cores, *, processes: bool, services: bool, bus: bool) 
         services=[(s.name, s.passing, s.instances - s.passing) for s in summaries],
         subjects=len(subjects),
         messages=sum(stats.messages for stats, _ in subjects),
+        published_last_minute=cores.bus.log.published_since(time.time() - 60) if bus else (0, True),
         lagging=[c for c in lagging if c.num_pending or c.num_ack_pending],
     )
 

@@ -159,3 +159,16 @@ async def test_retention_by_age_removes_a_message_once_it_is_older_than_the_max_
 
     assert (at_max_age, older, both) == (0, 1, 1)
     assert await cores.store.bus_read(0, 10) == []
+
+
+async def test_the_messages_of_the_last_minute_are_counted_from_memory(cores: Cores) -> None:
+    for _ in range(3):
+        await publish(cores, subscribers=0)
+    await cores.advance_to(30.0)
+    await publish(cores, subscribers=0)
+    await cores.advance_to(75.0)
+
+    now = cores.clock.wall()
+    assert cores.bus.log.published_since(now - 60) == (1, True)
+    assert cores.bus.log.published_since(now - 120) == (4, True)
+    assert cores.bus.log.published_since(now) == (0, True)

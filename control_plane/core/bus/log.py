@@ -200,6 +200,14 @@ class MessageLog:
         start = bisect.bisect_right(self._tail, after, key=lambda m: m.sequence)
         return sum(1 for m in self._tail[start:] if pattern.matches(m.subject))
 
+    def published_since(self, since: float) -> tuple[int, bool]:
+        """Messages published at or after `since` (wall clock) that are in memory, and whether that is all
+        of them (False when the in-memory tail starts later, so older ones may be missing)."""
+        start = bisect.bisect_left(self._tail, since, key=lambda m: m.published_at)
+        # New messages always enter the tail: it misses some only when it was trimmed (or reloaded) after `since`.
+        complete = not self._tail or self._tail[0].published_at < since or self._tail[0].sequence == 1
+        return len(self._tail) - start, complete
+
     async def fetch(self, sequences: list[int]) -> dict[int, StoredMessage]:
         """The still-retained messages among `sequences` (for redelivery), by sequence."""
         found: dict[int, StoredMessage] = {}
