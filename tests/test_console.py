@@ -114,12 +114,16 @@ async def test_the_processes_page_pages_from_newest_to_oldest(server: App, clien
         first = (await browser.get("/processes"))[1]
         link = first.split('" id="older-page"', 1)[0].rsplit('href="', 1)[1].replace("&amp;", "&")
         second = (await browser.get(link))[1]
+        live = second.split('data-live="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+        async with browser.events(live) as events:
+            _, patch = await events.next()
 
     newest, oldest = processes[-1], processes[0]
     assert newest.id in first and oldest.id not in first
     assert oldest.id in second and newest.id not in second
     assert first.count("data-process=") == 50 and second.count("data-process=") == 5
     assert 'id="older-page"' not in second
+    assert oldest.id in patch["process-rows"] and newest.id not in patch["process-rows"]
 
 
 async def test_a_signal_sent_from_the_console_moves_the_process_on_and_records_who(
@@ -421,3 +425,29 @@ async def test_open_live_pages_do_not_hold_up_a_shutdown(settings: Settings) -> 
                 await stopping
     finally:
         await server.aclose()
+
+
+async def test_a_replicas_console_follows_what_another_replica_does(
+    settings: Settings, postgres_url: str
+) -> None:
+    shared = replace(settings, store_url=postgres_url)
+    async with (
+        running(replace(shared, data_dir=settings.data_dir / "a")) as a,
+        running(replace(shared, data_dir=settings.data_dir / "b")) as b,
+        Client(a.address) as on_a,
+    ):
+        assert b.http_url is not None
+        [process] = await start_waiters(on_a, "A-17")
+        async with (
+            console_session(b.http_url) as browser,
+            browser.events(f"/live/processes/{process.id}") as one,
+            browser.events("/live/processes") as many,
+            browser.events("/live/registry") as registry,
+        ):
+            await many.patch_where("process-rows", process.id)
+            await registry.next()
+            await on_a.workflow.signal(process.id, "go", {"answer": 1})
+            await on_a.registry.register("DocumentService", "127.0.0.1:7001", instance_id="docs-1")
+            await one.patch_where("process-header", "state-completed")
+            await many.patch_where("process-rows", 'data-state="completed"')
+            await registry.patch_where("registry-services", 'data-instance="docs-1"')

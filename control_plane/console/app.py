@@ -150,7 +150,8 @@ class Console:
             page=page,
             states=list(ProcessState),
             definitions=sorted({d.name for d in self.cores.workflows.definitions()}),
-            live_url=f"/live/processes?{urlencode(filters.query())}",
+            # The same page, filters and position included, again as processes change.
+            live_url=f"/live/processes?{urlencode(filters.query(before=filters.before))}",
         )
 
     async def process_page(self, request: web.Request) -> web.StreamResponse:
