@@ -22,7 +22,7 @@ class Box:
     kind: str
     lines: tuple[str, ...]
     drawn_as: str  # a class of graph.STYLES: done, running, failed, compensated, not_reached
-    state: str  # the step's state ("pending" when not reached)
+    state: str  # the step's state ("pending" when not reached; "" when no process is drawn)
     attempts: int
 
 
@@ -50,11 +50,11 @@ def state_class(state: StepState) -> str:
 
 def layout(definition: Definition, runs: Mapping[str, StepRun] | None = None) -> Lane:
     """The definition as one lane of boxes; with `runs` (a process's steps) each box shows its state."""
-    return Lane("", tuple(_item(step, runs or {}) for step in definition.steps))
+    return Lane("", tuple(_item(step, runs) for step in definition.steps))
 
 
-def _item(step: Step, runs: Mapping[str, StepRun]) -> Box | Fork:
-    box = _box(step, runs.get(step.id))
+def _item(step: Step, runs: Mapping[str, StepRun] | None) -> Box | Fork:
+    box = _box(step, runs)
     match step.kind:
         case StepKind.CHOICE:
             lanes = [
@@ -78,7 +78,9 @@ def _item(step: Step, runs: Mapping[str, StepRun]) -> Box | Fork:
             return box
 
 
-def _box(step: Step, run: StepRun | None) -> Box:
+def _box(step: Step, runs: Mapping[str, StepRun] | None) -> Box:
+    """The step's box; without `runs` (a definition drawn alone) it has no state."""
+    run = runs.get(step.id) if runs is not None else None
     lines: list[str] = []
     match step.kind:
         case StepKind.TASK:
@@ -99,7 +101,7 @@ def _box(step: Step, run: StepRun | None) -> Box:
         kind=step.kind.value,
         lines=tuple(lines),
         drawn_as=state_class(run.state) if run is not None else NOT_REACHED,
-        state=run.state.value if run is not None else StepState.PENDING.value,
+        state=run.state.value if run is not None else StepState.PENDING.value if runs is not None else "",
         attempts=run.attempts if run is not None else 0,
     )
 
