@@ -406,6 +406,8 @@ def _summary(details: Mapping[str, Any]) -> str:
 
 
 def _error_note(error: pb.Failure) -> str:
+    if error.code == "CANCELLED":  # the state says it already: the note gives the reason
+        return f" ({error.message})"
     return f" ({error.code}: {error.message}{_at_step(error)})" if error.code else ""
 
 

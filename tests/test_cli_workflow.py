@@ -206,7 +206,7 @@ async def test_watch_of_a_process_cancelled_meanwhile_shows_the_cancel_and_exits
     assert code == 1, stderr
     assert any("process_cancel_requested" in line and "reason: no longer needed" in line for line in rest)
     assert any("process_cancelled" in line for line in rest)
-    assert rest[-1] == f"{process.id} CANCELLED"
+    assert rest[-1] == f"{process.id} CANCELLED (no longer needed)"
     assert "CANCELLED" in status.stdout and "no longer needed" in status.stdout
     assert graph.returncode == 0 and graph.stdout.startswith("flowchart TD\n"), graph.stderr
     assert "    class s_wait failed" in graph.stdout.splitlines()

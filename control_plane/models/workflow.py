@@ -93,9 +93,10 @@ class StepRun:
     timer_at: float = 0.0
     branch: int = -1  # choice: index of the branch taken
     branches_left: int = 0  # parallel: branches not finished yet
-    worker_instance_id: str = ""
+    worker_instance_id: str = ""  # of the worker that reported `started` on the current attempt
     heartbeat_details: Any = None
     compensation_attempts: int = 0
+    started_attempt: int = 0  # the attempt (of the task, or of the compensation) whose start is recorded
 
 
 @dataclass(slots=True)

@@ -206,7 +206,10 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                 tasks, cancellations = await session.next_frame()
                 now = time.time()
                 yield pb.SubscribeTasksResponse(
-                    tasks=[convert.task(t, now, wire(t.token, session.service)) for t in tasks],
+                    tasks=[
+                        convert.task(t, session.deadline_of(t, now), wire(t.token, session.service))
+                        for t in tasks
+                    ],
                     cancellations=[
                         convert.cancellation(wire(key, session.service), reason)
                         for key, reason in cancellations
@@ -273,7 +276,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                 )
                 return await self._workflows.heartbeat(event.task_token, details)
             case "started":
-                return await self._workflows.heartbeat(event.task_token, None)
+                return await self._workflows.started(event.task_token)
             case _:
                 raise InvalidArgument.field(
                     "event", "exactly one of started, heartbeat, completed, failed is required"

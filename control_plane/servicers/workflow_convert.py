@@ -205,8 +205,8 @@ def event(item: HistoryEvent) -> pb.HistoryEvent:
     )
 
 
-def task(item: TaskAttempt, now: float, token: str) -> pb.Task:
-    """The wire form of a task attempt handed over at `now` (its deadline counts from then)."""
+def task(item: TaskAttempt, deadline: float | None, token: str) -> pb.Task:
+    """The wire form of a task attempt with its start-to-close deadline (None: it has none)."""
     message = pb.Task(
         task_token=token,
         process_id=item.process_id,
@@ -219,8 +219,8 @@ def task(item: TaskAttempt, now: float, token: str) -> pb.Task:
         business_key=item.business_key,
         compensation=item.compensation,
     )
-    if item.timeout_s:
-        message.deadline.CopyFrom(timestamp(now + item.timeout_s))
+    if deadline is not None:
+        message.deadline.CopyFrom(timestamp(deadline))
     if item.heartbeat_timeout_s:
         message.heartbeat_timeout.CopyFrom(duration(item.heartbeat_timeout_s))
     if item.heartbeat_details is not None:

@@ -25,11 +25,13 @@ HandedObserver = Callable[[TaskAttempt, float], None]
 
 @dataclass(slots=True)
 class Held:
-    """A task attempt a worker holds, with the deadlines that bound it (monotonic clock)."""
+    """A task attempt a worker holds, with the deadlines that bound it (monotonic clock), and the
+    start-to-close deadline on the wall clock, as the worker is told it."""
 
     task: TaskAttempt
     deadline: float | None
     heartbeat_deadline: float | None
+    wall_deadline: float | None = None
 
     @property
     def next_deadline(self) -> float | None:
@@ -59,6 +61,14 @@ class WorkerSession:
         """Credit left: tasks it may still be given."""
         return self.max_in_flight - len(self.held)
 
+    def deadline_of(self, task: TaskAttempt, now: float) -> float | None:
+        """The wall-clock start-to-close deadline of an attempt handed to this worker (counted from `now`
+        for one it no longer holds, withdrawn before it was sent)."""
+        held = self.held.get(task.token)
+        if held is not None:
+            return held.wall_deadline
+        return now + task.timeout_s if task.timeout_s else None
+
     def accepts(self, task: TaskAttempt) -> bool:
         """Whether this worker can run `task` (service, type and version range)."""
         if task.service != self.service or (self.task_types and task.task_type not in self.task_types):
@@ -79,8 +89,15 @@ class WorkerSession:
 class Dispatcher:
     """Hands queued attempts to workers, requeues what a departed worker held, times attempts out."""
 
-    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic, wait: Wait = wait_any) -> None:
+    def __init__(
+        self,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        wait: Wait = wait_any,
+    ) -> None:
         self._now = monotonic
+        self._wall = wall
         self._wait = wait  # times attempt deadlines on the `monotonic` clock
         self._queues: dict[str, collections.deque[TaskAttempt]] = collections.defaultdict(collections.deque)
         self._sessions: dict[str, list[WorkerSession]] = collections.defaultdict(list)
@@ -188,6 +205,16 @@ class Dispatcher:
             self._arm(token, held)
         return True
 
+    def start(self, token: str) -> tuple[str, float | None] | None:
+        """A worker began an attempt (it counts as a heartbeat): the instance id of the worker holding
+        it and its wall-clock deadline; None when no worker holds it."""
+        session = self._holder.get(token)
+        held = session.held.get(token) if session else None
+        if session is None or held is None:
+            return None
+        self.heartbeat(token)
+        return session.instance_id, held.wall_deadline
+
     def serves(self, service: str) -> bool:
         """Whether a worker of `service` is attached here."""
         return any(s.closed is None for s in self._sessions.get(service, ()))
@@ -259,7 +286,8 @@ class Dispatcher:
             self.on_handed(task, now - queued_at)
         deadline = now + task.timeout_s if task.timeout_s else None
         beat = now + task.heartbeat_timeout_s if task.heartbeat_timeout_s else None
-        held = session.held[task.token] = Held(task, deadline, beat)
+        wall_deadline = self._wall() + task.timeout_s if task.timeout_s else None
+        held = session.held[task.token] = Held(task, deadline, beat, wall_deadline)
         session.to_send.append(task)
         self._holder[task.token] = session
         self._arm(task.token, held)

@@ -7,14 +7,15 @@ publishes commit together or not at all.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from control_plane.core.workflow.definitions import Definition, Step, StepKind, TaskSpec
+from control_plane.core.workflow.definitions import Branch, Definition, Step, StepKind, TaskSpec
 from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
+from control_plane.core.workflow.history_json import history_json
 from control_plane.errors import FailedPrecondition, ResourceExhausted
 from control_plane.models import (
     ACTIVE_STEP_STATES,
@@ -204,6 +205,7 @@ class Machine:
         if compensation:
             run.state = StepState.COMPENSATION_FAILED
             run.ended_at = self.now
+            run.timer_at = 0.0
             self._event(EventType.COMPENSATION_FAILED, step_id, attempt, error=failure)
             self.record.compensation_queue.clear()
             self._end(ProcessState.FAILED, failure)
@@ -322,6 +324,30 @@ class Machine:
         else:
             self._end(ProcessState.CANCELLED, None)
 
+    def start_task(
+        self, step_id: str, attempt: int, compensation: bool, worker_instance_id: str, deadline: float | None
+    ) -> None:
+        """The worker holding a current attempt reported it started: record it once per attempt.
+
+        The step (not a compensating one) becomes RUNNING, with the attempt's deadline as timer_at.
+        """
+        run = self.record.steps[step_id]
+        if run.started_attempt == attempt:
+            return  # a repeat (the worker resent its report): recorded already
+        run.started_attempt = attempt
+        run.worker_instance_id = worker_instance_id
+        if not compensation:
+            run.state = StepState.RUNNING
+            run.timer_at = deadline or 0.0
+        self._event(
+            EventType.TASK_STARTED,
+            step_id,
+            attempt,
+            worker_instance_id=worker_instance_id,
+            deadline=deadline,
+            compensation=compensation,
+        )
+
     def record_heartbeat(self, step_id: str, details: Any) -> None:
         """Keep the latest heartbeat details for a later attempt (not a history event)."""
         self.record.steps[step_id].heartbeat_details = details
@@ -374,9 +400,11 @@ class Machine:
                         run.branch = index
                         run.state = StepState.RUNNING
                         self._event(EventType.STEP_STARTED, step.id, branch=index)
+                        self._skip_branches(step, index)
                         self._enter(branch.steps[0])
                         return
                 self._event(EventType.STEP_STARTED, step.id, branch=None)
+                self._skip_branches(step, None)
                 self._complete_step(step, None)
             case StepKind.PARALLEL:
                 run.state = StepState.RUNNING
@@ -412,6 +440,15 @@ class Machine:
                 self._set_timer("sleep:" + step.id, run.timer_at)
                 self._event(EventType.STEP_STARTED, step.id, until=run.timer_at)
 
+    def _skip_branches(self, choice: Step, taken: int | None) -> None:
+        """Mark every step of the branches a choice did not take SKIPPED, nested ones included."""
+        for index, branch in enumerate(choice.branches):
+            if index == taken:
+                continue
+            for step in _steps_of(branch):
+                self.record.steps[step.id] = StepRun(step.id, state=StepState.SKIPPED, ended_at=self.now)
+                self._event(EventType.STEP_SKIPPED, step.id)
+
     def _task_input(self, spec: TaskSpec) -> Any:
         if spec.input is None:
             return {}
@@ -429,6 +466,8 @@ class Machine:
         run.attempts = attempt
         run.state = StepState.SCHEDULED
         run.timer_at = 0.0
+        run.started_attempt = 0
+        run.worker_instance_id = ""
         self._add_task(step, spec, attempt, task_input, compensation=False)
 
     def _schedule_compensation(self, step: Step, attempt: int) -> None:
@@ -437,6 +476,8 @@ class Machine:
         run = self.record.steps[step.id]
         run.compensation_attempts = attempt
         run.timer_at = 0.0
+        run.started_attempt = 0
+        run.worker_instance_id = ""
         try:
             task_input = self._task_input(spec)
         except ExpressionError as exc:
@@ -478,6 +519,8 @@ class Machine:
             task_type=spec.task_type,
             input=task_input,
             compensation=compensation,
+            timeout=spec.timeout_s,
+            heartbeat_timeout=spec.heartbeat_timeout_s,
         )
 
     def _complete_step(self, step: Step, output: Any) -> None:
@@ -519,6 +562,7 @@ class Machine:
         run.state = StepState.FAILED
         run.last_error = failure
         run.ended_at = self.now
+        run.timer_at = 0.0
         self._event(EventType.STEP_FAILED, step.id, run.attempts, error=failure)
         # A failure inside a branch fails its enclosing steps too: they can never complete.
         parent_id = self._layout.parent[step.id]
@@ -527,6 +571,7 @@ class Machine:
             if parent_run.state in ACTIVE_STEP_STATES:
                 parent_run.state = StepState.FAILED
                 parent_run.ended_at = self.now
+                parent_run.timer_at = 0.0
                 parent_run.last_error = failure
             parent_id = self._layout.parent[parent_id]
         self._cancel_active("not_needed")
@@ -583,6 +628,7 @@ class Machine:
             if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING, StepState.WAITING):
                 run.state = StepState.CANCELLED
                 run.ended_at = self.now
+                run.timer_at = 0.0
                 for prefix in ("retry:", "sleep:", "wait:"):
                     self._clear_timer(prefix + run.step_id)
             elif run.state is StepState.COMPENSATING:
@@ -593,6 +639,8 @@ class Machine:
 
     def _end(self, state: ProcessState, failure: dict[str, Any] | None) -> None:
         r = self.record
+        if state is ProcessState.CANCELLED and failure is None:
+            failure = error("CANCELLED", r.cancel_reason or "cancelled by CancelProcess", at=self.now)
         r.state = state
         r.error = failure
         r.ended_at = self.now
@@ -624,23 +672,21 @@ class Machine:
         event = HistoryEvent(r.id, r.last_event_sequence, self.now, kind, step_id, attempt, r.state, details)
         self.effects.events.append(event)
         if kind.published:
-            body = {
-                "process_id": r.id,
-                "definition": r.definition,
-                "version": r.version,
-                "sequence": event.sequence,
-                "event": kind.value,
-                "step_id": step_id,
-                "state": r.state.value,
-                "details": details,
-            }
             self.effects.messages.append(
                 OutgoingMessage(
                     event_subject(r.definition, r.id, kind.value),
-                    json.dumps(body, separators=(",", ":"), default=str).encode(),
+                    history_json(event),
                     content_type=_CONTENT_TYPE,
                 )
             )
+
+
+def _steps_of(branch: Branch) -> Iterator[Step]:
+    """The steps of a branch, nested ones included, in definition order."""
+    for step in branch.steps:
+        yield step
+        for inner in step.branches:
+            yield from _steps_of(inner)
 
 
 def encoded_size(payload: Any) -> int:

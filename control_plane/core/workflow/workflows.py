@@ -148,7 +148,7 @@ class Workflows:
         self._wait = wait  # times durable timers on the `wall_clock` (attempt deadlines on `monotonic`)
         self._definitions: dict[tuple[str, int], Definition] = {}
         self._versions: dict[str, list[DefinitionVersion]] = {}
-        self.dispatcher = Dispatcher(monotonic=monotonic, wait=wait)
+        self.dispatcher = Dispatcher(monotonic=monotonic, wall=wall_clock, wait=wait)
         self.dispatcher.on_timeout = self._on_task_timeout
         self._timers = Timers(by_process=store.cluster.shared)
         self._timer_failures: dict[tuple[str, str], int] = {}  # timers whose firing failed, and how often
@@ -523,6 +523,24 @@ class Workflows:
             outcome: ReportOutcome = await self._transition(process_id, apply)
             return outcome
         return ReportOutcome.ACCEPTED
+
+    async def started(self, token: str) -> ReportOutcome:
+        """A worker began an attempt: it counts as a heartbeat, and is recorded (TASK_STARTED, the step
+        RUNNING on that worker until the deadline) in a transition of its own, once per attempt."""
+        process_id, step_id, attempt, compensation = self._parse_token(token)
+        holder = self.dispatcher.start(self._verify_token(token)[0])
+        if holder is None:
+            return ReportOutcome.STALE_ATTEMPT
+        worker_instance_id, deadline = holder
+
+        def apply(machine: Machine) -> ReportOutcome:
+            why = machine.check_current(step_id, attempt, compensation)
+            if not why:
+                machine.start_task(step_id, attempt, compensation, worker_instance_id, deadline)
+            return _OUTCOMES[why]
+
+        outcome: ReportOutcome = await self._transition(process_id, apply)
+        return outcome
 
     @asynccontextmanager
     async def worker(

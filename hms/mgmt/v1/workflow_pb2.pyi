@@ -9,11 +9,14 @@ run of one definition version. Every transition, its history event and the tasks
 it creates commit together, so a transition happens exactly once and survives a crash; tasks
 reach workers at least once, and a report for a stale attempt changes nothing.
 
-Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step outcomes (STEP_*) and compensation
-outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
+Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step events (STEP_*) and compensation events
+(COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
 "workflow.<definition>.<process id>.<event>", where <event> is the enum value name after
-"HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed"),
-with the HistoryEvent as JSON (content_type "application/json") as data.
+"HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed").
+The data is the HistoryEvent in its protobuf JSON form (the proto3 JSON mapping: field names
+in lowerCamelCase, the int64 sequence as a string, enums by name, time in RFC 3339, fields at
+their default left out), content_type "application/json": parse it with your protobuf
+library's JSON parser. Task and signal events (TASK_*, SIGNAL_RECEIVED) stay in the history.
 
 Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
 ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
@@ -158,9 +161,13 @@ class _StepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepState.V
     STEP_STATE_PENDING: _StepState.ValueType  # 1
     """Not reached yet."""
     STEP_STATE_SCHEDULED: _StepState.ValueType  # 2
-    """Task attempt queued, waiting for a worker with free credit."""
+    """Task attempt queued for a worker, or handed to one that has not reported `started` on it
+    (handing an attempt over records nothing: it costs no store write).
+    """
     STEP_STATE_RUNNING: _StepState.ValueType  # 3
-    """Task attempt handed to a worker; or parallel branches running."""
+    """Task step: the worker holding the current attempt reported `started` (see TaskStarted).
+    Parallel step: its branches are running. Choice step: the branch it took is running.
+    """
     STEP_STATE_RETRYING: _StepState.ValueType  # 4
     """An attempt failed; the next one is scheduled at timer_at (retry backoff)."""
     STEP_STATE_WAITING: _StepState.ValueType  # 5
@@ -170,7 +177,7 @@ class _StepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepState.V
     STEP_STATE_FAILED: _StepState.ValueType  # 7
     """Failed for good; last_error says why."""
     STEP_STATE_SKIPPED: _StepState.ValueType  # 8
-    """Not run: a choice took another branch, or the process ended first."""
+    """Not run: it is in a branch its choice did not take (nested steps included)."""
     STEP_STATE_CANCELLED: _StepState.ValueType  # 9
     """Was running or waiting when the process was cancelled."""
     STEP_STATE_COMPENSATING: _StepState.ValueType  # 10
@@ -188,9 +195,13 @@ STEP_STATE_UNSPECIFIED: StepState.ValueType  # 0
 STEP_STATE_PENDING: StepState.ValueType  # 1
 """Not reached yet."""
 STEP_STATE_SCHEDULED: StepState.ValueType  # 2
-"""Task attempt queued, waiting for a worker with free credit."""
+"""Task attempt queued for a worker, or handed to one that has not reported `started` on it
+(handing an attempt over records nothing: it costs no store write).
+"""
 STEP_STATE_RUNNING: StepState.ValueType  # 3
-"""Task attempt handed to a worker; or parallel branches running."""
+"""Task step: the worker holding the current attempt reported `started` (see TaskStarted).
+Parallel step: its branches are running. Choice step: the branch it took is running.
+"""
 STEP_STATE_RETRYING: StepState.ValueType  # 4
 """An attempt failed; the next one is scheduled at timer_at (retry backoff)."""
 STEP_STATE_WAITING: StepState.ValueType  # 5
@@ -200,7 +211,7 @@ STEP_STATE_COMPLETED: StepState.ValueType  # 6
 STEP_STATE_FAILED: StepState.ValueType  # 7
 """Failed for good; last_error says why."""
 STEP_STATE_SKIPPED: StepState.ValueType  # 8
-"""Not run: a choice took another branch, or the process ended first."""
+"""Not run: it is in a branch its choice did not take (nested steps included)."""
 STEP_STATE_CANCELLED: StepState.ValueType  # 9
 """Was running or waiting when the process was cancelled."""
 STEP_STATE_COMPENSATING: StepState.ValueType  # 10
@@ -234,7 +245,7 @@ class _HistoryEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED: _HistoryEventType.ValueType  # 7
     """CancelProcess accepted. Details: {"reason", "compensate"}. Published."""
     HISTORY_EVENT_TYPE_PROCESS_CANCELLED: _HistoryEventType.ValueType  # 8
-    """Process cancelled. Published."""
+    """Process cancelled. Details: {"error"} (code "CANCELLED"). Published."""
     HISTORY_EVENT_TYPE_STEP_STARTED: _HistoryEventType.ValueType  # 9
     """A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published."""
     HISTORY_EVENT_TYPE_STEP_COMPLETED: _HistoryEventType.ValueType  # 10
@@ -242,11 +253,18 @@ class _HistoryEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     HISTORY_EVENT_TYPE_STEP_FAILED: _HistoryEventType.ValueType  # 11
     """A step failed for good. Details: {"error"}. Published."""
     HISTORY_EVENT_TYPE_STEP_SKIPPED: _HistoryEventType.ValueType  # 12
-    """A step was skipped (choice not taken). Published."""
+    """A step of a branch its choice did not take: one per such step, nested ones included, in
+    definition order, right after the choice's STEP_STARTED. Published.
+    """
     HISTORY_EVENT_TYPE_TASK_SCHEDULED: _HistoryEventType.ValueType  # 13
-    """A task attempt was queued. Details: {"service", "task_type", "input", "deadline"}."""
+    """A task (or compensate task) attempt was queued. Details: {"service", "task_type", "input",
+    "compensation", "timeout", "heartbeat_timeout"}: the timeouts in seconds, null when none. The
+    attempt's deadline is set when a worker takes it (Task.deadline, and TASK_STARTED).
+    """
     HISTORY_EVENT_TYPE_TASK_STARTED: _HistoryEventType.ValueType  # 14
-    """A worker reported it started the attempt. Details: {"worker_instance_id"}."""
+    """The worker holding the attempt reported `started` (once per attempt). Details:
+    {"worker_instance_id", "deadline", "compensation"}, deadline null when the attempt has none.
+    """
     HISTORY_EVENT_TYPE_TASK_FAILED: _HistoryEventType.ValueType  # 15
     """An attempt failed. Details: {"error", "will_retry", "retry_at"}."""
     HISTORY_EVENT_TYPE_TASK_TIMED_OUT: _HistoryEventType.ValueType  # 16
@@ -288,7 +306,7 @@ HISTORY_EVENT_TYPE_PROCESS_COMPENSATED: HistoryEventType.ValueType  # 6
 HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED: HistoryEventType.ValueType  # 7
 """CancelProcess accepted. Details: {"reason", "compensate"}. Published."""
 HISTORY_EVENT_TYPE_PROCESS_CANCELLED: HistoryEventType.ValueType  # 8
-"""Process cancelled. Published."""
+"""Process cancelled. Details: {"error"} (code "CANCELLED"). Published."""
 HISTORY_EVENT_TYPE_STEP_STARTED: HistoryEventType.ValueType  # 9
 """A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published."""
 HISTORY_EVENT_TYPE_STEP_COMPLETED: HistoryEventType.ValueType  # 10
@@ -296,11 +314,18 @@ HISTORY_EVENT_TYPE_STEP_COMPLETED: HistoryEventType.ValueType  # 10
 HISTORY_EVENT_TYPE_STEP_FAILED: HistoryEventType.ValueType  # 11
 """A step failed for good. Details: {"error"}. Published."""
 HISTORY_EVENT_TYPE_STEP_SKIPPED: HistoryEventType.ValueType  # 12
-"""A step was skipped (choice not taken). Published."""
+"""A step of a branch its choice did not take: one per such step, nested ones included, in
+definition order, right after the choice's STEP_STARTED. Published.
+"""
 HISTORY_EVENT_TYPE_TASK_SCHEDULED: HistoryEventType.ValueType  # 13
-"""A task attempt was queued. Details: {"service", "task_type", "input", "deadline"}."""
+"""A task (or compensate task) attempt was queued. Details: {"service", "task_type", "input",
+"compensation", "timeout", "heartbeat_timeout"}: the timeouts in seconds, null when none. The
+attempt's deadline is set when a worker takes it (Task.deadline, and TASK_STARTED).
+"""
 HISTORY_EVENT_TYPE_TASK_STARTED: HistoryEventType.ValueType  # 14
-"""A worker reported it started the attempt. Details: {"worker_instance_id"}."""
+"""The worker holding the attempt reported `started` (once per attempt). Details:
+{"worker_instance_id", "deadline", "compensation"}, deadline null when the attempt has none.
+"""
 HISTORY_EVENT_TYPE_TASK_FAILED: HistoryEventType.ValueType  # 15
 """An attempt failed. Details: {"error", "will_retry", "retry_at"}."""
 HISTORY_EVENT_TYPE_TASK_TIMED_OUT: HistoryEventType.ValueType  # 16
@@ -636,8 +661,12 @@ class Failure(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
     code: _builtins.str
-    """Machine-readable code, e.g. "PAYMENT_DECLINED"; engine codes are "TIMEOUT",
-    "HEARTBEAT_TIMEOUT", "SIGNAL_TIMEOUT", "PROCESS_TIMEOUT", "INPUT_MAPPING", "CANCELLED".
+    """Machine-readable code, e.g. "PAYMENT_DECLINED" (a worker's TaskFailed.error_code). Engine
+    codes: "TIMEOUT" and "HEARTBEAT_TIMEOUT" (an attempt ran out of time), "SIGNAL_TIMEOUT" (a
+    wait_signal step), "PROCESS_TIMEOUT" (the definition's timeout), "INPUT_MAPPING" (a task's
+    input mapping could not be evaluated), "CONDITION" (a choice's condition could not be
+    evaluated), "OUTPUT_MAPPING" (the definition's output mapping), and "CANCELLED" (the error of
+    a process that ended CANCELLED; message: the cancel reason).
     """
     message: _builtins.str
     """Human-readable message."""
@@ -701,7 +730,10 @@ class StepStatus(_message.Message):
     parent_step_id: _builtins.str
     """Id of the enclosing parallel or choice step, empty for top-level steps."""
     worker_instance_id: _builtins.str
-    """Instance id of the worker holding the current attempt (RUNNING task steps)."""
+    """Instance id of the worker that reported `started` on the current attempt (of the task, or of
+    the compensate task while COMPENSATING); kept once the step ended, empty when its worker did
+    not report `started` and from the moment a new attempt is scheduled.
+    """
     waiting_for: _builtins.str
     """wait_signal: the signal name (or Bus subject pattern) it waits for."""
     @_builtins.property
@@ -723,7 +755,10 @@ class StepStatus(_message.Message):
     @_builtins.property
     def timer_at(self) -> _timestamp_pb2.Timestamp:
         """RETRYING: when the next attempt is scheduled. WAITING: when the sleep ends or the wait times
-        out (unset when it waits forever). RUNNING/SCHEDULED: the current attempt's deadline.
+        out (unset when it waits forever). RUNNING task step: the current attempt's start-to-close
+        deadline (Task.deadline; unset when it has none). COMPENSATING: when the compensate task's
+        next attempt is due, while it waits to be retried. Unset otherwise (SCHEDULED: the deadline
+        only starts when a worker takes the attempt; and once the step ended).
         """
 
     @_builtins.property
@@ -806,13 +841,15 @@ class Process(_message.Message):
 
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepStatus]:
-        """Every step reached so far, in definition order.
-        Omitted by ListProcesses unless include_details.
+        """Every step reached so far, and the steps of branches a choice did not take (SKIPPED), in
+        definition order. Omitted by ListProcesses unless include_details.
         """
 
     @_builtins.property
     def error(self) -> Global___Failure:
-        """Why it failed (FAILED), or the failure that triggered compensation (COMPENSATING, COMPENSATED)."""
+        """Why it failed (FAILED), the failure that triggered compensation (COMPENSATING, COMPENSATED),
+        or, once CANCELLED, code "CANCELLED" with the cancel reason as message. Unset otherwise.
+        """
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -1076,7 +1113,10 @@ class HistoryEvent(_message.Message):
 
     @_builtins.property
     def details(self) -> _struct_pb2.Struct:
-        """Event data, by type (see HistoryEventType). Errors appear as {"code", "message", "details"}."""
+        """Event data, by type (see HistoryEventType). Errors appear as Failure does: {"code",
+        "message", "details", "step_id", "attempt", "time"}. Times ("time", "retry_at", "until",
+        "deadline") are Unix seconds, as numbers; durations ("timeout", ...) are seconds.
+        """
 
     def __init__(
         self,
@@ -1538,7 +1578,11 @@ Global___SubscribeTasksResponse: _TypeAlias = SubscribeTasksResponse  # noqa: Y0
 
 @_typing.final
 class TaskStarted(_message.Message):
-    """A worker began an attempt (optional; recorded in history)."""
+    """A worker began an attempt. Optional: it counts as a heartbeat, and is recorded once per
+    attempt (TASK_STARTED; the step shows RUNNING on this worker until the attempt's deadline) in a
+    store transition of its own. Send it when the step's progress is worth watching (long tasks);
+    without it a step stays SCHEDULED until its outcome. The SDK workers do not send it.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1665,7 +1709,7 @@ class TaskEvent(_message.Message):
     """Token of the attempt, from Task.task_token."""
     @_builtins.property
     def started(self) -> Global___TaskStarted:
-        """The worker began working on it."""
+        """The worker began working on it (STALE_ATTEMPT when no worker holds the attempt any more)."""
 
     @_builtins.property
     def heartbeat(self) -> Global___TaskHeartbeat:

@@ -9,11 +9,14 @@ run of one definition version. Every transition, its history event and the tasks
 it creates commit together, so a transition happens exactly once and survives a crash; tasks
 reach workers at least once, and a report for a stale attempt changes nothing.
 
-Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step outcomes (STEP_*) and compensation
-outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
+Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step events (STEP_*) and compensation events
+(COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
 "workflow.<definition>.<process id>.<event>", where <event> is the enum value name after
-"HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed"),
-with the HistoryEvent as JSON (content_type "application/json") as data.
+"HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed").
+The data is the HistoryEvent in its protobuf JSON form (the proto3 JSON mapping: field names
+in lowerCamelCase, the int64 sequence as a string, enums by name, time in RFC 3339, fields at
+their default left out), content_type "application/json": parse it with your protobuf
+library's JSON parser. Task and signal events (TASK_*, SIGNAL_RECEIVED) stay in the history.
 
 Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
 ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes

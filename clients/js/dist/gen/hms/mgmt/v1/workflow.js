@@ -22,11 +22,14 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * it creates commit together, so a transition happens exactly once and survives a crash; tasks
  * reach workers at least once, and a report for a stale attempt changes nothing.
  *
- * Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step outcomes (STEP_*) and compensation
- * outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
+ * Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step events (STEP_*) and compensation events
+ * (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
  * "workflow.<definition>.<process id>.<event>", where <event> is the enum value name after
- * "HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed"),
- * with the HistoryEvent as JSON (content_type "application/json") as data.
+ * "HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed").
+ * The data is the HistoryEvent in its protobuf JSON form (the proto3 JSON mapping: field names
+ * in lowerCamelCase, the int64 sequence as a string, enums by name, time in RFC 3339, fields at
+ * their default left out), content_type "application/json": parse it with your protobuf
+ * library's JSON parser. Task and signal events (TASK_*, SIGNAL_RECEIVED) stay in the history.
  *
  * Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
  * ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
@@ -241,9 +244,15 @@ export var StepState;
     StepState["STEP_STATE_UNSPECIFIED"] = "STEP_STATE_UNSPECIFIED";
     /** STEP_STATE_PENDING - Not reached yet. */
     StepState["STEP_STATE_PENDING"] = "STEP_STATE_PENDING";
-    /** STEP_STATE_SCHEDULED - Task attempt queued, waiting for a worker with free credit. */
+    /**
+     * STEP_STATE_SCHEDULED - Task attempt queued for a worker, or handed to one that has not reported `started` on it
+     * (handing an attempt over records nothing: it costs no store write).
+     */
     StepState["STEP_STATE_SCHEDULED"] = "STEP_STATE_SCHEDULED";
-    /** STEP_STATE_RUNNING - Task attempt handed to a worker; or parallel branches running. */
+    /**
+     * STEP_STATE_RUNNING - Task step: the worker holding the current attempt reported `started` (see TaskStarted).
+     * Parallel step: its branches are running. Choice step: the branch it took is running.
+     */
     StepState["STEP_STATE_RUNNING"] = "STEP_STATE_RUNNING";
     /** STEP_STATE_RETRYING - An attempt failed; the next one is scheduled at timer_at (retry backoff). */
     StepState["STEP_STATE_RETRYING"] = "STEP_STATE_RETRYING";
@@ -253,7 +262,7 @@ export var StepState;
     StepState["STEP_STATE_COMPLETED"] = "STEP_STATE_COMPLETED";
     /** STEP_STATE_FAILED - Failed for good; last_error says why. */
     StepState["STEP_STATE_FAILED"] = "STEP_STATE_FAILED";
-    /** STEP_STATE_SKIPPED - Not run: a choice took another branch, or the process ended first. */
+    /** STEP_STATE_SKIPPED - Not run: it is in a branch its choice did not take (nested steps included). */
     StepState["STEP_STATE_SKIPPED"] = "STEP_STATE_SKIPPED";
     /** STEP_STATE_CANCELLED - Was running or waiting when the process was cancelled. */
     StepState["STEP_STATE_CANCELLED"] = "STEP_STATE_CANCELLED";
@@ -397,7 +406,7 @@ export var HistoryEventType;
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_COMPENSATED"] = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATED";
     /** HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED - CancelProcess accepted. Details: {"reason", "compensate"}. Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED"] = "HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED";
-    /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Published. */
+    /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Details: {"error"} (code "CANCELLED"). Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_CANCELLED"] = "HISTORY_EVENT_TYPE_PROCESS_CANCELLED";
     /** HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_STARTED"] = "HISTORY_EVENT_TYPE_STEP_STARTED";
@@ -405,11 +414,21 @@ export var HistoryEventType;
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_COMPLETED"] = "HISTORY_EVENT_TYPE_STEP_COMPLETED";
     /** HISTORY_EVENT_TYPE_STEP_FAILED - A step failed for good. Details: {"error"}. Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_FAILED"] = "HISTORY_EVENT_TYPE_STEP_FAILED";
-    /** HISTORY_EVENT_TYPE_STEP_SKIPPED - A step was skipped (choice not taken). Published. */
+    /**
+     * HISTORY_EVENT_TYPE_STEP_SKIPPED - A step of a branch its choice did not take: one per such step, nested ones included, in
+     * definition order, right after the choice's STEP_STARTED. Published.
+     */
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_SKIPPED"] = "HISTORY_EVENT_TYPE_STEP_SKIPPED";
-    /** HISTORY_EVENT_TYPE_TASK_SCHEDULED - A task attempt was queued. Details: {"service", "task_type", "input", "deadline"}. */
+    /**
+     * HISTORY_EVENT_TYPE_TASK_SCHEDULED - A task (or compensate task) attempt was queued. Details: {"service", "task_type", "input",
+     * "compensation", "timeout", "heartbeat_timeout"}: the timeouts in seconds, null when none. The
+     * attempt's deadline is set when a worker takes it (Task.deadline, and TASK_STARTED).
+     */
     HistoryEventType["HISTORY_EVENT_TYPE_TASK_SCHEDULED"] = "HISTORY_EVENT_TYPE_TASK_SCHEDULED";
-    /** HISTORY_EVENT_TYPE_TASK_STARTED - A worker reported it started the attempt. Details: {"worker_instance_id"}. */
+    /**
+     * HISTORY_EVENT_TYPE_TASK_STARTED - The worker holding the attempt reported `started` (once per attempt). Details:
+     * {"worker_instance_id", "deadline", "compensation"}, deadline null when the attempt has none.
+     */
     HistoryEventType["HISTORY_EVENT_TYPE_TASK_STARTED"] = "HISTORY_EVENT_TYPE_TASK_STARTED";
     /** HISTORY_EVENT_TYPE_TASK_FAILED - An attempt failed. Details: {"error", "will_retry", "retry_at"}. */
     HistoryEventType["HISTORY_EVENT_TYPE_TASK_FAILED"] = "HISTORY_EVENT_TYPE_TASK_FAILED";

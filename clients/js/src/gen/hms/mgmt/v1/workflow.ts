@@ -43,11 +43,14 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
  * it creates commit together, so a transition happens exactly once and survives a crash; tasks
  * reach workers at least once, and a report for a stale attempt changes nothing.
  *
- * Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step outcomes (STEP_*) and compensation
- * outcomes (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
+ * Lifecycle events (HISTORY_EVENT_TYPE_PROCESS_*), step events (STEP_*) and compensation events
+ * (COMPENSATION_*) are also published on the Bus, in the same transaction, on subject
  * "workflow.<definition>.<process id>.<event>", where <event> is the enum value name after
- * "HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed"),
- * with the HistoryEvent as JSON (content_type "application/json") as data.
+ * "HISTORY_EVENT_TYPE_" in lower case (e.g. "workflow.building_permit.3f2a....step_completed").
+ * The data is the HistoryEvent in its protobuf JSON form (the proto3 JSON mapping: field names
+ * in lowerCamelCase, the int64 sequence as a string, enums by name, time in RFC 3339, fields at
+ * their default left out), content_type "application/json": parse it with your protobuf
+ * library's JSON parser. Task and signal events (TASK_*, SIGNAL_RECEIVED) stay in the history.
  *
  * Worker side: SubscribeTasks delivers tasks, each with a task token naming one attempt;
  * ReportTaskEventBatches (or ReportTaskEvents, CompleteTask, FailTask) reports on them. When a worker's stream closes
@@ -268,9 +271,15 @@ export enum StepState {
   STEP_STATE_UNSPECIFIED = "STEP_STATE_UNSPECIFIED",
   /** STEP_STATE_PENDING - Not reached yet. */
   STEP_STATE_PENDING = "STEP_STATE_PENDING",
-  /** STEP_STATE_SCHEDULED - Task attempt queued, waiting for a worker with free credit. */
+  /**
+   * STEP_STATE_SCHEDULED - Task attempt queued for a worker, or handed to one that has not reported `started` on it
+   * (handing an attempt over records nothing: it costs no store write).
+   */
   STEP_STATE_SCHEDULED = "STEP_STATE_SCHEDULED",
-  /** STEP_STATE_RUNNING - Task attempt handed to a worker; or parallel branches running. */
+  /**
+   * STEP_STATE_RUNNING - Task step: the worker holding the current attempt reported `started` (see TaskStarted).
+   * Parallel step: its branches are running. Choice step: the branch it took is running.
+   */
   STEP_STATE_RUNNING = "STEP_STATE_RUNNING",
   /** STEP_STATE_RETRYING - An attempt failed; the next one is scheduled at timer_at (retry backoff). */
   STEP_STATE_RETRYING = "STEP_STATE_RETRYING",
@@ -280,7 +289,7 @@ export enum StepState {
   STEP_STATE_COMPLETED = "STEP_STATE_COMPLETED",
   /** STEP_STATE_FAILED - Failed for good; last_error says why. */
   STEP_STATE_FAILED = "STEP_STATE_FAILED",
-  /** STEP_STATE_SKIPPED - Not run: a choice took another branch, or the process ended first. */
+  /** STEP_STATE_SKIPPED - Not run: it is in a branch its choice did not take (nested steps included). */
   STEP_STATE_SKIPPED = "STEP_STATE_SKIPPED",
   /** STEP_STATE_CANCELLED - Was running or waiting when the process was cancelled. */
   STEP_STATE_CANCELLED = "STEP_STATE_CANCELLED",
@@ -427,7 +436,7 @@ export enum HistoryEventType {
   HISTORY_EVENT_TYPE_PROCESS_COMPENSATED = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATED",
   /** HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED - CancelProcess accepted. Details: {"reason", "compensate"}. Published. */
   HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED",
-  /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Published. */
+  /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Details: {"error"} (code "CANCELLED"). Published. */
   HISTORY_EVENT_TYPE_PROCESS_CANCELLED = "HISTORY_EVENT_TYPE_PROCESS_CANCELLED",
   /** HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published. */
   HISTORY_EVENT_TYPE_STEP_STARTED = "HISTORY_EVENT_TYPE_STEP_STARTED",
@@ -435,11 +444,21 @@ export enum HistoryEventType {
   HISTORY_EVENT_TYPE_STEP_COMPLETED = "HISTORY_EVENT_TYPE_STEP_COMPLETED",
   /** HISTORY_EVENT_TYPE_STEP_FAILED - A step failed for good. Details: {"error"}. Published. */
   HISTORY_EVENT_TYPE_STEP_FAILED = "HISTORY_EVENT_TYPE_STEP_FAILED",
-  /** HISTORY_EVENT_TYPE_STEP_SKIPPED - A step was skipped (choice not taken). Published. */
+  /**
+   * HISTORY_EVENT_TYPE_STEP_SKIPPED - A step of a branch its choice did not take: one per such step, nested ones included, in
+   * definition order, right after the choice's STEP_STARTED. Published.
+   */
   HISTORY_EVENT_TYPE_STEP_SKIPPED = "HISTORY_EVENT_TYPE_STEP_SKIPPED",
-  /** HISTORY_EVENT_TYPE_TASK_SCHEDULED - A task attempt was queued. Details: {"service", "task_type", "input", "deadline"}. */
+  /**
+   * HISTORY_EVENT_TYPE_TASK_SCHEDULED - A task (or compensate task) attempt was queued. Details: {"service", "task_type", "input",
+   * "compensation", "timeout", "heartbeat_timeout"}: the timeouts in seconds, null when none. The
+   * attempt's deadline is set when a worker takes it (Task.deadline, and TASK_STARTED).
+   */
   HISTORY_EVENT_TYPE_TASK_SCHEDULED = "HISTORY_EVENT_TYPE_TASK_SCHEDULED",
-  /** HISTORY_EVENT_TYPE_TASK_STARTED - A worker reported it started the attempt. Details: {"worker_instance_id"}. */
+  /**
+   * HISTORY_EVENT_TYPE_TASK_STARTED - The worker holding the attempt reported `started` (once per attempt). Details:
+   * {"worker_instance_id", "deadline", "compensation"}, deadline null when the attempt has none.
+   */
   HISTORY_EVENT_TYPE_TASK_STARTED = "HISTORY_EVENT_TYPE_TASK_STARTED",
   /** HISTORY_EVENT_TYPE_TASK_FAILED - An attempt failed. Details: {"error", "will_retry", "retry_at"}. */
   HISTORY_EVENT_TYPE_TASK_FAILED = "HISTORY_EVENT_TYPE_TASK_FAILED",
@@ -872,8 +891,12 @@ export interface ListDefinitionsResponse {
 /** An error, as reported by a worker or raised by the engine. */
 export interface Failure {
   /**
-   * Machine-readable code, e.g. "PAYMENT_DECLINED"; engine codes are "TIMEOUT",
-   * "HEARTBEAT_TIMEOUT", "SIGNAL_TIMEOUT", "PROCESS_TIMEOUT", "INPUT_MAPPING", "CANCELLED".
+   * Machine-readable code, e.g. "PAYMENT_DECLINED" (a worker's TaskFailed.error_code). Engine
+   * codes: "TIMEOUT" and "HEARTBEAT_TIMEOUT" (an attempt ran out of time), "SIGNAL_TIMEOUT" (a
+   * wait_signal step), "PROCESS_TIMEOUT" (the definition's timeout), "INPUT_MAPPING" (a task's
+   * input mapping could not be evaluated), "CONDITION" (a choice's condition could not be
+   * evaluated), "OUTPUT_MAPPING" (the definition's output mapping), and "CANCELLED" (the error of
+   * a process that ended CANCELLED; message: the cancel reason).
    */
   code: string;
   /** Human-readable message. */
@@ -918,14 +941,21 @@ export interface StepStatus {
     | undefined;
   /**
    * RETRYING: when the next attempt is scheduled. WAITING: when the sleep ends or the wait times
-   * out (unset when it waits forever). RUNNING/SCHEDULED: the current attempt's deadline.
+   * out (unset when it waits forever). RUNNING task step: the current attempt's start-to-close
+   * deadline (Task.deadline; unset when it has none). COMPENSATING: when the compensate task's
+   * next attempt is due, while it waits to be retried. Unset otherwise (SCHEDULED: the deadline
+   * only starts when a worker takes the attempt; and once the step ended).
    */
   timerAt:
     | Date
     | undefined;
   /** Id of the enclosing parallel or choice step, empty for top-level steps. */
   parentStepId: string;
-  /** Instance id of the worker holding the current attempt (RUNNING task steps). */
+  /**
+   * Instance id of the worker that reported `started` on the current attempt (of the task, or of
+   * the compensate task while COMPENSATING); kept once the step ended, empty when its worker did
+   * not report `started` and from the moment a new attempt is scheduled.
+   */
   workerInstanceId: string;
   /** Details of the last heartbeat of the current or last attempt. */
   heartbeatDetails:
@@ -961,11 +991,14 @@ export interface Process {
   /** Steps running, scheduled, retrying or waiting now. */
   currentStepIds: string[];
   /**
-   * Every step reached so far, in definition order.
-   * Omitted by ListProcesses unless include_details.
+   * Every step reached so far, and the steps of branches a choice did not take (SKIPPED), in
+   * definition order. Omitted by ListProcesses unless include_details.
    */
   steps: StepStatus[];
-  /** Why it failed (FAILED), or the failure that triggered compensation (COMPENSATING, COMPENSATED). */
+  /**
+   * Why it failed (FAILED), the failure that triggered compensation (COMPENSATING, COMPENSATED),
+   * or, once CANCELLED, code "CANCELLED" with the cancel reason as message. Unset otherwise.
+   */
   error:
     | Failure
     | undefined;
@@ -1074,7 +1107,11 @@ export interface HistoryEvent {
   attempt: number;
   /** Process state after this event. */
   processState: ProcessState;
-  /** Event data, by type (see HistoryEventType). Errors appear as {"code", "message", "details"}. */
+  /**
+   * Event data, by type (see HistoryEventType). Errors appear as Failure does: {"code",
+   * "message", "details", "step_id", "attempt", "time"}. Times ("time", "retry_at", "until",
+   * "deadline") are Unix seconds, as numbers; durations ("timeout", ...) are seconds.
+   */
   details: { [key: string]: any } | undefined;
 }
 
@@ -1253,7 +1290,12 @@ export interface SubscribeTasksResponse {
   cancellations: TaskCancellation[];
 }
 
-/** A worker began an attempt (optional; recorded in history). */
+/**
+ * A worker began an attempt. Optional: it counts as a heartbeat, and is recorded once per
+ * attempt (TASK_STARTED; the step shows RUNNING on this worker until the attempt's deadline) in a
+ * store transition of its own. Send it when the step's progress is worth watching (long tasks);
+ * without it a step stays SCHEDULED until its outcome. The SDK workers do not send it.
+ */
 export interface TaskStarted {
 }
 
@@ -1299,7 +1341,7 @@ export interface TaskFailed {
 export interface TaskEvent {
   /** Token of the attempt, from Task.task_token. */
   taskToken: string;
-  /** The worker began working on it. */
+  /** The worker began working on it (STALE_ATTEMPT when no worker holds the attempt any more). */
   started?:
     | TaskStarted
     | undefined;
