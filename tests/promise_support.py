@@ -85,7 +85,7 @@ class Wire:
     @asynccontextmanager
     async def worker(
         self, service: str, instance_id: str, task_types: tuple[str, ...] = (), max_in_flight: int = 16
-    ) -> AsyncIterator[TaskStream]:
+    ) -> AsyncIterator[Tasks]:
         """A registered instance with its task stream open (after the ready frame)."""
         await self.registry.Register(
             registry_pb2.RegisterRequest(
@@ -103,8 +103,9 @@ class Wire:
         try:
             async with asyncio.timeout(10):
                 ready = await stream.read()
-            assert isinstance(ready, pb.SubscribeTasksResponse) and ready.ready
-            yield stream
+            assert isinstance(ready, pb.SubscribeTasksResponse), ready
+            assert ready == pb.SubscribeTasksResponse(ready=True)
+            yield Tasks(stream)
         finally:
             stream.cancel()
 
@@ -121,15 +122,43 @@ class Wire:
             call.cancel()
 
 
-async def next_task(stream: TaskStream, timeout_s: float = 10.0) -> pb.Task:
-    """The next task offered on a task stream."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            frame = await stream.read()
-            assert isinstance(frame, pb.SubscribeTasksResponse)
-            if frame.tasks:
-                assert len(frame.tasks) == 1, frame
-                return frame.tasks[0]
+class Tasks:
+    """A worker's task stream, read one task (or one cancellation) at a time."""
+
+    def __init__(self, stream: TaskStream) -> None:
+        self.stream = stream
+        self._tasks: list[pb.Task] = []
+        self._cancellations: list[pb.TaskCancellation] = []
+
+    async def task(self, timeout_s: float = 10.0) -> pb.Task:
+        """The next task offered."""
+        async with asyncio.timeout(timeout_s):
+            while not self._tasks:
+                await self._read()
+        return self._tasks.pop(0)
+
+    async def cancellation(self, timeout_s: float = 10.0) -> pb.TaskCancellation:
+        """The next cancellation sent."""
+        async with asyncio.timeout(timeout_s):
+            while not self._cancellations:
+                await self._read()
+        return self._cancellations.pop(0)
+
+    async def read(self) -> object:
+        """The next frame as it comes (or the end of the stream)."""
+        return await self.stream.read()
+
+    async def _read(self) -> None:
+        frame = await self.stream.read()
+        assert isinstance(frame, pb.SubscribeTasksResponse), frame
+        assert not frame.ready
+        self._tasks.extend(frame.tasks)
+        self._cancellations.extend(frame.cancellations)
+
+
+async def next_task(tasks: Tasks, timeout_s: float = 10.0) -> pb.Task:
+    """The next task offered on a worker's task stream."""
+    return await tasks.task(timeout_s)
 
 
 async def read(stream: SubscribeStream) -> bus_pb2.SubscribeResponse:

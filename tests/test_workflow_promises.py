@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from control_plane.core.workflow.history_json import history_json
 from control_plane.models import EventType, HistoryEvent, ProcessState
 from control_plane.server import App
 from control_plane.servicers import workflow_convert
-from hms.mgmt.v1 import bus_pb2
+from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from tests.promise_support import Wire, next_task, read, seconds, types
+from tests.promise_support import Tasks, Wire, next_task, read, seconds, types
 
 
 @pytest.fixture
@@ -333,3 +337,728 @@ async def test_cancelled_error_code_exists_where_documented(wire: Wire) -> None:
     (last,) = of_type(history, pb.HISTORY_EVENT_TYPE_PROCESS_CANCELLED)
     assert json_format.MessageToDict(last.details)["error"]["code"] == "CANCELLED"
     assert unexplained.state == pb.PROCESS_STATE_CANCELLED and unexplained.error.code == "CANCELLED"
+
+
+# -- definitions ----------------------------------------------------------------------------------
+
+GREET = """
+name: greet
+description: Say hello
+steps:
+  - {id: hello, sleep: 1ms}
+"""
+
+
+async def test_definition_versions_count_content_changes_only(wire: Wire) -> None:
+    """RegisterDefinition: version 1, 2, ... per content change (formatting and comments make none:
+    created false, the latest version); validate_only stores nothing and says which version it would
+    be; GetDefinition gives the latest by default, any version by number, the source exactly as
+    registered with its spec and description, NOT_FOUND for an unknown name or version."""
+    first = await wire.apply(GREET)
+    same = await wire.apply(
+        "# reformatted\n" + GREET.replace("{id: hello, sleep: 1ms}", "{sleep: 1ms, id: hello}")
+    )
+    would = await wire.workflow.RegisterDefinition(
+        pb.RegisterDefinitionRequest(source=GREET.replace("1ms", "2ms"), validate_only=True)
+    )
+    unchanged = await wire.workflow.RegisterDefinition(
+        pb.RegisterDefinitionRequest(source=GREET, validate_only=True)
+    )
+    latest_after_dry_run = await wire.workflow.GetDefinition(pb.GetDefinitionRequest(name="greet"))
+    second = await wire.apply(GREET.replace("1ms", "2ms"))
+    latest = (await wire.workflow.GetDefinition(pb.GetDefinitionRequest(name="greet"))).definition
+    one = (await wire.workflow.GetDefinition(pb.GetDefinitionRequest(name="greet", version=1))).definition
+    missing = [
+        await _code(wire.workflow.GetDefinition(pb.GetDefinitionRequest(name="nope"))),
+        await _code(wire.workflow.GetDefinition(pb.GetDefinitionRequest(name="greet", version=3))),
+    ]
+
+    assert (first.name, first.version, first.created) == ("greet", 1, True)
+    assert (same.version, same.created) == (1, False) and same.definition.source == GREET
+    assert (would.version, would.created) == (2, True) and (unchanged.version, unchanged.created) == (
+        1,
+        False,
+    )
+    assert latest_after_dry_run.definition.version == 1
+    assert (second.version, second.created) == (2, True)
+    assert (latest.version, latest.source, latest.description) == (
+        2,
+        GREET.replace("1ms", "2ms"),
+        "Say hello",
+    )
+    assert json_format.MessageToDict(one.spec)["steps"] == [{"id": "hello", "sleep": "1ms"}]
+    assert one.digest == same.definition.digest != latest.digest and len(one.digest) == 64
+    assert one.HasField("created_at")
+    assert missing == [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND]
+
+
+async def test_list_definitions_gives_latest_versions_in_name_order_without_source(wire: Wire) -> None:
+    """ListDefinitions: latest version of each name, in name order; all_versions: every version,
+    newest first per name; only one name when asked; source and spec left out; pages follow
+    next_page_token, empty on the last page."""
+    for name in ("beta", "alpha", "gamma"):
+        await wire.apply(GREET.replace("greet", name))
+    await wire.apply(GREET.replace("greet", "beta").replace("1ms", "2ms"))
+    latest = await wire.workflow.ListDefinitions(pb.ListDefinitionsRequest())
+    every = await wire.workflow.ListDefinitions(pb.ListDefinitionsRequest(all_versions=True))
+    betas = await wire.workflow.ListDefinitions(pb.ListDefinitionsRequest(name="beta", all_versions=True))
+    pages: list[list[tuple[str, int]]] = []
+    token = ""
+    while True:
+        page = await wire.workflow.ListDefinitions(
+            pb.ListDefinitionsRequest(all_versions=True, page_size=3, page_token=token)
+        )
+        pages.append([(d.name, d.version) for d in page.definitions])
+        token = page.next_page_token
+        if not token:
+            break
+
+    assert [(d.name, d.version) for d in latest.definitions] == [("alpha", 1), ("beta", 2), ("gamma", 1)]
+    assert not latest.next_page_token
+    assert [(d.name, d.version) for d in every.definitions] == [
+        ("alpha", 1),
+        ("beta", 2),
+        ("beta", 1),
+        ("gamma", 1),
+    ]
+    assert [(d.name, d.version) for d in betas.definitions] == [("beta", 2), ("beta", 1)]
+    assert all(not d.source and not d.HasField("spec") and d.digest for d in every.definitions)
+    assert pages == [[("alpha", 1), ("beta", 2), ("beta", 1)], [("gamma", 1)]]
+
+
+async def _code(call: Any) -> grpc.StatusCode:
+    """The status code a unary call ends with (OK when it succeeds)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+GATED = """
+name: gated
+input_schema:
+  type: object
+  properties: {n: {type: integer}}
+steps:
+  - id: gate
+    wait_signal: {name: go}
+  - {id: nap, sleep: 1ms}
+output: {n: "input.n", got: "steps.gate.output"}
+"""
+
+
+async def test_a_process_reports_its_state_times_and_output_as_documented(wire: Wire) -> None:
+    """StartProcess answers RUNNING (STARTED shows only in PROCESS_STARTED's process_state) with a
+    UUID id, the version it runs, no ended_at and no output; current_step_ids names the waiting step;
+    last_event_sequence is its last history event; once COMPLETED, output is the output mapping,
+    ended_at is set, updated_at is the last transition's time and current_step_ids is empty."""
+    await wire.apply(GATED)
+    process = await wire.start("gated", input={"n": 7}, business_key="k-1")
+    history = await wire.history(process.id)
+    await wire.workflow.SignalProcess(_signal(process.id, "go", ok=True))
+    done = await wire.ended(process.id)
+    final_history = await wire.history(process.id)
+
+    assert str(uuid.UUID(process.id)) == process.id
+    assert (process.state, process.definition, process.definition_version) == (
+        pb.PROCESS_STATE_RUNNING,
+        "gated",
+        1,
+    )
+    assert process.business_key == "k-1" and json_format.MessageToDict(process.input) == {"n": 7}
+    assert (
+        not process.HasField("ended_at") and not process.HasField("output") and not process.HasField("error")
+    )
+    assert list(process.current_step_ids) == ["gate"]
+    assert process.last_event_sequence == history[-1].sequence == len(history)
+    assert history[0].type == pb.HISTORY_EVENT_TYPE_PROCESS_STARTED
+    assert history[0].process_state == pb.PROCESS_STATE_STARTED
+    assert {e.process_state for e in history[1:]} == {pb.PROCESS_STATE_RUNNING}
+    assert done.state == pb.PROCESS_STATE_COMPLETED and not done.current_step_ids
+    assert json_format.MessageToDict(done.output) == {"n": 7, "got": {"ok": True}}
+    assert done.ended_at == done.updated_at == final_history[-1].time
+    assert done.created_at == process.created_at and done.last_event_sequence == len(final_history)
+    assert [e.sequence for e in final_history] == list(range(1, len(final_history) + 1))
+
+
+async def test_start_with_a_known_business_key_returns_that_process_whatever_its_state(wire: Wire) -> None:
+    """A start with a business key that already has a process (of this definition name) returns it,
+    already_existed, whatever its state, version or input; the same key under another name is free;
+    an input against the input schema is INVALID_ARGUMENT."""
+    await wire.apply(GATED)
+    first = await wire.start("gated", input={"n": 1}, business_key="app-1")
+    await wire.workflow.CancelProcess(pb.CancelProcessRequest(process_id=first.id))
+    await wire.apply(GATED.replace("1ms", "2ms"))  # version 2
+    again = await wire.workflow.StartProcess(
+        pb.StartProcessRequest(definition="gated", business_key="app-1", input=_struct(n=2))
+    )
+    await wire.apply(GATED.replace("gated", "other"))
+    elsewhere = await wire.workflow.StartProcess(
+        pb.StartProcessRequest(definition="other", business_key="app-1")
+    )
+    refused = await _code(
+        wire.workflow.StartProcess(pb.StartProcessRequest(definition="gated", input=_struct(n="seven")))
+    )
+    unknown = await _code(wire.workflow.StartProcess(pb.StartProcessRequest(definition="nope")))
+
+    assert again.already_existed and again.process.id == first.id
+    assert again.process.state == pb.PROCESS_STATE_CANCELLED and again.process.definition_version == 1
+    assert json_format.MessageToDict(again.process.input) == {"n": 1}
+    assert not elsewhere.already_existed and elsewhere.process.id != first.id
+    assert refused == grpc.StatusCode.INVALID_ARGUMENT and unknown == grpc.StatusCode.NOT_FOUND
+
+
+async def test_list_processes_filters_newest_first_and_leaves_details_out_unless_asked(wire: Wire) -> None:
+    """ListProcesses: filters by definition, version, states and business key; newest first; input,
+    output and steps only with include_details; default page 50; pages with the same filters neither
+    repeat nor skip."""
+    await wire.apply(GATED)
+    started = [await wire.start("gated", input={"n": n}) for n in range(53)]
+    await wire.apply(GATED.replace("1ms", "2ms"))
+    newer = await wire.start("gated", input={"n": 99}, business_key="late")
+    await wire.workflow.CancelProcess(pb.CancelProcessRequest(process_id=started[0].id))
+    first = await wire.workflow.ListProcesses(pb.ListProcessesRequest(definition="gated"))
+    second = await wire.workflow.ListProcesses(
+        pb.ListProcessesRequest(definition="gated", page_token=first.next_page_token)
+    )
+    v2 = await wire.workflow.ListProcesses(pb.ListProcessesRequest(definition="gated", definition_version=2))
+    cancelled = await wire.workflow.ListProcesses(
+        pb.ListProcessesRequest(states=[pb.PROCESS_STATE_CANCELLED])
+    )
+    keyed = await wire.workflow.ListProcesses(
+        pb.ListProcessesRequest(business_key="late", include_details=True)
+    )
+    nothing = await wire.workflow.ListProcesses(pb.ListProcessesRequest(definition="nope"))
+
+    listed = [p.id for p in first.processes] + [p.id for p in second.processes]
+    assert len(first.processes) == 50 and first.next_page_token and not second.next_page_token
+    assert listed == [newer.id] + [p.id for p in reversed(started)]
+    assert all(not p.HasField("input") and not p.steps for p in first.processes)
+    assert [p.id for p in v2.processes] == [newer.id]
+    assert [p.id for p in cancelled.processes] == [started[0].id]
+    (late,) = keyed.processes
+    assert json_format.MessageToDict(late.input) == {"n": 99} and [s.step_id for s in late.steps] == ["gate"]
+    assert not nothing.processes and not nothing.next_page_token
+
+
+async def test_watch_sends_the_process_and_its_history_then_live_events_then_the_final_process(
+    wire: Wire,
+) -> None:
+    """WatchProcess: the first frame carries the process and its history so far; live events follow
+    in sequence order; the last frame carries the final process and the stream ends OK;
+    after_sequence resumes after an event; a process that has ended gives its history and the final
+    process at once; NOT_FOUND for an unknown process."""
+    await wire.apply(GATED)
+    process = await wire.start("gated", input={"n": 1})
+    watch = wire.workflow.WatchProcess(pb.WatchProcessRequest(process_id=process.id))
+    frames: list[pb.WatchProcessResponse] = []
+    async with asyncio.timeout(10):
+        frames.append(await _frame(watch))
+        await wire.workflow.SignalProcess(_signal(process.id, "go"))
+        while (frame := await watch.read()) is not grpc.aio.EOF:
+            assert isinstance(frame, pb.WatchProcessResponse)
+            frames.append(frame)
+    status = await watch.code()
+    history = await wire.history(process.id)
+    resumed = [
+        f
+        async for f in wire.workflow.WatchProcess(
+            pb.WatchProcessRequest(process_id=process.id, after_sequence=3)
+        )
+    ]
+    unknown = wire.workflow.WatchProcess(pb.WatchProcessRequest(process_id="nope"))
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await _frame(unknown)
+
+    first, last = frames[0], frames[-1]
+    assert first.process.state == pb.PROCESS_STATE_RUNNING
+    assert [e.sequence for e in first.events] == list(range(1, first.process.last_event_sequence + 1))
+    assert [e.sequence for f in frames for e in f.events] == [e.sequence for e in history]
+    assert all(not f.HasField("process") for f in frames[1:-1])
+    assert (
+        last.process.state == pb.PROCESS_STATE_COMPLETED and not last.events and status == grpc.StatusCode.OK
+    )
+    assert [e.sequence for f in resumed for e in f.events] == [e.sequence for e in history[3:]]
+    assert resumed[0].process.state == resumed[-1].process.state == pb.PROCESS_STATE_COMPLETED
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_history_pages_in_sequence_order_after_a_sequence(wire: Wire) -> None:
+    """GetHistory: events in sequence order after after_sequence, page_size of them (default 100),
+    next_page_token (which overrides after_sequence) until no more events exist: empty then, also when
+    the last page is full; NOT_FOUND for an unknown process."""
+    await wire.apply(GATED)
+    process = await wire.start("gated")
+    for n in range(99):  # buffered: one SIGNAL_RECEIVED event each (no step waits for "later")
+        await wire.workflow.SignalProcess(_signal(process.id, "later", n=n))
+    count = len(await wire.history(process.id))
+    default = await wire.workflow.GetHistory(pb.GetHistoryRequest(process_id=process.id))
+    after = await wire.workflow.GetHistory(
+        pb.GetHistoryRequest(process_id=process.id, after_sequence=95, page_size=2)
+    )
+    rest = await wire.workflow.GetHistory(
+        pb.GetHistoryRequest(process_id=process.id, after_sequence=1, page_token=after.next_page_token)
+    )
+    exact = await wire.workflow.GetHistory(
+        pb.GetHistoryRequest(process_id=process.id, after_sequence=count - 2, page_size=2)
+    )
+    missing = await _code(wire.workflow.GetHistory(pb.GetHistoryRequest(process_id="nope")))
+
+    assert count > 100 and len(default.events) == 100 and default.next_page_token
+    assert [e.sequence for e in after.events] == [96, 97]
+    assert [e.sequence for e in rest.events] == list(range(98, count + 1)) and not rest.next_page_token
+    assert [e.sequence for e in exact.events] == [count - 1, count] and not exact.next_page_token
+    assert missing == grpc.StatusCode.NOT_FOUND
+
+
+def _struct(**fields: Any) -> struct_pb2.Struct:
+    value = struct_pb2.Struct()
+    value.update(fields)
+    return value
+
+
+def _signal(process_id: str, name: str, signal_id: str = "", **payload: Any) -> pb.SignalProcessRequest:
+    return pb.SignalProcessRequest(
+        process_id=process_id, name=name, payload=_struct(**payload), signal_id=signal_id
+    )
+
+
+async def _frame(watch: Any) -> pb.WatchProcessResponse:
+    async with asyncio.timeout(10):
+        frame = await watch.read()
+    assert isinstance(frame, pb.WatchProcessResponse), frame
+    return frame
+
+
+# -- signals and cancelling -----------------------------------------------------------------------
+
+
+async def test_signals_are_buffered_in_order_deduplicated_and_refused_once_the_process_ended(
+    wire: Wire,
+) -> None:
+    """SignalProcess: buffered (in arrival order per name) while no step waits, delivered to a waiting
+    step otherwise; a repeated signal_id is a duplicate that changes nothing, even after the process
+    ended; a new signal to an ended process is FAILED_PRECONDITION, to an unknown one NOT_FOUND."""
+    await wire.apply(
+        GATED.replace("  - {id: nap, sleep: 1ms}\n", "  - id: again\n    wait_signal: {name: go}\n")
+    )
+    process = await wire.start("gated", input={"n": 1})
+    first = await wire.workflow.SignalProcess(_signal(process.id, "go", "s-1", order=1))
+    second = await wire.workflow.SignalProcess(_signal(process.id, "go", "s-2", order=2))
+    done = await wire.ended(process.id)
+    repeat = await wire.workflow.SignalProcess(_signal(process.id, "go", "s-1", order=3))
+    late = await _code(wire.workflow.SignalProcess(_signal(process.id, "go", "s-3")))
+    unknown = await _code(wire.workflow.SignalProcess(_signal("nope", "go")))
+
+    # The first signal may reach the waiting step at once or be buffered: either way, in order.
+    outputs = {s.step_id: json_format.MessageToDict(s.output) for s in done.steps}
+    assert outputs == {"gate": {"order": 1}, "again": {"order": 2}}
+    assert not first.duplicate and not second.duplicate
+    assert repeat.duplicate and not repeat.buffered
+    assert (late, unknown) == (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+
+
+COMPENSATED = """
+name: undoable
+steps:
+  - id: charge
+    task: {service: Undo, type: charge}
+    compensate: {service: Undo, type: refund}
+  - id: wait
+    wait_signal: {name: go}
+"""
+
+
+async def test_cancel_codes_and_what_the_answer_says(wire: Wire) -> None:
+    """CancelProcess: NOT_FOUND for an unknown process; the answer is the process CANCELLED (or
+    COMPENSATING with compensate and completed steps), its reason kept on it and in
+    PROCESS_CANCEL_REQUESTED {"reason", "compensate"}; cancelling again is a no-op; cancelling a process
+    that ended otherwise is FAILED_PRECONDITION."""
+    await wire.apply(COMPENSATED)
+    await wire.apply(GREET)
+    async with wire.worker("Undo", "undo-1") as stream:
+        process = await wire.start("undoable")
+        await wire.report(completed((await next_task(stream)).task_token))
+        await wire.until(process.id, pb.HISTORY_EVENT_TYPE_STEP_STARTED, "wait")
+        answer = await wire.workflow.CancelProcess(
+            pb.CancelProcessRequest(process_id=process.id, reason="withdrawn", compensate=True)
+        )
+        again = await wire.workflow.CancelProcess(
+            pb.CancelProcessRequest(process_id=process.id, reason="twice")
+        )
+        refund = await next_task(stream)
+        await wire.report(completed(refund.task_token))
+        done = await wire.ended(process.id)
+    finished = await wire.start("greet")
+    await wire.ended(finished.id)
+    ended_otherwise = await _code(
+        wire.workflow.CancelProcess(pb.CancelProcessRequest(process_id=finished.id))
+    )
+    unknown = await _code(wire.workflow.CancelProcess(pb.CancelProcessRequest(process_id="nope")))
+    history = await wire.history(process.id)
+
+    assert (
+        answer.process.state == pb.PROCESS_STATE_COMPENSATING and answer.process.cancel_reason == "withdrawn"
+    )
+    assert again.process.state == pb.PROCESS_STATE_COMPENSATING and again.process.cancel_reason == "withdrawn"
+    assert (refund.task_type, refund.step_id, refund.compensation) == ("refund", "charge", True)
+    assert done.state == pb.PROCESS_STATE_CANCELLED and done.cancel_reason == "withdrawn"
+    assert {s.step_id: s.state for s in done.steps} == {
+        "charge": pb.STEP_STATE_COMPENSATED,
+        "wait": pb.STEP_STATE_CANCELLED,
+    }
+    (requested,) = of_type(history, pb.HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED)
+    assert json_format.MessageToDict(requested.details) == {"reason": "withdrawn", "compensate": True}
+    assert (ended_otherwise, unknown) == (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+
+
+# -- the worker protocol --------------------------------------------------------------------------
+
+TASKS = """
+name: tasks
+steps:
+  - id: first
+    task: {service: Crew, type: lift}
+    input: {weight: "input.weight * 2.0", note: "'heavy'"}
+    heartbeat_timeout: 1h
+    retry: {max_attempts: 2, initial_interval: 1ms}
+"""
+
+
+async def test_a_task_carries_its_attempt_and_a_later_attempt_the_last_heartbeat(wire: Wire) -> None:
+    """Task: process, definition and version, step, task type, 1-based attempt, the input mapping
+    evaluated, business key, compensation false, heartbeat_timeout, no deadline without a timeout; a
+    retry is attempt 2 with a new token and the details of the last heartbeat of attempt 1."""
+    await wire.apply(TASKS)
+    process = await wire.start("tasks", input={"weight": 21}, business_key="crane")
+    async with wire.worker("Crew", "crew-1") as stream:
+        one = await next_task(stream)
+        beat = pb.TaskEvent(task_token=one.task_token, heartbeat=pb.TaskHeartbeat(details=_struct(lifted=10)))
+        await wire.report(beat)
+        await wire.workflow.FailTask(pb.FailTaskRequest(task_token=one.task_token, error_code="DROPPED"))
+        two = await next_task(stream)
+    status = await wire.step(process.id, "first")
+
+    assert (one.process_id, one.definition, one.definition_version) == (process.id, "tasks", 1)
+    assert (one.step_id, one.task_type, one.attempt, one.business_key) == ("first", "lift", 1, "crane")
+    assert json_format.MessageToDict(one.input) == {"weight": 42, "note": "heavy"}
+    assert not one.compensation and not one.HasField("deadline") and not one.HasField("heartbeat_details")
+    assert one.heartbeat_timeout.seconds == 3600
+    assert (two.attempt, two.task_token != one.task_token) == (2, True)
+    assert json_format.MessageToDict(two.heartbeat_details) == {"lifted": 10}
+    assert json_format.MessageToDict(status.heartbeat_details) == {"lifted": 10} and status.attempts == 2
+
+
+async def test_a_worker_gets_at_most_its_credit_of_the_task_types_it_asked_for(wire: Wire) -> None:
+    """SubscribeTasks: the first frame is only `ready`; task_types limits the types (empty: all); at
+    most max_in_flight tasks are held (default 16) and each outcome frees one credit."""
+    await wire.apply(TASKS)
+    await wire.apply(TASKS.replace("name: tasks", "name: other").replace("lift", "carry"))
+    lifts = [await wire.start("tasks", input={"weight": n}) for n in range(18)]
+    carry = await wire.start("other", input={"weight": 1})
+    async with wire.worker("Crew", "crew-1", task_types=("lift",)) as lifter:
+        held = [await next_task(lifter) for _ in range(16)]
+        async with wire.worker("Crew", "crew-2", max_in_flight=3) as anything:
+            # What crew-1 did not take (its credit is used up; carry is not its type) goes to crew-2.
+            rest = [await next_task(anything) for _ in range(3)]
+            await wire.report(completed(held[0].task_token))
+            late = await wire.start("tasks", input={"weight": 99})  # crew-2 is full: only crew-1 has credit
+            seventeenth = await next_task(lifter)
+
+    assert {t.task_type for t in held} == {"lift"}
+    assert {t.process_id for t in held} | {t.process_id for t in rest} == {p.id for p in [*lifts, carry]}
+    assert sorted(t.task_type for t in rest) == ["carry", "lift", "lift"]
+    assert seventeenth.process_id == late.id
+
+
+WAITS = """
+name: waits
+steps:
+  - id: both
+    parallel:
+      - steps: [{id: slow, task: {service: Crew, type: lift}}]
+      - steps: [{id: fast, task: {service: Crew, type: carry}, retry: {max_attempts: 1}}]
+"""
+
+
+async def test_a_withdrawn_task_says_why(wire: Wire) -> None:
+    """TaskCancellation: PROCESS_CANCELLED when the process is cancelled, NOT_NEEDED when a sibling
+    branch failed for good, each with a sentence; reports on it then answer TASK_CANCELLED."""
+    await wire.apply(WAITS)
+    async with wire.worker("Crew", "crew-1") as stream:
+        sibling = await wire.start("waits")
+        tasks = {t.task_type: t for t in [await next_task(stream), await next_task(stream)]}
+        await wire.workflow.FailTask(
+            pb.FailTaskRequest(task_token=tasks["carry"].task_token, error_code="NO")
+        )
+        not_needed = await _cancellation(stream)
+        cancelled = await wire.start("waits")
+        held = [await next_task(stream), await next_task(stream)]
+        await wire.workflow.CancelProcess(pb.CancelProcessRequest(process_id=cancelled.id, reason="stop"))
+        process_cancelled = [await _cancellation(stream), await _cancellation(stream)]
+        late = await wire.report(completed(held[0].task_token))
+
+    assert not_needed.task_token == tasks["lift"].task_token and sibling.id
+    assert not_needed.reason == pb.TASK_CANCEL_REASON_NOT_NEEDED and not_needed.message
+    assert {c.task_token for c in process_cancelled} == {t.task_token for t in held}
+    assert {c.reason for c in process_cancelled} == {pb.TASK_CANCEL_REASON_PROCESS_CANCELLED}
+    assert all(c.message == "the process was cancelled" for c in process_cancelled)
+    assert late == [pb.REPORT_RESULT_TASK_CANCELLED]
+
+
+async def _cancellation(stream: Tasks) -> pb.TaskCancellation:
+    return await stream.cancellation()
+
+
+async def test_an_unregistered_worker_is_told_why_with_its_service_and_instance(wire: Wire) -> None:
+    """SubscribeTasks of an instance that is not registered: FAILED_PRECONDITION with ErrorInfo reason
+    NOT_REGISTERED and metadata service, instance_id, cause; the same when its open stream ends
+    because it was deregistered."""
+    never = wire.workflow.SubscribeTasks(pb.SubscribeTasksRequest(service="Crew", instance_id="ghost"))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await never.read()
+    async with wire.worker("Crew", "crew-1") as stream:
+        await wire.registry.Deregister(registry_pb2.DeregisterRequest(service="Crew", instance_id="crew-1"))
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await stream.read()
+
+    assert refused.value.code() == ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _error_info(refused.value) == (
+        "NOT_REGISTERED",
+        {"service": "Crew", "instance_id": "ghost", "cause": "not_registered"},
+    )
+    assert _error_info(ended.value) == (
+        "NOT_REGISTERED",
+        {"service": "Crew", "instance_id": "crew-1", "cause": "deregistered"},
+    )
+
+
+def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason, dict(info.metadata)
+    raise AssertionError(f"no ErrorInfo in {error}")
+
+
+async def test_fail_task_says_whether_and_when_it_is_retried(wire: Wire) -> None:
+    """FailTask: will_retry with retry_at while attempts remain; on the last attempt, or with
+    non_retryable, will_retry false and no retry_at: the step failed for good."""
+    await wire.apply(TASKS)
+    async with wire.worker("Crew", "crew-1") as stream:
+        for_good = await wire.start("tasks", input={"weight": 1})
+        first = await wire.workflow.FailTask(
+            pb.FailTaskRequest(task_token=(await next_task(stream)).task_token, error_code="E")
+        )
+        last = await wire.workflow.FailTask(
+            pb.FailTaskRequest(task_token=(await next_task(stream)).task_token, error_code="E")
+        )
+        at_once = await wire.start("tasks", input={"weight": 1})
+        refused = await wire.workflow.FailTask(
+            pb.FailTaskRequest(
+                task_token=(await next_task(stream)).task_token, error_code="E", non_retryable=True
+            )
+        )
+    failed, stopped = await wire.ended(for_good.id), await wire.ended(at_once.id)
+
+    assert first.result == pb.REPORT_RESULT_ACCEPTED and first.will_retry and first.HasField("retry_at")
+    assert not last.will_retry and not last.HasField("retry_at")
+    assert not refused.will_retry and not refused.HasField("retry_at")
+    assert failed.state == stopped.state == pb.PROCESS_STATE_FAILED
+    assert (failed.error.code, failed.error.step_id, failed.error.attempt) == ("E", "first", 2)
+    assert (stopped.error.code, stopped.error.attempt) == ("E", 1)
+
+
+# -- history --------------------------------------------------------------------------------------
+
+TOUR = """
+name: tour
+steps:
+  - id: work
+    task: {service: Tour, type: work}
+    compensate: {service: Tour, type: undo, retry: {max_attempts: 1}}
+    retry: {max_attempts: 2, initial_interval: 1ms}
+  - id: gate
+    wait_signal: {name: go, timeout: 1h}
+  - id: news
+    wait_signal: {subject: "tour.*.news", correlate: "message.id == input.id"}
+  - id: route
+    choice:
+      - when: "steps.gate.output.ok == true"
+        steps: [{id: yes, sleep: 1ms}]
+    default: [{id: no, sleep: 1ms}]
+  - id: doomed
+    task: {service: Tour, type: fail}
+    retry: {max_attempts: 1}
+"""
+
+_DETAILS = {
+    "PROCESS_STARTED": {"input", "business_key"},
+    "PROCESS_RUNNING": set(),
+    "PROCESS_COMPLETED": {"output"},
+    "PROCESS_FAILED": {"error"},
+    "PROCESS_COMPENSATING": {"error"},
+    "PROCESS_COMPENSATED": {"error"},
+    "STEP_COMPLETED": {"output"},
+    "STEP_FAILED": {"error"},
+    "STEP_SKIPPED": set(),
+    "TASK_SCHEDULED": {"service", "task_type", "input", "compensation", "timeout", "heartbeat_timeout"},
+    "TASK_STARTED": {"worker_instance_id", "deadline", "compensation"},
+    "TASK_FAILED": {"error", "will_retry", "retry_at"},
+    "COMPENSATION_STARTED": set(),
+    "COMPENSATION_COMPLETED": {"output"},
+    "COMPENSATION_FAILED": {"error"},
+}
+_STEP_STARTED = {
+    "work": set(),
+    "gate": {"until"},
+    "news": {"until"},
+    "route": {"branch"},
+    "no": {"until"},
+    "doomed": set(),
+}
+_FAILURE = {"code", "message", "details", "step_id", "attempt", "time"}
+
+
+@pytest.mark.parametrize("undo", ["completes", "fails"])
+async def test_history_details_have_the_documented_keys(wire: Wire, undo: str) -> None:
+    """Each HistoryEventType's details carry the keys its comment lists; errors carry Failure's fields;
+    SIGNAL_RECEIVED has {"name", "payload", "buffered"} (step_id empty while buffered, set when a step
+    takes it) or, for a Bus message, {"subject", "sequence", "payload"}."""
+    await wire.apply(TOUR)
+    async with wire.worker("Tour", "tour-1") as stream:
+        process = await wire.start("tour", input={"id": "t-1"}, business_key="b")
+        await wire.workflow.SignalProcess(_signal(process.id, "go", ok=False))  # buffered: no step waits yet
+        first = await next_task(stream)
+        await wire.report(started(first.task_token))
+        await wire.workflow.FailTask(pb.FailTaskRequest(task_token=first.task_token, error_code="AGAIN"))
+        await wire.report(completed((await next_task(stream)).task_token, done=True))
+        await wire.until(process.id, pb.HISTORY_EVENT_TYPE_STEP_STARTED, "news")
+        message = bus_pb2.BusMessage(
+            subject="tour.x.news", data=b'{"id": "t-1"}', content_type="application/json"
+        )
+        published = await wire.bus.Publish(bus_pb2.PublishRequest(message=message))
+        doomed = await next_task(stream)
+        await wire.workflow.FailTask(pb.FailTaskRequest(task_token=doomed.task_token, error_code="NO"))
+        undo_task = await next_task(stream)
+        if undo == "completes":
+            await wire.report(completed(undo_task.task_token, undone=True))
+        else:
+            await wire.workflow.FailTask(
+                pb.FailTaskRequest(task_token=undo_task.task_token, error_code="STUCK")
+            )
+        done = await wire.ended(process.id)
+    history = await wire.history(process.id)
+
+    assert done.state == (pb.PROCESS_STATE_COMPENSATED if undo == "completes" else pb.PROCESS_STATE_FAILED)
+    seen = set()
+    for event in history:
+        name = pb.HistoryEventType.Name(event.type).removeprefix("HISTORY_EVENT_TYPE_")
+        details = json_format.MessageToDict(event.details)
+        seen.add(name)
+        if name == "STEP_STARTED":
+            assert set(details) == _STEP_STARTED[event.step_id], (event.step_id, details)
+        elif name == "SIGNAL_RECEIVED":
+            if event.step_id == "news":
+                assert details == {
+                    "subject": "tour.x.news",
+                    "sequence": published.sequence,
+                    "payload": {"id": "t-1"},
+                }
+            else:
+                assert details == {"name": "go", "payload": {"ok": False}, "buffered": True}
+        else:
+            assert set(details) == _DETAILS[name], (name, details)
+        if "error" in details:
+            assert set(details["error"]) == _FAILURE, details
+    received = [e.step_id for e in of_type(history, pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED)]
+    assert received == ["", "gate", "news"]
+    if undo == "fails":
+        assert {"COMPENSATION_FAILED", "PROCESS_FAILED"} <= seen and done.error.code == "STUCK"
+    else:
+        assert {"COMPENSATION_COMPLETED", "PROCESS_COMPENSATED"} <= seen and done.error.code == "NO"
+    steps = {s.step_id: s for s in done.steps}
+    assert steps["work"].state == (
+        pb.STEP_STATE_COMPENSATED if undo == "completes" else pb.STEP_STATE_COMPENSATION_FAILED
+    )
+    assert steps["work"].ended_at == next(
+        e.time for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+    )
+
+
+OUTPUTS = """
+name: outputs
+steps:
+  - id: fan
+    parallel:
+      - steps: [{id: l1, sleep: 1ms}, {id: left, wait_signal: {name: left}}]
+      - steps: [{id: right, wait_signal: {name: right}}]
+  - id: pick
+    choice:
+      - when: "input.pick"
+        steps: [{id: picked, wait_signal: {name: picked}}]
+  - {id: nap, sleep: 1ms}
+"""
+
+
+async def test_step_outputs_of_parallel_choice_and_sleep_steps(wire: Wire) -> None:
+    """StepStatus.output: a parallel step's is {<last step of each branch>: its output}; a choice
+    step's is the output of the last step of the branch it took (unset when it took none); a sleep
+    step has none; Process.output without an output mapping is the last step's output (none here)."""
+    await wire.apply(OUTPUTS)
+    process = await wire.start("outputs", input={"pick": True})
+    for name in ("left", "right", "picked"):
+        await wire.workflow.SignalProcess(_signal(process.id, name, side=name))
+    done = await wire.ended(process.id)
+    skipping = await wire.start("outputs", input={"pick": False})
+    await wire.workflow.SignalProcess(_signal(skipping.id, "left"))
+    await wire.workflow.SignalProcess(_signal(skipping.id, "right"))
+    none_taken = await wire.ended(skipping.id)
+
+    outputs = {s.step_id: json_format.MessageToDict(s.output) for s in done.steps if s.HasField("output")}
+    assert outputs == {
+        "fan": {"left": {"side": "left"}, "right": {"side": "right"}},
+        "left": {"side": "left"},
+        "right": {"side": "right"},
+        "pick": {"side": "picked"},
+        "picked": {"side": "picked"},
+    }
+    assert done.state == pb.PROCESS_STATE_COMPLETED and not done.HasField("output")
+    assert not next(s for s in none_taken.steps if s.step_id == "pick").HasField("output")
+
+
+FAULTS = {
+    "INPUT_MAPPING": "steps:\n  - id: s\n    task: {service: X, type: t}\n    input: {v: 'input.missing'}\n",
+    "CONDITION": "steps:\n  - id: s\n    choice:\n      - when: 'input.missing'\n        steps: [{id: t, sleep: 1ms}]\n",
+    "OUTPUT_MAPPING": "steps:\n  - {id: s, sleep: 1ms}\noutput: {v: 'input.missing'}\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("code", "step_id", "attempt"),
+    [("INPUT_MAPPING", "s", 1), ("CONDITION", "s", 0), ("OUTPUT_MAPPING", "", 0)],
+)
+async def test_engine_failures_carry_their_documented_code(
+    wire: Wire, code: str, step_id: str, attempt: int
+) -> None:
+    """A mapping or condition that cannot be evaluated fails the process with the engine's code,
+    naming the step (empty for the output mapping) and the attempt (0 when not a task attempt's)."""
+    await wire.apply(f"name: faulty\n{FAULTS[code]}")
+    process = await wire.start("faulty")
+    done = await wire.ended(process.id)
+
+    assert done.state == pb.PROCESS_STATE_FAILED
+    assert (done.error.code, done.error.step_id, done.error.attempt) == (code, step_id, attempt)
+    assert done.error.message and done.error.HasField("time")
+    if code == "CONDITION":
+        (entered,) = of_type(await wire.history(process.id), pb.HISTORY_EVENT_TYPE_STEP_STARTED)
+        assert json_format.MessageToDict(entered.details) == {"branch": None}
+    if step_id:
+        (step,) = [s for s in done.steps if s.step_id == step_id]
+        assert step.state == pb.STEP_STATE_FAILED and step.last_error == done.error

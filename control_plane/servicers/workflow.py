@@ -182,12 +182,11 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         after = request.after_sequence
         if request.page_token:
             after = _int_token(request.page_token)
-        events = await self._workflows.history(request.process_id, after, size)
-        token = (
-            base64.urlsafe_b64encode(str(events[-1].sequence).encode()).decode()
-            if len(events) == size
-            else ""
-        )
+        events = await self._workflows.history(request.process_id, after, size + 1)
+        token = ""
+        if len(events) > size:  # one more read than asked: no token when no more events exist yet
+            events = events[:size]
+            token = base64.urlsafe_b64encode(str(events[-1].sequence).encode()).decode()
         return pb.GetHistoryResponse(events=[convert.event(e) for e in events], next_page_token=token)
 
     # -- workers --------------------------------------------------------------------------------

@@ -39,9 +39,9 @@ _RESULT_MESSAGE = {
     ReportOutcome.TASK_CANCELLED: "the process was cancelled or ended, or the task was cancelled",
 }
 _CANCEL_REASON = {
-    "process_cancelled": pb.TASK_CANCEL_REASON_PROCESS_CANCELLED,
-    "timed_out": pb.TASK_CANCEL_REASON_TIMED_OUT,
-    "not_needed": pb.TASK_CANCEL_REASON_NOT_NEEDED,
+    "process_cancelled": (pb.TASK_CANCEL_REASON_PROCESS_CANCELLED, "the process was cancelled"),
+    "timed_out": (pb.TASK_CANCEL_REASON_TIMED_OUT, "the attempt ran out of time"),
+    "not_needed": (pb.TASK_CANCEL_REASON_NOT_NEEDED, "the process no longer needs this attempt"),
 }
 
 
@@ -229,7 +229,6 @@ def task(item: TaskAttempt, deadline: float | None, token: str) -> pb.Task:
 
 
 def cancellation(token: str, reason: str) -> pb.TaskCancellation:
-    """The wire form of a task withdrawal."""
-    return pb.TaskCancellation(
-        task_token=token, reason=_CANCEL_REASON.get(reason, pb.TASK_CANCEL_REASON_NOT_NEEDED), message=reason
-    )
+    """The wire form of a task withdrawal, with a sentence saying why."""
+    wire_reason, message = _CANCEL_REASON.get(reason, _CANCEL_REASON["not_needed"])
+    return pb.TaskCancellation(task_token=token, reason=wire_reason, message=message)

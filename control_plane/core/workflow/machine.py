@@ -204,7 +204,6 @@ class Machine:
             return retry_at
         if compensation:
             run.state = StepState.COMPENSATION_FAILED
-            run.ended_at = self.now
             run.timer_at = 0.0
             self._event(EventType.COMPENSATION_FAILED, step_id, attempt, error=failure)
             self.record.compensation_queue.clear()
@@ -393,7 +392,7 @@ class Machine:
                     try:
                         taken = branch.when is None or branch.when.holds(self._activation())
                     except ExpressionError as exc:
-                        self._event(EventType.STEP_STARTED, step.id)
+                        self._event(EventType.STEP_STARTED, step.id, branch=None)
                         self._fail_step(step, error("CONDITION", str(exc), step.id, at=self.now))
                         return
                     if taken:
@@ -415,12 +414,13 @@ class Machine:
                         break  # an earlier branch already failed the process
                     self._enter(branch.steps[0])
             case StepKind.WAIT_SIGNAL:
+                until = self.now + step.wait_timeout_s if step.wait_timeout_s else None
                 buffered = self.record.signals.get(step.signal) if step.signal else None
                 if buffered:
                     payload = buffered.pop(0)
                     if not buffered:
                         del self.record.signals[step.signal]
-                    self._event(EventType.STEP_STARTED, step.id)
+                    self._event(EventType.STEP_STARTED, step.id, until=until)
                     self._event(
                         EventType.SIGNAL_RECEIVED, step.id, name=step.signal, payload=payload, buffered=True
                     )
@@ -429,7 +429,6 @@ class Machine:
                 run.state = StepState.WAITING
                 if step.subject:
                     self.effects.bus_waits.append((step.id, step.subject))
-                until = self.now + step.wait_timeout_s if step.wait_timeout_s else None
                 if until is not None:
                     run.timer_at = until
                     self._set_timer("wait:" + step.id, until)

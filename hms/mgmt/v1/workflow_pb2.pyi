@@ -66,14 +66,17 @@ class _ProcessStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProcessS
     PROCESS_STATE_UNSPECIFIED: _ProcessState.ValueType  # 0
     """Never sent; as a filter, no filter."""
     PROCESS_STATE_STARTED: _ProcessState.ValueType  # 1
-    """Accepted and recorded; its first step not yet scheduled. Usually brief."""
+    """Accepted and recorded, its first step not yet entered. Seen only as the process_state of the
+    PROCESS_STARTED history event: the transaction that records it also enters the first step,
+    so StartProcess already answers RUNNING.
+    """
     PROCESS_STATE_RUNNING: _ProcessState.ValueType  # 2
     """Steps are running or waiting."""
     PROCESS_STATE_COMPLETED: _ProcessState.ValueType  # 3
     """Every step finished; output is set. Final."""
     PROCESS_STATE_FAILED: _ProcessState.ValueType  # 4
-    """A step failed for good with nothing to compensate, a compensation failed, or the process
-    timed out; error says which step and why. Final.
+    """A step failed for good with nothing to compensate, a compensation failed, the output mapping
+    failed, or the process timed out; error says which step and why. Final.
     """
     PROCESS_STATE_COMPENSATING: _ProcessState.ValueType  # 5
     """A step failed for good (or a cancel asked for compensation): the compensate tasks of the
@@ -95,14 +98,17 @@ class ProcessState(_ProcessState, metaclass=_ProcessStateEnumTypeWrapper):
 PROCESS_STATE_UNSPECIFIED: ProcessState.ValueType  # 0
 """Never sent; as a filter, no filter."""
 PROCESS_STATE_STARTED: ProcessState.ValueType  # 1
-"""Accepted and recorded; its first step not yet scheduled. Usually brief."""
+"""Accepted and recorded, its first step not yet entered. Seen only as the process_state of the
+PROCESS_STARTED history event: the transaction that records it also enters the first step,
+so StartProcess already answers RUNNING.
+"""
 PROCESS_STATE_RUNNING: ProcessState.ValueType  # 2
 """Steps are running or waiting."""
 PROCESS_STATE_COMPLETED: ProcessState.ValueType  # 3
 """Every step finished; output is set. Final."""
 PROCESS_STATE_FAILED: ProcessState.ValueType  # 4
-"""A step failed for good with nothing to compensate, a compensation failed, or the process
-timed out; error says which step and why. Final.
+"""A step failed for good with nothing to compensate, a compensation failed, the output mapping
+failed, or the process timed out; error says which step and why. Final.
 """
 PROCESS_STATE_COMPENSATING: ProcessState.ValueType  # 5
 """A step failed for good (or a cancel asked for compensation): the compensate tasks of the
@@ -159,7 +165,7 @@ class _StepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepState.V
     STEP_STATE_UNSPECIFIED: _StepState.ValueType  # 0
     """Never sent."""
     STEP_STATE_PENDING: _StepState.ValueType  # 1
-    """Not reached yet."""
+    """Not reached yet. Not sent: Process.steps leaves out the steps not reached."""
     STEP_STATE_SCHEDULED: _StepState.ValueType  # 2
     """Task attempt queued for a worker, or handed to one that has not reported `started` on it
     (handing an attempt over records nothing: it costs no store write).
@@ -173,13 +179,15 @@ class _StepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepState.V
     STEP_STATE_WAITING: _StepState.ValueType  # 5
     """Waiting for a signal or Bus message (wait_signal) or for time to pass (sleep) until timer_at."""
     STEP_STATE_COMPLETED: _StepState.ValueType  # 6
-    """Finished; output is set."""
+    """Finished; output is set (see StepStatus.output)."""
     STEP_STATE_FAILED: _StepState.ValueType  # 7
     """Failed for good; last_error says why."""
     STEP_STATE_SKIPPED: _StepState.ValueType  # 8
     """Not run: it is in a branch its choice did not take (nested steps included)."""
     STEP_STATE_CANCELLED: _StepState.ValueType  # 9
-    """Was running or waiting when the process was cancelled."""
+    """Was scheduled, running, retrying or waiting when the process was cancelled, timed out, or no
+    longer needed it (a step elsewhere, e.g. in a sibling parallel branch, failed for good).
+    """
     STEP_STATE_COMPENSATING: _StepState.ValueType  # 10
     """Completed earlier; its compensate task is running."""
     STEP_STATE_COMPENSATED: _StepState.ValueType  # 11
@@ -193,7 +201,7 @@ class StepState(_StepState, metaclass=_StepStateEnumTypeWrapper):
 STEP_STATE_UNSPECIFIED: StepState.ValueType  # 0
 """Never sent."""
 STEP_STATE_PENDING: StepState.ValueType  # 1
-"""Not reached yet."""
+"""Not reached yet. Not sent: Process.steps leaves out the steps not reached."""
 STEP_STATE_SCHEDULED: StepState.ValueType  # 2
 """Task attempt queued for a worker, or handed to one that has not reported `started` on it
 (handing an attempt over records nothing: it costs no store write).
@@ -207,13 +215,15 @@ STEP_STATE_RETRYING: StepState.ValueType  # 4
 STEP_STATE_WAITING: StepState.ValueType  # 5
 """Waiting for a signal or Bus message (wait_signal) or for time to pass (sleep) until timer_at."""
 STEP_STATE_COMPLETED: StepState.ValueType  # 6
-"""Finished; output is set."""
+"""Finished; output is set (see StepStatus.output)."""
 STEP_STATE_FAILED: StepState.ValueType  # 7
 """Failed for good; last_error says why."""
 STEP_STATE_SKIPPED: StepState.ValueType  # 8
 """Not run: it is in a branch its choice did not take (nested steps included)."""
 STEP_STATE_CANCELLED: StepState.ValueType  # 9
-"""Was running or waiting when the process was cancelled."""
+"""Was scheduled, running, retrying or waiting when the process was cancelled, timed out, or no
+longer needed it (a step elsewhere, e.g. in a sibling parallel branch, failed for good).
+"""
 STEP_STATE_COMPENSATING: StepState.ValueType  # 10
 """Completed earlier; its compensate task is running."""
 STEP_STATE_COMPENSATED: StepState.ValueType  # 11
@@ -241,13 +251,16 @@ class _HistoryEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     HISTORY_EVENT_TYPE_PROCESS_COMPENSATING: _HistoryEventType.ValueType  # 5
     """Compensation started. Details: {"error"} (the cause), or {"cancel_reason"}. Published."""
     HISTORY_EVENT_TYPE_PROCESS_COMPENSATED: _HistoryEventType.ValueType  # 6
-    """Compensation finished after a failure. Published."""
+    """Compensation finished after a failure. Details: {"error"} (the cause). Published."""
     HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED: _HistoryEventType.ValueType  # 7
     """CancelProcess accepted. Details: {"reason", "compensate"}. Published."""
     HISTORY_EVENT_TYPE_PROCESS_CANCELLED: _HistoryEventType.ValueType  # 8
     """Process cancelled. Details: {"error"} (code "CANCELLED"). Published."""
     HISTORY_EVENT_TYPE_STEP_STARTED: _HistoryEventType.ValueType  # 9
-    """A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published."""
+    """A step was entered. Details: choice {"branch"} (index of the branch taken, the default
+    counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
+    null when it waits forever); task and parallel {}. Published.
+    """
     HISTORY_EVENT_TYPE_STEP_COMPLETED: _HistoryEventType.ValueType  # 10
     """A step completed. Details: {"output"}. Published."""
     HISTORY_EVENT_TYPE_STEP_FAILED: _HistoryEventType.ValueType  # 11
@@ -272,8 +285,10 @@ class _HistoryEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     Details: {"error", "will_retry", "retry_at"}.
     """
     HISTORY_EVENT_TYPE_SIGNAL_RECEIVED: _HistoryEventType.ValueType  # 17
-    """A signal or matching Bus message arrived. Details: {"name", "payload", "buffered"}
-    (Bus messages: {"subject", "sequence", "payload"}).
+    """A signal arrived with no step waiting for it (step_id empty, buffered true), or a wait_signal
+    step took one (step_id set; buffered true when it had waited in the buffer). Details:
+    {"name", "payload", "buffered"}. For a matching Bus message: {"subject", "sequence",
+    "payload"}, step_id set.
     """
     HISTORY_EVENT_TYPE_COMPENSATION_STARTED: _HistoryEventType.ValueType  # 18
     """A completed step's compensate task was scheduled. Published."""
@@ -302,13 +317,16 @@ HISTORY_EVENT_TYPE_PROCESS_FAILED: HistoryEventType.ValueType  # 4
 HISTORY_EVENT_TYPE_PROCESS_COMPENSATING: HistoryEventType.ValueType  # 5
 """Compensation started. Details: {"error"} (the cause), or {"cancel_reason"}. Published."""
 HISTORY_EVENT_TYPE_PROCESS_COMPENSATED: HistoryEventType.ValueType  # 6
-"""Compensation finished after a failure. Published."""
+"""Compensation finished after a failure. Details: {"error"} (the cause). Published."""
 HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED: HistoryEventType.ValueType  # 7
 """CancelProcess accepted. Details: {"reason", "compensate"}. Published."""
 HISTORY_EVENT_TYPE_PROCESS_CANCELLED: HistoryEventType.ValueType  # 8
 """Process cancelled. Details: {"error"} (code "CANCELLED"). Published."""
 HISTORY_EVENT_TYPE_STEP_STARTED: HistoryEventType.ValueType  # 9
-"""A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published."""
+"""A step was entered. Details: choice {"branch"} (index of the branch taken, the default
+counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
+null when it waits forever); task and parallel {}. Published.
+"""
 HISTORY_EVENT_TYPE_STEP_COMPLETED: HistoryEventType.ValueType  # 10
 """A step completed. Details: {"output"}. Published."""
 HISTORY_EVENT_TYPE_STEP_FAILED: HistoryEventType.ValueType  # 11
@@ -333,8 +351,10 @@ HISTORY_EVENT_TYPE_TASK_TIMED_OUT: HistoryEventType.ValueType  # 16
 Details: {"error", "will_retry", "retry_at"}.
 """
 HISTORY_EVENT_TYPE_SIGNAL_RECEIVED: HistoryEventType.ValueType  # 17
-"""A signal or matching Bus message arrived. Details: {"name", "payload", "buffered"}
-(Bus messages: {"subject", "sequence", "payload"}).
+"""A signal arrived with no step waiting for it (step_id empty, buffered true), or a wait_signal
+step took one (step_id set; buffered true when it had waited in the buffer). Details:
+{"name", "payload", "buffered"}. For a matching Bus message: {"subject", "sequence",
+"payload"}, step_id set.
 """
 HISTORY_EVENT_TYPE_COMPENSATION_STARTED: HistoryEventType.ValueType  # 18
 """A completed step's compensate task was scheduled. Published."""
@@ -444,7 +464,9 @@ class Definition(_message.Message):
     source: _builtins.str
     """The document exactly as registered (YAML or JSON). Omitted by ListDefinitions."""
     digest: _builtins.str
-    """Hex SHA-256 of the canonical JSON of spec; equal digests mean the same definition."""
+    """Hex SHA-256 of the canonical JSON of spec (keys sorted, no whitespace, non-ASCII escaped as
+    \\uXXXX); equal digests mean the same definition.
+    """
     @_builtins.property
     def spec(self) -> _struct_pb2.Struct:
         """The document parsed, as JSON. Omitted by ListDefinitions."""
@@ -738,7 +760,10 @@ class StepStatus(_message.Message):
     """wait_signal: the signal name (or Bus subject pattern) it waits for."""
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
-        """Output of the completed step (task output; for wait_signal the signal payload)."""
+        """Output of the completed step: a task's output; for wait_signal the signal payload (or the
+        Bus message's data); for parallel {"<last step id of each branch>": its output}; for choice
+        the output of the last step of the branch taken (unset when it took none). Sleep: unset.
+        """
 
     @_builtins.property
     def last_error(self) -> Global___Failure:
@@ -750,7 +775,7 @@ class StepStatus(_message.Message):
 
     @_builtins.property
     def ended_at(self) -> _timestamp_pb2.Timestamp:
-        """When the step completed, failed, was skipped or cancelled."""
+        """When the step completed, failed, was skipped or cancelled (compensating it later leaves it)."""
 
     @_builtins.property
     def timer_at(self) -> _timestamp_pb2.Timestamp:
@@ -831,13 +856,15 @@ class Process(_message.Message):
 
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
-        """Output (the definition's output mapping, or the last step's output), set when COMPLETED.
-        Omitted by ListProcesses unless include_details.
+        """Output (the definition's output mapping, or else the last step's output, unset when that
+        step has none), set when COMPLETED. Omitted by ListProcesses unless include_details.
         """
 
     @_builtins.property
     def current_step_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Steps running, scheduled, retrying or waiting now."""
+        """Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
+        steps around them included); empty once the process ended.
+        """
 
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepStatus]:
@@ -1485,7 +1512,7 @@ class TaskCancellation(_message.Message):
     reason: Global___TaskCancelReason.ValueType
     """Why."""
     message: _builtins.str
-    """Human-readable detail, e.g. the cancel reason."""
+    """Human-readable detail, e.g. "the process was cancelled"."""
     def __init__(
         self,
         *,

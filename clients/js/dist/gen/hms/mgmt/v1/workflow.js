@@ -56,15 +56,19 @@ export var ProcessState;
 (function (ProcessState) {
     /** PROCESS_STATE_UNSPECIFIED - Never sent; as a filter, no filter. */
     ProcessState["PROCESS_STATE_UNSPECIFIED"] = "PROCESS_STATE_UNSPECIFIED";
-    /** PROCESS_STATE_STARTED - Accepted and recorded; its first step not yet scheduled. Usually brief. */
+    /**
+     * PROCESS_STATE_STARTED - Accepted and recorded, its first step not yet entered. Seen only as the process_state of the
+     * PROCESS_STARTED history event: the transaction that records it also enters the first step,
+     * so StartProcess already answers RUNNING.
+     */
     ProcessState["PROCESS_STATE_STARTED"] = "PROCESS_STATE_STARTED";
     /** PROCESS_STATE_RUNNING - Steps are running or waiting. */
     ProcessState["PROCESS_STATE_RUNNING"] = "PROCESS_STATE_RUNNING";
     /** PROCESS_STATE_COMPLETED - Every step finished; output is set. Final. */
     ProcessState["PROCESS_STATE_COMPLETED"] = "PROCESS_STATE_COMPLETED";
     /**
-     * PROCESS_STATE_FAILED - A step failed for good with nothing to compensate, a compensation failed, or the process
-     * timed out; error says which step and why. Final.
+     * PROCESS_STATE_FAILED - A step failed for good with nothing to compensate, a compensation failed, the output mapping
+     * failed, or the process timed out; error says which step and why. Final.
      */
     ProcessState["PROCESS_STATE_FAILED"] = "PROCESS_STATE_FAILED";
     /**
@@ -242,7 +246,7 @@ export var StepState;
 (function (StepState) {
     /** STEP_STATE_UNSPECIFIED - Never sent. */
     StepState["STEP_STATE_UNSPECIFIED"] = "STEP_STATE_UNSPECIFIED";
-    /** STEP_STATE_PENDING - Not reached yet. */
+    /** STEP_STATE_PENDING - Not reached yet. Not sent: Process.steps leaves out the steps not reached. */
     StepState["STEP_STATE_PENDING"] = "STEP_STATE_PENDING";
     /**
      * STEP_STATE_SCHEDULED - Task attempt queued for a worker, or handed to one that has not reported `started` on it
@@ -258,13 +262,16 @@ export var StepState;
     StepState["STEP_STATE_RETRYING"] = "STEP_STATE_RETRYING";
     /** STEP_STATE_WAITING - Waiting for a signal or Bus message (wait_signal) or for time to pass (sleep) until timer_at. */
     StepState["STEP_STATE_WAITING"] = "STEP_STATE_WAITING";
-    /** STEP_STATE_COMPLETED - Finished; output is set. */
+    /** STEP_STATE_COMPLETED - Finished; output is set (see StepStatus.output). */
     StepState["STEP_STATE_COMPLETED"] = "STEP_STATE_COMPLETED";
     /** STEP_STATE_FAILED - Failed for good; last_error says why. */
     StepState["STEP_STATE_FAILED"] = "STEP_STATE_FAILED";
     /** STEP_STATE_SKIPPED - Not run: it is in a branch its choice did not take (nested steps included). */
     StepState["STEP_STATE_SKIPPED"] = "STEP_STATE_SKIPPED";
-    /** STEP_STATE_CANCELLED - Was running or waiting when the process was cancelled. */
+    /**
+     * STEP_STATE_CANCELLED - Was scheduled, running, retrying or waiting when the process was cancelled, timed out, or no
+     * longer needed it (a step elsewhere, e.g. in a sibling parallel branch, failed for good).
+     */
     StepState["STEP_STATE_CANCELLED"] = "STEP_STATE_CANCELLED";
     /** STEP_STATE_COMPENSATING - Completed earlier; its compensate task is running. */
     StepState["STEP_STATE_COMPENSATING"] = "STEP_STATE_COMPENSATING";
@@ -402,13 +409,17 @@ export var HistoryEventType;
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_FAILED"] = "HISTORY_EVENT_TYPE_PROCESS_FAILED";
     /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATING - Compensation started. Details: {"error"} (the cause), or {"cancel_reason"}. Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_COMPENSATING"] = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATING";
-    /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATED - Compensation finished after a failure. Published. */
+    /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATED - Compensation finished after a failure. Details: {"error"} (the cause). Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_COMPENSATED"] = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATED";
     /** HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED - CancelProcess accepted. Details: {"reason", "compensate"}. Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED"] = "HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED";
     /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Details: {"error"} (code "CANCELLED"). Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_CANCELLED"] = "HISTORY_EVENT_TYPE_PROCESS_CANCELLED";
-    /** HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published. */
+    /**
+     * HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered. Details: choice {"branch"} (index of the branch taken, the default
+     * counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
+     * null when it waits forever); task and parallel {}. Published.
+     */
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_STARTED"] = "HISTORY_EVENT_TYPE_STEP_STARTED";
     /** HISTORY_EVENT_TYPE_STEP_COMPLETED - A step completed. Details: {"output"}. Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_COMPLETED"] = "HISTORY_EVENT_TYPE_STEP_COMPLETED";
@@ -438,8 +449,10 @@ export var HistoryEventType;
      */
     HistoryEventType["HISTORY_EVENT_TYPE_TASK_TIMED_OUT"] = "HISTORY_EVENT_TYPE_TASK_TIMED_OUT";
     /**
-     * HISTORY_EVENT_TYPE_SIGNAL_RECEIVED - A signal or matching Bus message arrived. Details: {"name", "payload", "buffered"}
-     * (Bus messages: {"subject", "sequence", "payload"}).
+     * HISTORY_EVENT_TYPE_SIGNAL_RECEIVED - A signal arrived with no step waiting for it (step_id empty, buffered true), or a wait_signal
+     * step took one (step_id set; buffered true when it had waited in the buffer). Details:
+     * {"name", "payload", "buffered"}. For a matching Bus message: {"subject", "sequence",
+     * "payload"}, step_id set.
      */
     HistoryEventType["HISTORY_EVENT_TYPE_SIGNAL_RECEIVED"] = "HISTORY_EVENT_TYPE_SIGNAL_RECEIVED";
     /** HISTORY_EVENT_TYPE_COMPENSATION_STARTED - A completed step's compensate task was scheduled. Published. */

@@ -77,15 +77,19 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
 export enum ProcessState {
   /** PROCESS_STATE_UNSPECIFIED - Never sent; as a filter, no filter. */
   PROCESS_STATE_UNSPECIFIED = "PROCESS_STATE_UNSPECIFIED",
-  /** PROCESS_STATE_STARTED - Accepted and recorded; its first step not yet scheduled. Usually brief. */
+  /**
+   * PROCESS_STATE_STARTED - Accepted and recorded, its first step not yet entered. Seen only as the process_state of the
+   * PROCESS_STARTED history event: the transaction that records it also enters the first step,
+   * so StartProcess already answers RUNNING.
+   */
   PROCESS_STATE_STARTED = "PROCESS_STATE_STARTED",
   /** PROCESS_STATE_RUNNING - Steps are running or waiting. */
   PROCESS_STATE_RUNNING = "PROCESS_STATE_RUNNING",
   /** PROCESS_STATE_COMPLETED - Every step finished; output is set. Final. */
   PROCESS_STATE_COMPLETED = "PROCESS_STATE_COMPLETED",
   /**
-   * PROCESS_STATE_FAILED - A step failed for good with nothing to compensate, a compensation failed, or the process
-   * timed out; error says which step and why. Final.
+   * PROCESS_STATE_FAILED - A step failed for good with nothing to compensate, a compensation failed, the output mapping
+   * failed, or the process timed out; error says which step and why. Final.
    */
   PROCESS_STATE_FAILED = "PROCESS_STATE_FAILED",
   /**
@@ -269,7 +273,7 @@ export function stepKindToNumber(object: StepKind): number {
 export enum StepState {
   /** STEP_STATE_UNSPECIFIED - Never sent. */
   STEP_STATE_UNSPECIFIED = "STEP_STATE_UNSPECIFIED",
-  /** STEP_STATE_PENDING - Not reached yet. */
+  /** STEP_STATE_PENDING - Not reached yet. Not sent: Process.steps leaves out the steps not reached. */
   STEP_STATE_PENDING = "STEP_STATE_PENDING",
   /**
    * STEP_STATE_SCHEDULED - Task attempt queued for a worker, or handed to one that has not reported `started` on it
@@ -285,13 +289,16 @@ export enum StepState {
   STEP_STATE_RETRYING = "STEP_STATE_RETRYING",
   /** STEP_STATE_WAITING - Waiting for a signal or Bus message (wait_signal) or for time to pass (sleep) until timer_at. */
   STEP_STATE_WAITING = "STEP_STATE_WAITING",
-  /** STEP_STATE_COMPLETED - Finished; output is set. */
+  /** STEP_STATE_COMPLETED - Finished; output is set (see StepStatus.output). */
   STEP_STATE_COMPLETED = "STEP_STATE_COMPLETED",
   /** STEP_STATE_FAILED - Failed for good; last_error says why. */
   STEP_STATE_FAILED = "STEP_STATE_FAILED",
   /** STEP_STATE_SKIPPED - Not run: it is in a branch its choice did not take (nested steps included). */
   STEP_STATE_SKIPPED = "STEP_STATE_SKIPPED",
-  /** STEP_STATE_CANCELLED - Was running or waiting when the process was cancelled. */
+  /**
+   * STEP_STATE_CANCELLED - Was scheduled, running, retrying or waiting when the process was cancelled, timed out, or no
+   * longer needed it (a step elsewhere, e.g. in a sibling parallel branch, failed for good).
+   */
   STEP_STATE_CANCELLED = "STEP_STATE_CANCELLED",
   /** STEP_STATE_COMPENSATING - Completed earlier; its compensate task is running. */
   STEP_STATE_COMPENSATING = "STEP_STATE_COMPENSATING",
@@ -432,13 +439,17 @@ export enum HistoryEventType {
   HISTORY_EVENT_TYPE_PROCESS_FAILED = "HISTORY_EVENT_TYPE_PROCESS_FAILED",
   /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATING - Compensation started. Details: {"error"} (the cause), or {"cancel_reason"}. Published. */
   HISTORY_EVENT_TYPE_PROCESS_COMPENSATING = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATING",
-  /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATED - Compensation finished after a failure. Published. */
+  /** HISTORY_EVENT_TYPE_PROCESS_COMPENSATED - Compensation finished after a failure. Details: {"error"} (the cause). Published. */
   HISTORY_EVENT_TYPE_PROCESS_COMPENSATED = "HISTORY_EVENT_TYPE_PROCESS_COMPENSATED",
   /** HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED - CancelProcess accepted. Details: {"reason", "compensate"}. Published. */
   HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED",
   /** HISTORY_EVENT_TYPE_PROCESS_CANCELLED - Process cancelled. Details: {"error"} (code "CANCELLED"). Published. */
   HISTORY_EVENT_TYPE_PROCESS_CANCELLED = "HISTORY_EVENT_TYPE_PROCESS_CANCELLED",
-  /** HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered (for choice: details {"branch"}; for sleep and waits: {"until"}). Published. */
+  /**
+   * HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered. Details: choice {"branch"} (index of the branch taken, the default
+   * counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
+   * null when it waits forever); task and parallel {}. Published.
+   */
   HISTORY_EVENT_TYPE_STEP_STARTED = "HISTORY_EVENT_TYPE_STEP_STARTED",
   /** HISTORY_EVENT_TYPE_STEP_COMPLETED - A step completed. Details: {"output"}. Published. */
   HISTORY_EVENT_TYPE_STEP_COMPLETED = "HISTORY_EVENT_TYPE_STEP_COMPLETED",
@@ -468,8 +479,10 @@ export enum HistoryEventType {
    */
   HISTORY_EVENT_TYPE_TASK_TIMED_OUT = "HISTORY_EVENT_TYPE_TASK_TIMED_OUT",
   /**
-   * HISTORY_EVENT_TYPE_SIGNAL_RECEIVED - A signal or matching Bus message arrived. Details: {"name", "payload", "buffered"}
-   * (Bus messages: {"subject", "sequence", "payload"}).
+   * HISTORY_EVENT_TYPE_SIGNAL_RECEIVED - A signal arrived with no step waiting for it (step_id empty, buffered true), or a wait_signal
+   * step took one (step_id set; buffered true when it had waited in the buffer). Details:
+   * {"name", "payload", "buffered"}. For a matching Bus message: {"subject", "sequence",
+   * "payload"}, step_id set.
    */
   HISTORY_EVENT_TYPE_SIGNAL_RECEIVED = "HISTORY_EVENT_TYPE_SIGNAL_RECEIVED",
   /** HISTORY_EVENT_TYPE_COMPENSATION_STARTED - A completed step's compensate task was scheduled. Published. */
@@ -825,7 +838,10 @@ export interface Definition {
   spec:
     | { [key: string]: any }
     | undefined;
-  /** Hex SHA-256 of the canonical JSON of spec; equal digests mean the same definition. */
+  /**
+   * Hex SHA-256 of the canonical JSON of spec (keys sorted, no whitespace, non-ASCII escaped as
+   * \uXXXX); equal digests mean the same definition.
+   */
   digest: string;
   /** When this version was registered. */
   createdAt: Date | undefined;
@@ -923,7 +939,11 @@ export interface StepStatus {
   state: StepState;
   /** Attempts made so far (task steps), including the running one. */
   attempts: number;
-  /** Output of the completed step (task output; for wait_signal the signal payload). */
+  /**
+   * Output of the completed step: a task's output; for wait_signal the signal payload (or the
+   * Bus message's data); for parallel {"<last step id of each branch>": its output}; for choice
+   * the output of the last step of the branch taken (unset when it took none). Sleep: unset.
+   */
   output:
     | { [key: string]: any }
     | undefined;
@@ -935,7 +955,7 @@ export interface StepStatus {
   startedAt:
     | Date
     | undefined;
-  /** When the step completed, failed, was skipped or cancelled. */
+  /** When the step completed, failed, was skipped or cancelled (compensating it later leaves it). */
   endedAt:
     | Date
     | undefined;
@@ -982,13 +1002,16 @@ export interface Process {
     | { [key: string]: any }
     | undefined;
   /**
-   * Output (the definition's output mapping, or the last step's output), set when COMPLETED.
-   * Omitted by ListProcesses unless include_details.
+   * Output (the definition's output mapping, or else the last step's output, unset when that
+   * step has none), set when COMPLETED. Omitted by ListProcesses unless include_details.
    */
   output:
     | { [key: string]: any }
     | undefined;
-  /** Steps running, scheduled, retrying or waiting now. */
+  /**
+   * Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
+   * steps around them included); empty once the process ended.
+   */
   currentStepIds: string[];
   /**
    * Every step reached so far, and the steps of branches a choice did not take (SKIPPED), in
@@ -1257,7 +1280,7 @@ export interface TaskCancellation {
   taskToken: string;
   /** Why. */
   reason: TaskCancelReason;
-  /** Human-readable detail, e.g. the cancel reason. */
+  /** Human-readable detail, e.g. "the process was cancelled". */
   message: string;
 }
 
