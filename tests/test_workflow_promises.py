@@ -18,9 +18,12 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from control_plane.core.workflow.history_json import history_json
+from control_plane.core.workflow.workflows import ReportOutcome
 from control_plane.models import EventType, HistoryEvent, ProcessState
-from control_plane.server import App
+from control_plane.server import App, running
 from control_plane.servicers import workflow_convert
+from control_plane.servicers.reports import EventBatch, ReportStream
+from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.promise_support import Tasks, Wire, next_task, read, seconds, types
@@ -1062,3 +1065,192 @@ async def test_engine_failures_carry_their_documented_code(
     if step_id:
         (step,) = [s for s in done.steps if s.step_id == step_id]
         assert step.state == pb.STEP_STATE_FAILED and step.last_error == done.error
+
+
+def _many_skipped(count: int) -> str:
+    steps = "\n".join(f"          - {{id: s{n}, sleep: 1ms}}" for n in range(count))
+    return f"""
+name: long
+steps:
+  - id: route
+    choice:
+      - when: "false"
+        steps:
+{steps}
+    default:
+      - {{id: only, sleep: 1ms}}
+"""
+
+
+async def test_a_long_history_comes_split_over_several_watch_frames(wire: Wire) -> None:
+    """WatchProcess: history longer than a frame's worth comes over several frames, the first one with
+    the process; then the final process."""
+    await wire.apply(_many_skipped(700))
+    process = await wire.start("long")
+    await wire.ended(process.id)
+    frames = [f async for f in wire.workflow.WatchProcess(pb.WatchProcessRequest(process_id=process.id))]
+    history = await wire.history(process.id)
+
+    assert len(history) > 700 and len(frames) >= 3
+    assert frames[0].HasField("process") and all(not f.HasField("process") for f in frames[1:-1])
+    assert [e.sequence for f in frames for e in f.events] == [e.sequence for e in history]
+    assert frames[-1].process.state == pb.PROCESS_STATE_COMPLETED
+
+
+async def test_the_events_of_one_task_apply_in_the_order_written_across_requests(wire: Wire) -> None:
+    """ReportTaskEventBatches: one task's started, heartbeat and completed events, in one request or
+    spread over several, apply in order (all ACCEPTED); an event with nothing set is INVALID, naming
+    events[n].event; every request is answered with its batch_id."""
+    await wire.apply(TIMED)
+    first, second = await wire.start("timed"), await wire.start("timed")
+    async with wire.worker("Timed", "timed-1") as stream:
+        one, two = await next_task(stream), await next_task(stream)
+        call = wire.workflow.ReportTaskEventBatches()
+        beat = pb.TaskEvent(task_token=one.task_token, heartbeat=pb.TaskHeartbeat())
+        requests = [
+            pb.ReportTaskEventBatchesRequest(batch_id=10, events=[started(one.task_token), beat]),
+            pb.ReportTaskEventBatchesRequest(batch_id=11, events=[completed(one.task_token)]),
+            pb.ReportTaskEventBatchesRequest(
+                batch_id=12,
+                events=[
+                    started(two.task_token),
+                    pb.TaskEvent(task_token=two.task_token),
+                    completed(two.task_token),
+                ],
+            ),
+        ]
+        answers = {}
+        try:
+            async with asyncio.timeout(10):
+                for request in requests:
+                    await call.write(request)
+                while len(answers) < 3:
+                    answer = await call.read()
+                    assert isinstance(answer, pb.ReportTaskEventBatchesResponse)
+                    answers[answer.batch_id] = answer
+        finally:
+            call.cancel()
+    histories = [types(await wire.history(p.id)) for p in (first, second)]
+
+    accepted = pb.REPORT_RESULT_ACCEPTED
+    assert [list(answers[n].results) for n in (10, 11, 12)] == [
+        [accepted, accepted],
+        [accepted],
+        [accepted, pb.REPORT_RESULT_INVALID, accepted],
+    ]
+    assert [v.field for v in answers[12].violations] == ["events[1].event"]
+    for named in histories:
+        assert named[-3:] == ["task_started:work", "step_completed:work", "process_completed"]
+
+
+OUTBOX = """
+name: outbox
+steps:
+  - id: pay
+    task: {service: Pay, type: charge}
+"""
+
+
+async def test_an_outbox_gets_its_sequences_from_the_server_and_a_bad_one_changes_nothing(wire: Wire) -> None:
+    """TaskCompleted.outbox: validated as in Publish (a bad message refuses the completion and changes
+    nothing: CompleteTask answers INVALID_ARGUMENT); sequence, subject_sequence and published_at given
+    by the worker are ignored."""
+    await wire.apply(OUTBOX)
+    subscription = wire.bus.Subscribe(bus_pb2.SubscribeRequest(pattern="paid.>"))
+    try:
+        async with asyncio.timeout(10):
+            assert (await read(subscription)).HasField("ready")
+        async with wire.worker("Pay", "pay-1") as stream:
+            process = await wire.start("outbox")
+            token = (await next_task(stream)).task_token
+            bad = bus_pb2.BusMessage(subject="paid.*", data=b"x")
+            refused = await _code(
+                wire.workflow.CompleteTask(pb.CompleteTaskRequest(task_token=token, outbox=[bad]))
+            )
+            waiting = await wire.step(process.id, "pay")
+            forged = bus_pb2.BusMessage(subject="paid.ok", data=b"y", sequence=10**9, subject_sequence=77)
+            forged.published_at.FromSeconds(1)
+            done = await wire.workflow.CompleteTask(pb.CompleteTaskRequest(task_token=token, outbox=[forged]))
+        async with asyncio.timeout(10):
+            (delivery,) = (await read(subscription)).deliveries
+    finally:
+        subscription.cancel()
+
+    assert refused == grpc.StatusCode.INVALID_ARGUMENT and waiting.state == pb.STEP_STATE_SCHEDULED
+    assert done.result == pb.REPORT_RESULT_ACCEPTED
+    assert delivery.message.data == b"y" and delivery.message.subject_sequence == 1
+    assert delivery.message.sequence < 10**9 and delivery.message.published_at.seconds > 1
+
+
+async def test_a_task_stream_ends_unavailable_when_the_control_plane_stops(settings: Settings) -> None:
+    """SubscribeTasks: UNAVAILABLE (not NOT_REGISTERED) when the control plane goes away, so that the
+    worker subscribes elsewhere."""
+    async with running(settings) as app:
+        wire = Wire(app.address)
+        await wire.registry.Register(
+            registry_pb2.RegisterRequest(
+                instance=registry_pb2.ServiceInstance(service="Crew", instance_id="c1", address="127.0.0.1:1")
+            )
+        )
+        stream = wire.workflow.SubscribeTasks(pb.SubscribeTasksRequest(service="Crew", instance_id="c1"))
+        async with asyncio.timeout(10):
+            assert (await stream.read()) == pb.SubscribeTasksResponse(ready=True)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            async with asyncio.timeout(10):
+                await stream.read()
+    finally:
+        await wire.close()
+
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_report_stream_reads_at_most_1000_events_ahead_of_its_answers() -> None:
+    """ReportTaskEventBatches: at most 1,000 events of one stream are read and not yet answered; a
+    client that does not take its answers is not read from either."""
+    pulled = 0
+
+    async def requests() -> AsyncIterator[EventBatch]:
+        nonlocal pulled
+        for batch_id in range(3):
+            pulled += 1
+            yield EventBatch(batch_id, [pb.TaskEvent(task_token=f"t{batch_id}-{n}") for n in range(600)])
+
+    applied = 0
+    thousand = asyncio.Event()
+
+    async def apply(event: pb.TaskEvent) -> ReportOutcome:
+        nonlocal applied
+        applied += 1
+        if applied == 1000:
+            thousand.set()
+        return ReportOutcome.ACCEPTED
+
+    stream = ReportStream(apply)
+    answers = stream.answers(requests())
+    first = await anext(answers)  # not taken further: the stream holds this answer's room
+    async with asyncio.timeout(10):
+        await thousand.wait()  # 600 events of the first request and 400 of the second are read
+    stalled = (pulled, stream._room.locked())
+    rest = [answer async for answer in answers]
+
+    assert first.batch_id == 0 and stalled == (2, True)
+    assert [a.batch_id for a in rest] == [1, 2] and pulled == 3 and applied == 1800
+
+
+async def test_a_cancel_whose_compensation_fails_for_good_ends_failed(wire: Wire) -> None:
+    """CancelProcess with compensate: FAILED (with the compensation's error) if a compensation fails
+    for good, the step COMPENSATION_FAILED with last_error."""
+    await wire.apply(COMPENSATED.replace("type: refund}", "type: refund, retry: {max_attempts: 1}}"))
+    async with wire.worker("Undo", "undo-1") as stream:
+        process = await wire.start("undoable")
+        await wire.report(completed((await next_task(stream)).task_token))
+        await wire.until(process.id, pb.HISTORY_EVENT_TYPE_STEP_STARTED, "wait")
+        await wire.workflow.CancelProcess(pb.CancelProcessRequest(process_id=process.id, compensate=True))
+        refund = await next_task(stream)
+        await wire.workflow.FailTask(pb.FailTaskRequest(task_token=refund.task_token, error_code="BANK_DOWN"))
+        done = await wire.ended(process.id)
+
+    charge = next(s for s in done.steps if s.step_id == "charge")
+    assert done.state == pb.PROCESS_STATE_FAILED and done.error.code == "BANK_DOWN"
+    assert charge.state == pb.STEP_STATE_COMPENSATION_FAILED and charge.last_error.code == "BANK_DOWN"

@@ -120,7 +120,8 @@ class WorkflowServicer:
         """Validate and store a definition; a changed definition becomes a new version. Validation
         errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
         INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-        path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+        path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+        (and the column, for syntax errors) when known, e.g. "(line 7)".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -70,7 +70,8 @@ class WorkflowStub:
     """Validate and store a definition; a changed definition becomes a new version. Validation
     errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
     INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-    path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+    path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+    (and the column, for syntax errors) when known, e.g. "(line 7)".
     """
     GetDefinition: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.GetDefinitionRequest, _workflow_pb2.GetDefinitionResponse]
     """One version of a definition (the latest by default). NOT_FOUND if none."""
@@ -122,7 +123,8 @@ class WorkflowAsyncStub(WorkflowStub):
     """Validate and store a definition; a changed definition becomes a new version. Validation
     errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
     INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-    path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+    path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+    (and the column, for syntax errors) when known, e.g. "(line 7)".
     """
     GetDefinition: _aio.UnaryUnaryMultiCallable[_workflow_pb2.GetDefinitionRequest, _workflow_pb2.GetDefinitionResponse]  # type: ignore[assignment]
     """One version of a definition (the latest by default). NOT_FOUND if none."""
@@ -177,7 +179,8 @@ class WorkflowServicer(metaclass=_abc_1.ABCMeta):
         """Validate and store a definition; a changed definition becomes a new version. Validation
         errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
         INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-        path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+        path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+        (and the column, for syntax errors) when known, e.g. "(line 7)".
         """
 
     @_abc_1.abstractmethod

@@ -910,7 +910,8 @@ export declare const WorkflowService: {
      * Validate and store a definition; a changed definition becomes a new version. Validation
      * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
      * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+     * (and the column, for syntax errors) when known, e.g. "(line 7)".
      */
     readonly registerDefinition: {
         readonly path: "/hms.mgmt.v1.Workflow/RegisterDefinition";
@@ -1083,7 +1084,8 @@ export interface WorkflowServer extends UntypedServiceImplementation {
      * Validate and store a definition; a changed definition becomes a new version. Validation
      * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
      * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+     * (and the column, for syntax errors) when known, e.g. "(line 7)".
      */
     registerDefinition: handleUnaryCall<RegisterDefinitionRequest, RegisterDefinitionResponse>;
     /** One version of a definition (the latest by default). NOT_FOUND if none. */
@@ -1136,7 +1138,8 @@ export interface WorkflowClient extends Client {
      * Validate and store a definition; a changed definition becomes a new version. Validation
      * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
      * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+     * (and the column, for syntax errors) when known, e.g. "(line 7)".
      */
     registerDefinition(request: RegisterDefinitionRequest, callback: (error: ServiceError | null, response: RegisterDefinitionResponse) => void): ClientUnaryCall;
     registerDefinition(request: RegisterDefinitionRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RegisterDefinitionResponse) => void): ClientUnaryCall;

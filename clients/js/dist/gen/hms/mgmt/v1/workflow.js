@@ -5592,7 +5592,8 @@ export const WorkflowService = {
      * Validate and store a definition; a changed definition becomes a new version. Validation
      * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
      * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-     * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+     * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+     * (and the column, for syntax errors) when known, e.g. "(line 7)".
      */
     registerDefinition: {
         path: "/hms.mgmt.v1.Workflow/RegisterDefinition",

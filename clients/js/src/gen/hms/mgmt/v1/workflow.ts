@@ -6692,7 +6692,8 @@ export const WorkflowService = {
    * Validate and store a definition; a changed definition becomes a new version. Validation
    * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
    * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-   * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+   * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+   * (and the column, for syntax errors) when known, e.g. "(line 7)".
    */
   registerDefinition: {
     path: "/hms.mgmt.v1.Workflow/RegisterDefinition" as const,
@@ -6884,7 +6885,8 @@ export interface WorkflowServer extends UntypedServiceImplementation {
    * Validate and store a definition; a changed definition becomes a new version. Validation
    * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
    * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-   * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+   * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+   * (and the column, for syntax errors) when known, e.g. "(line 7)".
    */
   registerDefinition: handleUnaryCall<RegisterDefinitionRequest, RegisterDefinitionResponse>;
   /** One version of a definition (the latest by default). NOT_FOUND if none. */
@@ -6938,7 +6940,8 @@ export interface WorkflowClient extends Client {
    * Validate and store a definition; a changed definition becomes a new version. Validation
    * errors (unknown step references, cycles, bad expressions, unknown fields, ...) are
    * INVALID_ARGUMENT with one google.rpc.BadRequest violation per problem, its field being the
-   * path in the document (e.g. "steps[2].retry.backoff") plus line and column when known.
+   * path in the document (e.g. "steps[2].retry.backoff"), its description ending with the line
+   * (and the column, for syntax errors) when known, e.g. "(line 7)".
    */
   registerDefinition(
     request: RegisterDefinitionRequest,
