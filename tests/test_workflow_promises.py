@@ -1119,7 +1119,7 @@ async def test_the_events_of_one_task_apply_in_the_order_written_across_requests
                 ],
             ),
         ]
-        answers = {}
+        answers: dict[int, pb.ReportTaskEventBatchesResponse] = {}
         try:
             async with asyncio.timeout(10):
                 for request in requests:
