@@ -87,7 +87,8 @@ class BusServicer(bus_pb2_grpc.BusServicer):
             duplicates=result.duplicates,
         )
         if result.positions:
-            response.published_at.CopyFrom(timestamp(result.positions[-1].published_at))
+            # The batch's time: its new messages share it; a duplicate carries its first publish's, older.
+            response.published_at.CopyFrom(timestamp(max(p.published_at for p in result.positions)))
         return response
 
     @translate_errors

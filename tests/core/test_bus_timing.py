@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from control_plane.core.bus.bus import AckRequestItem, Subscribed, Subscription
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Delivery
-from control_plane.models import AckMode, OutgoingMessage, RetentionPolicy
+from control_plane.models import AckMode, OutgoingMessage, RetentionPolicy, StartPosition
 from tests.core.conftest import Cores
 
 # Every default: 30 s to ack, redeliveries 1 s, 5 s, 30 s and 120 s after a deadline, 5 deliveries.
@@ -172,3 +172,18 @@ async def test_the_messages_of_the_last_minute_are_counted_from_memory(cores: Co
     assert cores.bus.log.published_since(now - 60) == (1, True)
     assert cores.bus.log.published_since(now - 120) == (4, True)
     assert cores.bus.log.published_since(now) == (0, True)
+
+
+async def test_a_message_retention_removed_by_age_is_not_replayed_from_memory(cores: Cores) -> None:
+    # The store removes it (above); the in-memory tail, which serves replays, must drop it as well.
+    await cores.bus.set_retention(RetentionPolicy("logs", 60.0, 0), remove=False)
+    await publish(cores, "logs.app", subscribers=0)
+    await cores.advance_to(30.0)
+    kept = await publish(cores, "logs.app", subscribers=0)
+    await cores.advance_to(60.001)
+    await cores.bus.housekeeping()
+
+    async with subscriber(cores, Subscription(pattern="logs.>", start=StartPosition.ALL)) as replay:
+        pass  # it has taken what it could
+
+    assert [d.message.sequence for _, d in replay.received] == [kept]

@@ -184,20 +184,40 @@ class Bus:
     async def _housekeep(self, stop: asyncio.Event) -> None:
         guard = Guard("bus housekeeping", stop)
         while not stop.is_set():
-            if not guard.failures or not self._cluster.leader:  # after a failure the backoff has waited
+            if not guard.failures:  # after a failure the backoff has waited
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._settings.housekeeping_interval_s)
-            if not stop.is_set() and self._cluster.leader:
-                await guard.run(self.housekeeping)
+            if not stop.is_set():
+                # The leader trims the store; the others keep their memory in step with it.
+                await guard.run(self.housekeeping if self._cluster.leader else self._forget_expired_now)
 
     async def housekeeping(self) -> int:
         """Trim stored messages to their retention policies and forget expired message ids; returns removals."""
         now = self._wall()
-        removed = await self._store.bus_apply_retention(await self.retention(), now=now)
+        policies = await self.retention()
+        removed = await self._store.bus_apply_retention(policies, now=now)
         await self._store.bus_prune_dedup(now - self._settings.dedup_window_s)
         if removed:
             logger.info("retention removed %d messages", removed)
+        self.forget_expired(policies, now)
         return removed
+
+    async def _forget_expired_now(self) -> None:
+        self.forget_expired(await self.retention(), self._wall())
+
+    def forget_expired(self, policies: list[RetentionPolicy], now: float) -> None:
+        """Drop from the in-memory tail what the policies remove from the store (by the same rules), so
+        that a replay from the tail gives only what the store retains."""
+
+        def removed(message: StoredMessage, last_subject_sequence: int) -> bool:
+            policy = _policy_for(policies, message.subject)
+            if policy.max_age_s and message.published_at < now - policy.max_age_s:
+                return True
+            return bool(policy.max_messages) and (
+                message.subject_sequence <= last_subject_sequence - policy.max_messages
+            )
+
+        self.log.forget(removed)
 
     def close(self) -> None:
         """End every subscriber stream (shutdown)."""

@@ -137,6 +137,19 @@ class MessageLog:
         del self._tail[:drop]
         self._tail_bytes -= dropped
 
+    def forget(self, removed: Callable[[StoredMessage, int], bool]) -> int:
+        """Drop from memory the messages retention removed from the store, so that no reader gets them;
+        `removed(message, last subject sequence of its subject)` says which. Returns how many."""
+        last: dict[str, int] = {}
+        for message in self._tail:
+            last[message.subject] = message.subject_sequence
+        kept = [m for m in self._tail if not removed(m, last[m.subject])]
+        dropped = len(self._tail) - len(kept)
+        if dropped:
+            self._tail = kept
+            self._tail_bytes = sum(message_bytes(m) for m in kept)
+        return dropped
+
     @property
     def tail_bytes(self) -> int:
         """Bytes (`message_bytes`) of the messages held in memory now."""

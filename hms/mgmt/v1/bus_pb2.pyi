@@ -30,7 +30,8 @@ The server keeps the newest messages in memory, within a byte budget (`mgmt serv
 Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
 "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
 7 days and at most the newest 1,000,000 messages of each subject (server settings may change
-these defaults). Expired messages are removed in the background, pending acks included.
+these defaults). Expired messages are removed in the background (at least every minute), pending
+acks included; from then on no subscriber gets them, replays included.
 """
 
 from collections import abc as _abc
@@ -396,7 +397,10 @@ class PublishStreamResponse(_message.Message):
 
     @_builtins.property
     def published_at(self) -> _timestamp_pb2.Timestamp:
-        """When the batch was stored; every message of one batch shares it (unset when rejected)."""
+        """When the batch was stored: every new message of one batch shares it (a duplicate keeps its
+        first publish's time, which is earlier; a batch of duplicates only gives the latest of those).
+        Unset when rejected.
+        """
 
     @_builtins.property
     def violations(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldViolation]:

@@ -159,7 +159,8 @@ class BusServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteConsumer(self, request, context):
-        """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end.
+        """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+        NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -30,7 +30,8 @@ The server keeps the newest messages in memory, within a byte budget (`mgmt serv
 Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
 "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
 7 days and at most the newest 1,000,000 messages of each subject (server settings may change
-these defaults). Expired messages are removed in the background, pending acks included.
+these defaults). Expired messages are removed in the background (at least every minute), pending
+acks included; from then on no subscriber gets them, replays included.
 """
 
 from collections import abc as _abc
@@ -87,7 +88,9 @@ class BusStub:
     GetConsumerInfo: _grpc.UnaryUnaryMultiCallable[_bus_pb2.GetConsumerInfoRequest, _bus_pb2.GetConsumerInfoResponse]
     """One consumer's configuration, position and pending acknowledgements."""
     DeleteConsumer: _grpc.UnaryUnaryMultiCallable[_bus_pb2.DeleteConsumerRequest, _bus_pb2.DeleteConsumerResponse]
-    """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end."""
+    """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+    NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+    """
     SetRetention: _grpc.UnaryUnaryMultiCallable[_bus_pb2.SetRetentionRequest, _bus_pb2.SetRetentionResponse]
     """Create or replace (or remove) the retention policy of a subject prefix."""
     ListRetention: _grpc.UnaryUnaryMultiCallable[_bus_pb2.ListRetentionRequest, _bus_pb2.ListRetentionResponse]
@@ -122,7 +125,9 @@ class BusAsyncStub(BusStub):
     GetConsumerInfo: _aio.UnaryUnaryMultiCallable[_bus_pb2.GetConsumerInfoRequest, _bus_pb2.GetConsumerInfoResponse]  # type: ignore[assignment]
     """One consumer's configuration, position and pending acknowledgements."""
     DeleteConsumer: _aio.UnaryUnaryMultiCallable[_bus_pb2.DeleteConsumerRequest, _bus_pb2.DeleteConsumerResponse]  # type: ignore[assignment]
-    """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end."""
+    """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+    NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+    """
     SetRetention: _aio.UnaryUnaryMultiCallable[_bus_pb2.SetRetentionRequest, _bus_pb2.SetRetentionResponse]  # type: ignore[assignment]
     """Create or replace (or remove) the retention policy of a subject prefix."""
     ListRetention: _aio.UnaryUnaryMultiCallable[_bus_pb2.ListRetentionRequest, _bus_pb2.ListRetentionResponse]  # type: ignore[assignment]
@@ -208,7 +213,9 @@ class BusServicer(metaclass=_abc_1.ABCMeta):
         request: _bus_pb2.DeleteConsumerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_bus_pb2.DeleteConsumerResponse, _abc.Awaitable[_bus_pb2.DeleteConsumerResponse]]:
-        """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end."""
+        """Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+        NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def SetRetention(

@@ -34,7 +34,8 @@ export declare const protobufFileName = "hms/mgmt/v1/bus.proto";
  * Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
  * "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
  * 7 days and at most the newest 1,000,000 messages of each subject (server settings may change
- * these defaults). Expired messages are removed in the background, pending acks included.
+ * these defaults). Expired messages are removed in the background (at least every minute), pending
+ * acks included; from then on no subscriber gets them, replays included.
  */
 /** Where a new consumer starts reading the log. */
 export declare enum StartPosition {
@@ -193,7 +194,11 @@ export interface PublishStreamResponse {
      * stored within the dedup window, and their sequences above are the first publish's.
      */
     duplicates: number[];
-    /** When the batch was stored; every message of one batch shares it (unset when rejected). */
+    /**
+     * When the batch was stored: every new message of one batch shares it (a duplicate keeps its
+     * first publish's time, which is earlier; a batch of duplicates only gives the latest of those).
+     * Unset when rejected.
+     */
     publishedAt: Date | undefined;
     /**
      * Why the batch was rejected, one entry per problem, e.g. field "messages[3].subject". When
@@ -646,7 +651,10 @@ export declare const BusService: {
         readonly responseSerialize: (value: GetConsumerInfoResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetConsumerInfoResponse;
     };
-    /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+    /**
+     * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+     * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+     */
     readonly deleteConsumer: {
         readonly path: "/hms.mgmt.v1.Bus/DeleteConsumer";
         readonly requestStream: false;
@@ -702,7 +710,10 @@ export interface BusServer extends UntypedServiceImplementation {
     listConsumers: handleUnaryCall<ListConsumersRequest, ListConsumersResponse>;
     /** One consumer's configuration, position and pending acknowledgements. */
     getConsumerInfo: handleUnaryCall<GetConsumerInfoRequest, GetConsumerInfoResponse>;
-    /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+    /**
+     * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+     * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+     */
     deleteConsumer: handleUnaryCall<DeleteConsumerRequest, DeleteConsumerResponse>;
     /** Create or replace (or remove) the retention policy of a subject prefix. */
     setRetention: handleUnaryCall<SetRetentionRequest, SetRetentionResponse>;
@@ -749,7 +760,10 @@ export interface BusClient extends Client {
     getConsumerInfo(request: GetConsumerInfoRequest, callback: (error: ServiceError | null, response: GetConsumerInfoResponse) => void): ClientUnaryCall;
     getConsumerInfo(request: GetConsumerInfoRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetConsumerInfoResponse) => void): ClientUnaryCall;
     getConsumerInfo(request: GetConsumerInfoRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetConsumerInfoResponse) => void): ClientUnaryCall;
-    /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+    /**
+     * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+     * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+     */
     deleteConsumer(request: DeleteConsumerRequest, callback: (error: ServiceError | null, response: DeleteConsumerResponse) => void): ClientUnaryCall;
     deleteConsumer(request: DeleteConsumerRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeleteConsumerResponse) => void): ClientUnaryCall;
     deleteConsumer(request: DeleteConsumerRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DeleteConsumerResponse) => void): ClientUnaryCall;

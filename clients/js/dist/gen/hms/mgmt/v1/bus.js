@@ -41,7 +41,8 @@ export const protobufFileName = "hms/mgmt/v1/bus.proto";
  * Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
  * "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
  * 7 days and at most the newest 1,000,000 messages of each subject (server settings may change
- * these defaults). Expired messages are removed in the background, pending acks included.
+ * these defaults). Expired messages are removed in the background (at least every minute), pending
+ * acks included; from then on no subscriber gets them, replays included.
  */
 /** Where a new consumer starts reading the log. */
 export var StartPosition;
@@ -3859,7 +3860,10 @@ export const BusService = {
         responseSerialize: (value) => Buffer.from(GetConsumerInfoResponse.encode(value).finish()),
         responseDeserialize: (value) => GetConsumerInfoResponse.decode(value),
     },
-    /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+    /**
+     * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+     * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+     */
     deleteConsumer: {
         path: "/hms.mgmt.v1.Bus/DeleteConsumer",
         requestStream: false,

@@ -60,7 +60,8 @@ export const protobufFileName = "hms/mgmt/v1/bus.proto";
  * Retention is per subject prefix: the longest configured prefix (token-wise: "orders" covers
  * "orders" and "orders.eu.new") applies; the default policy (prefix "") keeps a message for
  * 7 days and at most the newest 1,000,000 messages of each subject (server settings may change
- * these defaults). Expired messages are removed in the background, pending acks included.
+ * these defaults). Expired messages are removed in the background (at least every minute), pending
+ * acks included; from then on no subscriber gets them, replays included.
  */
 
 /** Where a new consumer starts reading the log. */
@@ -441,7 +442,11 @@ export interface PublishStreamResponse {
    * stored within the dedup window, and their sequences above are the first publish's.
    */
   duplicates: number[];
-  /** When the batch was stored; every message of one batch shares it (unset when rejected). */
+  /**
+   * When the batch was stored: every new message of one batch shares it (a duplicate keeps its
+   * first publish's time, which is earlier; a batch of duplicates only gives the latest of those).
+   * Unset when rejected.
+   */
   publishedAt:
     | Date
     | undefined;
@@ -4643,7 +4648,10 @@ export const BusService = {
       Buffer.from(GetConsumerInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetConsumerInfoResponse => GetConsumerInfoResponse.decode(value),
   },
-  /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+  /**
+   * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+   * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+   */
   deleteConsumer: {
     path: "/hms.mgmt.v1.Bus/DeleteConsumer" as const,
     requestStream: false as const,
@@ -4704,7 +4712,10 @@ export interface BusServer extends UntypedServiceImplementation {
   listConsumers: handleUnaryCall<ListConsumersRequest, ListConsumersResponse>;
   /** One consumer's configuration, position and pending acknowledgements. */
   getConsumerInfo: handleUnaryCall<GetConsumerInfoRequest, GetConsumerInfoResponse>;
-  /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+  /**
+   * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+   * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+   */
   deleteConsumer: handleUnaryCall<DeleteConsumerRequest, DeleteConsumerResponse>;
   /** Create or replace (or remove) the retention policy of a subject prefix. */
   setRetention: handleUnaryCall<SetRetentionRequest, SetRetentionResponse>;
@@ -4825,7 +4836,10 @@ export interface BusClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetConsumerInfoResponse) => void,
   ): ClientUnaryCall;
-  /** Remove a durable consumer and its pending acknowledgements; its subscribers' streams end. */
+  /**
+   * Remove a durable consumer and its pending acknowledgements; its subscribers' streams end with
+   * NOT_FOUND, and acks of its deliveries answer NOT_FOUND.
+   */
   deleteConsumer(
     request: DeleteConsumerRequest,
     callback: (error: ServiceError | null, response: DeleteConsumerResponse) => void,
