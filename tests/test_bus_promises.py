@@ -401,3 +401,56 @@ async def test_the_default_retention_is_7_days_and_1000000_messages_and_comes_fi
 
 def _names(consumers: Sequence[pb.ConsumerInfo]) -> list[str]:
     return [c.name for c in consumers]
+
+
+async def test_consumer_info_follows_deliveries_and_acks(wire: Wire) -> None:
+    """ConsumerInfo: delivered_sequence is the highest delivered; ack_floor_sequence the highest with
+    everything at or below it settled; num_ack_pending the unsettled; last_active_at set once used."""
+    stream, ready = await subscribe(wire, "info.>", durable="info", ack_mode=pb.ACK_MODE_EXPLICIT)
+    try:
+        sequences = [(await publish(wire, "info.x")).sequence for _ in range(3)]
+        got = await deliveries(stream, 3)
+        await wire.bus.Ack(pb.AckRequest(items=[pb.AckItem(delivery_id=got[i].delivery_id) for i in (0, 2)]))
+        gap = (await wire.bus.GetConsumerInfo(pb.GetConsumerInfoRequest(name="info"))).consumer
+        await wire.bus.Ack(pb.AckRequest(items=[pb.AckItem(delivery_id=got[1].delivery_id)]))
+        settled = (await wire.bus.GetConsumerInfo(pb.GetConsumerInfoRequest(name="info"))).consumer
+    finally:
+        stream.cancel()
+
+    assert ready.consumer.delivered_sequence == 0 and ready.consumer.ack_floor_sequence == 0
+    assert (gap.delivered_sequence, gap.ack_floor_sequence, gap.num_ack_pending) == (
+        sequences[2],
+        sequences[0],
+        1,
+    )
+    assert (settled.ack_floor_sequence, settled.num_ack_pending, settled.num_pending) == (sequences[2], 0, 0)
+    assert settled.HasField("last_active_at") and settled.active_subscribers == 1
+
+
+async def test_ephemeral_queue_members_share_one_consumer_that_goes_with_the_last_of_them(wire: Wire) -> None:
+    """Ephemeral subscribers giving the same pattern and queue_group are members of one consumer (each
+    message to one of them); the consumer is removed when its last subscriber leaves."""
+    one, first = await subscribe(wire, "eq.>", queue_group="g")
+    two, second = await subscribe(wire, "eq.>", queue_group="g")
+    alone, other = await subscribe(wire, "eq.>")
+    name = first.consumer.name
+    try:
+        for n in range(4):
+            await publish(wire, "eq.x", str(n).encode())
+        everything = await deliveries(alone, 4)
+        members = await wire.bus.GetConsumerInfo(pb.GetConsumerInfoRequest(name=name))
+    finally:
+        one.cancel()
+        two.cancel()
+        alone.cancel()
+    async with asyncio.timeout(10):
+        while True:  # the streams' end reaches the server a moment after the cancels; nothing to await
+            if (
+                await _code(wire.bus.GetConsumerInfo(pb.GetConsumerInfoRequest(name=name)))
+                != grpc.StatusCode.OK
+            ):
+                break
+            await asyncio.sleep(0.05)  # waits-on-purpose: pacing the polls
+
+    assert second.consumer.name == name != other.consumer.name and not second.created
+    assert members.consumer.active_subscribers == 2 and len(everything) == 4

@@ -33,7 +33,7 @@ class _HealthStatus:
 class _HealthStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HealthStatus.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     HEALTH_STATUS_UNSPECIFIED: _HealthStatus.ValueType  # 0
-    """Never sent by the server; treated as PASSING in requests that filter by health."""
+    """Never sent by the server."""
     HEALTH_STATUS_PASSING: _HealthStatus.ValueType  # 1
     """Lease is live and, if probed, the last N probes agreed it serves."""
     HEALTH_STATUS_CRITICAL: _HealthStatus.ValueType  # 2
@@ -43,7 +43,7 @@ class HealthStatus(_HealthStatus, metaclass=_HealthStatusEnumTypeWrapper):
     """How the control plane judges an instance's health."""
 
 HEALTH_STATUS_UNSPECIFIED: HealthStatus.ValueType  # 0
-"""Never sent by the server; treated as PASSING in requests that filter by health."""
+"""Never sent by the server."""
 HEALTH_STATUS_PASSING: HealthStatus.ValueType  # 1
 """Lease is live and, if probed, the last N probes agreed it serves."""
 HEALTH_STATUS_CRITICAL: HealthStatus.ValueType  # 2

@@ -38,7 +38,9 @@ class _ChangeTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeType
     CHANGE_TYPE_UP: _ChangeType.ValueType  # 1
     """A new instance registered."""
     CHANGE_TYPE_UPDATED: _ChangeType.ValueType  # 2
-    """A registered instance re-registered with new data."""
+    """A registered instance registered again (every Register of a registered instance is one,
+    whether or not its data changed).
+    """
     CHANGE_TYPE_HEALTH: _ChangeType.ValueType  # 3
     """Health changed (PASSING <-> CRITICAL)."""
     CHANGE_TYPE_DOWN: _ChangeType.ValueType  # 4
@@ -52,7 +54,9 @@ CHANGE_TYPE_UNSPECIFIED: ChangeType.ValueType  # 0
 CHANGE_TYPE_UP: ChangeType.ValueType  # 1
 """A new instance registered."""
 CHANGE_TYPE_UPDATED: ChangeType.ValueType  # 2
-"""A registered instance re-registered with new data."""
+"""A registered instance registered again (every Register of a registered instance is one,
+whether or not its data changed).
+"""
 CHANGE_TYPE_HEALTH: ChangeType.ValueType  # 3
 """Health changed (PASSING <-> CRITICAL)."""
 CHANGE_TYPE_DOWN: ChangeType.ValueType  # 4

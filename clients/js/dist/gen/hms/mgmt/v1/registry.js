@@ -25,7 +25,10 @@ export var ChangeType;
     ChangeType["CHANGE_TYPE_UNSPECIFIED"] = "CHANGE_TYPE_UNSPECIFIED";
     /** CHANGE_TYPE_UP - A new instance registered. */
     ChangeType["CHANGE_TYPE_UP"] = "CHANGE_TYPE_UP";
-    /** CHANGE_TYPE_UPDATED - A registered instance re-registered with new data. */
+    /**
+     * CHANGE_TYPE_UPDATED - A registered instance registered again (every Register of a registered instance is one,
+     * whether or not its data changed).
+     */
     ChangeType["CHANGE_TYPE_UPDATED"] = "CHANGE_TYPE_UPDATED";
     /** CHANGE_TYPE_HEALTH - Health changed (PASSING <-> CRITICAL). */
     ChangeType["CHANGE_TYPE_HEALTH"] = "CHANGE_TYPE_HEALTH";

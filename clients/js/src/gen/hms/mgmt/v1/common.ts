@@ -25,7 +25,7 @@ export const protobufFileName = "hms/mgmt/v1/common.proto";
 
 /** How the control plane judges an instance's health. */
 export enum HealthStatus {
-  /** HEALTH_STATUS_UNSPECIFIED - Never sent by the server; treated as PASSING in requests that filter by health. */
+  /** HEALTH_STATUS_UNSPECIFIED - Never sent by the server. */
   HEALTH_STATUS_UNSPECIFIED = "HEALTH_STATUS_UNSPECIFIED",
   /** HEALTH_STATUS_PASSING - Lease is live and, if probed, the last N probes agreed it serves. */
   HEALTH_STATUS_PASSING = "HEALTH_STATUS_PASSING",

@@ -44,7 +44,10 @@ export enum ChangeType {
   CHANGE_TYPE_UNSPECIFIED = "CHANGE_TYPE_UNSPECIFIED",
   /** CHANGE_TYPE_UP - A new instance registered. */
   CHANGE_TYPE_UP = "CHANGE_TYPE_UP",
-  /** CHANGE_TYPE_UPDATED - A registered instance re-registered with new data. */
+  /**
+   * CHANGE_TYPE_UPDATED - A registered instance registered again (every Register of a registered instance is one,
+   * whether or not its data changed).
+   */
   CHANGE_TYPE_UPDATED = "CHANGE_TYPE_UPDATED",
   /** CHANGE_TYPE_HEALTH - Health changed (PASSING <-> CRITICAL). */
   CHANGE_TYPE_HEALTH = "CHANGE_TYPE_HEALTH",
