@@ -438,6 +438,23 @@ async def test_claims_take_at_most_the_limit_of_one_service(store: Store) -> Non
     assert await store.wf_claim_tasks("Nobody", limit=3) == []
 
 
+async def test_claims_take_only_the_task_types_asked_for(store: Store) -> None:
+    await add_tasks(
+        store,
+        *(task(f"p{n}", "pay", task_type="charge") for n in range(3)),
+        task("p9", "pay", task_type="refund"),
+    )
+    await store.wf_release_owned()
+
+    refunds = await store.wf_claim_tasks("Pay", limit=10, task_types=["refund", "other"])
+    nothing = await store.wf_claim_tasks("Pay", limit=10, task_types=[])
+    rest = await store.wf_claim_tasks("Pay", limit=10, task_types=None)
+
+    assert [t.token for t in refunds] == ["p9/pay/1/t"]
+    assert nothing == []
+    assert sorted(t.token for t in rest) == [f"p{n}/pay/1/t" for n in range(3)]
+
+
 async def test_a_stopping_replica_releases_every_attempt_it_owns(store: Store) -> None:
     await add_tasks(
         store, task("p1", "pay"), task("p2", "docs", service="Docs"), task("p3", "x", service="Pay")

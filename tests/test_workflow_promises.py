@@ -1254,3 +1254,17 @@ async def test_a_cancel_whose_compensation_fails_for_good_ends_failed(wire: Wire
     charge = next(s for s in done.steps if s.step_id == "charge")
     assert done.state == pb.PROCESS_STATE_FAILED and done.error.code == "BANK_DOWN"
     assert charge.state == pb.STEP_STATE_COMPENSATION_FAILED and charge.last_error.code == "BANK_DOWN"
+
+
+async def test_a_worker_of_some_task_types_gets_them_while_other_types_wait(wire: Wire) -> None:
+    """SubscribeTasks with task_types: the worker gets the attempts of its types even while attempts of
+    other types of its service wait for their workers (with replicas, these must not take its credit)."""
+    await wire.apply(TASKS)
+    await wire.apply(TASKS.replace("name: tasks", "name: other").replace("lift", "carry"))
+    for n in range(30):
+        await wire.start("tasks", input={"weight": n})
+    carry = await wire.start("other", input={"weight": 1})
+    async with wire.worker("Crew", "carrier", task_types=("carry",), max_in_flight=1) as carrier:
+        got = await next_task(carrier)
+
+    assert (got.task_type, got.process_id) == ("carry", carry.id)

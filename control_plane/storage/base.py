@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -312,8 +312,11 @@ class Store(Protocol):
         """Every outstanding task attempt (to requeue at start)."""
         ...
 
-    async def wf_claim_tasks(self, service: str, limit: int) -> list[TaskAttempt]:
-        """Take up to `limit` attempts of `service` that no replica owns (never one another replica took)."""
+    async def wf_claim_tasks(
+        self, service: str, limit: int, task_types: Collection[str] | None = None
+    ) -> list[TaskAttempt]:
+        """Take up to `limit` attempts of `service` that no replica owns (never one another replica took),
+        of `task_types` only unless None."""
         ...
 
     async def wf_release_tasks(self, tasks: list[TaskAttempt]) -> None:

@@ -9,7 +9,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -486,10 +486,14 @@ class SqlStore:
         """Outstanding task attempts."""
         return await self._read(sql_workflow.tasks)
 
-    async def wf_claim_tasks(self, service: str, limit: int) -> list[TaskAttempt]:
-        """Take up to `limit` attempts of `service` that no replica owns."""
+    async def wf_claim_tasks(
+        self, service: str, limit: int, task_types: Collection[str] | None = None
+    ) -> list[TaskAttempt]:
+        """Take up to `limit` attempts of `service` (of `task_types` only, unless None) that no replica owns."""
         claimed: list[TaskAttempt] = await self._writer.submit(
-            lambda c: sql_workflow.claim_tasks(c, self._owner, service, limit, self._dialect.skip_locked)
+            lambda c: sql_workflow.claim_tasks(
+                c, self._owner, service, task_types, limit, self._dialect.skip_locked
+            )
         )
         return claimed
 

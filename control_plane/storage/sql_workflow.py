@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -101,9 +101,12 @@ class SqlWorkflowTx:
     def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
         """Record outstanding task attempts, owned by this replica (which hands them out)."""
         self._conn.executemany(
-            "INSERT INTO wf_tasks (token, process_id, task, owner, service) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO wf_tasks (token, process_id, task, owner, service, task_type) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner",
-            [(t.token, t.process_id, _dumps(t.to_json()), self._owner, t.service) for t in tasks],
+            [
+                (t.token, t.process_id, _dumps(t.to_json()), self._owner, t.service, t.task_type)
+                for t in tasks
+            ],
         )
 
     def remove_tasks(self, tokens: Sequence[str]) -> None:
@@ -278,13 +281,23 @@ def tasks(conn: Connection) -> list[TaskAttempt]:
 
 
 def claim_tasks(
-    conn: Connection, owner: str, service: str, limit: int, skip_locked: str
+    conn: Connection,
+    owner: str,
+    service: str,
+    task_types: Collection[str] | None,
+    limit: int,
+    skip_locked: str,
 ) -> list[TaskAttempt]:
-    """Take up to `limit` unowned attempts of a service; `skip_locked` keeps replicas off each other's rows."""
+    """Take up to `limit` unowned attempts of a service (of `task_types` only, unless None);
+    `skip_locked` keeps replicas off each other's rows."""
+    types = sorted(task_types) if task_types is not None else []
+    of_types = f" AND task_type IN ({', '.join('?' * len(types))})" if task_types is not None else ""
+    if task_types is not None and not types:
+        return []
     rows = conn.execute(
         "UPDATE wf_tasks SET owner = ? WHERE token IN (SELECT token FROM wf_tasks "
-        f"WHERE owner IS NULL AND service = ? ORDER BY token LIMIT ?{skip_locked}) RETURNING task",
-        (owner, service, limit),
+        f"WHERE owner IS NULL AND service = ?{of_types} ORDER BY token LIMIT ?{skip_locked}) RETURNING task",
+        (owner, service, *types, limit),
     ).fetchall()
     return [TaskAttempt(**orjson.loads(t)) for (t,) in rows]
 

@@ -53,7 +53,7 @@ class Claims:
         kept: list[TaskAttempt] = []
         foreign: list[TaskAttempt] = []
         for task in tasks:
-            (kept if self._dispatcher.serves(task.service) else foreign).append(task)
+            (kept if self._dispatcher.accepts(task) else foreign).append(task)
         if foreign:
             self.release(foreign)
         return kept
@@ -83,9 +83,9 @@ class Claims:
         try:
             while not stop.is_set():
                 wakeup = self._wakeup.waiter()
-                for service, room in self._dispatcher.wanted().items():
+                for service, (room, task_types) in self._dispatcher.wanted().items():
                     if service in self._unowned:
-                        await self._claim(service, room)
+                        await self._claim(service, room, task_types)
                 await wait_any([wakeup, stopping], SWEEP_EVERY_S)
                 if time.monotonic() - swept >= SWEEP_EVERY_S:
                     swept = time.monotonic()
@@ -93,12 +93,16 @@ class Claims:
         finally:
             stopping.cancel()
 
-    async def _claim(self, service: str, room: int) -> None:
+    async def _claim(self, service: str, room: int, task_types: frozenset[str] | None) -> None:
         try:
-            claimed = await self._store.wf_claim_tasks(service, room)
+            claimed = await self._store.wf_claim_tasks(service, room, task_types)
         except Exception:
             logger.exception("claiming task attempts of %s failed", service)
             return
-        if len(claimed) < room:
-            self._unowned.discard(service)
-        self._dispatcher.offer(claimed)
+        # Of the task types asked for, but possibly of a version no worker here runs: given back.
+        kept = [task for task in claimed if self._dispatcher.accepts(task)]
+        if len(kept) < len(claimed):
+            self.release([task for task in claimed if not self._dispatcher.accepts(task)])
+        if len(claimed) < room or not kept:
+            self._unowned.discard(service)  # the sweep looks again; no spinning on what is given back
+        self._dispatcher.offer(kept)

@@ -148,12 +148,15 @@ class Dispatcher:
                 "requeued %d task(s) of worker %s/%s", len(requeue), session.service, session.instance_id
             )
         self._drain(session.service)
-        if queue and self.on_unserved is not None and not self.serves(session.service):
-            unserved = list(queue)
-            queue.clear()
-            for task in unserved:
-                self._queued_at.pop(task.token, None)
-            self.on_unserved(unserved)
+        if queue and self.on_unserved is not None:
+            unserved = [task for task in queue if not self.accepts(task)]
+            if unserved:
+                kept = [task for task in queue if self.accepts(task)]
+                queue.clear()
+                queue.extend(kept)
+                for task in unserved:
+                    self._queued_at.pop(task.token, None)
+                self.on_unserved(unserved)
 
     def instance_gone(self, service: str, instance_id: str, why: str) -> None:
         """The registry dropped an instance: end its streams (telling it to register again) and requeue
@@ -219,13 +222,29 @@ class Dispatcher:
         """Whether a worker of `service` is attached here."""
         return any(s.closed is None for s in self._sessions.get(service, ()))
 
-    def wanted(self) -> dict[str, int]:
-        """Per service with workers here: how many more attempts they could take than are queued."""
-        room: dict[str, int] = {}
+    def accepts(self, task: TaskAttempt) -> bool:
+        """Whether a worker attached here can run `task` (its service, task type and version)."""
+        return any(s.closed is None and s.accepts(task) for s in self._sessions.get(task.service, ()))
+
+    def wanted(self) -> dict[str, tuple[int, frozenset[str] | None]]:
+        """Per service with workers here that have free credit: how many more attempts they could take
+        than are queued for them, and of which task types (None: any)."""
+        room: dict[str, tuple[int, frozenset[str] | None]] = {}
         for service, sessions in self._sessions.items():
-            free = sum(s.free for s in sessions if s.closed is None) - len(self._queues.get(service, ()))
+            free_sessions = [s for s in sessions if s.closed is None and s.free > 0]
+            if not free_sessions:
+                continue
+            # Queued attempts that none of them accepts (another task type) wait for other workers:
+            # they take nobody's credit here.
+            queued = sum(1 for t in self._queues.get(service, ()) if any(s.accepts(t) for s in free_sessions))
+            free = sum(s.free for s in free_sessions) - queued
             if free > 0:
-                room[service] = free
+                types = (
+                    None
+                    if any(not s.task_types for s in free_sessions)
+                    else frozenset().union(*(s.task_types for s in free_sessions))
+                )
+                room[service] = (free, types)
         return room
 
     def holder(self, token: str) -> str:
