@@ -1606,8 +1606,8 @@ Global___SubscribeTasksResponse: _TypeAlias = SubscribeTasksResponse  # noqa: Y0
 @_typing.final
 class TaskStarted(_message.Message):
     """A worker began an attempt. Optional: it counts as a heartbeat, and is recorded once per
-    attempt (TASK_STARTED; the step shows RUNNING on this worker until the attempt's deadline) in a
-    store transition of its own. Send it when the step's progress is worth watching (long tasks);
+    attempt (TASK_STARTED; the step shows RUNNING on this worker, the attempt's deadline as its
+    timer_at) in a store transition of its own. Send it when the step's progress is worth watching (long tasks);
     without it a step stays SCHEDULED until its outcome. The SDK workers do not send it.
     """
 
