@@ -449,10 +449,15 @@ async def test_claims_take_only_the_task_types_asked_for(store: Store) -> None:
     refunds = await store.wf_claim_tasks("Pay", limit=10, task_types=["refund", "other"])
     nothing = await store.wf_claim_tasks("Pay", limit=10, task_types=[])
     rest = await store.wf_claim_tasks("Pay", limit=10, task_types=None)
+    # A row written by a version that stored no task type may be of any type: it is claimed too.
+    await add_tasks(store, task("p8", "pay", task_type=""))
+    await store.wf_release_owned()  # p9 too, claimed above
+    untyped = await store.wf_claim_tasks("Pay", limit=10, task_types=["refund"])
 
     assert [t.token for t in refunds] == ["p9/pay/1/t"]
     assert nothing == []
     assert sorted(t.token for t in rest) == [f"p{n}/pay/1/t" for n in range(3)]
+    assert sorted(t.token for t in untyped) == ["p8/pay/1/t", "p9/pay/1/t"]
 
 
 async def test_a_stopping_replica_releases_every_attempt_it_owns(store: Store) -> None:

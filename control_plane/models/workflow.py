@@ -96,7 +96,6 @@ class StepRun:
     worker_instance_id: str = ""  # of the worker that reported `started` on the current attempt
     heartbeat_details: Any = None
     compensation_attempts: int = 0
-    started_attempt: int = 0  # the attempt (of the task, or of the compensation) whose start is recorded
 
 
 @dataclass(slots=True)

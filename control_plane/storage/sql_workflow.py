@@ -289,11 +289,12 @@ def claim_tasks(
     skip_locked: str,
 ) -> list[TaskAttempt]:
     """Take up to `limit` unowned attempts of a service (of `task_types` only, unless None);
-    `skip_locked` keeps replicas off each other's rows."""
+    `skip_locked` keeps replicas off each other's rows. An attempt written by a version without task
+    types ('') may be of any type: it is taken too (the caller gives back what it cannot use)."""
     types = sorted(task_types) if task_types is not None else []
-    of_types = f" AND task_type IN ({', '.join('?' * len(types))})" if task_types is not None else ""
     if task_types is not None and not types:
         return []
+    of_types = f" AND task_type IN ('', {', '.join('?' * len(types))})" if task_types is not None else ""
     rows = conn.execute(
         "UPDATE wf_tasks SET owner = ? WHERE token IN (SELECT token FROM wf_tasks "
         f"WHERE owner IS NULL AND service = ?{of_types} ORDER BY token LIMIT ?{skip_locked}) RETURNING task",

@@ -331,9 +331,10 @@ class Machine:
         The step (not a compensating one) becomes RUNNING, with the attempt's deadline as timer_at.
         """
         run = self.record.steps[step_id]
-        if run.started_attempt == attempt:
+        # Scheduling an attempt clears the worker: set, it says this attempt's start is recorded. (No
+        # field of its own: records stay readable by the previous version, running beside this one.)
+        if run.worker_instance_id:
             return  # a repeat (the worker resent its report): recorded already
-        run.started_attempt = attempt
         run.worker_instance_id = worker_instance_id
         if not compensation:
             run.state = StepState.RUNNING
@@ -465,7 +466,6 @@ class Machine:
         run.attempts = attempt
         run.state = StepState.SCHEDULED
         run.timer_at = 0.0
-        run.started_attempt = 0
         run.worker_instance_id = ""
         self._add_task(step, spec, attempt, task_input, compensation=False)
 
@@ -475,7 +475,6 @@ class Machine:
         run = self.record.steps[step.id]
         run.compensation_attempts = attempt
         run.timer_at = 0.0
-        run.started_attempt = 0
         run.worker_instance_id = ""
         try:
             task_input = self._task_input(spec)
