@@ -7,7 +7,7 @@ files already check (frame sizes, redelivery timing, dead letters, replay) is no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -399,10 +399,6 @@ async def test_the_default_retention_is_7_days_and_1000000_messages_and_comes_fi
     assert restored.policy == default
 
 
-def _names(consumers: Sequence[pb.ConsumerInfo]) -> list[str]:
-    return [c.name for c in consumers]
-
-
 async def test_consumer_info_follows_deliveries_and_acks(wire: Wire) -> None:
     """ConsumerInfo: delivered_sequence is the highest delivered; ack_floor_sequence the highest with
     everything at or below it settled; num_ack_pending the unsettled; last_active_at set once used."""
@@ -428,8 +424,8 @@ async def test_consumer_info_follows_deliveries_and_acks(wire: Wire) -> None:
 
 
 async def test_ephemeral_queue_members_share_one_consumer_that_goes_with_the_last_of_them(wire: Wire) -> None:
-    """Ephemeral subscribers giving the same pattern and queue_group are members of one consumer (each
-    message to one of them); the consumer is removed when its last subscriber leaves."""
+    """Ephemeral subscribers giving the same pattern and queue_group are members of one consumer (not
+    created again by the second); the consumer is removed when its last subscriber leaves."""
     one, first = await subscribe(wire, "eq.>", queue_group="g")
     two, second = await subscribe(wire, "eq.>", queue_group="g")
     alone, other = await subscribe(wire, "eq.>")
