@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from control_plane.console.flow import Box, Fork, layout
-from control_plane.core.workflow.definitions import parse_definition
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.models import StepRun, StepState
 
 DEFINITION = parse_definition(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from control_plane.core.workflow.compiler import DefinitionCompiler
-from control_plane.core.workflow.definitions import parse_definition
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.errors import InvalidArgument, ResourceExhausted, Unavailable
 from tests.test_hostile_requests import big_definition
 

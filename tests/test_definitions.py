@@ -9,14 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from control_plane.core.workflow.definitions import (
-    Definition,
-    RetryPolicy,
-    StepKind,
-    parse_definition,
-)
+from control_plane.core.workflow.definition import Definition, RetryPolicy, StepKind
 from control_plane.core.workflow.durations import parse_duration
 from control_plane.core.workflow.expressions import ExpressionError, compile_expression, evaluate_mapping
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.errors import FieldViolation, InvalidArgument
 
 PERMIT = """\

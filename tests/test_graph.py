@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from control_plane.core.workflow.definitions import Definition, StepKind, parse_definition
+from control_plane.core.workflow.definition import Definition, StepKind
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.graph import STYLES, mermaid
 
 PERMIT = """

@@ -11,7 +11,7 @@ from google.protobuf.struct_pb2 import ListValue
 
 from control_plane.core.limits import MAX_SOURCE
 from control_plane.core.workflow.bus_waits import BusWaits
-from control_plane.core.workflow.definitions import parse_definition
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.errors import InvalidArgument
 from control_plane.models import StoredMessage
 from control_plane.sdk import Client

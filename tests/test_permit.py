@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.core.workflow.definitions import parse_definition
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.sdk import TaskContext, TaskFailure
 from hms.mgmt.v1 import workflow_pb2 as pb
 from services.permit.demo import DEFINITION_FILE, node_installed, run_demo

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from control_plane.core.workflow.definitions import Definition, Step, StepKind, TaskSpec
+from control_plane.core.workflow.definition import Definition, Step, StepKind, TaskSpec
 from control_plane.graph import NOT_REACHED, step_class
 from control_plane.models import StepRun, StepState
 

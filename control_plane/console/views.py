@@ -15,7 +15,7 @@ from control_plane.console.flow import Lane, layout, state_class
 from control_plane.console.render import pretty_json
 from control_plane.core.bus.bus import DLQ_PREFIX, Bus, ConsumerView
 from control_plane.core.registry import Registry
-from control_plane.core.workflow.definitions import Definition, StepKind
+from control_plane.core.workflow.definition import Definition, StepKind
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.errors import InvalidArgument
 from control_plane.models import (

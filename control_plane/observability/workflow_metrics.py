@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from control_plane.core.workflow.definitions import Definition
+from control_plane.core.workflow.definition import Definition
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.models import EventType, ProcessState, TaskAttempt
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from control_plane.core.workflow.definitions import Definition, StepKind
+from control_plane.core.workflow.definition import Definition, StepKind
 from control_plane.core.workflow.workflows import ReportOutcome
 from control_plane.models import (
     DefinitionVersion,

@@ -25,7 +25,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from control_plane.core.workflow.definitions import Definition, build_definition, parse_definition
+from control_plane.core.workflow.definition import Definition
+from control_plane.core.workflow.parser import build_definition, parse_definition
 from control_plane.errors import FieldViolation, InvalidArgument, ResourceExhausted, Unavailable
 
 logger = logging.getLogger(__name__)

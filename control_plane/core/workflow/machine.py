@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from control_plane.core.workflow.definitions import Branch, Definition, Step, StepKind, TaskSpec
+from control_plane.core.workflow.definition import Branch, Definition, Step, StepKind, TaskSpec
 from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
 from control_plane.core.workflow.history_json import history_json
 from control_plane.errors import FailedPrecondition, ResourceExhausted

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from control_plane.core.workflow.definitions import Definition
+from control_plane.core.workflow.definition import Definition
 from control_plane.models import EventType, HistoryEvent, ProcessRecord, ProcessState
 
 # Told of each step that ended (completed or failed): definition, step kind, seconds since it was entered.

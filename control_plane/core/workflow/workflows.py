@@ -41,7 +41,7 @@ from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.compiler import DefinitionCompiler
-from control_plane.core.workflow.definitions import Definition, parse_definition
+from control_plane.core.workflow.definition import Definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
 from control_plane.core.workflow.machine import (
     Effects,
@@ -50,6 +50,7 @@ from control_plane.core.workflow.machine import (
     parse_token,
     process_of_subject,
 )
+from control_plane.core.workflow.parser import parse_definition
 from control_plane.core.workflow.stats import WorkflowStats
 from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, NotRegistered

@@ -1,29 +1,21 @@
-"""Workflow definitions: read a YAML or JSON document, validate all of it, and compile it for the engine."""
+"""The definition parser: a YAML or JSON document, validated whole (every problem with its path and line), compiled to a `Definition`."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast
-
-import jsonschema
-import jsonschema_rs
-import referencing
-import referencing.exceptions
-import referencing.jsonschema
-from jsonschema import validators
+from typing import Any
 
 from control_plane.core.bus.subjects import check_pattern
 from control_plane.core.validate import check_name
 from control_plane.core.versions import parse_version_filter
+from control_plane.core.workflow.definition import Branch, Definition, RetryPolicy, Step, StepKind, TaskSpec
 from control_plane.core.workflow.documents import Path, field_path, load_document
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.core.workflow.expressions import (
@@ -34,6 +26,7 @@ from control_plane.core.workflow.expressions import (
     ExpressionRefused,
     compile_expression,
 )
+from control_plane.core.workflow.input_schema import check_schema
 from control_plane.errors import FieldViolation, InvalidArgument
 
 DAY = 86400.0
@@ -45,20 +38,6 @@ MAX_BACKOFF = 100.0
 DESCRIPTION_MAX = 4096
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
 _STEP_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_MESSAGE_MAX = 300
-# Violations named for one process input: one per item of a 100,000-item list would swamp the reply.
-_INPUT_VIOLATIONS_MAX = 20
-
-
-class StepKind(StrEnum):
-    """What a step does; exactly one per step."""
-
-    TASK = "task"
-    CHOICE = "choice"
-    PARALLEL = "parallel"
-    WAIT_SIGNAL = "wait_signal"
-    SLEEP = "sleep"
-
 
 _TASK_KEYS = frozenset({"service", "type", "version"})
 _COMPENSATE_KEYS = _TASK_KEYS | {"input", "retry", "timeout", "heartbeat_timeout"}
@@ -71,113 +50,6 @@ _STEP_KEYS: dict[StepKind, frozenset[str]] = {
     StepKind.SLEEP: frozenset({"id", "sleep"}),
 }
 _DOCUMENT_KEYS = frozenset({"name", "description", "input_schema", "timeout", "steps", "output"})
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When a failed task attempt is tried again: Temporal's policy, with attempts bounded."""
-
-    max_attempts: int = 3
-    initial_interval_s: float = 1.0
-    backoff: float = 2.0
-    max_interval_s: float = 100.0
-    non_retryable: frozenset[str] = frozenset()
-
-    def delay_after(self, attempt: int) -> float:
-        """Seconds to wait after attempt `attempt` (1-based) failed, before attempt + 1 starts."""
-        try:
-            delay = self.initial_interval_s * self.backoff ** max(attempt - 1, 0)
-        except OverflowError:
-            delay = math.inf
-        return min(delay, self.max_interval_s)
-
-    def retries(self, attempt: int, error_code: str) -> bool:
-        """Whether attempt `attempt`, failed with `error_code`, is followed by another."""
-        return attempt < self.max_attempts and error_code not in self.non_retryable
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    """A task for a worker of `service`: a step's `task`, or its `compensate`."""
-
-    service: str
-    task_type: str
-    version: str
-    input: Mapping[str, Any] | Expression | None
-    retry: RetryPolicy
-    timeout_s: float | None
-    heartbeat_timeout_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Branch:
-    """A branch of a choice (taken when `when` holds; None is the default) or of a parallel step."""
-
-    when: Expression | None
-    steps: tuple[Step, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One step of a definition, at any depth; `parent` is the id of the choice/parallel step around it."""
-
-    id: str
-    kind: StepKind
-    task: TaskSpec | None = None
-    compensate: TaskSpec | None = None
-    branches: tuple[Branch, ...] = ()
-    signal: str = ""
-    subject: str = ""
-    correlate: Expression | None = None
-    wait_timeout_s: float | None = None
-    sleep_s: float = 0.0
-    parent: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Definition:
-    """A validated, compiled definition; `spec` is the parsed document and `digest` its content hash."""
-
-    name: str
-    description: str
-    steps: tuple[Step, ...]
-    input_schema: Mapping[str, Any] | None
-    output: Mapping[str, Any] | Expression | None
-    timeout_s: float | None
-    spec: dict[str, Any]
-    digest: str
-    _order: tuple[Step, ...] = field(init=False, compare=False, repr=False)
-    _index: Mapping[str, Step] = field(init=False, compare=False, repr=False)
-    _validator: Any = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        order = tuple(_depth_first(self.steps))
-        object.__setattr__(self, "_order", order)
-        object.__setattr__(self, "_index", MappingProxyType({step.id: step for step in order}))
-        object.__setattr__(self, "_validator", _input_validator(self.input_schema))
-
-    def step(self, step_id: str) -> Step:
-        """The step `step_id`, nested ones included; KeyError when there is none."""
-        return self._index[step_id]
-
-    def all_steps(self) -> list[Step]:
-        """Every step, depth-first in document order."""
-        return list(self._order)
-
-    def check_input(self, value: Any) -> None:
-        """Refuse a process input that does not match `input_schema`, naming the errors found.
-
-        The check runs in Rust (jsonschema-rs), in time linear in the input: its patterns run on an
-        engine that does not backtrack, where Python's `re` took seconds on `(a+)+$` and 26 a's.
-        """
-        if self._validator is None:
-            return
-        violations = [
-            FieldViolation(_input_field(error.instance_path), _short(error.message))
-            for error in itertools.islice(self._validator.iter_errors(value), _INPUT_VIOLATIONS_MAX)
-        ]
-        if violations:
-            raise InvalidArgument(violations)
 
 
 def parse_definition(source: str, pause: Callable[[], None] = lambda: None) -> Definition:
@@ -304,39 +176,9 @@ class _Parser:
         if not isinstance(schema, dict):
             self.error(path, f"must be a JSON Schema (a map), got {_kind(schema)}")
             return None
-        unknown = cast(Any, object())
-        cls = validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        if "$schema" in schema and validators.validator_for(schema, default=unknown) is unknown:
-            self.error((*path, "$schema"), f"unknown JSON Schema dialect {schema['$schema']!r}")
-            return None
-        errors = list(cls(cls.META_SCHEMA).iter_errors(schema))
-        for error in errors:
-            self.error((*path, *error.absolute_path), f"not a valid JSON Schema: {_short(error.message)}")
-        if not errors and self.schema_refs(schema, path):
-            try:
-                _input_validator(schema)
-            except jsonschema_rs.ValidationError as exc:
-                where = (*path, *exc.instance_path)
-                if exc.kind.name == "format" and exc.message.endswith('is not a "regex"'):
-                    self.error(where, _UNSUPPORTED_PATTERN.format(pattern=_short(repr(exc.instance))))
-                else:
-                    self.error(where, f"not a usable JSON Schema: {_short(exc.message)}")
+        for where, message in check_schema(schema, path):
+            self.error(where, message)
         return schema
-
-    def schema_refs(self, schema: dict[str, Any], path: Path) -> bool:
-        """Refuse `$ref`s that cannot be resolved within the schema: nothing is fetched from the network."""
-        resource = referencing.Resource.from_contents(
-            schema, default_specification=referencing.jsonschema.DRAFT202012
-        )
-        resolver = referencing.Registry().with_resource("", resource).resolver()
-        resolved = True
-        for ref_path, ref in _refs(schema, path):
-            try:
-                resolver.lookup(ref)
-            except referencing.exceptions.Unresolvable:
-                self.error(ref_path, f"cannot resolve $ref {ref!r} within the schema")
-                resolved = False
-        return resolved
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -743,62 +585,6 @@ class _Parser:
 
 # ---------------------------------------------------------------------------------------------------
 # Small pieces
-
-
-def _depth_first(steps: tuple[Step, ...]) -> Iterator[Step]:
-    for step in steps:
-        yield step
-        for branch in step.branches:
-            yield from _depth_first(branch.steps)
-
-
-def _input_validator(schema: Mapping[str, Any] | None) -> jsonschema_rs.Validator | None:
-    if schema is None:
-        return None
-    # Formats (email, date, ...) are checked: a schema that names one means it. Patterns compile for
-    # Rust's `regex`, which never backtracks; a `$ref` is never fetched (refs were checked to resolve
-    # within the schema when it was registered).
-    return jsonschema_rs.validator_for(
-        dict(schema),
-        validate_formats=True,
-        pattern_options=jsonschema_rs.RegexOptions(),
-        retriever=_no_retrieval,
-    )
-
-
-def _no_retrieval(uri: str) -> Any:
-    raise ValueError(f"{uri}: schemas are never fetched")
-
-
-_UNSUPPORTED_PATTERN = (
-    "pattern {pattern} is not supported: patterns run on an engine that does not backtrack, so that"
-    " checking an input takes time linear in its length; it has no backreferences and no look-around"
-)
-
-
-def _refs(schema: Any, path: Path) -> Iterator[tuple[Path, str]]:
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key == "$ref" and isinstance(value, str):
-                yield (*path, key), value
-            elif key not in ("const", "enum", "default", "examples"):
-                yield from _refs(value, (*path, key))
-    elif isinstance(schema, list):
-        for position, item in enumerate(schema):
-            yield from _refs(item, (*path, position))
-
-
-def _input_field(path: list[str | int]) -> str:
-    return "input" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
-
-
-def _short(message: str) -> str:
-    # JSON Schema messages start with the offending instance, which may be large, and end with what it
-    # broke ("does not match '^a+$'"): keep both ends.
-    if len(message) <= _MESSAGE_MAX:
-        return message
-    half = (_MESSAGE_MAX - 3) // 2
-    return message[:half] + "..." + message[-half:]
 
 
 def _kinds() -> str:
