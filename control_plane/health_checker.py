@@ -14,7 +14,7 @@ _CHECK = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/Check"
 
 
 class GrpcHealthChecker:
-    """Implements core.probing.HealthChecker over plaintext gRPC, one cached channel per address."""
+    """Implements core.registry.HealthChecker over plaintext gRPC, one cached channel per address."""
 
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}

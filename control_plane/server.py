@@ -17,8 +17,7 @@ from prometheus_client import CollectorRegistry
 from control_plane import security
 from control_plane.console import Access, Console, Cores
 from control_plane.core.bus.bus import Bus
-from control_plane.core.probing import Prober
-from control_plane.core.registry import Registry
+from control_plane.core.registry import Prober, Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
 from control_plane.limits import MAX_RPC_MESSAGE_BYTES

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from control_plane.core.watch import ChangeFeed
+from control_plane.core.registry import ChangeFeed
 from control_plane.errors import OutOfRange, ResourceExhausted, Unavailable
 from control_plane.models import ChangeType, Instance, RegistryChange
 from control_plane.sdk import Client

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from control_plane.core.bus.bus import Bus
-from control_plane.core.probing import Prober
-from control_plane.core.registry import Registry
+from control_plane.core.registry import Prober, Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.observability.bus_metrics import BusCollector
 from control_plane.observability.collectors import ProbeMetrics, RegistryCollector

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from control_plane.core.bus.bus import Bus
-from control_plane.core.probing import Prober
-from control_plane.core.registry import Registry
+from control_plane.core.registry import Prober, Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.models import RegistryChange
 from control_plane.settings import BusSettings, RegistrySettings

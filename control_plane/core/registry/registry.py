@@ -28,9 +28,9 @@ from control_plane.core.limits import (
     PROBE_THRESHOLD,
 )
 from control_plane.core.loops import Guard, on_signal
+from control_plane.core.registry.watch import ChangeFeed, Watcher
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.versions import VersionFilter, parse_version_filter
-from control_plane.core.watch import ChangeFeed, Watcher
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
 from control_plane.models import ChangeType, DownReason, Health, Instance, ProbeSpec, RegistryChange
 from control_plane.settings import RegistrySettings

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from control_plane.core.loops import MAX_DELAY_S, Guard
-from control_plane.core.registry import Registry
+from control_plane.core.registry.registry import Registry
 from control_plane.core.signal import Wait, wait_any
 from control_plane.models import ChangeType, DownReason, Health, Instance, ProbeSpec, RegistryChange
 
