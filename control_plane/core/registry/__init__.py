@@ -3,8 +3,9 @@
 The package's public names are re-exported here: `from control_plane.core.registry import Registry`.
 """
 
+from control_plane.core.registry.leases import Lease
 from control_plane.core.registry.probing import HealthChecker, Prober
-from control_plane.core.registry.registry import Lease, Registration, Registry, ServiceSummary
+from control_plane.core.registry.registry import Registration, Registry, ServiceSummary
 from control_plane.core.registry.watch import ChangeFeed, Watcher
 
 __all__ = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
 import itertools
 import logging
 import time
@@ -14,24 +13,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
-from control_plane.core import validate
-from control_plane.core.limits import (
-    MAX_METADATA,
-    MAX_METADATA_KEY,
-    MAX_METADATA_VALUE,
-    MAX_PROBE_SERVICE_NAME,
-    MAX_TAG_LEN,
-    MAX_TAGS,
-    MAX_VERSION_LEN,
-    PROBE_DEREGISTER_AFTER_S,
-    PROBE_INTERVAL_S,
-    PROBE_THRESHOLD,
-)
 from control_plane.core.loops import Guard, on_signal
+from control_plane.core.registry import validation
+from control_plane.core.registry.leases import Lease, Leases
 from control_plane.core.registry.watch import ChangeFeed, Watcher
 from control_plane.core.signal import Signal, Wait, wait_any
-from control_plane.core.versions import VersionFilter, parse_version_filter
-from control_plane.errors import FieldViolation, InvalidArgument, NotFound
+from control_plane.errors import InvalidArgument, NotFound
 from control_plane.models import ChangeType, DownReason, Health, Instance, ProbeSpec, RegistryChange
 from control_plane.settings import RegistrySettings
 from control_plane.storage.base import Store
@@ -58,15 +45,6 @@ class Registration:
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     probe: ProbeSpec | None = None
     ttl_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A granted lease: the instance goes when `expires_at` (wall clock) passes without renewal."""
-
-    lease_id: str
-    ttl_s: float
-    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +77,7 @@ class Registry:
         self._services: dict[str, dict[str, Instance]] = {}
         self._sorted: dict[str, list[Instance]] = {}
         self._rotation: dict[str, itertools.count[int]] = {}
-        self._lease_keys: dict[str, tuple[str, str]] = {}
-        self._deadlines: dict[str, float] = {}
-        self._expiry_heap: list[tuple[float, str]] = []
-        self._expiry_wakeup = Signal()
+        self._leases = Leases()
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
         self.feed = ChangeFeed(settings.history_size, settings.watch_queue_size)
         # Instances this replica removed for a reason of its own (lease lapsed, critical too long), by
@@ -116,8 +91,6 @@ class Registry:
         self._cluster = store.cluster
         self._follow_wakeup = Signal()
         self._leadership = Signal()
-        self._renewals: dict[str, float] = {}
-        self._renewal_wakeup = Signal()
         self._cluster.subscribe("registry", lambda _: self._follow_wakeup.notify())
         self._cluster.on_leadership(self._on_leadership)
 
@@ -130,7 +103,7 @@ class Registry:
         now = self._now()
         for instance in snapshot.instances:
             self._put(instance)
-            self._arm(instance.lease_id, now + max(instance.ttl_s, self._settings.restart_grace_s))
+            self._leases.arm(instance.lease_id, now + max(instance.ttl_s, self._settings.restart_grace_s))
         if snapshot.instances:
             logger.info("restored %d instances at revision %d", len(snapshot.instances), snapshot.revision)
 
@@ -151,7 +124,7 @@ class Registry:
                 )
                 tasks.create_task(
                     on_signal(
-                        stop, self._share_renewals, [self._renewal_wakeup], None, "sharing lease renewals"
+                        stop, self._share_renewals, [self._leases.renewed], None, "sharing lease renewals"
                     )
                 )
 
@@ -164,9 +137,8 @@ class Registry:
         if leader:
             # Leases renewed on the old leader get a fresh TTL here, then the shared renewals decide.
             now = self._now()
-            for lease_id in list(self._lease_keys):
-                key = self._lease_keys[lease_id]
-                self._arm(lease_id, now + self._services[key[0]][key[1]].ttl_s)
+            for lease_id, key in list(self._leases.held()):
+                self._leases.arm(lease_id, now + self._services[key[0]][key[1]].ttl_s)
         self._leadership.notify()
         for listener in self.leadership_listeners:
             listener(leader)
@@ -176,7 +148,7 @@ class Registry:
     async def register(self, request: Registration) -> tuple[Instance, Lease]:
         """Register or update an instance; re-registering keeps its lease id and renews it."""
         ttl_s = request.ttl_s or self._settings.default_ttl_s
-        self._check(request, ttl_s)
+        validation.check_registration(request, ttl_s, self._settings)
         instance_id = request.instance_id or str(uuid.uuid4())
         key = (request.service, instance_id)
         async with self._lock(key):
@@ -207,19 +179,17 @@ class Registry:
         """Renew a lease; NotFound once it has lapsed or was revoked."""
         if not lease_id:
             raise InvalidArgument.field("lease_id", "must not be empty")
-        if lease_id not in self._lease_keys:
+        if lease_id not in self._leases:
             raise NotFound("lease", lease_id)
         return self._renew(lease_id)
 
     def renew(self, lease_id: str) -> Lease | None:
         """Renew a lease if it is still known; None otherwise (KeepAlive answers not_found)."""
-        return self._renew(lease_id) if lease_id in self._lease_keys else None
+        return self._renew(lease_id) if lease_id in self._leases else None
 
     async def deregister(self, service: str, instance_id: str) -> int:
         """Remove an instance now; returns the revision of its DOWN change."""
-        violations = validate.check_name("service", service) + validate.check_name("instance_id", instance_id)
-        if violations:
-            raise InvalidArgument(violations)
+        validation.check_instance(service, instance_id)
         change = await self._remove((service, instance_id), DownReason.DEREGISTERED, lease_id=None)
         if change is None:
             raise NotFound("instance", f"{service}/{instance_id}")
@@ -253,14 +223,7 @@ class Registry:
         limit: int = 0,
     ) -> tuple[list[Instance], int]:
         """Matching instances in a rotating order, and the revision they reflect."""
-        violations = validate.check_name("service", service)
-        version_filter: VersionFilter | None = None
-        try:
-            version_filter = parse_version_filter(version) if version else None
-        except ValueError as exc:
-            violations.append(FieldViolation("version", str(exc)))
-        if violations:
-            raise InvalidArgument(violations)
+        version_filter = validation.check_lookup(service, version)
         candidates = self._sorted.get(service)
         if not candidates:
             return [], self.feed.revision
@@ -300,7 +263,7 @@ class Registry:
 
     def lease_left(self, lease_id: str) -> float | None:
         """Seconds until the lease lapses unless renewed (as this replica sees it); None for no such lease."""
-        deadline = self._deadlines.get(lease_id)
+        deadline = self._leases.deadline(lease_id)
         return None if deadline is None else max(0.0, deadline - self._now())
 
     @contextmanager
@@ -308,12 +271,7 @@ class Registry:
         self, service: str, after_revision: int | None
     ) -> Iterator[tuple[Watcher, list[Instance], int]]:
         """A watcher, plus the snapshot and revision it starts from (one atomic step)."""
-        if service:
-            violations = validate.check_name("service", service)
-            if violations:
-                raise InvalidArgument(violations)
-        if after_revision is not None and after_revision < 0:
-            raise InvalidArgument.field("after_revision", "must not be negative")
+        validation.check_watch(service, after_revision)
         snapshot = self.instances(service) if after_revision is None else []
         with self.feed.watch(service, after_revision) as watcher:
             yield watcher, snapshot, self.feed.revision
@@ -323,54 +281,13 @@ class Registry:
     def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
         return self._locks[hash(key) % _LOCK_STRIPES]
 
-    def _check(self, request: Registration, ttl_s: float) -> None:
-        s = self._settings
-        violations = validate.check_name("instance.service", request.service)
-        violations += validate.check_name("instance.instance_id", request.instance_id, required=False)
-        violations += validate.check_address("instance.address", request.address)
-        violations += validate.check_text("instance.version", request.version, MAX_VERSION_LEN)
-        violations += validate.check_range("ttl", ttl_s, s.min_ttl_s, s.max_ttl_s)
-        if len(request.tags) > MAX_TAGS:
-            violations.append(
-                FieldViolation("instance.tags", f"at most {MAX_TAGS} tags (got {len(request.tags)})")
-            )
-        for n, tag in enumerate(request.tags):
-            if not tag or len(tag) > MAX_TAG_LEN:
-                violations.append(
-                    FieldViolation(f"instance.tags[{n}]", f"must be 1 to {MAX_TAG_LEN} characters")
-                )
-        if len(request.metadata) > MAX_METADATA:
-            violations.append(
-                FieldViolation(
-                    "instance.metadata", f"at most {MAX_METADATA} entries (got {len(request.metadata)})"
-                )
-            )
-        for k, v in request.metadata.items():
-            if not k or len(k) > MAX_METADATA_KEY:
-                violations.append(
-                    FieldViolation(
-                        f"instance.metadata[{k[:32]!r}]", f"keys must be 1 to {MAX_METADATA_KEY} characters"
-                    )
-                )
-            if len(v) > MAX_METADATA_VALUE:
-                violations.append(
-                    FieldViolation(
-                        f"instance.metadata[{k[:32]!r}]",
-                        f"values must be at most {MAX_METADATA_VALUE} characters",
-                    )
-                )
-        if request.probe is not None:
-            violations += _check_probe(request.probe)
-        if violations:
-            raise InvalidArgument(violations)
-
     def _put(self, instance: Instance) -> None:
         service, instance_id = instance.key
         members = self._services.setdefault(service, {})
         members[instance_id] = instance
         self._sorted[service] = [members[i] for i in sorted(members)]
         self._rotation.setdefault(service, itertools.count())
-        self._lease_keys[instance.lease_id] = instance.key
+        self._leases.hold(instance.lease_id, instance.key)
 
     def _drop(self, instance: Instance) -> None:
         service, instance_id = instance.key
@@ -382,8 +299,7 @@ class Registry:
             self._services.pop(service, None)
             self._sorted.pop(service, None)
             self._rotation.pop(service, None)
-        self._lease_keys.pop(instance.lease_id, None)
-        self._deadlines.pop(instance.lease_id, None)
+        self._leases.drop(instance.lease_id)
 
     async def _settle(self, change: RegistryChange) -> None:
         """Apply a change this replica committed, after any that other replicas committed before it."""
@@ -404,8 +320,8 @@ class Registry:
                     logger.error(
                         "registry changes %d..%d are gone", self.feed.revision + 1, change.revision - 1
                     )
-                if change.type is not ChangeType.DOWN and change.instance.lease_id not in self._lease_keys:
-                    self._arm(change.instance.lease_id, self._now() + change.instance.ttl_s)
+                if change.type is not ChangeType.DOWN and change.instance.lease_id not in self._leases:
+                    self._leases.arm(change.instance.lease_id, self._now() + change.instance.ttl_s)
                 self._apply(change)
             if len(changes) < 1000:
                 return
@@ -428,14 +344,11 @@ class Registry:
         A batch whose write fails is kept (merged with renewals made meanwhile) and written on the
         next try: dropped, the leader would expire a lease that was renewed.
         """
-        while self._renewals:
-            batch, self._renewals = self._renewals, {}
+        while batch := self._leases.take_renewals():
             try:
                 await self._store.registry_renew(batch)
             except BaseException:
-                for lease_id, expires_at in batch.items():
-                    if lease_id in self._lease_keys and self._renewals.get(lease_id, 0.0) < expires_at:
-                        self._renewals[lease_id] = expires_at
+                self._leases.keep_renewals(batch)
                 raise
 
     async def _remove(
@@ -446,27 +359,17 @@ class Registry:
             if current is None or (lease_id is not None and current.lease_id != lease_id):
                 return None
             # Revoke first so that a heartbeat racing with the commit is refused, not silently lost.
-            deadline = self._revoke(current.lease_id)
+            deadline = self._leases.revoke(current.lease_id)
             try:
                 change = await self._store.registry_commit(
                     current, ChangeType.DOWN, reason=reason.value, now=self._wall()
                 )
             except BaseException:
-                self._restore(current, deadline)  # not removed: the lease stands as it was
+                # Not removed: the lease stands as it was.
+                self._leases.restore(current.lease_id, current.key, deadline)
                 raise
             await self._settle(change)
             return change
-
-    def _revoke(self, lease_id: str) -> float | None:
-        """Forget a lease (heartbeats are refused from here on); returns its deadline, for `_restore`."""
-        self._lease_keys.pop(lease_id, None)
-        return self._deadlines.pop(lease_id, None)
-
-    def _restore(self, instance: Instance, deadline: float | None) -> None:
-        """Undo `_revoke` after the removal failed to commit (a lapsed lease is due again at once)."""
-        self._lease_keys[instance.lease_id] = instance.key
-        if deadline is not None:
-            self._arm(instance.lease_id, deadline)
 
     @asynccontextmanager
     async def _locked(self, keys: Iterable[tuple[str, str]]) -> AsyncIterator[None]:
@@ -477,23 +380,13 @@ class Registry:
             yield
 
     def _renew(self, lease_id: str) -> Lease:
-        key = self._lease_keys[lease_id]
+        key = self._leases.holder(lease_id)
         instance = self._services[key[0]][key[1]]
-        self._arm(lease_id, self._now() + instance.ttl_s)
+        self._leases.arm(lease_id, self._now() + instance.ttl_s)
         expires_at = self._wall() + instance.ttl_s
         if self._cluster.shared:
-            self._renewals[lease_id] = expires_at
-            self._renewal_wakeup.notify()
+            self._leases.share(lease_id, expires_at)
         return Lease(lease_id, instance.ttl_s, expires_at)
-
-    def _arm(self, lease_id: str, deadline: float) -> None:
-        previous = self._deadlines.get(lease_id)
-        self._deadlines[lease_id] = deadline
-        # Later deadlines need no heap entry: the sweeper re-arms from the dict when the old one fires.
-        if previous is None or deadline < previous:
-            heapq.heappush(self._expiry_heap, (deadline, lease_id))
-            if self._expiry_heap[0][1] == lease_id:
-                self._expiry_wakeup.notify()
 
     async def _expire_leases(self, stop: asyncio.Event) -> None:
         """Evict each instance exactly when its last renewal plus its TTL passes."""
@@ -505,62 +398,47 @@ class Registry:
                     await self._wait([self._leadership.waiter(), stopping], None)
                     continue
                 # Taken first: a lease armed while this pass evicts wakes the next wait at once.
-                wakeup = self._expiry_wakeup.waiter()
+                wakeup = self._leases.earlier.waiter()
                 if not await guard.run(self._expire_due):
                     continue  # what is still due is evicted by the next pass, after the backoff
-                delay = self._expiry_heap[0][0] - self._now() if self._expiry_heap else None
+                deadline = self._leases.next_deadline()
+                delay = deadline - self._now() if deadline is not None else None
                 await self._wait([wakeup, stopping], delay)
         finally:
             stopping.cancel()
 
     async def _expire_due(self) -> None:
         """Evict every instance whose lease deadline has passed, many to a commit."""
-        now = self._now()
-        due: list[str] = []
-        while self._expiry_heap and self._expiry_heap[0][0] <= now:
-            _, lease_id = heapq.heappop(self._expiry_heap)
-            deadline = self._deadlines.get(lease_id)
-            if deadline is None:
-                continue
-            if deadline > now:
-                heapq.heappush(self._expiry_heap, (deadline, lease_id))
-            else:
-                due.append(lease_id)
+        due = self._leases.pop_due(self._now())
         try:
             if due and self._cluster.shared:
                 due = await self._still_due(due)
             for start in range(0, len(due), _EVICT_BATCH):
                 await self._evict_lapsed(due[start : start + _EVICT_BATCH])
         except BaseException:
-            # Those not evicted stay due: the next pass takes them again.
-            for lease_id in due:
-                deadline = self._deadlines.get(lease_id)
-                if deadline is not None:
-                    heapq.heappush(self._expiry_heap, (deadline, lease_id))
+            self._leases.requeue(due)  # those not evicted stay due: the next pass takes them again
             raise
 
     async def _evict_lapsed(self, lease_ids: list[str]) -> None:
         """Evict the instances of lapsed leases with one commit (a DOWN change each)."""
-        keys = {
-            lease_id: self._lease_keys[lease_id] for lease_id in lease_ids if lease_id in self._lease_keys
-        }
+        keys = {lease_id: self._leases.holder(lease_id) for lease_id in lease_ids if lease_id in self._leases}
         async with self._locked(keys.values()):
             now = self._now()
             lapsed: list[tuple[Instance, float]] = []
             for lease_id, (service, instance_id) in keys.items():
                 current = self._services.get(service, {}).get(instance_id)
-                deadline = self._deadlines.get(lease_id)
+                deadline = self._leases.deadline(lease_id)
                 if current is None or current.lease_id != lease_id or deadline is None:
                     continue  # removed, or registered anew, while the locks were taken
                 if deadline > now:
-                    heapq.heappush(self._expiry_heap, (deadline, lease_id))  # renewed meanwhile
+                    self._leases.requeue([lease_id])  # renewed meanwhile
                     continue
                 lapsed.append((current, deadline))
             if not lapsed:
                 return
             # Revoked first so that a heartbeat racing with the commit is refused, not silently lost.
             for instance, _ in lapsed:
-                self._revoke(instance.lease_id)
+                self._leases.revoke(instance.lease_id)
             try:
                 changes = await self._store.registry_remove(
                     [instance for instance, _ in lapsed],
@@ -569,7 +447,7 @@ class Registry:
                 )
             except BaseException:
                 for instance, deadline in lapsed:
-                    self._restore(instance, deadline)
+                    self._leases.restore(instance.lease_id, instance.key, deadline)
                 raise
             for change in changes:
                 self._count_eviction(change.instance.service, DownReason.LEASE_EXPIRED)
@@ -590,10 +468,8 @@ class Registry:
         lapsed = []
         for lease_id in due:
             expires_at = shared.get(lease_id, 0.0)
-            if expires_at > wall and lease_id in self._deadlines:
-                deadline = now + (expires_at - wall)
-                self._deadlines[lease_id] = deadline
-                heapq.heappush(self._expiry_heap, (deadline, lease_id))
+            if expires_at > wall and self._leases.deadline(lease_id) is not None:
+                self._leases.extend(lease_id, now + (expires_at - wall))
             else:
                 lapsed.append(lease_id)
         return lapsed
@@ -612,19 +488,3 @@ class Registry:
         dropped = await self._store.registry_compact(self._settings.history_size)
         if dropped:
             logger.debug("compacted %d registry changes", dropped)
-
-
-def _check_probe(probe: ProbeSpec) -> list[FieldViolation]:
-    violations = validate.check_range("instance.probe.interval", probe.interval_s, *PROBE_INTERVAL_S)
-    violations += validate.check_range("instance.probe.timeout", probe.timeout_s, 0.01, probe.interval_s)
-    violations += validate.check_range("instance.probe.threshold", probe.threshold, *PROBE_THRESHOLD, unit="")
-    if probe.deregister_critical_after_s:
-        violations += validate.check_range(
-            "instance.probe.deregister_critical_after",
-            probe.deregister_critical_after_s,
-            *PROBE_DEREGISTER_AFTER_S,
-        )
-    violations += validate.check_text(
-        "instance.probe.service_name", probe.service_name, MAX_PROBE_SERVICE_NAME
-    )
-    return violations
