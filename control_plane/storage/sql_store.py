@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import functools
 import logging
 import secrets
@@ -31,7 +30,7 @@ from control_plane.models import (
     SubjectStats,
     TaskAttempt,
 )
-from control_plane.storage import codec, sql_bus, sql_workflow
+from control_plane.storage import sql_bus, sql_registry, sql_workflow
 from control_plane.storage.base import Cluster, RegistrySnapshot, StoreStats, WorkflowTx
 from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
@@ -158,31 +157,17 @@ class SqlStore:
         key: bytes = await self._writer.submit(work)
         return key
 
+    # -- Registry: SQL in sql_registry ------------------------------------------------------------
+
     async def registry_commit(
         self, instance: Instance, change_type: ChangeType, *, reason: str, now: float
     ) -> RegistryChange:
         """Store or delete the instance and append its change, at the next revision, in one commit."""
 
         def work(conn: Connection) -> RegistryChange:
-            (revision,) = conn.execute(
-                "UPDATE counters SET value = value + 1 WHERE name = 'registry_revision' RETURNING value"
-            ).fetchone()
-            stored = dataclasses.replace(instance, revision=revision)
-            if change_type is ChangeType.DOWN:
-                conn.execute(
-                    "DELETE FROM registry_instances WHERE service = ? AND instance_id = ?",
-                    (instance.service, instance.instance_id),
-                )
-                conn.execute("DELETE FROM registry_leases WHERE lease_id = ?", (instance.lease_id,))
-            else:
-                conn.execute(codec.UPSERT_INSTANCE.replace("%s", "?"), codec.instance_row(stored))
-            conn.execute(
-                "INSERT INTO registry_changes (revision, type, service, instance, reason, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (revision, change_type.value, instance.service, codec.instance_to_json(stored), reason, now),
-            )
+            change = sql_registry.commit(conn, instance, change_type, reason, now)
             self._note("registry")
-            return RegistryChange(revision, change_type, stored, now, reason)
+            return change
 
         result: RegistryChange = await self._writer.submit(work)
         return result
@@ -196,29 +181,9 @@ class SqlStore:
         """
 
         def work(conn: Connection) -> list[RegistryChange]:
-            (last,) = conn.execute(
-                "UPDATE counters SET value = value + ? WHERE name = 'registry_revision' RETURNING value",
-                (len(instances),),
-            ).fetchone()
-            first = int(last) - len(instances) + 1
-            stored = [dataclasses.replace(i, revision=first + n) for n, i in enumerate(instances)]
-            conn.executemany(
-                "DELETE FROM registry_instances WHERE service = ? AND instance_id = ?",
-                [(i.service, i.instance_id) for i in stored],
-            )
-            conn.executemany(
-                "DELETE FROM registry_leases WHERE lease_id = ?", [(i.lease_id,) for i in stored]
-            )
-            conn.executemany(
-                "INSERT INTO registry_changes (revision, type, service, instance, reason, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (i.revision, ChangeType.DOWN.value, i.service, codec.instance_to_json(i), reason, now)
-                    for i in stored
-                ],
-            )
+            changes = sql_registry.remove(conn, instances, reason, now)
             self._note("registry")
-            return [RegistryChange(i.revision, ChangeType.DOWN, i, now, reason) for i in stored]
+            return changes
 
         if not instances:
             return []
@@ -227,87 +192,27 @@ class SqlStore:
 
     async def registry_load(self, history: int) -> RegistrySnapshot:
         """Every stored instance, the current revision and the last `history` changes."""
-
-        def work(conn: Connection) -> RegistrySnapshot:
-            conn.execute("BEGIN")
-            try:
-                rows = conn.execute(f"SELECT {codec.INSTANCE_COLUMNS} FROM registry_instances").fetchall()
-                (revision,) = conn.execute(
-                    "SELECT value FROM counters WHERE name = 'registry_revision'"
-                ).fetchone()
-                changes = conn.execute(
-                    "SELECT revision, type, instance, reason, time FROM registry_changes "
-                    "ORDER BY revision DESC LIMIT ?",
-                    (history,),
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
-            return RegistrySnapshot(
-                instances=[codec.instance_from_row(r) for r in rows],
-                revision=int(revision),
-                changes=[codec.change_from_row(*c) for c in reversed(changes)],
-            )
-
-        return await self._read(work)
+        return await self._read(lambda c: sql_registry.load(c, history))
 
     async def registry_changes_after(self, revision: int, limit: int) -> list[RegistryChange]:
         """Up to `limit` changes after `revision`, in order (what other replicas committed)."""
-
-        def work(conn: Connection) -> list[RegistryChange]:
-            rows = conn.execute(
-                "SELECT revision, type, instance, reason, time FROM registry_changes "
-                "WHERE revision > ? ORDER BY revision LIMIT ?",
-                (revision, limit),
-            ).fetchall()
-            return [codec.change_from_row(*row) for row in rows]
-
-        return await self._read(work)
+        return await self._read(lambda c: sql_registry.changes_after(c, revision, limit))
 
     async def registry_renew(self, leases: dict[str, float]) -> None:
         """Record lease renewals (lease id -> wall-clock expiry) for the replica that expires leases."""
-        await self._writer.submit(
-            lambda c: c.executemany(
-                "INSERT INTO registry_leases (lease_id, expires_at) VALUES (?, ?) ON CONFLICT (lease_id) "
-                "DO UPDATE SET expires_at = excluded.expires_at WHERE registry_leases.expires_at < excluded.expires_at",
-                list(leases.items()),
-            )
-        )
+        await self._writer.submit(lambda c: sql_registry.renew(c, leases))
 
     async def registry_lease_expiry(self, lease_ids: list[str]) -> dict[str, float]:
         """The latest recorded expiry of each lease that any replica renewed."""
-
-        def work(conn: Connection) -> dict[str, float]:
-            marks = ",".join("?" * len(lease_ids))
-            rows = conn.execute(
-                f"SELECT lease_id, expires_at FROM registry_leases WHERE lease_id IN ({marks})", lease_ids
-            )
-            return {lease: float(at) for lease, at in rows}
-
-        return await self._read(work) if lease_ids else {}
+        return await self._read(lambda c: sql_registry.lease_expiry(c, lease_ids)) if lease_ids else {}
 
     async def registry_revision(self) -> int:
         """The registry's last committed revision, whichever replica committed it."""
-
-        def work(conn: Connection) -> int:
-            (revision,) = conn.execute(
-                "SELECT value FROM counters WHERE name = 'registry_revision'"
-            ).fetchone()
-            return int(revision)
-
-        return await self._read(work)
+        return await self._read(sql_registry.revision)
 
     async def registry_compact(self, keep: int) -> int:
         """Forget all but the last `keep` changes."""
-
-        def work(conn: Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM registry_changes WHERE revision <= "
-                "(SELECT value FROM counters WHERE name = 'registry_revision') - ?",
-                (keep,),
-            )
-            return cursor.rowcount
-
-        dropped: int = await self._writer.submit(work)
+        dropped: int = await self._writer.submit(lambda c: sql_registry.compact(c, keep))
         return dropped
 
     # -- Bus: SQL in sql_bus, run on the writer (group commit) or the reader --------------------
