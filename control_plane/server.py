@@ -85,6 +85,21 @@ class App:
         return f"{self.host}:{self.port}"
 
 
+def connect(registry: Registry, prober: Prober, bus: Bus, workflows: Workflows) -> None:
+    """Subscribe the cores to each other's events: the one place where a core hears another.
+
+    Each core's constructor takes only what it owns; who listens to whom is decided here, after every
+    core is loaded and before any of them runs (or follows another replica).
+    """
+    # The prober starts and stops probes as instances come and go; only the leader probes.
+    registry.listeners.append(prober.on_registry_change)
+    registry.leadership_listeners.append(prober.on_leadership)
+    # A worker whose instance left: its attempts go back to the queue at once, not after a timeout.
+    registry.listeners.append(workflows.on_registry_change)
+    # With replicas, a process that advanced elsewhere wakes its watchers here.
+    bus.log.listeners.append(workflows.on_bus_messages)
+
+
 def split_listen(listen: str, flag: str = "--listen") -> tuple[str, int]:
     """`host:port` (IPv6 in brackets) into its parts; raises ValueError with the reason."""
     host, sep, port = listen.rpartition(":")
@@ -119,6 +134,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         await bus.load()
         workflows = Workflows(store, bus, registry)
         await workflows.load()
+        connect(registry, prober, bus, workflows)
         # Every core has subscribed: follow the other replicas (if any) from here on.
         store.cluster.start()
         stopping = asyncio.Event()

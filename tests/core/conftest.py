@@ -15,6 +15,7 @@ from control_plane.core.bus.bus import Bus
 from control_plane.core.registry import Prober, Registry
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.models import RegistryChange
+from control_plane.server import connect
 from control_plane.settings import BusSettings, RegistrySettings
 from control_plane.storage import Store, open_store
 from tests.core.clock import FakeClock
@@ -85,6 +86,7 @@ async def running_cores(
         await the_bus.load()
         workflows = Workflows(store, the_bus, reg, **timing)
         await workflows.load()
+        connect(reg, prober, the_bus, workflows)
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             for run in (reg.run, prober.run, the_bus.run, workflows.run):

@@ -55,9 +55,6 @@ class Prober:
         self._tasks: asyncio.TaskGroup | None = None
         # Set by the edge for metrics; None costs nothing.
         self.observer: ProbeObserver | None = None
-        registry.listeners.append(self._on_change)
-        # Only the leader probes (replicas would otherwise each probe, and write, every verdict).
-        registry.leadership_listeners.append(self._on_leadership)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Probe every probed instance until `stop` is set."""
@@ -72,7 +69,8 @@ class Prober:
         self._probes.clear()
         self._addresses.clear()
 
-    def _on_change(self, change: RegistryChange) -> None:
+    def on_registry_change(self, change: RegistryChange) -> None:
+        """Start, restart or stop the probe of the instance that changed (the root subscribes this)."""
         instance = change.instance
         if change.type in (ChangeType.UP, ChangeType.UPDATED):
             previous = self._addresses.get(instance.key)
@@ -83,7 +81,11 @@ class Prober:
         elif change.type is ChangeType.DOWN:
             self._stop(instance.key)
 
-    def _on_leadership(self, leader: bool) -> None:
+    def on_leadership(self, leader: bool) -> None:
+        """Probe everything on becoming the leader, nothing on ceasing to be (the root subscribes this).
+
+        Only the leader probes: replicas would otherwise each probe, and write, every verdict.
+        """
         if leader:
             for instance in self._registry.instances():
                 if instance.key not in self._probes:

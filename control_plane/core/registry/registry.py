@@ -83,7 +83,7 @@ class Registry:
         # Instances this replica removed for a reason of its own (lease lapsed, critical too long), by
         # (service, reason): counted where the eviction is decided, so replicas do not count it twice.
         self.evictions: dict[tuple[str, str], int] = {}
-        # Called with each applied change; the prober uses it to start and stop probes.
+        # Called with each applied change; the composition root subscribes the prober and the engine.
         self.listeners: list[Callable[[RegistryChange], None]] = []
         # Called with True/False when this replica wins or loses leadership.
         self.leadership_listeners: list[Callable[[bool], None]] = []

@@ -158,7 +158,6 @@ class Workflows:
         self._background: set[asyncio.Task[Any]] = set()
         self._bus_waits = BusWaits(bus.log, self._offer_message)
         self._compiler = DefinitionCompiler()
-        registry.listeners.append(self._on_registry_change)
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
         # Where replicas share the store, processes by state are read from it (see WorkflowStats).
@@ -167,7 +166,6 @@ class Workflows:
         self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
         if self._cluster.shared:
             self._cluster.subscribe("definitions", self._on_definition)
-            bus.log.listeners.append(self._on_messages)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -242,9 +240,11 @@ class Workflows:
                 if version.version not in {v.version for v in self._versions.get(name, [])}:
                     self._remember(version, definition)  # unless a concurrent reload did meanwhile
 
-    def _on_messages(self, messages: list[StoredMessage]) -> None:
+    def on_bus_messages(self, messages: list[StoredMessage]) -> None:
         """Wake watchers of processes that advanced on another replica (their events reach every replica);
-        forget the timers of processes that ended there."""
+        forget the timers of processes that ended there. The root subscribes this to the Bus's log."""
+        if not self._cluster.shared:
+            return  # alone on the store, every transition is made (and watched) here
         for message in messages:
             process_id = process_of_subject(message.subject)
             if process_id is None:
@@ -809,7 +809,8 @@ class Workflows:
 
         self._spawn(until_recorded())
 
-    def _on_registry_change(self, change: RegistryChange) -> None:
+    def on_registry_change(self, change: RegistryChange) -> None:
+        """Requeue at once the attempts of a worker whose instance left (the root subscribes this)."""
         if change.type is ChangeType.DOWN:
             self.dispatcher.instance_gone(change.instance.service, change.instance.instance_id, change.reason)
 
