@@ -178,6 +178,7 @@ async def test_timestamp_out_of_range_refused(stubs: Stubs, stamp: timestamp_pb2
 
 
 def _token(text: str) -> str:
+    """A page token carrying `text` (the JSON array [listing, *position]), forged by hand."""
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
@@ -188,19 +189,27 @@ async def test_page_token_beyond_64_bits_refused(stubs: Stubs) -> None:
     answers = [
         await refusal(
             wf.GetHistory(
-                workflow_pb2.GetHistoryRequest(process_id=process_id, page_token=_token(str(2**64)))
+                workflow_pb2.GetHistoryRequest(
+                    process_id=process_id, page_token=_token(f'["history",{2**64}]')
+                )
             )
         ),
         await refusal(
             wf.GetHistory(
-                workflow_pb2.GetHistoryRequest(process_id=process_id, page_token=_token(str(2**63)))
+                workflow_pb2.GetHistoryRequest(
+                    process_id=process_id, page_token=_token(f'["history",{2**63}]')
+                )
             )
         ),
-        await refusal(wf.ListProcesses(workflow_pb2.ListProcessesRequest(page_token=_token("1e999|x")))),
-        await refusal(wf.ListProcesses(workflow_pb2.ListProcessesRequest(page_token=_token("nan|x")))),
+        await refusal(
+            wf.ListProcesses(workflow_pb2.ListProcessesRequest(page_token=_token('["processes",1e999,"x"]')))
+        ),
+        await refusal(
+            wf.ListProcesses(workflow_pb2.ListProcessesRequest(page_token=_token('["processes",NaN,"x"]')))
+        ),
     ]
     last_valid = await wf.GetHistory(
-        workflow_pb2.GetHistoryRequest(process_id=process_id, page_token=_token(str(2**63 - 1)))
+        workflow_pb2.GetHistoryRequest(process_id=process_id, page_token=_token(f'["history",{2**63 - 1}]'))
     )
 
     assert [a[:2] for a in answers] == [(grpc.StatusCode.INVALID_ARGUMENT, ["page_token"])] * 4

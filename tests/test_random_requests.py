@@ -114,7 +114,13 @@ async def seed(stubs: Stubs) -> dict[str, list[Any]]:
         "task_token": [token, token[:-2], ""],
         "delivery_id": [delivery_id, delivery_id[:-2]],
         "delivery_ids": [delivery_id],
-        "page_token": [_token("1"), _token(str(2**64)), _token("1e999|x"), "%%%"],
+        "page_token": [
+            _token('["history",1]'),
+            _token(f'["history",{2**64}]'),
+            _token('["processes",1e999,"x"]'),
+            _token('["subjects","orders"]'),
+            "%%%",
+        ],
         "version": ["1.0.0", ">=1,<2", "nonsense"],
         "error_code": ["E", ""],
     }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import json
 import time
@@ -13,6 +11,7 @@ from typing import Any
 
 from control_plane.console.flow import Lane, layout, state_class
 from control_plane.console.render import pretty_json
+from control_plane.core import paging
 from control_plane.core.bus.bus import DLQ_PREFIX, Bus, ConsumerView
 from control_plane.core.registry import Registry
 from control_plane.core.workflow.definition import Definition, StepKind
@@ -165,17 +164,15 @@ def _epoch(text: str) -> float | None:
 
 
 def _token(position: tuple[float, str]) -> str:
-    return base64.urlsafe_b64encode(f"{position[0]!r}|{position[1]}".encode()).decode()
+    # The token ListProcesses hands out for the same position: one scheme for every page.
+    return paging.encode("processes", *position)
 
 
 def _position(token: str) -> tuple[float, str] | None:
     if not token:
         return None
-    try:
-        created, _, process_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        return float(created), process_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument.field("before", "not a position from a previous page") from None
+    created, process_id = paging.decode(token, "processes", float, str, field="before")
+    return float(created), process_id
 
 
 # -- one process ------------------------------------------------------------------------------------

@@ -124,7 +124,9 @@ class BusServicer(bus_pb2_grpc.BusServicer):
         self, request: pb.ListSubjectsRequest, context: Context
     ) -> pb.ListSubjectsResponse:
         subjects = await self._bus.subjects(request.pattern)
-        chunk, token = page(subjects, lambda s: s[0].subject, request.page_size, request.page_token)
+        chunk, token = page(
+            subjects, lambda s: s[0].subject, request.page_size, request.page_token, "subjects"
+        )
         return pb.ListSubjectsResponse(
             subjects=[convert.subject_info(stats, policy) for stats, policy in chunk], next_page_token=token
         )
@@ -134,7 +136,9 @@ class BusServicer(bus_pb2_grpc.BusServicer):
         self, request: pb.ListConsumersRequest, context: Context
     ) -> pb.ListConsumersResponse:
         views = await self._bus.consumers(request.include_ephemeral)
-        chunk, token = page(views, lambda v: v.config.name, request.page_size, request.page_token)
+        chunk, token = page(
+            views, lambda v: v.config.name, request.page_size, request.page_token, "consumers"
+        )
         return pb.ListConsumersResponse(
             consumers=[convert.consumer_info(v) for v in chunk], next_page_token=token
         )

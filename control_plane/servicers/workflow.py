@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import grpc
 
 from control_plane.core.limits import DEFAULT_PAGE, MAX_PAGE
-from control_plane.core.paging import page
+from control_plane.core.paging import decode, encode, page
 from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
 from control_plane.errors import InvalidArgument, Unavailable
@@ -78,6 +75,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             lambda v: f"{v.name}\x00{1_000_000 - v.version:07d}",
             request.page_size,
             request.page_token,
+            "definitions",
         )
         return pb.ListDefinitionsResponse(
             definitions=[convert.definition(v, None, full=False) for v in chunk], next_page_token=token
@@ -112,14 +110,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                 enum_value(f"states[{n}]", convert.STATE_FROM_WIRE, s) for n, s in enumerate(request.states)
             ],
             business_key=request.business_key,
-            before=_position(request.page_token),
+            before=_position(request.page_token) if request.page_token else None,
             limit=size + 1,
         )
         token = ""
         if len(records) > size:
             records = records[:size]
             last = records[-1]
-            token = base64.urlsafe_b64encode(f"{last.created_at!r}|{last.id}".encode()).decode()
+            token = encode("processes", last.created_at, last.id)
         return pb.ListProcessesResponse(
             processes=[self._process(r, details=request.include_details) for r in records],
             next_page_token=token,
@@ -181,12 +179,12 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             raise InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE}")
         after = request.after_sequence
         if request.page_token:
-            after = _int_token(request.page_token)
+            (after,) = decode(request.page_token, "history", int)
         events = await self._workflows.history(request.process_id, after, size + 1)
         token = ""
         if len(events) > size:  # one more read than asked: no token when no more events exist yet
             events = events[:size]
-            token = base64.urlsafe_b64encode(str(events[-1].sequence).encode()).decode()
+            token = encode("history", events[-1].sequence)
         return pb.GetHistoryResponse(events=[convert.event(e) for e in events], next_page_token=token)
 
     # -- workers --------------------------------------------------------------------------------
@@ -315,29 +313,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         return response
 
 
-# Page tokens are opaque to clients but readable to anyone: what they decode to is checked like input.
-_NOT_A_TOKEN = "not a token from a previous page"
-_SEQUENCE_MAX = 2**63 - 1  # sequences are stored as signed 64-bit integers
-
-
-def _position(token: str) -> tuple[float, str] | None:
-    if not token:
-        return None
-    try:
-        created, _, process_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        position = float(created), process_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument.field("page_token", _NOT_A_TOKEN) from None
-    if not math.isfinite(position[0]):
-        raise InvalidArgument.field("page_token", _NOT_A_TOKEN)
-    return position
-
-
-def _int_token(token: str) -> int:
-    try:
-        sequence = int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument.field("page_token", _NOT_A_TOKEN) from None
-    if not 0 <= sequence <= _SEQUENCE_MAX:
-        raise InvalidArgument.field("page_token", _NOT_A_TOKEN)
-    return sequence
+def _position(token: str) -> tuple[float, str]:
+    """Where a ListProcesses token resumes: after the process created at that time with that id."""
+    created, process_id = decode(token, "processes", float, str)
+    return float(created), process_id
