@@ -22,6 +22,7 @@ from control_plane.servicers.errors import translate_errors
 from control_plane.servicers.reports import EventBatch, ReportStream, Tally
 from control_plane.servicers.scopes import OPEN, Scopes
 from control_plane.servicers.streams import until_stopped
+from control_plane.servicers.structs import to_dict
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2_grpc
 
@@ -88,7 +89,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self, request: pb.StartProcessRequest, context: Context
     ) -> pb.StartProcessResponse:
         record, existed = await self._workflows.start(
-            request.definition, request.version, convert.plain(request.input), request.business_key
+            request.definition, request.version, to_dict(request.input), request.business_key
         )
         return pb.StartProcessResponse(process=self._process(record), already_existed=existed)
 
@@ -161,7 +162,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self, request: pb.SignalProcessRequest, context: Context
     ) -> pb.SignalProcessResponse:
         buffered, duplicate = await self._workflows.signal(
-            request.process_id, request.name, convert.plain(request.payload), request.signal_id
+            request.process_id, request.name, to_dict(request.payload), request.signal_id
         )
         return pb.SignalProcessResponse(buffered=buffered, duplicate=duplicate)
 
@@ -255,7 +256,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             case "completed":
                 outbox = [bus_convert.outgoing(m) for m in event.completed.outbox]
                 return await self._workflows.complete(
-                    event.task_token, convert.plain(event.completed.output), outbox
+                    event.task_token, to_dict(event.completed.output), outbox
                 )
             case "failed":
                 failed = event.failed
@@ -264,13 +265,11 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                     failed.error_code,
                     failed.message,
                     non_retryable=failed.non_retryable,
-                    details=convert.plain(failed.details) if failed.HasField("details") else None,
+                    details=to_dict(failed.details) if failed.HasField("details") else None,
                 )
                 return report.outcome
             case "heartbeat":
-                details = (
-                    convert.plain(event.heartbeat.details) if event.heartbeat.HasField("details") else None
-                )
+                details = to_dict(event.heartbeat.details) if event.heartbeat.HasField("details") else None
                 return await self._workflows.heartbeat(event.task_token, details)
             case "started":
                 return await self._workflows.started(event.task_token)
@@ -286,7 +285,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self._check_token(context, request.task_token)
         outcome = await self._workflows.complete(
             request.task_token,
-            convert.plain(request.output),
+            to_dict(request.output),
             [bus_convert.outgoing(m) for m in request.outbox],
         )
         return pb.CompleteTaskResponse(
@@ -301,7 +300,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             request.error_code,
             request.message,
             non_retryable=request.non_retryable,
-            details=convert.plain(request.details) if request.HasField("details") else None,
+            details=to_dict(request.details) if request.HasField("details") else None,
         )
         response = pb.FailTaskResponse(
             result=convert.result(report.outcome),

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from google.protobuf import struct_pb2
 
 from control_plane.core.workflow.definition import Definition, StepKind
 from control_plane.core.workflow.workflows import ReportOutcome
@@ -19,6 +16,7 @@ from control_plane.models import (
     TaskAttempt,
 )
 from control_plane.servicers.convert import duration, timestamp
+from control_plane.servicers.structs import fill, to_struct
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 _STATE = {s: pb.ProcessState.Value(f"PROCESS_STATE_{s.name}") for s in ProcessState}
@@ -45,43 +43,6 @@ _CANCEL_REASON = {
 }
 
 
-def plain(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python values, faithfully: the core decides what is acceptable JSON.
-
-    Unlike json_format.MessageToDict this never raises: a NaN or an infinity (which a Struct can
-    carry and JSON cannot) reaches the core's validation, which refuses it naming its path.
-    """
-    return {key: _plain_value(value) for key, value in struct.fields.items()}
-
-
-def _plain_value(value: struct_pb2.Value) -> Any:
-    # Recursion is bounded: the parser refuses anything nested deeper than 100 message levels.
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return plain(value.struct_value)
-    if kind == "list_value":
-        return [_plain_value(item) for item in value.list_value.values]
-    if kind == "number_value":
-        return value.number_value
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    return None
-
-
-def to_struct(value: Any) -> struct_pb2.Struct:
-    """JSON values as a Struct (a non-object is wrapped as {"value": ...})."""
-    message = struct_pb2.Struct()
-    if value is None:
-        return message
-    if not isinstance(value, dict):
-        value = {"value": value}
-    # Round-trip through JSON: CEL results and stored records may hold tuples or other JSON-able types.
-    message.update(json.loads(json.dumps(value, default=str)))
-    return message
-
-
 def result(outcome: ReportOutcome) -> pb.ReportResult.ValueType:
     """The wire form of a report outcome."""
     return _RESULT[outcome]
@@ -104,9 +65,8 @@ def definition(version: DefinitionVersion, parsed: Definition | None, *, full: b
     if full:
         message.source = version.source
         if parsed is not None:
-            # The spec holds only JSON values (checked when it was registered): no round trip through
-            # json text, whose single C calls hold the GIL for tens of milliseconds on a large spec.
-            message.spec.update(parsed.spec)
+            # The spec holds only JSON values (checked when it was registered): filled in place.
+            fill(message.spec, parsed.spec)
     return message
 
 
