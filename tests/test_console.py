@@ -9,7 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.json_format import MessageToDict
 
+from control_plane.models.bus import StoredMessage
 from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
@@ -242,11 +243,25 @@ async def test_the_process_stream_patches_the_page_after_each_transition(client:
     assert ended[0] == "end"  # the process is over: the page stops listening
 
 
+class RemovalSignalling(list[Callable[[list[StoredMessage]], None]]):
+    """The Bus log's listener list, telling the test when the console's stream takes its listener off."""
+
+    def __init__(self, items: list[Callable[[list[StoredMessage]], None]]) -> None:
+        super().__init__(items)
+        self.removed = asyncio.Event()
+
+    def remove(self, listener: Callable[[list[StoredMessage]], None]) -> None:
+        super().remove(listener)
+        self.removed.set()
+
+
 async def test_the_processes_stream_shows_a_state_change_and_then_listens_no_more(
     server: App, client: Client, url: str
 ) -> None:
     [process] = await start_waiters(client, "A-17")
-    listeners = len(server.bus.log.listeners)
+    watched = RemovalSignalling(server.bus.log.listeners)
+    server.bus.log.listeners = watched
+    listeners = len(watched)
 
     async with console_session(url) as browser:
         async with browser.events("/live/processes?definition=waiter") as events:
@@ -258,10 +273,9 @@ async def test_the_processes_stream_shows_a_state_change_and_then_listens_no_mor
         assert process.id in rows
         # The stream notices the closed connection at its next write; make one happen.
         await client.workflow.start("waiter", {"n": 9}, business_key="A-18")
-        async with asyncio.timeout(10):
-            # Nothing to await: the handler's `finally` runs once its write to the closed socket fails.
-            while len(server.bus.log.listeners) != listeners:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        # The handler's `finally` removes its listener once its write to the closed socket fails.
+        await asyncio.wait_for(watched.removed.wait(), timeout=10)
+        assert len(watched) == listeners
 
 
 async def test_an_instance_going_down_leaves_the_registry_stream_with_its_reason(

@@ -222,7 +222,8 @@ async def test_group_commit_queue_is_bounded(tmp_path: Path) -> None:
         first = asyncio.ensure_future(writer.submit(blocked))
         await asyncio.to_thread(blocked.entered.wait, 10)
         internal = [asyncio.ensure_future(writer.submit(lambda c: None)) for _ in range(30)]
-        await asyncio.sleep(0)  # one loop pass: each submitter queues its work or starts waiting for room
+        # One loop pass, not time: each submitter runs to its first suspension, queued or waiting for room.
+        await asyncio.sleep(0)  # waits-on-purpose
 
         assert writer._queue.qsize() == 7  # the blocked write is one of the 8; 23 wait outside the queue
         assert writer.pending == 8
