@@ -22,6 +22,7 @@ from control_plane.core.workflow.durations import format_duration, parse_duratio
 from control_plane.errors import ControlPlaneError
 from control_plane.limits import MIB
 from control_plane.logs import configure as configure_logs
+from control_plane.observability import tracing
 from control_plane.sdk import Client
 from control_plane.settings import (
     DEFAULT_DATA_DIR,
@@ -472,7 +473,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             # The store's writer thread hands every commit back to the event loop; with the default 5 ms
             # GIL switch interval that hand-off alone could add milliseconds to a publish under load.
             sys.setswitchinterval(0.0005)
-            asyncio.run(serve_until_signalled(settings_from_args(args)))
+            settings = settings_from_args(args)
+            # Off unless the OTEL_* variables ask for traces (docs/observability.md).
+            if tracing.configure("mgmt"):
+                logger.info("tracing on: spans exported as the OTEL_* variables say")
+            try:
+                asyncio.run(serve_until_signalled(settings))
+            finally:
+                tracing.shutdown()
         elif args.verb == "demo":
             from control_plane.demo import run_demo
 

@@ -25,6 +25,7 @@ from control_plane.sdk._client import Client, Pinned
 from control_plane.sdk._endpoints import Endpoint
 from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
 from control_plane.sdk._reports import Reports
+from control_plane.sdk._tracing import task_span
 from control_plane.sdk._workflow import plain, struct
 from hms.mgmt.v1 import registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
@@ -346,7 +347,8 @@ class Worker:
         try:
             if handler is None:
                 raise TaskFailure("NO_HANDLER", f"no handler for {task.task_type!r}", non_retryable=True)
-            output = await handler(context)
+            with task_span(task, self.service):
+                output = await handler(context)
             completed = pb.TaskCompleted(output=struct(dict(output or {})))
             self._reports.send(pb.TaskEvent(task_token=task.task_token, completed=completed))
         except TaskFailure as failure:

@@ -20,6 +20,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from control_plane.graph import mermaid, step_class
+from control_plane.observability import tracing
 from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
@@ -330,11 +331,16 @@ def main() -> None:
     """`python -m services.permit.demo`: run the demo, exit 1 if it did not end as expected."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rate = failure_rate_from_env(os.environ)
+    # Off unless the OTEL_* variables ask for traces; then the control plane and the Python services
+    # of this process, and the Node service it starts, all send spans (docs/observability.md).
+    tracing.configure("permit-demo")
     try:
         asyncio.run(run_demo(lambda line: print(line, flush=True), failure_rate=rate))
     except RuntimeError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":
