@@ -119,6 +119,7 @@ async def run_demo(
     node: bool = True,
     http_listen: str | None = None,
     observe: Observe | None = None,
+    faults: Faults | None = None,
 ) -> DemoResult:
     """Run the permit scenario end to end and stop cleanly; raises if any application ends unexpectedly.
 
@@ -128,9 +129,10 @@ async def run_demo(
         node: Run the Node.js NotificationService when it is installed (else the Python one).
         http_listen: Where the control plane serves /metrics (none when None).
         observe: Watches the control plane while the applications run (a Prometheus server, in a test).
+        faults: The failures to inject into the Python services' attempts (instead of `failure_rate`).
     """
     result = DemoResult()
-    faults = Faults(failure_rate)
+    faults = faults or Faults(failure_rate)
     with tempfile.TemporaryDirectory(prefix="permit-demo-") as data_dir:
         settings = Settings(listen="127.0.0.1:0", data_dir=Path(data_dir), http_listen=http_listen)
         async with running(settings) as app, Client(app.address) as client, AsyncExitStack() as stack:

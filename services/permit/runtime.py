@@ -37,14 +37,19 @@ def failure_rate_from_env(environ: Mapping[str, str]) -> float:
 
 @dataclass(slots=True)
 class Faults:
-    """Fails a share of task attempts with a retryable TRANSIENT error, to show retries."""
+    """Fails a share of task attempts with a retryable TRANSIENT error, to show retries.
+
+    `first_attempts` fails every first attempt instead: each task is retried exactly once, which a
+    test can count on (a random share may retry nothing, or exhaust a step's attempts).
+    """
 
     rate: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
+    first_attempts: bool = False
 
     def check(self, task: TaskContext) -> None:
-        """Raise a retryable TaskFailure for `rate` of the attempts."""
-        if self.rate and self.rng.random() < self.rate:
+        """Raise a retryable TaskFailure for `rate` of the attempts (or every first one)."""
+        if (self.first_attempts and task.attempt == 1) or (self.rate and self.rng.random() < self.rate):
             logger.info("injecting a transient failure into %s attempt %d", task.task_type, task.attempt)
             raise TaskFailure("TRANSIENT", f"injected failure in {task.task_type} (attempt {task.attempt})")
 
