@@ -17,6 +17,7 @@ import pytest
 
 from control_plane.observability.tracing import wanted
 from control_plane.sdk import Client
+from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2_grpc
 from services.permit.demo import node_installed
@@ -193,3 +194,33 @@ async def test_a_process_across_a_restart_is_still_one_trace_continuing_its_call
         assert _parent(index, step) == process
     wait = next(s for s in mine if s.name == "step wait")
     assert wait.start_ns < start.end_ns + 10**9 and wait.end_ns > wait.start_ns
+
+
+async def test_bus_messages_carry_the_publishers_trace_and_deliveries_link_to_it(
+    server_process: Callable[..., Awaitable[ServerProcess]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with otlp_receiver() as receiver:
+        for key, value in otel_env(receiver).items():
+            monkeypatch.setenv(key, value)
+        server = await server_process()
+        async with Client(server.address) as client:
+            bus = bus_pb2_grpc.BusStub(client.channel)
+            subscription = bus.Subscribe(bus_pb2.SubscribeRequest(pattern="orders.>"))
+            assert (await subscription.read()).HasField("ready")
+            await bus.Publish(
+                bus_pb2.PublishRequest(message=bus_pb2.BusMessage(subject="orders.created", data=b"{}")),
+                metadata=(("traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"),),
+            )
+            frame = await asyncio.wait_for(subscription.read(), 10)
+            subscription.cancel()
+        header = frame.deliveries[0].message.headers["traceparent"]
+        assert await server.stop() == 0
+        spans = list(receiver.spans)
+
+    publish = next(s for s in spans if s.name == "hms.mgmt.v1.Bus/Publish")
+    assert (publish.trace_id, publish.parent_span_id) == (CALLER_TRACE, CALLER_SPAN)
+    # The message carries the publishing call's span; the delivery links to it (a link, not a parent).
+    assert header == f"00-{CALLER_TRACE}-{publish.span_id}-01"
+    delivered = [s for s in spans if s.name == "deliver orders.>"]
+    assert [s.links for s in delivered] == [((CALLER_TRACE, publish.span_id),)]
+    assert delivered[0].trace_id != CALLER_TRACE
