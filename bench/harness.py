@@ -36,12 +36,19 @@ class ChildProcess:
     """
 
     def __init__(
-        self, name: str, argv: Sequence[str], ready: re.Pattern[str], *, stdout: bool = False
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready: re.Pattern[str],
+        *,
+        stdout: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self._argv = list(argv)
         self._ready = ready
         self._want_stdout = stdout
+        self._env = dict(env or {})
         self._process: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
@@ -60,7 +67,7 @@ class ChildProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE if self._want_stdout else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self._env, "PYTHONUNBUFFERED": "1"},
         )
         stderr = self._process.stderr
         assert stderr is not None
@@ -131,10 +138,16 @@ class ChildProcess:
 
 @asynccontextmanager
 async def child(
-    name: str, argv: Sequence[str], ready: re.Pattern[str], *, stdout: bool = False
+    name: str,
+    argv: Sequence[str],
+    ready: re.Pattern[str],
+    *,
+    stdout: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[tuple[ChildProcess, re.Match[str]]]:
-    """A started child and its readiness match; stopped (killed if need be) when the block exits."""
-    process = ChildProcess(name, argv, ready, stdout=stdout)
+    """A started child (with `env` added to this process's environment) and its readiness match;
+    stopped (killed if need be) when the block exits."""
+    process = ChildProcess(name, argv, ready, stdout=stdout, env=env)
     try:
         match = await process.start()
         yield process, match

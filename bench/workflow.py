@@ -22,6 +22,16 @@ The definition `bench5`: five sequential steps `s1`..`s5`, each `task: {service:
   started with `--metrics off` (no gRPC interceptor, no histogram observations; the cores' plain
   counters remain). `workflow.steps_per_s_100_metrics_on_vs_off` divides the default run (metrics
   on, nothing scraping) by it: what metrics cost a step. Target >= 0.95.
+  "Metrics off" means `--metrics off`: the HTTP listener stays up (it serves /healthz), but no
+  Prometheus registry, no gRPC metrics interceptor and no histograms exist.
+- `workflow.steps_per_s_100_traced`: the 100-in-flight loop on a fresh control plane (metrics on,
+  as by default) tracing every span: OTEL_TRACES_EXPORTER=otlp, OTEL_TRACES_SAMPLER=always_on,
+  exported over OTLP/gRPC by the SDK's batch processor to a local receiver in this process
+  (bench/otlp_sink.py: the collector's TraceService, decoding and counting each export). The
+  control plane makes a server span per RPC and, per step, a step span and an attempt span (plus
+  the process span and its StartProcess span). The workers are not traced (their own spans would
+  cost the worker process, not the control plane). `workflow.steps_per_s_100_traced_vs_off`
+  divides it by `workflow.steps_per_s_100_metrics_off`. Target >= 0.8.
 - `workflow.step_p50_ms_100`, `workflow.step_p99_ms_100`: step-to-step latency at 100 in flight:
   the time between the arrivals, at the subscriber (`time.monotonic()` when its frame is read), of
   consecutive `step_completed` messages of one process (s1->s2, ..., s4->s5: 4 samples per process),
@@ -48,7 +58,7 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +68,7 @@ from bench.baseline import UNARY_ECHO
 from bench.bus_clients import open_subscription
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
 from bench.harness import Rate, child, closed_loop_rate, percentile, python_module
+from bench.otlp_sink import otlp_sink
 from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -78,6 +89,7 @@ STEPS_TARGET = Target(2000, at_least=True)
 STEP_P99_TARGET_MS = Target(10.0, at_least=False)
 RSS_TARGET_MB = Target(300, at_least=False)
 METRICS_COST_TARGET = Target(0.95, at_least=True)
+TRACING_COST_TARGET = Target(0.8, at_least=True)
 # A process of five no-op steps that has not ended by then is stuck, not slow.
 _PROCESS_TIMEOUT_S = 30.0
 _PLANE_READY = re.compile(r"mgmt listening on (\S+)")
@@ -186,8 +198,11 @@ class Plane:
 
 
 @contextlib.asynccontextmanager
-async def control_plane(*, metrics: bool = True) -> AsyncIterator[Plane]:
-    """A control plane child with a fresh data directory, on a port of its choosing."""
+async def control_plane(
+    *, metrics: bool = True, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Plane]:
+    """A control plane child with a fresh data directory, on a port of its choosing (`env` added to its
+    environment: the OTEL_* variables of a traced run)."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-wf-") as data_dir:
         argv = python_module(
             "control_plane",
@@ -201,7 +216,7 @@ async def control_plane(*, metrics: bool = True) -> AsyncIterator[Plane]:
             "--metrics",
             "on" if metrics else "off",
         )
-        async with child("control plane", argv, _PLANE_READY) as (process, ready):
+        async with child("control plane", argv, _PLANE_READY, env=env) as (process, ready):
             yield Plane(ready.group(1), process.pid, Path(data_dir))
 
 
@@ -251,10 +266,30 @@ def log_phase(label: str, phase: Phase) -> None:
     )
 
 
-async def step_phases(load: Load, in_flight: tuple[int, ...], *, metrics: bool = True) -> list[Phase]:
-    """A closed loop at each of `in_flight` processes in flight, on one control plane with one worker process."""
+async def step_phases(
+    load: Load, in_flight: tuple[int, ...], *, metrics: bool = True, traced: bool = False
+) -> list[Phase]:
+    """A closed loop at each of `in_flight` processes in flight, on one control plane with one worker process
+    (with `traced`, the control plane sends every span to a local OTLP receiver)."""
+    async with contextlib.AsyncExitStack() as stack:
+        env: dict[str, str] = {}
+        if traced:
+            sink = await stack.enter_async_context(otlp_sink())
+            env = sink.environment()
+        phases = await _step_phases(load, in_flight, metrics=metrics, env=env, traced=traced)
+        if traced:
+            logger.info("traced: the OTLP receiver got %d spans", sink.spans)
+    return phases
+
+
+async def _step_phases(
+    load: Load, in_flight: tuple[int, ...], *, metrics: bool, env: Mapping[str, str], traced: bool
+) -> list[Phase]:
     phases: list[Phase] = []
-    async with control_plane(metrics=metrics) as plane, grpc.aio.insecure_channel(plane.address) as channel:
+    async with (
+        control_plane(metrics=metrics, env=env) as plane,
+        grpc.aio.insecure_channel(plane.address) as channel,
+    ):
         stub = workflow_pb2_grpc.WorkflowStub(channel)
         await stub.RegisterDefinition(workflow_pb2.RegisterDefinitionRequest(source=FIVE_STEPS))
         workers_argv = python_module(
@@ -277,7 +312,11 @@ async def step_phases(load: Load, in_flight: tuple[int, ...], *, metrics: bool =
                 async with asyncio.TaskGroup() as tasks:
                     following = tasks.create_task(tracker.follow(responses))
                     for count in in_flight:
-                        label = f"{count} in flight" + ("" if metrics else ", metrics off")
+                        label = (
+                            f"{count} in flight"
+                            + ("" if metrics else ", metrics off")
+                            + (", traced" if traced else "")
+                        )
                         logger.info("%s: %g s after %g s warm-up", label, load.duration_s, load.warmup_s)
                         phase = await closed_loop(
                             stub, tracker, dataclasses.replace(load, in_flight=count), pids
@@ -350,6 +389,7 @@ async def run(context: RunContext) -> GroupResult:
     load = context.load
     one, many = await step_phases(load, (1, MANY))
     (many_off,) = await step_phases(load, (MANY,), metrics=False)
+    (many_traced,) = await step_phases(load, (MANY,), traced=True)
     step_ms = [i.arrival_ms for i in many.intervals]
     logger.info(
         "waiting: %d processes of %s, %d StartProcess in flight", WAITING, WAIT_DEFINITION, START_IN_FLIGHT
@@ -366,6 +406,13 @@ async def run(context: RunContext) -> GroupResult:
             "ratio",
             METRICS_COST_TARGET,
         ),
+        Figure(f"workflow.steps_per_s_{MANY}_traced", many_traced.steps_per_s, "steps/s"),
+        Figure(
+            f"workflow.steps_per_s_{MANY}_traced_vs_off",
+            many_traced.steps_per_s / many_off.steps_per_s,
+            "ratio",
+            TRACING_COST_TARGET,
+        ),
         Figure(f"workflow.step_p50_ms_{MANY}", percentile(step_ms, 50), "ms"),
         Figure(f"workflow.step_p99_ms_{MANY}", percentile(step_ms, 99), "ms", STEP_P99_TARGET_MS),
         Figure(f"workflow.rss_mb_{WAITING // 1000}k_waiting", rss, "MB", RSS_TARGET_MB),
@@ -374,7 +421,8 @@ async def run(context: RunContext) -> GroupResult:
         f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (CompleteTask per task, "
         f"max in flight {WORKER_MAX_IN_FLIGHT}) in a child process; {STEPS}-step no-op definition, "
         f"closed loop at 1 and {MANY} processes in flight, ends seen on one Bus subscription; "
-        f"{MANY} in flight again on a fresh plane with --metrics off; "
+        f"{MANY} in flight again on a fresh plane with --metrics off, and on one tracing every span "
+        f"to a local OTLP receiver; "
         f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up; step-to-step = gap between arrivals of "
         f"consecutive step_completed events; RSS = VmHWM after {WAITING:,} processes waiting on a signal "
         f"(fresh plane, {START_IN_FLIGHT} starts in flight)"

@@ -206,12 +206,14 @@ async def test_bus_messages_carry_the_publishers_trace_and_deliveries_link_to_it
         async with Client(server.address) as client:
             bus = bus_pb2_grpc.BusStub(client.channel)
             subscription = bus.Subscribe(bus_pb2.SubscribeRequest(pattern="orders.>"))
-            assert (await subscription.read()).HasField("ready")
+            ready = await subscription.read()
+            assert isinstance(ready, bus_pb2.SubscribeResponse) and ready.HasField("ready")
             await bus.Publish(
                 bus_pb2.PublishRequest(message=bus_pb2.BusMessage(subject="orders.created", data=b"{}")),
                 metadata=(("traceparent", f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"),),
             )
             frame = await asyncio.wait_for(subscription.read(), 10)
+            assert isinstance(frame, bus_pb2.SubscribeResponse)
             subscription.cancel()
         header = frame.deliveries[0].message.headers["traceparent"]
         assert await server.stop() == 0
