@@ -196,6 +196,27 @@ async def test_a_process_across_a_restart_is_still_one_trace_continuing_its_call
     assert wait.start_ns < start.end_ns + 10**9 and wait.end_ns > wait.start_ns
 
 
+async def test_a_cancelled_process_ends_the_spans_of_the_steps_it_stopped(
+    server_process: Callable[..., Awaitable[ServerProcess]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with otlp_receiver() as receiver:
+        for key, value in otel_env(receiver).items():
+            monkeypatch.setenv(key, value)
+        server = await server_process()
+        async with Client(server.address) as client:
+            await client.workflow.apply(WAITING)
+            process = await client.workflow.start("traced_waiting", {})
+            await client.workflow.cancel(process.id, "changed my mind")
+        assert await server.stop() == 0
+        spans = list(receiver.spans)
+
+    mine = {s.name: s for s in _of_process(spans, process.id)}
+    assert mine["process traced_waiting"].attributes["mgmt.state"] == "cancelled"
+    assert mine["step wait"].attributes["mgmt.cancelled"] is True
+    assert mine["step wait"].parent_span_id == mine["process traced_waiting"].span_id
+    assert "step nap" not in mine
+
+
 async def test_bus_messages_carry_the_publishers_trace_and_deliveries_link_to_it(
     server_process: Callable[..., Awaitable[ServerProcess]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

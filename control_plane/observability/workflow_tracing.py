@@ -164,6 +164,7 @@ class WorkflowSpans:
                 },
             )
         elif kind in _ENDS:
+            self._cancelled_steps(record, root, event)
             self._emit(
                 f"process {record.definition}",
                 root,
@@ -182,6 +183,36 @@ class WorkflowSpans:
                 root_parent=True,
             )
             self._forget(pid)
+
+    def _cancelled_steps(self, record: ProcessRecord, root: SpanContext, event: HistoryEvent) -> None:
+        """The steps the process's end stopped (cancelled, or a parallel sibling failed): their spans, and
+        their attempts' (the task was withdrawn), end with it."""
+        pid = record.id
+        for run in record.steps.values():
+            if run.state is not StepState.CANCELLED or not run.started_at:
+                continue
+            ids = {**self._ids(record, run.step_id), "mgmt.cancelled": True}
+            begun = self._begun.get(pid, {})
+            if run.attempts and (run.step_id, run.attempts, False) in begun:
+                self._emit(
+                    f"task {run.step_id}",
+                    root,
+                    attempt_span(pid, run.step_id, run.attempts, False),
+                    step_span(pid, run.step_id),
+                    begun[(run.step_id, run.attempts, False)],
+                    run.ended_at or event.time,
+                    {**ids, "mgmt.attempt": run.attempts, "mgmt.retry": run.attempts > 1},
+                    kind=SpanKind.PRODUCER,
+                )
+            self._emit(
+                f"step {run.step_id}",
+                root,
+                step_span(pid, run.step_id),
+                process_span(pid),
+                run.started_at,
+                run.ended_at or event.time,
+                {**ids, "mgmt.attempts": run.attempts},
+            )
 
     def _is_compensation(self, record: ProcessRecord, step: str, attempt: int) -> bool:
         begun = self._begun.get(record.id, {})
