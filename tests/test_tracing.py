@@ -17,9 +17,8 @@ import pytest
 
 from control_plane.observability.tracing import wanted
 from control_plane.sdk import Client
-from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc
+from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, workflow_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms.mgmt.v1 import workflow_pb2_grpc
 from services.permit.demo import node_installed
 from tests.conftest import ServerProcess
 from tests.otlp_support import ReceivedSpan, otel_env, otlp_receiver
@@ -138,7 +137,8 @@ async def test_the_permit_scenario_is_one_trace_per_process_across_every_service
     # The approved one received the inspector's signal while waiting.
     approved = next(s for s in processes if s.attributes["mgmt.state"] == "completed")
     assert any(
-        s.name == "signal inspection_result" for s in _of_process(spans, approved.attributes["mgmt.process_id"])
+        s.name == "signal inspection_result"
+        for s in _of_process(spans, approved.attributes["mgmt.process_id"])
     )
 
 
@@ -194,6 +194,55 @@ async def test_a_process_across_a_restart_is_still_one_trace_continuing_its_call
         assert _parent(index, step) == process
     wait = next(s for s in mine if s.name == "step wait")
     assert wait.start_ns < start.end_ns + 10**9 and wait.end_ns > wait.start_ns
+
+
+# An application that traces: its SDK calls carry its current span as traceparent metadata.
+CALLER_CHILD = """
+import asyncio, sys
+from opentelemetry import trace
+from control_plane.observability import tracing
+from control_plane.sdk import Client
+
+assert tracing.configure("caller")
+
+async def main() -> None:
+    with trace.get_tracer("caller").start_as_current_span("caller") as span:
+        async with Client(sys.argv[1]) as client:
+            await client.workflow.apply(sys.argv[2])
+            process = await client.workflow.start("traced_waiting", {})
+    context = span.get_span_context()
+    print(process.id, format(context.trace_id, "032x"), format(context.span_id, "016x"))
+
+try:
+    asyncio.run(main())
+finally:
+    tracing.shutdown()
+"""
+
+
+async def test_the_python_sdk_sends_the_callers_span_with_its_calls(
+    server_process: Callable[..., Awaitable[ServerProcess]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with otlp_receiver() as receiver:
+        for key, value in otel_env(receiver).items():
+            monkeypatch.setenv(key, value)
+        server = await server_process()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", CALLER_CHILD, server.address, WAITING, stdout=asyncio.subprocess.PIPE
+        )
+        async with asyncio.timeout(60):
+            output, _ = await child.communicate()
+        assert child.returncode == 0
+        process_id, trace_id, span_id = output.decode().split()
+        await receiver.wait_for(lambda spans: any(s.name == START for s in spans))
+        assert await server.stop() == 0
+        spans = list(receiver.spans)
+
+    start = next(s for s in spans if s.name == START)
+    assert (start.trace_id, start.parent_span_id) == (trace_id, span_id)
+    caller = next(s for s in spans if s.name == "caller")
+    assert (caller.service, caller.trace_id, caller.span_id) == ("caller", trace_id, span_id)
+    assert {s.trace_id for s in _of_process(spans, process_id)} <= {trace_id}
 
 
 async def test_a_cancelled_process_ends_the_spans_of_the_steps_it_stopped(

@@ -17,6 +17,7 @@ import grpc
 
 from control_plane.limits import MAX_RPC_MESSAGE_BYTES
 from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
+from control_plane.sdk._tracing import client_interceptors
 from hms.mgmt.v1 import bus_pb2_grpc, registry_pb2_grpc, workflow_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -71,9 +72,15 @@ class Endpoint:
 
 def connect(address: str, credentials: grpc.ChannelCredentials | None) -> Endpoint:
     """An endpoint whose channel connects on first use."""
+    interceptors = client_interceptors()  # traceparent metadata, when the application traces
     if credentials is None:
-        return Endpoint(address, grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS))
-    return Endpoint(address, grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS))
+        return Endpoint(
+            address, grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS, interceptors=interceptors)
+        )
+    return Endpoint(
+        address,
+        grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors),
+    )
 
 
 class Endpoints:
