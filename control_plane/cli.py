@@ -22,7 +22,6 @@ from control_plane.core.workflow.durations import format_duration, parse_duratio
 from control_plane.errors import ControlPlaneError
 from control_plane.limits import MIB
 from control_plane.logs import configure as configure_logs
-from control_plane.sdk import Client
 from control_plane.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HTTP_LISTEN,
@@ -31,6 +30,7 @@ from control_plane.settings import (
     Settings,
 )
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
+from hms_mgmt import Client
 
 logger = logging.getLogger("control_plane")
 

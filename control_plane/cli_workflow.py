@@ -16,8 +16,8 @@ from google.protobuf.message import Message
 
 from control_plane.errors import InvalidArgument
 from control_plane.graph import mermaid, step_class
-from control_plane.sdk import Client
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from tests.console_support import WAITER, console_session, dead_letter, write_tokens
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from services.permit.demo import APPLICATIONS, DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService

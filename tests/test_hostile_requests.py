@@ -14,10 +14,10 @@ from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.parser import parse_definition
 from control_plane.errors import InvalidArgument
 from control_plane.models import StoredMessage
-from control_plane.sdk import Client
 from control_plane.server import App
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from tests.latency import STALL_BOUND_S, Probe, keep_alive_stream, least_stalled, lookups
 from tests.workflow_support import finish
 

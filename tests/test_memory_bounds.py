@@ -21,12 +21,12 @@ from control_plane.core.workflow.machine import (
 )
 from control_plane.errors import InvalidArgument, ResourceExhausted
 from control_plane.models import TaskAttempt
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage.connection import Connection
 from control_plane.storage.writer import Writer
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 
 WAITING = """
 name: waiting

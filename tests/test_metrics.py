@@ -14,11 +14,11 @@ import pytest
 from control_plane.core.bus.stats import MAX_TOKENS, OTHER, BusStats
 from control_plane.errors import Unavailable
 from control_plane.models import StoredMessage
-from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, TaskFailure, Worker
 from tests.metrics_support import sample, scrape, series
 from tests.test_probing import NOT_SERVING, SERVING, Instance, fast_probe
 from tests.workflow_support import Services, finish

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from control_plane.sdk import Client
 from control_plane.server import App
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as reg_pb
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from tests.workflow_support import RefusingStore
 
 NODE = shutil.which("node")

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from control_plane.errors import InvalidArgument, NotFound, OutOfRange
-from control_plane.sdk import Client, WatchStream
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
+from hms_mgmt import Client, WatchStream
 from tests.conftest import with_registry
 
 

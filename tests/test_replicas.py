@@ -24,9 +24,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from control_plane import errors
-from control_plane.sdk import Client, TaskContext, Worker, duration
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker, duration
 from services.permit.demo import DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService

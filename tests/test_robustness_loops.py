@@ -25,13 +25,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from control_plane.core.registry import Registration
 from control_plane.errors import Unavailable
 from control_plane.models import ChangeType, Instance
-from control_plane.sdk import Client, TaskContext, WatchStream
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2 as wf
+from hms_mgmt import Client, TaskContext, WatchStream
 from tests.conftest import with_registry
 from tests.workflow_support import BUS_WAIT, Services
 

@@ -17,9 +17,9 @@ import grpc
 import pytest
 
 from control_plane import errors
-from control_plane.sdk import Client, TaskContext, Unavailable, Worker
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Unavailable, Worker
 from tests.conftest import ServerProcess
 from tests.test_bus import take
 from tests.test_registry import next_changes
@@ -49,7 +49,7 @@ async def test_a_client_whose_first_address_refuses_uses_the_next(
     server_process: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
     live = await server_process()
-    caplog.set_level(logging.WARNING, logger="control_plane.sdk")
+    caplog.set_level(logging.WARNING, logger="hms_mgmt")
 
     async with Client(f"{CLOSED}, {live.address}") as client:
         services = await client.registry.list_services()  # a read: retried on the live address
@@ -91,7 +91,7 @@ async def test_a_message_published_without_an_id_is_not_sent_twice(server_proces
 async def test_a_worker_moves_to_the_next_replica_and_every_step_completes_once(
     server_process: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="control_plane.sdk")
+    caplog.set_level(logging.INFO, logger="hms_mgmt")
     first = await server_process()
     addresses = [first.address, free_address()]
     runs: collections.Counter[str] = collections.Counter()

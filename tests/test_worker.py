@@ -12,11 +12,11 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from control_plane.sdk import Client, TaskContext, Worker
-from control_plane.sdk._workflow import struct
 from control_plane.server import App
 from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker
+from hms_mgmt._workflow import struct
 from tests.test_sdk_failover import CLOSED, switches
 from tests.workflow_support import RefusingStore, finish, next_tasks
 
@@ -246,7 +246,7 @@ async def test_worker_with_lapsed_lease_is_told_to_register_again(
         assert _error_reason(error) == "NOT_REGISTERED"
 
     # An SDK Worker evicted from the registry (as a lapse does) registers again where it is, at once.
-    caplog.set_level(logging.INFO, logger="control_plane.sdk")
+    caplog.set_level(logging.INFO, logger="hms_mgmt")
     async with Client([server.address, CLOSED]) as worker_client:
         worker = Worker(worker_client, "Batch", instance_id="evicted", drain_timeout_s=1.0)
         worker.task("job")(lambda task: _done())

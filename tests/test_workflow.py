@@ -9,11 +9,11 @@ import grpc
 import pytest
 
 from control_plane.errors import InvalidArgument
-from control_plane.sdk import Client, TaskContext, TaskFailure, Unavailable, Worker
 from control_plane.server import running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2_grpc
+from hms_mgmt import Client, TaskContext, TaskFailure, Unavailable, Worker
 from tests.workflow_support import Services, finish, next_tasks, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"

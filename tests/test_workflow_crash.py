@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from control_plane.sdk import Client, TaskContext, Worker
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker
 from tests.conftest import ServerProcess
 
 Start = Callable[..., Awaitable[ServerProcess]]

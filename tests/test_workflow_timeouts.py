@@ -12,10 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
-from control_plane.sdk import Client, TaskContext
-from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext
+from hms_mgmt._workflow import struct
 from tests.workflow_support import BUS_WAIT, Services, finish, next_tasks, wait_for_step
 
 ROUTED = """

@@ -10,10 +10,10 @@ import grpc
 import pytest
 
 from control_plane.errors import Unavailable
-from control_plane.sdk import Client, TaskContext, Worker
 from control_plane.server import App
 from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ from typing import Any
 from google.protobuf import json_format
 
 from control_plane.graph import mermaid, step_class
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from services.permit import notifications
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from control_plane.sdk import TaskContext, TaskFailure
+from hms_mgmt import TaskContext, TaskFailure
 from services.permit.runtime import ServiceSpec
 
 logger = logging.getLogger(__name__)

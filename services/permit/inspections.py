@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.sdk import TaskContext, TaskFailure
+from hms_mgmt import TaskContext, TaskFailure
 from services.permit.runtime import ServiceSpec
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.sdk import TaskContext
+from hms_mgmt import TaskContext
 from services.permit.runtime import ServiceSpec
 
 logger = logging.getLogger(__name__)

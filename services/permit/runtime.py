@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from control_plane.sdk import Client, TaskContext, TaskFailure, Worker, duration
 from hms.mgmt.v1 import common_pb2, registry_pb2
+from hms_mgmt import Client, TaskContext, TaskFailure, Worker, duration
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Python SDK of the control plane: `Client` for callers, `Worker` for services that run tasks."""
 
-from control_plane.sdk._bus import BusClient, BusSubscription
-from control_plane.sdk._client import Client, RegistryClient, WatchStream
-from control_plane.sdk._errors import Unavailable, from_rpc_error
-from control_plane.sdk._wire import duration
-from control_plane.sdk._worker import TaskContext, TaskFailure, Worker
-from control_plane.sdk._workflow import WorkflowClient
+from hms_mgmt._bus import BusClient, BusSubscription
+from hms_mgmt._client import Client, RegistryClient, WatchStream
+from hms_mgmt._errors import Unavailable, from_rpc_error
+from hms_mgmt._wire import duration
+from hms_mgmt._worker import TaskContext, TaskFailure, Worker
+from hms_mgmt._workflow import WorkflowClient
 
 __all__ = [
     "BusClient",

@@ -15,12 +15,12 @@ from types import TracebackType
 
 import grpc
 
-from control_plane import errors
-from control_plane.sdk._bus import BusClient
-from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, connect, parse_addresses, read
-from control_plane.sdk._wire import duration
-from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import registry_pb2 as pb
+from hms_mgmt import errors
+from hms_mgmt._bus import BusClient
+from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, connect, parse_addresses, read
+from hms_mgmt._wire import duration
+from hms_mgmt._workflow import WorkflowClient
 
 logger = logging.getLogger(__name__)
 

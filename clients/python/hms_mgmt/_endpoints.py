@@ -15,9 +15,9 @@ from typing import Generic, Protocol, TypeVar
 
 import grpc
 
-from control_plane.limits import MAX_RPC_MESSAGE_BYTES
-from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
 from hms.mgmt.v1 import bus_pb2_grpc, registry_pb2_grpc, workflow_pb2_grpc
+from hms_mgmt._errors import describe, from_rpc_error, is_unavailable
+from hms_mgmt.limits import MAX_RPC_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 

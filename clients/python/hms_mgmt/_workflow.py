@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
-from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, read
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
 
 WatchProcessCall = grpc.aio.UnaryStreamCall[pb.WatchProcessRequest, pb.WatchProcessResponse]
 
