@@ -18,7 +18,17 @@ import grpc
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms_mgmt import errors
 from hms_mgmt._bus import BusClient
-from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, connect, parse_addresses, read
+from hms_mgmt._endpoints import (
+    DEFAULT_CALL_TIMEOUT_S,
+    KEEPALIVE_TIME_S,
+    KEEPALIVE_TIMEOUT_S,
+    Endpoint,
+    Endpoints,
+    ResumableCall,
+    connect,
+    parse_addresses,
+    read,
+)
 from hms_mgmt._wire import duration
 from hms_mgmt._workflow import WorkflowClient
 
@@ -246,8 +256,10 @@ class Client:
 
     `address` is one "host:port", several as a sequence, or several in one comma-separated string.
     Calls go to one address at a time and move to the next when its replica goes away: calls safe to
-    repeat are retried there once, streams resume there for up to `failover_timeout_s` (README,
-    "Several addresses"). TLS and the token apply to every address.
+    repeat are tried on every address in turn, streams resume there for up to `failover_timeout_s`
+    (README, "The SDK with several control-plane addresses"). TLS and the token apply to every address.
+    Every unary call has a deadline (`call_timeout_s` unless the call names a longer one), and the
+    channels send keepalive pings on open calls, so a replica that hangs is left like one that is gone.
     """
 
     def __init__(
@@ -259,10 +271,23 @@ class Client:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         failover_timeout_s: float = 30.0,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+        keepalive_time_s: float = KEEPALIVE_TIME_S,
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
     ) -> None:
         credentials = _credentials(tls_ca, tls_cert, tls_key)
         self.endpoints = Endpoints(
-            [connect(a, credentials) for a in parse_addresses(address)], failover_timeout_s
+            [
+                connect(
+                    a,
+                    credentials,
+                    call_timeout_s=call_timeout_s,
+                    keepalive_time_s=keepalive_time_s,
+                    keepalive_timeout_s=keepalive_timeout_s,
+                )
+                for a in parse_addresses(address)
+            ],
+            failover_timeout_s,
         )
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.registry = RegistryClient(self.endpoints, self._metadata)

@@ -13,6 +13,9 @@ from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
 
+# The control plane checks a large definition for up to 60 s in a child process before it answers.
+APPLY_TIMEOUT_S = 120.0
+
 WatchProcessCall = grpc.aio.UnaryStreamCall[pb.WatchProcessRequest, pb.WatchProcessResponse]
 
 FINAL_STATES = frozenset(
@@ -56,7 +59,10 @@ class WorkflowClient:
         request = pb.RegisterDefinitionRequest(source=source, validate_only=validate_only)
         # The same content is the same version, so registering it again is harmless.
         return await self._endpoints.unary(
-            lambda e: e.workflow.RegisterDefinition(request, metadata=self._metadata), retry=True
+            lambda e: e.workflow.RegisterDefinition(
+                request, metadata=self._metadata, timeout=APPLY_TIMEOUT_S
+            ),
+            retry=True,
         )
 
     async def definition(self, name: str, version: int = 0) -> pb.Definition:
