@@ -193,7 +193,7 @@ async def _submit(client: Client, application: Application, say: Say) -> pb.Proc
                     await client.workflow.signal(process.id, "inspection_result", application.inspection)
             if frame.HasField("process"):
                 final = frame.process
-    return final if final is not None else await client.workflow.status(process.id)
+    return final if final is not None else (await client.workflow.status(process.id)).proto
 
 
 def _event_line(event: pb.HistoryEvent) -> str:

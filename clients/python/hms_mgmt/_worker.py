@@ -27,7 +27,8 @@ from hms_mgmt._client import Client, Pinned
 from hms_mgmt._endpoints import Endpoint
 from hms_mgmt._errors import describe, from_rpc_error, is_unavailable
 from hms_mgmt._reports import Reports
-from hms_mgmt._workflow import plain, struct
+from hms_mgmt._workflow import struct
+from hms_mgmt.types import plain
 
 logger = logging.getLogger(__name__)
 
