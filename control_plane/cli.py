@@ -299,7 +299,7 @@ async def registry_command(args: argparse.Namespace) -> None:
                 args.service, tags=args.tag, version=args.version_filter, include_unhealthy=args.all
             )
             if json_out:
-                print(as_json(instances))
+                print(as_json([i.proto for i in instances]))
                 return
             for i in instances:
                 print(f"{i.instance_id:38} {i.address:24} {i.version:10} {','.join(i.tags)}")

@@ -6,7 +6,7 @@ An HTML comment on the line just before a fence says what the doc-block test doe
     <!-- doc-test: run; expect: COMPLETED -->   ... and its output must contain "COMPLETED"
     <!-- doc-test: run; requires: postgres -->  ... on PostgreSQL, with replicas the block starts itself
     <!-- doc-test: file: permit.yaml -->        write it to permit.yaml, for the blocks after it
-    <!-- doc-test: skip: REASON -->             do not run it, for the reason given
+    <!-- doc-test: skip: REASON -->             do not run it, for the reason given (the rest of the line)
 
 Every ```sh, ```bash and ```python block of a document in DOCUMENTS must carry `run` or `skip` with a
 reason, so a new snippet cannot go untested by accident. Blocks run in order in one working
@@ -56,6 +56,8 @@ def _parse_marker(spec: str, where: str) -> tuple[str, str, tuple[str, ...], fro
     action, argument = "", ""
     expect: list[str] = []
     requires: set[str] = set()
+    if spec.startswith("skip:"):  # the reason is free text, semicolons included
+        return "skip", spec.removeprefix("skip:").strip(), (), frozenset()
     for part in (p.strip() for p in spec.split(";")):
         key, _, value = part.partition(":")
         key, value = key.strip(), value.strip()

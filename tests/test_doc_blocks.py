@@ -183,25 +183,38 @@ async def terminal(
         await shell.stop()
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("document", runnable_documents(), ids=lambda d: str(d.relative_to(ROOT)))
-async def test_the_runnable_blocks_of_a_document_run_as_written(
-    document: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    found = blocks(document)
-    if any("postgres" in b.requires for b in found if b.action == "run"):
-        with database_for_the_docs() as database:
-            async with terminal(tmp_path, {}, {}) as shell:
-                shell.database = database
-                for index, block in enumerate(found):
-                    if block.action in ("run", "file"):
-                        await shell.run(index, block)
-        return
+def documents_needing(postgres: bool) -> list[Path]:
+    return [
+        d
+        for d in runnable_documents()
+        if any("postgres" in b.requires for b in blocks(d) if b.action == "run") == postgres
+    ]
 
-    server: App = request.getfixturevalue("server")
+
+async def run_in_order(shell: Terminal, document: Path) -> None:
+    for index, block in enumerate(blocks(document)):
+        if block.action in ("run", "file"):
+            await shell.run(index, block)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "document", documents_needing(postgres=False), ids=lambda d: str(d.relative_to(ROOT))
+)
+async def test_the_blocks_of_a_document_run_as_written(document: Path, tmp_path: Path, server: App) -> None:
     http = (server.http_url or "").removeprefix("http://").rstrip("/")
     replace = {DOCUMENTED_GRPC: server.address, DOCUMENTED_HTTP: http}
-    async with terminal(tmp_path, replace, {"MGMT_SERVER": server.address}) as shell:
-        for index, block in enumerate(found):
-            if block.action in ("run", "file"):
-                await shell.run(index, block)
+    # The documented defaults (127.0.0.1:50051, the console on port 50052) point at this control plane.
+    env = {"MGMT_SERVER": server.address, "MGMT_CONSOLE_URL": server.http_url or ""}
+    async with terminal(tmp_path, replace, env) as shell:
+        await run_in_order(shell, document)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("document", documents_needing(postgres=True), ids=lambda d: str(d.relative_to(ROOT)))
+async def test_the_blocks_of_a_postgresql_document_run_as_written(document: Path, tmp_path: Path) -> None:
+    with database_for_the_docs() as database:
+        async with terminal(tmp_path, {}, {}) as shell:
+            shell.database = database
+            await run_in_order(shell, document)

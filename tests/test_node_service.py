@@ -169,7 +169,7 @@ async def test_it_registers_with_its_tags_is_probed_healthy_and_deregisters_on_s
     assert list(instance.tags) == ["node"]
     assert instance.version == "1.0.0"
     assert instance.address.startswith("127.0.0.1:")
-    assert instance.HasField("probe")
+    assert instance.probe is not None
 
     assert await node.stop(signal.SIGTERM) == 0, node.logs()
     assert await client.registry.lookup(SERVICE, include_unhealthy=True) == []

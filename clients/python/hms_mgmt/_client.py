@@ -31,6 +31,7 @@ from hms_mgmt._endpoints import (
 )
 from hms_mgmt._wire import duration
 from hms_mgmt._workflow import WorkflowClient
+from hms_mgmt.types import Instance
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,9 @@ class WatchStream:
 
 
 class RegistryClient:
-    """Registry calls; answers are the wire messages of `hms.mgmt.v1`."""
+    """Registry calls. `lookup` answers `hms_mgmt.types.Instance` values (their message in `.proto`);
+    the other answers, and the frames of `watch`, are the wire messages of `hms.mgmt.v1`.
+    """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
         self._endpoints = endpoints
@@ -201,7 +204,7 @@ class RegistryClient:
         version: str = "",
         include_unhealthy: bool = False,
         limit: int = 0,
-    ) -> list[pb.ServiceInstance]:
+    ) -> list[Instance]:
         """Instances of a service (healthy only unless asked), in a rotating order."""
         request = pb.LookupRequest(
             service=service, tags=tags, version=version, include_unhealthy=include_unhealthy, limit=limit
@@ -209,7 +212,7 @@ class RegistryClient:
         response = await self._endpoints.unary(
             lambda e: e.registry.Lookup(request, metadata=self._metadata), retry=True
         )
-        return list(response.instances)
+        return [Instance.from_proto(i) for i in response.instances]
 
     async def list_services(self) -> list[pb.ServiceSummary]:
         """Every service with its counts."""

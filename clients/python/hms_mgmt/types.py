@@ -224,6 +224,10 @@ class Instance:
     tags: list[str]
     metadata: dict[str, str]
     health: HealthStatus
+    probe: registry_pb2.HealthProbe | None  # how the control plane checks it, if it does
+    lease_id: str
+    registered_at: datetime | None
+    revision: int
     proto: registry_pb2.ServiceInstance = field(repr=False, compare=False)
 
     @classmethod
@@ -236,5 +240,9 @@ class Instance:
             list(message.tags),
             dict(message.metadata),
             _enum(HealthStatus, message.health),
+            message.probe if message.HasField("probe") else None,
+            message.lease_id,
+            _time(message.registered_at),
+            message.revision,
             message,
         )
