@@ -87,8 +87,8 @@ async def test_the_client_alone_in_an_empty_venv_needs_only_grpc_and_protobuf(
     assert installed_by_pip.returncode == 0, installed_by_pip.stderr
 
     packages = site_packages(python)
-    installed = {
-        canonicalize_name(d.metadata["Name"]): d for d in metadata.distributions(path=[str(packages)])
+    installed: dict[str, metadata.Distribution] = {
+        str(canonicalize_name(d.metadata["Name"])): d for d in metadata.distributions(path=[str(packages)])
     }
     client = installed["hms-mgmt-client"]
     assert {canonicalize_name(Requirement(r).name) for r in client.requires or []} == ALLOWED_ROOTS
