@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 
-from control_plane.sdk import Client, TaskContext, Worker
+from hms_mgmt import Client, TaskContext, Worker
 
 logger = logging.getLogger("bench.workflow_clients")
 

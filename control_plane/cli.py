@@ -23,7 +23,6 @@ from control_plane.errors import ControlPlaneError
 from control_plane.limits import MIB
 from control_plane.logs import configure as configure_logs
 from control_plane.observability import tracing
-from control_plane.sdk import Client
 from control_plane.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HTTP_LISTEN,
@@ -32,6 +31,7 @@ from control_plane.settings import (
     Settings,
 )
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
+from hms_mgmt import Client
 
 logger = logging.getLogger("control_plane")
 
@@ -300,7 +300,7 @@ async def registry_command(args: argparse.Namespace) -> None:
                 args.service, tags=args.tag, version=args.version_filter, include_unhealthy=args.all
             )
             if json_out:
-                print(as_json(instances))
+                print(as_json([i.proto for i in instances]))
                 return
             for i in instances:
                 print(f"{i.instance_id:38} {i.address:24} {i.version:10} {','.join(i.tags)}")

@@ -60,6 +60,10 @@ SERVER_OPTIONS = (
     # The sizes the contract allows (gRPC's defaults: 4 MiB received, no send limit); the SDK agrees.
     ("grpc.max_receive_message_length", MAX_RPC_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_RPC_MESSAGE_BYTES),
+    # Clients ping open connections to find a hung replica (the SDKs every 20 s); gRPC's default
+    # allows one ping without data per 5 minutes and answers more with GOAWAY (too_many_pings).
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
 )
 
 

@@ -18,10 +18,11 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from control_plane.models.bus import StoredMessage
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import Process, ProcessState
 from tests.console_support import WAITER, console_session, dead_letter, write_tokens
 
 
@@ -31,7 +32,7 @@ def url(server: App) -> str:
     return server.http_url
 
 
-async def start_waiters(client: Client, *keys: str) -> list[pb.Process]:
+async def start_waiters(client: Client, *keys: str) -> list[Process]:
     await client.workflow.apply(WAITER)
     return [await client.workflow.start("waiter", {"n": n}, business_key=key) for n, key in enumerate(keys)]
 
@@ -141,7 +142,7 @@ async def test_a_signal_sent_from_the_console_moves_the_process_on_and_records_w
     assert status == 200 and answer["ok"], answer
     assert answer["event"]["type"] == "signal_received" and answer["event"]["step_id"] == "wait"
     final = await client.workflow.wait(process.id)
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
     history = await client.workflow.history(process.id)
     received = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED)
     assert MessageToDict(received.details)["by"] == {"name": "", "role": "", "via": "console"}
@@ -157,7 +158,7 @@ async def test_a_cancel_from_the_console_ends_the_process_cancelled(client: Clie
 
     assert status == 200 and answer["event"]["type"] == "process_cancel_requested"
     assert "reason: withdrawn" in answer["event"]["summary"]
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_CANCELLED
+    assert (await client.workflow.status(process.id)).state == ProcessState.CANCELLED
     assert again[0] == 409 and "already ended" in again[1]["error"]
 
 
@@ -178,7 +179,7 @@ async def test_an_action_without_the_pages_csrf_token_is_refused_and_changes_not
         stolen = await other_browser.post(f"/processes/{process.id}/cancel", {}, csrf=browser.csrf)
 
     assert [r[0] for r in (no_session, no_token, wrong_token, other_site, stolen)] == [403] * 5
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+    assert (await client.workflow.status(process.id)).state == ProcessState.RUNNING
     assert len(await client.workflow.history(process.id)) == events_before
 
 
@@ -196,7 +197,7 @@ async def test_a_bad_signal_payload_is_refused_with_the_reason(client: Client, u
     assert not_object[0] == 400 and "JSON object" in not_object[1]["error"]
     assert no_name[0] == 400 and "name" in no_name[1]["error"]
     assert gone[0] == 404
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+    assert (await client.workflow.status(process.id)).state == ProcessState.RUNNING
 
 
 async def test_dead_letters_are_listed_and_replayed_once_to_their_subject(client: Client, url: str) -> None:
@@ -346,7 +347,7 @@ async def test_a_worker_token_sees_no_actions_and_a_forged_action_is_refused(gua
     assert listing[0] == 403
     assert forged[0] == 403 and "worker may not" in forged[1]["error"]
     assert forged_signal[0] == 403
-    assert final.state == pb.PROCESS_STATE_RUNNING
+    assert final.state == ProcessState.RUNNING
 
 
 async def test_an_action_is_recorded_with_the_name_and_role_of_its_token(guarded: App) -> None:

@@ -21,12 +21,13 @@ from control_plane.core.workflow.machine import (
 )
 from control_plane.errors import InvalidArgument, ResourceExhausted
 from control_plane.models import TaskAttempt
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage.connection import Connection
 from control_plane.storage.writer import Writer
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import ProcessState
 
 WAITING = """
 name: waiting
@@ -49,7 +50,7 @@ async def test_cleared_timers_leave_memory(server: App, client: Client) -> None:
         assert not answer.buffered
     done = await client.workflow.status(processes[-1].id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     assert len(timers) == 0
     assert timers.footprint <= 65  # dead heap entries are compacted away, not kept for 14 days
 

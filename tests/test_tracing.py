@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from control_plane.observability.tracing import wanted
-from control_plane.sdk import Client
 from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, workflow_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, ProcessState
 from services.permit.demo import node_installed
 from tests.conftest import ServerProcess
 from tests.otlp_support import ReceivedSpan, otel_env, otlp_receiver
@@ -176,7 +176,7 @@ async def test_a_process_across_a_restart_is_still_one_trace_continuing_its_call
         async with Client(second.address) as client:
             await client.workflow.signal(process_id, "go", {"ok": True})
             ended = await asyncio.wait_for(client.workflow.wait(process_id), 30)
-            assert ended.state == pb.PROCESS_STATE_COMPLETED
+            assert ended.state == ProcessState.COMPLETED
         assert await second.stop() == 0
         spans = list(receiver.spans)
 
@@ -201,7 +201,7 @@ CALLER_CHILD = """
 import asyncio, sys
 from opentelemetry import trace
 from control_plane.observability import tracing
-from control_plane.sdk import Client
+from hms_mgmt import Client, ProcessState
 
 assert tracing.configure("caller")
 

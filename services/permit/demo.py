@@ -21,10 +21,10 @@ from google.protobuf import json_format
 
 from control_plane.graph import mermaid, step_class
 from control_plane.observability import tracing
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from services.permit import notifications
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -196,7 +196,7 @@ async def _submit(client: Client, application: Application, say: Say) -> pb.Proc
                     await client.workflow.signal(process.id, "inspection_result", application.inspection)
             if frame.HasField("process"):
                 final = frame.process
-    return final if final is not None else await client.workflow.status(process.id)
+    return final if final is not None else (await client.workflow.status(process.id)).proto
 
 
 def _event_line(event: pb.HistoryEvent) -> str:
