@@ -22,6 +22,10 @@ CLOCK_MONOTONIC (see `bench.bus_flow`).
   (what a latency-sensitive publisher does: no batching delay, and no per-call setup as a unary
   Publish would cost), carrying its send time; latency = arrival at an at-most-once subscriber
   minus send time, so it includes the fsynced commit. Target p99 <= 2 ms.
+- `bus.alo_vs_js_fsync`: `bus.alo_1sub_msgs_per_s` / `nats.js_fsync_msgs_per_s` (JetStream with every
+  message fsynced, the same shape). Target >= 3.
+- `bus.p99_at_1000_vs_unary`: `bus.p99_ms_at_1000` / `baseline.unary_p99_ms_at_1000` (a raw unary
+  echo at the same open-loop rate). Target <= 3.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from bench import bus_nats
-from bench.baseline import STREAM_MSGS
+from bench.baseline import STREAM_MSGS, UNARY_P99_AT_RATE
 from bench.bus_flow import Flow, Report, children, measure_flow
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
 from bench.harness import child, percentile, python_module
@@ -54,6 +58,8 @@ AMO_TARGET = Target(100_000, at_least=True)
 AMO_VS_STREAM_TARGET = Target(4.0, at_least=True)
 ALO_TARGET = Target(20_000, at_least=True)
 P99_TARGET_MS = Target(2.0, at_least=False)
+ALO_VS_JS_TARGET = Target(3.0, at_least=True)
+P99_VS_UNARY_TARGET = Target(3.0, at_least=False)
 _PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _CLIENT_READY = re.compile(r"(publisher|subscriber) ready")
 
@@ -154,6 +160,8 @@ async def run(context: RunContext) -> GroupResult:
     """Measure the four cases, each on a fresh control plane."""
     stream = context.figure(STREAM_MSGS)
     nats = context.figure(bus_nats.ONE_SUB_MSGS)
+    js_fsync = context.figure(bus_nats.JS_FSYNC_MSGS)
+    unary_p99 = context.figure(UNARY_P99_AT_RATE)
     load = context.load
     figures: list[Figure] = []
 
@@ -177,7 +185,10 @@ async def run(context: RunContext) -> GroupResult:
     logger.info("alo 1 sub: %.0f msgs/s acked; %s", alo.delivered.per_s, alo.note())
     if alo.refused:
         raise RuntimeError(f"{alo.refused} acks were not accepted")
-    figures.append(Figure("bus.alo_1sub_msgs_per_s", alo.delivered.per_s, "msgs/s", ALO_TARGET))
+    figures += [
+        Figure("bus.alo_1sub_msgs_per_s", alo.delivered.per_s, "msgs/s", ALO_TARGET),
+        Figure("bus.alo_vs_js_fsync", alo.delivered.per_s / js_fsync.value, "ratio", ALO_VS_JS_TARGET),
+    ]
 
     logger.info("latency: %d msgs/s, one per PublishStream request", LATENCY_RATE)
     samples, round_trips = await latencies(load)
@@ -193,6 +204,12 @@ async def run(context: RunContext) -> GroupResult:
     figures += [
         Figure("bus.p50_ms_at_1000", percentile(samples, 50), "ms"),
         Figure("bus.p99_ms_at_1000", percentile(samples, 99), "ms", P99_TARGET_MS),
+        Figure(
+            "bus.p99_at_1000_vs_unary",
+            percentile(samples, 99) / unary_p99.value,
+            "ratio",
+            P99_VS_UNARY_TARGET,
+        ),
     ]
     setup = (
         f"control plane child per case (SQLite, synchronous=FULL, fresh dir); publisher and each "

