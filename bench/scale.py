@@ -75,6 +75,7 @@ from bench.workflow import (
     TASK_TYPE,
     WORKER_MAX_IN_FLIGHT,
     Tracker,
+    start_request,
 )
 from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 
@@ -266,7 +267,7 @@ async def measure(config: Config, store_url: str, load: Load, backend_pids: Back
         max_batch=SUBSCRIBE_MAX_BATCH,
         max_in_flight=SUBSCRIBE_MAX_IN_FLIGHT,
     )
-    request = workflow_pb2.StartProcessRequest(definition=DEFINITION)
+    request = start_request()
     with tempfile.TemporaryDirectory(prefix=f"hms-bench-{config.name}-") as scratch:
         # Closed in reverse: subscriptions, workers (they drain and deregister), then the replicas.
         async with contextlib.AsyncExitStack() as stack:

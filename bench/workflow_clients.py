@@ -2,8 +2,8 @@
 
 `python -m bench.workflow_clients ADDRESS --service Bench --task-type noop --instances 1
 --max-in-flight 200` runs `--instances` SDK workers on one connection. Each registers in the
-Registry, keeps its lease, subscribes with SubscribeTasks and reports every task completed (with
-an empty output) by a unary CompleteTask, as a user's worker does. Once every worker has its
+Registry, keeps its lease, subscribes with SubscribeTasks and reports every task completed (its
+output is its input plus a field named after its step) by a unary CompleteTask, as a user's worker does. Once every worker has its
 `ready` frame it logs `workers ready` to stderr; on SIGTERM or SIGINT it drains, deregisters and
 logs how many tasks it ran.
 """
@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from control_plane.sdk import Client, TaskContext, Worker
 
@@ -27,9 +28,10 @@ async def serve(address: str, service: str, task_type: str, instances: int, max_
     """Run the workers until SIGTERM or SIGINT; returns the number of tasks they ran."""
     ran = 0
 
-    async def noop(task: TaskContext) -> None:
+    async def noop(task: TaskContext) -> dict[str, Any]:
         nonlocal ran
         ran += 1
+        return {**task.input, task.step_id: True}
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
