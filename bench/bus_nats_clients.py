@@ -147,7 +147,8 @@ async def js_consume(url: str, subject: str, batch: int, max_ack_pending: int, t
         while True:
             try:
                 messages = await consumer.fetch(batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # Nothing to fetch within the second (nats-py raises either, by where it waited).
                 continue
             for message in messages:
                 await message.ack()
