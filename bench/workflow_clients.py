@@ -24,6 +24,11 @@ logger = logging.getLogger("bench.workflow_clients")
 _READY_TIMEOUT_S = 30.0
 
 
+def step_output(task: TaskContext) -> dict[str, Any]:
+    """A no-op step's output: its input plus a field named after the step (the peers' steps do the same)."""
+    return {**task.input, task.step_id: True}
+
+
 async def serve(address: str, service: str, task_type: str, instances: int, max_in_flight: int) -> int:
     """Run the workers until SIGTERM or SIGINT; returns the number of tasks they ran."""
     ran = 0
@@ -31,7 +36,7 @@ async def serve(address: str, service: str, task_type: str, instances: int, max_
     async def noop(task: TaskContext) -> dict[str, Any]:
         nonlocal ran
         ran += 1
-        return {**task.input, task.step_id: True}
+        return step_output(task)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
