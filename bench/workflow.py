@@ -515,6 +515,8 @@ async def run(context: RunContext) -> GroupResult:
     async with loaded_plane() as loaded:
         one = await repeated_loop(loaded, load, 1, "1 in flight")
         many = await repeated_loop(loaded, load, MANY, f"{MANY} in flight")
+        if not many.steps_per_s:
+            raise RuntimeError(f"no process completed in the {MANY}-in-flight window: nothing to halve")
         half_rate = many.steps_per_s / STEPS / 2
         label = "half load"
         logger.info(
