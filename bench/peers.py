@@ -22,6 +22,10 @@ warm-up, the median of 3 (`--warmup`, `--duration`, `--repeats`), as the workflo
   async `@DBOS.step()` of an async `@DBOS.workflow()`, called directly.
   `peers.dbos_steps_per_s_1`, `peers.dbos_steps_per_s_100`. Without a PostgreSQL server they are
   not measured, and the setup line says why.
+- `peers.restate_cpu_us_per_step_100` (restate-server and the SDK service together) and
+  `peers.dbos_cpu_us_per_step_100` (the DBOS process; PostgreSQL's backends not counted): CPU
+  (user + system, /proc) per step in the median 100-in-flight run, to set beside
+  `workflow.cp_cpu_us_per_step` (the control plane alone; its worker child not counted).
 - `workflow.vs_restate_1`, `workflow.vs_restate_100` (targets >= 1.5 and >= 2.0, issue 18):
   `workflow.steps_per_s_1` / `peers.restate_steps_per_s_1`, and the same at 100;
   `workflow.vs_dbos_1`, `workflow.vs_dbos_100` likewise, without targets.
@@ -177,6 +181,15 @@ async def dbos_rates(peers: Peers, load: Load, admin_url: str) -> dict[int, Rate
     return {count: median_rate([_rate(fields) for fields in runs[str(count)]]) for count in IN_FLIGHT}
 
 
+def cpu_per_step(peer: str, rate: Rate, processes: tuple[str, ...]) -> list[Figure]:
+    """`peers.<peer>_cpu_us_per_step_100`: the CPU of the peer's `processes` per step (none without /proc)."""
+    spent = [rate.cpu_us.get(name) for name in processes]
+    if any(us is None for us in spent):
+        return []
+    total = sum(us for us in spent if us is not None)
+    return [Figure(f"peers.{peer}_cpu_us_per_step_{IN_FLIGHT[-1]}", total / STEPS, "us")]
+
+
 async def run(context: RunContext) -> GroupResult:
     """Install the peers if need be, measure Restate then DBOS, and compare with this run's workflow group."""
     load = context.load
@@ -189,6 +202,7 @@ async def run(context: RunContext) -> GroupResult:
         steps = rate.per_s * STEPS
         logger.info("restate %d in flight: median %.0f steps/s; %s", count, steps, rate.cpu_note())
         figures.append(Figure(f"peers.restate_steps_per_s_{count}", steps, "steps/s"))
+    figures += cpu_per_step("restate", restate[IN_FLIGHT[-1]], ("restate-server", "restate service"))
     admin_url = os.environ.get(URL_ENV, DEFAULT_URL)
     dbos_note = f"DBOS on PostgreSQL {server_of(admin_url)} (a database of its own)"
     dbos: dict[int, Rate] = {}
@@ -201,6 +215,8 @@ async def run(context: RunContext) -> GroupResult:
         steps = rate.per_s * STEPS
         logger.info("dbos %d in flight: median %.0f steps/s; %s", count, steps, rate.cpu_note())
         figures.append(Figure(f"peers.dbos_steps_per_s_{count}", steps, "steps/s"))
+    if dbos:
+        figures += cpu_per_step("dbos", dbos[IN_FLIGHT[-1]], ("dbos",))
     for count in IN_FLIGHT:
         restate_steps = restate[count].per_s * STEPS
         if not restate_steps:
