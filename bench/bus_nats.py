@@ -10,7 +10,8 @@ and a subscriber in child processes of their own (`python -m bench.bus_nats_clie
   `bus` (which requires it) replaces it in results.json.
 - `nats.js_fsync_msgs_per_s`: JetStream with every message fsynced: a second nats-server with
   `-js` and a config of `sync_interval: always` and a fresh temporary store directory, on a port of
-  its own choosing (never the machine's NATS on 4222). The publisher `publish_async`es batches of
+  its own choosing (never the machine's NATS on 4222); its monitoring endpoint (/varz) must say
+  `sync_always: true` before anything is measured. The publisher `publish_async`es batches of
   500 x 128 B, at most 4 unacknowledged (the Bus publisher's shape); a durable pull consumer with
   explicit acks (max_ack_pending 10,000) fetches up to 1,000 and acks every message; acked
   messages/s over a window as long as the others, after at least 3 s of warm-up. `bus.alo_vs_js_fsync` compares the Bus's at-least-once
@@ -19,6 +20,7 @@ and a subscriber in child processes of their own (`python -m bench.bus_nats_clie
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -26,6 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from bench.bus_flow import Flow, measure_flow
@@ -48,6 +51,7 @@ JS_MAX_ACK_PENDING = 10_000
 JS_MIN_WARMUP_S = 3.0
 FLUSH_EVERY = 1000
 _SERVER_READY = re.compile(r"Listening for client connections on (\S+)")
+_MONITOR = re.compile(r"Starting http monitor on (\S+)")
 _CLIENT_READY = re.compile(r"(publisher|subscriber) ready")
 
 
@@ -76,11 +80,28 @@ async def one_subscriber(load: Load) -> Flow:
 
 
 def jetstream_config(store_dir: Path) -> str:
-    """nats-server config: loopback, a port of its choosing, JetStream fsyncing every write."""
+    """nats-server config: loopback, ports of its choosing (clients, monitor), JetStream fsyncing every write."""
     return (
-        'listen: "127.0.0.1:-1"\n'
+        'listen: "127.0.0.1:-1"\nhttp: "127.0.0.1:-1"\n'
         f"jetstream {{\n  store_dir: {json.dumps(str(store_dir))}\n  sync_interval: always\n}}\n"
     )
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        body: bytes = answer.read()
+        return body
+
+
+async def check_sync_always(server_log: str) -> None:
+    """Raise unless the server's /varz says JetStream syncs every write (the setting took effect)."""
+    monitor = _MONITOR.search(server_log)
+    if monitor is None:
+        raise RuntimeError(f"nats-server did not log its monitoring address:\n{server_log}")
+    varz = json.loads(await asyncio.to_thread(_get, f"http://{monitor.group(1)}/varz"))
+    config = varz.get("jetstream", {}).get("config", {})
+    if config.get("sync_always") is not True:
+        raise RuntimeError(f"JetStream does not fsync every write: its config is {config}")
 
 
 async def jetstream_fsync(load: Load) -> Flow:
@@ -90,6 +111,7 @@ async def jetstream_fsync(load: Load) -> Flow:
         config.write_text(jetstream_config(Path(directory) / "store"))
         argv = [server_binary(), "-c", str(config)]
         async with child("nats-server (JetStream)", argv, _SERVER_READY) as (server, ready):
+            await check_sync_always(server.tail())
             url = f"nats://{ready.group(1)}"
             publisher = python_module(
                 "bench.bus_nats_clients",
