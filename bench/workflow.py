@@ -47,7 +47,7 @@ one is checked. The peers group (Restate, DBOS) runs the same workflow.
   (in processes/s: steps/s / 5 / 2), for 1 s of warm-up then 5 s; every process started must
   complete. Target p99 <= 10 ms.
 - `workflow.rss_mb_1m_waiting`: on a fresh control plane, 1,000,000 processes (MGMT_BENCH_WAITING
-  changes the count, and the figure's name with it: `rss_mb_1k_waiting` for 1,000) of the one-step
+  changes the count, and the figure's name with it: `rss_mb_1k_waiting` for 1,000; 0 skips it) of the one-step
   definition `bench_wait` (`steps: [{id: wait, wait_signal: {name: go}}]`) started with 200
   StartProcess calls in flight (the API has no bulk start); then the control plane's peak RSS
   (VmHWM of /proc/<pid>/status). Progress is logged every tenth: at ~1,500 starts/s a million
@@ -420,14 +420,14 @@ def size_mb(directory: Path) -> float:
 
 
 def waiting_count() -> int:
-    """How many processes `workflow.rss_mb_*_waiting` starts: MGMT_BENCH_WAITING, default one million."""
+    """How many processes `workflow.rss_mb_*_waiting` starts: MGMT_BENCH_WAITING, default one million (0: none)."""
     text = os.environ.get(WAITING_ENV, "")
     try:
         count = int(text.replace("_", "")) if text else WAITING
     except ValueError:
         raise ValueError(f"{WAITING_ENV}={text!r} is not a whole number") from None
-    if count < 1:
-        raise ValueError(f"{WAITING_ENV}={text!r} must be at least 1")
+    if count < 0:
+        raise ValueError(f"{WAITING_ENV}={text!r} must not be negative")
     return count
 
 
@@ -512,6 +512,7 @@ async def run(context: RunContext) -> GroupResult:
     """Closed loops at 1 and 100 in flight and the half-load open loop on one plane; metrics off; waiting."""
     echo = context.figure(UNARY_ECHO)
     load = context.load
+    waiting = waiting_count()  # a bad value fails now, not after the loops
     async with loaded_plane() as loaded:
         one = await repeated_loop(loaded, load, 1, "1 in flight")
         many = await repeated_loop(loaded, load, MANY, f"{MANY} in flight")
@@ -532,16 +533,18 @@ async def run(context: RunContext) -> GroupResult:
     async with loaded_plane(metrics=False) as loaded:
         many_off = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, metrics off")
     step_ms = [i.arrival_ms for i in many.intervals]
-    waiting = waiting_count()
-    logger.info(
-        "waiting: %d processes of %s, %d StartProcess in flight (%s=%d to change)",
-        waiting,
-        WAIT_DEFINITION,
-        START_IN_FLIGHT,
-        WAITING_ENV,
-        waiting,
-    )
-    rss = await waiting_rss(waiting)
+    rss: float | None = None
+    if waiting:
+        logger.info(
+            "waiting: %d processes of %s, %d StartProcess in flight (%s to change)",
+            waiting,
+            WAIT_DEFINITION,
+            START_IN_FLIGHT,
+            WAITING_ENV,
+        )
+        rss = await waiting_rss(waiting)
+    else:
+        logger.warning("waiting: not measured (%s=0)", WAITING_ENV)
     figures = [
         Figure("workflow.steps_per_s_1", one.steps_per_s, "steps/s"),
         Figure(f"workflow.steps_per_s_{MANY}", many.steps_per_s, "steps/s", STEPS_TARGET),
@@ -571,13 +574,10 @@ async def run(context: RunContext) -> GroupResult:
     figures += [
         Figure("workflow.step_p50_ms_half_load", percentile(half_ms, 50), "ms"),
         Figure("workflow.step_p99_ms_half_load", percentile(half_ms, 99), "ms", STEP_P99_TARGET_MS),
-        Figure(
-            f"workflow.rss_mb_{count_label(waiting)}_waiting",
-            rss,
-            "MB",
-            RSS_TARGET_MB if waiting == WAITING else None,
-        ),
     ]
+    if rss is not None:
+        target = RSS_TARGET_MB if waiting == WAITING else None
+        figures.append(Figure(f"workflow.rss_mb_{count_label(waiting)}_waiting", rss, "MB", target))
     setup = (
         f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (CompleteTask per task, "
         f"max in flight {WORKER_MAX_IN_FLIGHT}) in a child process; {STEPS}-step no-op definition (each task "
@@ -586,7 +586,12 @@ async def run(context: RunContext) -> GroupResult:
         f"started at Poisson arrivals of half the {MANY}-in-flight rate (open loop); "
         f"{MANY} in flight again on a fresh plane with --metrics off; "
         f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up; step-to-step = gap between arrivals of "
-        f"consecutive step_completed events; RSS = VmHWM after {waiting:,} processes waiting on a signal "
-        f"(fresh plane, {START_IN_FLIGHT} starts in flight)"
+        f"consecutive step_completed events; "
+        + (
+            f"RSS = VmHWM after {waiting:,} processes waiting on a signal "
+            f"(fresh plane, {START_IN_FLIGHT} starts in flight)"
+            if waiting
+            else f"waiting processes not measured ({WAITING_ENV}=0)"
+        )
     )
     return GroupResult(GROUP, setup, figures)

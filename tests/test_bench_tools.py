@@ -119,7 +119,9 @@ def test_the_waiting_count_comes_from_the_environment(monkeypatch: pytest.Monkey
     assert waiting_count() == WAITING == 1_000_000
     monkeypatch.setenv(WAITING_ENV, "1_000")
     assert waiting_count() == 1000
-    for bad in ("many", "0", "-5"):
+    monkeypatch.setenv(WAITING_ENV, "0")
+    assert waiting_count() == 0
+    for bad in ("many", "1.5", "-5"):
         monkeypatch.setenv(WAITING_ENV, bad)
         with pytest.raises(ValueError, match=WAITING_ENV):
             waiting_count()
