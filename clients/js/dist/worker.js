@@ -1,5 +1,5 @@
 // The Worker: registers a service instance, keeps its lease, takes its tasks, runs the handlers and
-// reports back, with the Python SDK's behaviour (control_plane/sdk/_worker.py).
+// reports back, with the Python SDK's behaviour (clients/python/hms_mgmt/_worker.py).
 //
 // A Worker's session (registration, lease renewal, task stream, report stream) lives on one replica.
 // When that replica goes away the Worker starts a new session on the next address, under the same

@@ -1,5 +1,5 @@
 // The control-plane addresses of one client, a channel to each, and failover from one to the next,
-// as the Python SDK does (control_plane/sdk/_endpoints.py).
+// as the Python SDK does (clients/python/hms_mgmt/_endpoints.py).
 //
 // One address is in use at a time. When a call finds its replica gone (UNAVAILABLE: refused, reset,
 // shutting down), the client moves to the next address, round robin, waiting a short backoff only

@@ -1,7 +1,7 @@
 // A Worker's task events (started, heartbeat, completed, failed), written in batches on its
 // session's ReportTaskEventBatches stream, each batch kept until the control plane answers it and
 // written again when the stream breaks first, as the Python SDK's Reports do
-// (control_plane/sdk/_reports.py). The Worker only calls send / serve / settled, so that the report
+// (clients/python/hms_mgmt/_reports.py). The Worker only calls send / serve / settled, so that the report
 // protocol stays in this module.
 //
 // Events sent in one turn of the event loop go out in one batch, so the control plane applies them
