@@ -96,6 +96,12 @@ class StepRun:
     worker_instance_id: str = ""  # of the worker that reported `started` on the current attempt
     heartbeat_details: Any = None
     compensation_attempts: int = 0
+    # Kept in the stored JSON only when set (records stay readable by the version before call and map):
+    child_id: str = ""  # call: the process it started
+    items: int = 0  # map: how many items its list has
+    items_started: int = 0  # map: items 0 .. items_started - 1 have started
+    items_completed: int = 0  # map: items that completed
+    items_failed: int = 0  # map: items that failed
 
 
 @dataclass(slots=True)
@@ -121,15 +127,17 @@ class ProcessRecord:
     end_after_compensation: str = ""  # the final state once compensation finishes
     signals: dict[str, list[Any]] = field(default_factory=dict)  # buffered, by name, in arrival order
     signal_ids: list[str] = field(default_factory=list)
+    parent_id: str = ""  # the process whose call step started this one ("" for none; stored when set)
+    parent_step: str = ""  # that call step
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
         # By hand, not dataclasses.asdict: this runs on every transition and asdict's deep copy of every
         # step was ~9% of the control plane's CPU per workflow step.
         raw = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        raw["steps"] = {
-            sid: {name: getattr(run, name) for name in _STEP_FIELDS} for sid, run in self.steps.items()
-        }
+        if self.parent_id:
+            raw["parent_id"], raw["parent_step"] = self.parent_id, self.parent_step
+        raw["steps"] = {sid: _step_json(run) for sid, run in self.steps.items()}
         return raw
 
     @classmethod
@@ -202,6 +210,17 @@ class DefinitionVersion:
     created_at: float
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(ProcessRecord) if f.name != "steps")
-_STEP_FIELDS = tuple(f.name for f in fields(StepRun))
+_OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step")
+_RECORD_FIELDS = tuple(
+    f.name for f in fields(ProcessRecord) if f.name != "steps" and f.name not in _OPTIONAL_RECORD_FIELDS
+)
+_OPTIONAL_STEP_FIELDS = ("child_id", "items", "items_started", "items_completed", "items_failed")
+_STEP_FIELDS = tuple(f.name for f in fields(StepRun) if f.name not in _OPTIONAL_STEP_FIELDS)
+
+
+def _step_json(run: StepRun) -> dict[str, Any]:
+    raw = {name: getattr(run, name) for name in _STEP_FIELDS}
+    if run.child_id or run.items:
+        raw.update((name, getattr(run, name)) for name in _OPTIONAL_STEP_FIELDS)
+    return raw
 _TASK_FIELDS = tuple(f.name for f in fields(TaskAttempt))
