@@ -37,6 +37,11 @@ The definition `bench5`: five sequential steps `s1`..`s5`, each `task: {service:
   definition `bench_wait` (`steps: [{id: wait, wait_signal: {name: go}}]`) started with 200
   StartProcess calls in flight; then the control plane's peak RSS (VmHWM of /proc/<pid>/status).
   Target <= 300 MB.
+- `workflow.map_items_per_s`: on a fresh control plane with the same worker child, one process of
+  `bench_map`: a map step over `input.xs`, a list of 10,000 numbers, `max_concurrency` 100, each
+  item one no-op task; items / s from StartProcess until its `process_completed` arrives on a Bus
+  subscription of `workflow.bench_map.*.process_completed`. `workflow.map_items_per_s_vs_steps_100`
+  divides it by `workflow.steps_per_s_100` of the same run. Target >= 0.8.
 """
 
 from __future__ import annotations
@@ -88,6 +93,20 @@ FIVE_STEPS = f"name: {DEFINITION}\nsteps:\n" + "".join(
     f"  - {{id: s{n}, task: {{service: {SERVICE}, type: {TASK_TYPE}}}}}\n" for n in range(1, STEPS + 1)
 )
 WAIT_FOR_SIGNAL = f"name: {WAIT_DEFINITION}\nsteps:\n  - {{id: wait, wait_signal: {{name: go}}}}\n"
+MAP_DEFINITION = "bench_map"
+MAP_ITEMS = 10_000
+MAP_CONCURRENCY = 100
+MAP_TARGET = Target(0.8, at_least=True)
+_MAP_TIMEOUT_S = 600.0
+MAP_STEP = f"""name: {MAP_DEFINITION}
+steps:
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: {MAP_CONCURRENCY}
+      steps:
+        - {{id: item, task: {{service: {SERVICE}, type: {TASK_TYPE}}}}}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +363,40 @@ async def waiting_rss(count: int) -> float:
     return peak
 
 
+async def map_items_per_s(items: int) -> float:
+    """Items per second of one map step over `items` no-op items, on a fresh control plane."""
+    async with control_plane() as plane, grpc.aio.insecure_channel(plane.address) as channel:
+        stub = workflow_pb2_grpc.WorkflowStub(channel)
+        await stub.RegisterDefinition(workflow_pb2.RegisterDefinitionRequest(source=MAP_STEP))
+        workers_argv = python_module(
+            "bench.workflow_clients",
+            plane.address,
+            *("--service", SERVICE, "--task-type", TASK_TYPE, "--max-in-flight", str(WORKER_MAX_IN_FLIGHT)),
+        )
+        async with child("workers", workers_argv, _WORKERS_READY):
+            subscription = bus_pb2.SubscribeRequest(
+                pattern=f"workflow.{MAP_DEFINITION}.*.process_completed",
+                start=bus_pb2.START_POSITION_NEW_ONLY,
+                ack_mode=bus_pb2.ACK_MODE_NONE,
+            )
+            call, responses = await open_subscription(channel, subscription)
+            try:
+                request = workflow_pb2.StartProcessRequest(definition=MAP_DEFINITION)
+                request.input.update({"xs": list(range(items))})
+                started = time.monotonic()
+                await stub.StartProcess(request)
+                async with asyncio.timeout(_MAP_TIMEOUT_S):
+                    async for response in responses:
+                        if response.deliveries:
+                            break
+                elapsed = time.monotonic() - started
+            finally:
+                call.cancel()
+    rate = items / elapsed
+    logger.info("map: %d items at most %d at once in %.2f s: %.0f items/s", items, MAP_CONCURRENCY, elapsed, rate)
+    return rate
+
+
 async def run(context: RunContext) -> GroupResult:
     """Measure 1 and 100 processes in flight on one control plane, then waiting processes on another."""
     echo = context.figure(UNARY_ECHO)
@@ -355,6 +408,8 @@ async def run(context: RunContext) -> GroupResult:
         "waiting: %d processes of %s, %d StartProcess in flight", WAITING, WAIT_DEFINITION, START_IN_FLIGHT
     )
     rss = await waiting_rss(WAITING)
+    logger.info("map: one process of %s over %d items", MAP_DEFINITION, MAP_ITEMS)
+    mapped = await map_items_per_s(MAP_ITEMS)
     figures = [
         Figure("workflow.steps_per_s_1", one.steps_per_s, "steps/s"),
         Figure(f"workflow.steps_per_s_{MANY}", many.steps_per_s, "steps/s", STEPS_TARGET),
@@ -369,6 +424,8 @@ async def run(context: RunContext) -> GroupResult:
         Figure(f"workflow.step_p50_ms_{MANY}", percentile(step_ms, 50), "ms"),
         Figure(f"workflow.step_p99_ms_{MANY}", percentile(step_ms, 99), "ms", STEP_P99_TARGET_MS),
         Figure(f"workflow.rss_mb_{WAITING // 1000}k_waiting", rss, "MB", RSS_TARGET_MB),
+        Figure("workflow.map_items_per_s", mapped, "items/s"),
+        Figure(f"workflow.map_items_per_s_vs_steps_{MANY}", mapped / many.steps_per_s, "ratio", MAP_TARGET),
     ]
     setup = (
         f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (CompleteTask per task, "
@@ -377,6 +434,7 @@ async def run(context: RunContext) -> GroupResult:
         f"{MANY} in flight again on a fresh plane with --metrics off; "
         f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up; step-to-step = gap between arrivals of "
         f"consecutive step_completed events; RSS = VmHWM after {WAITING:,} processes waiting on a signal "
-        f"(fresh plane, {START_IN_FLIGHT} starts in flight)"
+        f"(fresh plane, {START_IN_FLIGHT} starts in flight); map = one process mapping {MAP_ITEMS:,} no-op "
+        f"items, {MAP_CONCURRENCY} at once (fresh plane)"
     )
     return GroupResult(GROUP, setup, figures)
