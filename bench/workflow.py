@@ -393,7 +393,9 @@ async def map_items_per_s(items: int) -> float:
             finally:
                 call.cancel()
     rate = items / elapsed
-    logger.info("map: %d items at most %d at once in %.2f s: %.0f items/s", items, MAP_CONCURRENCY, elapsed, rate)
+    logger.info(
+        "map: %d items at most %d at once in %.2f s: %.0f items/s", items, MAP_CONCURRENCY, elapsed, rate
+    )
     return rate
 
 

@@ -223,4 +223,6 @@ def _step_json(run: StepRun) -> dict[str, Any]:
     if run.child_id or run.items:
         raw.update((name, getattr(run, name)) for name in _OPTIONAL_STEP_FIELDS)
     return raw
+
+
 _TASK_FIELDS = tuple(f.name for f in fields(TaskAttempt))

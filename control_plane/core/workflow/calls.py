@@ -31,7 +31,11 @@ def child_key(parent: ProcessRecord, step_id: str) -> str:
     Derived from the parent's business key (or id, when it has none) and the step, so a start made
     again (a transition run again after losing a race with a replica) finds the process already there.
     """
-    key = f"{parent.definition}:{parent.business_key}/{step_id}" if parent.business_key else f"{parent.id}/{step_id}"
+    key = (
+        f"{parent.definition}:{parent.business_key}/{step_id}"
+        if parent.business_key
+        else f"{parent.id}/{step_id}"
+    )
     if len(key) > MAX_BUSINESS_KEY:
         key = f"{parent.definition}:{hashlib.sha256(key.encode()).hexdigest()}/{step_id}"[-MAX_BUSINESS_KEY:]
     return key

@@ -512,7 +512,9 @@ class Machine:
             self._event(EventType.STEP_STARTED, step.id)
             self._fail_step(step, error(exc.code, exc.message, step.id, at=self.now))
             return
-        self._event(EventType.STEP_STARTED, step.id, child_process_id=run.child_id, definition=spec.definition)
+        self._event(
+            EventType.STEP_STARTED, step.id, child_process_id=run.child_id, definition=spec.definition
+        )
 
     def _child_ended(self, step: Step, run: StepRun) -> None:
         """A process a call step started has ended (or ended again, after compensating)."""
@@ -557,7 +559,9 @@ class Machine:
                 self.cancel("the calling process stopped", what == ABORT)
         elif what == COMPENSATE and r.state is ProcessState.COMPLETED:
             if r.completed_order:
-                self._start_compensation(ProcessState.COMPENSATED, cancel_reason="the calling process compensates")
+                self._start_compensation(
+                    ProcessState.COMPENSATED, cancel_reason="the calling process compensates"
+                )
             else:
                 self._end(ProcessState.COMPENSATED, None)
 

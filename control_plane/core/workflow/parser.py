@@ -293,7 +293,10 @@ class _Parser:
                 if not version.startswith(("<", ">", "=", "!", "~")):
                     raise ValueError(f"not a version or a version range: {version!r}")
             except ValueError as exc:
-                self.error((*path, "version"), f"{exc}; a definition version is a whole number (or a range: \">=2,<3\")")
+                self.error(
+                    (*path, "version"),
+                    f'{exc}; a definition version is a whole number (or a range: ">=2,<3")',
+                )
         return CallSpec(name, version, self.template(body.get("input"), (*path, "input"), scope))
 
     def map(
@@ -307,13 +310,17 @@ class _Parser:
         if scope.variables is ITEM_VARIABLES:
             self.error(path, "a map step cannot run inside another map step")
         items = self.expression(body.get("items"), (*path, "items"), scope) if "items" in body else None
-        concurrency = self.whole(body, (*path, "max_concurrency"), 1, MAX_CONCURRENCY, default=MAX_CONCURRENCY)
+        concurrency = self.whole(
+            body, (*path, "max_concurrency"), 1, MAX_CONCURRENCY, default=MAX_CONCURRENCY
+        )
         failures = self.whole(body, (*path, "tolerated_failures"), 0, 1 << 31, default=None)
         percent = body.get("tolerated_failure_percent")
         if percent is not None and (
             isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100
         ):
-            self.error((*path, "tolerated_failure_percent"), f"must be a number from 0 to 100, got {percent!r}")
+            self.error(
+                (*path, "tolerated_failure_percent"), f"must be a number from 0 to 100, got {percent!r}"
+            )
             percent = None
         steps: tuple[Step, ...] = ()
         nested: set[str] = set()
@@ -324,7 +331,9 @@ class _Parser:
             return None, nested
         return MapSpec(items, concurrency or MAX_CONCURRENCY, failures, percent, steps), nested
 
-    def whole(self, body: dict[str, Any], path: Path, low: int, high: int, *, default: int | None) -> int | None:
+    def whole(
+        self, body: dict[str, Any], path: Path, low: int, high: int, *, default: int | None
+    ) -> int | None:
         """The whole number at `path` within [low, high], `default` when absent or wrong (reported)."""
         key = str(path[-1])
         if key not in body:
