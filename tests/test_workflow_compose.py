@@ -394,3 +394,20 @@ async def test_bad_call_and_map_steps_are_refused_with_the_field_at_fault(
     violations = {v.field: v.description for v in refused.value.violations}
     assert field in violations, violations
     assert says in violations[field]
+
+
+async def test_a_definition_calling_itself_stops_at_the_depth_limit(client: Client) -> None:
+    await client.workflow.apply("name: loop\nsteps:\n  - id: again\n    call: {definition: loop}\n")
+    process = await client.workflow.start("loop", {})
+    async with asyncio.timeout(30):
+        done = await client.workflow.wait(process.id)
+    # Each process started the next in the same transition, down to the deepest, whose step failed.
+    assert done.state == pb.PROCESS_STATE_FAILED
+    assert done.error.code == "CALL_FAILED"
+    depth, current = 0, done
+    while current.child_process_ids:
+        (child_id,) = current.child_process_ids
+        current = await client.workflow.status(child_id)
+        depth += 1
+    assert depth == 16
+    assert current.error.code == "CALL_DEPTH"

@@ -129,6 +129,7 @@ class ProcessRecord:
     signal_ids: list[str] = field(default_factory=list)
     parent_id: str = ""  # the process whose call step started this one ("" for none; stored when set)
     parent_step: str = ""  # that call step
+    depth: int = 0  # how many calls down from a process started by StartProcess (stored when set)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
@@ -136,7 +137,7 @@ class ProcessRecord:
         # step was ~9% of the control plane's CPU per workflow step.
         raw = {name: getattr(self, name) for name in _RECORD_FIELDS}
         if self.parent_id:
-            raw["parent_id"], raw["parent_step"] = self.parent_id, self.parent_step
+            raw["parent_id"], raw["parent_step"], raw["depth"] = self.parent_id, self.parent_step, self.depth
         raw["steps"] = {sid: _step_json(run) for sid, run in self.steps.items()}
         return raw
 
@@ -210,7 +211,7 @@ class DefinitionVersion:
     created_at: float
 
 
-_OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step")
+_OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step", "depth")
 _RECORD_FIELDS = tuple(
     f.name for f in fields(ProcessRecord) if f.name != "steps" and f.name not in _OPTIONAL_RECORD_FIELDS
 )

@@ -18,6 +18,9 @@ from control_plane.errors import InvalidArgument
 from control_plane.models import DefinitionVersion, ProcessRecord, ProcessState
 from control_plane.storage.base import WorkflowTx
 
+# Most calls down from a process started by StartProcess: a definition that calls itself (directly or
+# not) fails its call step there, rather than start processes without end.
+MAX_CALL_DEPTH = 16
 # The stored versions of a definition, newest first, and a compiled version by (name, version).
 Versions = Callable[[str], list[DefinitionVersion]]
 Compiled = Callable[[str, int], Definition]
@@ -61,6 +64,10 @@ class TxRelations:
 
     def start_child(self, parent: ProcessRecord, step_id: str, spec: CallSpec, child_input: Any) -> str:
         name, version_range = spec.definition, spec.version
+        if parent.depth >= MAX_CALL_DEPTH:
+            raise CallRefused(
+                "CALL_DEPTH", f"process {parent.id} is {parent.depth} calls deep already (at most {MAX_CALL_DEPTH})"
+            )
         version = resolve(self.versions(name), version_range)
         if version is None:
             wanted = f"a version in {version_range!r}" if version_range else "any version"
@@ -90,6 +97,7 @@ class TxRelations:
             updated_at=self.tx.now,
             parent_id=parent.id,
             parent_step=step_id,
+            depth=parent.depth + 1,
         )
         machine = Machine(record, definition, self.tx.now, self)
         machine.start()

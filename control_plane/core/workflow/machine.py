@@ -529,7 +529,7 @@ class Machine:
                 f"CALL_{child.state.name}",
                 f"called process {child.id} ({child.definition}) ended {child.state.value}",
                 step.id,
-                details={"process_id": child.id, "error": child.error},
+                details=_child_failure(child),
                 at=self.now,
             )
             self._fail_step(step, failure)
@@ -543,7 +543,7 @@ class Machine:
                     "CALL_COMPENSATION_FAILED",
                     f"called process {child.id} ({child.definition}) failed to compensate",
                     step.id,
-                    details={"process_id": child.id, "error": child.error},
+                    details=_child_failure(child),
                     at=self.now,
                 )
                 run.state = StepState.COMPENSATION_FAILED
@@ -890,6 +890,18 @@ class Machine:
                     content_type=_CONTENT_TYPE,
                 )
             )
+
+
+def _child_failure(child: ProcessRecord) -> dict[str, Any]:
+    """What a call step's error says of its child: the child's code and message, not its details (which
+    may hold its own child's, and so on: nested as deep as the calls, past what a Struct may be)."""
+    failure = child.error or {}
+    return {
+        "process_id": child.id,
+        "code": failure.get("code", ""),
+        "message": failure.get("message", ""),
+        "step_id": failure.get("step_id", ""),
+    }
 
 
 def _steps_of(branch: Branch) -> Iterator[Step]:

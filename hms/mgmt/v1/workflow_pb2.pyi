@@ -912,8 +912,9 @@ class Process(_message.Message):
 
     @_builtins.property
     def current_step_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
-        steps around them included); empty once the process ended.
+        """Steps scheduled, running, retrying, waiting or compensating now (the parallel, choice, call
+        and map steps around them included; a step run for an item of a map step as
+        "<step id>#<item index>"); empty once the process ended.
         """
 
     @_builtins.property

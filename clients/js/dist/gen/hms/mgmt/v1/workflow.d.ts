@@ -441,8 +441,9 @@ export interface Process {
         [key: string]: any;
     } | undefined;
     /**
-     * Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
-     * steps around them included); empty once the process ended.
+     * Steps scheduled, running, retrying, waiting or compensating now (the parallel, choice, call
+     * and map steps around them included; a step run for an item of a map step as
+     * "<step id>#<item index>"); empty once the process ended.
      */
     currentStepIds: string[];
     /**
