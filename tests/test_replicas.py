@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import grpc
 import psycopg
 import pytest
+from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from control_plane import errors
@@ -504,3 +505,38 @@ async def test_permit_processes_finish_exactly_once_while_replicas_die_and_resta
         assert {"validate", "charge", "assign", "schedule", "inspection", "notify_approved"} <= set(completed)
     assert set(received) == acknowledged and len(acknowledged) == MESSAGES
     assert subscriber_client.address != replicas.addresses[1]  # the consumer did move off the killed replica
+
+
+CALLED = "name: called\nsteps:\n  - {id: one, task: {service: Far, type: work}}\n"
+CALLING = """
+name: calling
+steps:
+  - id: sub
+    call: {definition: called}
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: 2
+      steps:
+        - {id: item, task: {service: Far, type: work}, input: {x: "item"}}
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_call_and_map_steps_run_across_replicas(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        await a.workflow.apply(CALLED)
+        await a.workflow.apply(CALLING)
+        async with far_worker(a):
+            # Started on B right after A registered both definitions: B loads what the call names.
+            process = await b.workflow.start("calling", {"xs": [3, 1, 2]})
+            async with asyncio.timeout(20):
+                final = await b.workflow.wait(process.id)
+            children = await a.workflow.list(parent_process_id=process.id)
+
+    assert final.state == pb.PROCESS_STATE_COMPLETED, final.error
+    assert [c.state for c in children] == [pb.PROCESS_STATE_COMPLETED]
+    (each,) = [s for s in final.steps if s.step_id == "each"]
+    outputs = MessageToDict(each.output)["value"]
+    assert [x["step"] for x in outputs] == ["item#0", "item#1", "item#2"]

@@ -28,6 +28,14 @@ Compiled = Callable[[str, int], Definition]
 Write = Callable[[WorkflowTx, Machine], list[tuple[str, str, int]]]
 
 
+class MissingDefinition(Exception):
+    """A call names a definition this replica has not loaded: perhaps registered on another a moment ago."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def child_key(parent: ProcessRecord, step_id: str) -> str:
     """The business key of the process a call step starts: the same for every start of that step.
 
@@ -60,15 +68,21 @@ class TxRelations:
     versions: Versions
     compiled: Compiled
     write: Write
+    # Where replicas share the store: raise MissingDefinition (to reload and run the transition again)
+    # rather than fail the step at once.
+    reload_missing: bool = False
     started: list[tuple[Machine, list[tuple[str, str, int]]]] = field(default_factory=list)
 
     def start_child(self, parent: ProcessRecord, step_id: str, spec: CallSpec, child_input: Any) -> str:
         name, version_range = spec.definition, spec.version
         if parent.depth >= MAX_CALL_DEPTH:
             raise CallRefused(
-                "CALL_DEPTH", f"process {parent.id} is {parent.depth} calls deep already (at most {MAX_CALL_DEPTH})"
+                "CALL_DEPTH",
+                f"process {parent.id} is {parent.depth} calls deep already (at most {MAX_CALL_DEPTH})",
             )
         version = resolve(self.versions(name), version_range)
+        if version is None and self.reload_missing:
+            raise MissingDefinition(name)
         if version is None:
             wanted = f"a version in {version_range!r}" if version_range else "any version"
             raise CallRefused("CALL_DEFINITION", f"definition {name!r} has {wanted} registered: none")

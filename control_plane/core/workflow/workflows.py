@@ -39,7 +39,7 @@ from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
-from control_plane.core.workflow.calls import TxRelations
+from control_plane.core.workflow.calls import MissingDefinition, TxRelations
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.compiler import DefinitionCompiler
 from control_plane.core.workflow.definition import Definition
@@ -353,12 +353,14 @@ class Workflows:
             updated_at=now,
         )
 
+        reload_missing = [self._cluster.shared]
+
         def work(tx: WorkflowTx) -> _Committed:
             if business_key:
                 existing = tx.find_by_key(name, business_key)
                 if existing is not None:
                     return _Committed(True, Effects(), existing)
-            relations = self._relations(tx)
+            relations = self._relations(tx, reload_missing=reload_missing[0])
             machine = Machine(record, definition, tx.now, relations)
             machine.start()
             waits = self._write(tx, machine, new=True)
@@ -366,7 +368,13 @@ class Workflows:
                 False, machine.effects, machine.record, tx.published, waits, related=_started(relations)
             )
 
-        committed = await self._transact(work, now)
+        try:
+            committed = await self._transact(work, now)
+        except MissingDefinition as exc:
+            # A call step names a definition registered on another replica a moment ago.
+            await self._reload_definitions(exc.name)
+            reload_missing[0] = False
+            committed = await self._transact(work, self._wall())
         return committed.record, bool(committed.result)
 
     async def process(self, process_id: str) -> ProcessRecord:
@@ -625,6 +633,7 @@ class Workflows:
         apply: Callable[[Machine], Any],
         guard: Callable[[WorkflowTx], bool] | None,
     ) -> _Committed:
+        reload_missing = [self._cluster.shared]
 
         def work(tx: WorkflowTx) -> _Committed:
             if guard is not None and not guard(tx):
@@ -636,7 +645,7 @@ class Workflows:
             if definition is None:
                 raise _UnknownDefinition(record.definition)
             before = record.state
-            relations = self._relations(tx)
+            relations = self._relations(tx, reload_missing=reload_missing[0])
             machine = Machine(record, definition, tx.now, relations)
             result = apply(machine)
             waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
@@ -646,9 +655,11 @@ class Workflows:
 
         try:
             return await self._transact(work, self._wall())
-        except _UnknownDefinition as exc:
-            # The process was started on another replica with a version registered there a moment ago.
+        except (_UnknownDefinition, MissingDefinition) as exc:
+            # The process was started on another replica with a version registered there a moment ago,
+            # or a call step names a definition registered there.
             await self._reload_definitions(exc.name)
+            reload_missing[0] = False
             return await self._transact(work, self._wall())
 
     async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
@@ -668,13 +679,14 @@ class Workflows:
         done.add_done_callback(_seen)
         return await asyncio.shield(done)
 
-    def _relations(self, tx: WorkflowTx) -> TxRelations:
+    def _relations(self, tx: WorkflowTx, *, reload_missing: bool) -> TxRelations:
         """What a transition in `tx` may do to other processes (start those its call steps run)."""
         return TxRelations(
             tx,
             versions=lambda name: self._versions.get(name, []),
             compiled=lambda name, version: self._definitions[(name, version)],
             write=lambda tx_, machine: self._write(tx_, machine, new=True),
+            reload_missing=reload_missing,
         )
 
     @staticmethod
