@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
 from control_plane.errors import InvalidArgument
 from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
+from control_plane.server import App
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.workflow_support import Services, finish
 
@@ -411,3 +413,59 @@ async def test_a_definition_calling_itself_stops_at_the_depth_limit(client: Clie
         depth += 1
     assert depth == 16
     assert current.error.code == "CALL_DEPTH"
+
+
+TEN_THOUSAND = """
+name: many
+steps:
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: 100
+      steps:
+        - {id: one, task: {service: Many, type: one}, input: {x: "item"}}
+"""
+
+
+@pytest.mark.timeout(300)
+async def test_a_map_of_10000_items_completes_without_growing_the_process_record(
+    server: App, client: Client
+) -> None:
+    await client.workflow.apply(TEN_THOUSAND)
+    handled = 0
+    every_thousand = asyncio.Event()
+    worker = Worker(client, "Many", max_in_flight=200, drain_timeout_s=1.0)
+
+    @worker.task("one")
+    async def one(task: TaskContext) -> dict[str, Any]:
+        nonlocal handled
+        handled += 1
+        if handled % 1000 == 0:
+            every_thousand.set()
+        return {"x": task.input["x"]}
+
+    run = await _run_worker(worker)
+    sizes: list[int] = []
+    try:
+        process = await client.workflow.start("many", {"xs": list(range(10_000))})
+        empty = await server.store.wf_process(process.id)
+        assert empty is not None
+        async with asyncio.timeout(240):
+            while handled < 9000:
+                every_thousand.clear()
+                await every_thousand.wait()
+                record = await server.store.wf_process(process.id)
+                assert record is not None
+                sizes.append(len(orjson.dumps(record.to_json())))
+            done = await client.workflow.wait(process.id)
+    finally:
+        worker.stop()
+        await run
+
+    assert done.state == pb.PROCESS_STATE_COMPLETED, done.error
+    # The last step's output is the process's: the items' outputs, in item order.
+    assert MessageToDict(done.output)["value"] == [{"x": x} for x in range(10_000)]
+    # While it ran, the record held the input, the counters and at most 100 running items' steps:
+    # what it holds besides the input stays under 100 step runs' worth, however many items ended.
+    beside_input = [size - len(orjson.dumps(empty.to_json())) for size in sizes]
+    assert len(sizes) >= 5 and max(beside_input) < 100 * 400, beside_input
