@@ -534,7 +534,7 @@ class Machine:
             )
             self._fail_step(step, failure)
         elif run.state is StepState.COMPENSATING and self.record.state is ProcessState.COMPENSATING:
-            if child.state is ProcessState.COMPENSATED:
+            if child.state in (ProcessState.COMPENSATED, ProcessState.CANCELLED):
                 run.state = StepState.COMPENSATED
                 self._event(EventType.COMPENSATION_COMPLETED, step.id, child_process_id=child.id)
                 self._compensate_next()
@@ -555,7 +555,8 @@ class Machine:
         """The process whose call step started this one asks it to stop, or to undo what it did."""
         r = self.record
         if what in (CANCEL, ABORT):
-            if not r.state.final and not (r.state is ProcessState.COMPENSATING and r.cancel_reason):
+            # Compensating already (a step of its own failed): it is undoing what it did anyway.
+            if not r.state.final and r.state is not ProcessState.COMPENSATING:
                 self.cancel("the calling process stopped", what == ABORT)
         elif what == COMPENSATE and r.state is ProcessState.COMPLETED:
             if r.completed_order:
@@ -564,6 +565,9 @@ class Machine:
                 )
             else:
                 self._end(ProcessState.COMPENSATED, None)
+        elif what == COMPENSATE and r.state.final and r.parent_id:
+            # Ended otherwise meanwhile: the parent reads how, rather than wait for an end to come.
+            self.effects.foreign_timers.append((r.parent_id, f"{CHILD_ENDED}:{r.parent_step}", self.now))
 
     def _tell_child(self, run: StepRun, what: str) -> None:
         self.effects.foreign_timers.append((run.child_id, f"{PARENT_SAYS}:{what}", self.now))
