@@ -568,6 +568,7 @@ class Machine:
         elif what == COMPENSATE and r.state.final and r.parent_id:
             # Ended otherwise meanwhile: the parent reads how, rather than wait for an end to come.
             self.effects.foreign_timers.append((r.parent_id, f"{CHILD_ENDED}:{r.parent_step}", self.now))
+            self.changed = True  # no event of its own: the timer must still be stored
 
     def _tell_child(self, run: StepRun, what: str) -> None:
         self.effects.foreign_timers.append((run.child_id, f"{PARENT_SAYS}:{what}", self.now))
