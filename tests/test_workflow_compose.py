@@ -469,3 +469,22 @@ async def test_a_map_of_10000_items_completes_without_growing_the_process_record
     # what it holds besides the input stays under 100 step runs' worth, however many items ended.
     beside_input = [size - len(orjson.dumps(empty.to_json())) for size in sizes]
     assert len(sizes) >= 5 and max(beside_input) < 100 * 400, beside_input
+
+
+async def test_a_parent_that_times_out_cancels_its_running_child(client: Client, services: Services) -> None:
+    await _permit_and_review(client, services)
+    await client.workflow.apply(PERMIT.replace("name: permit", "name: permit\ntimeout: 1s"))
+
+    async def decide_never(task: TaskContext) -> dict[str, Any]:
+        await asyncio.Event().wait()  # until the task is withdrawn
+        return {}
+
+    services.behaviour["decide"] = decide_never
+    parent = await client.workflow.start("permit", {"application_id": "A-5"})
+    done = await _wait_state(client, parent.id, pb.PROCESS_STATE_FAILED, pb.PROCESS_STATE_COMPENSATED)
+    (child_id,) = done.child_process_ids
+    child = await _wait_state(client, child_id, pb.PROCESS_STATE_CANCELLED, pb.PROCESS_STATE_FAILED)
+
+    assert done.error.code == "PROCESS_TIMEOUT"
+    assert child.state == pb.PROCESS_STATE_CANCELLED
+    assert services.types(child_id) == ["hold", "decide", "release"]
