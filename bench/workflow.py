@@ -62,6 +62,11 @@ one is checked. The peers group (Restate, DBOS) runs the same workflow.
   StartProcess calls in flight (the API has no bulk start); then the control plane's peak RSS
   (VmHWM of /proc/<pid>/status). Progress is logged every tenth: at ~1,500 starts/s a million
   takes about 11 minutes. Target <= 1,500 MB.
+- `workflow.map_items_per_s`: on a fresh control plane with the same worker child, one process of
+  `bench_map`: a map step over `input.xs`, a list of 10,000 numbers, `max_concurrency` 100, each
+  item one no-op task; items / s from StartProcess until its `process_completed` arrives on a Bus
+  subscription of `workflow.bench_map.*.process_completed`. `workflow.map_items_per_s_vs_steps_100`
+  divides it by `workflow.steps_per_s_100` of the same run. Target >= 0.8.
 """
 
 from __future__ import annotations
@@ -126,6 +131,20 @@ FIVE_STEPS = f"name: {DEFINITION}\nsteps:\n" + "".join(
 START_INPUT = {"bench": DEFINITION}
 EXPECTED_OUTPUT = {**START_INPUT, **{f"s{n}": True for n in range(1, STEPS + 1)}}
 WAIT_FOR_SIGNAL = f"name: {WAIT_DEFINITION}\nsteps:\n  - {{id: wait, wait_signal: {{name: go}}}}\n"
+MAP_DEFINITION = "bench_map"
+MAP_ITEMS = 10_000
+MAP_CONCURRENCY = 100
+MAP_TARGET = Target(0.8, at_least=True)
+_MAP_TIMEOUT_S = 600.0
+MAP_STEP = f"""name: {MAP_DEFINITION}
+steps:
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: {MAP_CONCURRENCY}
+      steps:
+        - {{id: item, task: {{service: {SERVICE}, type: {TASK_TYPE}}}}}
+"""
 
 
 def start_request() -> workflow_pb2.StartProcessRequest:
@@ -528,6 +547,42 @@ def log_open_phase(label: str, phase: OpenPhase) -> None:
     )
 
 
+async def map_items_per_s(items: int) -> float:
+    """Items per second of one map step over `items` no-op items, on a fresh control plane."""
+    async with control_plane() as plane, grpc.aio.insecure_channel(plane.address) as channel:
+        stub = workflow_pb2_grpc.WorkflowStub(channel)
+        await stub.RegisterDefinition(workflow_pb2.RegisterDefinitionRequest(source=MAP_STEP))
+        workers_argv = python_module(
+            "bench.workflow_clients",
+            plane.address,
+            *("--service", SERVICE, "--task-type", TASK_TYPE, "--max-in-flight", str(WORKER_MAX_IN_FLIGHT)),
+        )
+        async with child("workers", workers_argv, _WORKERS_READY):
+            subscription = bus_pb2.SubscribeRequest(
+                pattern=f"workflow.{MAP_DEFINITION}.*.process_completed",
+                start=bus_pb2.START_POSITION_NEW_ONLY,
+                ack_mode=bus_pb2.ACK_MODE_NONE,
+            )
+            call, responses = await open_subscription(channel, subscription)
+            try:
+                request = workflow_pb2.StartProcessRequest(definition=MAP_DEFINITION)
+                request.input.update({"xs": list(range(items))})
+                started = time.monotonic()
+                await stub.StartProcess(request)
+                async with asyncio.timeout(_MAP_TIMEOUT_S):
+                    async for response in responses:
+                        if response.deliveries:
+                            break
+                elapsed = time.monotonic() - started
+            finally:
+                call.cancel()
+    rate = items / elapsed
+    logger.info(
+        "map: %d items at most %d at once in %.2f s: %.0f items/s", items, MAP_CONCURRENCY, elapsed, rate
+    )
+    return rate
+
+
 async def run(context: RunContext) -> GroupResult:
     """Closed loops at 1 and 100 in flight and the half-load open loop on one plane; metrics off; waiting."""
     echo = context.figure(UNARY_ECHO)
@@ -568,6 +623,8 @@ async def run(context: RunContext) -> GroupResult:
         rss = await waiting_rss(waiting)
     else:
         logger.warning("waiting: not measured (%s=0)", WAITING_ENV)
+    logger.info("map: one process of %s over %d items", MAP_DEFINITION, MAP_ITEMS)
+    mapped = await map_items_per_s(MAP_ITEMS)
     figures = [
         Figure("workflow.steps_per_s_1", one.steps_per_s, "steps/s"),
         Figure(f"workflow.steps_per_s_{MANY}", many.steps_per_s, "steps/s", STEPS_TARGET),
@@ -588,6 +645,8 @@ async def run(context: RunContext) -> GroupResult:
         ),
         Figure(f"workflow.step_p50_ms_{MANY}", percentile(step_ms, 50), "ms"),
         Figure(f"workflow.step_p99_ms_{MANY}", percentile(step_ms, 99), "ms", STEP_P99_TARGET_MS),
+        Figure("workflow.map_items_per_s", mapped, "items/s"),
+        Figure(f"workflow.map_items_per_s_vs_steps_{MANY}", mapped / many.steps_per_s, "ratio", MAP_TARGET),
     ]
     plane_cpu_us = many.processes.cpu_us.get("control plane")
     echo_cpu = context.measured.get(ECHO_CPU)
@@ -624,5 +683,6 @@ async def run(context: RunContext) -> GroupResult:
             if waiting
             else f"waiting processes not measured ({WAITING_ENV}=0)"
         )
+        + f"; map = one process mapping {MAP_ITEMS:,} no-op items, {MAP_CONCURRENCY} at once (fresh plane)"
     )
     return GroupResult(GROUP, setup, figures)

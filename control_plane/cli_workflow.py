@@ -72,6 +72,7 @@ def add_workflow_verbs(
         help=f"only these states ({', '.join(_STATE_NAMES)})",
     )
     ls.add_argument("--limit", type=int, default=50, help="most processes to list (1-1000)")
+    ls.add_argument("--parent", default="", help="only the processes this process's call steps started")
 
     signal = workflow.add_parser("signal", help="send a named signal to a process")
     signal.add_argument("process_id")
@@ -132,7 +133,10 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
             processes = [
                 p.proto
                 for p in await client.workflow.list(
-                    definition=args.definition, states=args.states, page_size=args.limit
+                    definition=args.definition,
+                    states=args.states,
+                    page_size=args.limit,
+                    parent_process_id=args.parent,
                 )
             ]
             if args.output == "json":
@@ -325,6 +329,10 @@ def _print_status(process: pb.Process, notes: Mapping[str, str] | None = None) -
         print(f"ended       {_time(process.ended_at)}")
     if process.cancel_reason:
         print(f"cancelled   {process.cancel_reason}")
+    if process.parent_process_id:
+        print(f"parent      {process.parent_process_id} (step {process.parent_step_id})")
+    for child in process.child_process_ids:
+        print(f"child       {child}")
     print("steps:")
     width = max((len(step.step_id) for step in process.steps), default=4)
     for step in process.steps:
@@ -337,6 +345,14 @@ def _print_status(process: pb.Process, notes: Mapping[str, str] | None = None) -
             note = f"  retry at {_time(step.timer_at)}"
         elif step.worker_instance_id:
             note = f"  on {step.worker_instance_id}"
+        if step.child_process_id:
+            note += f"  child {step.child_process_id}"
+        if step.items_total:
+            note += (
+                f"  items {step.items_completed} completed, {step.items_failed} failed,"
+                f" {step.items_started - step.items_completed - step.items_failed} running"
+                f" of {step.items_total}"
+            )
         if notes and step.step_id in notes:
             note += f"  {notes[step.step_id]}"
         state = pb.StepState.Name(step.state).removeprefix("STEP_STATE_")

@@ -18,7 +18,7 @@ STYLES: dict[str, str] = {
 NOT_REACHED = "not_reached"
 START, END = "process_start", "process_end"
 
-_KINDS = ("task", "choice", "parallel", "wait_signal", "sleep")
+_KINDS = ("task", "choice", "parallel", "wait_signal", "sleep", "call", "map")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 # Characters that would end a quoted label, an edge label or an entity, or be read as HTML or Markdown;
 # Mermaid reads decimal entity codes in their place.
@@ -143,6 +143,20 @@ def _step(chart: _Chart, step: Mapping[str, Any], entering: list[_Exit]) -> list
         case "sleep":
             chart.node(node_id, ("([", "])"), step_id, f"sleep: {_duration(step.get('sleep'))}")
             return [_Exit(node_id)]
+        case "call":
+            call = _map(step.get("call"))
+            version = f" {call['version']}" if call.get("version") else ""
+            chart.node(node_id, ("[[", "]]"), step_id, f"call: {call.get('definition', '')}{version}")
+            return [_Exit(node_id)]
+        case "map":
+            body = _map(step.get("map"))
+            chart.node(node_id, ("[/", "/]"), step_id, f"map: {body.get('items', '')}")
+            ends = _sequence(chart, _list(body.get("steps")), [_Exit(node_id, "each item")])
+            join = f"{node_id}__join"
+            chart.node(join, ("[/", "/]"), f"collect {step_id}")
+            chart.companions[join] = node_id
+            chart.connect(ends, join)
+            return [_Exit(join)]
         case _:
             chart.node(node_id, ("[", "]"), step_id, "unknown step kind")
             return [_Exit(node_id)]
@@ -158,6 +172,7 @@ def _step_ids(steps: list[Any]) -> list[str]:
         for branch in _list(step.get("choice")) + _list(step.get("parallel")):
             found += _step_ids(_list(_map(branch).get("steps")))
         found += _step_ids(_list(step.get("default")))
+        found += _step_ids(_list(_map(step.get("map")).get("steps")))
     return found
 
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from control_plane.server import App
+from hms.mgmt.v1 import workflow_pb2 as pb
 from hms_mgmt import Client
 
 WAIT_THEN_NAP = """
@@ -213,3 +214,45 @@ async def test_watch_of_a_process_cancelled_meanwhile_shows_the_cancel_and_exits
     assert "    class s_nap not_reached" in graph.stdout.splitlines()
     assert plain.stdout.startswith("flowchart TD\n") and "classDef" not in plain.stdout
     assert wrong.returncode == 2 and "runs 'cli-demo'" in wrong.stderr
+
+
+async def test_status_shows_parent_children_and_map_progress_and_ls_lists_children(
+    server: App, client: Client
+) -> None:
+    await client.workflow.apply(WAIT_THEN_NAP)
+    await client.workflow.apply(
+        """
+name: cli-parent
+steps:
+  - id: sub
+    call: {definition: cli-demo}
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: 2
+      steps:
+        - {id: look, task: {service: Nobody, type: look}}
+"""
+    )
+    parent = await client.workflow.start("cli-parent", {"xs": [1, 2, 3]})
+    (child_id,) = (await client.workflow.status(parent.id)).child_process_ids
+    await client.workflow.signal(child_id, "go", {})
+    async with asyncio.timeout(10):
+        async for frame in client.workflow.watch(parent.id):
+            if any(
+                e.step_id == "each" and e.type == pb.HISTORY_EVENT_TYPE_STEP_STARTED for e in frame.events
+            ):
+                break
+
+    status = await workflow(server, "status", parent.id)
+    child_status = await workflow(server, "status", child_id)
+    children = await workflow(server, "ls", "--parent", parent.id)
+
+    assert f"child       {child_id}" in status.stdout, status.stderr
+    (each_line,) = [line for line in status.stdout.splitlines() if line.strip().startswith("each ")]
+    assert "items 0 completed, 0 failed, 2 running of 3" in each_line
+    (sub_line,) = [line for line in status.stdout.splitlines() if line.strip().startswith("sub ")]
+    assert f"child {child_id}" in sub_line
+    assert f"parent      {parent.id} (step sub)" in child_status.stdout
+    _, *rows = children.stdout.splitlines()
+    assert [row.split()[:2] for row in rows] == [[child_id, "cli-demo@1"]]

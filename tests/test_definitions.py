@@ -376,7 +376,7 @@ INVALID: list[tuple[str, str, str, int | None]] = [
     (
         "name: t\nsteps:\n  - {id: a, sleep: 1s, task: {service: S, type: t}}\n",
         "steps[0]",
-        "exactly one of task, choice, parallel, wait_signal, sleep; found task and sleep",
+        "exactly one of task, choice, parallel, wait_signal, sleep, call, map; found task and sleep",
         3,
     ),
     ("name: t\nsteps:\n  - {id: a}\n", "steps[0]", "exactly one of", 3),

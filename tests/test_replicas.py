@@ -26,8 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from control_plane import errors
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext, Worker, duration
-from hms_mgmt.types import Process, ProcessState
+from hms_mgmt import Client, ProcessState, TaskContext, Worker, duration
+from hms_mgmt.types import Process
 from services.permit.demo import DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -505,3 +505,38 @@ async def test_permit_processes_finish_exactly_once_while_replicas_die_and_resta
         assert {"validate", "charge", "assign", "schedule", "inspection", "notify_approved"} <= set(completed)
     assert set(received) == acknowledged and len(acknowledged) == MESSAGES
     assert subscriber_client.address != replicas.addresses[1]  # the consumer did move off the killed replica
+
+
+CALLED = "name: called\nsteps:\n  - {id: one, task: {service: Far, type: work}}\n"
+CALLING = """
+name: calling
+steps:
+  - id: sub
+    call: {definition: called}
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: 2
+      steps:
+        - {id: item, task: {service: Far, type: work}, input: {x: "item"}}
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_call_and_map_steps_run_across_replicas(replicas: Replicas) -> None:
+    await replicas.add(2)
+    async with clients(replicas.addresses) as (a, b):
+        await a.workflow.apply(CALLED)
+        await a.workflow.apply(CALLING)
+        async with far_worker(a):
+            # Started on B right after A registered both definitions: B loads what the call names.
+            process = await b.workflow.start("calling", {"xs": [3, 1, 2]})
+            async with asyncio.timeout(20):
+                final = await b.workflow.wait(process.id)
+            children = await a.workflow.list(parent_process_id=process.id)
+
+    assert final.state == ProcessState.COMPLETED, final.error
+    assert [c.state for c in children] == [ProcessState.COMPLETED]
+    (each,) = [s for s in final.steps if s.step_id == "each"]
+    outputs = each.output["value"]
+    assert [x["step"] for x in outputs] == ["item#0", "item#1", "item#2"]

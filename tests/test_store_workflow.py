@@ -293,6 +293,35 @@ async def test_processes_are_listed_newest_first_by_filter(store: Store) -> None
     assert await ids(definition="nothing") == []
 
 
+async def test_children_are_listed_by_parent_and_keep_their_parent_and_call_step(store: Store) -> None:
+    parent = process(1)
+    parent.steps["review"] = StepRun("review", StepState.RUNNING, child_id="p002")
+    children = [process(2, parent_id="p001", parent_step="review"), process(3, parent_id="p001")]
+    await transact(store, lambda tx: [tx.save(r, new=True) for r in [parent, *children, process(4)]])
+
+    listed = await store.wf_list_processes(
+        definition="", version=0, states=[], business_key="", before=None, limit=100, parent_id="p001"
+    )
+
+    assert [p.id for p in listed] == ["p003", "p002"]
+    assert await store.wf_process("p002") == children[0]
+    assert await store.wf_process("p001") == parent
+    assert (await transact(store, lambda tx: tx.peek("p002"))) == children[0]
+
+
+async def test_map_items_are_kept_apart_and_read_back_in_item_order(store: Store) -> None:
+    def put(tx: WorkflowTx) -> list[Any]:
+        for item in (2, 0, 11, 1):
+            failed = item == 1
+            tx.put_map_item("p001", "each", item, failed=failed, output={"error": "x"} if failed else [item])
+        tx.put_map_item("p001", "other", 0, failed=False, output="elsewhere")
+        tx.put_map_item("p001", "each", 2, failed=False, output="again")  # the same item again: replaced
+        return tx.map_outputs("p001", "each")
+
+    assert await transact(store, put) == [[0], None, "again", [11]]
+    assert await transact(store, lambda tx: tx.map_outputs("p001", "none")) == []
+
+
 async def test_processes_are_listed_by_business_key_prefix_case_sensitively(store: Store) -> None:
     keys = ["A-17", "A-170", "A-2", "a-17", "B-17", "", "A_17", "%-17"]
     records = [process(n, business_key=key) for n, key in enumerate(keys)]

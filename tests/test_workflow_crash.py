@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext, Worker
-from hms_mgmt.types import ProcessState
+from hms_mgmt import Client, ProcessState, TaskContext, Worker
 from tests.conftest import ServerProcess
 
 Start = Callable[..., Awaitable[ServerProcess]]
@@ -23,6 +22,31 @@ steps:
 """ + "".join(f"  - {{id: s{n}, task: {{service: Crash, type: noop}}}}\n" for n in range(1, 6))
 
 PROCESSES = 200
+
+# A called definition, and one with a call step and a map step among tasks.
+CHILD = """
+name: child
+steps:
+  - {id: k1, task: {service: Crash, type: noop}}
+  - {id: k2, task: {service: Crash, type: noop}}
+"""
+COMPOSITE = """
+name: composite
+steps:
+  - {id: c1, task: {service: Crash, type: noop}}
+  - id: sub
+    call: {definition: child, version: ">=1", input: {n: "input.n"}}
+  - id: each
+    map:
+      items: "input.xs"
+      max_concurrency: 4
+      steps:
+        - {id: m1, task: {service: Crash, type: noop}, input: {x: "item"}}
+        - {id: m2, task: {service: Crash, type: noop}, input: {x: "item"}}
+  - {id: c2, task: {service: Crash, type: noop}}
+"""
+COMPOSITES = 30
+ITEMS = 8
 
 
 def free_port() -> int:
@@ -47,6 +71,8 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
 
     async with Client(listen) as client:
         await client.workflow.apply(FIVE_STEPS)
+        await client.workflow.apply(CHILD)
+        await client.workflow.apply(COMPOSITE)
         workers = [
             Worker(client, "Crash", max_in_flight=32, ttl_s=3.0, drain_timeout_s=1.0) for _ in range(2)
         ]
@@ -55,6 +81,10 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
             ids = [(await client.workflow.start("five", {"n": n})).id for n in range(PROCESSES)]
+            composites = [
+                (await client.workflow.start("composite", {"n": n, "xs": list(range(ITEMS))})).id
+                for n in range(COMPOSITES)
+            ]
             for fraction in (0.2, 0.5, 0.8):
                 async with asyncio.timeout(60):
                     while handled < fraction * PROCESSES * 5:
@@ -65,7 +95,12 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
                 await client.wait_ready(30)
             async with asyncio.timeout(90):
                 finals = [await client.workflow.wait(pid) for pid in ids]
+                composed = [await client.workflow.wait(pid) for pid in composites]
+                children = [await client.workflow.list(parent_process_id=pid) for pid in composites]
+                child_finals = [await client.workflow.wait(c[0].id) for c in children if c]
             histories = [await client.workflow.history(pid) for pid in ids]
+            composed_histories = [await client.workflow.history(pid) for pid in composites]
+            child_histories = [await client.workflow.history(c.id) for c in child_finals]
         finally:
             for worker in workers:
                 worker.stop()
@@ -78,3 +113,20 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
         )
         assert completed == {f"s{n}": 1 for n in range(1, 6)}
         assert [e.sequence for e in history] == list(range(1, len(history) + 1))
+    # A call step starts exactly one child, whatever the kills; every step of both, and every item's
+    # steps, complete exactly once.
+    assert {p.state for p in composed} == {ProcessState.COMPLETED}
+    assert [len(c) for c in children] == [1] * COMPOSITES
+    assert {p.state for p in child_finals} == {ProcessState.COMPLETED}
+    items = {f"{step}#{i}": 1 for step in ("m1", "m2") for i in range(ITEMS)}
+    for history in composed_histories:
+        completed = collections.Counter(
+            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+        )
+        assert completed == {"c1": 1, "sub": 1, "each": 1, "c2": 1, **items}
+        assert [e.sequence for e in history] == list(range(1, len(history) + 1))
+    for history in child_histories:
+        completed = collections.Counter(
+            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+        )
+        assert completed == {"k1": 1, "k2": 1}

@@ -94,6 +94,12 @@ def _box(step: Step, runs: Mapping[str, StepRun] | None) -> Box:
                 lines.append(f"timeout: {_seconds(step.wait_timeout_s)}")
         case StepKind.SLEEP:
             lines.append(f"sleep: {_seconds(step.sleep_s)}")
+        case StepKind.CALL if step.call is not None:
+            lines.append(f"call: {step.call.definition} {step.call.version}".rstrip())
+        case StepKind.MAP if step.map is not None:
+            lines.append(f"map: {step.map.items.text}, {step.map.max_concurrency} at once")
+            if run is not None and run.items:
+                lines.append(f"items: {run.items_completed} done, {run.items_failed} failed of {run.items}")
         case _:
             lines.append(step.kind.value)
     return Box(

@@ -96,6 +96,12 @@ class StepRun:
     worker_instance_id: str = ""  # of the worker that reported `started` on the current attempt
     heartbeat_details: Any = None
     compensation_attempts: int = 0
+    # Kept in the stored JSON only when set (records stay readable by the version before call and map):
+    child_id: str = ""  # call: the process it started
+    items: int = 0  # map: how many items its list has
+    items_started: int = 0  # map: items 0 .. items_started - 1 have started
+    items_completed: int = 0  # map: items that completed
+    items_failed: int = 0  # map: items that failed
 
 
 @dataclass(slots=True)
@@ -124,15 +130,18 @@ class ProcessRecord:
     # W3C traceparent of the call that started the process ("" untraced): the parent of every span
     # of the process, kept with it so a process that lives for weeks stays one trace.
     trace_parent: str = ""
+    parent_id: str = ""  # the process whose call step started this one ("" for none; stored when set)
+    parent_step: str = ""  # that call step
+    depth: int = 0  # how many calls down from a process started by StartProcess (stored when set)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
         # By hand, not dataclasses.asdict: this runs on every transition and asdict's deep copy of every
         # step was ~9% of the control plane's CPU per workflow step.
         raw = {name: getattr(self, name) for name in _RECORD_FIELDS}
-        raw["steps"] = {
-            sid: {name: getattr(run, name) for name in _STEP_FIELDS} for sid, run in self.steps.items()
-        }
+        if self.parent_id:
+            raw["parent_id"], raw["parent_step"], raw["depth"] = self.parent_id, self.parent_step, self.depth
+        raw["steps"] = {sid: _step_json(run) for sid, run in self.steps.items()}
         return raw
 
     @classmethod
@@ -206,6 +215,19 @@ class DefinitionVersion:
     created_at: float
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(ProcessRecord) if f.name != "steps")
-_STEP_FIELDS = tuple(f.name for f in fields(StepRun))
+_OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step", "depth")
+_RECORD_FIELDS = tuple(
+    f.name for f in fields(ProcessRecord) if f.name != "steps" and f.name not in _OPTIONAL_RECORD_FIELDS
+)
+_OPTIONAL_STEP_FIELDS = ("child_id", "items", "items_started", "items_completed", "items_failed")
+_STEP_FIELDS = tuple(f.name for f in fields(StepRun) if f.name not in _OPTIONAL_STEP_FIELDS)
+
+
+def _step_json(run: StepRun) -> dict[str, Any]:
+    raw = {name: getattr(run, name) for name in _STEP_FIELDS}
+    if run.child_id or run.items:
+        raw.update((name, getattr(run, name)) for name in _OPTIONAL_STEP_FIELDS)
+    return raw
+
+
 _TASK_FIELDS = tuple(f.name for f in fields(TaskAttempt))

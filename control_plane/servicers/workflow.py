@@ -119,6 +119,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             business_key=request.business_key,
             before=_position(request.page_token) if request.page_token else None,
             limit=size + 1,
+            parent_id=request.parent_process_id,
         )
         token = ""
         if len(records) > size:

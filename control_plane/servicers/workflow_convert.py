@@ -107,6 +107,9 @@ def process(record: ProcessRecord, parsed: Definition | None, *, details: bool) 
             )
         ],
         cancel_reason=record.cancel_reason,
+        parent_process_id=record.parent_id,
+        parent_step_id=record.parent_step,
+        child_process_ids=[s.child_id for s in record.steps.values() if s.child_id],
         created_at=timestamp(record.created_at),
         updated_at=timestamp(record.updated_at),
         last_event_sequence=record.last_event_sequence,
@@ -130,6 +133,11 @@ def process(record: ProcessRecord, parsed: Definition | None, *, details: bool) 
                 state=_STEP_STATE[run.state],
                 attempts=run.attempts,
                 worker_instance_id=run.worker_instance_id,
+                child_process_id=run.child_id,
+                items_total=run.items,
+                items_started=run.items_started,
+                items_completed=run.items_completed,
+                items_failed=run.items_failed,
             )
             if parsed is not None:
                 step = parsed.step(step_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from control_plane.models import (
     AppendResult,
@@ -90,12 +90,24 @@ class WorkflowTx(Protocol):
         """The process of a definition with a business key, or None."""
         ...
 
+    def peek(self, process_id: str) -> ProcessRecord | None:
+        """Another process as stored, not locked (a call step reads its child's outcome), or None."""
+        ...
+
     def save(self, record: ProcessRecord, *, new: bool) -> None:
         """Insert or update the process."""
         ...
 
     def history(self, events: Sequence[HistoryEvent]) -> None:
         """Append history events."""
+        ...
+
+    def put_map_item(self, process_id: str, step_id: str, item: int, *, failed: bool, output: Any) -> None:
+        """Keep what one item of a map step ended with (its output, or its error when it failed)."""
+        ...
+
+    def map_outputs(self, process_id: str, step_id: str) -> list[Any]:
+        """The outputs of a map step's items in item order (None for a failed item)."""
         ...
 
     def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
@@ -289,10 +301,12 @@ class Store(Protocol):
         limit: int,
         business_key_prefix: str = "",
         started: tuple[float | None, float | None] = (None, None),
+        parent_id: str = "",
     ) -> list[ProcessRecord]:
         """Processes matching the filters, newest first, after a (created_at, id) position.
 
         `started` bounds the creation time: (at or after, before); None leaves that side open.
+        `parent_id` keeps the processes started by that process's call steps.
         """
         ...
 

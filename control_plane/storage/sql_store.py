@@ -367,11 +367,21 @@ class SqlStore:
         limit: int,
         business_key_prefix: str = "",
         started: tuple[float | None, float | None] = (None, None),
+        parent_id: str = "",
     ) -> list[ProcessRecord]:
         """Processes matching filters, newest first."""
         return await self._read(
             lambda c: sql_workflow.list_processes(
-                c, definition, version, states, business_key, before, limit, business_key_prefix, started
+                c,
+                definition,
+                version,
+                states,
+                business_key,
+                before,
+                limit,
+                business_key_prefix,
+                started,
+                parent_id,
             )
         )
 

@@ -46,6 +46,11 @@ class SqlWorkflowTx:
         ).fetchone()
         return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
 
+    def peek(self, process_id: str) -> ProcessRecord | None:
+        """Another process as stored, not locked (a call step reads its child's outcome), or None."""
+        row = self._conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
+        return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
+
     def find_by_key(self, definition: str, business_key: str) -> ProcessRecord | None:
         """The process of a definition with a business key, or None."""
         row = self._conn.execute(
@@ -59,8 +64,8 @@ class SqlWorkflowTx:
         document = _dumps(record.to_json())
         if new:
             self._conn.execute(
-                "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, record) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, record,"
+                " parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.definition,
@@ -70,6 +75,7 @@ class SqlWorkflowTx:
                     record.created_at,
                     record.updated_at,
                     document,
+                    record.parent_id,
                 ),
             )
         else:
@@ -77,6 +83,22 @@ class SqlWorkflowTx:
                 "UPDATE wf_processes SET state = ?, updated_at = ?, record = ? WHERE id = ?",
                 (record.state.value, record.updated_at, document, record.id),
             )
+
+    def put_map_item(self, process_id: str, step_id: str, item: int, *, failed: bool, output: Any) -> None:
+        """Keep what one item of a map step ended with (its output, or its error when it failed)."""
+        self._conn.execute(
+            "INSERT INTO wf_map_items (process_id, step_id, item, failed, output) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (process_id, step_id, item) DO UPDATE SET failed = excluded.failed, output = excluded.output",
+            (process_id, step_id, item, int(failed), _dumps(output)),
+        )
+
+    def map_outputs(self, process_id: str, step_id: str) -> list[Any]:
+        """The outputs of a map step's items in item order (None for a failed item)."""
+        rows = self._conn.execute(
+            "SELECT failed, output FROM wf_map_items WHERE process_id = ? AND step_id = ? ORDER BY item",
+            (process_id, step_id),
+        )
+        return [None if failed else orjson.loads(output) for failed, output in rows]
 
     def history(self, events: Sequence[HistoryEvent]) -> None:
         """Append history events."""
@@ -198,10 +220,14 @@ def list_processes(
     limit: int,
     business_key_prefix: str = "",
     started: tuple[float | None, float | None] = (None, None),
+    parent_id: str = "",
 ) -> list[ProcessRecord]:
     """Processes matching the filters, newest first, after a (created_at, id) position."""
     where: list[str] = []
     args: list[object] = []
+    if parent_id:
+        where.append("parent_id = ?")
+        args.append(parent_id)
     if definition:
         where.append("definition = ?")
         args.append(definition)

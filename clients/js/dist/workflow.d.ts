@@ -40,6 +40,8 @@ export interface ListOptions {
     businessKey?: string;
     includeDetails?: boolean;
     pageSize?: number;
+    /** Only the processes started by this process's call steps (its children). */
+    parentProcessId?: string;
 }
 /** Workflow calls; answers are the wire messages of hms.mgmt.v1 as plain objects. */
 export declare class WorkflowApi {

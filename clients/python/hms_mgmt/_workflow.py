@@ -121,10 +121,17 @@ class WorkflowClient:
         return Process.from_proto(response.process)
 
     async def list(
-        self, *, definition: str = "", states: Sequence[pb.ProcessState.ValueType] = (), page_size: int = 50
+        self,
+        *,
+        definition: str = "",
+        states: Sequence[pb.ProcessState.ValueType] = (),
+        page_size: int = 50,
+        parent_process_id: str = "",
     ) -> builtins.list[Process]:
-        """The newest processes matching the filters (one page)."""
-        request = pb.ListProcessesRequest(definition=definition, states=states, page_size=page_size)
+        """The newest processes matching the filters (one page); `parent_process_id`: its children."""
+        request = pb.ListProcessesRequest(
+            definition=definition, states=states, page_size=page_size, parent_process_id=parent_process_id
+        )
         response = await self._endpoints.unary(
             lambda e: e.workflow.ListProcesses(request, metadata=self._metadata), retry=True
         )

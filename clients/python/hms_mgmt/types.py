@@ -81,6 +81,8 @@ class StepKind(enum.IntEnum):
     CHOICE = pb.STEP_KIND_CHOICE
     WAIT_SIGNAL = pb.STEP_KIND_WAIT_SIGNAL
     SLEEP = pb.STEP_KIND_SLEEP
+    CALL = pb.STEP_KIND_CALL
+    MAP = pb.STEP_KIND_MAP
 
 
 class HealthStatus(enum.IntEnum):
@@ -141,6 +143,11 @@ class Step:
     worker_instance_id: str
     heartbeat_details: dict[str, Any]
     waiting_for: str
+    child_process_id: str  # a call step's child process
+    items_total: int  # a map step's items: all, started, completed, failed
+    items_started: int
+    items_completed: int
+    items_failed: int
     proto: pb.StepStatus = field(repr=False, compare=False)
 
     @classmethod
@@ -159,6 +166,11 @@ class Step:
             message.worker_instance_id,
             plain(message.heartbeat_details),
             message.waiting_for,
+            message.child_process_id,
+            message.items_total,
+            message.items_started,
+            message.items_completed,
+            message.items_failed,
             message,
         )
 
@@ -182,6 +194,9 @@ class Process:
     updated_at: datetime | None
     ended_at: datetime | None
     last_event_sequence: int
+    parent_process_id: str  # the process whose call step started this one
+    parent_step_id: str
+    child_process_ids: list[str]  # processes its call steps started
     proto: pb.Process = field(repr=False, compare=False)
 
     @classmethod
@@ -202,6 +217,9 @@ class Process:
             _time(message.updated_at),
             _time(message.ended_at),
             message.last_event_sequence,
+            message.parent_process_id,
+            message.parent_step_id,
+            list(message.child_process_ids),
             message,
         )
 

@@ -21,6 +21,8 @@ class StepKind(StrEnum):
     PARALLEL = "parallel"
     WAIT_SIGNAL = "wait_signal"
     SLEEP = "sleep"
+    CALL = "call"
+    MAP = "map"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,39 @@ class TaskSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CallSpec:
+    """A `call` step: a process of another definition, started with mapped input and waited for."""
+
+    definition: str
+    version: str  # a version or range of the called definition ("" for its latest)
+    input: Mapping[str, Any] | Expression | None
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """A `map` step: `steps` run once per item of the CEL list `items`, at most `max_concurrency` at once.
+
+    The step fails once more items failed than tolerated: more than `tolerated_failures`, or more than
+    `tolerated_failure_percent` of the items (None: that bound does not apply; both None: none may fail).
+    """
+
+    items: Expression
+    max_concurrency: int
+    tolerated_failures: int | None
+    tolerated_failure_percent: float | None
+    steps: tuple[Step, ...]
+
+    def tolerates(self, failed: int, total: int) -> bool:
+        """Whether `failed` failed items out of `total` still let the map step complete."""
+        if self.tolerated_failures is None and self.tolerated_failure_percent is None:
+            return failed == 0
+        if self.tolerated_failures is not None and failed > self.tolerated_failures:
+            return False
+        percent = self.tolerated_failure_percent
+        return percent is None or failed * 100 <= percent * total
+
+
+@dataclass(frozen=True, slots=True)
 class Branch:
     """A branch of a choice (taken when `when` holds; None is the default) or of a parallel step."""
 
@@ -82,6 +117,8 @@ class Step:
     wait_timeout_s: float | None = None
     sleep_s: float = 0.0
     parent: str = ""
+    call: CallSpec | None = None
+    map: MapSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +164,5 @@ def _depth_first(steps: tuple[Step, ...]) -> Iterator[Step]:
         yield step
         for branch in step.branches:
             yield from _depth_first(branch.steps)
+        if step.map is not None:
+            yield from _depth_first(step.map.steps)

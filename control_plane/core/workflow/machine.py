@@ -7,8 +7,8 @@ publishes commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -16,6 +16,17 @@ import orjson
 from control_plane.core.workflow.definition import Branch, Definition, Step, StepKind, TaskSpec
 from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
 from control_plane.core.workflow.history_json import history_json
+from control_plane.core.workflow.maps import MapItemsError, item_key, items_of, split_key
+from control_plane.core.workflow.relations import (
+    ABORT,
+    CANCEL,
+    CHILD_ENDED,
+    COMPENSATE,
+    PARENT_SAYS,
+    CallRefused,
+    Detached,
+    Relations,
+)
 from control_plane.errors import FailedPrecondition, ResourceExhausted
 from control_plane.models import (
     ACTIVE_STEP_STATES,
@@ -100,6 +111,8 @@ class Layout:
                 self.following[step.id] = after.id
             for branch in step.branches:
                 self._walk(branch.steps, step.id)
+            if step.map is not None:
+                self._walk(step.map.steps, step.id)
 
 
 _LAYOUTS: dict[str, Layout] = {}
@@ -126,19 +139,26 @@ class Effects:
     messages: list[OutgoingMessage] = field(default_factory=list)
     bus_waits: list[tuple[str, str]] = field(default_factory=list)  # (step id, pattern) to start waiting
     cleared_bus_waits: list[str] = field(default_factory=list)  # step ids no longer waiting
+    # (process id, name, due) of timers on other processes: a parent or child told of something.
+    foreign_timers: list[tuple[str, str, float]] = field(default_factory=list)
 
 
 class Machine:
     """Applies events to one process record, collecting the effects."""
 
-    def __init__(self, record: ProcessRecord, definition: Definition, now: float) -> None:
+    def __init__(
+        self, record: ProcessRecord, definition: Definition, now: float, relations: Relations | None = None
+    ) -> None:
         self.record = record
         self.definition = definition
         self.now = now
         self.effects = Effects()
+        self.relations: Relations = relations or Detached()
         self._layout = layout_of(definition)
         # Set by changes that record no history event but must still be stored.
         self.changed = False
+        # Map steps starting items now: an item ending at once does not start more from inside.
+        self._filling: set[str] = set()
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -154,7 +174,7 @@ class Machine:
 
     def complete_task(self, step_id: str, attempt: int, compensation: bool, output: Any) -> None:
         """A worker completed an attempt that `check_current` accepted."""
-        step = self.definition.step(step_id)
+        step = self._step(step_id)
         run = self.record.steps[step_id]
         self.effects.ended_tasks.append(task_token(self.record.id, step_id, attempt, compensation))
         if compensation:
@@ -175,7 +195,7 @@ class Machine:
         timed_out: bool = False,
     ) -> float | None:
         """An attempt failed (or timed out); returns when the next attempt is due, None if none is."""
-        step = self.definition.step(step_id)
+        step = self._step(step_id)
         run = self.record.steps[step_id]
         spec = step.compensate if compensation else step.task
         assert spec is not None
@@ -224,11 +244,16 @@ class Machine:
                 r.compensation_queue.clear()
                 self._end(ProcessState.FAILED, failure)
             return
+        if kind == PARENT_SAYS:
+            self._parent_says(step_id)
+            return
         run = r.steps.get(step_id)
         if run is None or r.state.final:
             return
-        step = self.definition.step(step_id)
-        if kind == "retry" and run.state is StepState.RETRYING:
+        step = self._step(step_id)
+        if kind == CHILD_ENDED:
+            self._child_ended(step, run)
+        elif kind == "retry" and run.state is StepState.RETRYING:
             self._schedule(step, run.attempts + 1)
         elif kind == "cretry" and run.state is StepState.COMPENSATING:
             self._schedule_compensation(step, run.compensation_attempts + 1)
@@ -317,7 +342,7 @@ class Machine:
         r.cancel_reason = reason
         by: dict[str, Any] = {"by": actor.to_json()} if actor is not None else {}
         self._event(EventType.PROCESS_CANCEL_REQUESTED, reason=reason, compensate=compensate, **by)
-        self._cancel_active("process_cancelled")
+        self._cancel_active("process_cancelled", compensate_children=compensate)
         r.compensation_queue.clear()
         if compensate and r.completed_order:
             self._start_compensation(ProcessState.CANCELLED, cancel_reason=reason)
@@ -378,10 +403,34 @@ class Machine:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _activation(self) -> dict[str, Any]:
+    def _activation(self, key: str = "") -> dict[str, Any]:
         # Compensations read the outputs of the steps they undo: "completed once" counts, not the state now.
-        steps = {sid: {"output": run.output} for sid, run in self.record.steps.items() if run.state in _DONE}
-        return {"input": self.record.input, "steps": steps}
+        steps = {
+            sid: {"output": run.output}
+            for sid, run in self.record.steps.items()
+            if run.state in _DONE and "#" not in sid
+        }
+        activation: dict[str, Any] = {"input": self.record.input, "steps": steps}
+        step_id, item = split_key(key)
+        if item is not None:
+            # A step run per item sees the steps before it for the same item, and the item.
+            suffix = f"#{item}"
+            for sid, run in self.record.steps.items():
+                if sid.endswith(suffix) and run.state in _DONE:
+                    steps[sid[: -len(suffix)]] = {"output": run.output}
+            activation["item"] = self._items(self.definition.step(self._layout.parent[step_id]))[item]
+            activation["index"] = item
+        return activation
+
+    def _step(self, key: str) -> Step:
+        """The step of a key in the record's steps: for an item of a map step, a copy under that key."""
+        step_id, item = split_key(key)
+        step = self.definition.step(step_id)
+        return step if item is None else replace(step, id=key)
+
+    def _items(self, map_step: Step) -> Sequence[Any]:
+        run = self.record.steps[map_step.id]
+        return items_of(self.record.id, map_step, run.started_at, self._activation())
 
     def _enter(self, step: Step) -> None:
         run = self.record.steps[step.id] = StepRun(step.id, started_at=self.now)
@@ -440,6 +489,149 @@ class Machine:
                 run.timer_at = self.now + step.sleep_s
                 self._set_timer("sleep:" + step.id, run.timer_at)
                 self._event(EventType.STEP_STARTED, step.id, until=run.timer_at)
+            case StepKind.CALL:
+                run.state = StepState.RUNNING
+                self._start_call(step, run)
+            case StepKind.MAP:
+                run.state = StepState.RUNNING
+                self._start_map(step, run)
+
+    # -- call steps -----------------------------------------------------------------------------
+
+    def _start_call(self, step: Step, run: StepRun) -> None:
+        """Start the called process in this transaction; the step waits for it to end."""
+        spec = step.call
+        assert spec is not None
+        try:
+            child_input = {} if spec.input is None else evaluate_mapping(spec.input, self._activation())
+            run.child_id = self.relations.start_child(self.record, step.id, spec, child_input)
+        except ExpressionError as exc:
+            self._event(EventType.STEP_STARTED, step.id)
+            self._fail_step(step, error("INPUT_MAPPING", str(exc), step.id, at=self.now))
+            return
+        except CallRefused as exc:
+            self._event(EventType.STEP_STARTED, step.id)
+            self._fail_step(step, error(exc.code, exc.message, step.id, at=self.now))
+            return
+        self._event(
+            EventType.STEP_STARTED, step.id, child_process_id=run.child_id, definition=spec.definition
+        )
+
+    def _child_ended(self, step: Step, run: StepRun) -> None:
+        """A process a call step started has ended (or ended again, after compensating)."""
+        child = self.relations.peek(run.child_id) if run.child_id else None
+        if child is None or not child.state.final:
+            return
+        if run.state is StepState.RUNNING:
+            if child.state is ProcessState.COMPLETED:
+                self._complete_step(step, child.output)
+                return
+            failure = error(
+                f"CALL_{child.state.name}",
+                f"called process {child.id} ({child.definition}) ended {child.state.value}",
+                step.id,
+                details=_child_failure(child),
+                at=self.now,
+            )
+            self._fail_step(step, failure)
+        elif run.state is StepState.COMPENSATING and self.record.state is ProcessState.COMPENSATING:
+            if child.state in (ProcessState.COMPENSATED, ProcessState.CANCELLED):
+                run.state = StepState.COMPENSATED
+                self._event(EventType.COMPENSATION_COMPLETED, step.id, child_process_id=child.id)
+                self._compensate_next()
+            elif child.state is ProcessState.FAILED:
+                failure = error(
+                    "CALL_COMPENSATION_FAILED",
+                    f"called process {child.id} ({child.definition}) failed to compensate",
+                    step.id,
+                    details=_child_failure(child),
+                    at=self.now,
+                )
+                run.state = StepState.COMPENSATION_FAILED
+                self._event(EventType.COMPENSATION_FAILED, step.id, error=failure)
+                self.record.compensation_queue.clear()
+                self._end(ProcessState.FAILED, failure)
+
+    def _parent_says(self, what: str) -> None:
+        """The process whose call step started this one asks it to stop, or to undo what it did."""
+        r = self.record
+        if what in (CANCEL, ABORT):
+            # Compensating already (a step of its own failed): it is undoing what it did anyway.
+            if not r.state.final and r.state is not ProcessState.COMPENSATING:
+                self.cancel("the calling process stopped", what == ABORT)
+        elif what == COMPENSATE and r.state is ProcessState.COMPLETED:
+            if r.completed_order:
+                self._start_compensation(
+                    ProcessState.COMPENSATED, cancel_reason="the calling process compensates"
+                )
+            else:
+                self._end(ProcessState.COMPENSATED, None)
+        elif what == COMPENSATE and r.state.final and r.parent_id:
+            # Ended otherwise meanwhile: the parent reads how, rather than wait for an end to come.
+            self.effects.foreign_timers.append((r.parent_id, f"{CHILD_ENDED}:{r.parent_step}", self.now))
+            self.changed = True  # no event of its own: the timer must still be stored
+
+    def _tell_child(self, run: StepRun, what: str) -> None:
+        self.effects.foreign_timers.append((run.child_id, f"{PARENT_SAYS}:{what}", self.now))
+
+    # -- map steps ------------------------------------------------------------------------------
+
+    def _start_map(self, step: Step, run: StepRun) -> None:
+        try:
+            items = self._items(step)
+        except MapItemsError as exc:
+            self._event(EventType.STEP_STARTED, step.id)
+            self._fail_step(step, error("MAP_ITEMS", str(exc), step.id, at=self.now))
+            return
+        run.items = len(items)
+        self._event(EventType.STEP_STARTED, step.id, items=len(items))
+        if not items:
+            self._complete_step(step, [])
+            return
+        self._start_items(step, run)
+
+    def _start_items(self, step: Step, run: StepRun) -> None:
+        """Start items in order while fewer than max_concurrency run (bounded work per transition)."""
+        spec = step.map
+        assert spec is not None
+        first = spec.steps[0]
+        self._filling.add(step.id)
+        try:
+            while (
+                run.state is StepState.RUNNING
+                and not self.record.state.final
+                and run.items_started < run.items
+                and run.items_started - run.items_completed - run.items_failed < spec.max_concurrency
+            ):
+                run.items_started += 1
+                self._enter(replace(first, id=item_key(first.id, run.items_started - 1)))
+        finally:
+            self._filling.discard(step.id)
+
+    def _item_ended(self, step: Step, item: int, output: Any, failure: dict[str, Any] | None) -> None:
+        """An item's last step completed, or one of its steps failed: keep its outcome apart, go on."""
+        spec = step.map
+        assert spec is not None
+        run = self.record.steps[step.id]
+        if run.state is not StepState.RUNNING:
+            return
+        for inner in spec.steps:
+            self.record.steps.pop(item_key(inner.id, item), None)
+        self.relations.put_map_item(
+            self.record.id, step.id, item, failed=failure is not None, output=failure or output
+        )
+        if failure is not None:
+            run.items_failed += 1
+        else:
+            run.items_completed += 1
+        if not spec.tolerates(run.items_failed, run.items):
+            message = f"{run.items_failed} of {run.items} items failed, more than tolerated"
+            details = {"item": item, "error": failure}
+            self._fail_step(step, error("MAP_ITEMS_FAILED", message, step.id, details=details, at=self.now))
+        elif run.items_completed + run.items_failed == run.items:
+            self._complete_step(step, self.relations.map_outputs(self.record.id, step.id))
+        elif step.id not in self._filling:
+            self._start_items(step, run)
 
     def _skip_branches(self, choice: Step, taken: int | None) -> None:
         """Mark every step of the branches a choice did not take SKIPPED, nested ones included."""
@@ -450,17 +642,17 @@ class Machine:
                 self.record.steps[step.id] = StepRun(step.id, state=StepState.SKIPPED, ended_at=self.now)
                 self._event(EventType.STEP_SKIPPED, step.id)
 
-    def _task_input(self, spec: TaskSpec) -> Any:
+    def _task_input(self, spec: TaskSpec, key: str) -> Any:
         if spec.input is None:
             return {}
-        return evaluate_mapping(spec.input, self._activation())
+        return evaluate_mapping(spec.input, self._activation(key))
 
     def _schedule(self, step: Step, attempt: int) -> None:
         spec = step.task
         assert spec is not None
         run = self.record.steps[step.id]
         try:
-            task_input = self._task_input(spec)
+            task_input = self._task_input(spec, step.id)
         except ExpressionError as exc:
             self._fail_step(step, error("INPUT_MAPPING", str(exc), step.id, attempt, at=self.now))
             return
@@ -478,7 +670,7 @@ class Machine:
         run.timer_at = 0.0
         run.worker_instance_id = ""
         try:
-            task_input = self._task_input(spec)
+            task_input = self._task_input(spec, step.id)
         except ExpressionError as exc:
             failure = error("INPUT_MAPPING", str(exc), step.id, attempt, at=self.now)
             run.state = StepState.COMPENSATION_FAILED
@@ -530,22 +722,26 @@ class Machine:
         run.ended_at = self.now
         run.timer_at = 0.0
         self._event(EventType.STEP_COMPLETED, step.id, run.attempts, output=output)
-        if step.compensate is not None:
+        if step.compensate is not None or step.kind is StepKind.CALL:
             self.record.completed_order.append(step.id)
         self._advance(step, output)
 
     def _advance(self, step: Step, output: Any) -> None:
-        following = self._layout.following.get(step.id)
+        step_id, item = split_key(step.id)
+        following = self._layout.following.get(step_id)
         if following is not None:
-            self._enter(self.definition.step(following))
+            after = self.definition.step(following)
+            self._enter(after if item is None else replace(after, id=item_key(following, item)))
             return
-        parent_id = self._layout.parent[step.id]
+        parent_id = self._layout.parent[step_id]
         if not parent_id:
             self._finish(output)
             return
         parent = self.definition.step(parent_id)
         run = self.record.steps[parent_id]
-        if parent.kind is StepKind.CHOICE:
+        if item is not None:
+            self._item_ended(parent, item, output, None)
+        elif parent.kind is StepKind.CHOICE:
             self._complete_step(parent, output)
         else:
             run.branches_left -= 1
@@ -564,6 +760,10 @@ class Machine:
         run.ended_at = self.now
         run.timer_at = 0.0
         self._event(EventType.STEP_FAILED, step.id, run.attempts, error=failure)
+        step_id, item = split_key(step.id)
+        if item is not None:
+            self._item_ended(self.definition.step(self._layout.parent[step_id]), item, None, failure)
+            return
         # A failure inside a branch fails its enclosing steps too: they can never complete.
         parent_id = self._layout.parent[step.id]
         while parent_id:
@@ -611,14 +811,30 @@ class Machine:
             self._end(ProcessState(r.end_after_compensation), r.error)
             return
         step = self.definition.step(r.compensation_queue.pop(0))
-        r.steps[step.id].state = StepState.COMPENSATING
+        run = r.steps[step.id]
+        run.state = StepState.COMPENSATING
         self._event(EventType.COMPENSATION_STARTED, step.id)
+        if step.kind is StepKind.CALL:
+            # The called process undoes its own completed steps; its end tells this one (`child:`).
+            run.compensation_attempts = 1
+            self._tell_child(run, COMPENSATE)
+            return
         self._schedule_compensation(step, 1)
 
-    def _cancel_active(self, reason: str) -> None:
-        """Stop every step still running or waiting: their tasks are withdrawn, their timers cleared."""
+    def _cancel_active(self, reason: str, *, compensate_children: bool = True) -> None:
+        """Stop every step still running or waiting: their tasks are withdrawn, their timers cleared.
+
+        Processes started by running call steps are cancelled too, compensating unless told not to.
+        """
         r = self.record
         for run in r.steps.values():
+            if run.child_id:
+                if run.state is StepState.RUNNING:
+                    self._tell_child(run, ABORT if compensate_children else CANCEL)
+                    run.state = StepState.CANCELLED
+                    run.ended_at = self.now
+                continue  # compensating: the child finishes undoing what it did
+
             if run.state in (StepState.SCHEDULED, StepState.RUNNING) and run.attempts:
                 token = task_token(r.id, run.step_id, run.attempts, False)
                 self.effects.ended_tasks.append(token)
@@ -655,6 +871,8 @@ class Machine:
             {"output": r.output} if state is ProcessState.COMPLETED else {"error": failure}
         )
         self._event(kind, **details)
+        if r.parent_id:
+            self.effects.foreign_timers.append((r.parent_id, f"{CHILD_ENDED}:{r.parent_step}", self.now))
 
     # -- effects --------------------------------------------------------------------------------
 
@@ -681,6 +899,18 @@ class Machine:
                     content_type=_CONTENT_TYPE,
                 )
             )
+
+
+def _child_failure(child: ProcessRecord) -> dict[str, Any]:
+    """What a call step's error says of its child: the child's code and message, not its details (which
+    may hold its own child's, and so on: nested as deep as the calls, past what a Struct may be)."""
+    failure = child.error or {}
+    return {
+        "process_id": child.id,
+        "code": failure.get("code", ""),
+        "message": failure.get("message", ""),
+        "step_id": failure.get("step_id", ""),
+    }
 
 
 def _steps_of(branch: Branch) -> Iterator[Step]:

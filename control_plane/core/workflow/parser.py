@@ -15,7 +15,16 @@ from typing import Any
 from control_plane.core.bus.subjects import check_pattern
 from control_plane.core.validate import check_name
 from control_plane.core.versions import parse_version_filter
-from control_plane.core.workflow.definition import Branch, Definition, RetryPolicy, Step, StepKind, TaskSpec
+from control_plane.core.workflow.definition import (
+    Branch,
+    CallSpec,
+    Definition,
+    MapSpec,
+    RetryPolicy,
+    Step,
+    StepKind,
+    TaskSpec,
+)
 from control_plane.core.workflow.documents import Path, field_path, load_document
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.core.workflow.expressions import (
@@ -48,7 +57,16 @@ _STEP_KEYS: dict[StepKind, frozenset[str]] = {
     StepKind.PARALLEL: frozenset({"id", "parallel"}),
     StepKind.WAIT_SIGNAL: frozenset({"id", "wait_signal"}),
     StepKind.SLEEP: frozenset({"id", "sleep"}),
+    StepKind.CALL: frozenset({"id", "call"}),
+    StepKind.MAP: frozenset({"id", "map"}),
 }
+_CALL_KEYS = frozenset({"definition", "version", "input"})
+_MAP_KEYS = frozenset(
+    {"items", "max_concurrency", "tolerated_failures", "tolerated_failure_percent", "steps"}
+)
+MAX_CONCURRENCY = 1000
+# What the steps inside a map step see besides input and steps: the item and its position.
+ITEM_VARIABLES = VARIABLES | {"item", "index"}
 _DOCUMENT_KEYS = frozenset({"name", "description", "input_schema", "timeout", "steps", "output"})
 
 
@@ -132,6 +150,8 @@ class _Parser:
         self.ids: dict[str, Path] = {}
         self.order: dict[str, int] = {}
         self.uses: list[_Use] = []
+        self.maps: set[str] = set()  # ids of map steps
+        self.item_owner: dict[str, str] = {}  # id of a step run once per item -> its map step
 
     # -- the document ------------------------------------------------------------------------------
 
@@ -221,8 +241,16 @@ class _Parser:
         self.mapping(value, path, keys, {"id"}, wrong_kind=kind)
         if kind is None:
             return None, ids
-        scope = _Scope(step_id, available, ancestors)
+        in_map = bool(parent) and parent in self.maps
+        scope = _Scope(step_id, available, ancestors, ITEM_VARIABLES if in_map else VARIABLES)
         inner = (*ancestors, step_id)
+        if in_map:
+            self.item_owner[step_id] = parent
+            if kind is not StepKind.TASK:
+                self.error(path, f"the steps of a map step are task steps, not {kind} steps")
+                return None, ids
+            if "compensate" in value:
+                self.error((*path, "compensate"), "a step run per item of a map step has no compensate")
         match kind:
             case StepKind.TASK:
                 task = self.task(value, path, scope)
@@ -230,7 +258,7 @@ class _Parser:
                 if "compensate" in value:
                     # A compensation runs after its step completed, so it may read that step's output.
                     itself = self.order.get(step_id, -1)
-                    after = _Scope(step_id, (*available, (itself, itself + 1)), ancestors)
+                    after = _Scope(step_id, (*available, (itself, itself + 1)), ancestors, scope.variables)
                     compensate = self.compensation(value["compensate"], (*path, "compensate"), after)
                 return Step(step_id, kind, task=task, compensate=compensate, parent=parent), ids
             case StepKind.CHOICE:
@@ -244,6 +272,77 @@ class _Parser:
             case StepKind.SLEEP:
                 sleep = self.duration(value, (*path, "sleep"), 0.0, SLEEP_MAX, exclusive_low=True)
                 return Step(step_id, kind, sleep_s=sleep or 0.0, parent=parent), ids
+            case StepKind.CALL:
+                call = self.call(value["call"], (*path, "call"), scope)
+                return Step(step_id, kind, call=call, parent=parent), ids
+            case StepKind.MAP:
+                spec, nested = self.map(value["map"], (*path, "map"), scope, inner)
+                return Step(step_id, kind, map=spec, parent=parent), ids | nested
+
+    def call(self, value: Any, path: Path, scope: _Scope) -> CallSpec | None:
+        body = self.mapping(value, path, _CALL_KEYS, {"definition"})
+        if body is None:
+            return None
+        name = self.string(body, (*path, "definition"))
+        if name and not _NAME.fullmatch(name):
+            self.error((*path, "definition"), "must be a definition name: 1-128 letters, digits, '_' or '-'")
+        version = self.string(body, (*path, "version"), required=False).strip()
+        if version and not version.isdigit():
+            try:
+                parse_version_filter(version)
+                if not version.startswith(("<", ">", "=", "!", "~")):
+                    raise ValueError(f"not a version or a version range: {version!r}")
+            except ValueError as exc:
+                self.error(
+                    (*path, "version"),
+                    f'{exc}; a definition version is a whole number (or a range: ">=2,<3")',
+                )
+        return CallSpec(name, version, self.template(body.get("input"), (*path, "input"), scope))
+
+    def map(
+        self, value: Any, path: Path, scope: _Scope, inner: tuple[str, ...]
+    ) -> tuple[MapSpec | None, set[str]]:
+        body = self.mapping(value, path, _MAP_KEYS, {"items", "steps"})
+        if body is None:
+            return None, set()
+        if scope.step:
+            self.maps.add(scope.step)
+        if scope.variables is ITEM_VARIABLES:
+            self.error(path, "a map step cannot run inside another map step")
+        items = self.expression(body.get("items"), (*path, "items"), scope) if "items" in body else None
+        concurrency = self.whole(
+            body, (*path, "max_concurrency"), 1, MAX_CONCURRENCY, default=MAX_CONCURRENCY
+        )
+        failures = self.whole(body, (*path, "tolerated_failures"), 0, 1 << 31, default=None)
+        percent = body.get("tolerated_failure_percent")
+        if percent is not None and (
+            isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100
+        ):
+            self.error(
+                (*path, "tolerated_failure_percent"), f"must be a number from 0 to 100, got {percent!r}"
+            )
+            percent = None
+        steps: tuple[Step, ...] = ()
+        nested: set[str] = set()
+        if "steps" in body:
+            # The items' steps see what the map step sees, plus item and index.
+            steps, nested = self.steps(body["steps"], (*path, "steps"), scope.available, inner)
+        if items is None or not steps:
+            return None, nested
+        return MapSpec(items, concurrency or MAX_CONCURRENCY, failures, percent, steps), nested
+
+    def whole(
+        self, body: dict[str, Any], path: Path, low: int, high: int, *, default: int | None
+    ) -> int | None:
+        """The whole number at `path` within [low, high], `default` when absent or wrong (reported)."""
+        key = str(path[-1])
+        if key not in body:
+            return default
+        value = body[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.error(path, f"must be a whole number from {low} to {high}, got {value!r}")
+            return default
+        return value
 
     def step_id(self, body: dict[str, Any], path: Path) -> str:
         step_id = self.string(body, (*path, "id"))
@@ -475,6 +574,12 @@ class _Parser:
         if ref not in self.ids:
             close = difflib.get_close_matches(ref, self.ids, n=1)
             return f"unknown step {ref!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        owner = self.item_owner.get(ref)
+        if owner and owner not in scope.ancestors:
+            return (
+                f"step {ref!r} runs once per item of map step {owner!r}: "
+                f"read steps.{owner}.output, the items' outputs in item order"
+            )
         at = self.order[ref]
         if any(low <= at < high for low, high in scope.available):
             return ""

@@ -101,7 +101,8 @@ class WorkflowStats:
         parsed = definitions.get((name, record.version))
         if observer is None or run is None or parsed is None:
             return
-        observer(name, parsed.step(event.step_id).kind.value, max(0.0, run.ended_at - run.started_at))
+        step_id = event.step_id.partition("#")[0]  # a step run per item of a map is `<step id>#<item>`
+        observer(name, parsed.step(step_id).kind.value, max(0.0, run.ended_at - run.started_at))
 
     def _count_timeout(self, name: str, kind: EventType, timeout: str | None) -> None:
         # Each timeout once, where it happened: a step or process failed by a task's timeout, or a

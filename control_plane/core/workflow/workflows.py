@@ -39,6 +39,7 @@ from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
 from control_plane.core.workflow.bus_waits import BusWaits
+from control_plane.core.workflow.calls import MissingDefinition, TxRelations
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.compiler import DefinitionCompiler
 from control_plane.core.workflow.definition import Definition
@@ -130,6 +131,7 @@ class _Committed:
     published: list[StoredMessage] = field(default_factory=list)
     waits: list[tuple[str, str, int]] = field(default_factory=list)  # (step id, pattern, after sequence)
     before: ProcessState | None = None  # the process's state before the transition; None: a new one
+    related: list[_Committed] = field(default_factory=list)  # processes its call steps started
 
 
 class Workflows:
@@ -361,17 +363,28 @@ class Workflows:
             trace_parent=trace_parent,
         )
 
+        reload_missing = [self._cluster.shared]
+
         def work(tx: WorkflowTx) -> _Committed:
             if business_key:
                 existing = tx.find_by_key(name, business_key)
                 if existing is not None:
                     return _Committed(True, Effects(), existing)
-            machine = Machine(record, definition, tx.now)
+            relations = self._relations(tx, reload_missing=reload_missing[0])
+            machine = Machine(record, definition, tx.now, relations)
             machine.start()
             waits = self._write(tx, machine, new=True)
-            return _Committed(False, machine.effects, machine.record, tx.published, waits)
+            return _Committed(
+                False, machine.effects, machine.record, tx.published, waits, related=_started(relations)
+            )
 
-        committed = await self._transact(work, now)
+        try:
+            committed = await self._transact(work, now)
+        except MissingDefinition as exc:
+            # A call step names a definition registered on another replica a moment ago.
+            await self._reload_definitions(exc.name)
+            reload_missing[0] = False
+            committed = await self._transact(work, self._wall())
         return committed.record, bool(committed.result)
 
     async def process(self, process_id: str) -> ProcessRecord:
@@ -392,8 +405,10 @@ class Workflows:
         limit: int,
         business_key_prefix: str = "",
         started: tuple[float | None, float | None] = (None, None),
+        parent_id: str = "",
     ) -> list[ProcessRecord]:
-        """Processes matching the filters, newest first (`started`: creation time from, before)."""
+        """Processes matching the filters, newest first (`started`: creation time from, before;
+        `parent_id`: those started by that process's call steps)."""
         return await self._store.wf_list_processes(
             definition=definition,
             version=version,
@@ -403,6 +418,7 @@ class Workflows:
             limit=limit,
             business_key_prefix=business_key_prefix,
             started=started,
+            parent_id=parent_id,
         )
 
     async def processes_by_state(self) -> dict[ProcessState, int]:
@@ -627,6 +643,7 @@ class Workflows:
         apply: Callable[[Machine], Any],
         guard: Callable[[WorkflowTx], bool] | None,
     ) -> _Committed:
+        reload_missing = [self._cluster.shared]
 
         def work(tx: WorkflowTx) -> _Committed:
             if guard is not None and not guard(tx):
@@ -638,16 +655,21 @@ class Workflows:
             if definition is None:
                 raise _UnknownDefinition(record.definition)
             before = record.state
-            machine = Machine(record, definition, tx.now)
+            relations = self._relations(tx, reload_missing=reload_missing[0])
+            machine = Machine(record, definition, tx.now, relations)
             result = apply(machine)
             waits = self._write(tx, machine, new=False) if machine.effects.events or machine.changed else []
-            return _Committed(result, machine.effects, machine.record, tx.published, waits, before)
+            return _Committed(
+                result, machine.effects, machine.record, tx.published, waits, before, _started(relations)
+            )
 
         try:
             return await self._transact(work, self._wall())
-        except _UnknownDefinition as exc:
-            # The process was started on another replica with a version registered there a moment ago.
+        except (_UnknownDefinition, MissingDefinition) as exc:
+            # The process was started on another replica with a version registered there a moment ago,
+            # or a call step names a definition registered there.
             await self._reload_definitions(exc.name)
+            reload_missing[0] = False
             return await self._transact(work, self._wall())
 
     async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
@@ -667,6 +689,16 @@ class Workflows:
         done.add_done_callback(_seen)
         return await asyncio.shield(done)
 
+    def _relations(self, tx: WorkflowTx, *, reload_missing: bool) -> TxRelations:
+        """What a transition in `tx` may do to other processes (start those its call steps run)."""
+        return TxRelations(
+            tx,
+            versions=lambda name: self._versions.get(name, []),
+            compiled=lambda name, version: self._definitions[(name, version)],
+            write=lambda tx_, machine: self._write(tx_, machine, new=True),
+            reload_missing=reload_missing,
+        )
+
     @staticmethod
     def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> list[tuple[str, str, int]]:
         """Store a transition's effects; returns the Bus waits it started."""
@@ -681,6 +713,8 @@ class Workflows:
             tx.clear_timer(machine.record.id, name)
         for name, due in effects.timers.items():
             tx.set_timer(machine.record.id, name, due)
+        for process_id, name, due in effects.foreign_timers:
+            tx.set_timer(process_id, name, due)
         for step_id in effects.cleared_bus_waits:
             tx.clear_bus_wait(machine.record.id, step_id)
         waits = [
@@ -714,6 +748,9 @@ class Workflows:
         for name, due in effects.timers.items():
             if self._timers.arm(process_id, name, due):
                 self._timer_wakeup.notify()
+        for other, name, due in effects.foreign_timers:
+            if self._timers.arm(other, name, due):
+                self._timer_wakeup.notify()
         for step_id in effects.cleared_bus_waits:
             self._bus_waits.remove(process_id, step_id)
         for step_id, pattern, after in committed.waits:
@@ -728,6 +765,8 @@ class Workflows:
                 definition = self._definitions.get((record.definition, record.version))
                 for observer in self.transition_observers:
                     observer(record, effects.events, definition)
+        for related in committed.related:
+            self._after_commit(related)
 
     async def _fire_timers(self, stop: asyncio.Event) -> None:
         guard = Guard("workflow timers", stop, wait=self._wait)
@@ -828,6 +867,11 @@ class Workflows:
         """Requeue at once the attempts of a worker whose instance left (the root subscribes this)."""
         if change.type is ChangeType.DOWN:
             self.dispatcher.instance_gone(change.instance.service, change.instance.instance_id, change.reason)
+
+
+def _started(relations: TxRelations) -> list[_Committed]:
+    """The processes a transition's call steps started, as commits of their own (to follow in memory)."""
+    return [_Committed(None, m.effects, m.record, [], waits) for m, waits in relations.started]
 
 
 def _seen(done: asyncio.Future[Any]) -> None:

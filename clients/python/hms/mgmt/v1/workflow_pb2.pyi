@@ -3,8 +3,9 @@
 isort:skip_file
 Workflow: durable multi-step processes defined in YAML (or the same structure as JSON).
 
-A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal and
-sleep, with input mappings, retry policies, timeouts and compensate tasks. A process is one
+A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal, sleep,
+call (a process of another definition, its child) and map (steps run once per item of a list),
+with input mappings, retry policies, timeouts and compensate tasks. A process is one
 run of one definition version. Every transition, its history event and the tasks and timers
 it creates commit together, so a transition happens exactly once and survives a crash; tasks
 reach workers at least once, and a report for a stale attempt changes nothing.
@@ -138,6 +139,14 @@ class _StepKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepKind.Val
     """Waits for a named signal or a matching Bus message, with a timeout."""
     STEP_KIND_SLEEP: _StepKind.ValueType  # 5
     """Waits for a duration."""
+    STEP_KIND_CALL: _StepKind.ValueType  # 6
+    """Runs a process of another definition (its child) and waits for it to end; the child's output
+    is the step's output. The child's business key is derived from the parent's.
+    """
+    STEP_KIND_MAP: _StepKind.ValueType  # 7
+    """Runs its steps once per item of a list, at most max_concurrency items at once; its output is
+    the items' outputs in item order.
+    """
 
 class StepKind(_StepKind, metaclass=_StepKindEnumTypeWrapper):
     """Kind of step, as in the definition."""
@@ -154,6 +163,14 @@ STEP_KIND_WAIT_SIGNAL: StepKind.ValueType  # 4
 """Waits for a named signal or a matching Bus message, with a timeout."""
 STEP_KIND_SLEEP: StepKind.ValueType  # 5
 """Waits for a duration."""
+STEP_KIND_CALL: StepKind.ValueType  # 6
+"""Runs a process of another definition (its child) and waits for it to end; the child's output
+is the step's output. The child's business key is derived from the parent's.
+"""
+STEP_KIND_MAP: StepKind.ValueType  # 7
+"""Runs its steps once per item of a list, at most max_concurrency items at once; its output is
+the items' outputs in item order.
+"""
 Global___StepKind: _TypeAlias = StepKind  # noqa: Y015
 
 class _StepState:
@@ -259,7 +276,9 @@ class _HistoryEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     HISTORY_EVENT_TYPE_STEP_STARTED: _HistoryEventType.ValueType  # 9
     """A step was entered. Details: choice {"branch"} (index of the branch taken, the default
     counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
-    null when it waits forever); task and parallel {}. Published.
+    null when it waits forever); call {"child_process_id", "definition"} (absent when the child
+    could not start); map {"items"} (the list's length); task and parallel {}. A step run for
+    an item of a map step has step_id "<step id>#<item index>". Published.
     """
     HISTORY_EVENT_TYPE_STEP_COMPLETED: _HistoryEventType.ValueType  # 10
     """A step completed. Details: {"output"}. Published."""
@@ -325,7 +344,9 @@ HISTORY_EVENT_TYPE_PROCESS_CANCELLED: HistoryEventType.ValueType  # 8
 HISTORY_EVENT_TYPE_STEP_STARTED: HistoryEventType.ValueType  # 9
 """A step was entered. Details: choice {"branch"} (index of the branch taken, the default
 counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
-null when it waits forever); task and parallel {}. Published.
+null when it waits forever); call {"child_process_id", "definition"} (absent when the child
+could not start); map {"items"} (the list's length); task and parallel {}. A step run for
+an item of a map step has step_id "<step id>#<item index>". Published.
 """
 HISTORY_EVENT_TYPE_STEP_COMPLETED: HistoryEventType.ValueType  # 10
 """A step completed. Details: {"output"}. Published."""
@@ -741,6 +762,11 @@ class StepStatus(_message.Message):
     WORKER_INSTANCE_ID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_DETAILS_FIELD_NUMBER: _builtins.int
     WAITING_FOR_FIELD_NUMBER: _builtins.int
+    CHILD_PROCESS_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_TOTAL_FIELD_NUMBER: _builtins.int
+    ITEMS_STARTED_FIELD_NUMBER: _builtins.int
+    ITEMS_COMPLETED_FIELD_NUMBER: _builtins.int
+    ITEMS_FAILED_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """Step id from the definition (unique in the definition, branch steps included)."""
     kind: Global___StepKind.ValueType
@@ -758,6 +784,16 @@ class StepStatus(_message.Message):
     """
     waiting_for: _builtins.str
     """wait_signal: the signal name (or Bus subject pattern) it waits for."""
+    child_process_id: _builtins.str
+    """call: id of the process the step started (its child); empty before it started one."""
+    items_total: _builtins.int
+    """map: how many items the list has."""
+    items_started: _builtins.int
+    """map: how many items have started (items run in list order)."""
+    items_completed: _builtins.int
+    """map: how many items completed."""
+    items_failed: _builtins.int
+    """map: how many items failed (the step fails once more failed than it tolerates)."""
     @_builtins.property
     def output(self) -> _struct_pb2.Struct:
         """Output of the completed step: a task's output; for wait_signal the signal payload (or the
@@ -806,10 +842,15 @@ class StepStatus(_message.Message):
         worker_instance_id: _builtins.str = ...,
         heartbeat_details: _struct_pb2.Struct | None = ...,
         waiting_for: _builtins.str = ...,
+        child_process_id: _builtins.str = ...,
+        items_total: _builtins.int = ...,
+        items_started: _builtins.int = ...,
+        items_completed: _builtins.int = ...,
+        items_failed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "heartbeat_details", b"heartbeat_details", "last_error", b"last_error", "output", b"output", "started_at", b"started_at", "timer_at", b"timer_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "ended_at", b"ended_at", "heartbeat_details", b"heartbeat_details", "kind", b"kind", "last_error", b"last_error", "output", b"output", "parent_step_id", b"parent_step_id", "started_at", b"started_at", "state", b"state", "step_id", b"step_id", "timer_at", b"timer_at", "waiting_for", b"waiting_for", "worker_instance_id", b"worker_instance_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "child_process_id", b"child_process_id", "ended_at", b"ended_at", "heartbeat_details", b"heartbeat_details", "items_completed", b"items_completed", "items_failed", b"items_failed", "items_started", b"items_started", "items_total", b"items_total", "kind", b"kind", "last_error", b"last_error", "output", b"output", "parent_step_id", b"parent_step_id", "started_at", b"started_at", "state", b"state", "step_id", b"step_id", "timer_at", b"timer_at", "waiting_for", b"waiting_for", "worker_instance_id", b"worker_instance_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -836,6 +877,9 @@ class Process(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ENDED_AT_FIELD_NUMBER: _builtins.int
     LAST_EVENT_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PARENT_PROCESS_ID_FIELD_NUMBER: _builtins.int
+    PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
+    CHILD_PROCESS_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Process id, a server-generated UUID."""
     definition: _builtins.str
@@ -850,6 +894,12 @@ class Process(_message.Message):
     """Reason given to CancelProcess, once cancelled (or cancelling)."""
     last_event_sequence: _builtins.int
     """Sequence of its last history event (WatchProcess and GetHistory can resume after it)."""
+    parent_process_id: _builtins.str
+    """Id of the process whose call step started this one; empty for a process started by
+    StartProcess.
+    """
+    parent_step_id: _builtins.str
+    """That call step's id; empty when parent_process_id is."""
     @_builtins.property
     def input(self) -> _struct_pb2.Struct:
         """Input given at start. Omitted by ListProcesses unless include_details."""
@@ -862,8 +912,9 @@ class Process(_message.Message):
 
     @_builtins.property
     def current_step_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
-        steps around them included); empty once the process ended.
+        """Steps scheduled, running, retrying, waiting or compensating now (the parallel, choice, call
+        and map steps around them included; a step run for an item of a map step as
+        "<step id>#<item index>"); empty once the process ended.
         """
 
     @_builtins.property
@@ -890,6 +941,12 @@ class Process(_message.Message):
     def ended_at(self) -> _timestamp_pb2.Timestamp:
         """When it reached a final state; unset before."""
 
+    @_builtins.property
+    def child_process_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the processes its call steps started (its children), in definition order of the steps.
+        ListProcesses with parent_process_id lists them with their states.
+        """
+
     def __init__(
         self,
         *,
@@ -908,10 +965,13 @@ class Process(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         last_event_sequence: _builtins.int = ...,
+        parent_process_id: _builtins.str = ...,
+        parent_step_id: _builtins.str = ...,
+        child_process_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "input", b"input", "output", b"output", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "cancel_reason", b"cancel_reason", "created_at", b"created_at", "current_step_ids", b"current_step_ids", "definition", b"definition", "definition_version", b"definition_version", "ended_at", b"ended_at", "error", b"error", "id", b"id", "input", b"input", "last_event_sequence", b"last_event_sequence", "output", b"output", "state", b"state", "steps", b"steps", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "cancel_reason", b"cancel_reason", "child_process_ids", b"child_process_ids", "created_at", b"created_at", "current_step_ids", b"current_step_ids", "definition", b"definition", "definition_version", b"definition_version", "ended_at", b"ended_at", "error", b"error", "id", b"id", "input", b"input", "last_event_sequence", b"last_event_sequence", "output", b"output", "parent_process_id", b"parent_process_id", "parent_step_id", b"parent_step_id", "state", b"state", "steps", b"steps", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1045,6 +1105,7 @@ class ListProcessesRequest(_message.Message):
     INCLUDE_DETAILS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARENT_PROCESS_ID_FIELD_NUMBER: _builtins.int
     definition: _builtins.str
     """Only processes of this definition name; empty for all."""
     definition_version: _builtins.int
@@ -1057,6 +1118,8 @@ class ListProcessesRequest(_message.Message):
     """Most processes per page. Default 50; allowed 1..1,000."""
     page_token: _builtins.str
     """next_page_token of the previous page (with the same filters); empty for the first page."""
+    parent_process_id: _builtins.str
+    """Only the processes started by this process's call steps (its children); empty for all."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___ProcessState.ValueType]:
         """Only processes in one of these states; empty for all."""
@@ -1071,10 +1134,11 @@ class ListProcessesRequest(_message.Message):
         include_details: _builtins.bool = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        parent_process_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "definition", b"definition", "definition_version", b"definition_version", "include_details", b"include_details", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "definition", b"definition", "definition_version", b"definition_version", "include_details", b"include_details", "page_size", b"page_size", "page_token", b"page_token", "parent_process_id", b"parent_process_id", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,8 +3,9 @@
 isort:skip_file
 Workflow: durable multi-step processes defined in YAML (or the same structure as JSON).
 
-A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal and
-sleep, with input mappings, retry policies, timeouts and compensate tasks. A process is one
+A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal, sleep,
+call (a process of another definition, its child) and map (steps run once per item of a list),
+with input mappings, retry policies, timeouts and compensate tasks. A process is one
 run of one definition version. Every transition, its history event and the tasks and timers
 it creates commit together, so a transition happens exactly once and survives a crash; tasks
 reach workers at least once, and a report for a stale attempt changes nothing.

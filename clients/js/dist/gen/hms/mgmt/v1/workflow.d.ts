@@ -8,8 +8,9 @@ export declare const protobufFileName = "hms/mgmt/v1/workflow.proto";
 /**
  * Workflow: durable multi-step processes defined in YAML (or the same structure as JSON).
  *
- * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal and
- * sleep, with input mappings, retry policies, timeouts and compensate tasks. A process is one
+ * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal, sleep,
+ * call (a process of another definition, its child) and map (steps run once per item of a list),
+ * with input mappings, retry policies, timeouts and compensate tasks. A process is one
  * run of one definition version. Every transition, its history event and the tasks and timers
  * it creates commit together, so a transition happens exactly once and survives a crash; tasks
  * reach workers at least once, and a report for a stale attempt changes nothing.
@@ -90,6 +91,16 @@ export declare enum StepKind {
     STEP_KIND_WAIT_SIGNAL = "STEP_KIND_WAIT_SIGNAL",
     /** STEP_KIND_SLEEP - Waits for a duration. */
     STEP_KIND_SLEEP = "STEP_KIND_SLEEP",
+    /**
+     * STEP_KIND_CALL - Runs a process of another definition (its child) and waits for it to end; the child's output
+     * is the step's output. The child's business key is derived from the parent's.
+     */
+    STEP_KIND_CALL = "STEP_KIND_CALL",
+    /**
+     * STEP_KIND_MAP - Runs its steps once per item of a list, at most max_concurrency items at once; its output is
+     * the items' outputs in item order.
+     */
+    STEP_KIND_MAP = "STEP_KIND_MAP",
     UNRECOGNIZED = "UNRECOGNIZED"
 }
 export declare function stepKindFromJSON(object: any): StepKind;
@@ -160,7 +171,9 @@ export declare enum HistoryEventType {
     /**
      * HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered. Details: choice {"branch"} (index of the branch taken, the default
      * counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
-     * null when it waits forever); task and parallel {}. Published.
+     * null when it waits forever); call {"child_process_id", "definition"} (absent when the child
+     * could not start); map {"items"} (the list's length); task and parallel {}. A step run for
+     * an item of a map step has step_id "<step id>#<item index>". Published.
      */
     HISTORY_EVENT_TYPE_STEP_STARTED = "HISTORY_EVENT_TYPE_STEP_STARTED",
     /** HISTORY_EVENT_TYPE_STEP_COMPLETED - A step completed. Details: {"output"}. Published. */
@@ -393,6 +406,16 @@ export interface StepStatus {
     } | undefined;
     /** wait_signal: the signal name (or Bus subject pattern) it waits for. */
     waitingFor: string;
+    /** call: id of the process the step started (its child); empty before it started one. */
+    childProcessId: string;
+    /** map: how many items the list has. */
+    itemsTotal: number;
+    /** map: how many items have started (items run in list order). */
+    itemsStarted: number;
+    /** map: how many items completed. */
+    itemsCompleted: number;
+    /** map: how many items failed (the step fails once more failed than it tolerates). */
+    itemsFailed: number;
 }
 /** One process: a run of one definition version. */
 export interface Process {
@@ -418,8 +441,9 @@ export interface Process {
         [key: string]: any;
     } | undefined;
     /**
-     * Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
-     * steps around them included); empty once the process ended.
+     * Steps scheduled, running, retrying, waiting or compensating now (the parallel, choice, call
+     * and map steps around them included; a step run for an item of a map step as
+     * "<step id>#<item index>"); empty once the process ended.
      */
     currentStepIds: string[];
     /**
@@ -442,6 +466,18 @@ export interface Process {
     endedAt: Date | undefined;
     /** Sequence of its last history event (WatchProcess and GetHistory can resume after it). */
     lastEventSequence: number;
+    /**
+     * Id of the process whose call step started this one; empty for a process started by
+     * StartProcess.
+     */
+    parentProcessId: string;
+    /** That call step's id; empty when parent_process_id is. */
+    parentStepId: string;
+    /**
+     * Ids of the processes its call steps started (its children), in definition order of the steps.
+     * ListProcesses with parent_process_id lists them with their states.
+     */
+    childProcessIds: string[];
 }
 /** Request of StartProcess. */
 export interface StartProcessRequest {
@@ -496,6 +532,8 @@ export interface ListProcessesRequest {
     pageSize: number;
     /** next_page_token of the previous page (with the same filters); empty for the first page. */
     pageToken: string;
+    /** Only the processes started by this process's call steps (its children); empty for all. */
+    parentProcessId: string;
 }
 /** Response of ListProcesses. */
 export interface ListProcessesResponse {

@@ -16,8 +16,9 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
 /**
  * Workflow: durable multi-step processes defined in YAML (or the same structure as JSON).
  *
- * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal and
- * sleep, with input mappings, retry policies, timeouts and compensate tasks. A process is one
+ * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal, sleep,
+ * call (a process of another definition, its child) and map (steps run once per item of a list),
+ * with input mappings, retry policies, timeouts and compensate tasks. A process is one
  * run of one definition version. Every transition, its history event and the tasks and timers
  * it creates commit together, so a transition happens exactly once and survives a crash; tasks
  * reach workers at least once, and a report for a stale attempt changes nothing.
@@ -175,6 +176,16 @@ export var StepKind;
     StepKind["STEP_KIND_WAIT_SIGNAL"] = "STEP_KIND_WAIT_SIGNAL";
     /** STEP_KIND_SLEEP - Waits for a duration. */
     StepKind["STEP_KIND_SLEEP"] = "STEP_KIND_SLEEP";
+    /**
+     * STEP_KIND_CALL - Runs a process of another definition (its child) and waits for it to end; the child's output
+     * is the step's output. The child's business key is derived from the parent's.
+     */
+    StepKind["STEP_KIND_CALL"] = "STEP_KIND_CALL";
+    /**
+     * STEP_KIND_MAP - Runs its steps once per item of a list, at most max_concurrency items at once; its output is
+     * the items' outputs in item order.
+     */
+    StepKind["STEP_KIND_MAP"] = "STEP_KIND_MAP";
     StepKind["UNRECOGNIZED"] = "UNRECOGNIZED";
 })(StepKind || (StepKind = {}));
 export function stepKindFromJSON(object) {
@@ -197,6 +208,12 @@ export function stepKindFromJSON(object) {
         case 5:
         case "STEP_KIND_SLEEP":
             return StepKind.STEP_KIND_SLEEP;
+        case 6:
+        case "STEP_KIND_CALL":
+            return StepKind.STEP_KIND_CALL;
+        case 7:
+        case "STEP_KIND_MAP":
+            return StepKind.STEP_KIND_MAP;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -217,6 +234,10 @@ export function stepKindToJSON(object) {
             return "STEP_KIND_WAIT_SIGNAL";
         case StepKind.STEP_KIND_SLEEP:
             return "STEP_KIND_SLEEP";
+        case StepKind.STEP_KIND_CALL:
+            return "STEP_KIND_CALL";
+        case StepKind.STEP_KIND_MAP:
+            return "STEP_KIND_MAP";
         case StepKind.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";
@@ -236,6 +257,10 @@ export function stepKindToNumber(object) {
             return 4;
         case StepKind.STEP_KIND_SLEEP:
             return 5;
+        case StepKind.STEP_KIND_CALL:
+            return 6;
+        case StepKind.STEP_KIND_MAP:
+            return 7;
         case StepKind.UNRECOGNIZED:
         default:
             return -1;
@@ -418,7 +443,9 @@ export var HistoryEventType;
     /**
      * HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered. Details: choice {"branch"} (index of the branch taken, the default
      * counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
-     * null when it waits forever); task and parallel {}. Published.
+     * null when it waits forever); call {"child_process_id", "definition"} (absent when the child
+     * could not start); map {"items"} (the list's length); task and parallel {}. A step run for
+     * an item of a map step has step_id "<step id>#<item index>". Published.
      */
     HistoryEventType["HISTORY_EVENT_TYPE_STEP_STARTED"] = "HISTORY_EVENT_TYPE_STEP_STARTED";
     /** HISTORY_EVENT_TYPE_STEP_COMPLETED - A step completed. Details: {"output"}. Published. */
@@ -1632,6 +1659,11 @@ function createBaseStepStatus() {
         workerInstanceId: "",
         heartbeatDetails: undefined,
         waitingFor: "",
+        childProcessId: "",
+        itemsTotal: 0,
+        itemsStarted: 0,
+        itemsCompleted: 0,
+        itemsFailed: 0,
     };
 }
 export const StepStatus = {
@@ -1674,6 +1706,21 @@ export const StepStatus = {
         }
         if (message.waitingFor !== "") {
             writer.uint32(106).string(message.waitingFor);
+        }
+        if (message.childProcessId !== "") {
+            writer.uint32(114).string(message.childProcessId);
+        }
+        if (message.itemsTotal !== 0) {
+            writer.uint32(120).uint32(message.itemsTotal);
+        }
+        if (message.itemsStarted !== 0) {
+            writer.uint32(128).uint32(message.itemsStarted);
+        }
+        if (message.itemsCompleted !== 0) {
+            writer.uint32(136).uint32(message.itemsCompleted);
+        }
+        if (message.itemsFailed !== 0) {
+            writer.uint32(144).uint32(message.itemsFailed);
         }
         return writer;
     },
@@ -1781,6 +1828,41 @@ export const StepStatus = {
                         message.waitingFor = reader.string();
                         continue;
                     }
+                    case 14: {
+                        if (tag !== 114) {
+                            break;
+                        }
+                        message.childProcessId = reader.string();
+                        continue;
+                    }
+                    case 15: {
+                        if (tag !== 120) {
+                            break;
+                        }
+                        message.itemsTotal = reader.uint32();
+                        continue;
+                    }
+                    case 16: {
+                        if (tag !== 128) {
+                            break;
+                        }
+                        message.itemsStarted = reader.uint32();
+                        continue;
+                    }
+                    case 17: {
+                        if (tag !== 136) {
+                            break;
+                        }
+                        message.itemsCompleted = reader.uint32();
+                        continue;
+                    }
+                    case 18: {
+                        if (tag !== 144) {
+                            break;
+                        }
+                        message.itemsFailed = reader.uint32();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -1844,6 +1926,31 @@ export const StepStatus = {
                 : isSet(object.waiting_for)
                     ? globalThis.String(object.waiting_for)
                     : "",
+            childProcessId: isSet(object.childProcessId)
+                ? globalThis.String(object.childProcessId)
+                : isSet(object.child_process_id)
+                    ? globalThis.String(object.child_process_id)
+                    : "",
+            itemsTotal: isSet(object.itemsTotal)
+                ? globalThis.Number(object.itemsTotal)
+                : isSet(object.items_total)
+                    ? globalThis.Number(object.items_total)
+                    : 0,
+            itemsStarted: isSet(object.itemsStarted)
+                ? globalThis.Number(object.itemsStarted)
+                : isSet(object.items_started)
+                    ? globalThis.Number(object.items_started)
+                    : 0,
+            itemsCompleted: isSet(object.itemsCompleted)
+                ? globalThis.Number(object.itemsCompleted)
+                : isSet(object.items_completed)
+                    ? globalThis.Number(object.items_completed)
+                    : 0,
+            itemsFailed: isSet(object.itemsFailed)
+                ? globalThis.Number(object.itemsFailed)
+                : isSet(object.items_failed)
+                    ? globalThis.Number(object.items_failed)
+                    : 0,
         };
     },
     toJSON(message) {
@@ -1887,6 +1994,21 @@ export const StepStatus = {
         if (message.waitingFor !== "") {
             obj.waitingFor = message.waitingFor;
         }
+        if (message.childProcessId !== "") {
+            obj.childProcessId = message.childProcessId;
+        }
+        if (message.itemsTotal !== 0) {
+            obj.itemsTotal = Math.round(message.itemsTotal);
+        }
+        if (message.itemsStarted !== 0) {
+            obj.itemsStarted = Math.round(message.itemsStarted);
+        }
+        if (message.itemsCompleted !== 0) {
+            obj.itemsCompleted = Math.round(message.itemsCompleted);
+        }
+        if (message.itemsFailed !== 0) {
+            obj.itemsFailed = Math.round(message.itemsFailed);
+        }
         return obj;
     },
     create(base) {
@@ -1909,6 +2031,11 @@ export const StepStatus = {
         message.workerInstanceId = object.workerInstanceId ?? "";
         message.heartbeatDetails = object.heartbeatDetails ?? undefined;
         message.waitingFor = object.waitingFor ?? "";
+        message.childProcessId = object.childProcessId ?? "";
+        message.itemsTotal = object.itemsTotal ?? 0;
+        message.itemsStarted = object.itemsStarted ?? 0;
+        message.itemsCompleted = object.itemsCompleted ?? 0;
+        message.itemsFailed = object.itemsFailed ?? 0;
         return message;
     },
 };
@@ -1929,6 +2056,9 @@ function createBaseProcess() {
         updatedAt: undefined,
         endedAt: undefined,
         lastEventSequence: 0,
+        parentProcessId: "",
+        parentStepId: "",
+        childProcessIds: [],
     };
 }
 export const Process = {
@@ -1977,6 +2107,15 @@ export const Process = {
         }
         if (message.lastEventSequence !== 0) {
             writer.uint32(120).int64(message.lastEventSequence);
+        }
+        if (message.parentProcessId !== "") {
+            writer.uint32(130).string(message.parentProcessId);
+        }
+        if (message.parentStepId !== "") {
+            writer.uint32(138).string(message.parentStepId);
+        }
+        for (const v of message.childProcessIds) {
+            writer.uint32(146).string(v);
         }
         return writer;
     },
@@ -2098,6 +2237,27 @@ export const Process = {
                         message.lastEventSequence = longToNumber(reader.int64());
                         continue;
                     }
+                    case 16: {
+                        if (tag !== 130) {
+                            break;
+                        }
+                        message.parentProcessId = reader.string();
+                        continue;
+                    }
+                    case 17: {
+                        if (tag !== 138) {
+                            break;
+                        }
+                        message.parentStepId = reader.string();
+                        continue;
+                    }
+                    case 18: {
+                        if (tag !== 146) {
+                            break;
+                        }
+                        message.childProcessIds.push(reader.string());
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -2159,6 +2319,21 @@ export const Process = {
                 : isSet(object.last_event_sequence)
                     ? globalThis.Number(object.last_event_sequence)
                     : 0,
+            parentProcessId: isSet(object.parentProcessId)
+                ? globalThis.String(object.parentProcessId)
+                : isSet(object.parent_process_id)
+                    ? globalThis.String(object.parent_process_id)
+                    : "",
+            parentStepId: isSet(object.parentStepId)
+                ? globalThis.String(object.parentStepId)
+                : isSet(object.parent_step_id)
+                    ? globalThis.String(object.parent_step_id)
+                    : "",
+            childProcessIds: globalThis.Array.isArray(object?.childProcessIds)
+                ? object.childProcessIds.map((e) => globalThis.String(e))
+                : globalThis.Array.isArray(object?.child_process_ids)
+                    ? object.child_process_ids.map((e) => globalThis.String(e))
+                    : [],
         };
     },
     toJSON(message) {
@@ -2208,6 +2383,15 @@ export const Process = {
         if (message.lastEventSequence !== 0) {
             obj.lastEventSequence = Math.round(message.lastEventSequence);
         }
+        if (message.parentProcessId !== "") {
+            obj.parentProcessId = message.parentProcessId;
+        }
+        if (message.parentStepId !== "") {
+            obj.parentStepId = message.parentStepId;
+        }
+        if (message.childProcessIds?.length) {
+            obj.childProcessIds = message.childProcessIds;
+        }
         return obj;
     },
     create(base) {
@@ -2232,6 +2416,9 @@ export const Process = {
         message.updatedAt = object.updatedAt ?? undefined;
         message.endedAt = object.endedAt ?? undefined;
         message.lastEventSequence = object.lastEventSequence ?? 0;
+        message.parentProcessId = object.parentProcessId ?? "";
+        message.parentStepId = object.parentStepId ?? "";
+        message.childProcessIds = object.childProcessIds?.map((e) => e) || [];
         return message;
     },
 };
@@ -2570,6 +2757,7 @@ function createBaseListProcessesRequest() {
         includeDetails: false,
         pageSize: 0,
         pageToken: "",
+        parentProcessId: "",
     };
 }
 export const ListProcessesRequest = {
@@ -2598,6 +2786,9 @@ export const ListProcessesRequest = {
         }
         if (message.pageToken !== "") {
             writer.uint32(58).string(message.pageToken);
+        }
+        if (message.parentProcessId !== "") {
+            writer.uint32(66).string(message.parentProcessId);
         }
         return writer;
     },
@@ -2670,6 +2861,13 @@ export const ListProcessesRequest = {
                         message.pageToken = reader.string();
                         continue;
                     }
+                    case 8: {
+                        if (tag !== 66) {
+                            break;
+                        }
+                        message.parentProcessId = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -2711,6 +2909,11 @@ export const ListProcessesRequest = {
                 : isSet(object.page_token)
                     ? globalThis.String(object.page_token)
                     : "",
+            parentProcessId: isSet(object.parentProcessId)
+                ? globalThis.String(object.parentProcessId)
+                : isSet(object.parent_process_id)
+                    ? globalThis.String(object.parent_process_id)
+                    : "",
         };
     },
     toJSON(message) {
@@ -2736,6 +2939,9 @@ export const ListProcessesRequest = {
         if (message.pageToken !== "") {
             obj.pageToken = message.pageToken;
         }
+        if (message.parentProcessId !== "") {
+            obj.parentProcessId = message.parentProcessId;
+        }
         return obj;
     },
     create(base) {
@@ -2750,6 +2956,7 @@ export const ListProcessesRequest = {
         message.includeDetails = object.includeDetails ?? false;
         message.pageSize = object.pageSize ?? 0;
         message.pageToken = object.pageToken ?? "";
+        message.parentProcessId = object.parentProcessId ?? "";
         return message;
     },
 };

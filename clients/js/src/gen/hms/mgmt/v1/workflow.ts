@@ -37,8 +37,9 @@ export const protobufFileName = "hms/mgmt/v1/workflow.proto";
 /**
  * Workflow: durable multi-step processes defined in YAML (or the same structure as JSON).
  *
- * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal and
- * sleep, with input mappings, retry policies, timeouts and compensate tasks. A process is one
+ * A definition (name + version) lists steps of kinds task, parallel, choice, wait_signal, sleep,
+ * call (a process of another definition, its child) and map (steps run once per item of a list),
+ * with input mappings, retry policies, timeouts and compensate tasks. A process is one
  * run of one definition version. Every transition, its history event and the tasks and timers
  * it creates commit together, so a transition happens exactly once and survives a crash; tasks
  * reach workers at least once, and a report for a stale attempt changes nothing.
@@ -199,6 +200,16 @@ export enum StepKind {
   STEP_KIND_WAIT_SIGNAL = "STEP_KIND_WAIT_SIGNAL",
   /** STEP_KIND_SLEEP - Waits for a duration. */
   STEP_KIND_SLEEP = "STEP_KIND_SLEEP",
+  /**
+   * STEP_KIND_CALL - Runs a process of another definition (its child) and waits for it to end; the child's output
+   * is the step's output. The child's business key is derived from the parent's.
+   */
+  STEP_KIND_CALL = "STEP_KIND_CALL",
+  /**
+   * STEP_KIND_MAP - Runs its steps once per item of a list, at most max_concurrency items at once; its output is
+   * the items' outputs in item order.
+   */
+  STEP_KIND_MAP = "STEP_KIND_MAP",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -222,6 +233,12 @@ export function stepKindFromJSON(object: any): StepKind {
     case 5:
     case "STEP_KIND_SLEEP":
       return StepKind.STEP_KIND_SLEEP;
+    case 6:
+    case "STEP_KIND_CALL":
+      return StepKind.STEP_KIND_CALL;
+    case 7:
+    case "STEP_KIND_MAP":
+      return StepKind.STEP_KIND_MAP;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -243,6 +260,10 @@ export function stepKindToJSON(object: StepKind): string {
       return "STEP_KIND_WAIT_SIGNAL";
     case StepKind.STEP_KIND_SLEEP:
       return "STEP_KIND_SLEEP";
+    case StepKind.STEP_KIND_CALL:
+      return "STEP_KIND_CALL";
+    case StepKind.STEP_KIND_MAP:
+      return "STEP_KIND_MAP";
     case StepKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -263,6 +284,10 @@ export function stepKindToNumber(object: StepKind): number {
       return 4;
     case StepKind.STEP_KIND_SLEEP:
       return 5;
+    case StepKind.STEP_KIND_CALL:
+      return 6;
+    case StepKind.STEP_KIND_MAP:
+      return 7;
     case StepKind.UNRECOGNIZED:
     default:
       return -1;
@@ -448,7 +473,9 @@ export enum HistoryEventType {
   /**
    * HISTORY_EVENT_TYPE_STEP_STARTED - A step was entered. Details: choice {"branch"} (index of the branch taken, the default
    * counted last, null when none); sleep and wait_signal {"until"} (when it ends or times out,
-   * null when it waits forever); task and parallel {}. Published.
+   * null when it waits forever); call {"child_process_id", "definition"} (absent when the child
+   * could not start); map {"items"} (the list's length); task and parallel {}. A step run for
+   * an item of a map step has step_id "<step id>#<item index>". Published.
    */
   HISTORY_EVENT_TYPE_STEP_STARTED = "HISTORY_EVENT_TYPE_STEP_STARTED",
   /** HISTORY_EVENT_TYPE_STEP_COMPLETED - A step completed. Details: {"output"}. Published. */
@@ -983,6 +1010,16 @@ export interface StepStatus {
     | undefined;
   /** wait_signal: the signal name (or Bus subject pattern) it waits for. */
   waitingFor: string;
+  /** call: id of the process the step started (its child); empty before it started one. */
+  childProcessId: string;
+  /** map: how many items the list has. */
+  itemsTotal: number;
+  /** map: how many items have started (items run in list order). */
+  itemsStarted: number;
+  /** map: how many items completed. */
+  itemsCompleted: number;
+  /** map: how many items failed (the step fails once more failed than it tolerates). */
+  itemsFailed: number;
 }
 
 /** One process: a run of one definition version. */
@@ -1009,8 +1046,9 @@ export interface Process {
     | { [key: string]: any }
     | undefined;
   /**
-   * Steps scheduled, running, retrying, waiting or compensating now (the parallel and choice
-   * steps around them included); empty once the process ended.
+   * Steps scheduled, running, retrying, waiting or compensating now (the parallel, choice, call
+   * and map steps around them included; a step run for an item of a map step as
+   * "<step id>#<item index>"); empty once the process ended.
    */
   currentStepIds: string[];
   /**
@@ -1041,6 +1079,18 @@ export interface Process {
     | undefined;
   /** Sequence of its last history event (WatchProcess and GetHistory can resume after it). */
   lastEventSequence: number;
+  /**
+   * Id of the process whose call step started this one; empty for a process started by
+   * StartProcess.
+   */
+  parentProcessId: string;
+  /** That call step's id; empty when parent_process_id is. */
+  parentStepId: string;
+  /**
+   * Ids of the processes its call steps started (its children), in definition order of the steps.
+   * ListProcesses with parent_process_id lists them with their states.
+   */
+  childProcessIds: string[];
 }
 
 /** Request of StartProcess. */
@@ -1102,6 +1152,8 @@ export interface ListProcessesRequest {
   pageSize: number;
   /** next_page_token of the previous page (with the same filters); empty for the first page. */
   pageToken: string;
+  /** Only the processes started by this process's call steps (its children); empty for all. */
+  parentProcessId: string;
 }
 
 /** Response of ListProcesses. */
@@ -2429,6 +2481,11 @@ function createBaseStepStatus(): StepStatus {
     workerInstanceId: "",
     heartbeatDetails: undefined,
     waitingFor: "",
+    childProcessId: "",
+    itemsTotal: 0,
+    itemsStarted: 0,
+    itemsCompleted: 0,
+    itemsFailed: 0,
   };
 }
 
@@ -2472,6 +2529,21 @@ export const StepStatus: MessageFns<StepStatus> = {
     }
     if (message.waitingFor !== "") {
       writer.uint32(106).string(message.waitingFor);
+    }
+    if (message.childProcessId !== "") {
+      writer.uint32(114).string(message.childProcessId);
+    }
+    if (message.itemsTotal !== 0) {
+      writer.uint32(120).uint32(message.itemsTotal);
+    }
+    if (message.itemsStarted !== 0) {
+      writer.uint32(128).uint32(message.itemsStarted);
+    }
+    if (message.itemsCompleted !== 0) {
+      writer.uint32(136).uint32(message.itemsCompleted);
+    }
+    if (message.itemsFailed !== 0) {
+      writer.uint32(144).uint32(message.itemsFailed);
     }
     return writer;
   },
@@ -2593,6 +2665,46 @@ export const StepStatus: MessageFns<StepStatus> = {
             message.waitingFor = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.childProcessId = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.itemsTotal = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.itemsStarted = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.itemsCompleted = reader.uint32();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.itemsFailed = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2656,6 +2768,31 @@ export const StepStatus: MessageFns<StepStatus> = {
         : isSet(object.waiting_for)
         ? globalThis.String(object.waiting_for)
         : "",
+      childProcessId: isSet(object.childProcessId)
+        ? globalThis.String(object.childProcessId)
+        : isSet(object.child_process_id)
+        ? globalThis.String(object.child_process_id)
+        : "",
+      itemsTotal: isSet(object.itemsTotal)
+        ? globalThis.Number(object.itemsTotal)
+        : isSet(object.items_total)
+        ? globalThis.Number(object.items_total)
+        : 0,
+      itemsStarted: isSet(object.itemsStarted)
+        ? globalThis.Number(object.itemsStarted)
+        : isSet(object.items_started)
+        ? globalThis.Number(object.items_started)
+        : 0,
+      itemsCompleted: isSet(object.itemsCompleted)
+        ? globalThis.Number(object.itemsCompleted)
+        : isSet(object.items_completed)
+        ? globalThis.Number(object.items_completed)
+        : 0,
+      itemsFailed: isSet(object.itemsFailed)
+        ? globalThis.Number(object.itemsFailed)
+        : isSet(object.items_failed)
+        ? globalThis.Number(object.items_failed)
+        : 0,
     };
   },
 
@@ -2700,6 +2837,21 @@ export const StepStatus: MessageFns<StepStatus> = {
     if (message.waitingFor !== "") {
       obj.waitingFor = message.waitingFor;
     }
+    if (message.childProcessId !== "") {
+      obj.childProcessId = message.childProcessId;
+    }
+    if (message.itemsTotal !== 0) {
+      obj.itemsTotal = Math.round(message.itemsTotal);
+    }
+    if (message.itemsStarted !== 0) {
+      obj.itemsStarted = Math.round(message.itemsStarted);
+    }
+    if (message.itemsCompleted !== 0) {
+      obj.itemsCompleted = Math.round(message.itemsCompleted);
+    }
+    if (message.itemsFailed !== 0) {
+      obj.itemsFailed = Math.round(message.itemsFailed);
+    }
     return obj;
   },
 
@@ -2723,6 +2875,11 @@ export const StepStatus: MessageFns<StepStatus> = {
     message.workerInstanceId = object.workerInstanceId ?? "";
     message.heartbeatDetails = object.heartbeatDetails ?? undefined;
     message.waitingFor = object.waitingFor ?? "";
+    message.childProcessId = object.childProcessId ?? "";
+    message.itemsTotal = object.itemsTotal ?? 0;
+    message.itemsStarted = object.itemsStarted ?? 0;
+    message.itemsCompleted = object.itemsCompleted ?? 0;
+    message.itemsFailed = object.itemsFailed ?? 0;
     return message;
   },
 };
@@ -2744,6 +2901,9 @@ function createBaseProcess(): Process {
     updatedAt: undefined,
     endedAt: undefined,
     lastEventSequence: 0,
+    parentProcessId: "",
+    parentStepId: "",
+    childProcessIds: [],
   };
 }
 
@@ -2793,6 +2953,15 @@ export const Process: MessageFns<Process> = {
     }
     if (message.lastEventSequence !== 0) {
       writer.uint32(120).int64(message.lastEventSequence);
+    }
+    if (message.parentProcessId !== "") {
+      writer.uint32(130).string(message.parentProcessId);
+    }
+    if (message.parentStepId !== "") {
+      writer.uint32(138).string(message.parentStepId);
+    }
+    for (const v of message.childProcessIds) {
+      writer.uint32(146).string(v!);
     }
     return writer;
   },
@@ -2930,6 +3099,30 @@ export const Process: MessageFns<Process> = {
             message.lastEventSequence = longToNumber(reader.int64());
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.parentProcessId = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.parentStepId = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.childProcessIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2991,6 +3184,21 @@ export const Process: MessageFns<Process> = {
         : isSet(object.last_event_sequence)
         ? globalThis.Number(object.last_event_sequence)
         : 0,
+      parentProcessId: isSet(object.parentProcessId)
+        ? globalThis.String(object.parentProcessId)
+        : isSet(object.parent_process_id)
+        ? globalThis.String(object.parent_process_id)
+        : "",
+      parentStepId: isSet(object.parentStepId)
+        ? globalThis.String(object.parentStepId)
+        : isSet(object.parent_step_id)
+        ? globalThis.String(object.parent_step_id)
+        : "",
+      childProcessIds: globalThis.Array.isArray(object?.childProcessIds)
+        ? object.childProcessIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.child_process_ids)
+        ? object.child_process_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3041,6 +3249,15 @@ export const Process: MessageFns<Process> = {
     if (message.lastEventSequence !== 0) {
       obj.lastEventSequence = Math.round(message.lastEventSequence);
     }
+    if (message.parentProcessId !== "") {
+      obj.parentProcessId = message.parentProcessId;
+    }
+    if (message.parentStepId !== "") {
+      obj.parentStepId = message.parentStepId;
+    }
+    if (message.childProcessIds?.length) {
+      obj.childProcessIds = message.childProcessIds;
+    }
     return obj;
   },
 
@@ -3066,6 +3283,9 @@ export const Process: MessageFns<Process> = {
     message.updatedAt = object.updatedAt ?? undefined;
     message.endedAt = object.endedAt ?? undefined;
     message.lastEventSequence = object.lastEventSequence ?? 0;
+    message.parentProcessId = object.parentProcessId ?? "";
+    message.parentStepId = object.parentStepId ?? "";
+    message.childProcessIds = object.childProcessIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -3433,6 +3653,7 @@ function createBaseListProcessesRequest(): ListProcessesRequest {
     includeDetails: false,
     pageSize: 0,
     pageToken: "",
+    parentProcessId: "",
   };
 }
 
@@ -3462,6 +3683,9 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(58).string(message.pageToken);
+    }
+    if (message.parentProcessId !== "") {
+      writer.uint32(66).string(message.parentProcessId);
     }
     return writer;
   },
@@ -3545,6 +3769,14 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.parentProcessId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3586,6 +3818,11 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      parentProcessId: isSet(object.parentProcessId)
+        ? globalThis.String(object.parentProcessId)
+        : isSet(object.parent_process_id)
+        ? globalThis.String(object.parent_process_id)
+        : "",
     };
   },
 
@@ -3612,6 +3849,9 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.parentProcessId !== "") {
+      obj.parentProcessId = message.parentProcessId;
+    }
     return obj;
   },
 
@@ -3627,6 +3867,7 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
     message.includeDetails = object.includeDetails ?? false;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.parentProcessId = object.parentProcessId ?? "";
     return message;
   },
 };
