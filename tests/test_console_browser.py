@@ -293,3 +293,5 @@ async def test_a_form_on_another_site_cannot_act_for_the_viewer(
     assert "CSRF" in answer
     await window.console_errors()  # the refused POST is reported by Chromium itself
     assert (await client.workflow.status(process.id)).state == ProcessState.RUNNING
+    # Back on a console page while the server runs: nothing of the refusal's page loads after it stops.
+    await window.open(f"{server.http_url}/processes/{process.id}")

@@ -77,6 +77,7 @@ class Console:
         app.router.add_get("/login", self.login_page)
         app.router.add_post("/login", self.log_in)
         app.router.add_post("/logout", self.log_out)
+        app.router.add_get("/favicon.ico", self.favicon)
         static = app.router.add_static("/static/", STATIC_DIR)
         assert isinstance(static, web.StaticResource)
         self._static = static
@@ -104,6 +105,10 @@ class Console:
             "static": self._static_url,
             **extra,
         }
+
+    async def favicon(self, request: web.Request) -> web.StreamResponse:
+        """Browsers ask for /favicon.ico on what names no icon (a refusal's plain text): the same icon."""
+        return web.FileResponse(STATIC_DIR / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
     def _static_url(self, name: str) -> str:
         # Versioned URLs (?v=<hash>): a browser never runs a stale console.js against a newer page.
