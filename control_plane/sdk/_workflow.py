@@ -143,11 +143,19 @@ class WorkflowClient:
         return list(response.processes)
 
     async def incidents(
-        self, *, definition: str = "", process_id: str = "", include_resolved: bool = False, page_size: int = 50
+        self,
+        *,
+        definition: str = "",
+        process_id: str = "",
+        include_resolved: bool = False,
+        page_size: int = 50,
     ) -> builtins.list[pb.Incident]:
         """The newest incidents (one page): open ones, unless `include_resolved`."""
         request = pb.ListIncidentsRequest(
-            definition=definition, process_id=process_id, include_resolved=include_resolved, page_size=page_size
+            definition=definition,
+            process_id=process_id,
+            include_resolved=include_resolved,
+            page_size=page_size,
         )
         response = await self._endpoints.unary(
             lambda e: e.workflow.ListIncidents(request, metadata=self._metadata), retry=True
@@ -161,15 +169,21 @@ class WorkflowClient:
         request = pb.RetryStepRequest(process_id=process_id, step_id=step_id, reason=reason)
         if input is not None:
             request.input.CopyFrom(struct(input))
-        response = await self._endpoints.unary(lambda e: e.workflow.RetryStep(request, metadata=self._metadata))
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.RetryStep(request, metadata=self._metadata)
+        )
         return response.process
 
     async def skip_step(
         self, process_id: str, step_id: str, reason: str, *, output: Mapping[str, Any] | None = None
     ) -> pb.Process:
         """A step in INCIDENT counts as completed with `output`."""
-        request = pb.SkipStepRequest(process_id=process_id, step_id=step_id, reason=reason, output=struct(output))
-        response = await self._endpoints.unary(lambda e: e.workflow.SkipStep(request, metadata=self._metadata))
+        request = pb.SkipStepRequest(
+            process_id=process_id, step_id=step_id, reason=reason, output=struct(output)
+        )
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.SkipStep(request, metadata=self._metadata)
+        )
         return response.process
 
     async def fail_process(self, process_id: str, reason: str) -> pb.Process:

@@ -374,7 +374,16 @@ class SqlStore:
         """Processes matching filters, newest first."""
         return await self._read(
             lambda c: sql_workflow.list_processes(
-                c, definition, version, states, business_key, before, limit, business_key_prefix, started, search
+                c,
+                definition,
+                version,
+                states,
+                business_key,
+                before,
+                limit,
+                business_key_prefix,
+                started,
+                search,
             )
         )
 

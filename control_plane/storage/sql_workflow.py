@@ -84,7 +84,15 @@ class SqlWorkflowTx:
             self._conn.execute(
                 "UPDATE wf_processes SET state = ?, updated_at = ?, record = ?, ended_at = ?, current_steps = ?, "
                 "incident = ? WHERE id = ?",
-                (record.state.value, record.updated_at, document, record.ended_at, current, incident, record.id),
+                (
+                    record.state.value,
+                    record.updated_at,
+                    document,
+                    record.ended_at,
+                    current,
+                    incident,
+                    record.id,
+                ),
             )
 
     def add_incidents(self, incidents: Sequence[Incident]) -> None:
@@ -92,7 +100,10 @@ class SqlWorkflowTx:
         self._conn.executemany(
             "INSERT INTO wf_incidents (process_id, sequence, definition, step_id, error, opened_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(i.process_id, i.sequence, i.definition, i.step_id, _dumps(i.error), i.opened_at) for i in incidents],
+            [
+                (i.process_id, i.sequence, i.definition, i.step_id, _dumps(i.error), i.opened_at)
+                for i in incidents
+            ],
         )
 
     def resolve_incidents(self, process_id: str, resolved: Sequence[tuple[str, str]]) -> None:
@@ -302,7 +313,12 @@ def _search_clauses(search: ProcessSearch, where: list[str], args: list[object])
 
 
 def incidents(
-    conn: Connection, definition: str, process_id: str, resolved: bool, before: tuple[float, str, int] | None, limit: int
+    conn: Connection,
+    definition: str,
+    process_id: str,
+    resolved: bool,
+    before: tuple[float, str, int] | None,
+    limit: int,
 ) -> list[Incident]:
     """Incidents (open ones only unless `resolved`), newest first, after an (opened_at, process, sequence)."""
     where = ["1 = 1"]

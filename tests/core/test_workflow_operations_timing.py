@@ -66,7 +66,9 @@ steps:
 FOREVER = "name: forever\nsteps:\n  - {id: w, wait_signal: {name: never}}\n"
 
 
-async def test_retention_deletes_only_processes_that_ended_longer_ago_than_the_retention(cores: Cores) -> None:
+async def test_retention_deletes_only_processes_that_ended_longer_ago_than_the_retention(
+    cores: Cores,
+) -> None:
     first = await start(cores, ENDS_AFTER_SLEEP.format(seconds=1))  # ends at 1 s
     second = await start(cores, ENDS_AFTER_SLEEP.replace("short", "longer").format(seconds=3600))  # at 1 h
     running = await start(cores, FOREVER)

@@ -283,7 +283,9 @@ class _Parser:
                     after = _Scope(step_id, (*available, (itself, itself + 1)), ancestors)
                     compensate = self.compensation(value["compensate"], (*path, "compensate"), after)
                 on_failure = self.on_failure(value, path)
-                step = Step(step_id, kind, task=task, compensate=compensate, parent=parent, on_failure=on_failure)
+                step = Step(
+                    step_id, kind, task=task, compensate=compensate, parent=parent, on_failure=on_failure
+                )
                 return step, ids
             case StepKind.CHOICE:
                 branches, nested = self.choice(value, path, scope, inner)

@@ -38,6 +38,7 @@ from control_plane.core.loops import Guard, backoff_delay, on_signal, supervise
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
+from control_plane.core.workflow import operations, search
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.compiler import DefinitionCompiler
@@ -50,7 +51,6 @@ from control_plane.core.workflow.machine import (
     parse_token,
     process_of_subject,
 )
-from control_plane.core.workflow import operations, search
 from control_plane.core.workflow.parser import parse_definition
 from control_plane.core.workflow.stats import WorkflowStats
 from control_plane.core.workflow.timers import Timers
@@ -438,7 +438,9 @@ class Workflows:
     def _check_attributes(self, definition: str, attributes: dict[str, str]) -> None:
         if not definition:
             raise InvalidArgument.field("definition", "required to search by search_attributes")
-        declared = {n for v in self._versions.get(definition, []) for n in self._declared(definition, v.version)}
+        declared = {
+            n for v in self._versions.get(definition, []) for n in self._declared(definition, v.version)
+        }
         for name in attributes:
             if name not in declared:
                 known = ", ".join(sorted(declared)) or "none"
