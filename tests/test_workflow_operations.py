@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,9 @@ from google.protobuf import json_format
 
 from control_plane.errors import FailedPrecondition, InvalidArgument
 from control_plane.sdk import Client, TaskContext, TaskFailure
+from control_plane.server import App
 from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.test_cli_workflow import workflow
 from tests.workflow_support import Services, finish
 
 FAST = "retry: {max_attempts: 2, initial_interval: 10ms, max_interval: 20ms}"
@@ -205,3 +208,45 @@ async def test_retry_process_resumes_a_failed_process_from_its_failed_step(
     assert json_format.MessageToDict(retry.details)["steps"] == ["charge"]
     with pytest.raises(FailedPrecondition):
         await client.workflow.retry_process(started.id, "again")
+
+
+async def test_the_cli_lists_incidents_and_retries_and_skips_steps(
+    server: App, client: Client, services: Services
+) -> None:
+    payment = Payment()
+    await start_services(services, payment)
+    retried = await client.workflow.start("permit_ops", {"cost": 1})
+    skipped = await client.workflow.start("permit_ops", {"cost": 2})
+    await until_incident(client, retried.id, "charge")
+    await until_incident(client, skipped.id, "charge")
+
+    listed = await workflow(server, "incidents", "--definition", "permit_ops")
+    as_json = await workflow(server, "incidents", "--process", skipped.id, "-o", "json")
+    in_incident = await workflow(server, "ls", "--incidents", "with", "-o", "json")
+    payment.broken = False
+    retry = await workflow(server, "retry", retried.id, "--step", "charge", "--reason", "fixed")
+    skip = await workflow(
+        server, "skip", skipped.id, "--step", "charge", "--output", '{"receipt": "cash"}', "--reason", "paid"
+    )
+    no_reason = await workflow(server, "skip", skipped.id, "--step", "charge")
+    done = [await finish(client, p.id) for p in (retried, skipped)]
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == [
+        "PROCESS",
+        "DEFINITION",
+        "STEP",
+        "ERROR",
+        "STATUS",
+        "OPENED",
+    ]
+    assert {line.split()[0] for line in listed.stdout.splitlines()[1:]} == {retried.id, skipped.id}
+    assert [(i["step_id"], i["error"]["code"]) for i in json.loads(as_json.stdout)] == [
+        ("charge", "PAYMENT_DOWN")
+    ]
+    assert {p["id"] for p in json.loads(in_incident.stdout)} == {retried.id, skipped.id}
+    assert (retry.returncode, retry.stdout.split()) == (0, [retried.id, "RUNNING"])
+    assert skip.returncode == 0, skip.stderr
+    assert no_reason.returncode != 0 and "--reason" in no_reason.stderr
+    assert [p.state for p in done] == [pb.PROCESS_STATE_COMPLETED] * 2
+    assert dict(done[1].output)["receipt"] == "cash"
