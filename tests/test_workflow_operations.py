@@ -13,6 +13,7 @@ from control_plane.errors import FailedPrecondition, InvalidArgument
 from control_plane.sdk import Client, TaskContext, TaskFailure
 from control_plane.server import App
 from hms.mgmt.v1 import workflow_pb2 as pb
+from tests.console_support import console_session
 from tests.test_cli_workflow import workflow
 from tests.workflow_support import Services, finish
 
@@ -250,3 +251,43 @@ async def test_the_cli_lists_incidents_and_retries_and_skips_steps(
     assert no_reason.returncode != 0 and "--reason" in no_reason.stderr
     assert [p.state for p in done] == [pb.PROCESS_STATE_COMPLETED] * 2
     assert dict(done[1].output)["receipt"] == "cash"
+
+
+async def test_the_console_shows_incidents_and_repairs_them_with_the_pages_csrf_token(
+    server: App, client: Client, services: Services
+) -> None:
+    assert server.http_url is not None
+    payment = Payment()
+    await start_services(services, payment)
+    retried = await client.workflow.start("permit_ops", {"cost": 3}, business_key="R-1")
+    skipped = await client.workflow.start("permit_ops", {"cost": 4}, business_key="S-1")
+    for started in (retried, skipped):
+        await until_incident(client, started.id, "charge")
+
+    async with console_session(server.http_url) as browser:
+        incidents = await browser.get("/incidents")
+        forged = await browser.post(f"/processes/{skipped.id}/skip", {"step": "charge"}, csrf="")
+        _, page = await browser.get(f"/processes/{retried.id}")
+        payment.broken = False
+        retry = await browser.post(
+            f"/processes/{retried.id}/retry", {"step": "charge", "payload": "", "reason": "back up"}
+        )
+        await browser.get(f"/processes/{skipped.id}")
+        skip = await browser.post(
+            f"/processes/{skipped.id}/skip",
+            {"step": "charge", "payload": '{"receipt": "desk"}', "reason": "paid"},
+        )
+        again = await browser.post(f"/processes/{skipped.id}/skip", {"step": "charge", "payload": "{}"})
+    done = [await finish(client, p.id) for p in (retried, skipped)]
+    history = await client.workflow.history(skipped.id)
+
+    assert incidents[0] == 200 and retried.id in incidents[1] and skipped.id in incidents[1]
+    assert forged[0] == 403
+    assert 'id="retry-form-charge"' in page and 'id="skip-form-charge"' in page
+    assert retry[0] == 200 and retry[1]["event"]["type"] == "step_retry_requested"
+    assert skip[0] == 200 and skip[1]["event"]["type"] == "step_skip_requested"
+    assert again[0] == 409  # no open incident any more
+    assert [p.state for p in done] == [pb.PROCESS_STATE_COMPLETED] * 2
+    assert dict(done[1].output)["receipt"] == "desk"
+    requested = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED)
+    assert json_format.MessageToDict(requested.details)["by"] == {"name": "", "role": "", "via": "console"}
