@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from control_plane.sdk import Client, TaskContext, Worker
+from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.conftest import ServerProcess
 
@@ -22,6 +22,19 @@ steps:
 """ + "".join(f"  - {{id: s{n}, task: {{service: Crash, type: noop}}}}\n" for n in range(1, 6))
 
 PROCESSES = 200
+
+# Step s3 fails for good until the service is fixed: an incident, retried between two SIGKILLs.
+WITH_INCIDENT = """
+name: five_incident
+on_failure: incident
+steps:
+  - {id: s1, task: {service: Crash, type: noop}}
+  - {id: s2, task: {service: Crash, type: noop}}
+  - {id: s3, task: {service: Crash, type: flaky}}
+  - {id: s4, task: {service: Crash, type: noop}}
+  - {id: s5, task: {service: Crash, type: noop}}
+"""
+INCIDENTS = 20
 
 
 def free_port() -> int:
@@ -37,6 +50,12 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
     plane = await server_process("--listen", listen)
     handled = 0
     progress = asyncio.Event()
+    fixed = False
+
+    async def flaky(task: TaskContext) -> dict[str, str]:
+        if not fixed:
+            raise TaskFailure("DOWN", "the service is down", non_retryable=True)
+        return {"step": task.step_id}
 
     async def noop(task: TaskContext) -> dict[str, str]:
         nonlocal handled
@@ -46,15 +65,18 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
 
     async with Client(listen) as client:
         await client.workflow.apply(FIVE_STEPS)
+        await client.workflow.apply(WITH_INCIDENT)
         workers = [
             Worker(client, "Crash", max_in_flight=32, ttl_s=3.0, drain_timeout_s=1.0) for _ in range(2)
         ]
         for worker in workers:
             worker.task("noop")(noop)
+            worker.task("flaky")(flaky)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
+            stuck = [(await client.workflow.start("five_incident", {"n": n})).id for n in range(INCIDENTS)]
             ids = [(await client.workflow.start("five", {"n": n})).id for n in range(PROCESSES)]
-            for fraction in (0.2, 0.5, 0.8):
+            for kill, fraction in enumerate((0.2, 0.5, 0.8)):
                 async with asyncio.timeout(60):
                     while handled < fraction * PROCESSES * 5:
                         progress.clear()
@@ -62,9 +84,18 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
                 await plane.stop(signal.SIGKILL)
                 plane = await server_process("--listen", listen)
                 await client.wait_ready(30)
+                if kill == 0:
+                    # Every incident open (across the first kill), then each retried: the retried
+                    # steps run while the next kills come.
+                    async with asyncio.timeout(60):
+                        while len(await open_incidents(client)) < INCIDENTS:
+                            await asyncio.sleep(0.05)  # waits-on-purpose: pacing the polls
+                    fixed = True
+                    for pid in stuck:
+                        await client.workflow.retry_step(pid, "s3", "the service is back")
             async with asyncio.timeout(90):
-                finals = [await client.workflow.wait(pid) for pid in ids]
-            histories = [await client.workflow.history(pid) for pid in ids]
+                finals = [await client.workflow.wait(pid) for pid in [*ids, *stuck]]
+            histories = [await client.workflow.history(pid) for pid in [*ids, *stuck]]
         finally:
             for worker in workers:
                 worker.stop()
@@ -77,3 +108,11 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
         )
         assert completed == {f"s{n}": 1 for n in range(1, 6)}
         assert [e.sequence for e in history] == list(range(1, len(history) + 1))
+    for history in histories[PROCESSES:]:
+        kinds = collections.Counter(e.type for e in history)
+        assert kinds[pb.HISTORY_EVENT_TYPE_STEP_INCIDENT] == 1
+        assert kinds[pb.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED] == 1
+
+
+async def open_incidents(client: Client) -> list[pb.Incident]:
+    return await client.workflow.incidents(definition="five_incident", page_size=1000)
