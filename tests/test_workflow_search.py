@@ -40,7 +40,7 @@ async def list_all(client: Client, request: pb.ListProcessesRequest) -> list[pb.
         request.page_token = response.next_page_token
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 async def test_search_by_a_declared_attribute_finds_the_right_processes_among_10000(
     server: App, client: Client
 ) -> None:
