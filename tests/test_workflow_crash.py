@@ -13,6 +13,7 @@ import pytest
 from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.conftest import ServerProcess
+from tests.test_workflow_operations import until_incident
 
 Start = Callable[..., Awaitable[ServerProcess]]
 
@@ -87,9 +88,8 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
                 if kill == 0:
                     # Every incident open (across the first kill), then each retried: the retried
                     # steps run while the next kills come.
-                    async with asyncio.timeout(60):
-                        while len(await open_incidents(client)) < INCIDENTS:
-                            await asyncio.sleep(0.05)  # waits-on-purpose: pacing the polls
+                    for pid in stuck:
+                        await until_incident(client, pid, "s3", timeout_s=60)
                     fixed = True
                     for pid in stuck:
                         await client.workflow.retry_step(pid, "s3", "the service is back")
@@ -112,7 +112,3 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
         kinds = collections.Counter(e.type for e in history)
         assert kinds[pb.HISTORY_EVENT_TYPE_STEP_INCIDENT] == 1
         assert kinds[pb.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED] == 1
-
-
-async def open_incidents(client: Client) -> list[pb.Incident]:
-    return await client.workflow.incidents(definition="five_incident", page_size=1000)

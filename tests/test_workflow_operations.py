@@ -59,9 +59,11 @@ async def start_services(services: Services, payment: Payment) -> None:
     services.behaviour["decide"] = lambda t: {"decision": "approved", "receipt": t.input["receipt"]}
 
 
-async def until_incident(client: Client, process_id: str, step_id: str) -> pb.Process:
+async def until_incident(
+    client: Client, process_id: str, step_id: str, timeout_s: float = 10.0
+) -> pb.Process:
     """Follow the process until `step_id` is in INCIDENT; returns the process then."""
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(timeout_s):
         async for frame in client.workflow.watch(process_id):
             if any(
                 e.type == pb.HISTORY_EVENT_TYPE_STEP_INCIDENT and e.step_id == step_id for e in frame.events

@@ -135,3 +135,19 @@ async def test_search_attributes_need_the_definition_that_declares_them(client: 
 
     assert "definition" in str(no_definition.value)
     assert "colour" in str(undeclared.value)
+
+
+async def test_a_value_longer_than_the_index_keeps_is_found_by_the_whole_value(client: Client) -> None:
+    await client.workflow.apply(APPLICATIONS)
+    long_name = "x" * 300
+    started = await client.workflow.start("application", {"applicant": long_name, "district": "d"})
+
+    found = await client.workflow.list(definition="application", search_attributes={"applicant": long_name})
+    with pytest.raises(InvalidArgument) as too_many:
+        await client.workflow.list(
+            definition="application", search_attributes={f"a{n}": "x" for n in range(17)}
+        )
+
+    assert [p.id for p in found] == [started.id]
+    assert dict(found[0].search_attributes)["applicant"] == long_name[:256]
+    assert "at most 16" in str(too_many.value)

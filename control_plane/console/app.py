@@ -450,7 +450,7 @@ class Console:
         raise response
 
 
-def _json_form(form: dict[str, str], *, required: bool) -> dict[str, Any] | None | web.Response:
+def _json_form(form: dict[str, str], *, required: bool) -> dict[str, Any] | web.Response | None:
     """The form's JSON object `payload` (None when empty and not required), or the 400 answer."""
     text = form.get("payload", "").strip()
     if not text and not required:

@@ -38,7 +38,8 @@ from control_plane.core.loops import Guard, backoff_delay, on_signal, supervise
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
-from control_plane.core.workflow import operations, search
+from control_plane.core.workflow import operations
+from control_plane.core.workflow import search as search_index
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.compiler import DefinitionCompiler
@@ -51,7 +52,7 @@ from control_plane.core.workflow.machine import (
     parse_token,
     process_of_subject,
 )
-from control_plane.core.workflow.parser import parse_definition
+from control_plane.core.workflow.parser import MAX_SEARCH_ATTRIBUTES, parse_definition
 from control_plane.core.workflow.stats import WorkflowStats
 from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, NotRegistered
@@ -420,9 +421,9 @@ class Workflows:
         """Processes matching the filters, newest first (`started`: creation time from, before)."""
         if search is not None and search.attributes:
             self._check_attributes(definition, search.attributes)
-            search = ProcessSearch(
-                definition, search.ended, search.current_step, search.has_incident, search.attributes
-            )
+            # Compared as indexed: a value longer than the index keeps is matched on what it keeps.
+            wanted = {name: value[: search_index.MAX_VALUE] for name, value in search.attributes.items()}
+            search = ProcessSearch(definition, search.ended, search.current_step, search.has_incident, wanted)
         return await self._store.wf_list_processes(
             definition=definition,
             version=version,
@@ -438,6 +439,8 @@ class Workflows:
     def _check_attributes(self, definition: str, attributes: dict[str, str]) -> None:
         if not definition:
             raise InvalidArgument.field("definition", "required to search by search_attributes")
+        if len(attributes) > MAX_SEARCH_ATTRIBUTES:
+            raise InvalidArgument.field("search_attributes", f"at most {MAX_SEARCH_ATTRIBUTES}")
         declared = {
             n for v in self._versions.get(definition, []) for n in self._declared(definition, v.version)
         }
@@ -765,7 +768,7 @@ class Workflows:
     def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> list[tuple[str, str, int]]:
         """Store a transition's effects; returns the Bus waits it started."""
         effects = machine.effects
-        indexed = search.changes(machine.definition, machine.record, effects.events)
+        indexed = search_index.changes(machine.definition, machine.record, effects.events)
         tx.save(machine.record, new=new)
         tx.history(effects.events)
         if indexed:

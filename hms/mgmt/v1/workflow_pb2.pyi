@@ -982,8 +982,9 @@ class Process(_message.Message):
     @_builtins.property
     def search_attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Values of the search attributes its definition declares (`search_attributes`), as indexed:
-        strings as they are, other values as compact JSON. An attribute whose expression cannot be
-        evaluated yet (it reads a step not completed) is absent.
+        strings as they are, other values as compact JSON (keys sorted), cut at 256 characters. An
+        attribute whose expression cannot be evaluated yet (it reads a step not completed), or is null,
+        is absent.
         """
 
     def __init__(
@@ -1216,7 +1217,8 @@ class ListProcessesRequest(_message.Message):
     def search_attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only processes whose declared search attributes have exactly these values (as in
         Process.search_attributes: numbers and booleans as JSON, e.g. "42", "true"). Requires
-        `definition`; an attribute it does not declare is INVALID_ARGUMENT.
+        `definition`; an attribute it does not declare is INVALID_ARGUMENT; at most 16. Values are
+        indexed up to 256 characters: a longer one is compared on its first 256.
         """
 
     def __init__(

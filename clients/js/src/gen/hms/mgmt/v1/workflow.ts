@@ -1169,8 +1169,9 @@ export interface Process {
   lastEventSequence: number;
   /**
    * Values of the search attributes its definition declares (`search_attributes`), as indexed:
-   * strings as they are, other values as compact JSON. An attribute whose expression cannot be
-   * evaluated yet (it reads a step not completed) is absent.
+   * strings as they are, other values as compact JSON (keys sorted), cut at 256 characters. An
+   * attribute whose expression cannot be evaluated yet (it reads a step not completed), or is null,
+   * is absent.
    */
   searchAttributes: { [key: string]: string };
 }
@@ -1270,7 +1271,8 @@ export interface ListProcessesRequest {
   /**
    * Only processes whose declared search attributes have exactly these values (as in
    * Process.search_attributes: numbers and booleans as JSON, e.g. "42", "true"). Requires
-   * `definition`; an attribute it does not declare is INVALID_ARGUMENT.
+   * `definition`; an attribute it does not declare is INVALID_ARGUMENT; at most 16. Values are
+   * indexed up to 256 characters: a longer one is compared on its first 256.
    */
   searchAttributes: { [key: string]: string };
 }
