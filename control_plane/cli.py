@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(MGMT_BUS_TAIL_MIB, default %(default)s)",
     )
 
+    serve.add_argument(
+        "--workflow-retention",
+        type=_duration,
+        default=_env("MGMT_WORKFLOW_RETENTION", "30d"),
+        help="delete ended processes and their history this long after they ended, e.g. 30d, 12h; "
+        "0 keeps them forever (MGMT_WORKFLOW_RETENTION, default %(default)s)",
+    )
+
     verbs.add_parser("demo", help="start a control plane, register two instances, watch one lapse")
     cli_console.add_parser(verbs, DEFAULT_LISTEN)
 
@@ -223,6 +231,14 @@ def _client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=_env("MGMT_TOKEN"), help="bearer token (MGMT_TOKEN)")
 
 
+def _duration(text: str) -> float:
+    """A duration flag ("30d", "12h", "0"): argparse reports a bad one with the flag's name."""
+    try:
+        return parse_duration(text, allow_zero=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The serve settings from parsed flags."""
     return Settings(
@@ -237,6 +253,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         http_listen=None if args.http_listen in ("", "off") else args.http_listen,
         metrics=args.metrics != "off",
         bus=BusSettings(tail_size=args.bus_tail_size, tail_bytes=args.bus_tail_mib * MIB),
+        workflow_retention_s=args.workflow_retention,
     )
 
 

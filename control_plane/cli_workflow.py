@@ -1,4 +1,6 @@
-"""`mgmt workflow ...`: apply, start, status, watch, ls, signal, cancel, history and graph (prints; part of the CLI)."""
+"""`mgmt workflow ...`: apply, start, status, watch, ls, signal, cancel, history and graph (prints; part of the CLI).
+
+The operator's repairs (incidents, retry, skip, fail) are in cli_workflow_ops."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from control_plane import cli_workflow_ops
 from control_plane.errors import InvalidArgument
 from control_plane.graph import mermaid, step_class
 from hms.mgmt.v1 import workflow_pb2 as pb
@@ -73,6 +76,23 @@ def add_workflow_verbs(
     )
     ls.add_argument("--limit", type=int, default=50, help="most processes to list (1-1000)")
     ls.add_argument("--parent", default="", help="only the processes this process's call steps started")
+    ls.add_argument("--key-prefix", default="", help="only business keys starting with this")
+    ls.add_argument("--step", default="", help="only processes with this step active now")
+    ls.add_argument(
+        "--incidents",
+        choices=["with", "without"],
+        default=None,
+        help="only with (or without) an open incident",
+    )
+    ls.add_argument(
+        "--attr",
+        dest="attributes",
+        action="append",
+        default=[],
+        type=_attribute,
+        metavar="NAME=VALUE",
+        help="only processes whose declared search attribute has this value (needs --definition)",
+    )
 
     signal = workflow.add_parser("signal", help="send a named signal to a process")
     signal.add_argument("process_id")
@@ -111,6 +131,7 @@ def add_workflow_verbs(
         (history, True),
         (graph, False),
         (defs, True),
+        *cli_workflow_ops.add_actions(workflow),
     ]
 
 
@@ -137,6 +158,10 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
                     states=args.states,
                     page_size=args.limit,
                     parent_process_id=args.parent,
+                    business_key_prefix=args.key_prefix,
+                    current_step_id=args.step,
+                    incidents=_INCIDENTS[args.incidents],
+                    search_attributes=dict(args.attributes),
                 )
             ]
             if args.output == "json":
@@ -168,6 +193,8 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
                 print(_history_line(event))
         case "graph":
             print(await _graph(client, args), end="")
+        case action if action in cli_workflow_ops.ACTIONS:
+            await cli_workflow_ops.run_action(args, client)
     return EXIT_OK
 
 
@@ -438,6 +465,20 @@ def _at_step(error: pb.Failure) -> str:
     if not error.step_id:
         return ""
     return f" at {error.step_id}" + (f" attempt {error.attempt}" if error.attempt else "")
+
+
+_INCIDENTS = {
+    None: pb.INCIDENT_FILTER_UNSPECIFIED,
+    "with": pb.INCIDENT_FILTER_WITH,
+    "without": pb.INCIDENT_FILTER_WITHOUT,
+}
+
+
+def _attribute(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def _state_name(state: pb.ProcessState.ValueType) -> str:

@@ -231,6 +231,7 @@ _STATE_CLASS = {
     "STEP_STATE_FAILED": "failed",
     "STEP_STATE_COMPENSATION_FAILED": "failed",
     "STEP_STATE_CANCELLED": "failed",
+    "STEP_STATE_INCIDENT": "failed",
     "STEP_STATE_COMPENSATED": "compensated",
 }
 

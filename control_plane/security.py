@@ -118,6 +118,12 @@ ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         f"/{_WORKFLOW}/ReportTaskEventBatches": _WORKERS,
         f"/{_WORKFLOW}/CompleteTask": _WORKERS,
         f"/{_WORKFLOW}/FailTask": _WORKERS,
+        # Operator actions on processes: as CancelProcess, for clients (and admins).
+        f"/{_WORKFLOW}/ListIncidents": _CLIENTS,
+        f"/{_WORKFLOW}/RetryStep": _CLIENTS,
+        f"/{_WORKFLOW}/SkipStep": _CLIENTS,
+        f"/{_WORKFLOW}/FailProcess": _CLIENTS,
+        f"/{_WORKFLOW}/RetryProcess": _CLIENTS,
     }
 )
 

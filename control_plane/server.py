@@ -140,7 +140,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         prober = Prober(registry, checker)
         bus = Bus(store, settings.bus)
         await bus.load()
-        workflows = Workflows(store, bus, registry)
+        workflows = Workflows(store, bus, registry, retention_s=settings.workflow_retention_s)
         await workflows.load()
         connect(registry, prober, bus, workflows)
         # Every core has subscribed: follow the other replicas (if any) from here on.

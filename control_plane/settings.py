@@ -71,6 +71,8 @@ class Settings:
     metrics: bool = True
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     bus: BusSettings = field(default_factory=BusSettings)
+    # Ended processes (and their history) are deleted this long after they ended; 0 keeps them forever.
+    workflow_retention_s: float = 30 * 86400.0
 
     @property
     def resolved_store_url(self) -> str:

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, ProcessState, TaskContext, Worker
+from hms_mgmt import Client, ProcessState, TaskContext, TaskFailure, Worker
 from tests.conftest import ServerProcess
+from tests.test_workflow_operations import until_incident
 
 Start = Callable[..., Awaitable[ServerProcess]]
 
@@ -47,6 +48,18 @@ steps:
 """
 COMPOSITES = 30
 ITEMS = 8
+# Step s3 fails for good until the service is fixed: an incident, retried between two SIGKILLs.
+WITH_INCIDENT = """
+name: five_incident
+on_failure: incident
+steps:
+  - {id: s1, task: {service: Crash, type: noop}}
+  - {id: s2, task: {service: Crash, type: noop}}
+  - {id: s3, task: {service: Crash, type: flaky}}
+  - {id: s4, task: {service: Crash, type: noop}}
+  - {id: s5, task: {service: Crash, type: noop}}
+"""
+INCIDENTS = 20
 
 
 def free_port() -> int:
@@ -62,6 +75,12 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
     plane = await server_process("--listen", listen)
     handled = 0
     progress = asyncio.Event()
+    fixed = False
+
+    async def flaky(task: TaskContext) -> dict[str, str]:
+        if not fixed:
+            raise TaskFailure("DOWN", "the service is down", non_retryable=True)
+        return {"step": task.step_id}
 
     async def noop(task: TaskContext) -> dict[str, str]:
         nonlocal handled
@@ -73,19 +92,22 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
         await client.workflow.apply(FIVE_STEPS)
         await client.workflow.apply(CHILD)
         await client.workflow.apply(COMPOSITE)
+        await client.workflow.apply(WITH_INCIDENT)
         workers = [
             Worker(client, "Crash", max_in_flight=32, ttl_s=3.0, drain_timeout_s=1.0) for _ in range(2)
         ]
         for worker in workers:
             worker.task("noop")(noop)
+            worker.task("flaky")(flaky)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
+            stuck = [(await client.workflow.start("five_incident", {"n": n})).id for n in range(INCIDENTS)]
             ids = [(await client.workflow.start("five", {"n": n})).id for n in range(PROCESSES)]
             composites = [
                 (await client.workflow.start("composite", {"n": n, "xs": list(range(ITEMS))})).id
                 for n in range(COMPOSITES)
             ]
-            for fraction in (0.2, 0.5, 0.8):
+            for kill, fraction in enumerate((0.2, 0.5, 0.8)):
                 async with asyncio.timeout(60):
                     while handled < fraction * PROCESSES * 5:
                         progress.clear()
@@ -93,12 +115,20 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
                 await plane.stop(signal.SIGKILL)
                 plane = await server_process("--listen", listen)
                 await client.wait_ready(30)
+                if kill == 0:
+                    # Every incident open (across the first kill), then each retried: the retried
+                    # steps run while the next kills come.
+                    for pid in stuck:
+                        await until_incident(client, pid, "s3", timeout_s=60)
+                    fixed = True
+                    for pid in stuck:
+                        await client.workflow.retry_step(pid, "s3", "the service is back")
             async with asyncio.timeout(90):
-                finals = [await client.workflow.wait(pid) for pid in ids]
+                finals = [await client.workflow.wait(pid) for pid in [*ids, *stuck]]
                 composed = [await client.workflow.wait(pid) for pid in composites]
                 children = [await client.workflow.list(parent_process_id=pid) for pid in composites]
                 child_finals = [await client.workflow.wait(c[0].id) for c in children if c]
-            histories = [await client.workflow.history(pid) for pid in ids]
+            histories = [await client.workflow.history(pid) for pid in [*ids, *stuck]]
             composed_histories = [await client.workflow.history(pid) for pid in composites]
             child_histories = [await client.workflow.history(c.id) for c in child_finals]
         finally:
@@ -130,3 +160,7 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
             e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
         )
         assert completed == {"k1": 1, "k2": 1}
+    for history in histories[PROCESSES:]:
+        kinds = collections.Counter(e.type for e in history)
+        assert kinds[pb.HISTORY_EVENT_TYPE_STEP_INCIDENT] == 1
+        assert kinds[pb.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED] == 1

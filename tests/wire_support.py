@@ -18,11 +18,14 @@ from hms.mgmt.v1 import (
 )
 
 # One task step, nothing timed: a process waits for its task as long as the test wants.
+# A failed attempt is retried only an hour later: no retry timer fires while a test runs (the property
+# test reads every stored row before and after each refused request).
 ONE_TASK = """
 name: one_task
 steps:
   - id: work
     task: {service: Worker, type: work}
+    retry: {initial_interval: 1h, max_interval: 1h}
 """
 
 

@@ -36,6 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NAV = (
     ("/", "Overview", None),
     ("/processes", "Processes", Rpc.LIST_PROCESSES),
+    ("/incidents", "Incidents", Rpc.LIST_INCIDENTS),
     ("/definitions", "Definitions", Rpc.LIST_DEFINITIONS),
     ("/registry", "Registry", Rpc.LIST_SERVICES),
     ("/bus", "Bus", Rpc.LIST_SUBJECTS),
@@ -66,6 +67,9 @@ class Console:
         app.router.add_get("/processes/{process_id}", self.process_page)
         app.router.add_post("/processes/{process_id}/signal", self.signal)
         app.router.add_post("/processes/{process_id}/cancel", self.cancel)
+        app.router.add_post("/processes/{process_id}/retry", self.retry)
+        app.router.add_post("/processes/{process_id}/skip", self.skip)
+        app.router.add_get("/incidents", self.incidents_page)
         app.router.add_get("/definitions", self.definitions_page)
         app.router.add_get("/registry", self.registry_page)
         app.router.add_get("/bus", self.bus_page)
@@ -313,6 +317,53 @@ class Console:
 
         return await self._act(process_id, act, EventType.PROCESS_CANCEL_REQUESTED, "cancel requested")
 
+    async def retry(self, request: web.Request) -> web.StreamResponse:
+        """Retry a step in INCIDENT (form `step`, optional JSON `payload` as its input), or, without a
+        step, a FAILED process from its failed step; as the viewer."""
+        process_id = request.match_info["process_id"]
+        step_id = (await request.post()).get("step", "")
+        needs = Rpc.RETRY_STEP if step_id else Rpc.RETRY_PROCESS
+        viewer, form = await self._action_viewer(request, needs)
+        reason = form.get("reason", "").strip() or "retried from the console"
+        step_input = _json_form(form, required=False)
+        if isinstance(step_input, web.Response):
+            return step_input
+
+        async def act() -> None:
+            if form.get("step"):
+                await self.cores.workflows.retry_step(
+                    process_id, form["step"], step_input, actor=viewer.actor, reason=reason
+                )
+            else:
+                await self.cores.workflows.retry_process(process_id, actor=viewer.actor, reason=reason)
+
+        expect = EventType.STEP_RETRY_REQUESTED if step_id else EventType.PROCESS_RETRY_REQUESTED
+        return await self._act(process_id, act, expect, "retry requested")
+
+    async def skip(self, request: web.Request) -> web.StreamResponse:
+        """Complete a step in INCIDENT with the JSON `payload` as its output, as the viewer."""
+        viewer, form = await self._action_viewer(request, Rpc.SKIP_STEP)
+        process_id = request.match_info["process_id"]
+        reason = form.get("reason", "").strip() or "skipped from the console"
+        output = _json_form(form, required=True)
+        if isinstance(output, web.Response):
+            return output
+
+        async def act() -> None:
+            await self.cores.workflows.skip_step(
+                process_id, form.get("step", ""), output, actor=viewer.actor, reason=reason
+            )
+
+        return await self._act(process_id, act, EventType.STEP_SKIP_REQUESTED, "step skipped")
+
+    async def incidents_page(self, request: web.Request) -> web.StreamResponse:
+        """Open incidents, newest first: the steps waiting for an operator."""
+        viewer = self._viewer(request, Rpc.LIST_INCIDENTS)
+        incidents = await self.cores.workflows.incidents(
+            definition="", process_id="", resolved=False, before=None, limit=200
+        )
+        return self._page(viewer, "incidents.html", "/incidents", incidents=incidents)
+
     async def _act(
         self, process_id: str, act: Callable[[], Awaitable[None]], expect: EventType, done: str
     ) -> web.Response:
@@ -402,6 +453,20 @@ class Console:
         response = web.HTTPSeeOther("/login" if self.access.needs_login else "/")
         self.access.log_out(response)
         raise response
+
+
+def _json_form(form: dict[str, str], *, required: bool) -> dict[str, Any] | web.Response | None:
+    """The form's JSON object `payload` (None when empty and not required), or the 400 answer."""
+    text = form.get("payload", "").strip()
+    if not text and not required:
+        return None
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        return _json(400, {"ok": False, "error": f"the JSON is not valid: {exc}"})
+    if not isinstance(value, dict):
+        return _json(400, {"ok": False, "error": "the JSON must be an object"})
+    return value
 
 
 def _role(viewer: Viewer) -> str:

@@ -42,10 +42,18 @@ class StepState(StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    INCIDENT = "incident"  # failed for good under `on_failure: incident`: waits for an operator
 
 
 ACTIVE_STEP_STATES = frozenset(
-    {StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING, StepState.WAITING, StepState.COMPENSATING}
+    {
+        StepState.SCHEDULED,
+        StepState.RUNNING,
+        StepState.RETRYING,
+        StepState.WAITING,
+        StepState.COMPENSATING,
+        StepState.INCIDENT,
+    }
 )
 
 
@@ -72,6 +80,11 @@ class EventType(StrEnum):
     COMPENSATION_STARTED = "compensation_started"
     COMPENSATION_COMPLETED = "compensation_completed"
     COMPENSATION_FAILED = "compensation_failed"
+    STEP_INCIDENT = "step_incident"
+    STEP_RETRY_REQUESTED = "step_retry_requested"
+    STEP_SKIP_REQUESTED = "step_skip_requested"
+    PROCESS_FAIL_REQUESTED = "process_fail_requested"
+    PROCESS_RETRY_REQUESTED = "process_retry_requested"
 
     @property
     def published(self) -> bool:
@@ -102,6 +115,8 @@ class StepRun:
     items_started: int = 0  # map: items 0 .. items_started - 1 have started
     items_completed: int = 0  # map: items that completed
     items_failed: int = 0  # map: items that failed
+    attempt_base: int = 0  # attempts made before an operator's retry: the retry policy counts from here
+    input_override: Any = None  # the input an operator's RetryStep gave, used instead of the mapping
 
 
 @dataclass(slots=True)
@@ -133,6 +148,7 @@ class ProcessRecord:
     parent_id: str = ""  # the process whose call step started this one ("" for none; stored when set)
     parent_step: str = ""  # that call step
     depth: int = 0  # how many calls down from a process started by StartProcess (stored when set)
+    search: dict[str, str] = field(default_factory=dict)  # search attribute values, as indexed
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
@@ -202,6 +218,31 @@ class Actor:
     def to_json(self) -> dict[str, str]:
         """The actor as stored in the event's details."""
         return {"name": self.name, "role": self.role, "via": self.via}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSearch:
+    """ListProcesses filters beyond definition, state and business key."""
+
+    definition: str = ""  # the definition declaring `attributes` (required with them)
+    ended: tuple[float | None, float | None] = (None, None)  # ended at or after, before
+    current_step: str = ""  # a step active now (running, waiting, retrying, in INCIDENT, ...)
+    has_incident: bool | None = None  # with (True) or without (False) an open incident
+    attributes: dict[str, str] = field(default_factory=dict)  # declared search attributes, exact values
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A step that failed for good under `on_failure: incident`, until an operator resolves it."""
+
+    process_id: str
+    definition: str
+    step_id: str
+    sequence: int  # of the STEP_INCIDENT history event: unique within the process
+    error: dict[str, Any]
+    opened_at: float
+    resolved_at: float = 0.0  # 0 while open
+    resolution: str = ""  # "retried", "skipped", "failed", "cancelled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from control_plane.errors import PermissionDenied
+from control_plane.models import Actor
 from control_plane.security import Authenticator
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -32,6 +33,15 @@ class Scopes:
         if principal is None or not principal.may_serve(service):
             who = principal.name if principal is not None else "an unknown caller"
             raise PermissionDenied(f"token {who!r} may not {action} for service {service[:128]!r}")
+
+    def actor(self, context: Context) -> Actor:
+        """Who is calling, as recorded in the history of what an operator did: the token's name and role."""
+        if self._authenticator is None:
+            return Actor(name="", role="", via="grpc")
+        principal = self._authenticator.principal(context.invocation_metadata())
+        if principal is None:
+            return Actor(name="", role="", via="grpc")
+        return Actor(name=principal.name, role=principal.role.value, via="grpc")
 
 
 OPEN = Scopes(None)

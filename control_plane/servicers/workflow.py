@@ -14,11 +14,11 @@ from control_plane.core.paging import decode, encode, page
 from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
 from control_plane.errors import InvalidArgument, Unavailable
-from control_plane.models import ProcessRecord
+from control_plane.models import ProcessRecord, ProcessSearch
 from control_plane.observability.tracing import current_traceparent
 from control_plane.servicers import bus_convert
 from control_plane.servicers import workflow_convert as convert
-from control_plane.servicers.convert import enum_value, timestamp
+from control_plane.servicers.convert import enum_value, time_seconds, timestamp
 from control_plane.servicers.errors import translate_errors
 from control_plane.servicers.reports import EventBatch, ReportStream, Tally
 from control_plane.servicers.scopes import OPEN, Scopes
@@ -120,6 +120,17 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             before=_position(request.page_token) if request.page_token else None,
             limit=size + 1,
             parent_id=request.parent_process_id,
+            business_key_prefix=request.business_key_prefix,
+            started=(
+                _time_or_none(request, "started_after"),
+                _time_or_none(request, "started_before"),
+            ),
+            search=ProcessSearch(
+                ended=(_time_or_none(request, "ended_after"), _time_or_none(request, "ended_before")),
+                current_step=request.current_step_id,
+                has_incident=_incident_filter(request.incidents),
+                attributes=dict(request.search_attributes),
+            ),
         )
         token = ""
         if len(records) > size:
@@ -130,6 +141,71 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             processes=[self._process(r, details=request.include_details) for r in records],
             next_page_token=token,
         )
+
+    # -- incidents and operator actions ---------------------------------------------------------
+
+    @translate_errors
+    async def ListIncidents(
+        self, request: pb.ListIncidentsRequest, context: Context
+    ) -> pb.ListIncidentsResponse:
+        size = request.page_size or 50
+        if size > MAX_PAGE:
+            raise InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE}")
+        before = None
+        if request.page_token:
+            opened, process_id, sequence = decode(request.page_token, "incidents", float, str, int)
+            before = (float(opened), str(process_id), int(sequence))
+        items = await self._workflows.incidents(
+            definition=request.definition,
+            process_id=request.process_id,
+            resolved=request.include_resolved,
+            before=before,
+            limit=size + 1,
+        )
+        token = ""
+        if len(items) > size:
+            items = items[:size]
+            last = items[-1]
+            token = encode("incidents", last.opened_at, last.process_id, last.sequence)
+        return pb.ListIncidentsResponse(incidents=[convert.incident(i) for i in items], next_page_token=token)
+
+    @translate_errors
+    async def RetryStep(self, request: pb.RetryStepRequest, context: Context) -> pb.RetryStepResponse:
+        record = await self._workflows.retry_step(
+            request.process_id,
+            request.step_id,
+            to_dict(request.input) if request.HasField("input") else None,
+            actor=self._scopes.actor(context),
+            reason=request.reason,
+        )
+        return pb.RetryStepResponse(process=self._process(record))
+
+    @translate_errors
+    async def SkipStep(self, request: pb.SkipStepRequest, context: Context) -> pb.SkipStepResponse:
+        record = await self._workflows.skip_step(
+            request.process_id,
+            request.step_id,
+            to_dict(request.output),
+            actor=self._scopes.actor(context),
+            reason=request.reason,
+        )
+        return pb.SkipStepResponse(process=self._process(record))
+
+    @translate_errors
+    async def FailProcess(self, request: pb.FailProcessRequest, context: Context) -> pb.FailProcessResponse:
+        record = await self._workflows.fail_process(
+            request.process_id, actor=self._scopes.actor(context), reason=request.reason
+        )
+        return pb.FailProcessResponse(process=self._process(record))
+
+    @translate_errors
+    async def RetryProcess(
+        self, request: pb.RetryProcessRequest, context: Context
+    ) -> pb.RetryProcessResponse:
+        record = await self._workflows.retry_process(
+            request.process_id, actor=self._scopes.actor(context), reason=request.reason
+        )
+        return pb.RetryProcessResponse(process=self._process(record))
 
     @translate_errors
     async def WatchProcess(
@@ -317,6 +393,25 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         if report.retry_at is not None:
             response.retry_at.CopyFrom(timestamp(report.retry_at))
         return response
+
+
+_INCIDENT_FILTER: dict[int, bool | None] = {
+    pb.INCIDENT_FILTER_UNSPECIFIED: None,
+    pb.INCIDENT_FILTER_WITH: True,
+    pb.INCIDENT_FILTER_WITHOUT: False,
+}
+
+
+def _incident_filter(value: int) -> bool | None:
+    if value not in _INCIDENT_FILTER:
+        raise InvalidArgument.field("incidents", f"{value} is not a known value (expected 0, 1 or 2)")
+    return _INCIDENT_FILTER[value]
+
+
+def _time_or_none(request: pb.ListProcessesRequest, name: str) -> float | None:
+    if not request.HasField(name):  # type: ignore[arg-type]
+        return None
+    return time_seconds(getattr(request, name), name)
 
 
 def _position(token: str) -> tuple[float, str]:

@@ -10,6 +10,7 @@ from control_plane.models import (
     DefinitionVersion,
     EventType,
     HistoryEvent,
+    Incident,
     ProcessRecord,
     ProcessState,
     StepState,
@@ -71,6 +72,24 @@ def definition(version: DefinitionVersion, parsed: Definition | None, *, full: b
     return message
 
 
+def incident(item: Incident) -> pb.Incident:
+    """The wire form of an incident."""
+    message = pb.Incident(
+        process_id=item.process_id,
+        definition=item.definition,
+        step_id=item.step_id,
+        sequence=item.sequence,
+        opened_at=timestamp(item.opened_at),
+        resolution=item.resolution,
+    )
+    failure = _failure(item.error)
+    if failure is not None:
+        message.error.CopyFrom(failure)
+    if item.resolved_at:
+        message.resolved_at.CopyFrom(timestamp(item.resolved_at))
+    return message
+
+
 def _failure(raw: dict[str, Any] | None) -> pb.Failure | None:
     if not raw:
         return None
@@ -104,12 +123,14 @@ def process(record: ProcessRecord, parsed: Definition | None, *, details: bool) 
                 StepState.RETRYING,
                 StepState.WAITING,
                 StepState.COMPENSATING,
+                StepState.INCIDENT,
             )
         ],
         cancel_reason=record.cancel_reason,
         parent_process_id=record.parent_id,
         parent_step_id=record.parent_step,
         child_process_ids=[s.child_id for s in record.steps.values() if s.child_id],
+        search_attributes=record.search,
         created_at=timestamp(record.created_at),
         updated_at=timestamp(record.updated_at),
         last_event_sequence=record.last_event_sequence,

@@ -12,9 +12,11 @@ from control_plane.models import (
     ConsumerConfig,
     DefinitionVersion,
     HistoryEvent,
+    Incident,
     Instance,
     OutgoingMessage,
     ProcessRecord,
+    ProcessSearch,
     ProcessState,
     RegistryChange,
     RetentionPolicy,
@@ -136,6 +138,18 @@ class WorkflowTx(Protocol):
 
     def publish(self, messages: Sequence[OutgoingMessage]) -> None:
         """Append Bus messages in this transaction; they are in `published` once it commits."""
+        ...
+
+    def add_incidents(self, incidents: Sequence[Incident]) -> None:
+        """Record incidents opened by this transition."""
+        ...
+
+    def resolve_incidents(self, process_id: str, resolved: Sequence[tuple[str, str]]) -> None:
+        """Close the open incidents of steps: (step id, resolution)."""
+        ...
+
+    def set_search(self, process_id: str, definition: str, changes: dict[str, str | None]) -> None:
+        """Index a process's changed search attributes (None: the attribute has no value any more)."""
         ...
 
 
@@ -302,12 +316,30 @@ class Store(Protocol):
         business_key_prefix: str = "",
         started: tuple[float | None, float | None] = (None, None),
         parent_id: str = "",
+        search: ProcessSearch | None = None,
     ) -> list[ProcessRecord]:
         """Processes matching the filters, newest first, after a (created_at, id) position.
 
         `started` bounds the creation time: (at or after, before); None leaves that side open.
         `parent_id` keeps the processes started by that process's call steps.
         """
+        ...
+
+    async def wf_incidents(
+        self,
+        *,
+        definition: str,
+        process_id: str,
+        resolved: bool,
+        before: tuple[float, str, int] | None,
+        limit: int,
+    ) -> list[Incident]:
+        """Incidents (open only, unless `resolved`), newest first, after (opened_at, process id, sequence)."""
+        ...
+
+    async def wf_delete_ended(self, ended_before: float, limit: int) -> list[tuple[str, ProcessState]]:
+        """Delete (in one short transaction) up to `limit` processes that ended before `ended_before`,
+        with their history, incidents and search entries; returns their (definition, state)."""
         ...
 
     async def wf_count_by_version(self) -> dict[tuple[str, int], dict[ProcessState, int]]:

@@ -19,9 +19,11 @@ from control_plane.models import (
     ConsumerConfig,
     DefinitionVersion,
     HistoryEvent,
+    Incident,
     Instance,
     OutgoingMessage,
     ProcessRecord,
+    ProcessSearch,
     ProcessState,
     RegistryChange,
     RetentionPolicy,
@@ -368,6 +370,7 @@ class SqlStore:
         business_key_prefix: str = "",
         started: tuple[float | None, float | None] = (None, None),
         parent_id: str = "",
+        search: ProcessSearch | None = None,
     ) -> list[ProcessRecord]:
         """Processes matching filters, newest first."""
         return await self._read(
@@ -382,8 +385,30 @@ class SqlStore:
                 business_key_prefix,
                 started,
                 parent_id,
+                search,
             )
         )
+
+    async def wf_incidents(
+        self,
+        *,
+        definition: str,
+        process_id: str,
+        resolved: bool,
+        before: tuple[float, str, int] | None,
+        limit: int,
+    ) -> list[Incident]:
+        """Incidents, newest first."""
+        return await self._read(
+            lambda c: sql_workflow.incidents(c, definition, process_id, resolved, before, limit)
+        )
+
+    async def wf_delete_ended(self, ended_before: float, limit: int) -> list[tuple[str, ProcessState]]:
+        """Delete a batch of processes that ended long ago."""
+        deleted: list[tuple[str, ProcessState]] = await self._writer.submit(
+            lambda c: sql_workflow.delete_ended(c, ended_before, limit)
+        )
+        return deleted
 
     async def wf_count_by_version(self) -> dict[tuple[str, int], dict[ProcessState, int]]:
         """How many processes each definition version has in each state."""

@@ -8,12 +8,16 @@ from typing import Any
 import orjson
 
 from control_plane.models import (
+    ACTIVE_STEP_STATES,
     DefinitionVersion,
     EventType,
     HistoryEvent,
+    Incident,
     OutgoingMessage,
     ProcessRecord,
+    ProcessSearch,
     ProcessState,
+    StepState,
     StoredMessage,
     TaskAttempt,
 )
@@ -62,10 +66,11 @@ class SqlWorkflowTx:
     def save(self, record: ProcessRecord, *, new: bool) -> None:
         """Insert or update the process."""
         document = _dumps(record.to_json())
+        current, incident = _searchable(record)
         if new:
             self._conn.execute(
-                "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, record,"
-                " parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, "
+                "record, ended_at, current_steps, incident, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.definition,
@@ -75,13 +80,25 @@ class SqlWorkflowTx:
                     record.created_at,
                     record.updated_at,
                     document,
+                    record.ended_at,
+                    current,
+                    incident,
                     record.parent_id,
                 ),
             )
         else:
             self._conn.execute(
-                "UPDATE wf_processes SET state = ?, updated_at = ?, record = ? WHERE id = ?",
-                (record.state.value, record.updated_at, document, record.id),
+                "UPDATE wf_processes SET state = ?, updated_at = ?, record = ?, ended_at = ?, current_steps = ?, "
+                "incident = ? WHERE id = ?",
+                (
+                    record.state.value,
+                    record.updated_at,
+                    document,
+                    record.ended_at,
+                    current,
+                    incident,
+                    record.id,
+                ),
             )
 
     def put_map_item(self, process_id: str, step_id: str, item: int, *, failed: bool, output: Any) -> None:
@@ -99,6 +116,36 @@ class SqlWorkflowTx:
             (process_id, step_id),
         )
         return [None if failed else orjson.loads(output) for failed, output in rows]
+
+    def add_incidents(self, incidents: Sequence[Incident]) -> None:
+        """Record incidents opened by this transition."""
+        self._conn.executemany(
+            "INSERT INTO wf_incidents (process_id, sequence, definition, step_id, error, opened_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (i.process_id, i.sequence, i.definition, i.step_id, _dumps(i.error), i.opened_at)
+                for i in incidents
+            ],
+        )
+
+    def resolve_incidents(self, process_id: str, resolved: Sequence[tuple[str, str]]) -> None:
+        """Close the open incidents of steps, saying how (retried, skipped, failed, cancelled)."""
+        self._conn.executemany(
+            "UPDATE wf_incidents SET resolved_at = ?, resolution = ? "
+            "WHERE process_id = ? AND step_id = ? AND resolved_at = 0",
+            [(self.now, how, process_id, step_id) for step_id, how in resolved],
+        )
+
+    def set_search(self, process_id: str, definition: str, changes: dict[str, str | None]) -> None:
+        """Index a process's changed search attributes (None: the attribute has no value any more)."""
+        self._conn.executemany(
+            "DELETE FROM wf_search WHERE process_id = ? AND definition = ? AND attribute = ?",
+            [(process_id, definition, name) for name in changes],
+        )
+        self._conn.executemany(
+            "INSERT INTO wf_search (definition, attribute, value, process_id) VALUES (?, ?, ?, ?)",
+            [(definition, name, value, process_id) for name, value in changes.items() if value is not None],
+        )
 
     def history(self, events: Sequence[HistoryEvent]) -> None:
         """Append history events."""
@@ -221,6 +268,7 @@ def list_processes(
     business_key_prefix: str = "",
     started: tuple[float | None, float | None] = (None, None),
     parent_id: str = "",
+    search: ProcessSearch | None = None,
 ) -> list[ProcessRecord]:
     """Processes matching the filters, newest first, after a (created_at, id) position."""
     where: list[str] = []
@@ -250,6 +298,8 @@ def list_processes(
     if started[1] is not None:
         where.append("created_at < ?")
         args.append(started[1])
+    if search is not None:
+        _search_clauses(search, where, args)
     if before is not None:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         args += [before[0], before[0], before[1]]
@@ -258,6 +308,86 @@ def list_processes(
         f"SELECT record FROM wf_processes {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit)
     )
     return [ProcessRecord.from_json(orjson.loads(r[0])) for r in rows]
+
+
+def _searchable(record: ProcessRecord) -> tuple[str, int]:
+    """The process's active steps as ",a,b," (searched for ",a,") and whether it has an open incident."""
+    active = [sid for sid, run in record.steps.items() if run.state in ACTIVE_STEP_STATES]
+    incident = any(run.state is StepState.INCIDENT for run in record.steps.values())
+    return (f",{','.join(active)}," if active else ""), int(incident)
+
+
+def _search_clauses(search: ProcessSearch, where: list[str], args: list[object]) -> None:
+    if search.ended[0] is not None:
+        where.append("ended_at >= ? AND ended_at > 0")
+        args.append(search.ended[0])
+    if search.ended[1] is not None:
+        where.append("ended_at < ? AND ended_at > 0")
+        args.append(search.ended[1])
+    if search.current_step:
+        # Containment both dialects spell alike (SQLite has no position(), PostgreSQL no instr()).
+        where.append("length(current_steps) <> length(replace(current_steps, ?, ''))")
+        args.append(f",{search.current_step},")
+    if search.has_incident is not None:
+        where.append("incident = ?")
+        args.append(int(search.has_incident))
+    for name, value in sorted(search.attributes.items()):
+        where.append(
+            "id IN (SELECT process_id FROM wf_search WHERE definition = ? AND attribute = ? AND value = ?)"
+        )
+        args += [search.definition, name, value]
+
+
+def incidents(
+    conn: Connection,
+    definition: str,
+    process_id: str,
+    resolved: bool,
+    before: tuple[float, str, int] | None,
+    limit: int,
+) -> list[Incident]:
+    """Incidents (open ones only unless `resolved`), newest first, after an (opened_at, process, sequence)."""
+    where = ["1 = 1"]
+    args: list[object] = []
+    if not resolved:
+        where.append("resolved_at = 0")
+    if definition:
+        where.append("definition = ?")
+        args.append(definition)
+    if process_id:
+        where.append("process_id = ?")
+        args.append(process_id)
+    if before is not None:
+        where.append(
+            "(opened_at < ? OR (opened_at = ? AND (process_id < ? OR (process_id = ? AND sequence < ?))))"
+        )
+        args += [before[0], before[0], before[1], before[1], before[2]]
+    rows = conn.execute(
+        "SELECT process_id, definition, step_id, sequence, error, opened_at, resolved_at, resolution "
+        f"FROM wf_incidents WHERE {' AND '.join(where)} "
+        "ORDER BY opened_at DESC, process_id DESC, sequence DESC LIMIT ?",
+        (*args, limit),
+    )
+    return [
+        Incident(p, d, s, int(q), orjson.loads(e), float(o), float(r), how)
+        for p, d, s, q, e, o, r, how in rows
+    ]
+
+
+def delete_ended(conn: Connection, ended_before: float, limit: int) -> list[tuple[str, ProcessState]]:
+    """Delete up to `limit` processes that ended before `ended_before`, with everything kept about them;
+    returns their (definition, state)."""
+    rows = conn.execute(
+        "SELECT id, definition, state FROM wf_processes WHERE ended_at > 0 AND ended_at < ? "
+        "ORDER BY ended_at LIMIT ?",
+        (ended_before, limit),
+    ).fetchall()
+    ids = [(r[0],) for r in rows]
+    for table in ("wf_history", "wf_incidents", "wf_tasks", "wf_timers", "wf_bus_waits", "wf_map_items"):
+        conn.executemany(f"DELETE FROM {table} WHERE process_id = ?", ids)
+    conn.executemany("DELETE FROM wf_search WHERE process_id = ?", ids)
+    conn.executemany("DELETE FROM wf_processes WHERE id = ?", ids)
+    return [(d, ProcessState(s)) for _, d, s in rows]
 
 
 def count_processes(conn: Connection) -> dict[tuple[str, ProcessState], int]:

@@ -127,15 +127,87 @@ class WorkflowClient:
         states: Sequence[pb.ProcessState.ValueType] = (),
         page_size: int = 50,
         parent_process_id: str = "",
+        business_key_prefix: str = "",
+        current_step_id: str = "",
+        incidents: pb.IncidentFilter.ValueType = pb.INCIDENT_FILTER_UNSPECIFIED,
+        search_attributes: Mapping[str, str] | None = None,
     ) -> builtins.list[Process]:
-        """The newest processes matching the filters (one page); `parent_process_id`: its children."""
+        """The newest processes matching the filters (one page); see ListProcessesRequest
+        (`parent_process_id`: the processes its call steps started)."""
         request = pb.ListProcessesRequest(
-            definition=definition, states=states, page_size=page_size, parent_process_id=parent_process_id
+            definition=definition,
+            states=states,
+            page_size=page_size,
+            parent_process_id=parent_process_id,
+            business_key_prefix=business_key_prefix,
+            current_step_id=current_step_id,
+            incidents=incidents,
+            search_attributes=search_attributes or {},
         )
         response = await self._endpoints.unary(
             lambda e: e.workflow.ListProcesses(request, metadata=self._metadata), retry=True
         )
         return [Process.from_proto(p) for p in response.processes]
+
+    async def incidents(
+        self,
+        *,
+        definition: str = "",
+        process_id: str = "",
+        include_resolved: bool = False,
+        page_size: int = 50,
+    ) -> builtins.list[pb.Incident]:
+        """The newest incidents (one page): open ones, unless `include_resolved`."""
+        request = pb.ListIncidentsRequest(
+            definition=definition,
+            process_id=process_id,
+            include_resolved=include_resolved,
+            page_size=page_size,
+        )
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.ListIncidents(request, metadata=self._metadata), retry=True
+        )
+        return list(response.incidents)
+
+    async def retry_step(
+        self, process_id: str, step_id: str, reason: str, *, input: Mapping[str, Any] | None = None
+    ) -> Process:
+        """A fresh set of attempts for a step in INCIDENT (with `input` instead of its mapping, if given)."""
+        request = pb.RetryStepRequest(process_id=process_id, step_id=step_id, reason=reason)
+        if input is not None:
+            request.input.CopyFrom(struct(input))
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.RetryStep(request, metadata=self._metadata)
+        )
+        return Process.from_proto(response.process)
+
+    async def skip_step(
+        self, process_id: str, step_id: str, reason: str, *, output: Mapping[str, Any] | None = None
+    ) -> Process:
+        """A step in INCIDENT counts as completed with `output`."""
+        request = pb.SkipStepRequest(
+            process_id=process_id, step_id=step_id, reason=reason, output=struct(output)
+        )
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.SkipStep(request, metadata=self._metadata)
+        )
+        return Process.from_proto(response.process)
+
+    async def fail_process(self, process_id: str, reason: str) -> Process:
+        """Give up on a process's incidents: compensate, or fail."""
+        request = pb.FailProcessRequest(process_id=process_id, reason=reason)
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.FailProcess(request, metadata=self._metadata)
+        )
+        return Process.from_proto(response.process)
+
+    async def retry_process(self, process_id: str, reason: str) -> Process:
+        """Resume a FAILED process from its failed step(s)."""
+        request = pb.RetryProcessRequest(process_id=process_id, reason=reason)
+        response = await self._endpoints.unary(
+            lambda e: e.workflow.RetryProcess(request, metadata=self._metadata)
+        )
+        return Process.from_proto(response.process)
 
     async def history(self, process_id: str) -> builtins.list[pb.HistoryEvent]:
         """The whole history of a process."""

@@ -70,6 +70,7 @@ class StepState(enum.IntEnum):
     COMPENSATING = pb.STEP_STATE_COMPENSATING
     COMPENSATED = pb.STEP_STATE_COMPENSATED
     COMPENSATION_FAILED = pb.STEP_STATE_COMPENSATION_FAILED
+    INCIDENT = pb.STEP_STATE_INCIDENT
 
 
 class StepKind(enum.IntEnum):
@@ -197,6 +198,7 @@ class Process:
     parent_process_id: str  # the process whose call step started this one
     parent_step_id: str
     child_process_ids: list[str]  # processes its call steps started
+    search_attributes: dict[str, str]  # values of its definition's declared search attributes
     proto: pb.Process = field(repr=False, compare=False)
 
     @classmethod
@@ -220,6 +222,7 @@ class Process:
             message.parent_process_id,
             message.parent_step_id,
             list(message.child_process_ids),
+            dict(message.search_attributes),
             message,
         )
 

@@ -13,6 +13,13 @@ from control_plane.core.workflow.expressions import Expression
 from control_plane.core.workflow.input_schema import InputSchema
 
 
+class OnFailure(StrEnum):
+    """What a task step that failed for good does to its process."""
+
+    COMPENSATE = "compensate"  # compensate the completed steps (or fail, when there are none): the default
+    INCIDENT = "incident"  # stay RUNNING, the step in INCIDENT, until an operator retries, skips or fails it
+
+
 class StepKind(StrEnum):
     """What a step does; exactly one per step."""
 
@@ -119,6 +126,7 @@ class Step:
     parent: str = ""
     call: CallSpec | None = None
     map: MapSpec | None = None
+    on_failure: OnFailure | None = None  # None: the definition's
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,8 @@ class Definition:
     timeout_s: float | None
     spec: dict[str, Any]
     digest: str
+    on_failure: OnFailure = OnFailure.COMPENSATE
+    search_attributes: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
     _order: tuple[Step, ...] = field(init=False, compare=False, repr=False)
     _index: Mapping[str, Step] = field(init=False, compare=False, repr=False)
     _input: InputSchema | None = field(init=False, compare=False, repr=False)
@@ -148,6 +158,10 @@ class Definition:
     def step(self, step_id: str) -> Step:
         """The step `step_id`, nested ones included; KeyError when there is none."""
         return self._index[step_id]
+
+    def failure_policy(self, step: Step) -> OnFailure:
+        """What a failure for good of `step` does: its own `on_failure`, else the definition's."""
+        return step.on_failure or self.on_failure
 
     def all_steps(self) -> list[Step]:
         """Every step, depth-first in document order."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from control_plane.core.workflow.definition import Branch, Definition, Step, StepKind, TaskSpec
+from control_plane.core.workflow.definition import Branch, Definition, OnFailure, Step, StepKind, TaskSpec
 from control_plane.core.workflow.expressions import ExpressionError, evaluate_mapping
 from control_plane.core.workflow.history_json import history_json
 from control_plane.core.workflow.maps import MapItemsError, item_key, items_of, split_key
@@ -34,6 +34,7 @@ from control_plane.models import (
     Actor,
     EventType,
     HistoryEvent,
+    Incident,
     OutgoingMessage,
     ProcessRecord,
     ProcessState,
@@ -141,6 +142,8 @@ class Effects:
     cleared_bus_waits: list[str] = field(default_factory=list)  # step ids no longer waiting
     # (process id, name, due) of timers on other processes: a parent or child told of something.
     foreign_timers: list[tuple[str, str, float]] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)  # opened by this transition
+    resolved_incidents: list[tuple[str, str]] = field(default_factory=list)  # (step id, resolution)
 
 
 class Machine:
@@ -204,10 +207,12 @@ class Machine:
         if timed_out:
             self.effects.cancelled.append((token, "timed_out"))
         policy = spec.retry
+        # An operator's RetryStep grants a fresh set of attempts: the policy counts from attempt_base.
+        counted = attempt if compensation else attempt - run.attempt_base
         will_retry = (
-            retryable and attempt < policy.max_attempts and failure["code"] not in policy.non_retryable
+            retryable and counted < policy.max_attempts and failure["code"] not in policy.non_retryable
         )
-        retry_at = self.now + policy.delay_after(attempt) if will_retry else None
+        retry_at = self.now + policy.delay_after(counted) if will_retry else None
         run.last_error = failure
         self._event(
             EventType.TASK_TIMED_OUT if timed_out else EventType.TASK_FAILED,
@@ -240,9 +245,15 @@ class Machine:
         if name == PROCESS_TIMEOUT:
             if not r.state.final:
                 failure = error("PROCESS_TIMEOUT", "the process ran out of time", at=self.now)
+                compensating = r.state is ProcessState.COMPENSATING
                 self._cancel_active("not_needed")
                 r.compensation_queue.clear()
-                self._end(ProcessState.FAILED, failure)
+                if r.completed_order and not compensating:
+                    # As after a step failure: undo what completed, then end COMPENSATED.
+                    self._start_compensation(ProcessState.COMPENSATED, error_=failure)
+                else:
+                    # Out of time while compensating already (or nothing to undo): the process ends here.
+                    self._end(ProcessState.FAILED, failure)
             return
         if kind == PARENT_SAYS:
             self._parent_says(step_id)
@@ -652,10 +663,12 @@ class Machine:
         assert spec is not None
         run = self.record.steps[step.id]
         try:
-            task_input = self._task_input(spec, step.id)
+            task_input = None if run.input_override is not None else self._task_input(spec, step.id)
         except ExpressionError as exc:
             self._fail_step(step, error("INPUT_MAPPING", str(exc), step.id, attempt, at=self.now))
             return
+        if run.input_override is not None:
+            task_input = run.input_override  # given by an operator's RetryStep
         run.attempts = attempt
         run.state = StepState.SCHEDULED
         run.timer_at = 0.0
@@ -754,6 +767,25 @@ class Machine:
                 self._complete_step(parent, outputs)
 
     def _fail_step(self, step: Step, failure: dict[str, Any]) -> None:
+        if step.kind is StepKind.TASK and self.definition.failure_policy(step) is OnFailure.INCIDENT:
+            self._open_incident(step, failure)
+            return
+        self.fail_for_good(step, failure)
+
+    def _open_incident(self, step: Step, failure: dict[str, Any]) -> None:
+        """Keep the process RUNNING with the step in INCIDENT, for an operator to repair."""
+        r = self.record
+        run = r.steps[step.id]
+        run.state = StepState.INCIDENT
+        run.last_error = failure
+        run.timer_at = 0.0
+        self._event(EventType.STEP_INCIDENT, step.id, run.attempts, error=failure)
+        self.effects.incidents.append(
+            Incident(r.id, r.definition, step.id, r.last_event_sequence, failure, self.now)
+        )
+
+    def fail_for_good(self, step: Step, failure: dict[str, Any]) -> None:
+        """The step failed and nothing retries it: fail its enclosing steps, then compensate or fail."""
         run = self.record.steps[step.id]
         run.state = StepState.FAILED
         run.last_error = failure
@@ -841,7 +873,15 @@ class Machine:
                 self.effects.cancelled.append((token, reason))
             if run.state is StepState.WAITING:
                 self.effects.cleared_bus_waits.append(run.step_id)
-            if run.state in (StepState.SCHEDULED, StepState.RUNNING, StepState.RETRYING, StepState.WAITING):
+            if run.state is StepState.INCIDENT:
+                self.effects.resolved_incidents.append((run.step_id, "cancelled"))
+            if run.state in (
+                StepState.SCHEDULED,
+                StepState.RUNNING,
+                StepState.RETRYING,
+                StepState.WAITING,
+                StepState.INCIDENT,
+            ):
                 run.state = StepState.CANCELLED
                 run.ended_at = self.now
                 run.timer_at = 0.0

@@ -20,6 +20,7 @@ from control_plane.core.workflow.definition import (
     CallSpec,
     Definition,
     MapSpec,
+    OnFailure,
     RetryPolicy,
     Step,
     StepKind,
@@ -52,7 +53,9 @@ _TASK_KEYS = frozenset({"service", "type", "version"})
 _COMPENSATE_KEYS = _TASK_KEYS | {"input", "retry", "timeout", "heartbeat_timeout"}
 _RETRY_KEYS = frozenset({"max_attempts", "initial_interval", "backoff", "max_interval", "non_retryable"})
 _STEP_KEYS: dict[StepKind, frozenset[str]] = {
-    StepKind.TASK: frozenset({"id", "task", "input", "retry", "timeout", "heartbeat_timeout", "compensate"}),
+    StepKind.TASK: frozenset(
+        {"id", "task", "input", "retry", "timeout", "heartbeat_timeout", "compensate", "on_failure"}
+    ),
     StepKind.CHOICE: frozenset({"id", "choice", "default"}),
     StepKind.PARALLEL: frozenset({"id", "parallel"}),
     StepKind.WAIT_SIGNAL: frozenset({"id", "wait_signal"}),
@@ -67,7 +70,11 @@ _MAP_KEYS = frozenset(
 MAX_CONCURRENCY = 1000
 # What the steps inside a map step see besides input and steps: the item and its position.
 ITEM_VARIABLES = VARIABLES | {"item", "index"}
-_DOCUMENT_KEYS = frozenset({"name", "description", "input_schema", "timeout", "steps", "output"})
+_DOCUMENT_KEYS = frozenset(
+    {"name", "description", "input_schema", "timeout", "steps", "output", "on_failure", "search_attributes"}
+)
+MAX_SEARCH_ATTRIBUTES = 16
+_ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 def parse_definition(source: str, pause: Callable[[], None] = lambda: None) -> Definition:
@@ -175,6 +182,8 @@ class _Parser:
         timeout = self.duration(body, ("timeout",), TIMEOUT_MIN, TIMEOUT_MAX)
         steps = self.steps(body["steps"], ("steps",), (), ())[0] if "steps" in body else ()
         output = self.template(body.get("output"), ("output",), _Scope("", _EVERY_STEP, ()))
+        on_failure = self.on_failure(body, ())
+        attributes = self.search_attributes(body.get("search_attributes"))
         self.check_uses()
         if self.violations:
             return None
@@ -187,7 +196,41 @@ class _Parser:
             timeout_s=timeout,
             spec=document,
             digest=digest or canonical_digest(document),
+            on_failure=on_failure or OnFailure.COMPENSATE,
+            search_attributes=MappingProxyType(attributes),
         )
+
+    def on_failure(self, body: dict[str, Any], path: Path) -> OnFailure | None:
+        """A definition's or task step's `on_failure`; None when absent (or reported)."""
+        if "on_failure" not in body:
+            return None
+        value = body["on_failure"]
+        choices = [policy.value for policy in OnFailure]
+        if value not in choices:
+            self.error((*path, "on_failure"), f"must be one of {', '.join(choices)}, got {value!r}")
+            return None
+        return OnFailure(value)
+
+    def search_attributes(self, value: Any) -> dict[str, Expression]:
+        """`search_attributes`: name -> CEL over the input and any step's output, indexed for ListProcesses."""
+        path: Path = ("search_attributes",)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, f"must be a map of attribute name to CEL expression, got {_kind(value)}")
+            return {}
+        if len(value) > MAX_SEARCH_ATTRIBUTES:
+            self.error(path, f"at most {MAX_SEARCH_ATTRIBUTES} attributes")
+        attributes: dict[str, Expression] = {}
+        for name, text in value.items():
+            if not _ATTRIBUTE.fullmatch(name):
+                self.error((*path, name), "names are 1-64 letters, digits or '_', starting with a letter")
+                continue
+            # Any step may have completed when an attribute is evaluated: a missing one leaves it unset.
+            expression = self.expression(text, (*path, name), _Scope("", _EVERY_STEP, ()))
+            if expression is not None:
+                attributes[name] = expression
+        return attributes
 
     def input_schema(self, schema: Any) -> Mapping[str, Any] | None:
         path: Path = ("input_schema",)
@@ -260,7 +303,11 @@ class _Parser:
                     itself = self.order.get(step_id, -1)
                     after = _Scope(step_id, (*available, (itself, itself + 1)), ancestors, scope.variables)
                     compensate = self.compensation(value["compensate"], (*path, "compensate"), after)
-                return Step(step_id, kind, task=task, compensate=compensate, parent=parent), ids
+                on_failure = self.on_failure(value, path)
+                step = Step(
+                    step_id, kind, task=task, compensate=compensate, parent=parent, on_failure=on_failure
+                )
+                return step, ids
             case StepKind.CHOICE:
                 branches, nested = self.choice(value, path, scope, inner)
                 return Step(step_id, kind, branches=branches, parent=parent), ids | nested

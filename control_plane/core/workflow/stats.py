@@ -80,6 +80,13 @@ class WorkflowStats:
             if event.type in _NOTABLE:
                 self._notable(name, event, record, definitions)
 
+    def forget(self, deleted: Sequence[tuple[str, ProcessState]]) -> None:
+        """Processes deleted by retention, as (definition, state): they no longer count."""
+        if not self._follow:
+            return
+        for key in deleted:
+            self.processes[key] = self.processes.get(key, 0) - 1
+
     def _notable(
         self,
         name: str,

@@ -38,6 +38,8 @@ from control_plane.core.loops import Guard, backoff_delay, on_signal, supervise
 from control_plane.core.registry import Registry
 from control_plane.core.signal import Signal, Wait, wait_any
 from control_plane.core.signing import Signer
+from control_plane.core.workflow import operations
+from control_plane.core.workflow import search as search_index
 from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.calls import MissingDefinition, TxRelations
 from control_plane.core.workflow.claims import Claims
@@ -51,7 +53,7 @@ from control_plane.core.workflow.machine import (
     parse_token,
     process_of_subject,
 )
-from control_plane.core.workflow.parser import parse_definition
+from control_plane.core.workflow.parser import MAX_SEARCH_ATTRIBUTES, parse_definition
 from control_plane.core.workflow.stats import WorkflowStats
 from control_plane.core.workflow.timers import Timers
 from control_plane.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, NotRegistered
@@ -61,8 +63,10 @@ from control_plane.models import (
     DefinitionVersion,
     EventType,
     HistoryEvent,
+    Incident,
     OutgoingMessage,
     ProcessRecord,
+    ProcessSearch,
     ProcessState,
     RegistryChange,
     StoredMessage,
@@ -84,6 +88,11 @@ _LEAD_EVERY_S = 1.0
 _TIMER_SLACK_S = 1.0
 # How often the leader takes on Bus waits started elsewhere (a full read of the waits).
 _ADOPT_WAITS_EVERY_S = 10.0
+# Retention: how often ended processes are looked for, and how many one transaction deletes (it
+# shares a group commit with transitions, which must not wait behind a long delete).
+_RETAIN_EVERY_S = 60.0
+RETENTION_BATCH = 100
+DEFAULT_RETENTION_S = 30 * 86400.0
 # Subject endings of the Bus events that end a process.
 _FINAL_EVENTS = tuple(
     f".{kind.value}"
@@ -146,8 +155,10 @@ class Workflows:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         wait: Wait = wait_any,
+        retention_s: float = DEFAULT_RETENTION_S,
     ) -> None:
         self._store = store
+        self._retention_s = retention_s
         self._bus = bus
         self._registry = registry
         self._wall = wall_clock
@@ -220,6 +231,8 @@ class Workflows:
             tasks.create_task(supervise("task deadlines", stop, self.dispatcher.run))
             tasks.create_task(self._fire_timers(stop))
             tasks.create_task(supervise("Bus-message waits", stop, self._bus_waits.run))
+            if self._retention_s > 0:
+                tasks.create_task(on_signal(stop, self._retain, [], _RETAIN_EVERY_S, "workflow retention"))
             if self._claims is not None:
                 tasks.create_task(supervise("task claims", stop, self._claims.run))
                 duties = functools.partial(self._lead, self._claims)
@@ -276,6 +289,27 @@ class Workflows:
         if time.monotonic() >= self._adopt_waits_at:
             self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
             await self._bus_waits.adopt(self._store.wf_bus_waits)
+
+    async def _retain(self) -> None:
+        removed = await self.apply_retention()
+        if removed:
+            logger.info("retention deleted %d ended processes", removed)
+
+    async def apply_retention(self) -> int:
+        """Delete the processes that ended more than the retention before now (the leader's duty, where
+        replicas share the store), a short transaction per batch; returns how many went."""
+        if self._retention_s <= 0 or (self._cluster.shared and not self._cluster.leader):
+            return 0
+        cutoff = self._wall() - self._retention_s
+        removed = 0
+        while True:
+            deleted = await self._store.wf_delete_ended(cutoff, RETENTION_BATCH)
+            removed += len(deleted)
+            if deleted:
+                self.stats.forget(deleted)
+            if len(deleted) < RETENTION_BATCH:
+                return removed
+            await asyncio.sleep(0)  # let waiting transitions into the next group commit first
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         background = asyncio.ensure_future(work)
@@ -406,9 +440,15 @@ class Workflows:
         business_key_prefix: str = "",
         started: tuple[float | None, float | None] = (None, None),
         parent_id: str = "",
+        search: ProcessSearch | None = None,
     ) -> list[ProcessRecord]:
         """Processes matching the filters, newest first (`started`: creation time from, before;
         `parent_id`: those started by that process's call steps)."""
+        if search is not None and search.attributes:
+            self._check_attributes(definition, search.attributes)
+            # Compared as indexed: a value longer than the index keeps is matched on what it keeps.
+            wanted = {name: value[: search_index.MAX_VALUE] for name, value in search.attributes.items()}
+            search = ProcessSearch(definition, search.ended, search.current_step, search.has_incident, wanted)
         return await self._store.wf_list_processes(
             definition=definition,
             version=version,
@@ -419,7 +459,74 @@ class Workflows:
             business_key_prefix=business_key_prefix,
             started=started,
             parent_id=parent_id,
+            search=search,
         )
+
+    def _check_attributes(self, definition: str, attributes: dict[str, str]) -> None:
+        if not definition:
+            raise InvalidArgument.field("definition", "required to search by search_attributes")
+        if len(attributes) > MAX_SEARCH_ATTRIBUTES:
+            raise InvalidArgument.field("search_attributes", f"at most {MAX_SEARCH_ATTRIBUTES}")
+        declared = {
+            n for v in self._versions.get(definition, []) for n in self._declared(definition, v.version)
+        }
+        for name in attributes:
+            if name not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise InvalidArgument.field(
+                    f"search_attributes[{name[:64]!r}]",
+                    f"definition {definition!r} declares no such search attribute (it declares: {known})",
+                )
+
+    def _declared(self, name: str, version: int) -> list[str]:
+        definition = self._definitions.get((name, version))
+        return list(definition.search_attributes) if definition is not None else []
+
+    async def incidents(
+        self,
+        *,
+        definition: str,
+        process_id: str,
+        resolved: bool,
+        before: tuple[float, str, int] | None,
+        limit: int,
+    ) -> list[Incident]:
+        """Incidents, newest first: open ones, or every one (`resolved`)."""
+        return await self._store.wf_incidents(
+            definition=definition, process_id=process_id, resolved=resolved, before=before, limit=limit
+        )
+
+    # -- operator actions -----------------------------------------------------------------------
+
+    async def retry_step(
+        self, process_id: str, step_id: str, new_input: Any, *, actor: Actor, reason: str
+    ) -> ProcessRecord:
+        """A fresh set of attempts for a step in INCIDENT, with a replaced input when one is given."""
+        _check_action(reason, step_id, ("input", new_input, MAX_INPUT))
+        await self._transition(
+            process_id, lambda m: operations.retry_step(m, step_id, new_input, actor, reason)
+        )
+        return await self.process(process_id)
+
+    async def skip_step(
+        self, process_id: str, step_id: str, output: Any, *, actor: Actor, reason: str
+    ) -> ProcessRecord:
+        """A step in INCIDENT counts as completed with `output`."""
+        _check_action(reason, step_id, ("output", output, MAX_OUTPUT))
+        await self._transition(process_id, lambda m: operations.skip_step(m, step_id, output, actor, reason))
+        return await self.process(process_id)
+
+    async def fail_process(self, process_id: str, *, actor: Actor, reason: str) -> ProcessRecord:
+        """Give up on a process's incidents: compensate, or fail, as without `on_failure: incident`."""
+        _check_action(reason, None, None)
+        await self._transition(process_id, lambda m: operations.fail_process(m, actor, reason))
+        return await self.process(process_id)
+
+    async def retry_process(self, process_id: str, *, actor: Actor, reason: str) -> ProcessRecord:
+        """Resume a FAILED process from the step(s) that failed."""
+        _check_action(reason, None, None)
+        await self._transition(process_id, lambda m: operations.retry_process(m, actor, reason))
+        return await self.process(process_id)
 
     async def processes_by_state(self) -> dict[ProcessState, int]:
         """How many processes are in each state, every definition together (read from the store)."""
@@ -703,8 +810,15 @@ class Workflows:
     def _write(tx: WorkflowTx, machine: Machine, *, new: bool) -> list[tuple[str, str, int]]:
         """Store a transition's effects; returns the Bus waits it started."""
         effects = machine.effects
+        indexed = search_index.changes(machine.definition, machine.record, effects.events)
         tx.save(machine.record, new=new)
         tx.history(effects.events)
+        if indexed:
+            tx.set_search(machine.record.id, machine.record.definition, indexed)
+        if effects.resolved_incidents:
+            tx.resolve_incidents(machine.record.id, effects.resolved_incidents)
+        if effects.incidents:
+            tx.add_incidents(effects.incidents)
         if effects.ended_tasks:
             tx.remove_tasks(effects.ended_tasks)
         if effects.new_tasks:
@@ -872,6 +986,21 @@ class Workflows:
 def _started(relations: TxRelations) -> list[_Committed]:
     """The processes a transition's call steps started, as commits of their own (to follow in memory)."""
     return [_Committed(None, m.effects, m.record, [], waits) for m, waits in relations.started]
+
+
+def _check_action(reason: str, step_id: str | None, value: tuple[str, Any, int] | None) -> None:
+    """Refuse an operator action's bad fields (a reason is required: it goes into the history)."""
+    violations = validate.check_text("reason", reason, MAX_CANCEL_REASON)
+    if not reason.strip():
+        violations.append(FieldViolation("reason", "must not be empty: say why, for the history"))
+    if step_id is not None:
+        violations += validate.check_text("step_id", step_id, NAME_MAX)
+        if not step_id:
+            violations.append(FieldViolation("step_id", "must not be empty"))
+    if value is not None and value[1] is not None:
+        violations += validate.check_json(value[0], value[1], value[2])
+    if violations:
+        raise InvalidArgument(violations)
 
 
 def _seen(done: asyncio.Future[Any]) -> None:

@@ -211,6 +211,10 @@ class _StepStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepState.V
     """Its compensate task completed."""
     STEP_STATE_COMPENSATION_FAILED: _StepState.ValueType  # 12
     """Its compensate task failed for good; last_error says why."""
+    STEP_STATE_INCIDENT: _StepState.ValueType  # 13
+    """Task step with `on_failure: incident` that failed for good: the process stays RUNNING and
+    waits for an operator (RetryStep, SkipStep, FailProcess); last_error says why.
+    """
 
 class StepState(_StepState, metaclass=_StepStateEnumTypeWrapper):
     """State of one step of a process."""
@@ -247,7 +251,35 @@ STEP_STATE_COMPENSATED: StepState.ValueType  # 11
 """Its compensate task completed."""
 STEP_STATE_COMPENSATION_FAILED: StepState.ValueType  # 12
 """Its compensate task failed for good; last_error says why."""
+STEP_STATE_INCIDENT: StepState.ValueType  # 13
+"""Task step with `on_failure: incident` that failed for good: the process stays RUNNING and
+waits for an operator (RetryStep, SkipStep, FailProcess); last_error says why.
+"""
 Global___StepState: _TypeAlias = StepState  # noqa: Y015
+
+class _IncidentFilter:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IncidentFilterEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IncidentFilter.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INCIDENT_FILTER_UNSPECIFIED: _IncidentFilter.ValueType  # 0
+    """No filter."""
+    INCIDENT_FILTER_WITH: _IncidentFilter.ValueType  # 1
+    """Processes with at least one step in INCIDENT."""
+    INCIDENT_FILTER_WITHOUT: _IncidentFilter.ValueType  # 2
+    """Processes with no step in INCIDENT."""
+
+class IncidentFilter(_IncidentFilter, metaclass=_IncidentFilterEnumTypeWrapper):
+    """Incident presence, as a ListProcesses filter."""
+
+INCIDENT_FILTER_UNSPECIFIED: IncidentFilter.ValueType  # 0
+"""No filter."""
+INCIDENT_FILTER_WITH: IncidentFilter.ValueType  # 1
+"""Processes with at least one step in INCIDENT."""
+INCIDENT_FILTER_WITHOUT: IncidentFilter.ValueType  # 2
+"""Processes with no step in INCIDENT."""
+Global___IncidentFilter: _TypeAlias = IncidentFilter  # noqa: Y015
 
 class _HistoryEventType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -315,6 +347,24 @@ class _HistoryEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hist
     """A compensate task completed. Details: {"output"}. Published."""
     HISTORY_EVENT_TYPE_COMPENSATION_FAILED: _HistoryEventType.ValueType  # 20
     """A compensate task failed for good. Details: {"error"}. Published."""
+    HISTORY_EVENT_TYPE_STEP_INCIDENT: _HistoryEventType.ValueType  # 21
+    """A task step with `on_failure: incident` failed for good: it waits for an operator, the
+    process stays RUNNING. Details: {"error"}. Published.
+    """
+    HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED: _HistoryEventType.ValueType  # 22
+    """RetryStep accepted. Details: {"by": {"name", "role", "via"}, "reason", "input" (when
+    replaced)}. Published.
+    """
+    HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED: _HistoryEventType.ValueType  # 23
+    """SkipStep accepted; STEP_COMPLETED follows with the given output. Details: {"by", "reason",
+    "output"}. Published.
+    """
+    HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED: _HistoryEventType.ValueType  # 24
+    """FailProcess accepted (step_id: the incident given up on). Details: {"by", "reason"}. Published."""
+    HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED: _HistoryEventType.ValueType  # 25
+    """RetryProcess accepted; PROCESS_RUNNING follows. Details: {"by", "reason", "steps" (the steps
+    run again)}. Published.
+    """
 
 class HistoryEventType(_HistoryEventType, metaclass=_HistoryEventTypeEnumTypeWrapper):
     """---------------------------------------------------------------------------------------------
@@ -383,6 +433,24 @@ HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED: HistoryEventType.ValueType  # 19
 """A compensate task completed. Details: {"output"}. Published."""
 HISTORY_EVENT_TYPE_COMPENSATION_FAILED: HistoryEventType.ValueType  # 20
 """A compensate task failed for good. Details: {"error"}. Published."""
+HISTORY_EVENT_TYPE_STEP_INCIDENT: HistoryEventType.ValueType  # 21
+"""A task step with `on_failure: incident` failed for good: it waits for an operator, the
+process stays RUNNING. Details: {"error"}. Published.
+"""
+HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED: HistoryEventType.ValueType  # 22
+"""RetryStep accepted. Details: {"by": {"name", "role", "via"}, "reason", "input" (when
+replaced)}. Published.
+"""
+HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED: HistoryEventType.ValueType  # 23
+"""SkipStep accepted; STEP_COMPLETED follows with the given output. Details: {"by", "reason",
+"output"}. Published.
+"""
+HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED: HistoryEventType.ValueType  # 24
+"""FailProcess accepted (step_id: the incident given up on). Details: {"by", "reason"}. Published."""
+HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED: HistoryEventType.ValueType  # 25
+"""RetryProcess accepted; PROCESS_RUNNING follows. Details: {"by", "reason", "steps" (the steps
+run again)}. Published.
+"""
 Global___HistoryEventType: _TypeAlias = HistoryEventType  # noqa: Y015
 
 class _TaskCancelReason:
@@ -862,6 +930,26 @@ class Process(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SearchAttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     DEFINITION_FIELD_NUMBER: _builtins.int
     DEFINITION_VERSION_FIELD_NUMBER: _builtins.int
@@ -880,6 +968,7 @@ class Process(_message.Message):
     PARENT_PROCESS_ID_FIELD_NUMBER: _builtins.int
     PARENT_STEP_ID_FIELD_NUMBER: _builtins.int
     CHILD_PROCESS_IDS_FIELD_NUMBER: _builtins.int
+    SEARCH_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Process id, a server-generated UUID."""
     definition: _builtins.str
@@ -947,6 +1036,14 @@ class Process(_message.Message):
         ListProcesses with parent_process_id lists them with their states.
         """
 
+    @_builtins.property
+    def search_attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Values of the search attributes its definition declares (`search_attributes`), as indexed:
+        strings as they are, other values as compact JSON (keys sorted), cut at 256 characters. An
+        attribute whose expression cannot be evaluated yet (it reads a step not completed), or is null,
+        is absent.
+        """
+
     def __init__(
         self,
         *,
@@ -968,10 +1065,11 @@ class Process(_message.Message):
         parent_process_id: _builtins.str = ...,
         parent_step_id: _builtins.str = ...,
         child_process_ids: _abc.Iterable[_builtins.str] | None = ...,
+        search_attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "input", b"input", "output", b"output", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "cancel_reason", b"cancel_reason", "child_process_ids", b"child_process_ids", "created_at", b"created_at", "current_step_ids", b"current_step_ids", "definition", b"definition", "definition_version", b"definition_version", "ended_at", b"ended_at", "error", b"error", "id", b"id", "input", b"input", "last_event_sequence", b"last_event_sequence", "output", b"output", "parent_process_id", b"parent_process_id", "parent_step_id", b"parent_step_id", "state", b"state", "steps", b"steps", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "cancel_reason", b"cancel_reason", "child_process_ids", b"child_process_ids", "created_at", b"created_at", "current_step_ids", b"current_step_ids", "definition", b"definition", "definition_version", b"definition_version", "ended_at", b"ended_at", "error", b"error", "id", b"id", "input", b"input", "last_event_sequence", b"last_event_sequence", "output", b"output", "parent_process_id", b"parent_process_id", "parent_step_id", b"parent_step_id", "search_attributes", b"search_attributes", "state", b"state", "steps", b"steps", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1098,6 +1196,26 @@ class ListProcessesRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SearchAttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DEFINITION_FIELD_NUMBER: _builtins.int
     DEFINITION_VERSION_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
@@ -1105,6 +1223,14 @@ class ListProcessesRequest(_message.Message):
     INCLUDE_DETAILS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BUSINESS_KEY_PREFIX_FIELD_NUMBER: _builtins.int
+    STARTED_AFTER_FIELD_NUMBER: _builtins.int
+    STARTED_BEFORE_FIELD_NUMBER: _builtins.int
+    ENDED_AFTER_FIELD_NUMBER: _builtins.int
+    ENDED_BEFORE_FIELD_NUMBER: _builtins.int
+    CURRENT_STEP_ID_FIELD_NUMBER: _builtins.int
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    SEARCH_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     PARENT_PROCESS_ID_FIELD_NUMBER: _builtins.int
     definition: _builtins.str
     """Only processes of this definition name; empty for all."""
@@ -1118,11 +1244,45 @@ class ListProcessesRequest(_message.Message):
     """Most processes per page. Default 50; allowed 1..1,000."""
     page_token: _builtins.str
     """next_page_token of the previous page (with the same filters); empty for the first page."""
+    business_key_prefix: _builtins.str
+    """Only processes whose business key starts with this (case-sensitive); empty for all."""
+    current_step_id: _builtins.str
+    """Only processes with this step active now (scheduled, running, retrying, waiting,
+    compensating or in INCIDENT).
+    """
+    incidents: Global___IncidentFilter.ValueType
+    """Only processes with (INCIDENT_FILTER_WITH) or without (INCIDENT_FILTER_WITHOUT) an open
+    incident.
+    """
     parent_process_id: _builtins.str
     """Only the processes started by this process's call steps (its children); empty for all."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___ProcessState.ValueType]:
         """Only processes in one of these states; empty for all."""
+
+    @_builtins.property
+    def started_after(self) -> _timestamp_pb2.Timestamp:
+        """Only processes started at or after this time."""
+
+    @_builtins.property
+    def started_before(self) -> _timestamp_pb2.Timestamp:
+        """Only processes started before this time."""
+
+    @_builtins.property
+    def ended_after(self) -> _timestamp_pb2.Timestamp:
+        """Only processes that ended at or after this time (running ones are left out)."""
+
+    @_builtins.property
+    def ended_before(self) -> _timestamp_pb2.Timestamp:
+        """Only processes that ended before this time (running ones are left out)."""
+
+    @_builtins.property
+    def search_attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Only processes whose declared search attributes have exactly these values (as in
+        Process.search_attributes: numbers and booleans as JSON, e.g. "42", "true"). Requires
+        `definition`; an attribute it does not declare is INVALID_ARGUMENT; at most 16. Values are
+        indexed up to 256 characters: a longer one is compared on its first 256.
+        """
 
     def __init__(
         self,
@@ -1134,11 +1294,19 @@ class ListProcessesRequest(_message.Message):
         include_details: _builtins.bool = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        business_key_prefix: _builtins.str = ...,
+        started_after: _timestamp_pb2.Timestamp | None = ...,
+        started_before: _timestamp_pb2.Timestamp | None = ...,
+        ended_after: _timestamp_pb2.Timestamp | None = ...,
+        ended_before: _timestamp_pb2.Timestamp | None = ...,
+        current_step_id: _builtins.str = ...,
+        incidents: Global___IncidentFilter.ValueType = ...,
+        search_attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         parent_process_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_after", b"ended_after", "ended_before", b"ended_before", "started_after", b"started_after", "started_before", b"started_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "definition", b"definition", "definition_version", b"definition_version", "include_details", b"include_details", "page_size", b"page_size", "page_token", b"page_token", "parent_process_id", b"parent_process_id", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_key", b"business_key", "business_key_prefix", b"business_key_prefix", "current_step_id", b"current_step_id", "definition", b"definition", "definition_version", b"definition_version", "ended_after", b"ended_after", "ended_before", b"ended_before", "incidents", b"incidents", "include_details", b"include_details", "page_size", b"page_size", "page_token", b"page_token", "parent_process_id", b"parent_process_id", "search_attributes", b"search_attributes", "started_after", b"started_after", "started_before", b"started_before", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1477,6 +1645,359 @@ class GetHistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
+
+@_typing.final
+class Incident(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    Incidents and operator actions
+
+    Operator actions record who asked in their history event: {"by": {"name", "role", "via"}} with
+    the bearer token's name and role (empty without tokens) and "grpc" or "console".
+
+    A step that failed for good under `on_failure: incident`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    DEFINITION_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    process_id: _builtins.str
+    """Process the step belongs to."""
+    definition: _builtins.str
+    """Definition name of that process."""
+    step_id: _builtins.str
+    """The step in INCIDENT."""
+    sequence: _builtins.int
+    """Sequence of the STEP_INCIDENT history event that opened it (unique within the process)."""
+    resolution: _builtins.str
+    """How it was resolved: "retried", "skipped", "failed" (FailProcess), "cancelled" (the process
+    was cancelled or timed out); empty while open.
+    """
+    @_builtins.property
+    def error(self) -> Global___Failure:
+        """The failure that opened it."""
+
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp:
+        """When it opened."""
+
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was resolved; unset while open."""
+
+    def __init__(
+        self,
+        *,
+        process_id: _builtins.str = ...,
+        definition: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        error: Global___Failure | None = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        resolution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "opened_at", b"opened_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "error", b"error", "opened_at", b"opened_at", "process_id", b"process_id", "resolution", b"resolution", "resolved_at", b"resolved_at", "sequence", b"sequence", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Incident: _TypeAlias = Incident  # noqa: Y015
+
+@_typing.final
+class ListIncidentsRequest(_message.Message):
+    """Request of ListIncidents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEFINITION_FIELD_NUMBER: _builtins.int
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_RESOLVED_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    definition: _builtins.str
+    """Only incidents of processes of this definition; empty for all."""
+    process_id: _builtins.str
+    """Only incidents of this process; empty for all."""
+    include_resolved: _builtins.bool
+    """Include resolved incidents too."""
+    page_size: _builtins.int
+    """Most incidents per page. Default 50; allowed 1..1,000."""
+    page_token: _builtins.str
+    """next_page_token of the previous page (with the same filters); empty for the first page."""
+    def __init__(
+        self,
+        *,
+        definition: _builtins.str = ...,
+        process_id: _builtins.str = ...,
+        include_resolved: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition", "include_resolved", b"include_resolved", "page_size", b"page_size", "page_token", b"page_token", "process_id", b"process_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIncidentsRequest: _TypeAlias = ListIncidentsRequest  # noqa: Y015
+
+@_typing.final
+class ListIncidentsResponse(_message.Message):
+    """Response of ListIncidents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCIDENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    @_builtins.property
+    def incidents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Incident]:
+        """Incidents, newest first."""
+
+    def __init__(
+        self,
+        *,
+        incidents: _abc.Iterable[Global___Incident] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incidents", b"incidents", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIncidentsResponse: _TypeAlias = ListIncidentsResponse  # noqa: Y015
+
+@_typing.final
+class RetryStepRequest(_message.Message):
+    """Request of RetryStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    process_id: _builtins.str
+    """Process. NOT_FOUND if none."""
+    step_id: _builtins.str
+    """The step in INCIDENT."""
+    reason: _builtins.str
+    """Why, for the history: 1 to 1,024 characters."""
+    @_builtins.property
+    def input(self) -> _struct_pb2.Struct:
+        """Replaced input for the step's task (instead of its input mapping), for this and later
+        attempts; unset keeps the mapping. At most 1 MiB as JSON.
+        """
+
+    def __init__(
+        self,
+        *,
+        process_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        input: _struct_pb2.Struct | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "process_id", b"process_id", "reason", b"reason", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepRequest: _TypeAlias = RetryStepRequest  # noqa: Y015
+
+@_typing.final
+class RetryStepResponse(_message.Message):
+    """Response of RetryStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def process(self) -> Global___Process:
+        """The process after the retry was recorded."""
+
+    def __init__(
+        self,
+        *,
+        process: Global___Process | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryStepResponse: _TypeAlias = RetryStepResponse  # noqa: Y015
+
+@_typing.final
+class SkipStepRequest(_message.Message):
+    """Request of SkipStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    STEP_ID_FIELD_NUMBER: _builtins.int
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    process_id: _builtins.str
+    """Process. NOT_FOUND if none."""
+    step_id: _builtins.str
+    """The step in INCIDENT."""
+    reason: _builtins.str
+    """Why, for the history: 1 to 1,024 characters."""
+    @_builtins.property
+    def output(self) -> _struct_pb2.Struct:
+        """The step's output, as if its task had returned it. At most 1 MiB as JSON."""
+
+    def __init__(
+        self,
+        *,
+        process_id: _builtins.str = ...,
+        step_id: _builtins.str = ...,
+        output: _struct_pb2.Struct | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["output", b"output"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "process_id", b"process_id", "reason", b"reason", "step_id", b"step_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkipStepRequest: _TypeAlias = SkipStepRequest  # noqa: Y015
+
+@_typing.final
+class SkipStepResponse(_message.Message):
+    """Response of SkipStep."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def process(self) -> Global___Process:
+        """The process after the skip was recorded (the steps after the skipped one entered)."""
+
+    def __init__(
+        self,
+        *,
+        process: Global___Process | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkipStepResponse: _TypeAlias = SkipStepResponse  # noqa: Y015
+
+@_typing.final
+class FailProcessRequest(_message.Message):
+    """Request of FailProcess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    process_id: _builtins.str
+    """Process. NOT_FOUND if none."""
+    reason: _builtins.str
+    """Why, for the history: 1 to 1,024 characters."""
+    def __init__(
+        self,
+        *,
+        process_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["process_id", b"process_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailProcessRequest: _TypeAlias = FailProcessRequest  # noqa: Y015
+
+@_typing.final
+class FailProcessResponse(_message.Message):
+    """Response of FailProcess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def process(self) -> Global___Process:
+        """The process after the failure was recorded (COMPENSATING or FAILED)."""
+
+    def __init__(
+        self,
+        *,
+        process: Global___Process | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailProcessResponse: _TypeAlias = FailProcessResponse  # noqa: Y015
+
+@_typing.final
+class RetryProcessRequest(_message.Message):
+    """Request of RetryProcess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    process_id: _builtins.str
+    """Process. NOT_FOUND if none."""
+    reason: _builtins.str
+    """Why, for the history: 1 to 1,024 characters."""
+    def __init__(
+        self,
+        *,
+        process_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["process_id", b"process_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryProcessRequest: _TypeAlias = RetryProcessRequest  # noqa: Y015
+
+@_typing.final
+class RetryProcessResponse(_message.Message):
+    """Response of RetryProcess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def process(self) -> Global___Process:
+        """The process after the retry was recorded (RUNNING)."""
+
+    def __init__(
+        self,
+        *,
+        process: Global___Process | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryProcessResponse: _TypeAlias = RetryProcessResponse  # noqa: Y015
 
 @_typing.final
 class Task(_message.Message):

@@ -110,6 +110,31 @@ class WorkflowStub:
                 request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailTaskRequest.SerializeToString,
                 response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailTaskResponse.FromString,
                 _registered_method=True)
+        self.ListIncidents = channel.unary_unary(
+                '/hms.mgmt.v1.Workflow/ListIncidents',
+                request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ListIncidentsRequest.SerializeToString,
+                response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ListIncidentsResponse.FromString,
+                _registered_method=True)
+        self.RetryStep = channel.unary_unary(
+                '/hms.mgmt.v1.Workflow/RetryStep',
+                request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryStepRequest.SerializeToString,
+                response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryStepResponse.FromString,
+                _registered_method=True)
+        self.SkipStep = channel.unary_unary(
+                '/hms.mgmt.v1.Workflow/SkipStep',
+                request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SkipStepRequest.SerializeToString,
+                response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SkipStepResponse.FromString,
+                _registered_method=True)
+        self.FailProcess = channel.unary_unary(
+                '/hms.mgmt.v1.Workflow/FailProcess',
+                request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailProcessRequest.SerializeToString,
+                response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailProcessResponse.FromString,
+                _registered_method=True)
+        self.RetryProcess = channel.unary_unary(
+                '/hms.mgmt.v1.Workflow/RetryProcess',
+                request_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryProcessRequest.SerializeToString,
+                response_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryProcessResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServicer:
@@ -233,6 +258,51 @@ class WorkflowServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListIncidents(self, request, context):
+        """Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+        paged; open ones unless include_resolved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryStep(self, request, context):
+        """Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+        optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+        Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SkipStep(self, request, context):
+        """Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+        it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+        HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailProcess(self, request, context):
+        """Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+        without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+        without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryProcess(self, request, context):
+        """Operator: resume a FAILED process from the step(s) that failed (and those its failure
+        cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+        FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+        HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -310,6 +380,31 @@ def add_WorkflowServicer_to_server(servicer, server):
                     servicer.FailTask,
                     request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailTaskRequest.FromString,
                     response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailTaskResponse.SerializeToString,
+            ),
+            'ListIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidents,
+                    request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ListIncidentsRequest.FromString,
+                    response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.ListIncidentsResponse.SerializeToString,
+            ),
+            'RetryStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryStep,
+                    request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryStepRequest.FromString,
+                    response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryStepResponse.SerializeToString,
+            ),
+            'SkipStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.SkipStep,
+                    request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SkipStepRequest.FromString,
+                    response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.SkipStepResponse.SerializeToString,
+            ),
+            'FailProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailProcess,
+                    request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailProcessRequest.FromString,
+                    response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailProcessResponse.SerializeToString,
+            ),
+            'RetryProcess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryProcess,
+                    request_deserializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryProcessRequest.FromString,
+                    response_serializer=hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryProcessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -718,6 +813,141 @@ class Workflow:
             '/hms.mgmt.v1.Workflow/FailTask',
             hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailTaskRequest.SerializeToString,
             hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hms.mgmt.v1.Workflow/ListIncidents',
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.ListIncidentsRequest.SerializeToString,
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.ListIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hms.mgmt.v1.Workflow/RetryStep',
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryStepRequest.SerializeToString,
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SkipStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hms.mgmt.v1.Workflow/SkipStep',
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.SkipStepRequest.SerializeToString,
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.SkipStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hms.mgmt.v1.Workflow/FailProcess',
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailProcessRequest.SerializeToString,
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.FailProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryProcess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hms.mgmt.v1.Workflow/RetryProcess',
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryProcessRequest.SerializeToString,
+            hms_dot_mgmt_dot_v1_dot_workflow__pb2.RetryProcessResponse.FromString,
             options,
             channel_credentials,
             insecure,

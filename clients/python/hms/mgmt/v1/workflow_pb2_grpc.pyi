@@ -114,6 +114,31 @@ class WorkflowStub:
     """Worker: report a task completed (unary form of a completed event)."""
     FailTask: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.FailTaskRequest, _workflow_pb2.FailTaskResponse]
     """Worker: report a task attempt failed (unary form of a failed event)."""
+    ListIncidents: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.ListIncidentsRequest, _workflow_pb2.ListIncidentsResponse]
+    """Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+    paged; open ones unless include_resolved.
+    """
+    RetryStep: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.RetryStepRequest, _workflow_pb2.RetryStepResponse]
+    """Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+    optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+    Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+    """
+    SkipStep: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.SkipStepRequest, _workflow_pb2.SkipStepResponse]
+    """Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+    it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+    HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+    """
+    FailProcess: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.FailProcessRequest, _workflow_pb2.FailProcessResponse]
+    """Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+    without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+    without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+    """
+    RetryProcess: _grpc.UnaryUnaryMultiCallable[_workflow_pb2.RetryProcessRequest, _workflow_pb2.RetryProcessResponse]
+    """Operator: resume a FAILED process from the step(s) that failed (and those its failure
+    cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+    FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+    HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+    """
 
 @_typing.type_check_only
 class WorkflowAsyncStub(WorkflowStub):
@@ -167,6 +192,31 @@ class WorkflowAsyncStub(WorkflowStub):
     """Worker: report a task completed (unary form of a completed event)."""
     FailTask: _aio.UnaryUnaryMultiCallable[_workflow_pb2.FailTaskRequest, _workflow_pb2.FailTaskResponse]  # type: ignore[assignment]
     """Worker: report a task attempt failed (unary form of a failed event)."""
+    ListIncidents: _aio.UnaryUnaryMultiCallable[_workflow_pb2.ListIncidentsRequest, _workflow_pb2.ListIncidentsResponse]  # type: ignore[assignment]
+    """Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+    paged; open ones unless include_resolved.
+    """
+    RetryStep: _aio.UnaryUnaryMultiCallable[_workflow_pb2.RetryStepRequest, _workflow_pb2.RetryStepResponse]  # type: ignore[assignment]
+    """Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+    optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+    Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+    """
+    SkipStep: _aio.UnaryUnaryMultiCallable[_workflow_pb2.SkipStepRequest, _workflow_pb2.SkipStepResponse]  # type: ignore[assignment]
+    """Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+    it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+    HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+    """
+    FailProcess: _aio.UnaryUnaryMultiCallable[_workflow_pb2.FailProcessRequest, _workflow_pb2.FailProcessResponse]  # type: ignore[assignment]
+    """Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+    without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+    without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+    """
+    RetryProcess: _aio.UnaryUnaryMultiCallable[_workflow_pb2.RetryProcessRequest, _workflow_pb2.RetryProcessResponse]  # type: ignore[assignment]
+    """Operator: resume a FAILED process from the step(s) that failed (and those its failure
+    cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+    FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+    HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+    """
 
 class WorkflowServicer(metaclass=_abc_1.ABCMeta):
     """Definitions, processes, and the task protocol of the workers that run their steps."""
@@ -307,5 +357,60 @@ class WorkflowServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workflow_pb2.FailTaskResponse, _abc.Awaitable[_workflow_pb2.FailTaskResponse]]:
         """Worker: report a task attempt failed (unary form of a failed event)."""
+
+    @_abc_1.abstractmethod
+    def ListIncidents(
+        self,
+        request: _workflow_pb2.ListIncidentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.ListIncidentsResponse, _abc.Awaitable[_workflow_pb2.ListIncidentsResponse]]:
+        """Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+        paged; open ones unless include_resolved.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryStep(
+        self,
+        request: _workflow_pb2.RetryStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.RetryStepResponse, _abc.Awaitable[_workflow_pb2.RetryStepResponse]]:
+        """Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+        optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+        Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+        """
+
+    @_abc_1.abstractmethod
+    def SkipStep(
+        self,
+        request: _workflow_pb2.SkipStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.SkipStepResponse, _abc.Awaitable[_workflow_pb2.SkipStepResponse]]:
+        """Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+        it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+        HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+        """
+
+    @_abc_1.abstractmethod
+    def FailProcess(
+        self,
+        request: _workflow_pb2.FailProcessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.FailProcessResponse, _abc.Awaitable[_workflow_pb2.FailProcessResponse]]:
+        """Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+        without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+        without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryProcess(
+        self,
+        request: _workflow_pb2.RetryProcessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workflow_pb2.RetryProcessResponse, _abc.Awaitable[_workflow_pb2.RetryProcessResponse]]:
+        """Operator: resume a FAILED process from the step(s) that failed (and those its failure
+        cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+        FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+        HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+        """
 
 def add_WorkflowServicer_to_server(servicer: WorkflowServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -143,11 +143,29 @@ export declare enum StepState {
     STEP_STATE_COMPENSATED = "STEP_STATE_COMPENSATED",
     /** STEP_STATE_COMPENSATION_FAILED - Its compensate task failed for good; last_error says why. */
     STEP_STATE_COMPENSATION_FAILED = "STEP_STATE_COMPENSATION_FAILED",
+    /**
+     * STEP_STATE_INCIDENT - Task step with `on_failure: incident` that failed for good: the process stays RUNNING and
+     * waits for an operator (RetryStep, SkipStep, FailProcess); last_error says why.
+     */
+    STEP_STATE_INCIDENT = "STEP_STATE_INCIDENT",
     UNRECOGNIZED = "UNRECOGNIZED"
 }
 export declare function stepStateFromJSON(object: any): StepState;
 export declare function stepStateToJSON(object: StepState): string;
 export declare function stepStateToNumber(object: StepState): number;
+/** Incident presence, as a ListProcesses filter. */
+export declare enum IncidentFilter {
+    /** INCIDENT_FILTER_UNSPECIFIED - No filter. */
+    INCIDENT_FILTER_UNSPECIFIED = "INCIDENT_FILTER_UNSPECIFIED",
+    /** INCIDENT_FILTER_WITH - Processes with at least one step in INCIDENT. */
+    INCIDENT_FILTER_WITH = "INCIDENT_FILTER_WITH",
+    /** INCIDENT_FILTER_WITHOUT - Processes with no step in INCIDENT. */
+    INCIDENT_FILTER_WITHOUT = "INCIDENT_FILTER_WITHOUT",
+    UNRECOGNIZED = "UNRECOGNIZED"
+}
+export declare function incidentFilterFromJSON(object: any): IncidentFilter;
+export declare function incidentFilterToJSON(object: IncidentFilter): string;
+export declare function incidentFilterToNumber(object: IncidentFilter): number;
 /** Kinds of history event. The Bus event name is the lower-case name after the prefix. */
 export declare enum HistoryEventType {
     /** HISTORY_EVENT_TYPE_UNSPECIFIED - Never sent. */
@@ -216,6 +234,28 @@ export declare enum HistoryEventType {
     HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED = "HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED",
     /** HISTORY_EVENT_TYPE_COMPENSATION_FAILED - A compensate task failed for good. Details: {"error"}. Published. */
     HISTORY_EVENT_TYPE_COMPENSATION_FAILED = "HISTORY_EVENT_TYPE_COMPENSATION_FAILED",
+    /**
+     * HISTORY_EVENT_TYPE_STEP_INCIDENT - A task step with `on_failure: incident` failed for good: it waits for an operator, the
+     * process stays RUNNING. Details: {"error"}. Published.
+     */
+    HISTORY_EVENT_TYPE_STEP_INCIDENT = "HISTORY_EVENT_TYPE_STEP_INCIDENT",
+    /**
+     * HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED - RetryStep accepted. Details: {"by": {"name", "role", "via"}, "reason", "input" (when
+     * replaced)}. Published.
+     */
+    HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED = "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED",
+    /**
+     * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED - SkipStep accepted; STEP_COMPLETED follows with the given output. Details: {"by", "reason",
+     * "output"}. Published.
+     */
+    HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED = "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED",
+    /** HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED - FailProcess accepted (step_id: the incident given up on). Details: {"by", "reason"}. Published. */
+    HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED",
+    /**
+     * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED - RetryProcess accepted; PROCESS_RUNNING follows. Details: {"by", "reason", "steps" (the steps
+     * run again)}. Published.
+     */
+    HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED",
     UNRECOGNIZED = "UNRECOGNIZED"
 }
 export declare function historyEventTypeFromJSON(object: any): HistoryEventType;
@@ -478,6 +518,19 @@ export interface Process {
      * ListProcesses with parent_process_id lists them with their states.
      */
     childProcessIds: string[];
+    /**
+     * Values of the search attributes its definition declares (`search_attributes`), as indexed:
+     * strings as they are, other values as compact JSON (keys sorted), cut at 256 characters. An
+     * attribute whose expression cannot be evaluated yet (it reads a step not completed), or is null,
+     * is absent.
+     */
+    searchAttributes: {
+        [key: string]: string;
+    };
+}
+export interface Process_SearchAttributesEntry {
+    key: string;
+    value: string;
 }
 /** Request of StartProcess. */
 export interface StartProcessRequest {
@@ -532,8 +585,41 @@ export interface ListProcessesRequest {
     pageSize: number;
     /** next_page_token of the previous page (with the same filters); empty for the first page. */
     pageToken: string;
+    /** Only processes whose business key starts with this (case-sensitive); empty for all. */
+    businessKeyPrefix: string;
+    /** Only processes started at or after this time. */
+    startedAfter: Date | undefined;
+    /** Only processes started before this time. */
+    startedBefore: Date | undefined;
+    /** Only processes that ended at or after this time (running ones are left out). */
+    endedAfter: Date | undefined;
+    /** Only processes that ended before this time (running ones are left out). */
+    endedBefore: Date | undefined;
+    /**
+     * Only processes with this step active now (scheduled, running, retrying, waiting,
+     * compensating or in INCIDENT).
+     */
+    currentStepId: string;
+    /**
+     * Only processes with (INCIDENT_FILTER_WITH) or without (INCIDENT_FILTER_WITHOUT) an open
+     * incident.
+     */
+    incidents: IncidentFilter;
+    /**
+     * Only processes whose declared search attributes have exactly these values (as in
+     * Process.search_attributes: numbers and booleans as JSON, e.g. "42", "true"). Requires
+     * `definition`; an attribute it does not declare is INVALID_ARGUMENT; at most 16. Values are
+     * indexed up to 256 characters: a longer one is compared on its first 256.
+     */
+    searchAttributes: {
+        [key: string]: string;
+    };
     /** Only the processes started by this process's call steps (its children); empty for all. */
     parentProcessId: string;
+}
+export interface ListProcessesRequest_SearchAttributesEntry {
+    key: string;
+    value: string;
 }
 /** Response of ListProcesses. */
 export interface ListProcessesResponse {
@@ -653,6 +739,111 @@ export interface GetHistoryResponse {
     events: HistoryEvent[];
     /** Token for the next page; empty when no more events exist yet. */
     nextPageToken: string;
+}
+/** A step that failed for good under `on_failure: incident`. */
+export interface Incident {
+    /** Process the step belongs to. */
+    processId: string;
+    /** Definition name of that process. */
+    definition: string;
+    /** The step in INCIDENT. */
+    stepId: string;
+    /** Sequence of the STEP_INCIDENT history event that opened it (unique within the process). */
+    sequence: number;
+    /** The failure that opened it. */
+    error: Failure | undefined;
+    /** When it opened. */
+    openedAt: Date | undefined;
+    /** When it was resolved; unset while open. */
+    resolvedAt: Date | undefined;
+    /**
+     * How it was resolved: "retried", "skipped", "failed" (FailProcess), "cancelled" (the process
+     * was cancelled or timed out); empty while open.
+     */
+    resolution: string;
+}
+/** Request of ListIncidents. */
+export interface ListIncidentsRequest {
+    /** Only incidents of processes of this definition; empty for all. */
+    definition: string;
+    /** Only incidents of this process; empty for all. */
+    processId: string;
+    /** Include resolved incidents too. */
+    includeResolved: boolean;
+    /** Most incidents per page. Default 50; allowed 1..1,000. */
+    pageSize: number;
+    /** next_page_token of the previous page (with the same filters); empty for the first page. */
+    pageToken: string;
+}
+/** Response of ListIncidents. */
+export interface ListIncidentsResponse {
+    /** Incidents, newest first. */
+    incidents: Incident[];
+    /** Token for the next page; empty on the last page. */
+    nextPageToken: string;
+}
+/** Request of RetryStep. */
+export interface RetryStepRequest {
+    /** Process. NOT_FOUND if none. */
+    processId: string;
+    /** The step in INCIDENT. */
+    stepId: string;
+    /**
+     * Replaced input for the step's task (instead of its input mapping), for this and later
+     * attempts; unset keeps the mapping. At most 1 MiB as JSON.
+     */
+    input: {
+        [key: string]: any;
+    } | undefined;
+    /** Why, for the history: 1 to 1,024 characters. */
+    reason: string;
+}
+/** Response of RetryStep. */
+export interface RetryStepResponse {
+    /** The process after the retry was recorded. */
+    process: Process | undefined;
+}
+/** Request of SkipStep. */
+export interface SkipStepRequest {
+    /** Process. NOT_FOUND if none. */
+    processId: string;
+    /** The step in INCIDENT. */
+    stepId: string;
+    /** The step's output, as if its task had returned it. At most 1 MiB as JSON. */
+    output: {
+        [key: string]: any;
+    } | undefined;
+    /** Why, for the history: 1 to 1,024 characters. */
+    reason: string;
+}
+/** Response of SkipStep. */
+export interface SkipStepResponse {
+    /** The process after the skip was recorded (the steps after the skipped one entered). */
+    process: Process | undefined;
+}
+/** Request of FailProcess. */
+export interface FailProcessRequest {
+    /** Process. NOT_FOUND if none. */
+    processId: string;
+    /** Why, for the history: 1 to 1,024 characters. */
+    reason: string;
+}
+/** Response of FailProcess. */
+export interface FailProcessResponse {
+    /** The process after the failure was recorded (COMPENSATING or FAILED). */
+    process: Process | undefined;
+}
+/** Request of RetryProcess. */
+export interface RetryProcessRequest {
+    /** Process. NOT_FOUND if none. */
+    processId: string;
+    /** Why, for the history: 1 to 1,024 characters. */
+    reason: string;
+}
+/** Response of RetryProcess. */
+export interface RetryProcessResponse {
+    /** The process after the retry was recorded (RUNNING). */
+    process: Process | undefined;
 }
 /** One task attempt for a worker. */
 export interface Task {
@@ -918,11 +1109,13 @@ export declare const ListDefinitionsResponse: MessageFns<ListDefinitionsResponse
 export declare const Failure: MessageFns<Failure>;
 export declare const StepStatus: MessageFns<StepStatus>;
 export declare const Process: MessageFns<Process>;
+export declare const Process_SearchAttributesEntry: MessageFns<Process_SearchAttributesEntry>;
 export declare const StartProcessRequest: MessageFns<StartProcessRequest>;
 export declare const StartProcessResponse: MessageFns<StartProcessResponse>;
 export declare const GetProcessRequest: MessageFns<GetProcessRequest>;
 export declare const GetProcessResponse: MessageFns<GetProcessResponse>;
 export declare const ListProcessesRequest: MessageFns<ListProcessesRequest>;
+export declare const ListProcessesRequest_SearchAttributesEntry: MessageFns<ListProcessesRequest_SearchAttributesEntry>;
 export declare const ListProcessesResponse: MessageFns<ListProcessesResponse>;
 export declare const HistoryEvent: MessageFns<HistoryEvent>;
 export declare const WatchProcessRequest: MessageFns<WatchProcessRequest>;
@@ -933,6 +1126,17 @@ export declare const CancelProcessRequest: MessageFns<CancelProcessRequest>;
 export declare const CancelProcessResponse: MessageFns<CancelProcessResponse>;
 export declare const GetHistoryRequest: MessageFns<GetHistoryRequest>;
 export declare const GetHistoryResponse: MessageFns<GetHistoryResponse>;
+export declare const Incident: MessageFns<Incident>;
+export declare const ListIncidentsRequest: MessageFns<ListIncidentsRequest>;
+export declare const ListIncidentsResponse: MessageFns<ListIncidentsResponse>;
+export declare const RetryStepRequest: MessageFns<RetryStepRequest>;
+export declare const RetryStepResponse: MessageFns<RetryStepResponse>;
+export declare const SkipStepRequest: MessageFns<SkipStepRequest>;
+export declare const SkipStepResponse: MessageFns<SkipStepResponse>;
+export declare const FailProcessRequest: MessageFns<FailProcessRequest>;
+export declare const FailProcessResponse: MessageFns<FailProcessResponse>;
+export declare const RetryProcessRequest: MessageFns<RetryProcessRequest>;
+export declare const RetryProcessResponse: MessageFns<RetryProcessResponse>;
 export declare const Task: MessageFns<Task>;
 export declare const TaskCancellation: MessageFns<TaskCancellation>;
 export declare const SubscribeTasksRequest: MessageFns<SubscribeTasksRequest>;
@@ -1125,6 +1329,76 @@ export declare const WorkflowService: {
         readonly responseSerialize: (value: FailTaskResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => FailTaskResponse;
     };
+    /**
+     * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+     * paged; open ones unless include_resolved.
+     */
+    readonly listIncidents: {
+        readonly path: "/hms.mgmt.v1.Workflow/ListIncidents";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ListIncidentsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ListIncidentsRequest;
+        readonly responseSerialize: (value: ListIncidentsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ListIncidentsResponse;
+    };
+    /**
+     * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+     * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+     * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+     */
+    readonly retryStep: {
+        readonly path: "/hms.mgmt.v1.Workflow/RetryStep";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: RetryStepRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => RetryStepRequest;
+        readonly responseSerialize: (value: RetryStepResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => RetryStepResponse;
+    };
+    /**
+     * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+     * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+     * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+     */
+    readonly skipStep: {
+        readonly path: "/hms.mgmt.v1.Workflow/SkipStep";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: SkipStepRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => SkipStepRequest;
+        readonly responseSerialize: (value: SkipStepResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SkipStepResponse;
+    };
+    /**
+     * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+     * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+     * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+     */
+    readonly failProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/FailProcess";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: FailProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => FailProcessRequest;
+        readonly responseSerialize: (value: FailProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => FailProcessResponse;
+    };
+    /**
+     * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+     * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+     * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+     * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+     */
+    readonly retryProcess: {
+        readonly path: "/hms.mgmt.v1.Workflow/RetryProcess";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: RetryProcessRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => RetryProcessRequest;
+        readonly responseSerialize: (value: RetryProcessResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => RetryProcessResponse;
+    };
 };
 export interface WorkflowServer extends UntypedServiceImplementation {
     /**
@@ -1179,6 +1453,36 @@ export interface WorkflowServer extends UntypedServiceImplementation {
     completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
     /** Worker: report a task attempt failed (unary form of a failed event). */
     failTask: handleUnaryCall<FailTaskRequest, FailTaskResponse>;
+    /**
+     * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+     * paged; open ones unless include_resolved.
+     */
+    listIncidents: handleUnaryCall<ListIncidentsRequest, ListIncidentsResponse>;
+    /**
+     * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+     * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+     * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+     */
+    retryStep: handleUnaryCall<RetryStepRequest, RetryStepResponse>;
+    /**
+     * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+     * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+     * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+     */
+    skipStep: handleUnaryCall<SkipStepRequest, SkipStepResponse>;
+    /**
+     * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+     * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+     * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+     */
+    failProcess: handleUnaryCall<FailProcessRequest, FailProcessResponse>;
+    /**
+     * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+     * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+     * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+     * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+     */
+    retryProcess: handleUnaryCall<RetryProcessRequest, RetryProcessResponse>;
 }
 export interface WorkflowClient extends Client {
     /**
@@ -1262,6 +1566,46 @@ export interface WorkflowClient extends Client {
     failTask(request: FailTaskRequest, callback: (error: ServiceError | null, response: FailTaskResponse) => void): ClientUnaryCall;
     failTask(request: FailTaskRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FailTaskResponse) => void): ClientUnaryCall;
     failTask(request: FailTaskRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FailTaskResponse) => void): ClientUnaryCall;
+    /**
+     * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+     * paged; open ones unless include_resolved.
+     */
+    listIncidents(request: ListIncidentsRequest, callback: (error: ServiceError | null, response: ListIncidentsResponse) => void): ClientUnaryCall;
+    listIncidents(request: ListIncidentsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListIncidentsResponse) => void): ClientUnaryCall;
+    listIncidents(request: ListIncidentsRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListIncidentsResponse) => void): ClientUnaryCall;
+    /**
+     * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+     * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+     * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+     */
+    retryStep(request: RetryStepRequest, callback: (error: ServiceError | null, response: RetryStepResponse) => void): ClientUnaryCall;
+    retryStep(request: RetryStepRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RetryStepResponse) => void): ClientUnaryCall;
+    retryStep(request: RetryStepRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: RetryStepResponse) => void): ClientUnaryCall;
+    /**
+     * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+     * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+     * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+     */
+    skipStep(request: SkipStepRequest, callback: (error: ServiceError | null, response: SkipStepResponse) => void): ClientUnaryCall;
+    skipStep(request: SkipStepRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SkipStepResponse) => void): ClientUnaryCall;
+    skipStep(request: SkipStepRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SkipStepResponse) => void): ClientUnaryCall;
+    /**
+     * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+     * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+     * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+     */
+    failProcess(request: FailProcessRequest, callback: (error: ServiceError | null, response: FailProcessResponse) => void): ClientUnaryCall;
+    failProcess(request: FailProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FailProcessResponse) => void): ClientUnaryCall;
+    failProcess(request: FailProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FailProcessResponse) => void): ClientUnaryCall;
+    /**
+     * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+     * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+     * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+     * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+     */
+    retryProcess(request: RetryProcessRequest, callback: (error: ServiceError | null, response: RetryProcessResponse) => void): ClientUnaryCall;
+    retryProcess(request: RetryProcessRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RetryProcessResponse) => void): ClientUnaryCall;
+    retryProcess(request: RetryProcessRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: RetryProcessResponse) => void): ClientUnaryCall;
 }
 export declare const WorkflowClient: {
     new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): WorkflowClient;

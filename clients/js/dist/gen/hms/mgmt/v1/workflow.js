@@ -304,6 +304,11 @@ export var StepState;
     StepState["STEP_STATE_COMPENSATED"] = "STEP_STATE_COMPENSATED";
     /** STEP_STATE_COMPENSATION_FAILED - Its compensate task failed for good; last_error says why. */
     StepState["STEP_STATE_COMPENSATION_FAILED"] = "STEP_STATE_COMPENSATION_FAILED";
+    /**
+     * STEP_STATE_INCIDENT - Task step with `on_failure: incident` that failed for good: the process stays RUNNING and
+     * waits for an operator (RetryStep, SkipStep, FailProcess); last_error says why.
+     */
+    StepState["STEP_STATE_INCIDENT"] = "STEP_STATE_INCIDENT";
     StepState["UNRECOGNIZED"] = "UNRECOGNIZED";
 })(StepState || (StepState = {}));
 export function stepStateFromJSON(object) {
@@ -347,6 +352,9 @@ export function stepStateFromJSON(object) {
         case 12:
         case "STEP_STATE_COMPENSATION_FAILED":
             return StepState.STEP_STATE_COMPENSATION_FAILED;
+        case 13:
+        case "STEP_STATE_INCIDENT":
+            return StepState.STEP_STATE_INCIDENT;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -381,6 +389,8 @@ export function stepStateToJSON(object) {
             return "STEP_STATE_COMPENSATED";
         case StepState.STEP_STATE_COMPENSATION_FAILED:
             return "STEP_STATE_COMPENSATION_FAILED";
+        case StepState.STEP_STATE_INCIDENT:
+            return "STEP_STATE_INCIDENT";
         case StepState.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";
@@ -414,7 +424,63 @@ export function stepStateToNumber(object) {
             return 11;
         case StepState.STEP_STATE_COMPENSATION_FAILED:
             return 12;
+        case StepState.STEP_STATE_INCIDENT:
+            return 13;
         case StepState.UNRECOGNIZED:
+        default:
+            return -1;
+    }
+}
+/** Incident presence, as a ListProcesses filter. */
+export var IncidentFilter;
+(function (IncidentFilter) {
+    /** INCIDENT_FILTER_UNSPECIFIED - No filter. */
+    IncidentFilter["INCIDENT_FILTER_UNSPECIFIED"] = "INCIDENT_FILTER_UNSPECIFIED";
+    /** INCIDENT_FILTER_WITH - Processes with at least one step in INCIDENT. */
+    IncidentFilter["INCIDENT_FILTER_WITH"] = "INCIDENT_FILTER_WITH";
+    /** INCIDENT_FILTER_WITHOUT - Processes with no step in INCIDENT. */
+    IncidentFilter["INCIDENT_FILTER_WITHOUT"] = "INCIDENT_FILTER_WITHOUT";
+    IncidentFilter["UNRECOGNIZED"] = "UNRECOGNIZED";
+})(IncidentFilter || (IncidentFilter = {}));
+export function incidentFilterFromJSON(object) {
+    switch (object) {
+        case 0:
+        case "INCIDENT_FILTER_UNSPECIFIED":
+            return IncidentFilter.INCIDENT_FILTER_UNSPECIFIED;
+        case 1:
+        case "INCIDENT_FILTER_WITH":
+            return IncidentFilter.INCIDENT_FILTER_WITH;
+        case 2:
+        case "INCIDENT_FILTER_WITHOUT":
+            return IncidentFilter.INCIDENT_FILTER_WITHOUT;
+        case -1:
+        case "UNRECOGNIZED":
+        default:
+            return IncidentFilter.UNRECOGNIZED;
+    }
+}
+export function incidentFilterToJSON(object) {
+    switch (object) {
+        case IncidentFilter.INCIDENT_FILTER_UNSPECIFIED:
+            return "INCIDENT_FILTER_UNSPECIFIED";
+        case IncidentFilter.INCIDENT_FILTER_WITH:
+            return "INCIDENT_FILTER_WITH";
+        case IncidentFilter.INCIDENT_FILTER_WITHOUT:
+            return "INCIDENT_FILTER_WITHOUT";
+        case IncidentFilter.UNRECOGNIZED:
+        default:
+            return "UNRECOGNIZED";
+    }
+}
+export function incidentFilterToNumber(object) {
+    switch (object) {
+        case IncidentFilter.INCIDENT_FILTER_UNSPECIFIED:
+            return 0;
+        case IncidentFilter.INCIDENT_FILTER_WITH:
+            return 1;
+        case IncidentFilter.INCIDENT_FILTER_WITHOUT:
+            return 2;
+        case IncidentFilter.UNRECOGNIZED:
         default:
             return -1;
     }
@@ -488,6 +554,28 @@ export var HistoryEventType;
     HistoryEventType["HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED"] = "HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED";
     /** HISTORY_EVENT_TYPE_COMPENSATION_FAILED - A compensate task failed for good. Details: {"error"}. Published. */
     HistoryEventType["HISTORY_EVENT_TYPE_COMPENSATION_FAILED"] = "HISTORY_EVENT_TYPE_COMPENSATION_FAILED";
+    /**
+     * HISTORY_EVENT_TYPE_STEP_INCIDENT - A task step with `on_failure: incident` failed for good: it waits for an operator, the
+     * process stays RUNNING. Details: {"error"}. Published.
+     */
+    HistoryEventType["HISTORY_EVENT_TYPE_STEP_INCIDENT"] = "HISTORY_EVENT_TYPE_STEP_INCIDENT";
+    /**
+     * HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED - RetryStep accepted. Details: {"by": {"name", "role", "via"}, "reason", "input" (when
+     * replaced)}. Published.
+     */
+    HistoryEventType["HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED"] = "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED";
+    /**
+     * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED - SkipStep accepted; STEP_COMPLETED follows with the given output. Details: {"by", "reason",
+     * "output"}. Published.
+     */
+    HistoryEventType["HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED"] = "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED";
+    /** HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED - FailProcess accepted (step_id: the incident given up on). Details: {"by", "reason"}. Published. */
+    HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED"] = "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED";
+    /**
+     * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED - RetryProcess accepted; PROCESS_RUNNING follows. Details: {"by", "reason", "steps" (the steps
+     * run again)}. Published.
+     */
+    HistoryEventType["HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED"] = "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED";
     HistoryEventType["UNRECOGNIZED"] = "UNRECOGNIZED";
 })(HistoryEventType || (HistoryEventType = {}));
 export function historyEventTypeFromJSON(object) {
@@ -555,6 +643,21 @@ export function historyEventTypeFromJSON(object) {
         case 20:
         case "HISTORY_EVENT_TYPE_COMPENSATION_FAILED":
             return HistoryEventType.HISTORY_EVENT_TYPE_COMPENSATION_FAILED;
+        case 21:
+        case "HISTORY_EVENT_TYPE_STEP_INCIDENT":
+            return HistoryEventType.HISTORY_EVENT_TYPE_STEP_INCIDENT;
+        case 22:
+        case "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED":
+            return HistoryEventType.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED;
+        case 23:
+        case "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED":
+            return HistoryEventType.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED;
+        case 24:
+        case "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED":
+            return HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED;
+        case 25:
+        case "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED":
+            return HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -605,6 +708,16 @@ export function historyEventTypeToJSON(object) {
             return "HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED";
         case HistoryEventType.HISTORY_EVENT_TYPE_COMPENSATION_FAILED:
             return "HISTORY_EVENT_TYPE_COMPENSATION_FAILED";
+        case HistoryEventType.HISTORY_EVENT_TYPE_STEP_INCIDENT:
+            return "HISTORY_EVENT_TYPE_STEP_INCIDENT";
+        case HistoryEventType.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED:
+            return "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED";
+        case HistoryEventType.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED:
+            return "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED";
+        case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED:
+            return "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED";
+        case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED:
+            return "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED";
         case HistoryEventType.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";
@@ -654,6 +767,16 @@ export function historyEventTypeToNumber(object) {
             return 19;
         case HistoryEventType.HISTORY_EVENT_TYPE_COMPENSATION_FAILED:
             return 20;
+        case HistoryEventType.HISTORY_EVENT_TYPE_STEP_INCIDENT:
+            return 21;
+        case HistoryEventType.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED:
+            return 22;
+        case HistoryEventType.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED:
+            return 23;
+        case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED:
+            return 24;
+        case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED:
+            return 25;
         case HistoryEventType.UNRECOGNIZED:
         default:
             return -1;
@@ -2059,6 +2182,7 @@ function createBaseProcess() {
         parentProcessId: "",
         parentStepId: "",
         childProcessIds: [],
+        searchAttributes: {},
     };
 }
 export const Process = {
@@ -2117,6 +2241,9 @@ export const Process = {
         for (const v of message.childProcessIds) {
             writer.uint32(146).string(v);
         }
+        globalThis.Object.entries(message.searchAttributes).forEach(([key, value]) => {
+            Process_SearchAttributesEntry.encode({ key: key, value }, writer.uint32(154).fork()).join();
+        });
         return writer;
     },
     decode(input, length) {
@@ -2258,6 +2385,16 @@ export const Process = {
                         message.childProcessIds.push(reader.string());
                         continue;
                     }
+                    case 19: {
+                        if (tag !== 154) {
+                            break;
+                        }
+                        const entry19 = Process_SearchAttributesEntry.decode(reader, reader.uint32());
+                        if (entry19.value !== undefined) {
+                            message.searchAttributes[entry19.key] = entry19.value;
+                        }
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -2334,6 +2471,27 @@ export const Process = {
                 : globalThis.Array.isArray(object?.child_process_ids)
                     ? object.child_process_ids.map((e) => globalThis.String(e))
                     : [],
+            searchAttributes: isObject(object.searchAttributes)
+                ? globalThis.Object.entries(object.searchAttributes).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: globalThis.String(value),
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.search_attributes)
+                    ? globalThis.Object.entries(object.search_attributes).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: globalThis.String(value),
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
         };
     },
     toJSON(message) {
@@ -2392,6 +2550,15 @@ export const Process = {
         if (message.childProcessIds?.length) {
             obj.childProcessIds = message.childProcessIds;
         }
+        if (message.searchAttributes) {
+            const entries = globalThis.Object.entries(message.searchAttributes);
+            if (entries.length > 0) {
+                obj.searchAttributes = {};
+                entries.forEach(([k, v]) => {
+                    obj.searchAttributes[k] = v;
+                });
+            }
+        }
         return obj;
     },
     create(base) {
@@ -2419,6 +2586,90 @@ export const Process = {
         message.parentProcessId = object.parentProcessId ?? "";
         message.parentStepId = object.parentStepId ?? "";
         message.childProcessIds = object.childProcessIds?.map((e) => e) || [];
+        message.searchAttributes = globalThis.Object.entries(object.searchAttributes ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = globalThis.String(value);
+            }
+            return acc;
+        }, {});
+        return message;
+    },
+};
+function createBaseProcess_SearchAttributesEntry() {
+    return { key: "", value: "" };
+}
+export const Process_SearchAttributesEntry = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== "") {
+            writer.uint32(18).string(message.value);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseProcess_SearchAttributesEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object.value) ? globalThis.String(object.value) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== "") {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return Process_SearchAttributesEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseProcess_SearchAttributesEntry();
+        message.key = object.key ?? "";
+        message.value = object.value ?? "";
         return message;
     },
 };
@@ -2757,6 +3008,14 @@ function createBaseListProcessesRequest() {
         includeDetails: false,
         pageSize: 0,
         pageToken: "",
+        businessKeyPrefix: "",
+        startedAfter: undefined,
+        startedBefore: undefined,
+        endedAfter: undefined,
+        endedBefore: undefined,
+        currentStepId: "",
+        incidents: IncidentFilter.INCIDENT_FILTER_UNSPECIFIED,
+        searchAttributes: {},
         parentProcessId: "",
     };
 }
@@ -2787,8 +3046,32 @@ export const ListProcessesRequest = {
         if (message.pageToken !== "") {
             writer.uint32(58).string(message.pageToken);
         }
+        if (message.businessKeyPrefix !== "") {
+            writer.uint32(66).string(message.businessKeyPrefix);
+        }
+        if (message.startedAfter !== undefined) {
+            Timestamp.encode(toTimestamp(message.startedAfter), writer.uint32(74).fork()).join();
+        }
+        if (message.startedBefore !== undefined) {
+            Timestamp.encode(toTimestamp(message.startedBefore), writer.uint32(82).fork()).join();
+        }
+        if (message.endedAfter !== undefined) {
+            Timestamp.encode(toTimestamp(message.endedAfter), writer.uint32(90).fork()).join();
+        }
+        if (message.endedBefore !== undefined) {
+            Timestamp.encode(toTimestamp(message.endedBefore), writer.uint32(98).fork()).join();
+        }
+        if (message.currentStepId !== "") {
+            writer.uint32(106).string(message.currentStepId);
+        }
+        if (message.incidents !== IncidentFilter.INCIDENT_FILTER_UNSPECIFIED) {
+            writer.uint32(112).int32(incidentFilterToNumber(message.incidents));
+        }
+        globalThis.Object.entries(message.searchAttributes).forEach(([key, value]) => {
+            ListProcessesRequest_SearchAttributesEntry.encode({ key: key, value }, writer.uint32(122).fork()).join();
+        });
         if (message.parentProcessId !== "") {
-            writer.uint32(66).string(message.parentProcessId);
+            writer.uint32(130).string(message.parentProcessId);
         }
         return writer;
     },
@@ -2865,6 +3148,65 @@ export const ListProcessesRequest = {
                         if (tag !== 66) {
                             break;
                         }
+                        message.businessKeyPrefix = reader.string();
+                        continue;
+                    }
+                    case 9: {
+                        if (tag !== 74) {
+                            break;
+                        }
+                        message.startedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 10: {
+                        if (tag !== 82) {
+                            break;
+                        }
+                        message.startedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 11: {
+                        if (tag !== 90) {
+                            break;
+                        }
+                        message.endedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 12: {
+                        if (tag !== 98) {
+                            break;
+                        }
+                        message.endedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 13: {
+                        if (tag !== 106) {
+                            break;
+                        }
+                        message.currentStepId = reader.string();
+                        continue;
+                    }
+                    case 14: {
+                        if (tag !== 112) {
+                            break;
+                        }
+                        message.incidents = incidentFilterFromJSON(reader.int32());
+                        continue;
+                    }
+                    case 15: {
+                        if (tag !== 122) {
+                            break;
+                        }
+                        const entry15 = ListProcessesRequest_SearchAttributesEntry.decode(reader, reader.uint32());
+                        if (entry15.value !== undefined) {
+                            message.searchAttributes[entry15.key] = entry15.value;
+                        }
+                        continue;
+                    }
+                    case 16: {
+                        if (tag !== 130) {
+                            break;
+                        }
                         message.parentProcessId = reader.string();
                         continue;
                     }
@@ -2909,6 +3251,60 @@ export const ListProcessesRequest = {
                 : isSet(object.page_token)
                     ? globalThis.String(object.page_token)
                     : "",
+            businessKeyPrefix: isSet(object.businessKeyPrefix)
+                ? globalThis.String(object.businessKeyPrefix)
+                : isSet(object.business_key_prefix)
+                    ? globalThis.String(object.business_key_prefix)
+                    : "",
+            startedAfter: isSet(object.startedAfter)
+                ? fromJsonTimestamp(object.startedAfter)
+                : isSet(object.started_after)
+                    ? fromJsonTimestamp(object.started_after)
+                    : undefined,
+            startedBefore: isSet(object.startedBefore)
+                ? fromJsonTimestamp(object.startedBefore)
+                : isSet(object.started_before)
+                    ? fromJsonTimestamp(object.started_before)
+                    : undefined,
+            endedAfter: isSet(object.endedAfter)
+                ? fromJsonTimestamp(object.endedAfter)
+                : isSet(object.ended_after)
+                    ? fromJsonTimestamp(object.ended_after)
+                    : undefined,
+            endedBefore: isSet(object.endedBefore)
+                ? fromJsonTimestamp(object.endedBefore)
+                : isSet(object.ended_before)
+                    ? fromJsonTimestamp(object.ended_before)
+                    : undefined,
+            currentStepId: isSet(object.currentStepId)
+                ? globalThis.String(object.currentStepId)
+                : isSet(object.current_step_id)
+                    ? globalThis.String(object.current_step_id)
+                    : "",
+            incidents: isSet(object.incidents)
+                ? incidentFilterFromJSON(object.incidents)
+                : IncidentFilter.INCIDENT_FILTER_UNSPECIFIED,
+            searchAttributes: isObject(object.searchAttributes)
+                ? globalThis.Object.entries(object.searchAttributes).reduce((acc, [key, value]) => {
+                    globalThis.Object.defineProperty(acc, key, {
+                        value: globalThis.String(value),
+                        enumerable: true,
+                        configurable: true,
+                        writable: true,
+                    });
+                    return acc;
+                }, {})
+                : isObject(object.search_attributes)
+                    ? globalThis.Object.entries(object.search_attributes).reduce((acc, [key, value]) => {
+                        globalThis.Object.defineProperty(acc, key, {
+                            value: globalThis.String(value),
+                            enumerable: true,
+                            configurable: true,
+                            writable: true,
+                        });
+                        return acc;
+                    }, {})
+                    : {},
             parentProcessId: isSet(object.parentProcessId)
                 ? globalThis.String(object.parentProcessId)
                 : isSet(object.parent_process_id)
@@ -2939,6 +3335,36 @@ export const ListProcessesRequest = {
         if (message.pageToken !== "") {
             obj.pageToken = message.pageToken;
         }
+        if (message.businessKeyPrefix !== "") {
+            obj.businessKeyPrefix = message.businessKeyPrefix;
+        }
+        if (message.startedAfter !== undefined) {
+            obj.startedAfter = message.startedAfter.toISOString();
+        }
+        if (message.startedBefore !== undefined) {
+            obj.startedBefore = message.startedBefore.toISOString();
+        }
+        if (message.endedAfter !== undefined) {
+            obj.endedAfter = message.endedAfter.toISOString();
+        }
+        if (message.endedBefore !== undefined) {
+            obj.endedBefore = message.endedBefore.toISOString();
+        }
+        if (message.currentStepId !== "") {
+            obj.currentStepId = message.currentStepId;
+        }
+        if (message.incidents !== IncidentFilter.INCIDENT_FILTER_UNSPECIFIED) {
+            obj.incidents = incidentFilterToJSON(message.incidents);
+        }
+        if (message.searchAttributes) {
+            const entries = globalThis.Object.entries(message.searchAttributes);
+            if (entries.length > 0) {
+                obj.searchAttributes = {};
+                entries.forEach(([k, v]) => {
+                    obj.searchAttributes[k] = v;
+                });
+            }
+        }
         if (message.parentProcessId !== "") {
             obj.parentProcessId = message.parentProcessId;
         }
@@ -2956,7 +3382,98 @@ export const ListProcessesRequest = {
         message.includeDetails = object.includeDetails ?? false;
         message.pageSize = object.pageSize ?? 0;
         message.pageToken = object.pageToken ?? "";
+        message.businessKeyPrefix = object.businessKeyPrefix ?? "";
+        message.startedAfter = object.startedAfter ?? undefined;
+        message.startedBefore = object.startedBefore ?? undefined;
+        message.endedAfter = object.endedAfter ?? undefined;
+        message.endedBefore = object.endedBefore ?? undefined;
+        message.currentStepId = object.currentStepId ?? "";
+        message.incidents = object.incidents ?? IncidentFilter.INCIDENT_FILTER_UNSPECIFIED;
+        message.searchAttributes = globalThis.Object.entries(object.searchAttributes ?? {}).reduce((acc, [key, value]) => {
+            if (value !== undefined) {
+                acc[key] = globalThis.String(value);
+            }
+            return acc;
+        }, {});
         message.parentProcessId = object.parentProcessId ?? "";
+        return message;
+    },
+};
+function createBaseListProcessesRequest_SearchAttributesEntry() {
+    return { key: "", value: "" };
+}
+export const ListProcessesRequest_SearchAttributesEntry = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.key !== "") {
+            writer.uint32(10).string(message.key);
+        }
+        if (message.value !== "") {
+            writer.uint32(18).string(message.value);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseListProcessesRequest_SearchAttributesEntry();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.key = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.value = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            key: isSet(object.key) ? globalThis.String(object.key) : "",
+            value: isSet(object.value) ? globalThis.String(object.value) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.key !== "") {
+            obj.key = message.key;
+        }
+        if (message.value !== "") {
+            obj.value = message.value;
+        }
+        return obj;
+    },
+    create(base) {
+        return ListProcessesRequest_SearchAttributesEntry.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseListProcessesRequest_SearchAttributesEntry();
+        message.key = object.key ?? "";
+        message.value = object.value ?? "";
         return message;
     },
 };
@@ -3958,6 +4475,1072 @@ export const GetHistoryResponse = {
         const message = createBaseGetHistoryResponse();
         message.events = object.events?.map((e) => HistoryEvent.fromPartial(e)) || [];
         message.nextPageToken = object.nextPageToken ?? "";
+        return message;
+    },
+};
+function createBaseIncident() {
+    return {
+        processId: "",
+        definition: "",
+        stepId: "",
+        sequence: 0,
+        error: undefined,
+        openedAt: undefined,
+        resolvedAt: undefined,
+        resolution: "",
+    };
+}
+export const Incident = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.processId !== "") {
+            writer.uint32(10).string(message.processId);
+        }
+        if (message.definition !== "") {
+            writer.uint32(18).string(message.definition);
+        }
+        if (message.stepId !== "") {
+            writer.uint32(26).string(message.stepId);
+        }
+        if (message.sequence !== 0) {
+            writer.uint32(32).int64(message.sequence);
+        }
+        if (message.error !== undefined) {
+            Failure.encode(message.error, writer.uint32(42).fork()).join();
+        }
+        if (message.openedAt !== undefined) {
+            Timestamp.encode(toTimestamp(message.openedAt), writer.uint32(50).fork()).join();
+        }
+        if (message.resolvedAt !== undefined) {
+            Timestamp.encode(toTimestamp(message.resolvedAt), writer.uint32(58).fork()).join();
+        }
+        if (message.resolution !== "") {
+            writer.uint32(66).string(message.resolution);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseIncident();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.processId = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.definition = reader.string();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.stepId = reader.string();
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 32) {
+                            break;
+                        }
+                        message.sequence = longToNumber(reader.int64());
+                        continue;
+                    }
+                    case 5: {
+                        if (tag !== 42) {
+                            break;
+                        }
+                        message.error = Failure.decode(reader, reader.uint32());
+                        continue;
+                    }
+                    case 6: {
+                        if (tag !== 50) {
+                            break;
+                        }
+                        message.openedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 7: {
+                        if (tag !== 58) {
+                            break;
+                        }
+                        message.resolvedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 8: {
+                        if (tag !== 66) {
+                            break;
+                        }
+                        message.resolution = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            processId: isSet(object.processId)
+                ? globalThis.String(object.processId)
+                : isSet(object.process_id)
+                    ? globalThis.String(object.process_id)
+                    : "",
+            definition: isSet(object.definition) ? globalThis.String(object.definition) : "",
+            stepId: isSet(object.stepId)
+                ? globalThis.String(object.stepId)
+                : isSet(object.step_id)
+                    ? globalThis.String(object.step_id)
+                    : "",
+            sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+            error: isSet(object.error) ? Failure.fromJSON(object.error) : undefined,
+            openedAt: isSet(object.openedAt)
+                ? fromJsonTimestamp(object.openedAt)
+                : isSet(object.opened_at)
+                    ? fromJsonTimestamp(object.opened_at)
+                    : undefined,
+            resolvedAt: isSet(object.resolvedAt)
+                ? fromJsonTimestamp(object.resolvedAt)
+                : isSet(object.resolved_at)
+                    ? fromJsonTimestamp(object.resolved_at)
+                    : undefined,
+            resolution: isSet(object.resolution) ? globalThis.String(object.resolution) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.processId !== "") {
+            obj.processId = message.processId;
+        }
+        if (message.definition !== "") {
+            obj.definition = message.definition;
+        }
+        if (message.stepId !== "") {
+            obj.stepId = message.stepId;
+        }
+        if (message.sequence !== 0) {
+            obj.sequence = Math.round(message.sequence);
+        }
+        if (message.error !== undefined) {
+            obj.error = Failure.toJSON(message.error);
+        }
+        if (message.openedAt !== undefined) {
+            obj.openedAt = message.openedAt.toISOString();
+        }
+        if (message.resolvedAt !== undefined) {
+            obj.resolvedAt = message.resolvedAt.toISOString();
+        }
+        if (message.resolution !== "") {
+            obj.resolution = message.resolution;
+        }
+        return obj;
+    },
+    create(base) {
+        return Incident.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseIncident();
+        message.processId = object.processId ?? "";
+        message.definition = object.definition ?? "";
+        message.stepId = object.stepId ?? "";
+        message.sequence = object.sequence ?? 0;
+        message.error = (object.error !== undefined && object.error !== null)
+            ? Failure.fromPartial(object.error)
+            : undefined;
+        message.openedAt = object.openedAt ?? undefined;
+        message.resolvedAt = object.resolvedAt ?? undefined;
+        message.resolution = object.resolution ?? "";
+        return message;
+    },
+};
+function createBaseListIncidentsRequest() {
+    return { definition: "", processId: "", includeResolved: false, pageSize: 0, pageToken: "" };
+}
+export const ListIncidentsRequest = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.definition !== "") {
+            writer.uint32(10).string(message.definition);
+        }
+        if (message.processId !== "") {
+            writer.uint32(18).string(message.processId);
+        }
+        if (message.includeResolved !== false) {
+            writer.uint32(24).bool(message.includeResolved);
+        }
+        if (message.pageSize !== 0) {
+            writer.uint32(32).uint32(message.pageSize);
+        }
+        if (message.pageToken !== "") {
+            writer.uint32(42).string(message.pageToken);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseListIncidentsRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.definition = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.processId = reader.string();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 24) {
+                            break;
+                        }
+                        message.includeResolved = reader.bool();
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 32) {
+                            break;
+                        }
+                        message.pageSize = reader.uint32();
+                        continue;
+                    }
+                    case 5: {
+                        if (tag !== 42) {
+                            break;
+                        }
+                        message.pageToken = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            definition: isSet(object.definition) ? globalThis.String(object.definition) : "",
+            processId: isSet(object.processId)
+                ? globalThis.String(object.processId)
+                : isSet(object.process_id)
+                    ? globalThis.String(object.process_id)
+                    : "",
+            includeResolved: isSet(object.includeResolved)
+                ? globalThis.Boolean(object.includeResolved)
+                : isSet(object.include_resolved)
+                    ? globalThis.Boolean(object.include_resolved)
+                    : false,
+            pageSize: isSet(object.pageSize)
+                ? globalThis.Number(object.pageSize)
+                : isSet(object.page_size)
+                    ? globalThis.Number(object.page_size)
+                    : 0,
+            pageToken: isSet(object.pageToken)
+                ? globalThis.String(object.pageToken)
+                : isSet(object.page_token)
+                    ? globalThis.String(object.page_token)
+                    : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.definition !== "") {
+            obj.definition = message.definition;
+        }
+        if (message.processId !== "") {
+            obj.processId = message.processId;
+        }
+        if (message.includeResolved !== false) {
+            obj.includeResolved = message.includeResolved;
+        }
+        if (message.pageSize !== 0) {
+            obj.pageSize = Math.round(message.pageSize);
+        }
+        if (message.pageToken !== "") {
+            obj.pageToken = message.pageToken;
+        }
+        return obj;
+    },
+    create(base) {
+        return ListIncidentsRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseListIncidentsRequest();
+        message.definition = object.definition ?? "";
+        message.processId = object.processId ?? "";
+        message.includeResolved = object.includeResolved ?? false;
+        message.pageSize = object.pageSize ?? 0;
+        message.pageToken = object.pageToken ?? "";
+        return message;
+    },
+};
+function createBaseListIncidentsResponse() {
+    return { incidents: [], nextPageToken: "" };
+}
+export const ListIncidentsResponse = {
+    encode(message, writer = new BinaryWriter()) {
+        for (const v of message.incidents) {
+            Incident.encode(v, writer.uint32(10).fork()).join();
+        }
+        if (message.nextPageToken !== "") {
+            writer.uint32(18).string(message.nextPageToken);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseListIncidentsResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.incidents.push(Incident.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.nextPageToken = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            incidents: globalThis.Array.isArray(object?.incidents)
+                ? object.incidents.map((e) => Incident.fromJSON(e))
+                : [],
+            nextPageToken: isSet(object.nextPageToken)
+                ? globalThis.String(object.nextPageToken)
+                : isSet(object.next_page_token)
+                    ? globalThis.String(object.next_page_token)
+                    : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.incidents?.length) {
+            obj.incidents = message.incidents.map((e) => Incident.toJSON(e));
+        }
+        if (message.nextPageToken !== "") {
+            obj.nextPageToken = message.nextPageToken;
+        }
+        return obj;
+    },
+    create(base) {
+        return ListIncidentsResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseListIncidentsResponse();
+        message.incidents = object.incidents?.map((e) => Incident.fromPartial(e)) || [];
+        message.nextPageToken = object.nextPageToken ?? "";
+        return message;
+    },
+};
+function createBaseRetryStepRequest() {
+    return { processId: "", stepId: "", input: undefined, reason: "" };
+}
+export const RetryStepRequest = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.processId !== "") {
+            writer.uint32(10).string(message.processId);
+        }
+        if (message.stepId !== "") {
+            writer.uint32(18).string(message.stepId);
+        }
+        if (message.input !== undefined) {
+            Struct.encode(Struct.wrap(message.input), writer.uint32(26).fork()).join();
+        }
+        if (message.reason !== "") {
+            writer.uint32(34).string(message.reason);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseRetryStepRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.processId = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.stepId = reader.string();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.input = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        message.reason = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            processId: isSet(object.processId)
+                ? globalThis.String(object.processId)
+                : isSet(object.process_id)
+                    ? globalThis.String(object.process_id)
+                    : "",
+            stepId: isSet(object.stepId)
+                ? globalThis.String(object.stepId)
+                : isSet(object.step_id)
+                    ? globalThis.String(object.step_id)
+                    : "",
+            input: isObject(object.input) ? object.input : undefined,
+            reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.processId !== "") {
+            obj.processId = message.processId;
+        }
+        if (message.stepId !== "") {
+            obj.stepId = message.stepId;
+        }
+        if (message.input !== undefined) {
+            obj.input = message.input;
+        }
+        if (message.reason !== "") {
+            obj.reason = message.reason;
+        }
+        return obj;
+    },
+    create(base) {
+        return RetryStepRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseRetryStepRequest();
+        message.processId = object.processId ?? "";
+        message.stepId = object.stepId ?? "";
+        message.input = object.input ?? undefined;
+        message.reason = object.reason ?? "";
+        return message;
+    },
+};
+function createBaseRetryStepResponse() {
+    return { process: undefined };
+}
+export const RetryStepResponse = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.process !== undefined) {
+            Process.encode(message.process, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseRetryStepResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.process = Process.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.process !== undefined) {
+            obj.process = Process.toJSON(message.process);
+        }
+        return obj;
+    },
+    create(base) {
+        return RetryStepResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseRetryStepResponse();
+        message.process = (object.process !== undefined && object.process !== null)
+            ? Process.fromPartial(object.process)
+            : undefined;
+        return message;
+    },
+};
+function createBaseSkipStepRequest() {
+    return { processId: "", stepId: "", output: undefined, reason: "" };
+}
+export const SkipStepRequest = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.processId !== "") {
+            writer.uint32(10).string(message.processId);
+        }
+        if (message.stepId !== "") {
+            writer.uint32(18).string(message.stepId);
+        }
+        if (message.output !== undefined) {
+            Struct.encode(Struct.wrap(message.output), writer.uint32(26).fork()).join();
+        }
+        if (message.reason !== "") {
+            writer.uint32(34).string(message.reason);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseSkipStepRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.processId = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.stepId = reader.string();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.output = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+                        continue;
+                    }
+                    case 4: {
+                        if (tag !== 34) {
+                            break;
+                        }
+                        message.reason = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            processId: isSet(object.processId)
+                ? globalThis.String(object.processId)
+                : isSet(object.process_id)
+                    ? globalThis.String(object.process_id)
+                    : "",
+            stepId: isSet(object.stepId)
+                ? globalThis.String(object.stepId)
+                : isSet(object.step_id)
+                    ? globalThis.String(object.step_id)
+                    : "",
+            output: isObject(object.output) ? object.output : undefined,
+            reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.processId !== "") {
+            obj.processId = message.processId;
+        }
+        if (message.stepId !== "") {
+            obj.stepId = message.stepId;
+        }
+        if (message.output !== undefined) {
+            obj.output = message.output;
+        }
+        if (message.reason !== "") {
+            obj.reason = message.reason;
+        }
+        return obj;
+    },
+    create(base) {
+        return SkipStepRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseSkipStepRequest();
+        message.processId = object.processId ?? "";
+        message.stepId = object.stepId ?? "";
+        message.output = object.output ?? undefined;
+        message.reason = object.reason ?? "";
+        return message;
+    },
+};
+function createBaseSkipStepResponse() {
+    return { process: undefined };
+}
+export const SkipStepResponse = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.process !== undefined) {
+            Process.encode(message.process, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseSkipStepResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.process = Process.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.process !== undefined) {
+            obj.process = Process.toJSON(message.process);
+        }
+        return obj;
+    },
+    create(base) {
+        return SkipStepResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseSkipStepResponse();
+        message.process = (object.process !== undefined && object.process !== null)
+            ? Process.fromPartial(object.process)
+            : undefined;
+        return message;
+    },
+};
+function createBaseFailProcessRequest() {
+    return { processId: "", reason: "" };
+}
+export const FailProcessRequest = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.processId !== "") {
+            writer.uint32(10).string(message.processId);
+        }
+        if (message.reason !== "") {
+            writer.uint32(18).string(message.reason);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseFailProcessRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.processId = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.reason = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            processId: isSet(object.processId)
+                ? globalThis.String(object.processId)
+                : isSet(object.process_id)
+                    ? globalThis.String(object.process_id)
+                    : "",
+            reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.processId !== "") {
+            obj.processId = message.processId;
+        }
+        if (message.reason !== "") {
+            obj.reason = message.reason;
+        }
+        return obj;
+    },
+    create(base) {
+        return FailProcessRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseFailProcessRequest();
+        message.processId = object.processId ?? "";
+        message.reason = object.reason ?? "";
+        return message;
+    },
+};
+function createBaseFailProcessResponse() {
+    return { process: undefined };
+}
+export const FailProcessResponse = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.process !== undefined) {
+            Process.encode(message.process, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseFailProcessResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.process = Process.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.process !== undefined) {
+            obj.process = Process.toJSON(message.process);
+        }
+        return obj;
+    },
+    create(base) {
+        return FailProcessResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseFailProcessResponse();
+        message.process = (object.process !== undefined && object.process !== null)
+            ? Process.fromPartial(object.process)
+            : undefined;
+        return message;
+    },
+};
+function createBaseRetryProcessRequest() {
+    return { processId: "", reason: "" };
+}
+export const RetryProcessRequest = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.processId !== "") {
+            writer.uint32(10).string(message.processId);
+        }
+        if (message.reason !== "") {
+            writer.uint32(18).string(message.reason);
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseRetryProcessRequest();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.processId = reader.string();
+                        continue;
+                    }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.reason = reader.string();
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return {
+            processId: isSet(object.processId)
+                ? globalThis.String(object.processId)
+                : isSet(object.process_id)
+                    ? globalThis.String(object.process_id)
+                    : "",
+            reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+        };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.processId !== "") {
+            obj.processId = message.processId;
+        }
+        if (message.reason !== "") {
+            obj.reason = message.reason;
+        }
+        return obj;
+    },
+    create(base) {
+        return RetryProcessRequest.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseRetryProcessRequest();
+        message.processId = object.processId ?? "";
+        message.reason = object.reason ?? "";
+        return message;
+    },
+};
+function createBaseRetryProcessResponse() {
+    return { process: undefined };
+}
+export const RetryProcessResponse = {
+    encode(message, writer = new BinaryWriter()) {
+        if (message.process !== undefined) {
+            Process.encode(message.process, writer.uint32(10).fork()).join();
+        }
+        return writer;
+    },
+    decode(input, length) {
+        const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+        const previousRecursionDepth = reader.__tsProtoDecodeDepth ?? 0;
+        if (previousRecursionDepth >= 100) {
+            throw new globalThis.Error("protobuf decode recursion limit exceeded");
+        }
+        reader.__tsProtoDecodeDepth = previousRecursionDepth + 1;
+        try {
+            const end = length === undefined ? reader.len : reader.pos + length;
+            const message = createBaseRetryProcessResponse();
+            while (reader.pos < end) {
+                const tag = reader.uint32();
+                switch (tag >>> 3) {
+                    case 1: {
+                        if (tag !== 10) {
+                            break;
+                        }
+                        message.process = Process.decode(reader, reader.uint32());
+                        continue;
+                    }
+                }
+                if ((tag & 7) === 4 || tag === 0) {
+                    break;
+                }
+                reader.skip(tag & 7);
+            }
+            return message;
+        }
+        finally {
+            reader.__tsProtoDecodeDepth = previousRecursionDepth;
+        }
+    },
+    fromJSON(object) {
+        return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+    },
+    toJSON(message) {
+        const obj = {};
+        if (message.process !== undefined) {
+            obj.process = Process.toJSON(message.process);
+        }
+        return obj;
+    },
+    create(base) {
+        return RetryProcessResponse.fromPartial(base ?? {});
+    },
+    fromPartial(object) {
+        const message = createBaseRetryProcessResponse();
+        message.process = (object.process !== undefined && object.process !== null)
+            ? Process.fromPartial(object.process)
+            : undefined;
         return message;
     },
 };
@@ -5998,6 +7581,76 @@ export const WorkflowService = {
         requestDeserialize: (value) => FailTaskRequest.decode(value),
         responseSerialize: (value) => Buffer.from(FailTaskResponse.encode(value).finish()),
         responseDeserialize: (value) => FailTaskResponse.decode(value),
+    },
+    /**
+     * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+     * paged; open ones unless include_resolved.
+     */
+    listIncidents: {
+        path: "/hms.mgmt.v1.Workflow/ListIncidents",
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value) => Buffer.from(ListIncidentsRequest.encode(value).finish()),
+        requestDeserialize: (value) => ListIncidentsRequest.decode(value),
+        responseSerialize: (value) => Buffer.from(ListIncidentsResponse.encode(value).finish()),
+        responseDeserialize: (value) => ListIncidentsResponse.decode(value),
+    },
+    /**
+     * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+     * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+     * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+     */
+    retryStep: {
+        path: "/hms.mgmt.v1.Workflow/RetryStep",
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value) => Buffer.from(RetryStepRequest.encode(value).finish()),
+        requestDeserialize: (value) => RetryStepRequest.decode(value),
+        responseSerialize: (value) => Buffer.from(RetryStepResponse.encode(value).finish()),
+        responseDeserialize: (value) => RetryStepResponse.decode(value),
+    },
+    /**
+     * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+     * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+     * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+     */
+    skipStep: {
+        path: "/hms.mgmt.v1.Workflow/SkipStep",
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value) => Buffer.from(SkipStepRequest.encode(value).finish()),
+        requestDeserialize: (value) => SkipStepRequest.decode(value),
+        responseSerialize: (value) => Buffer.from(SkipStepResponse.encode(value).finish()),
+        responseDeserialize: (value) => SkipStepResponse.decode(value),
+    },
+    /**
+     * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+     * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+     * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+     */
+    failProcess: {
+        path: "/hms.mgmt.v1.Workflow/FailProcess",
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value) => Buffer.from(FailProcessRequest.encode(value).finish()),
+        requestDeserialize: (value) => FailProcessRequest.decode(value),
+        responseSerialize: (value) => Buffer.from(FailProcessResponse.encode(value).finish()),
+        responseDeserialize: (value) => FailProcessResponse.decode(value),
+    },
+    /**
+     * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+     * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+     * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+     * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+     */
+    retryProcess: {
+        path: "/hms.mgmt.v1.Workflow/RetryProcess",
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (value) => Buffer.from(RetryProcessRequest.encode(value).finish()),
+        requestDeserialize: (value) => RetryProcessRequest.decode(value),
+        responseSerialize: (value) => Buffer.from(RetryProcessResponse.encode(value).finish()),
+        responseDeserialize: (value) => RetryProcessResponse.decode(value),
     },
 };
 export const WorkflowClient = makeGenericClientConstructor(WorkflowService, "hms.mgmt.v1.Workflow");

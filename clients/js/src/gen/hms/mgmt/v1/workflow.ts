@@ -331,6 +331,11 @@ export enum StepState {
   STEP_STATE_COMPENSATED = "STEP_STATE_COMPENSATED",
   /** STEP_STATE_COMPENSATION_FAILED - Its compensate task failed for good; last_error says why. */
   STEP_STATE_COMPENSATION_FAILED = "STEP_STATE_COMPENSATION_FAILED",
+  /**
+   * STEP_STATE_INCIDENT - Task step with `on_failure: incident` that failed for good: the process stays RUNNING and
+   * waits for an operator (RetryStep, SkipStep, FailProcess); last_error says why.
+   */
+  STEP_STATE_INCIDENT = "STEP_STATE_INCIDENT",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -375,6 +380,9 @@ export function stepStateFromJSON(object: any): StepState {
     case 12:
     case "STEP_STATE_COMPENSATION_FAILED":
       return StepState.STEP_STATE_COMPENSATION_FAILED;
+    case 13:
+    case "STEP_STATE_INCIDENT":
+      return StepState.STEP_STATE_INCIDENT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -410,6 +418,8 @@ export function stepStateToJSON(object: StepState): string {
       return "STEP_STATE_COMPENSATED";
     case StepState.STEP_STATE_COMPENSATION_FAILED:
       return "STEP_STATE_COMPENSATION_FAILED";
+    case StepState.STEP_STATE_INCIDENT:
+      return "STEP_STATE_INCIDENT";
     case StepState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -444,7 +454,66 @@ export function stepStateToNumber(object: StepState): number {
       return 11;
     case StepState.STEP_STATE_COMPENSATION_FAILED:
       return 12;
+    case StepState.STEP_STATE_INCIDENT:
+      return 13;
     case StepState.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
+/** Incident presence, as a ListProcesses filter. */
+export enum IncidentFilter {
+  /** INCIDENT_FILTER_UNSPECIFIED - No filter. */
+  INCIDENT_FILTER_UNSPECIFIED = "INCIDENT_FILTER_UNSPECIFIED",
+  /** INCIDENT_FILTER_WITH - Processes with at least one step in INCIDENT. */
+  INCIDENT_FILTER_WITH = "INCIDENT_FILTER_WITH",
+  /** INCIDENT_FILTER_WITHOUT - Processes with no step in INCIDENT. */
+  INCIDENT_FILTER_WITHOUT = "INCIDENT_FILTER_WITHOUT",
+  UNRECOGNIZED = "UNRECOGNIZED",
+}
+
+export function incidentFilterFromJSON(object: any): IncidentFilter {
+  switch (object) {
+    case 0:
+    case "INCIDENT_FILTER_UNSPECIFIED":
+      return IncidentFilter.INCIDENT_FILTER_UNSPECIFIED;
+    case 1:
+    case "INCIDENT_FILTER_WITH":
+      return IncidentFilter.INCIDENT_FILTER_WITH;
+    case 2:
+    case "INCIDENT_FILTER_WITHOUT":
+      return IncidentFilter.INCIDENT_FILTER_WITHOUT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return IncidentFilter.UNRECOGNIZED;
+  }
+}
+
+export function incidentFilterToJSON(object: IncidentFilter): string {
+  switch (object) {
+    case IncidentFilter.INCIDENT_FILTER_UNSPECIFIED:
+      return "INCIDENT_FILTER_UNSPECIFIED";
+    case IncidentFilter.INCIDENT_FILTER_WITH:
+      return "INCIDENT_FILTER_WITH";
+    case IncidentFilter.INCIDENT_FILTER_WITHOUT:
+      return "INCIDENT_FILTER_WITHOUT";
+    case IncidentFilter.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function incidentFilterToNumber(object: IncidentFilter): number {
+  switch (object) {
+    case IncidentFilter.INCIDENT_FILTER_UNSPECIFIED:
+      return 0;
+    case IncidentFilter.INCIDENT_FILTER_WITH:
+      return 1;
+    case IncidentFilter.INCIDENT_FILTER_WITHOUT:
+      return 2;
+    case IncidentFilter.UNRECOGNIZED:
     default:
       return -1;
   }
@@ -518,6 +587,28 @@ export enum HistoryEventType {
   HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED = "HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED",
   /** HISTORY_EVENT_TYPE_COMPENSATION_FAILED - A compensate task failed for good. Details: {"error"}. Published. */
   HISTORY_EVENT_TYPE_COMPENSATION_FAILED = "HISTORY_EVENT_TYPE_COMPENSATION_FAILED",
+  /**
+   * HISTORY_EVENT_TYPE_STEP_INCIDENT - A task step with `on_failure: incident` failed for good: it waits for an operator, the
+   * process stays RUNNING. Details: {"error"}. Published.
+   */
+  HISTORY_EVENT_TYPE_STEP_INCIDENT = "HISTORY_EVENT_TYPE_STEP_INCIDENT",
+  /**
+   * HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED - RetryStep accepted. Details: {"by": {"name", "role", "via"}, "reason", "input" (when
+   * replaced)}. Published.
+   */
+  HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED = "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED",
+  /**
+   * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED - SkipStep accepted; STEP_COMPLETED follows with the given output. Details: {"by", "reason",
+   * "output"}. Published.
+   */
+  HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED = "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED",
+  /** HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED - FailProcess accepted (step_id: the incident given up on). Details: {"by", "reason"}. Published. */
+  HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED",
+  /**
+   * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED - RetryProcess accepted; PROCESS_RUNNING follows. Details: {"by", "reason", "steps" (the steps
+   * run again)}. Published.
+   */
+  HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED = "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -586,6 +677,21 @@ export function historyEventTypeFromJSON(object: any): HistoryEventType {
     case 20:
     case "HISTORY_EVENT_TYPE_COMPENSATION_FAILED":
       return HistoryEventType.HISTORY_EVENT_TYPE_COMPENSATION_FAILED;
+    case 21:
+    case "HISTORY_EVENT_TYPE_STEP_INCIDENT":
+      return HistoryEventType.HISTORY_EVENT_TYPE_STEP_INCIDENT;
+    case 22:
+    case "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED":
+      return HistoryEventType.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED;
+    case 23:
+    case "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED":
+      return HistoryEventType.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED;
+    case 24:
+    case "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED":
+      return HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED;
+    case 25:
+    case "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED":
+      return HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -637,6 +743,16 @@ export function historyEventTypeToJSON(object: HistoryEventType): string {
       return "HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED";
     case HistoryEventType.HISTORY_EVENT_TYPE_COMPENSATION_FAILED:
       return "HISTORY_EVENT_TYPE_COMPENSATION_FAILED";
+    case HistoryEventType.HISTORY_EVENT_TYPE_STEP_INCIDENT:
+      return "HISTORY_EVENT_TYPE_STEP_INCIDENT";
+    case HistoryEventType.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED:
+      return "HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED";
+    case HistoryEventType.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED:
+      return "HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED";
+    case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED:
+      return "HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED";
+    case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED:
+      return "HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED";
     case HistoryEventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -687,6 +803,16 @@ export function historyEventTypeToNumber(object: HistoryEventType): number {
       return 19;
     case HistoryEventType.HISTORY_EVENT_TYPE_COMPENSATION_FAILED:
       return 20;
+    case HistoryEventType.HISTORY_EVENT_TYPE_STEP_INCIDENT:
+      return 21;
+    case HistoryEventType.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED:
+      return 22;
+    case HistoryEventType.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED:
+      return 23;
+    case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED:
+      return 24;
+    case HistoryEventType.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED:
+      return 25;
     case HistoryEventType.UNRECOGNIZED:
     default:
       return -1;
@@ -1091,6 +1217,18 @@ export interface Process {
    * ListProcesses with parent_process_id lists them with their states.
    */
   childProcessIds: string[];
+  /**
+   * Values of the search attributes its definition declares (`search_attributes`), as indexed:
+   * strings as they are, other values as compact JSON (keys sorted), cut at 256 characters. An
+   * attribute whose expression cannot be evaluated yet (it reads a step not completed), or is null,
+   * is absent.
+   */
+  searchAttributes: { [key: string]: string };
+}
+
+export interface Process_SearchAttributesEntry {
+  key: string;
+  value: string;
 }
 
 /** Request of StartProcess. */
@@ -1152,8 +1290,48 @@ export interface ListProcessesRequest {
   pageSize: number;
   /** next_page_token of the previous page (with the same filters); empty for the first page. */
   pageToken: string;
+  /** Only processes whose business key starts with this (case-sensitive); empty for all. */
+  businessKeyPrefix: string;
+  /** Only processes started at or after this time. */
+  startedAfter:
+    | Date
+    | undefined;
+  /** Only processes started before this time. */
+  startedBefore:
+    | Date
+    | undefined;
+  /** Only processes that ended at or after this time (running ones are left out). */
+  endedAfter:
+    | Date
+    | undefined;
+  /** Only processes that ended before this time (running ones are left out). */
+  endedBefore:
+    | Date
+    | undefined;
+  /**
+   * Only processes with this step active now (scheduled, running, retrying, waiting,
+   * compensating or in INCIDENT).
+   */
+  currentStepId: string;
+  /**
+   * Only processes with (INCIDENT_FILTER_WITH) or without (INCIDENT_FILTER_WITHOUT) an open
+   * incident.
+   */
+  incidents: IncidentFilter;
+  /**
+   * Only processes whose declared search attributes have exactly these values (as in
+   * Process.search_attributes: numbers and booleans as JSON, e.g. "42", "true"). Requires
+   * `definition`; an attribute it does not declare is INVALID_ARGUMENT; at most 16. Values are
+   * indexed up to 256 characters: a longer one is compared on its first 256.
+   */
+  searchAttributes: { [key: string]: string };
   /** Only the processes started by this process's call steps (its children); empty for all. */
   parentProcessId: string;
+}
+
+export interface ListProcessesRequest_SearchAttributesEntry {
+  key: string;
+  value: string;
 }
 
 /** Response of ListProcesses. */
@@ -1285,6 +1463,128 @@ export interface GetHistoryResponse {
   events: HistoryEvent[];
   /** Token for the next page; empty when no more events exist yet. */
   nextPageToken: string;
+}
+
+/** A step that failed for good under `on_failure: incident`. */
+export interface Incident {
+  /** Process the step belongs to. */
+  processId: string;
+  /** Definition name of that process. */
+  definition: string;
+  /** The step in INCIDENT. */
+  stepId: string;
+  /** Sequence of the STEP_INCIDENT history event that opened it (unique within the process). */
+  sequence: number;
+  /** The failure that opened it. */
+  error:
+    | Failure
+    | undefined;
+  /** When it opened. */
+  openedAt:
+    | Date
+    | undefined;
+  /** When it was resolved; unset while open. */
+  resolvedAt:
+    | Date
+    | undefined;
+  /**
+   * How it was resolved: "retried", "skipped", "failed" (FailProcess), "cancelled" (the process
+   * was cancelled or timed out); empty while open.
+   */
+  resolution: string;
+}
+
+/** Request of ListIncidents. */
+export interface ListIncidentsRequest {
+  /** Only incidents of processes of this definition; empty for all. */
+  definition: string;
+  /** Only incidents of this process; empty for all. */
+  processId: string;
+  /** Include resolved incidents too. */
+  includeResolved: boolean;
+  /** Most incidents per page. Default 50; allowed 1..1,000. */
+  pageSize: number;
+  /** next_page_token of the previous page (with the same filters); empty for the first page. */
+  pageToken: string;
+}
+
+/** Response of ListIncidents. */
+export interface ListIncidentsResponse {
+  /** Incidents, newest first. */
+  incidents: Incident[];
+  /** Token for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
+/** Request of RetryStep. */
+export interface RetryStepRequest {
+  /** Process. NOT_FOUND if none. */
+  processId: string;
+  /** The step in INCIDENT. */
+  stepId: string;
+  /**
+   * Replaced input for the step's task (instead of its input mapping), for this and later
+   * attempts; unset keeps the mapping. At most 1 MiB as JSON.
+   */
+  input:
+    | { [key: string]: any }
+    | undefined;
+  /** Why, for the history: 1 to 1,024 characters. */
+  reason: string;
+}
+
+/** Response of RetryStep. */
+export interface RetryStepResponse {
+  /** The process after the retry was recorded. */
+  process: Process | undefined;
+}
+
+/** Request of SkipStep. */
+export interface SkipStepRequest {
+  /** Process. NOT_FOUND if none. */
+  processId: string;
+  /** The step in INCIDENT. */
+  stepId: string;
+  /** The step's output, as if its task had returned it. At most 1 MiB as JSON. */
+  output:
+    | { [key: string]: any }
+    | undefined;
+  /** Why, for the history: 1 to 1,024 characters. */
+  reason: string;
+}
+
+/** Response of SkipStep. */
+export interface SkipStepResponse {
+  /** The process after the skip was recorded (the steps after the skipped one entered). */
+  process: Process | undefined;
+}
+
+/** Request of FailProcess. */
+export interface FailProcessRequest {
+  /** Process. NOT_FOUND if none. */
+  processId: string;
+  /** Why, for the history: 1 to 1,024 characters. */
+  reason: string;
+}
+
+/** Response of FailProcess. */
+export interface FailProcessResponse {
+  /** The process after the failure was recorded (COMPENSATING or FAILED). */
+  process: Process | undefined;
+}
+
+/** Request of RetryProcess. */
+export interface RetryProcessRequest {
+  /** Process. NOT_FOUND if none. */
+  processId: string;
+  /** Why, for the history: 1 to 1,024 characters. */
+  reason: string;
+}
+
+/** Response of RetryProcess. */
+export interface RetryProcessResponse {
+  /** The process after the retry was recorded (RUNNING). */
+  process: Process | undefined;
 }
 
 /** One task attempt for a worker. */
@@ -2904,6 +3204,7 @@ function createBaseProcess(): Process {
     parentProcessId: "",
     parentStepId: "",
     childProcessIds: [],
+    searchAttributes: {},
   };
 }
 
@@ -2963,6 +3264,9 @@ export const Process: MessageFns<Process> = {
     for (const v of message.childProcessIds) {
       writer.uint32(146).string(v!);
     }
+    globalThis.Object.entries(message.searchAttributes).forEach(([key, value]: [string, string]) => {
+      Process_SearchAttributesEntry.encode({ key: key as any, value }, writer.uint32(154).fork()).join();
+    });
     return writer;
   },
 
@@ -3123,6 +3427,17 @@ export const Process: MessageFns<Process> = {
             message.childProcessIds.push(reader.string());
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            const entry19 = Process_SearchAttributesEntry.decode(reader, reader.uint32());
+            if (entry19.value !== undefined) {
+              message.searchAttributes[entry19.key] = entry19.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3199,6 +3514,33 @@ export const Process: MessageFns<Process> = {
         : globalThis.Array.isArray(object?.child_process_ids)
         ? object.child_process_ids.map((e: any) => globalThis.String(e))
         : [],
+      searchAttributes: isObject(object.searchAttributes)
+        ? (globalThis.Object.entries(object.searchAttributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.search_attributes)
+        ? (globalThis.Object.entries(object.search_attributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -3258,6 +3600,15 @@ export const Process: MessageFns<Process> = {
     if (message.childProcessIds?.length) {
       obj.childProcessIds = message.childProcessIds;
     }
+    if (message.searchAttributes) {
+      const entries = globalThis.Object.entries(message.searchAttributes) as [string, string][];
+      if (entries.length > 0) {
+        obj.searchAttributes = {};
+        entries.forEach(([k, v]) => {
+          obj.searchAttributes[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -3286,6 +3637,102 @@ export const Process: MessageFns<Process> = {
     message.parentProcessId = object.parentProcessId ?? "";
     message.parentStepId = object.parentStepId ?? "";
     message.childProcessIds = object.childProcessIds?.map((e) => e) || [];
+    message.searchAttributes = (globalThis.Object.entries(object.searchAttributes ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseProcess_SearchAttributesEntry(): Process_SearchAttributesEntry {
+  return { key: "", value: "" };
+}
+
+export const Process_SearchAttributesEntry: MessageFns<Process_SearchAttributesEntry> = {
+  encode(message: Process_SearchAttributesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Process_SearchAttributesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProcess_SearchAttributesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Process_SearchAttributesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Process_SearchAttributesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Process_SearchAttributesEntry>, I>>(base?: I): Process_SearchAttributesEntry {
+    return Process_SearchAttributesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Process_SearchAttributesEntry>, I>>(
+    object: I,
+  ): Process_SearchAttributesEntry {
+    const message = createBaseProcess_SearchAttributesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3653,6 +4100,14 @@ function createBaseListProcessesRequest(): ListProcessesRequest {
     includeDetails: false,
     pageSize: 0,
     pageToken: "",
+    businessKeyPrefix: "",
+    startedAfter: undefined,
+    startedBefore: undefined,
+    endedAfter: undefined,
+    endedBefore: undefined,
+    currentStepId: "",
+    incidents: IncidentFilter.INCIDENT_FILTER_UNSPECIFIED,
+    searchAttributes: {},
     parentProcessId: "",
   };
 }
@@ -3684,8 +4139,32 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
     if (message.pageToken !== "") {
       writer.uint32(58).string(message.pageToken);
     }
+    if (message.businessKeyPrefix !== "") {
+      writer.uint32(66).string(message.businessKeyPrefix);
+    }
+    if (message.startedAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAfter), writer.uint32(74).fork()).join();
+    }
+    if (message.startedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedBefore), writer.uint32(82).fork()).join();
+    }
+    if (message.endedAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedAfter), writer.uint32(90).fork()).join();
+    }
+    if (message.endedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedBefore), writer.uint32(98).fork()).join();
+    }
+    if (message.currentStepId !== "") {
+      writer.uint32(106).string(message.currentStepId);
+    }
+    if (message.incidents !== IncidentFilter.INCIDENT_FILTER_UNSPECIFIED) {
+      writer.uint32(112).int32(incidentFilterToNumber(message.incidents));
+    }
+    globalThis.Object.entries(message.searchAttributes).forEach(([key, value]: [string, string]) => {
+      ListProcessesRequest_SearchAttributesEntry.encode({ key: key as any, value }, writer.uint32(122).fork()).join();
+    });
     if (message.parentProcessId !== "") {
-      writer.uint32(66).string(message.parentProcessId);
+      writer.uint32(130).string(message.parentProcessId);
     }
     return writer;
   },
@@ -3774,6 +4253,73 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
               break;
             }
 
+            message.businessKeyPrefix = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.startedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.startedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.endedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.endedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.currentStepId = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.incidents = incidentFilterFromJSON(reader.int32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            const entry15 = ListProcessesRequest_SearchAttributesEntry.decode(reader, reader.uint32());
+            if (entry15.value !== undefined) {
+              message.searchAttributes[entry15.key] = entry15.value;
+            }
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
             message.parentProcessId = reader.string();
             continue;
           }
@@ -3818,6 +4364,66 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      businessKeyPrefix: isSet(object.businessKeyPrefix)
+        ? globalThis.String(object.businessKeyPrefix)
+        : isSet(object.business_key_prefix)
+        ? globalThis.String(object.business_key_prefix)
+        : "",
+      startedAfter: isSet(object.startedAfter)
+        ? fromJsonTimestamp(object.startedAfter)
+        : isSet(object.started_after)
+        ? fromJsonTimestamp(object.started_after)
+        : undefined,
+      startedBefore: isSet(object.startedBefore)
+        ? fromJsonTimestamp(object.startedBefore)
+        : isSet(object.started_before)
+        ? fromJsonTimestamp(object.started_before)
+        : undefined,
+      endedAfter: isSet(object.endedAfter)
+        ? fromJsonTimestamp(object.endedAfter)
+        : isSet(object.ended_after)
+        ? fromJsonTimestamp(object.ended_after)
+        : undefined,
+      endedBefore: isSet(object.endedBefore)
+        ? fromJsonTimestamp(object.endedBefore)
+        : isSet(object.ended_before)
+        ? fromJsonTimestamp(object.ended_before)
+        : undefined,
+      currentStepId: isSet(object.currentStepId)
+        ? globalThis.String(object.currentStepId)
+        : isSet(object.current_step_id)
+        ? globalThis.String(object.current_step_id)
+        : "",
+      incidents: isSet(object.incidents)
+        ? incidentFilterFromJSON(object.incidents)
+        : IncidentFilter.INCIDENT_FILTER_UNSPECIFIED,
+      searchAttributes: isObject(object.searchAttributes)
+        ? (globalThis.Object.entries(object.searchAttributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.search_attributes)
+        ? (globalThis.Object.entries(object.search_attributes) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
       parentProcessId: isSet(object.parentProcessId)
         ? globalThis.String(object.parentProcessId)
         : isSet(object.parent_process_id)
@@ -3849,6 +4455,36 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.businessKeyPrefix !== "") {
+      obj.businessKeyPrefix = message.businessKeyPrefix;
+    }
+    if (message.startedAfter !== undefined) {
+      obj.startedAfter = message.startedAfter.toISOString();
+    }
+    if (message.startedBefore !== undefined) {
+      obj.startedBefore = message.startedBefore.toISOString();
+    }
+    if (message.endedAfter !== undefined) {
+      obj.endedAfter = message.endedAfter.toISOString();
+    }
+    if (message.endedBefore !== undefined) {
+      obj.endedBefore = message.endedBefore.toISOString();
+    }
+    if (message.currentStepId !== "") {
+      obj.currentStepId = message.currentStepId;
+    }
+    if (message.incidents !== IncidentFilter.INCIDENT_FILTER_UNSPECIFIED) {
+      obj.incidents = incidentFilterToJSON(message.incidents);
+    }
+    if (message.searchAttributes) {
+      const entries = globalThis.Object.entries(message.searchAttributes) as [string, string][];
+      if (entries.length > 0) {
+        obj.searchAttributes = {};
+        entries.forEach(([k, v]) => {
+          obj.searchAttributes[k] = v;
+        });
+      }
+    }
     if (message.parentProcessId !== "") {
       obj.parentProcessId = message.parentProcessId;
     }
@@ -3867,7 +4503,112 @@ export const ListProcessesRequest: MessageFns<ListProcessesRequest> = {
     message.includeDetails = object.includeDetails ?? false;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.businessKeyPrefix = object.businessKeyPrefix ?? "";
+    message.startedAfter = object.startedAfter ?? undefined;
+    message.startedBefore = object.startedBefore ?? undefined;
+    message.endedAfter = object.endedAfter ?? undefined;
+    message.endedBefore = object.endedBefore ?? undefined;
+    message.currentStepId = object.currentStepId ?? "";
+    message.incidents = object.incidents ?? IncidentFilter.INCIDENT_FILTER_UNSPECIFIED;
+    message.searchAttributes = (globalThis.Object.entries(object.searchAttributes ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
     message.parentProcessId = object.parentProcessId ?? "";
+    return message;
+  },
+};
+
+function createBaseListProcessesRequest_SearchAttributesEntry(): ListProcessesRequest_SearchAttributesEntry {
+  return { key: "", value: "" };
+}
+
+export const ListProcessesRequest_SearchAttributesEntry: MessageFns<ListProcessesRequest_SearchAttributesEntry> = {
+  encode(message: ListProcessesRequest_SearchAttributesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListProcessesRequest_SearchAttributesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListProcessesRequest_SearchAttributesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListProcessesRequest_SearchAttributesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ListProcessesRequest_SearchAttributesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListProcessesRequest_SearchAttributesEntry>, I>>(
+    base?: I,
+  ): ListProcessesRequest_SearchAttributesEntry {
+    return ListProcessesRequest_SearchAttributesEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListProcessesRequest_SearchAttributesEntry>, I>>(
+    object: I,
+  ): ListProcessesRequest_SearchAttributesEntry {
+    const message = createBaseListProcessesRequest_SearchAttributesEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -4949,6 +5690,1158 @@ export const GetHistoryResponse: MessageFns<GetHistoryResponse> = {
     const message = createBaseGetHistoryResponse();
     message.events = object.events?.map((e) => HistoryEvent.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseIncident(): Incident {
+  return {
+    processId: "",
+    definition: "",
+    stepId: "",
+    sequence: 0,
+    error: undefined,
+    openedAt: undefined,
+    resolvedAt: undefined,
+    resolution: "",
+  };
+}
+
+export const Incident: MessageFns<Incident> = {
+  encode(message: Incident, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.processId !== "") {
+      writer.uint32(10).string(message.processId);
+    }
+    if (message.definition !== "") {
+      writer.uint32(18).string(message.definition);
+    }
+    if (message.stepId !== "") {
+      writer.uint32(26).string(message.stepId);
+    }
+    if (message.sequence !== 0) {
+      writer.uint32(32).int64(message.sequence);
+    }
+    if (message.error !== undefined) {
+      Failure.encode(message.error, writer.uint32(42).fork()).join();
+    }
+    if (message.openedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.openedAt), writer.uint32(50).fork()).join();
+    }
+    if (message.resolvedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.resolvedAt), writer.uint32(58).fork()).join();
+    }
+    if (message.resolution !== "") {
+      writer.uint32(66).string(message.resolution);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Incident {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIncident();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.definition = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stepId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = Failure.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.openedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.resolvedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.resolution = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Incident {
+    return {
+      processId: isSet(object.processId)
+        ? globalThis.String(object.processId)
+        : isSet(object.process_id)
+        ? globalThis.String(object.process_id)
+        : "",
+      definition: isSet(object.definition) ? globalThis.String(object.definition) : "",
+      stepId: isSet(object.stepId)
+        ? globalThis.String(object.stepId)
+        : isSet(object.step_id)
+        ? globalThis.String(object.step_id)
+        : "",
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      error: isSet(object.error) ? Failure.fromJSON(object.error) : undefined,
+      openedAt: isSet(object.openedAt)
+        ? fromJsonTimestamp(object.openedAt)
+        : isSet(object.opened_at)
+        ? fromJsonTimestamp(object.opened_at)
+        : undefined,
+      resolvedAt: isSet(object.resolvedAt)
+        ? fromJsonTimestamp(object.resolvedAt)
+        : isSet(object.resolved_at)
+        ? fromJsonTimestamp(object.resolved_at)
+        : undefined,
+      resolution: isSet(object.resolution) ? globalThis.String(object.resolution) : "",
+    };
+  },
+
+  toJSON(message: Incident): unknown {
+    const obj: any = {};
+    if (message.processId !== "") {
+      obj.processId = message.processId;
+    }
+    if (message.definition !== "") {
+      obj.definition = message.definition;
+    }
+    if (message.stepId !== "") {
+      obj.stepId = message.stepId;
+    }
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.error !== undefined) {
+      obj.error = Failure.toJSON(message.error);
+    }
+    if (message.openedAt !== undefined) {
+      obj.openedAt = message.openedAt.toISOString();
+    }
+    if (message.resolvedAt !== undefined) {
+      obj.resolvedAt = message.resolvedAt.toISOString();
+    }
+    if (message.resolution !== "") {
+      obj.resolution = message.resolution;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Incident>, I>>(base?: I): Incident {
+    return Incident.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Incident>, I>>(object: I): Incident {
+    const message = createBaseIncident();
+    message.processId = object.processId ?? "";
+    message.definition = object.definition ?? "";
+    message.stepId = object.stepId ?? "";
+    message.sequence = object.sequence ?? 0;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? Failure.fromPartial(object.error)
+      : undefined;
+    message.openedAt = object.openedAt ?? undefined;
+    message.resolvedAt = object.resolvedAt ?? undefined;
+    message.resolution = object.resolution ?? "";
+    return message;
+  },
+};
+
+function createBaseListIncidentsRequest(): ListIncidentsRequest {
+  return { definition: "", processId: "", includeResolved: false, pageSize: 0, pageToken: "" };
+}
+
+export const ListIncidentsRequest: MessageFns<ListIncidentsRequest> = {
+  encode(message: ListIncidentsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.definition !== "") {
+      writer.uint32(10).string(message.definition);
+    }
+    if (message.processId !== "") {
+      writer.uint32(18).string(message.processId);
+    }
+    if (message.includeResolved !== false) {
+      writer.uint32(24).bool(message.includeResolved);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(32).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(42).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListIncidentsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListIncidentsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.definition = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.includeResolved = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListIncidentsRequest {
+    return {
+      definition: isSet(object.definition) ? globalThis.String(object.definition) : "",
+      processId: isSet(object.processId)
+        ? globalThis.String(object.processId)
+        : isSet(object.process_id)
+        ? globalThis.String(object.process_id)
+        : "",
+      includeResolved: isSet(object.includeResolved)
+        ? globalThis.Boolean(object.includeResolved)
+        : isSet(object.include_resolved)
+        ? globalThis.Boolean(object.include_resolved)
+        : false,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListIncidentsRequest): unknown {
+    const obj: any = {};
+    if (message.definition !== "") {
+      obj.definition = message.definition;
+    }
+    if (message.processId !== "") {
+      obj.processId = message.processId;
+    }
+    if (message.includeResolved !== false) {
+      obj.includeResolved = message.includeResolved;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListIncidentsRequest>, I>>(base?: I): ListIncidentsRequest {
+    return ListIncidentsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListIncidentsRequest>, I>>(object: I): ListIncidentsRequest {
+    const message = createBaseListIncidentsRequest();
+    message.definition = object.definition ?? "";
+    message.processId = object.processId ?? "";
+    message.includeResolved = object.includeResolved ?? false;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListIncidentsResponse(): ListIncidentsResponse {
+  return { incidents: [], nextPageToken: "" };
+}
+
+export const ListIncidentsResponse: MessageFns<ListIncidentsResponse> = {
+  encode(message: ListIncidentsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.incidents) {
+      Incident.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListIncidentsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListIncidentsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incidents.push(Incident.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListIncidentsResponse {
+    return {
+      incidents: globalThis.Array.isArray(object?.incidents)
+        ? object.incidents.map((e: any) => Incident.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListIncidentsResponse): unknown {
+    const obj: any = {};
+    if (message.incidents?.length) {
+      obj.incidents = message.incidents.map((e) => Incident.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListIncidentsResponse>, I>>(base?: I): ListIncidentsResponse {
+    return ListIncidentsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListIncidentsResponse>, I>>(object: I): ListIncidentsResponse {
+    const message = createBaseListIncidentsResponse();
+    message.incidents = object.incidents?.map((e) => Incident.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseRetryStepRequest(): RetryStepRequest {
+  return { processId: "", stepId: "", input: undefined, reason: "" };
+}
+
+export const RetryStepRequest: MessageFns<RetryStepRequest> = {
+  encode(message: RetryStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.processId !== "") {
+      writer.uint32(10).string(message.processId);
+    }
+    if (message.stepId !== "") {
+      writer.uint32(18).string(message.stepId);
+    }
+    if (message.input !== undefined) {
+      Struct.encode(Struct.wrap(message.input), writer.uint32(26).fork()).join();
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryStepRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryStepRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stepId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.input = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryStepRequest {
+    return {
+      processId: isSet(object.processId)
+        ? globalThis.String(object.processId)
+        : isSet(object.process_id)
+        ? globalThis.String(object.process_id)
+        : "",
+      stepId: isSet(object.stepId)
+        ? globalThis.String(object.stepId)
+        : isSet(object.step_id)
+        ? globalThis.String(object.step_id)
+        : "",
+      input: isObject(object.input) ? object.input : undefined,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RetryStepRequest): unknown {
+    const obj: any = {};
+    if (message.processId !== "") {
+      obj.processId = message.processId;
+    }
+    if (message.stepId !== "") {
+      obj.stepId = message.stepId;
+    }
+    if (message.input !== undefined) {
+      obj.input = message.input;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryStepRequest>, I>>(base?: I): RetryStepRequest {
+    return RetryStepRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryStepRequest>, I>>(object: I): RetryStepRequest {
+    const message = createBaseRetryStepRequest();
+    message.processId = object.processId ?? "";
+    message.stepId = object.stepId ?? "";
+    message.input = object.input ?? undefined;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRetryStepResponse(): RetryStepResponse {
+  return { process: undefined };
+}
+
+export const RetryStepResponse: MessageFns<RetryStepResponse> = {
+  encode(message: RetryStepResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.process !== undefined) {
+      Process.encode(message.process, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryStepResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryStepResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.process = Process.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryStepResponse {
+    return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+  },
+
+  toJSON(message: RetryStepResponse): unknown {
+    const obj: any = {};
+    if (message.process !== undefined) {
+      obj.process = Process.toJSON(message.process);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryStepResponse>, I>>(base?: I): RetryStepResponse {
+    return RetryStepResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryStepResponse>, I>>(object: I): RetryStepResponse {
+    const message = createBaseRetryStepResponse();
+    message.process = (object.process !== undefined && object.process !== null)
+      ? Process.fromPartial(object.process)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSkipStepRequest(): SkipStepRequest {
+  return { processId: "", stepId: "", output: undefined, reason: "" };
+}
+
+export const SkipStepRequest: MessageFns<SkipStepRequest> = {
+  encode(message: SkipStepRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.processId !== "") {
+      writer.uint32(10).string(message.processId);
+    }
+    if (message.stepId !== "") {
+      writer.uint32(18).string(message.stepId);
+    }
+    if (message.output !== undefined) {
+      Struct.encode(Struct.wrap(message.output), writer.uint32(26).fork()).join();
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkipStepRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkipStepRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stepId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.output = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkipStepRequest {
+    return {
+      processId: isSet(object.processId)
+        ? globalThis.String(object.processId)
+        : isSet(object.process_id)
+        ? globalThis.String(object.process_id)
+        : "",
+      stepId: isSet(object.stepId)
+        ? globalThis.String(object.stepId)
+        : isSet(object.step_id)
+        ? globalThis.String(object.step_id)
+        : "",
+      output: isObject(object.output) ? object.output : undefined,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SkipStepRequest): unknown {
+    const obj: any = {};
+    if (message.processId !== "") {
+      obj.processId = message.processId;
+    }
+    if (message.stepId !== "") {
+      obj.stepId = message.stepId;
+    }
+    if (message.output !== undefined) {
+      obj.output = message.output;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SkipStepRequest>, I>>(base?: I): SkipStepRequest {
+    return SkipStepRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SkipStepRequest>, I>>(object: I): SkipStepRequest {
+    const message = createBaseSkipStepRequest();
+    message.processId = object.processId ?? "";
+    message.stepId = object.stepId ?? "";
+    message.output = object.output ?? undefined;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseSkipStepResponse(): SkipStepResponse {
+  return { process: undefined };
+}
+
+export const SkipStepResponse: MessageFns<SkipStepResponse> = {
+  encode(message: SkipStepResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.process !== undefined) {
+      Process.encode(message.process, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkipStepResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkipStepResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.process = Process.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkipStepResponse {
+    return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+  },
+
+  toJSON(message: SkipStepResponse): unknown {
+    const obj: any = {};
+    if (message.process !== undefined) {
+      obj.process = Process.toJSON(message.process);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SkipStepResponse>, I>>(base?: I): SkipStepResponse {
+    return SkipStepResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SkipStepResponse>, I>>(object: I): SkipStepResponse {
+    const message = createBaseSkipStepResponse();
+    message.process = (object.process !== undefined && object.process !== null)
+      ? Process.fromPartial(object.process)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFailProcessRequest(): FailProcessRequest {
+  return { processId: "", reason: "" };
+}
+
+export const FailProcessRequest: MessageFns<FailProcessRequest> = {
+  encode(message: FailProcessRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.processId !== "") {
+      writer.uint32(10).string(message.processId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FailProcessRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFailProcessRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FailProcessRequest {
+    return {
+      processId: isSet(object.processId)
+        ? globalThis.String(object.processId)
+        : isSet(object.process_id)
+        ? globalThis.String(object.process_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: FailProcessRequest): unknown {
+    const obj: any = {};
+    if (message.processId !== "") {
+      obj.processId = message.processId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FailProcessRequest>, I>>(base?: I): FailProcessRequest {
+    return FailProcessRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FailProcessRequest>, I>>(object: I): FailProcessRequest {
+    const message = createBaseFailProcessRequest();
+    message.processId = object.processId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseFailProcessResponse(): FailProcessResponse {
+  return { process: undefined };
+}
+
+export const FailProcessResponse: MessageFns<FailProcessResponse> = {
+  encode(message: FailProcessResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.process !== undefined) {
+      Process.encode(message.process, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FailProcessResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFailProcessResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.process = Process.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FailProcessResponse {
+    return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+  },
+
+  toJSON(message: FailProcessResponse): unknown {
+    const obj: any = {};
+    if (message.process !== undefined) {
+      obj.process = Process.toJSON(message.process);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FailProcessResponse>, I>>(base?: I): FailProcessResponse {
+    return FailProcessResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FailProcessResponse>, I>>(object: I): FailProcessResponse {
+    const message = createBaseFailProcessResponse();
+    message.process = (object.process !== undefined && object.process !== null)
+      ? Process.fromPartial(object.process)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRetryProcessRequest(): RetryProcessRequest {
+  return { processId: "", reason: "" };
+}
+
+export const RetryProcessRequest: MessageFns<RetryProcessRequest> = {
+  encode(message: RetryProcessRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.processId !== "") {
+      writer.uint32(10).string(message.processId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryProcessRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryProcessRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.processId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryProcessRequest {
+    return {
+      processId: isSet(object.processId)
+        ? globalThis.String(object.processId)
+        : isSet(object.process_id)
+        ? globalThis.String(object.process_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RetryProcessRequest): unknown {
+    const obj: any = {};
+    if (message.processId !== "") {
+      obj.processId = message.processId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryProcessRequest>, I>>(base?: I): RetryProcessRequest {
+    return RetryProcessRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryProcessRequest>, I>>(object: I): RetryProcessRequest {
+    const message = createBaseRetryProcessRequest();
+    message.processId = object.processId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRetryProcessResponse(): RetryProcessResponse {
+  return { process: undefined };
+}
+
+export const RetryProcessResponse: MessageFns<RetryProcessResponse> = {
+  encode(message: RetryProcessResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.process !== undefined) {
+      Process.encode(message.process, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryProcessResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryProcessResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.process = Process.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryProcessResponse {
+    return { process: isSet(object.process) ? Process.fromJSON(object.process) : undefined };
+  },
+
+  toJSON(message: RetryProcessResponse): unknown {
+    const obj: any = {};
+    if (message.process !== undefined) {
+      obj.process = Process.toJSON(message.process);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryProcessResponse>, I>>(base?: I): RetryProcessResponse {
+    return RetryProcessResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryProcessResponse>, I>>(object: I): RetryProcessResponse {
+    const message = createBaseRetryProcessResponse();
+    message.process = (object.process !== undefined && object.process !== null)
+      ? Process.fromPartial(object.process)
+      : undefined;
     return message;
   },
 };
@@ -7164,6 +9057,78 @@ export const WorkflowService = {
     responseSerialize: (value: FailTaskResponse): Buffer => Buffer.from(FailTaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FailTaskResponse => FailTaskResponse.decode(value),
   },
+  /**
+   * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+   * paged; open ones unless include_resolved.
+   */
+  listIncidents: {
+    path: "/hms.mgmt.v1.Workflow/ListIncidents" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListIncidentsRequest): Buffer => Buffer.from(ListIncidentsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListIncidentsRequest => ListIncidentsRequest.decode(value),
+    responseSerialize: (value: ListIncidentsResponse): Buffer =>
+      Buffer.from(ListIncidentsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListIncidentsResponse => ListIncidentsResponse.decode(value),
+  },
+  /**
+   * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+   * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+   * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+   */
+  retryStep: {
+    path: "/hms.mgmt.v1.Workflow/RetryStep" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetryStepRequest): Buffer => Buffer.from(RetryStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetryStepRequest => RetryStepRequest.decode(value),
+    responseSerialize: (value: RetryStepResponse): Buffer => Buffer.from(RetryStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetryStepResponse => RetryStepResponse.decode(value),
+  },
+  /**
+   * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+   * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+   * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+   */
+  skipStep: {
+    path: "/hms.mgmt.v1.Workflow/SkipStep" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SkipStepRequest): Buffer => Buffer.from(SkipStepRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SkipStepRequest => SkipStepRequest.decode(value),
+    responseSerialize: (value: SkipStepResponse): Buffer => Buffer.from(SkipStepResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SkipStepResponse => SkipStepResponse.decode(value),
+  },
+  /**
+   * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+   * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+   * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+   */
+  failProcess: {
+    path: "/hms.mgmt.v1.Workflow/FailProcess" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FailProcessRequest): Buffer => Buffer.from(FailProcessRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FailProcessRequest => FailProcessRequest.decode(value),
+    responseSerialize: (value: FailProcessResponse): Buffer => Buffer.from(FailProcessResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FailProcessResponse => FailProcessResponse.decode(value),
+  },
+  /**
+   * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+   * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+   * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+   * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+   */
+  retryProcess: {
+    path: "/hms.mgmt.v1.Workflow/RetryProcess" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetryProcessRequest): Buffer => Buffer.from(RetryProcessRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetryProcessRequest => RetryProcessRequest.decode(value),
+    responseSerialize: (value: RetryProcessResponse): Buffer =>
+      Buffer.from(RetryProcessResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetryProcessResponse => RetryProcessResponse.decode(value),
+  },
 } as const;
 
 export interface WorkflowServer extends UntypedServiceImplementation {
@@ -7219,6 +9184,36 @@ export interface WorkflowServer extends UntypedServiceImplementation {
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
   /** Worker: report a task attempt failed (unary form of a failed event). */
   failTask: handleUnaryCall<FailTaskRequest, FailTaskResponse>;
+  /**
+   * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+   * paged; open ones unless include_resolved.
+   */
+  listIncidents: handleUnaryCall<ListIncidentsRequest, ListIncidentsResponse>;
+  /**
+   * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+   * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+   * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+   */
+  retryStep: handleUnaryCall<RetryStepRequest, RetryStepResponse>;
+  /**
+   * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+   * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+   * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+   */
+  skipStep: handleUnaryCall<SkipStepRequest, SkipStepResponse>;
+  /**
+   * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+   * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+   * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+   */
+  failProcess: handleUnaryCall<FailProcessRequest, FailProcessResponse>;
+  /**
+   * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+   * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+   * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+   * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+   */
+  retryProcess: handleUnaryCall<RetryProcessRequest, RetryProcessResponse>;
 }
 
 export interface WorkflowClient extends Client {
@@ -7465,6 +9460,106 @@ export interface WorkflowClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FailTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator: incidents (steps in STEP_STATE_INCIDENT, see `on_failure: incident`), newest first,
+   * paged; open ones unless include_resolved.
+   */
+  listIncidents(
+    request: ListIncidentsRequest,
+    callback: (error: ServiceError | null, response: ListIncidentsResponse) => void,
+  ): ClientUnaryCall;
+  listIncidents(
+    request: ListIncidentsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListIncidentsResponse) => void,
+  ): ClientUnaryCall;
+  listIncidents(
+    request: ListIncidentsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListIncidentsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator: a fresh set of attempts (the step's retry policy anew) for a step in INCIDENT,
+   * optionally with a replaced input. FAILED_PRECONDITION unless the step has an open incident.
+   * Recorded as HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED with the caller and the reason.
+   */
+  retryStep(
+    request: RetryStepRequest,
+    callback: (error: ServiceError | null, response: RetryStepResponse) => void,
+  ): ClientUnaryCall;
+  retryStep(
+    request: RetryStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetryStepResponse) => void,
+  ): ClientUnaryCall;
+  retryStep(
+    request: RetryStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetryStepResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator: a step in INCIDENT counts as completed with the given output, which the steps after
+   * it read as its output. FAILED_PRECONDITION unless the step has an open incident. Recorded as
+   * HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED with the caller and the reason.
+   */
+  skipStep(
+    request: SkipStepRequest,
+    callback: (error: ServiceError | null, response: SkipStepResponse) => void,
+  ): ClientUnaryCall;
+  skipStep(
+    request: SkipStepRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SkipStepResponse) => void,
+  ): ClientUnaryCall;
+  skipStep(
+    request: SkipStepRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SkipStepResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator: give up on a RUNNING process's incidents: what the step's failure would have done
+   * without `on_failure: incident` (compensate the completed steps, or fail). FAILED_PRECONDITION
+   * without an open incident. Recorded as HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED.
+   */
+  failProcess(
+    request: FailProcessRequest,
+    callback: (error: ServiceError | null, response: FailProcessResponse) => void,
+  ): ClientUnaryCall;
+  failProcess(
+    request: FailProcessRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FailProcessResponse) => void,
+  ): ClientUnaryCall;
+  failProcess(
+    request: FailProcessRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FailProcessResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator: resume a FAILED process from the step(s) that failed (and those its failure
+   * cancelled), as Conductor's retry: fresh attempts, the completed steps' outputs kept.
+   * FAILED_PRECONDITION for any other state, or when a compensation already ran. Recorded as
+   * HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED with the caller and the reason.
+   */
+  retryProcess(
+    request: RetryProcessRequest,
+    callback: (error: ServiceError | null, response: RetryProcessResponse) => void,
+  ): ClientUnaryCall;
+  retryProcess(
+    request: RetryProcessRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetryProcessResponse) => void,
+  ): ClientUnaryCall;
+  retryProcess(
+    request: RetryProcessRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetryProcessResponse) => void,
   ): ClientUnaryCall;
 }
 
