@@ -18,6 +18,7 @@ import grpc
 from control_plane import errors
 from control_plane.sdk._bus import BusClient
 from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, connect, parse_addresses, read
+from control_plane.sdk._schedule import ScheduleClient
 from control_plane.sdk._wire import duration
 from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import registry_pb2 as pb
@@ -268,6 +269,7 @@ class Client:
         self.registry = RegistryClient(self.endpoints, self._metadata)
         self.bus = BusClient(self.endpoints, self._metadata)
         self.workflow = WorkflowClient(self.endpoints, self._metadata)
+        self.schedules = ScheduleClient(self.endpoints, self._metadata)
         self._closed = False
 
     @property
