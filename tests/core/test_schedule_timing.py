@@ -170,6 +170,24 @@ async def test_start_and_end_time_bound_the_nominal_times(registered: Cores) -> 
     assert info.next_nominal is None
 
 
+async def test_only_the_leader_fires(registered: Cores) -> None:
+    cores = registered
+    first = first_minute_after(cores.clock.wall())
+    cluster = cores.store.cluster
+    cluster.leader = False  # as a follower replica: the leader lock is held elsewhere
+    try:
+        async with scheduler(cores) as schedules:
+            await schedules.create(every_minute(overlap=OverlapPolicy.ALLOW_ALL))
+            await at(cores, first + 30)
+            assert await processes(cores) == []
+            cluster.leader = True  # the leader died and this replica took the lock
+            await at(cores, first + 31)
+            keys = [p.business_key for p in await processes(cores)]
+    finally:
+        cluster.leader = True
+    assert keys == [business_key("s", first)]
+
+
 # -- overlap policies -----------------------------------------------------------------------------
 
 
