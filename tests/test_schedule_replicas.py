@@ -26,7 +26,7 @@ async def test_three_replicas_fire_each_nominal_time_once_when_the_leader_is_kil
     replicas = Replicas(server_process, postgres_url)
     await replicas.add(1)  # the first replica takes the leader lock
     await replicas.add(2)
-    async with clients(replicas.addresses) as (a, b, c):
+    async with clients(replicas.addresses) as (_a, b, c):
         await b.workflow.apply(WAITING)
         # Created on a follower: the leader finds it in the store.
         await c.schedules.create("beat", "waits", every_s=1.0, overlap="allow_all", catchup_window_s=3600)

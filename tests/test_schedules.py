@@ -36,13 +36,21 @@ steps:
 """
 
 
+async def processes_page(client: Client, request: pb.ListProcessesRequest) -> pb.ListProcessesResponse:
+    return await client.endpoints.unary(lambda e: e.workflow.ListProcesses(request), retry=True)
+
+
+async def schedules_page(client: Client, request: spb.ListSchedulesRequest) -> spb.ListSchedulesResponse:
+    return await client.endpoints.unary(lambda e: e.schedule.ListSchedules(request))
+
+
 async def started_keys(client: Client, definition: str) -> list[str]:
     """Business keys of every process of `definition`."""
     keys: list[str] = []
     token = ""
     while True:
         request = pb.ListProcessesRequest(definition=definition, page_size=1000, page_token=token)
-        response = await client.endpoints.unary(lambda e: e.workflow.ListProcesses(request), retry=True)
+        response = await processes_page(client, request)
         keys += [p.business_key for p in response.processes]
         token = response.next_page_token
         if not token:
@@ -115,7 +123,9 @@ async def test_bad_schedules_are_refused_with_the_field_at_fault(client: Client)
     with pytest.raises(errors.NotFound):
         await client.schedules.create("s", "unknown", every_s=60)
     with pytest.raises(errors.InvalidArgument) as bad_token:
-        await client.endpoints.unary(lambda e: e.schedule.ListSchedules(spb.ListSchedulesRequest(page_token="x")))
+        await client.endpoints.unary(
+            lambda e: e.schedule.ListSchedules(spb.ListSchedulesRequest(page_token="x"))
+        )
     await client.schedules.create("s", "ticks", every_s=60)
     with pytest.raises(errors.AlreadyExists):
         await client.schedules.create("s", "ticks", every_s=60)
@@ -136,7 +146,7 @@ async def test_schedules_are_listed_in_pages(client: Client) -> None:
     token = ""
     while True:
         request = spb.ListSchedulesRequest(page_size=2, page_token=token)
-        page = await client.endpoints.unary(lambda e: e.schedule.ListSchedules(request))
+        page = await schedules_page(client, request)
         assert len(page.schedules) <= 2
         seen += [s.id for s in page.schedules]
         token = page.next_page_token
@@ -155,7 +165,9 @@ async def test_a_schedule_fires_exactly_once_per_nominal_time_across_a_sigkill(
     first = await server_process(*extra)
     async with Client(first.address) as client:
         await client.workflow.apply(WAITING)
-        await client.schedules.create("beat", "waits", every_s=1.0, overlap="allow_all", catchup_window_s=3600)
+        await client.schedules.create(
+            "beat", "waits", every_s=1.0, overlap="allow_all", catchup_window_s=3600
+        )
         before = await until_started(client, "waits", 3)
     await first.stop(signal.SIGKILL)
     # Down for as long as a restart takes; the times missed meanwhile are within the catch-up window.
@@ -167,4 +179,3 @@ async def test_a_schedule_fires_exactly_once_per_nominal_time_across_a_sigkill(
     assert set(before) <= set(keys)
     assert shown.started >= len(keys) - 1  # the counter may trail the listing by the start in flight
     assert shown.missed_catchup == 0
-

@@ -202,7 +202,10 @@ async def test_skip_skips_nominal_times_while_the_previous_start_runs(registered
         await end(cores, running)
         await at(cores, first + 3 * MINUTE)
         started = await processes(cores)
-    assert [p.business_key for p in started] == [business_key("s", first), business_key("s", first + 3 * MINUTE)]
+    assert [p.business_key for p in started] == [
+        business_key("s", first),
+        business_key("s", first + 3 * MINUTE),
+    ]
 
 
 async def test_buffer_one_starts_one_held_back_time_once_the_previous_ends(registered: Cores) -> None:
