@@ -366,8 +366,8 @@ class Store(Protocol):
         """Up to `limit` schedules with ids after `after`, by id."""
         ...
 
-    async def sched_due(self, now: float, limit: int) -> list[ScheduleRecord]:
-        """Schedules due by `now`, or holding a buffered start."""
+    async def sched_due(self, now: float, limit: int) -> tuple[list[ScheduleRecord], list[ScheduleRecord]]:
+        """(Up to `limit` schedules due by `now`; up to `limit` others holding a buffered start, not paused)."""
         ...
 
     async def sched_next_due(self) -> tuple[float | None, bool]:

@@ -10,6 +10,11 @@ from control_plane.storage.connection import Connection
 _COLUMNS = "record, revision"
 
 
+def _buffered(record: ScheduleRecord) -> int:
+    # A paused schedule starts nothing, not even what it buffered: the leader need not look at it.
+    return int(record.buffered_nominal is not None and not record.paused)
+
+
 def _record(row: tuple[str, int]) -> ScheduleRecord:
     return ScheduleRecord.from_json(orjson.loads(row[0]), int(row[1]))
 
@@ -22,7 +27,7 @@ def create(conn: Connection, record: ScheduleRecord, next_due: float | None) -> 
         (
             record.id,
             next_due,
-            int(record.buffered_nominal is not None),
+            _buffered(record),
             orjson.dumps(record.to_json()).decode(),
         ),
     )
@@ -36,7 +41,7 @@ def update(conn: Connection, record: ScheduleRecord, next_due: float | None) -> 
         (
             record.revision + 1,
             next_due,
-            int(record.buffered_nominal is not None),
+            _buffered(record),
             orjson.dumps(record.to_json()).decode(),
             record.id,
             record.revision,
@@ -64,14 +69,16 @@ def page(conn: Connection, after: str, limit: int) -> list[ScheduleRecord]:
     return [_record(r) for r in rows]
 
 
-def due(conn: Connection, now: float, limit: int) -> list[ScheduleRecord]:
-    """Schedules due by `now` or holding a buffered start, earliest first."""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM schedules WHERE next_due <= ? OR buffered <> 0 "
-        "ORDER BY next_due, id LIMIT ?",
+def due(conn: Connection, now: float, limit: int) -> tuple[list[ScheduleRecord], list[ScheduleRecord]]:
+    """(Up to `limit` schedules due by `now`, earliest first; up to `limit` holding a buffered start)."""
+    due_rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM schedules WHERE next_due <= ? ORDER BY next_due, id LIMIT ?", (now, limit)
+    ).fetchall()
+    buffered_rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM schedules WHERE buffered <> 0 AND NOT (next_due <= ?) ORDER BY id LIMIT ?",
         (now, limit),
     ).fetchall()
-    return [_record(r) for r in rows]
+    return [_record(r) for r in due_rows], [_record(r) for r in buffered_rows]
 
 
 def next_due(conn: Connection) -> tuple[float | None, bool]:

@@ -474,8 +474,8 @@ class SqlStore:
         """Schedules by id after `after`."""
         return await self._read(lambda c: sql_schedules.page(c, after, limit))
 
-    async def sched_due(self, now: float, limit: int) -> list[ScheduleRecord]:
-        """Schedules due by `now` or holding a buffered start."""
+    async def sched_due(self, now: float, limit: int) -> tuple[list[ScheduleRecord], list[ScheduleRecord]]:
+        """Schedules due by `now`; others holding a buffered start."""
         return await self._read(lambda c: sql_schedules.due(c, now, limit))
 
     async def sched_next_due(self) -> tuple[float | None, bool]:

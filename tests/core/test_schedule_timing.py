@@ -15,8 +15,8 @@ from control_plane.core.schedules.schedules import NewSchedule, Schedules, busin
 from control_plane.errors import AlreadyExists, InvalidArgument, NotFound
 from control_plane.models import ProcessRecord, ProcessState
 from control_plane.models.schedule import OverlapPolicy, ScheduleSpec, TriggerOutcome
-from tests.core.clock import EPOCH
-from tests.core.conftest import Cores
+from tests.core.clock import EPOCH, FakeClock
+from tests.core.conftest import Cores, running_cores
 
 # A process that runs until it is sent "go": the previous start "still runs" for as long as a test wants.
 WAITING = """
@@ -77,10 +77,15 @@ def every_minute(schedule_id: str = "s", **options: object) -> NewSchedule:
     )
 
 
-@pytest.fixture
-async def registered(cores: Cores) -> Cores:
-    await cores.workflows.register_definition(WAITING, validate_only=False)
-    return cores
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def registered(request: pytest.FixtureRequest, core_url: str, clock: FakeClock) -> AsyncIterator[Cores]:
+    """The cores with `nightly` registered, on each store; on PostgreSQL this replica leads."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else core_url
+    async with running_cores(url, clock) as cores:
+        # Alone on the database (its listener is not started here): as the leader would, once it took the lock.
+        cores.store.cluster.leader = True
+        await cores.workflows.register_definition(WAITING, validate_only=False)
+        yield cores
 
 
 # -- nominal times --------------------------------------------------------------------------------

@@ -235,12 +235,12 @@ class Schedules:
         """One pass: handle every due schedule (if this replica leads); returns how long to wait for the next."""
         if not self._cluster.leader:
             return self._poll_s  # the leader may die: look again soon
-        due = await self._store.sched_due(self._wall(), _DUE_BATCH)
-        for record in due:
+        due, buffered_only = await self._store.sched_due(self._wall(), _DUE_BATCH)
+        for record in [*due, *buffered_only]:
             with contextlib.suppress(_Gone):
                 await self._change(record.id, self._handle, first=record, missing_ok=True)
         if len(due) == _DUE_BATCH:
-            return 0.0
+            return 0.0  # more are due: each one handled moved on, so the next pass gets others
         earliest, buffered = await self._store.sched_next_due()
         delay = self._poll_s if (buffered or self._cluster.shared) else _IDLE_S
         if earliest is not None:
