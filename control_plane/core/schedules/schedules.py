@@ -117,8 +117,6 @@ class Schedules:
         self._poll_s = poll_s
         self._cluster = store.cluster
         self._wakeup = Signal()
-        # Nominal times started by this replica's passes (for tests and logs: what the leader did).
-        self.fired = 0
 
     # -- operations (any replica) ---------------------------------------------------------------
 
@@ -276,11 +274,7 @@ class Schedules:
                 )
                 continue
             try:
-                record, outcome, _ = await self._start_or_hold(
-                    record, nominal, business_key(record.id, nominal)
-                )
-                if outcome is TriggerOutcome.STARTED:
-                    self.fired += 1
+                record, _, _ = await self._start_or_hold(record, nominal, business_key(record.id, nominal))
             except Unavailable:
                 raise
             except ControlPlaneError as exc:
@@ -301,7 +295,6 @@ class Schedules:
         except ControlPlaneError as exc:
             logger.error("schedule %s could not start its buffered %s: %s", record.id, rfc3339(nominal), exc)
             return dataclasses.replace(record, last_error=str(exc))
-        self.fired += 1
         return _started(record, process_id, nominal)
 
     # -- shared steps ---------------------------------------------------------------------------
