@@ -7,11 +7,13 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 
 from control_plane.core.schedules.calendar import following, rfc3339
 from control_plane.core.schedules.schedules import NewSchedule, Schedules, business_key
+from control_plane.core.workflow.workflows import Workflows
 from control_plane.errors import AlreadyExists, InvalidArgument, NotFound
 from control_plane.models import ProcessRecord, ProcessState
 from control_plane.models.schedule import OverlapPolicy, ScheduleSpec, TriggerOutcome
@@ -343,3 +345,33 @@ async def test_bad_schedules_are_refused_naming_the_field(registered: Cores) -> 
         with pytest.raises(NotFound):
             await schedules.get("s")
         assert await schedules.page("", 10) == []
+
+
+class PausedMidPass:
+    """The engine as the scheduler sees it, where a pause (from another replica) lands right after a start."""
+
+    def __init__(self, cores: Cores, other: Schedules) -> None:
+        self._workflows = cores.workflows
+        self._other = other
+        self.list_processes = cores.workflows.list_processes
+
+    async def start(self, name: str, version: int, value: Any, key: str) -> tuple[ProcessRecord, bool]:
+        started = await self._workflows.start(name, version, value, key)
+        await self._other.pause("s", "paused while the leader was firing")
+        return started
+
+
+async def test_a_pass_that_loses_its_race_with_a_pause_keeps_what_it_started(registered: Cores) -> None:
+    cores = registered
+    first = first_minute_after(cores.clock.wall())
+    other = Schedules(cores.store, cores.workflows, wall_clock=cores.clock.wall, wait=cores.clock.wait)
+    engine = cast(Workflows, PausedMidPass(cores, other))
+    leader = Schedules(cores.store, engine, wall_clock=cores.clock.wall, wait=cores.clock.wait)
+    await other.create(every_minute(overlap=OverlapPolicy.ALLOW_ALL))
+    await cores.clock.advance(first - cores.clock.wall() + 1)
+    await leader.fire_due()  # no loop runs: one pass, by hand
+    (started,) = await processes(cores)
+    info = await other.get("s")
+    assert info.paused and info.note == "paused while the leader was firing"
+    assert (info.started, info.last_process_id) == (1, started.id)
+    assert info.next_nominal == first + MINUTE

@@ -137,7 +137,7 @@ class Schedules:
             violations.append(FieldViolation("action.version", "must not be negative"))
         if violations:
             raise InvalidArgument(violations)
-        _, definition = self._workflows.definition(new.definition, new.version)
+        _, definition = await self._workflows.latest_definition(new.definition, new.version)
         definition.check_input(new.input)
         now = self._wall()
         record = ScheduleRecord(
@@ -256,6 +256,14 @@ class Schedules:
             record = await self._start_buffered(record)
         for _ in range(_NOMINALS_PER_PASS):
             nominal = record.next_nominal
+            if nominal is not None and record.paused:
+                # This pass lost its race with a pause: keep what it started, start nothing more.
+                adopted = await self._find(record, business_key(record.id, nominal))
+                if not adopted:
+                    break
+                record = _started(record, adopted, nominal)
+                record = dataclasses.replace(record, next_nominal=following(record.spec, nominal))
+                continue
             due = due_at(record)
             if nominal is None or due is None or due > now:
                 break
@@ -303,12 +311,10 @@ class Schedules:
         self, record: ScheduleRecord, nominal: float, key: str
     ) -> tuple[ScheduleRecord, TriggerOutcome, str]:
         """Start the process of `key` under the overlap policy, or skip it, or buffer it."""
-        existing = await self._workflows.list_processes(
-            definition=record.definition, version=0, states=[], business_key=key, before=None, limit=1
-        )
+        existing = await self._find(record, key)
         if existing:
             # Started before a crash (or a lost race) kept the schedule's row from saying so.
-            return _started(record, existing[0].id, nominal), TriggerOutcome.STARTED, existing[0].id
+            return _started(record, existing, nominal), TriggerOutcome.STARTED, existing
         if record.overlap is not OverlapPolicy.ALLOW_ALL and await self._running(record.last_process_id):
             if record.overlap is OverlapPolicy.SKIP or record.buffered_nominal is not None:
                 skipped = dataclasses.replace(record, skipped_overlaps=record.skipped_overlaps + 1)
@@ -317,6 +323,13 @@ class Schedules:
             return buffered, TriggerOutcome.BUFFERED, ""
         process_id = await self._start(record, key)
         return _started(record, process_id, nominal), TriggerOutcome.STARTED, process_id
+
+    async def _find(self, record: ScheduleRecord, key: str) -> str:
+        """The id of the process the schedule started with `key`, or ""."""
+        found = await self._workflows.list_processes(
+            definition=record.definition, version=0, states=[], business_key=key, before=None, limit=1
+        )
+        return found[0].id if found else ""
 
     async def _start(self, record: ScheduleRecord, key: str) -> str:
         process, _ = await self._workflows.start(record.definition, record.version, record.input, key)
