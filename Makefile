@@ -5,7 +5,10 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 BENCH  ?=
 PROTOS  = $(wildcard protos/hms/mgmt/v1/*.proto)
-PY_DIRS = $(wildcard control_plane tests bench services)
+PY_DIRS = $(wildcard control_plane tests bench services clients/python/hms_mgmt)
+# The Python SDK's distribution (hms-mgmt-client): hms_mgmt and the generated hms/mgmt/v1, one copy that
+# the server uses too.
+PY_SDK  = clients/python
 NODE_SVC = services/notification
 NODE_STAMP = $(NODE_SVC)/node_modules/.package-lock.json
 JS_SDK   = clients/js
@@ -24,10 +27,10 @@ RELEASED = protos/released/v0.1.0.binpb
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PY_SDK)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e ./$(PY_SDK) -e '.[test]'
 	touch $(STAMP)
 
 # Node.js parts install their locked dependencies; without npm they are skipped with a note, unless
@@ -55,15 +58,15 @@ install: $(STAMP) $(JS_STAMP) $(NODE_STAMP)  ## create .venv, install the projec
 
 GEN = --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 
-proto: $(STAMP) proto-js  ## regenerate hms/mgmt/v1 and the JS SDK's types (and dist/) from protos/; commit the result
-	$(PY) -m grpc_tools.protoc -I protos $(GEN) --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
-	$(PY) -m grpc_tools.protoc -I protos --include_source_info --descriptor_set_out=hms/mgmt/v1/documented.binpb $(PROTOS)
+proto: $(STAMP) proto-js  ## regenerate clients/python/hms/mgmt/v1 and the JS SDK's types (and dist/) from protos/; commit the result
+	$(PY) -m grpc_tools.protoc -I protos $(GEN) --python_out=$(PY_SDK) --grpc_python_out=$(PY_SDK) --mypy_out=$(PY_SDK) --mypy_grpc_out=$(PY_SDK) $(PROTOS)
+	$(PY) -m grpc_tools.protoc -I protos --include_source_info --descriptor_set_out=$(PY_SDK)/hms/mgmt/v1/documented.binpb $(PROTOS)
 
 proto-js: $(JS_STAMP) $(BUF)  ## regenerate clients/js/src/gen (ts-proto) and rebuild clients/js/dist (tsc); commit the result
 	@if [ -x $(BUF) ] && [ -d $(JS_SDK)/node_modules ]; then npm run --prefix $(JS_SDK) --silent generate && npm run --prefix $(JS_SDK) --silent build; fi
 
 proto-check: proto  ## fail if the generated code (Python, TypeScript, the SDK's compiled JS) is stale or was edited by hand
-	test -z "$$(git status --porcelain -- hms $(JS_SDK)/src/gen $(JS_SDK)/dist)"
+	test -z "$$(git status --porcelain -- $(PY_SDK)/hms $(JS_SDK)/src/gen $(JS_SDK)/dist)"
 
 fmt: $(STAMP)  ## format and autofix
 	$(PY) -m ruff format $(PY_DIRS)

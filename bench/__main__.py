@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
 
-from bench import report, suite
+from bench import report, suite, targets
 from bench.figures import Load
 
 logger = logging.getLogger("bench")
@@ -30,8 +31,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--duration", type=float, default=defaults.duration_s, help="seconds of each rate measurement"
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=defaults.repeats,
+        help="repeats of the measurements compared with the peers (median reported)",
+    )
     parser.add_argument("--results", type=Path, default=report.RESULTS, help="results file to merge into")
     return parser.parse_args(argv)
+
+
+async def run_stoppable(groups: list[suite.Group], load: Load) -> suite.Outcome:
+    """`suite.run`, cancelled by SIGTERM as by Ctrl-C, so every child it started is stopped first."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await suite.run(groups, load)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     started = time.perf_counter()
+    load = Load(warmup_s=args.warmup, duration_s=args.duration, repeats=args.repeats)
     try:
-        outcome = asyncio.run(suite.run(groups, Load(warmup_s=args.warmup, duration_s=args.duration)))
-    except KeyboardInterrupt:
+        outcome = asyncio.run(run_stoppable(groups, load))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         logger.warning("interrupted; %s left unchanged", args.results)
         return EXIT_INTERRUPTED
     elapsed = time.perf_counter() - started
     if outcome.results:
         print(report.table(outcome.results))
+        print()
+        print(targets.table({f.name: f.value for result in outcome.results for f in result.figures}))
         figures = [figure for result in outcome.results for figure in result.figures]
         count = report.merge_results(args.results, suite.NAMES, (r.group for r in outcome.results), figures)
         logger.info("wrote %d figures (%d measured now) to %s", count, len(figures), args.results)

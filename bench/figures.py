@@ -37,11 +37,16 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """How a closed-loop or streaming measurement runs: warm up, then count for a fixed duration."""
+    """How a closed-loop or streaming measurement runs: warm up, then count for a fixed duration.
+
+    `repeats`: how many times the measurements compared with a peer (the workflow loops, the
+    peers') run; their median is reported.
+    """
 
     warmup_s: float = 1.0
     duration_s: float = 5.0
     in_flight: int = 50
+    repeats: int = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import collections
 import logging
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -36,12 +37,24 @@ class ChildProcess:
     """
 
     def __init__(
-        self, name: str, argv: Sequence[str], ready: re.Pattern[str], *, stdout: bool = False
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready: re.Pattern[str],
+        *,
+        stdout: bool = False,
+        merged: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: Path = REPO,
     ) -> None:
         self.name = name
         self._argv = list(argv)
         self._ready = ready
         self._want_stdout = stdout
+        # `merged`: the child logs to stdout (restate-server does), so both streams are read as one.
+        self._merged = merged
+        self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._cwd = cwd
         self._process: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
@@ -52,17 +65,22 @@ class ChildProcess:
         assert self._process is not None, "not started"
         return self._process.pid
 
-    async def start(self, timeout_s: float = 30.0) -> re.Match[str]:
+    async def start(self, timeout_s: float = 60.0) -> re.Match[str]:
         """Start the child and return the match of its readiness line."""
         self._process = await asyncio.create_subprocess_exec(
             *self._argv,
-            cwd=REPO,
+            cwd=self._cwd,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE if self._want_stdout else asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=asyncio.subprocess.PIPE
+            if self._want_stdout or self._merged
+            else asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.STDOUT if self._merged else asyncio.subprocess.PIPE,
+            env=self._env,
+            # A session of its own: Ctrl-C in the terminal reaches this process only, which then
+            # stops its children in order (a peer's server must not die before its clients).
+            start_new_session=True,
         )
-        stderr = self._process.stderr
+        stderr = self._process.stdout if self._merged else self._process.stderr
         assert stderr is not None
         try:
             async with asyncio.timeout(timeout_s):
@@ -131,10 +149,17 @@ class ChildProcess:
 
 @asynccontextmanager
 async def child(
-    name: str, argv: Sequence[str], ready: re.Pattern[str], *, stdout: bool = False
+    name: str,
+    argv: Sequence[str],
+    ready: re.Pattern[str],
+    *,
+    stdout: bool = False,
+    merged: bool = False,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> AsyncIterator[tuple[ChildProcess, re.Match[str]]]:
     """A started child and its readiness match; stopped (killed if need be) when the block exits."""
-    process = ChildProcess(name, argv, ready, stdout=stdout)
+    process = ChildProcess(name, argv, ready, stdout=stdout, merged=merged, env=env, cwd=cwd)
     try:
         match = await process.start()
         yield process, match
@@ -233,3 +258,18 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free right now, for a server that cannot pick its own and report it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def median_rate(rates: Sequence[Rate]) -> Rate:
+    """The rate of median calls/s among repeats (the upper middle one of an even count), CPU included."""
+    if not rates:
+        raise ValueError("median of no rates")
+    return sorted(rates, key=lambda rate: rate.per_s)[len(rates) // 2]

@@ -1,6 +1,6 @@
 """The table of benchmark groups, and the runner that runs them one after another.
 
-Adding a group (`bus`, `workflow`, `scale`) is one module with `async def run(RunContext) ->
+Adding a group (`bus`, `workflow`, `peers`, `scale`) is one module with `async def run(RunContext) ->
 GroupResult` and one line in `GROUPS`.
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench import baseline, bus, bus_nats, console, registry, scale, workflow
+from bench import baseline, bus, bus_nats, console, peers, registry, scale, workflow
 from bench.figures import GroupResult, Load, RunContext
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ GROUPS: tuple[Group, ...] = (
     Group(bus_nats.GROUP, bus_nats.run),
     Group(bus.GROUP, bus.run, requires=(baseline.GROUP, bus_nats.GROUP)),
     Group(workflow.GROUP, workflow.run, requires=(baseline.GROUP,)),
+    # Right after the workflow group: its ratios divide that run's figures by the peers'.
+    Group(peers.GROUP, peers.run, requires=(workflow.GROUP,)),
     Group(scale.GROUP, scale.run),
     Group(console.GROUP, console.run),
 )

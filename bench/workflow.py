@@ -13,15 +13,33 @@ transaction that completes a process. One stream carries every process's events 
 a WatchProcess per process would add a stream and history reads per transition to the server
 under test. A gap marker on it (a dropped message) fails the run rather than stall a slot.
 
-The definition `bench5`: five sequential steps `s1`..`s5`, each `task: {service: Bench, type: noop}`.
+The definition `bench5`: five sequential steps `s1`..`s5`, each `task: {service: Bench, type: noop}`
+whose input is the previous step's output (the first's the process input `{bench: bench5}`); the
+worker returns its input plus a field named after the step, so the process's output (the last
+step's, carried by its `process_completed` event) must be the input plus `s1`..`s5`, and every
+one is checked. The peers group (Restate, DBOS) runs the same workflow.
 - `workflow.steps_per_s_1`: one process in flight, each started as soon as the last one's
-  `process_completed` arrived; 5 x processes completed / s over 5 s after 1 s of warm-up.
+  `process_completed` arrived; 5 x processes completed / s over 5 s after 1 s of warm-up; the
+  median of 3 such runs (`--repeats`), as for every closed loop here.
 - `workflow.steps_per_s_100`: the same closed loop with 100 processes in flight. Target >= 2,000.
   `workflow.steps_per_s_100_vs_echo` divides it by `baseline.unary_echo_per_s` of the same run.
+- `workflow.cp_cpu_us_per_step`: the control plane's CPU (user + system, /proc) per step in the
+  median 100-in-flight run; `workflow.cp_cpu_per_step_vs_echo_call` divides it by the raw echo
+  server's CPU per unary call of the same run (`baseline.echo_cpu_us_per_call`). Target <= 1.7.
 - `workflow.steps_per_s_100_metrics_off`: the 100-in-flight loop again, on a fresh control plane
   started with `--metrics off` (no gRPC interceptor, no histogram observations; the cores' plain
   counters remain). `workflow.steps_per_s_100_metrics_on_vs_off` divides the default run (metrics
   on, nothing scraping) by it: what metrics cost a step. Target >= 0.95.
+  "Metrics off" means `--metrics off`: the HTTP listener stays up (it serves /healthz), but no
+  Prometheus registry, no gRPC metrics interceptor and no histograms exist.
+- `workflow.steps_per_s_100_traced`: the 100-in-flight loop on a fresh control plane (metrics on,
+  as by default) tracing every span: OTEL_TRACES_EXPORTER=otlp, OTEL_TRACES_SAMPLER=always_on,
+  exported over OTLP/gRPC by the SDK's batch processor to a local receiver in this process
+  (bench/otlp_sink.py: the collector's TraceService, decoding and counting each export). The
+  control plane makes a server span per RPC and, per step, a step span and an attempt span (plus
+  the process span and its StartProcess span). The workers are not traced (their own spans would
+  cost the worker process, not the control plane). `workflow.steps_per_s_100_traced_vs_off`
+  divides it by `workflow.steps_per_s_100_metrics_off`. Target >= 0.8.
 - `workflow.step_p50_ms_100`, `workflow.step_p99_ms_100`: step-to-step latency at 100 in flight:
   the time between the arrivals, at the subscriber (`time.monotonic()` when its frame is read), of
   consecutive `step_completed` messages of one process (s1->s2, ..., s4->s5: 4 samples per process),
@@ -33,10 +51,17 @@ The definition `bench5`: five sequential steps `s1`..`s5`, each `task: {service:
   each process has one step outstanding, so the mean interval is 100 / steps_per_s_100 (Little's
   law): 50 ms at 2,000 steps/s; p99 <= 10 ms at 100 in flight needs more than 10,000 steps/s.
   Target p99 <= 10 ms.
-- `workflow.rss_mb_100k_waiting`: on a fresh control plane, 100,000 processes of the one-step
+- `workflow.step_p50_ms_half_load`, `workflow.step_p99_ms_half_load`: the same step-to-step
+  latency in an open loop on the same control plane: processes started (each StartProcess its own
+  task, not waiting for earlier ones) at Poisson arrivals of half the median `steps_per_s_100`
+  (in processes/s: steps/s / 5 / 2), for 1 s of warm-up then 5 s; every process started must
+  complete. Target p99 <= 10 ms.
+- `workflow.rss_mb_1m_waiting`: on a fresh control plane, 1,000,000 processes (MGMT_BENCH_WAITING
+  changes the count, and the figure's name with it: `rss_mb_1k_waiting` for 1,000; 0 skips it) of the one-step
   definition `bench_wait` (`steps: [{id: wait, wait_signal: {name: go}}]`) started with 200
-  StartProcess calls in flight; then the control plane's peak RSS (VmHWM of /proc/<pid>/status).
-  Target <= 300 MB.
+  StartProcess calls in flight (the API has no bulk start); then the control plane's peak RSS
+  (VmHWM of /proc/<pid>/status). Progress is logged every tenth: at ~1,500 starts/s a million
+  takes about 11 minutes. Target <= 1,500 MB.
 """
 
 from __future__ import annotations
@@ -44,20 +69,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import os
+import random
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from bench.baseline import UNARY_ECHO
+from bench.baseline import ECHO_CPU, UNARY_ECHO
 from bench.bus_clients import open_subscription
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
 from bench.harness import Rate, child, closed_loop_rate, percentile, python_module
+from bench.otlp_sink import otlp_sink
 from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -70,24 +99,47 @@ TASK_TYPE = "noop"
 MANY = 100
 WORKER_MAX_IN_FLIGHT = 200
 WAIT_DEFINITION = "bench_wait"
-WAITING = 100_000
+WAITING = 1_000_000
+WAITING_ENV = "MGMT_BENCH_WAITING"
 START_IN_FLIGHT = 200
 SUBSCRIBE_MAX_BATCH = 1000
 SUBSCRIBE_MAX_IN_FLIGHT = 100_000
 STEPS_TARGET = Target(2000, at_least=True)
 STEP_P99_TARGET_MS = Target(10.0, at_least=False)
-RSS_TARGET_MB = Target(300, at_least=False)
+RSS_TARGET_MB = Target(1500, at_least=False)
+CPU_TARGET = Target(1.7, at_least=False)
 METRICS_COST_TARGET = Target(0.95, at_least=True)
+TRACING_COST_TARGET = Target(0.8, at_least=True)
 # A process of five no-op steps that has not ended by then is stuck, not slow.
 _PROCESS_TIMEOUT_S = 30.0
 _PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _WORKERS_READY = re.compile(r"workers ready")
 _FINAL_EVENTS = frozenset({"process_completed", "process_failed", "process_compensated", "process_cancelled"})
 
+# Each step's task gets the previous step's output (the first the process input) and returns it
+# plus a field of its own; the process's output is the last step's, which the caller checks.
 FIVE_STEPS = f"name: {DEFINITION}\nsteps:\n" + "".join(
-    f"  - {{id: s{n}, task: {{service: {SERVICE}, type: {TASK_TYPE}}}}}\n" for n in range(1, STEPS + 1)
+    f"  - {{id: s{n}, task: {{service: {SERVICE}, type: {TASK_TYPE}}}, "
+    f'input: "{"input" if n == 1 else f"steps.s{n - 1}.output"}"}}\n'
+    for n in range(1, STEPS + 1)
 )
+START_INPUT = {"bench": DEFINITION}
+EXPECTED_OUTPUT = {**START_INPUT, **{f"s{n}": True for n in range(1, STEPS + 1)}}
 WAIT_FOR_SIGNAL = f"name: {WAIT_DEFINITION}\nsteps:\n  - {{id: wait, wait_signal: {{name: go}}}}\n"
+
+
+def start_request() -> workflow_pb2.StartProcessRequest:
+    """StartProcess of `bench5` with the input whose fields the process's output must carry on."""
+    request = workflow_pb2.StartProcessRequest(definition=DEFINITION)
+    request.input.update(START_INPUT)
+    return request
+
+
+def check_output(process_id: str, payload: bytes) -> None:
+    """Raise unless a `process_completed` event's output is the input plus every step's field."""
+    output = json.loads(payload).get("details", {}).get("output")
+    if output != EXPECTED_OUTPUT:
+        raise RuntimeError(f"process {process_id} completed with output {output!r}, not {EXPECTED_OUTPUT!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +180,8 @@ class Tracker:
                             )
                         )
                 elif event in _FINAL_EVENTS:
+                    if event == "process_completed":
+                        check_output(process_id, message.data)
                     self._last_step.pop(process_id, None)
                     waiter = self._waiters.pop(process_id, None)
                     if waiter is None:
@@ -186,8 +240,11 @@ class Plane:
 
 
 @contextlib.asynccontextmanager
-async def control_plane(*, metrics: bool = True) -> AsyncIterator[Plane]:
-    """A control plane child with a fresh data directory, on a port of its choosing."""
+async def control_plane(
+    *, metrics: bool = True, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Plane]:
+    """A control plane child with a fresh data directory, on a port of its choosing (`env` added to its
+    environment: the OTEL_* variables of a traced run)."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-wf-") as data_dir:
         argv = python_module(
             "control_plane",
@@ -201,7 +258,7 @@ async def control_plane(*, metrics: bool = True) -> AsyncIterator[Plane]:
             "--metrics",
             "on" if metrics else "off",
         )
-        async with child("control plane", argv, _PLANE_READY) as (process, ready):
+        async with child("control plane", argv, _PLANE_READY, env=env) as (process, ready):
             yield Plane(ready.group(1), process.pid, Path(data_dir))
 
 
@@ -209,7 +266,7 @@ async def closed_loop(
     stub: workflow_pb2_grpc.WorkflowAsyncStub, tracker: Tracker, load: Load, pids: dict[str, int]
 ) -> Phase:
     """Keep `load.in_flight` processes of `bench5` running, each replaced as soon as it completes."""
-    request = workflow_pb2.StartProcessRequest(definition=DEFINITION)
+    request = start_request()
     process_ms: list[float] = []
 
     async def one_process() -> None:
@@ -251,10 +308,24 @@ def log_phase(label: str, phase: Phase) -> None:
     )
 
 
-async def step_phases(load: Load, in_flight: tuple[int, ...], *, metrics: bool = True) -> list[Phase]:
-    """A closed loop at each of `in_flight` processes in flight, on one control plane with one worker process."""
-    phases: list[Phase] = []
-    async with control_plane(metrics=metrics) as plane, grpc.aio.insecure_channel(plane.address) as channel:
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A control plane with the definition registered, its worker child, and the tracker of its events."""
+
+    stub: workflow_pb2_grpc.WorkflowAsyncStub
+    tracker: Tracker
+    pids: dict[str, int]
+
+
+@contextlib.asynccontextmanager
+async def loaded_plane(
+    *, metrics: bool = True, env: Mapping[str, str] | None = None
+) -> AsyncIterator[Loaded]:
+    """A fresh control plane with `bench5` registered, one worker child, and a Bus subscription followed."""
+    async with (
+        control_plane(metrics=metrics, env=env) as plane,
+        grpc.aio.insecure_channel(plane.address) as channel,
+    ):
         stub = workflow_pb2_grpc.WorkflowStub(channel)
         await stub.RegisterDefinition(workflow_pb2.RegisterDefinitionRequest(source=FIVE_STEPS))
         workers_argv = python_module(
@@ -263,7 +334,6 @@ async def step_phases(load: Load, in_flight: tuple[int, ...], *, metrics: bool =
             *("--service", SERVICE, "--task-type", TASK_TYPE, "--max-in-flight", str(WORKER_MAX_IN_FLIGHT)),
         )
         async with child("workers", workers_argv, _WORKERS_READY) as (workers, _):
-            pids = {"control plane": plane.pid, "workers": workers.pid}
             subscription = bus_pb2.SubscribeRequest(
                 pattern=f"workflow.{DEFINITION}.>",
                 start=bus_pb2.START_POSITION_NEW_ONLY,
@@ -275,19 +345,83 @@ async def step_phases(load: Load, in_flight: tuple[int, ...], *, metrics: bool =
             tracker = Tracker()
             try:
                 async with asyncio.TaskGroup() as tasks:
+                    # A failure of the follower (a gap) cancels the measurement in the body.
                     following = tasks.create_task(tracker.follow(responses))
-                    for count in in_flight:
-                        label = f"{count} in flight" + ("" if metrics else ", metrics off")
-                        logger.info("%s: %g s after %g s warm-up", label, load.duration_s, load.warmup_s)
-                        phase = await closed_loop(
-                            stub, tracker, dataclasses.replace(load, in_flight=count), pids
-                        )
-                        log_phase(label, phase)
-                        phases.append(phase)
-                    following.cancel()
+                    try:
+                        yield Loaded(stub, tracker, {"control plane": plane.pid, "workers": workers.pid})
+                    finally:
+                        following.cancel()
             finally:
                 call.cancel()
-    return phases
+
+
+async def repeated_loop(loaded: Loaded, load: Load, in_flight: int, label: str) -> Phase:
+    """`load.repeats` closed loops at `in_flight` processes in flight; the one of median steps/s."""
+    phases: list[Phase] = []
+    for repeat in range(1, load.repeats + 1):
+        logger.info(
+            "%s (%d of %d): %g s after %g s warm-up",
+            label,
+            repeat,
+            load.repeats,
+            load.duration_s,
+            load.warmup_s,
+        )
+        phase = await closed_loop(
+            loaded.stub, loaded.tracker, dataclasses.replace(load, in_flight=in_flight), loaded.pids
+        )
+        log_phase(label, phase)
+        phases.append(phase)
+    median = sorted(phases, key=lambda phase: phase.steps_per_s)[len(phases) // 2]
+    logger.info(
+        "%s: median %.0f steps/s of %s",
+        label,
+        median.steps_per_s,
+        ", ".join(f"{phase.steps_per_s:.0f}" for phase in phases),
+    )
+    return median
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPhase:
+    """Processes started at a Poisson rate: the rate, how many started, and step intervals in the window."""
+
+    processes_per_s: float
+    started: int
+    intervals: list[Interval]
+    process_ms: list[float]
+
+
+async def open_loop(loaded: Loaded, processes_per_s: float, load: Load) -> OpenPhase:
+    """Start processes at Poisson arrivals of `processes_per_s` for warm-up + duration; wait for all to end.
+
+    Each start is its own task issued when due, whether or not earlier ones have ended (open loop):
+    a slow engine is not given time to catch up, so queueing shows in the latencies.
+    """
+    request = start_request()
+    arrivals = random.Random(18)
+    process_ms: list[float] = []
+
+    async def one_process() -> None:
+        started = time.monotonic()
+        response = await loaded.stub.StartProcess(request)
+        await loaded.tracker.completion(response.process.id)
+        process_ms.append((time.monotonic() - started) * 1000)
+
+    loaded.tracker.intervals.clear()
+    began = due = time.monotonic()
+    end = began + load.warmup_s + load.duration_s
+    started = 0
+    async with asyncio.TaskGroup() as tasks:
+        while (due := due + arrivals.expovariate(processes_per_s)) < end:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.create_task(one_process())
+            started += 1
+    window_start = began + load.warmup_s
+    intervals = loaded.tracker.window(window_start, window_start + load.duration_s)
+    return OpenPhase(processes_per_s, started, intervals, process_ms)
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:
@@ -305,6 +439,27 @@ def size_mb(directory: Path) -> float:
     return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file()) / 2**20
 
 
+def waiting_count() -> int:
+    """How many processes `workflow.rss_mb_*_waiting` starts: MGMT_BENCH_WAITING, default one million (0: none)."""
+    text = os.environ.get(WAITING_ENV, "")
+    try:
+        count = int(text.replace("_", "")) if text else WAITING
+    except ValueError:
+        raise ValueError(f"{WAITING_ENV}={text!r} is not a whole number") from None
+    if count < 0:
+        raise ValueError(f"{WAITING_ENV}={text!r} must not be negative")
+    return count
+
+
+def count_label(count: int) -> str:
+    """`1m`, `100k` or `1500`: how a count of waiting processes appears in a figure's name."""
+    if count % 1_000_000 == 0:
+        return f"{count // 1_000_000}m"
+    if count % 1000 == 0:
+        return f"{count // 1000}k"
+    return str(count)
+
+
 async def waiting_rss(count: int) -> float:
     """Peak RSS (MB) of a fresh control plane after `count` processes started to wait for a signal."""
     async with control_plane() as plane, grpc.aio.insecure_channel(plane.address) as channel:
@@ -313,16 +468,26 @@ async def waiting_rss(count: int) -> float:
         before, _ = peak_rss_mb(plane.pid)
         request = workflow_pb2.StartProcessRequest(definition=WAIT_DEFINITION)
         remaining: Iterator[int] = iter(range(count))
+        report_every = max(count // 10, 1)
         last = ""
+        started = time.perf_counter()
 
         async def starter() -> None:
             nonlocal last
-            for _ in remaining:
+            for index in remaining:
                 last = (await stub.StartProcess(request)).process.id
+                if (index + 1) % report_every == 0 and index + 1 < count:
+                    took = time.perf_counter() - started
+                    logger.info(
+                        "waiting: %d started in %.0f s (%.0f/s); control plane RSS %.0f MB",
+                        index + 1,
+                        took,
+                        (index + 1) / took,
+                        peak_rss_mb(plane.pid)[1],
+                    )
 
-        started = time.perf_counter()
         async with asyncio.TaskGroup() as tasks:
-            for _ in range(START_IN_FLIGHT):
+            for _ in range(min(START_IN_FLIGHT, count)):
                 tasks.create_task(starter())
         took = time.perf_counter() - started
         process = (await stub.GetProcess(workflow_pb2.GetProcessRequest(process_id=last))).process
@@ -344,17 +509,65 @@ async def waiting_rss(count: int) -> float:
     return peak
 
 
+def log_open_phase(label: str, phase: OpenPhase) -> None:
+    """One line of what the open-loop phase measured."""
+    arrival = [i.arrival_ms for i in phase.intervals]
+    logger.info(
+        "%s: %.1f processes/s (%.0f steps/s) Poisson, %d started; process start-to-end p50 %.2f, p99 %.2f ms; "
+        "step-to-step %d samples: p50 %.2f, p99 %.2f, max %.2f ms",
+        label,
+        phase.processes_per_s,
+        phase.processes_per_s * STEPS,
+        phase.started,
+        percentile(phase.process_ms, 50),
+        percentile(phase.process_ms, 99),
+        len(arrival),
+        percentile(arrival, 50),
+        percentile(arrival, 99),
+        max(arrival),
+    )
+
+
 async def run(context: RunContext) -> GroupResult:
-    """Measure 1 and 100 processes in flight on one control plane, then waiting processes on another."""
+    """Closed loops at 1 and 100 in flight and the half-load open loop on one plane; metrics off; waiting."""
     echo = context.figure(UNARY_ECHO)
     load = context.load
-    one, many = await step_phases(load, (1, MANY))
-    (many_off,) = await step_phases(load, (MANY,), metrics=False)
+    waiting = waiting_count()  # a bad value fails now, not after the loops
+    async with loaded_plane() as loaded:
+        one = await repeated_loop(loaded, load, 1, "1 in flight")
+        many = await repeated_loop(loaded, load, MANY, f"{MANY} in flight")
+        if not many.steps_per_s:
+            raise RuntimeError(f"no process completed in the {MANY}-in-flight window: nothing to halve")
+        half_rate = many.steps_per_s / STEPS / 2
+        label = "half load"
+        logger.info(
+            "%s: %.1f processes/s Poisson (half of %.0f steps/s), %g s after %g s warm-up",
+            label,
+            half_rate,
+            many.steps_per_s,
+            load.duration_s,
+            load.warmup_s,
+        )
+        half = await open_loop(loaded, half_rate, load)
+        log_open_phase(label, half)
+    async with loaded_plane(metrics=False) as loaded:
+        many_off = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, metrics off")
+    async with otlp_sink() as sink, loaded_plane(env=sink.environment()) as loaded:
+        many_traced = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, traced")
+    logger.info("traced: the OTLP receiver got %d spans", sink.spans)
     step_ms = [i.arrival_ms for i in many.intervals]
-    logger.info(
-        "waiting: %d processes of %s, %d StartProcess in flight", WAITING, WAIT_DEFINITION, START_IN_FLIGHT
-    )
-    rss = await waiting_rss(WAITING)
+    rss: float | None = None
+    if waiting:
+        logger.info(
+            "waiting: %d processes of %s, %d StartProcess in flight (%s to change)",
+            waiting,
+            WAIT_DEFINITION,
+            START_IN_FLIGHT,
+            WAITING_ENV,
+        )
+        rss = await waiting_rss(waiting)
+    else:
+        logger.warning("waiting: not measured (%s=0)", WAITING_ENV)
     figures = [
         Figure("workflow.steps_per_s_1", one.steps_per_s, "steps/s"),
         Figure(f"workflow.steps_per_s_{MANY}", many.steps_per_s, "steps/s", STEPS_TARGET),
@@ -366,17 +579,50 @@ async def run(context: RunContext) -> GroupResult:
             "ratio",
             METRICS_COST_TARGET,
         ),
+        Figure(f"workflow.steps_per_s_{MANY}_traced", many_traced.steps_per_s, "steps/s"),
+        Figure(
+            f"workflow.steps_per_s_{MANY}_traced_vs_off",
+            many_traced.steps_per_s / many_off.steps_per_s,
+            "ratio",
+            TRACING_COST_TARGET,
+        ),
         Figure(f"workflow.step_p50_ms_{MANY}", percentile(step_ms, 50), "ms"),
         Figure(f"workflow.step_p99_ms_{MANY}", percentile(step_ms, 99), "ms", STEP_P99_TARGET_MS),
-        Figure(f"workflow.rss_mb_{WAITING // 1000}k_waiting", rss, "MB", RSS_TARGET_MB),
     ]
+    plane_cpu_us = many.processes.cpu_us.get("control plane")
+    echo_cpu = context.measured.get(ECHO_CPU)
+    if plane_cpu_us is not None:
+        per_step = plane_cpu_us / STEPS
+        figures.append(Figure("workflow.cp_cpu_us_per_step", per_step, "us"))
+        if echo_cpu is not None:
+            figures.append(
+                Figure(
+                    "workflow.cp_cpu_per_step_vs_echo_call", per_step / echo_cpu.value, "ratio", CPU_TARGET
+                )
+            )
+    half_ms = [i.arrival_ms for i in half.intervals]
+    figures += [
+        Figure("workflow.step_p50_ms_half_load", percentile(half_ms, 50), "ms"),
+        Figure("workflow.step_p99_ms_half_load", percentile(half_ms, 99), "ms", STEP_P99_TARGET_MS),
+    ]
+    if rss is not None:
+        target = RSS_TARGET_MB if waiting == WAITING else None
+        figures.append(Figure(f"workflow.rss_mb_{count_label(waiting)}_waiting", rss, "MB", target))
     setup = (
         f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (CompleteTask per task, "
-        f"max in flight {WORKER_MAX_IN_FLIGHT}) in a child process; {STEPS}-step no-op definition, "
-        f"closed loop at 1 and {MANY} processes in flight, ends seen on one Bus subscription; "
-        f"{MANY} in flight again on a fresh plane with --metrics off; "
+        f"max in flight {WORKER_MAX_IN_FLIGHT}) in a child process; {STEPS}-step no-op definition (each task "
+        f"returns its input plus a field; the output of every process checked), closed loop at 1 and {MANY} "
+        f"processes in flight, median of {load.repeats}, ends seen on one Bus subscription; then processes "
+        f"started at Poisson arrivals of half the {MANY}-in-flight rate (open loop); "
+        f"{MANY} in flight again on a fresh plane with --metrics off, and on one tracing every span "
+        f"to a local OTLP receiver; "
         f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up; step-to-step = gap between arrivals of "
-        f"consecutive step_completed events; RSS = VmHWM after {WAITING:,} processes waiting on a signal "
-        f"(fresh plane, {START_IN_FLIGHT} starts in flight)"
+        f"consecutive step_completed events; "
+        + (
+            f"RSS = VmHWM after {waiting:,} processes waiting on a signal "
+            f"(fresh plane, {START_IN_FLIGHT} starts in flight)"
+            if waiting
+            else f"waiting processes not measured ({WAITING_ENV}=0)"
+        )
     )
     return GroupResult(GROUP, setup, figures)

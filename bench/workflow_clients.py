@@ -2,8 +2,8 @@
 
 `python -m bench.workflow_clients ADDRESS --service Bench --task-type noop --instances 1
 --max-in-flight 200` runs `--instances` SDK workers on one connection. Each registers in the
-Registry, keeps its lease, subscribes with SubscribeTasks and reports every task completed (with
-an empty output) by a unary CompleteTask, as a user's worker does. Once every worker has its
+Registry, keeps its lease, subscribes with SubscribeTasks and reports every task completed (its
+output is its input plus a field named after its step) by a unary CompleteTask, as a user's worker does. Once every worker has its
 `ready` frame it logs `workers ready` to stderr; on SIGTERM or SIGINT it drains, deregisters and
 logs how many tasks it ran.
 """
@@ -15,21 +15,28 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
-from control_plane.sdk import Client, TaskContext, Worker
+from hms_mgmt import Client, TaskContext, Worker
 
 logger = logging.getLogger("bench.workflow_clients")
 
 _READY_TIMEOUT_S = 30.0
 
 
+def step_output(task: TaskContext) -> dict[str, Any]:
+    """A no-op step's output: its input plus a field named after the step (the peers' steps do the same)."""
+    return {**task.input, task.step_id: True}
+
+
 async def serve(address: str, service: str, task_type: str, instances: int, max_in_flight: int) -> int:
     """Run the workers until SIGTERM or SIGINT; returns the number of tasks they ran."""
     ran = 0
 
-    async def noop(task: TaskContext) -> None:
+    async def noop(task: TaskContext) -> dict[str, Any]:
         nonlocal ran
         ran += 1
+        return step_output(task)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from control_plane.core.workflow.durations import format_duration, parse_duratio
 from control_plane.errors import ControlPlaneError
 from control_plane.limits import MIB
 from control_plane.logs import configure as configure_logs
-from control_plane.sdk import Client
+from control_plane.observability import tracing
 from control_plane.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HTTP_LISTEN,
@@ -32,6 +32,7 @@ from control_plane.settings import (
     Settings,
 )
 from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
+from hms_mgmt import Client
 
 logger = logging.getLogger("control_plane")
 
@@ -300,7 +301,7 @@ async def registry_command(args: argparse.Namespace) -> None:
                 args.service, tags=args.tag, version=args.version_filter, include_unhealthy=args.all
             )
             if json_out:
-                print(as_json(instances))
+                print(as_json([i.proto for i in instances]))
                 return
             for i in instances:
                 print(f"{i.instance_id:38} {i.address:24} {i.version:10} {','.join(i.tags)}")
@@ -479,7 +480,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             # The store's writer thread hands every commit back to the event loop; with the default 5 ms
             # GIL switch interval that hand-off alone could add milliseconds to a publish under load.
             sys.setswitchinterval(0.0005)
-            asyncio.run(serve_until_signalled(settings_from_args(args)))
+            settings = settings_from_args(args)
+            # Off unless the OTEL_* variables ask for traces (docs/observability.md).
+            if tracing.configure("mgmt"):
+                logger.info("tracing on: spans exported as the OTEL_* variables say")
+            try:
+                asyncio.run(serve_until_signalled(settings))
+            finally:
+                tracing.shutdown()
         elif args.verb == "demo":
             from control_plane.demo import run_demo
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from control_plane.cli_workflow import as_json
 from control_plane.core.workflow.durations import format_duration, parse_duration
-from control_plane.sdk import Client
+from hms_mgmt import Client
 from hms.mgmt.v1 import schedule_pb2 as pb
 
 EXIT_OK = 0

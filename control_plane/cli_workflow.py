@@ -16,8 +16,8 @@ from google.protobuf.message import Message
 
 from control_plane.errors import InvalidArgument
 from control_plane.graph import mermaid, step_class
-from control_plane.sdk import Client
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -121,7 +121,7 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
         case "start":
             return await _start(client, args)
         case "status":
-            process = await client.workflow.status(args.process_id)
+            process = (await client.workflow.status(args.process_id)).proto
             if args.output == "json":
                 print(as_json(process))
             else:
@@ -129,9 +129,12 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
         case "watch":
             return await _follow(client, args.process_id, json_lines=args.output == "json")
         case "ls":
-            processes = await client.workflow.list(
-                definition=args.definition, states=args.states, page_size=args.limit
-            )
+            processes = [
+                p.proto
+                for p in await client.workflow.list(
+                    definition=args.definition, states=args.states, page_size=args.limit
+                )
+            ]
             if args.output == "json":
                 print(as_json(processes))
             else:
@@ -149,7 +152,9 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
         case "defs":
             return await _defs(client, args)
         case "cancel":
-            process = await client.workflow.cancel(args.process_id, args.reason, compensate=args.compensate)
+            process = (
+                await client.workflow.cancel(args.process_id, args.reason, compensate=args.compensate)
+            ).proto
             print(f"{process.id} {_state_name(process.state)}")
         case "history":
             events = await client.workflow.history(args.process_id)
@@ -184,7 +189,9 @@ async def _start(client: Client, args: argparse.Namespace) -> int:
         payload = _json_object(text, "--input-file")
     else:
         payload = _json_object(args.input, "--input")
-    process = await client.workflow.start(args.name, payload, business_key=args.key, version=args.version)
+    process = (
+        await client.workflow.start(args.name, payload, business_key=args.key, version=args.version)
+    ).proto
     if args.key and _plain(process.input) != _whole(payload or {}):
         print(
             f"mgmt: warning: a process with business key {args.key!r} already exists with different input; "
@@ -207,7 +214,7 @@ async def _follow(client: Client, process_id: str, *, json_lines: bool = False) 
         if frame.HasField("process"):
             final = frame.process
     if final is None or final.state not in _FINAL:
-        final = await client.workflow.status(process_id)
+        final = (await client.workflow.status(process_id)).proto
     if json_lines:
         print(as_json(final), flush=True)
     else:
@@ -218,7 +225,7 @@ async def _follow(client: Client, process_id: str, *, json_lines: bool = False) 
 async def _graph(client: Client, args: argparse.Namespace) -> str:
     version, states = args.version, None
     if args.process:
-        process = await client.workflow.status(args.process)
+        process = (await client.workflow.status(args.process)).proto
         if process.definition != args.name:
             raise ValueError(f"process {process.id} runs {process.definition!r}, not {args.name!r}")
         if version and version != process.definition_version:

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from control_plane.sdk import Client
 from control_plane.server import running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import registry_pb2
+from hms_mgmt import Client
 
 TTL_S = 2.0
 

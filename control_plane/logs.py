@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from control_plane.core.logfields import FIELDS, current
 
 # Libraries that are chatty at INFO and DEBUG; they stay at WARNING unless named in --log-level.
@@ -75,10 +77,16 @@ class TextFormatter(logging.Formatter):
 
 
 class _BoundFields(logging.Filter):
-    """Attaches the fields bound where the line was written (the formatter may run elsewhere)."""
+    """Attaches the fields bound where the line was written (the formatter may run elsewhere), and the
+    trace and span ids of the span current there, if any (always none with tracing off)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.fields = dict(current())
+        fields = dict(current())
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            fields.setdefault("trace_id", f"{span.trace_id:032x}")
+            fields.setdefault("span_id", f"{span.span_id:016x}")
+        record.fields = fields
         return True
 
 

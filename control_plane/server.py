@@ -12,6 +12,7 @@ from typing import cast
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from control_plane import security
@@ -22,8 +23,11 @@ from control_plane.core.schedules.schedules import Schedules
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
 from control_plane.limits import MAX_RPC_MESSAGE_BYTES
+from control_plane.observability import tracing
 from control_plane.observability.grpc_metrics import GrpcServerMetrics, MetricsInterceptor
+from control_plane.observability.grpc_tracing import TracingInterceptor
 from control_plane.observability.metrics import Metrics, build_metrics
+from control_plane.observability.workflow_tracing import WorkflowSpans
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.decoding import CleanDecoding
 from control_plane.servicers.reflection import enable_documented_reflection
@@ -61,6 +65,10 @@ SERVER_OPTIONS = (
     # The sizes the contract allows (gRPC's defaults: 4 MiB received, no send limit); the SDK agrees.
     ("grpc.max_receive_message_length", MAX_RPC_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_RPC_MESSAGE_BYTES),
+    # Clients ping open connections to find a hung replica (the SDKs every 20 s); gRPC's default
+    # allows one ping without data per 5 minutes and answers more with GOAWAY (too_many_pings).
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
 )
 
 
@@ -150,6 +158,11 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         scopes = Scopes(authenticator)
         metrics = build_metrics(registry, prober, bus, workflows, store) if settings.metrics else None
         interceptors: list[grpc.aio.ServerInterceptor] = []
+        if tracing.enabled():
+            # Only when the OTEL_* variables turned tracing on (tracing.configure): otherwise no cost.
+            tracer = trace.get_tracer("hms-mgmt")
+            interceptors.append(TracingInterceptor(tracer))
+            workflows.transition_observers.append(WorkflowSpans(tracer).on_transition)
         if metrics is not None:
             # Outermost, so refused calls (UNAUTHENTICATED, PERMISSION_DENIED) are counted too.
             grpc_metrics = GrpcServerMetrics(metrics.registry)

@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import RegistrySettings, Settings
 from control_plane.storage import Store, open_store
+from hms_mgmt import Client
 from tests.workflow_support import Services
 
 READY = re.compile(r"mgmt listening on (\S+)")

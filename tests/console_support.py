@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from control_plane.sdk import Client
 from hms.mgmt.v1 import bus_pb2 as pb_bus
+from hms_mgmt import Client
 
 # A process that waits for the signal `go` and ends with what it carried.
 WAITER = """

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from control_plane.sdk import Client
 from hms.mgmt.v1 import registry_pb2, registry_pb2_grpc
+from hms_mgmt import Client
 
 # What a request may keep a stream or a Lookup waiting, at worst, while another request is served.
 STALL_BOUND_S = 0.050

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from control_plane.errors import FailedPrecondition, InvalidArgument
-from control_plane.sdk import BusSubscription, Client
 from hms.mgmt.v1 import bus_pb2 as pb
+from hms_mgmt import BusSubscription, Client
 
 
 async def take(sub: BusSubscription, count: int, timeout_s: float = 10.0) -> list[pb.Delivery]:

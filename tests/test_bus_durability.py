@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from control_plane.errors import InvalidArgument
-from control_plane.sdk import Client
 from control_plane.server import App
 from hms.mgmt.v1 import bus_pb2 as pb
+from hms_mgmt import Client
 from tests.conftest import ServerProcess
 from tests.test_bus import messages, take
 from tests.test_grpcurl import grpcurl

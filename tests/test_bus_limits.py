@@ -12,11 +12,11 @@ import pytest
 
 from control_plane.limits import FRAME_BYTES, MAX_BATCH_BYTES, MAX_PAYLOAD_BYTES, MAX_RPC_MESSAGE_BYTES, MIB
 from control_plane.models import OutgoingMessage, message_bytes
-from control_plane.sdk import BusSubscription, Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2 as pb
 from hms.mgmt.v1 import bus_pb2_grpc
+from hms_mgmt import BusSubscription, Client
 from tests.test_bus import messages
 
 # A frame carries about FRAME_BYTES of messages; deliveries add their ids and sequences around them.

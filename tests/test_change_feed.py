@@ -9,7 +9,7 @@ import pytest
 from control_plane.core.registry import ChangeFeed
 from control_plane.errors import OutOfRange, ResourceExhausted, Unavailable
 from control_plane.models import ChangeType, Instance, RegistryChange
-from control_plane.sdk import Client
+from hms_mgmt import Client
 
 
 def change(revision: int, service: str = "svc") -> RegistryChange:

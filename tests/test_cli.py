@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from control_plane.cli_workflow import _epoch
-from control_plane.sdk import Client
 from control_plane.server import App
+from hms_mgmt import Client
 
 WAITING = """
 name: inspection

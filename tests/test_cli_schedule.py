@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 
-from control_plane.sdk import Client
+from hms_mgmt import Client
 from control_plane.server import App
 from tests.test_cli_workflow import run_cli
 

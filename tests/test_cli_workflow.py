@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from control_plane.sdk import Client
 from control_plane.server import App
+from hms_mgmt import Client
 
 WAIT_THEN_NAP = """
 name: cli-demo

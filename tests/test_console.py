@@ -9,7 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from google.protobuf.json_format import MessageToDict
 
-from control_plane.sdk import Client
+from control_plane.models.bus import StoredMessage
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import Process, ProcessState
 from tests.console_support import WAITER, console_session, dead_letter, write_tokens
 
 
@@ -30,7 +32,7 @@ def url(server: App) -> str:
     return server.http_url
 
 
-async def start_waiters(client: Client, *keys: str) -> list[pb.Process]:
+async def start_waiters(client: Client, *keys: str) -> list[Process]:
     await client.workflow.apply(WAITER)
     return [await client.workflow.start("waiter", {"n": n}, business_key=key) for n, key in enumerate(keys)]
 
@@ -140,7 +142,7 @@ async def test_a_signal_sent_from_the_console_moves_the_process_on_and_records_w
     assert status == 200 and answer["ok"], answer
     assert answer["event"]["type"] == "signal_received" and answer["event"]["step_id"] == "wait"
     final = await client.workflow.wait(process.id)
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
     history = await client.workflow.history(process.id)
     received = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED)
     assert MessageToDict(received.details)["by"] == {"name": "", "role": "", "via": "console"}
@@ -156,7 +158,7 @@ async def test_a_cancel_from_the_console_ends_the_process_cancelled(client: Clie
 
     assert status == 200 and answer["event"]["type"] == "process_cancel_requested"
     assert "reason: withdrawn" in answer["event"]["summary"]
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_CANCELLED
+    assert (await client.workflow.status(process.id)).state == ProcessState.CANCELLED
     assert again[0] == 409 and "already ended" in again[1]["error"]
 
 
@@ -177,7 +179,7 @@ async def test_an_action_without_the_pages_csrf_token_is_refused_and_changes_not
         stolen = await other_browser.post(f"/processes/{process.id}/cancel", {}, csrf=browser.csrf)
 
     assert [r[0] for r in (no_session, no_token, wrong_token, other_site, stolen)] == [403] * 5
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+    assert (await client.workflow.status(process.id)).state == ProcessState.RUNNING
     assert len(await client.workflow.history(process.id)) == events_before
 
 
@@ -195,7 +197,7 @@ async def test_a_bad_signal_payload_is_refused_with_the_reason(client: Client, u
     assert not_object[0] == 400 and "JSON object" in not_object[1]["error"]
     assert no_name[0] == 400 and "name" in no_name[1]["error"]
     assert gone[0] == 404
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+    assert (await client.workflow.status(process.id)).state == ProcessState.RUNNING
 
 
 async def test_dead_letters_are_listed_and_replayed_once_to_their_subject(client: Client, url: str) -> None:
@@ -242,11 +244,25 @@ async def test_the_process_stream_patches_the_page_after_each_transition(client:
     assert ended[0] == "end"  # the process is over: the page stops listening
 
 
+class RemovalSignalling(list[Callable[[list[StoredMessage]], None]]):
+    """The Bus log's listener list, telling the test when the console's stream takes its listener off."""
+
+    def __init__(self, items: list[Callable[[list[StoredMessage]], None]]) -> None:
+        super().__init__(items)
+        self.removed = asyncio.Event()
+
+    def remove(self, listener: Callable[[list[StoredMessage]], None]) -> None:
+        super().remove(listener)
+        self.removed.set()
+
+
 async def test_the_processes_stream_shows_a_state_change_and_then_listens_no_more(
     server: App, client: Client, url: str
 ) -> None:
     [process] = await start_waiters(client, "A-17")
-    listeners = len(server.bus.log.listeners)
+    watched = RemovalSignalling(server.bus.log.listeners)
+    server.bus.log.listeners = watched
+    listeners = len(watched)
 
     async with console_session(url) as browser:
         async with browser.events("/live/processes?definition=waiter") as events:
@@ -258,10 +274,9 @@ async def test_the_processes_stream_shows_a_state_change_and_then_listens_no_mor
         assert process.id in rows
         # The stream notices the closed connection at its next write; make one happen.
         await client.workflow.start("waiter", {"n": 9}, business_key="A-18")
-        async with asyncio.timeout(10):
-            # Nothing to await: the handler's `finally` runs once its write to the closed socket fails.
-            while len(server.bus.log.listeners) != listeners:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        # The handler's `finally` removes its listener once its write to the closed socket fails.
+        await asyncio.wait_for(watched.removed.wait(), timeout=10)
+        assert len(watched) == listeners
 
 
 async def test_an_instance_going_down_leaves_the_registry_stream_with_its_reason(
@@ -332,7 +347,7 @@ async def test_a_worker_token_sees_no_actions_and_a_forged_action_is_refused(gua
     assert listing[0] == 403
     assert forged[0] == 403 and "worker may not" in forged[1]["error"]
     assert forged_signal[0] == 403
-    assert final.state == pb.PROCESS_STATE_RUNNING
+    assert final.state == ProcessState.RUNNING
 
 
 async def test_an_action_is_recorded_with_the_name_and_role_of_its_token(guarded: App) -> None:

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import Process, ProcessState
 from services.permit.demo import APPLICATIONS, DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -68,7 +69,7 @@ async def waiting_for_inspection(client: Client, process_id: str) -> None:
     raise AssertionError(f"process {process_id} ended before it waited for the inspection")
 
 
-async def start_application(client: Client, values: dict[str, Any]) -> pb.Process:
+async def start_application(client: Client, values: dict[str, Any]) -> Process:
     return await client.workflow.start(DEFINITION, values, business_key=str(values["application_id"]))
 
 
@@ -142,7 +143,7 @@ async def test_the_console_follows_the_permit_applications_in_a_browser(
         )
         await window.screenshot("process-completed")
         await no_console_errors(window)
-        assert (await client.workflow.status(approved)).state == pb.PROCESS_STATE_COMPLETED
+        assert (await client.workflow.status(approved)).state == ProcessState.COMPLETED
 
         # Cancelling from the page ends a process CANCELLED.
         fourth = dict(APPLICATIONS[0].input, application_id="BP-2026-0420", applicant="Lea Novak")
@@ -155,7 +156,7 @@ async def test_the_console_follows_the_permit_applications_in_a_browser(
         assert "Cancel process" in await window.accept_confirmation()
         await window.wait_js("return document.getElementById('cancel-result').innerText.includes('cancel')")
         await window.wait_js("return document.querySelector('#process-header .state-cancelled') !== null")
-        assert (await client.workflow.status(cancelled.id)).state == pb.PROCESS_STATE_CANCELLED
+        assert (await client.workflow.status(cancelled.id)).state == ProcessState.CANCELLED
         history = await window.texts("#process-history .type-process_cancel_requested")
         assert history and "the applicant withdrew" in history[0]
         await no_console_errors(window)
@@ -238,7 +239,7 @@ async def test_a_token_without_the_right_to_act_sees_no_action_buttons(window: B
         )
         assert status == 403
         await window.console_errors()  # Chromium reports the refused request itself as an error
-        assert (await admin.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+        assert (await admin.workflow.status(process.id)).state == ProcessState.RUNNING
 
         # An admin (or client) token gets the buttons.
         await window.forget()
@@ -291,4 +292,4 @@ async def test_a_form_on_another_site_cannot_act_for_the_viewer(
 
     assert "CSRF" in answer
     await window.console_errors()  # the refused POST is reported by Chromium itself
-    assert (await client.workflow.status(process.id)).state == pb.PROCESS_STATE_RUNNING
+    assert (await client.workflow.status(process.id)).state == ProcessState.RUNNING

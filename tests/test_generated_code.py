@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
-GENERATED = ROOT / "hms" / "mgmt" / "v1"
+GENERATED = ROOT / "clients" / "python" / "hms" / "mgmt" / "v1"
 BIN = Path(sys.executable).parent  # the generators installed beside this Python by the test extras
 
 

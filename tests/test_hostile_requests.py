@@ -14,10 +14,10 @@ from control_plane.core.workflow.bus_waits import BusWaits
 from control_plane.core.workflow.parser import parse_definition
 from control_plane.errors import InvalidArgument
 from control_plane.models import StoredMessage
-from control_plane.sdk import Client
 from control_plane.server import App
 from hms.mgmt.v1 import bus_pb2
-from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import ProcessState, StepState
 from tests.latency import STALL_BOUND_S, Probe, keep_alive_stream, least_stalled, lookups
 from tests.workflow_support import finish
 
@@ -109,9 +109,9 @@ async def test_hostile_cel_comprehension_refused_or_cut_off_while_lookup_answers
         violation = refused.value.violations[0]
         assert violation.field == "steps[0].choice[0].when"
         assert "nested" in violation.description, violation
-        assert small_done.state == pb.PROCESS_STATE_COMPLETED
-        assert [s.step_id for s in small_done.steps if s.state == pb.STEP_STATE_COMPLETED] == ["pick", "yes"]
-        assert big_done.state == pb.PROCESS_STATE_FAILED
+        assert small_done.state == ProcessState.COMPLETED
+        assert [s.step_id for s in small_done.steps if s.state == StepState.COMPLETED] == ["pick", "yes"]
+        assert big_done.state == ProcessState.FAILED
         assert big_done.error.code == "CONDITION"
         assert "too costly" in big_done.error.message, big_done.error
         return probe
@@ -144,7 +144,7 @@ async def test_catastrophic_regex_in_input_schema_refused_while_lookup_answers(c
         assert "does not match" in refused.value.violations[0].description
         # A pattern only a backtracking engine runs is refused when the definition is registered.
         assert backreference.value.violations[0].field == "input_schema.properties.code.pattern"
-        assert accepted.state in (pb.PROCESS_STATE_STARTED, pb.PROCESS_STATE_RUNNING)
+        assert accepted.state in (ProcessState.STARTED, ProcessState.RUNNING)
         return probe
 
     probe = await least_stalled(hostile)

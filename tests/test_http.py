@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from control_plane.errors import InvalidArgument
-from control_plane.sdk import Client
 from control_plane.server import App
+from hms_mgmt import Client
 from tests.metrics_support import get, sample
 
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from control_plane.core.logfields import bound
 from control_plane.logs import configure, parse_levels
@@ -66,6 +68,21 @@ def test_json_lines_carry_the_bound_fields(
     )
     assert "T" in first["time"]
     assert "process_id" not in second
+
+
+def test_json_lines_carry_the_current_spans_trace_and_span_ids(
+    restore_logging: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure("info", "json")
+    span = SpanContext(0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=False)
+    with trace.use_span(NonRecordingSpan(span)):
+        logging.getLogger("control_plane.x").warning("in a span")
+    logging.getLogger("control_plane.x").warning("outside")
+
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+
+    assert (first["trace_id"], first["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert "trace_id" not in second and "span_id" not in second
 
 
 def test_serve_writes_json_lines_and_refuses_a_bad_level(tmp_path: Path) -> None:

@@ -21,12 +21,13 @@ from control_plane.core.workflow.machine import (
 )
 from control_plane.errors import InvalidArgument, ResourceExhausted
 from control_plane.models import TaskAttempt
-from control_plane.sdk import Client
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage.connection import Connection
 from control_plane.storage.writer import Writer
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import ProcessState
 
 WAITING = """
 name: waiting
@@ -49,7 +50,7 @@ async def test_cleared_timers_leave_memory(server: App, client: Client) -> None:
         assert not answer.buffered
     done = await client.workflow.status(processes[-1].id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     assert len(timers) == 0
     assert timers.footprint <= 65  # dead heap entries are compacted away, not kept for 14 days
 
@@ -222,7 +223,8 @@ async def test_group_commit_queue_is_bounded(tmp_path: Path) -> None:
         first = asyncio.ensure_future(writer.submit(blocked))
         await asyncio.to_thread(blocked.entered.wait, 10)
         internal = [asyncio.ensure_future(writer.submit(lambda c: None)) for _ in range(30)]
-        await asyncio.sleep(0)  # one loop pass: each submitter queues its work or starts waiting for room
+        # One loop pass, not time: each submitter runs to its first suspension, queued or waiting for room.
+        await asyncio.sleep(0)  # waits-on-purpose
 
         assert writer._queue.qsize() == 7  # the blocked write is one of the 8; 23 wait outside the queue
         assert writer.pending == 8

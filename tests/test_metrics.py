@@ -14,11 +14,12 @@ import pytest
 from control_plane.core.bus.stats import MAX_TOKENS, OTHER, BusStats
 from control_plane.errors import Unavailable
 from control_plane.models import StoredMessage
-from control_plane.sdk import Client, TaskContext, TaskFailure, Worker
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, TaskFailure, Worker
+from hms_mgmt.types import ProcessState
 from tests.metrics_support import sample, scrape, series
 from tests.test_probing import NOT_SERVING, SERVING, Instance, fast_probe
 from tests.workflow_support import Services, finish
@@ -61,7 +62,7 @@ async def test_fifty_completed_processes_move_the_completed_counter_by_exactly_f
 
     processes = [await client.workflow.start("pair", {"n": n}) for n in range(50)]
     for process in processes:
-        assert (await finish(client, process.id)).state == pb.PROCESS_STATE_COMPLETED
+        assert (await finish(client, process.id)).state == ProcessState.COMPLETED
     after = await scrape(server)
 
     moved = sample(after, "mgmt_workflow_processes_ended_total", **ended) - sample(
@@ -139,9 +140,9 @@ async def test_retries_timeouts_compensations_and_signals_are_counted(
     text = await scrape(server)
 
     assert ends == {
-        flaky.id: pb.PROCESS_STATE_COMPENSATED,
-        approved.id: pb.PROCESS_STATE_COMPLETED,
-        unanswered.id: pb.PROCESS_STATE_FAILED,
+        flaky.id: ProcessState.COMPENSATED,
+        approved.id: ProcessState.COMPLETED,
+        unanswered.id: ProcessState.FAILED,
         late.id: pb.PROCESS_STATE_FAILED,
     }
     assert sample(text, "mgmt_workflow_task_retries_total", definition="flaky") == 2

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from control_plane.sdk import Client
 from control_plane.server import App
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as reg_pb
-from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
+from hms_mgmt.types import Process, ProcessState
 from tests.workflow_support import RefusingStore
 
 NODE = shutil.which("node")
@@ -152,7 +152,7 @@ async def wait_passing(client: Client, instance_id: str) -> reg_pb.ServiceInstan
     raise AssertionError(f"the watch of {SERVICE} ended before {instance_id} was healthy")
 
 
-async def finish(client: Client, process_id: str) -> pb.Process:
+async def finish(client: Client, process_id: str) -> Process:
     """Wait, with a deadline, until the process ends."""
     async with asyncio.timeout(DEADLINE_S):
         return await client.workflow.wait(process_id)
@@ -169,7 +169,7 @@ async def test_it_registers_with_its_tags_is_probed_healthy_and_deregisters_on_s
     assert list(instance.tags) == ["node"]
     assert instance.version == "1.0.0"
     assert instance.address.startswith("127.0.0.1:")
-    assert instance.HasField("probe")
+    assert instance.probe is not None
 
     assert await node.stop(signal.SIGTERM) == 0, node.logs()
     assert await client.registry.lookup(SERVICE, include_unhealthy=True) == []
@@ -186,7 +186,7 @@ async def test_it_sends_the_notice_and_completes_its_task(
     )
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED, node.logs()
+    assert done.state == ProcessState.COMPLETED, node.logs()
     [step] = done.steps
     output = dict(step.output)
     assert output["decision"] == "approved"
@@ -207,7 +207,7 @@ async def test_a_task_without_a_decision_fails_for_good_with_invalid_input(
     process = await client.workflow.start("notify_blank", {"email": "ada@example.org"})
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_FAILED
+    assert done.state == ProcessState.FAILED
     assert done.error.code == "INVALID_INPUT"
     assert done.steps[0].attempts == 1
     assert notices(tmp_path / "outbox.jsonl") == []
@@ -222,13 +222,13 @@ async def test_a_killed_instance_leaves_the_task_queued_and_a_new_instance_compl
 
     process = await client.workflow.start("notify", {"decision": "rejected", "email": "bob@example.org"})
     waiting = await client.workflow.status(process.id)
-    assert waiting.state == pb.PROCESS_STATE_RUNNING
+    assert waiting.state == ProcessState.RUNNING
     assert notices(tmp_path / "outbox.jsonl") == []
 
     second = await node_service("node-2")
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED, second.logs()
+    assert done.state == ProcessState.COMPLETED, second.logs()
     assert dict(done.steps[0].output)["decision"] == "rejected"
     # node-1 is dead (SIGKILL), so the one notice in the outbox is node-2's.
     assert [n["process_id"] for n in notices(tmp_path / "outbox.jsonl")] == [process.id]
@@ -246,5 +246,5 @@ async def test_a_report_refused_while_the_store_is_down_is_sent_again_until_answ
     done = await finish(client, process.id)
 
     assert store.refused == 3
-    assert done.state == pb.PROCESS_STATE_COMPLETED, node.logs()
+    assert done.state == ProcessState.COMPLETED, node.logs()
     assert [n["process_id"] for n in notices(tmp_path / "outbox.jsonl")] == [process.id]

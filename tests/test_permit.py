@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from control_plane.core.workflow.parser import parse_definition
-from control_plane.sdk import TaskContext, TaskFailure
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import TaskContext, TaskFailure
 from services.permit.demo import DEFINITION_FILE, node_installed, run_demo
 from services.permit.documents import DocumentService, required_documents
 from services.permit.inspections import InspectionService, inspector_for

@@ -14,10 +14,10 @@ import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from control_plane.sdk import Client, WatchStream
 from control_plane.server import App
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
+from hms_mgmt import Client, WatchStream
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

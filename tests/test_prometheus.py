@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from control_plane.sdk import Client
 from control_plane.server import App
+from hms_mgmt import Client
 from services.permit.demo import run_demo
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "hms-mgmt.json"

@@ -8,11 +8,11 @@ import time
 import pytest
 
 from control_plane.errors import InvalidArgument, NotFound, OutOfRange
-from control_plane.sdk import Client, WatchStream
 from control_plane.server import App, running
 from control_plane.settings import Settings
-from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
+from hms_mgmt import Client, WatchStream
+from hms_mgmt.types import HealthStatus, Instance
 from tests.conftest import with_registry
 
 
@@ -36,7 +36,7 @@ async def test_register_then_lookup_returns_the_instance(client: Client) -> None
     found = await client.registry.lookup("payments")
 
     assert [i.instance_id for i in found] == [reply.instance.instance_id]
-    assert found[0].health == common_pb2.HEALTH_STATUS_PASSING
+    assert found[0].health == HealthStatus.PASSING
 
 
 async def test_reregistering_updates_in_place_and_keeps_the_lease(client: Client) -> None:
@@ -57,7 +57,7 @@ async def test_lookup_filters_by_tags_and_version_range(client: Client) -> None:
     )
     await client.registry.register("svc", "127.0.0.1:3", instance_id="c", version="3.0.0", tags=["us"])
 
-    def ids(instances: list[pb.ServiceInstance]) -> list[str]:
+    def ids(instances: list[Instance]) -> list[str]:
         return sorted(i.instance_id for i in instances)
 
     assert ids(await client.registry.lookup("svc", tags=["eu"])) == ["a", "b"]

@@ -24,9 +24,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from control_plane import errors
-from control_plane.sdk import Client, TaskContext, Worker, duration
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker, duration
+from hms_mgmt.types import Process, ProcessState
 from services.permit.demo import DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -161,7 +162,7 @@ async def test_a_process_started_on_one_replica_runs_on_a_worker_of_another(repl
             async with asyncio.timeout(20):
                 final = await a.workflow.wait(process.id)
 
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
 
 
 async def _echo(task: TaskContext) -> dict[str, str]:
@@ -244,7 +245,7 @@ async def test_replicas_carry_on_when_the_database_drops_their_connections(
 
     assert (up.type, up.instance.instance_id) == (registry_pb2.CHANGE_TYPE_UP, "o-9")
     assert published.sequence >= 1
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
     completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
     assert completed == ["first", "second"]
 
@@ -309,7 +310,7 @@ async def test_timers_held_by_two_replicas_complete_each_step_once(replicas: Rep
             finals = [await finish(a, pid) for pid in ids]
         histories = [await a.workflow.history(pid) for pid in ids]
 
-    assert {p.state for p in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {p.state for p in finals} == {ProcessState.COMPLETED}
     for history in histories:
         completed = collections.Counter(
             e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
@@ -341,7 +342,7 @@ async def test_when_the_leader_dies_another_replica_takes_over_its_duties(replic
     assert any("took leadership" in line for line in replicas.processes[0].log)
     assert up.type == registry_pb2.CHANGE_TYPE_UP
     assert (down.type, down.reason) == (registry_pb2.CHANGE_TYPE_DOWN, "lease_expired")
-    assert (final.state, dict(final.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
+    assert (final.state, dict(final.output)) == (ProcessState.COMPLETED, {"approved": True})
 
 
 # -- the whole platform on three replicas ----------------------------------------------------------
@@ -479,7 +480,7 @@ async def test_permit_processes_finish_exactly_once_while_replicas_die_and_resta
 
         async with asyncio.timeout(120):
 
-            async def wait(client: Client, process_id: str) -> pb.Process:
+            async def wait(client: Client, process_id: str) -> Process:
                 return await client.workflow.wait(process_id)
 
             finals = [await with_failover(planes, 0, functools.partial(wait, process_id=pid)) for pid in ids]

@@ -25,13 +25,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from control_plane.core.registry import Registration
 from control_plane.errors import Unavailable
 from control_plane.models import ChangeType, Instance
-from control_plane.sdk import Client, TaskContext, WatchStream
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
 from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
-from hms.mgmt.v1 import workflow_pb2 as wf
+from hms_mgmt import Client, TaskContext, WatchStream
+from hms_mgmt.types import ProcessState
 from tests.conftest import with_registry
 from tests.workflow_support import BUS_WAIT, Services
 
@@ -217,7 +217,7 @@ async def timers(app: App, client: Client) -> None:
     outage.end()
     async with asyncio.timeout(10):
         done = await client.workflow.wait(process.id)
-    assert done.state == wf.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
 
 
 async def bus_waits(app: App, client: Client) -> None:
@@ -231,7 +231,7 @@ async def bus_waits(app: App, client: Client) -> None:
     outage.end()
     async with asyncio.timeout(10):
         done = await client.workflow.wait(process.id)
-    assert done.state == wf.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
 
 
 async def task_timeouts(app: App, client: Client) -> None:
@@ -261,7 +261,7 @@ async def task_timeouts(app: App, client: Client) -> None:
     finally:
         gate.set()
         await services.stop()
-    assert (done.state, done.error.code) == (wf.PROCESS_STATE_FAILED, "TIMEOUT")
+    assert (done.state, done.error.code) == (ProcessState.FAILED, "TIMEOUT")
 
 
 Scenario = Callable[[App, Client], Awaitable[None]]

@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 
 from control_plane import errors
-from control_plane.sdk import Client
+from hms_mgmt import Client
 from hms.mgmt.v1 import schedule_pb2 as spb
 from hms.mgmt.v1 import workflow_pb2 as pb
 from tests.conftest import ServerProcess

@@ -17,9 +17,10 @@ import grpc
 import pytest
 
 from control_plane import errors
-from control_plane.sdk import Client, TaskContext, Unavailable, Worker
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Unavailable, Worker
+from hms_mgmt.types import ProcessState
 from tests.conftest import ServerProcess
 from tests.test_bus import take
 from tests.test_registry import next_changes
@@ -49,7 +50,7 @@ async def test_a_client_whose_first_address_refuses_uses_the_next(
     server_process: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
     live = await server_process()
-    caplog.set_level(logging.WARNING, logger="control_plane.sdk")
+    caplog.set_level(logging.WARNING, logger="hms_mgmt")
 
     async with Client(f"{CLOSED}, {live.address}") as client:
         services = await client.registry.list_services()  # a read: retried on the live address
@@ -91,7 +92,7 @@ async def test_a_message_published_without_an_id_is_not_sent_twice(server_proces
 async def test_a_worker_moves_to_the_next_replica_and_every_step_completes_once(
     server_process: Start, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="control_plane.sdk")
+    caplog.set_level(logging.INFO, logger="hms_mgmt")
     first = await server_process()
     addresses = [first.address, free_address()]
     runs: collections.Counter[str] = collections.Counter()
@@ -134,7 +135,7 @@ async def test_a_worker_moves_to_the_next_replica_and_every_step_completes_once(
             await run
 
     assert second.address == addresses[1]
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
     completed = collections.Counter(
         e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
     )
@@ -267,7 +268,7 @@ async def test_on_postgresql_a_client_and_a_worker_move_to_the_surviving_replica
         async with asyncio.timeout(10):
             await run
 
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
     completed = collections.Counter(
         e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
     )

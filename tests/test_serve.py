@@ -15,7 +15,7 @@ import pytest
 
 from control_plane.cli import build_parser, settings_from_args
 from control_plane.limits import MIB
-from control_plane.sdk import Client
+from hms_mgmt import Client
 from tests.conftest import ServerProcess
 
 Start = Callable[..., Awaitable[ServerProcess]]

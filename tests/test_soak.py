@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.sdk import BusSubscription, Client, TaskContext, Worker
+from hms_mgmt import BusSubscription, Client, TaskContext, Worker
 from tests.conftest import ServerProcess
 
 logger = logging.getLogger(__name__)

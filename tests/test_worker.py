@@ -12,11 +12,12 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from control_plane.sdk import Client, TaskContext, Worker
-from control_plane.sdk._workflow import struct
 from control_plane.server import App
 from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker
+from hms_mgmt._workflow import struct
+from hms_mgmt.types import ProcessState, StepState
 from tests.test_sdk_failover import CLOSED, switches
 from tests.workflow_support import RefusingStore, finish, next_tasks
 
@@ -62,7 +63,7 @@ async def test_every_task_report_is_answered_and_resent_after_store_failure(
             await run
 
     assert store.refused == 30
-    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {f.state for f in finals} == {ProcessState.COMPLETED}
     for history in histories:
         completed = collections.Counter(
             e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
@@ -111,12 +112,12 @@ async def test_a_report_the_store_refused_ends_the_stream_unavailable_and_counts
     histories = [await client.workflow.history(p.id) for p in processes]
 
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE  # not answered: the worker sends it again
-    assert {p.state for p in unchanged} == {pb.PROCESS_STATE_RUNNING}
+    assert {p.state for p in unchanged} == {ProcessState.RUNNING}
     assert isinstance(answer, pb.ReportTaskEventBatchesResponse)
     assert isinstance(repeat, pb.ReportTaskEventBatchesResponse)
     assert (answer.batch_id, list(answer.results)) == (1, [pb.REPORT_RESULT_ACCEPTED] * 2)
     assert (repeat.batch_id, list(repeat.results)) == (2, [pb.REPORT_RESULT_ALREADY_REPORTED])
-    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {f.state for f in finals} == {ProcessState.COMPLETED}
     for history in histories:
         assert [e.type for e in history].count(pb.HISTORY_EVENT_TYPE_STEP_COMPLETED) == 1
 
@@ -150,9 +151,9 @@ async def test_report_task_events_ends_with_the_store_failure_instead_of_an_answ
     final = await finish(client, process.id)
 
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert unchanged.state == pb.PROCESS_STATE_RUNNING
+    assert unchanged.state == ProcessState.RUNNING
     assert (answer.accepted, answer.stale, answer.invalid) == (1, 0, 0)
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
 
 
 class GatedStore:
@@ -205,7 +206,7 @@ async def test_a_completion_whose_caller_gave_up_during_its_commit_still_advance
     assert reporting.cancelled()
     assert (first.step_id, second.step_id) == ("s1", "s2")
     status = await client.workflow.status(process.id)
-    assert [s.state for s in status.steps][:1] == [pb.STEP_STATE_COMPLETED]
+    assert [s.state for s in status.steps][:1] == [StepState.COMPLETED]
 
 
 def _error_reason(error: grpc.aio.AioRpcError) -> str:
@@ -246,7 +247,7 @@ async def test_worker_with_lapsed_lease_is_told_to_register_again(
         assert _error_reason(error) == "NOT_REGISTERED"
 
     # An SDK Worker evicted from the registry (as a lapse does) registers again where it is, at once.
-    caplog.set_level(logging.INFO, logger="control_plane.sdk")
+    caplog.set_level(logging.INFO, logger="hms_mgmt")
     async with Client([server.address, CLOSED]) as worker_client:
         worker = Worker(worker_client, "Batch", instance_id="evicted", drain_timeout_s=1.0)
         worker.task("job")(lambda task: _done())
@@ -264,7 +265,7 @@ async def test_worker_with_lapsed_lease_is_told_to_register_again(
                 await run
         address = worker_client.address
 
-    assert final.state == pb.PROCESS_STATE_COMPLETED
+    assert final.state == ProcessState.COMPLETED
     assert [i.instance_id for i in instances] == ["evicted"]
     assert address == server.address and switches(caplog) == []
     assert any("registering again" in r.getMessage() for r in caplog.records)

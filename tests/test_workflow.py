@@ -9,11 +9,12 @@ import grpc
 import pytest
 
 from control_plane.errors import InvalidArgument
-from control_plane.sdk import Client, TaskContext, TaskFailure, Unavailable, Worker
 from control_plane.server import running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2_grpc
+from hms_mgmt import Client, TaskContext, TaskFailure, Unavailable, Worker
+from hms_mgmt.types import ProcessState, StepState
 from tests.workflow_support import Services, finish, next_tasks, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
@@ -51,10 +52,10 @@ async def test_a_process_runs_its_steps_in_order_and_completes(client: Client, s
             while not published or published[-1] != "process_completed":
                 published.append((await anext(events)).message.subject.rsplit(".", 1)[-1])
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     assert dict(done.output) == {"decision": "approved", "receipt": "r-120"}
     assert services.types(process.id) == ["validate", "charge", "schedule", "decide"]
-    assert [s.state for s in done.steps] == [pb.STEP_STATE_COMPLETED] * 4
+    assert [s.state for s in done.steps] == [StepState.COMPLETED] * 4
     history = list(await client.workflow.history(process.id))
     assert [e.sequence for e in history] == list(range(1, len(history) + 1))
     completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
@@ -74,7 +75,7 @@ async def test_retries_with_backoff_then_success(client: Client, services: Servi
     process = await client.workflow.start("permit", {"application_id": "a2", "cost": 100})
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     charge = next(s for s in done.steps if s.step_id == "charge")
     assert charge.attempts == 3
     assert charge.last_error.code == "GATEWAY_DOWN"
@@ -93,14 +94,14 @@ async def test_a_step_failing_for_good_compensates_completed_steps_in_reverse(
     process = await client.workflow.start("permit", {"application_id": "a3", "cost": 5000})
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPENSATED
+    assert done.state == ProcessState.COMPENSATED
     assert done.error.code == "REJECTED_FOR_GOOD" and done.error.step_id == "decide"
     assert services.types(process.id) == ["validate", "charge", "schedule", "decide", "unschedule", "refund"]
     states = {s.step_id: s.state for s in done.steps}
     assert states == {
-        "validate": pb.STEP_STATE_COMPLETED,
-        "charge": pb.STEP_STATE_COMPENSATED,
-        "schedule": pb.STEP_STATE_COMPENSATED,
+        "validate": StepState.COMPLETED,
+        "charge": StepState.COMPENSATED,
+        "schedule": StepState.COMPENSATED,
         "decide": pb.STEP_STATE_FAILED,
     }
     refund = next(c for c in services.calls if c[0] == "refund")
@@ -115,7 +116,7 @@ async def test_nothing_to_compensate_ends_failed(client: Client, services: Servi
     process = await client.workflow.start("permit", {"application_id": "a4", "cost": 1})
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_FAILED
+    assert done.state == ProcessState.FAILED
     assert done.error.code == "INVALID_DOCUMENTS"
     assert services.types(process.id) == ["validate"]
 
@@ -177,11 +178,11 @@ async def test_signals_before_and_after_the_wait_and_a_choice(client: Client, se
     first, second = await finish(client, early.id), await finish(client, late.id)
 
     assert buffered.buffered and not delivered.buffered and again.duplicate
-    assert (first.state, dict(first.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
+    assert (first.state, dict(first.output)) == (ProcessState.COMPLETED, {"approved": True})
     assert services.types(early.id) == ["validate", "decide"]
     assert services.types(late.id) == ["validate", "validate"]
-    assert second.state == pb.PROCESS_STATE_COMPLETED
-    assert {s.step_id: s.state for s in second.steps}["reject"] == pb.STEP_STATE_COMPLETED
+    assert second.state == ProcessState.COMPLETED
+    assert {s.step_id: s.state for s in second.steps}["reject"] == StepState.COMPLETED
 
 
 PARALLEL = """
@@ -204,7 +205,7 @@ async def test_parallel_branches_join_then_a_sleep(client: Client, services: Ser
     process = await client.workflow.start("fanout", {})
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     assert sorted(services.types(process.id)) == ["decide", "validate"]
     both = next(s for s in done.steps if s.step_id == "both")
     assert set(dict(both.output)) == {"left", "right"}
@@ -272,11 +273,11 @@ async def test_worker_cancels_handler_and_frees_credit(client: Client, stopped_b
             await run
 
     if stopped_by == "process_cancelled":
-        assert ended.state == pb.PROCESS_STATE_CANCELLED and ended.cancel_reason == "applicant withdrew"
+        assert ended.state == ProcessState.CANCELLED and ended.cancel_reason == "applicant withdrew"
     else:
-        assert ended.state == pb.PROCESS_STATE_FAILED and ended.error.code == "TIMEOUT"
+        assert ended.state == ProcessState.FAILED and ended.error.code == "TIMEOUT"
     assert cancelled_while_serving == [stuck.id]
-    assert done.state == pb.PROCESS_STATE_COMPLETED and dict(done.output) == {"held": after.id}
+    assert done.state == ProcessState.COMPLETED and dict(done.output) == {"held": after.id}
     assert most_at_once == 1
 
 
@@ -373,7 +374,7 @@ async def test_a_task_held_by_a_vanished_worker_goes_to_another(client: Client, 
     first_docs.stop()  # its stream closes: the held task is requeued at once
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     assert dict(next(s for s in done.steps if s.step_id == "validate").output) == {"by": "second"}
 
 

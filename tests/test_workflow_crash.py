@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from control_plane.sdk import Client, TaskContext, Worker
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker
+from hms_mgmt.types import ProcessState
 from tests.conftest import ServerProcess
 
 Start = Callable[..., Awaitable[ServerProcess]]
@@ -70,7 +71,7 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
                 worker.stop()
             await asyncio.gather(*runs, return_exceptions=True)
 
-    assert {p.state for p in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {p.state for p in finals} == {ProcessState.COMPLETED}
     for history in histories:
         completed = collections.Counter(
             e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED

@@ -12,10 +12,11 @@ from typing import Any
 import grpc
 import pytest
 
-from control_plane.sdk import Client, TaskContext
-from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext
+from hms_mgmt._workflow import struct
+from hms_mgmt.types import Process, ProcessState
 from tests.workflow_support import BUS_WAIT, Services, finish, next_tasks, wait_for_step
 
 ROUTED = """
@@ -48,7 +49,7 @@ async def test_tasks_go_only_to_instances_whose_version_matches(client: Client) 
         new.cancel()
 
     assert reply.result == pb.REPORT_RESULT_ACCEPTED
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
 
 
 OUTBOX = """
@@ -108,8 +109,8 @@ async def test_a_bus_message_resumes_the_process_it_correlates_with(client: Clie
 
     done_a, done_b = await finish(client, first.id), await finish(client, second.id)
 
-    assert (done_a.state, dict(done_a.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
-    assert (done_b.state, dict(done_b.output)) == (pb.PROCESS_STATE_COMPLETED, {"approved": True})
+    assert (done_a.state, dict(done_a.output)) == (ProcessState.COMPLETED, {"approved": True})
+    assert (done_b.state, dict(done_b.output)) == (ProcessState.COMPLETED, {"approved": True})
     received = [
         e for e in await client.workflow.history(first.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
     ]
@@ -144,7 +145,7 @@ async def test_the_sdk_heartbeats_keep_a_long_task_past_its_heartbeat_timeout(
     process = await client.workflow.start("beats", {})
     done = await finish(client, process.id)
 
-    assert done.state == pb.PROCESS_STATE_COMPLETED
+    assert done.state == ProcessState.COMPLETED
     step = done.steps[0]
     assert (step.attempts, dict(step.output)) == (1, {"attempt": 1.0})
     assert dict(step.heartbeat_details) == {"done": 3.0}
@@ -161,7 +162,7 @@ steps:
 TaskStream = grpc.aio.UnaryStreamCall[pb.SubscribeTasksRequest, pb.SubscribeTasksResponse]
 
 
-async def _three_tokens(client: Client) -> tuple[TaskStream, list[pb.Process], list[str]]:
+async def _three_tokens(client: Client) -> tuple[TaskStream, list[Process], list[str]]:
     """Three processes whose tasks a manual worker holds, and its task stream (for the caller to end)."""
     await client.workflow.apply(ONE_STEP)
     await client.registry.register("Batch", "127.0.0.1:1", instance_id="b1")
@@ -196,7 +197,7 @@ async def test_one_report_stream_carries_many_tasks_events(client: Client) -> No
 
     assert (answer.accepted, answer.stale, answer.invalid) == (3, 1, 1)
     assert [v.field for v in answer.violations] == ["events[4].task_token"]
-    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {f.state for f in finals} == {ProcessState.COMPLETED}
 
 
 async def test_every_batch_of_a_report_stream_is_answered_with_a_result_per_event(client: Client) -> None:
@@ -224,7 +225,7 @@ async def test_every_batch_of_a_report_stream_is_answered_with_a_result_per_even
     assert isinstance(empty, pb.ReportTaskEventBatchesResponse) and empty.batch_id == 8
     assert (list(empty.results), [v.field for v in empty.violations]) == ([], ["events"])
     assert end is grpc.aio.EOF  # closed by the worker after its last answer: the stream ends OK
-    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {f.state for f in finals} == {ProcessState.COMPLETED}
 
 
 NAP = """
@@ -241,7 +242,7 @@ async def test_many_sleeping_processes_wake_together(client: Client) -> None:
 
     finals = await asyncio.gather(*(finish(client, p.id) for p in started))
 
-    assert {f.state for f in finals} == {pb.PROCESS_STATE_COMPLETED}
+    assert {f.state for f in finals} == {ProcessState.COMPLETED}
 
 
 async def test_a_worker_whose_lease_lapses_loses_its_tasks_at_once(client: Client) -> None:
@@ -273,4 +274,4 @@ async def test_a_worker_whose_lease_lapses_loses_its_tasks_at_once(client: Clien
     )
     assert frame.tasks[0].task_token == held.tasks[0].task_token  # the same attempt, requeued
     assert reply.result == pb.REPORT_RESULT_ACCEPTED
-    assert (await finish(client, process.id)).state == pb.PROCESS_STATE_COMPLETED
+    assert (await finish(client, process.id)).state == ProcessState.COMPLETED

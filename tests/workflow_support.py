@@ -10,10 +10,11 @@ import grpc
 import pytest
 
 from control_plane.errors import Unavailable
-from control_plane.sdk import Client, TaskContext, Worker
 from control_plane.server import App
 from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client, TaskContext, Worker
+from hms_mgmt.types import Process
 
 T = TypeVar("T")
 
@@ -103,7 +104,7 @@ async def wait_for_step(client: Client, process_id: str, step_id: str, *, schedu
     raise AssertionError(f"{step_id} never started")
 
 
-async def finish(client: Client, process_id: str) -> pb.Process:
+async def finish(client: Client, process_id: str) -> Process:
     async with asyncio.timeout(20):
         return await client.workflow.wait(process_id)
 

@@ -121,6 +121,9 @@ class ProcessRecord:
     end_after_compensation: str = ""  # the final state once compensation finishes
     signals: dict[str, list[Any]] = field(default_factory=dict)  # buffered, by name, in arrival order
     signal_ids: list[str] = field(default_factory=list)
+    # W3C traceparent of the call that started the process ("" untraced): the parent of every span
+    # of the process, kept with it so a process that lives for weeks stays one trace.
+    trace_parent: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
@@ -172,6 +175,7 @@ class TaskAttempt:
     timeout_s: float | None
     heartbeat_timeout_s: float | None
     heartbeat_details: Any = None
+    trace_parent: str = ""  # the process's (see ProcessRecord.trace_parent)
 
     def to_json(self) -> dict[str, Any]:
         """The attempt as a JSON-compatible dict."""

@@ -7,6 +7,7 @@ and grpc_method: a fixed set, bounded by the contract's methods and the status c
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -95,11 +96,7 @@ def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | No
         return "OK"
     if isinstance(error, grpc.aio.AbortError):
         return "UNKNOWN"  # aborted without a code that the context kept
-    return (
-        "CANCELLED"
-        if isinstance(error, BaseException) and type(error).__name__ == "CancelledError"
-        else "UNKNOWN"
-    )
+    return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):

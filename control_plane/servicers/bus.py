@@ -11,6 +11,8 @@ import grpc
 
 from control_plane.core.bus.bus import Bus
 from control_plane.core.paging import page
+from control_plane.observability import tracing
+from control_plane.observability.bus_tracing import carry_trace, delivered
 from control_plane.servicers import bus_convert as convert
 from control_plane.servicers.convert import seconds, timestamp
 from control_plane.servicers.errors import translate_errors
@@ -33,7 +35,10 @@ class BusServicer(bus_pb2_grpc.BusServicer):
 
     @translate_errors
     async def Publish(self, request: pb.PublishRequest, context: Context) -> pb.PublishResponse:
-        result = await self._bus.publish([convert.outgoing(request.message)], field="message")
+        messages = [convert.outgoing(request.message)]
+        if tracing.enabled():
+            messages = carry_trace(messages)
+        result = await self._bus.publish(messages, field="message")
         position = result.positions[0]
         return pb.PublishResponse(
             sequence=position.sequence,
@@ -71,6 +76,8 @@ class BusServicer(bus_pb2_grpc.BusServicer):
 
     async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
         batch = [convert.outgoing(m) for m in request.messages]
+        if tracing.enabled():
+            batch = carry_trace(batch)
         violations = self._bus.check_batch(batch, "messages")
         if violations:
             return pb.PublishStreamResponse(
@@ -102,8 +109,11 @@ class BusServicer(bus_pb2_grpc.BusServicer):
                     consumer=info, created=subscribed.created, start_sequence=subscribed.start_sequence
                 )
             )
+            traced = tracing.enabled()
             while True:
                 batch = await subscribed.consumer.take(subscribed.member)
+                if traced:
+                    delivered(batch, request.pattern)
                 yield convert.batch_response(batch)
 
     @translate_errors

@@ -2,7 +2,7 @@
 
 The generated `*_pb2` modules embed descriptors without source info, and protobuf's `CopyToProto`
 drops it anyway, so grpcio-reflection alone answers with bare descriptors: `grpcurl describe` would
-show no comments. `make proto` also writes `hms/mgmt/v1/documented.binpb` (the same files with
+show no comments. `make proto` also writes `clients/python/hms/mgmt/v1/documented.binpb` (the same files with
 `--include_source_info`); this servicer answers with those files where it has them, so every
 client that reads reflection (grpcurl, Postman, grpcui) shows the .proto comments.
 """

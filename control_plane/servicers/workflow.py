@@ -15,6 +15,7 @@ from control_plane.core.signal import wait_any
 from control_plane.core.workflow.workflows import ReportOutcome, Workflows
 from control_plane.errors import InvalidArgument, Unavailable
 from control_plane.models import ProcessRecord
+from control_plane.observability.tracing import current_traceparent
 from control_plane.servicers import bus_convert
 from control_plane.servicers import workflow_convert as convert
 from control_plane.servicers.convert import enum_value, timestamp
@@ -89,7 +90,12 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self, request: pb.StartProcessRequest, context: Context
     ) -> pb.StartProcessResponse:
         record, existed = await self._workflows.start(
-            request.definition, request.version, to_dict(request.input), request.business_key
+            request.definition,
+            request.version,
+            to_dict(request.input),
+            request.business_key,
+            # The RPC's server span (tracing on): the caller's trace, or a new root.
+            current_traceparent(),
         )
         return pb.StartProcessResponse(process=self._process(record), already_existed=existed)
 

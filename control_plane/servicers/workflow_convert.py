@@ -15,6 +15,7 @@ from control_plane.models import (
     StepState,
     TaskAttempt,
 )
+from control_plane.observability.workflow_tracing import task_traceparent
 from control_plane.servicers.convert import duration, timestamp
 from control_plane.servicers.structs import fill, to_struct
 from hms.mgmt.v1 import workflow_pb2 as pb
@@ -185,6 +186,8 @@ def task(item: TaskAttempt, deadline: float | None, token: str) -> pb.Task:
         message.heartbeat_timeout.CopyFrom(duration(item.heartbeat_timeout_s))
     if item.heartbeat_details is not None:
         message.heartbeat_details.CopyFrom(to_struct(item.heartbeat_details))
+    if item.trace_parent:
+        message.traceparent = task_traceparent(item)
     return message
 
 

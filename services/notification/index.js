@@ -16,6 +16,8 @@ import { parseArgs } from 'node:util';
 
 import { TaskFailure, Worker } from 'hms-mgmt';
 
+import { configureTracing, traced } from './tracing.js';
+
 const SERVICE = 'NotificationService';
 const TASK_TYPE = 'sendDecision';
 const MAX_IN_FLIGHT = 8;
@@ -32,7 +34,8 @@ const USAGE = `usage: node services/notification/index.js --server HOST:PORT [op
   -h, --help                  show this help
 
 Environment: MGMT_SERVER (default of --server), MGMT_TOKEN (bearer token), ${FAILURE_RATE_ENV} (share
-of attempts that fail with a retryable TRANSIENT error, in [0, 1)).`;
+of attempts that fail with a retryable TRANSIENT error, in [0, 1)); OTEL_* (traces to an OTLP collector,
+off unless OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_ENDPOINT is set).`;
 
 function log(message) {
   process.stderr.write(`${new Date().toISOString()} notification: ${message}\n`);
@@ -124,6 +127,8 @@ async function main() {
     process.exit(2);
   }
   const notifier = new Notifier(options);
+  // Off unless the OTEL_* variables ask for traces (see tracing.js).
+  const tracing = await configureTracing(process.env, SERVICE);
   const worker = new Worker({
     addresses: options.server,
     token: options.token,
@@ -138,7 +143,7 @@ async function main() {
     // The SDK serves grpc.health.v1 on 127.0.0.1:0 and registers that address with this probe.
     health: true,
     probe: { intervalMs: 1000, timeoutMs: 500, threshold: 2, deregisterCriticalAfterMs: 30_000 },
-    handlers: { [TASK_TYPE]: (task) => notifier.sendDecision(task) },
+    handlers: { [TASK_TYPE]: traced(tracing.tracer, SERVICE, (task) => notifier.sendDecision(task)) },
     logger: { warn: log, info: log },
   });
   let announced = false;
@@ -152,6 +157,7 @@ async function main() {
   log(`starting ${SERVICE} ${options.version} as ${options.instanceId}, control plane ${options.server}`);
   await worker.run(); // until SIGTERM or SIGINT: drains, deregisters
   log(`deregistered ${SERVICE}/${options.instanceId}; stopping`);
+  await tracing.shutdown();
   process.exit(0);
 }
 

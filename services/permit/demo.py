@@ -20,10 +20,11 @@ from typing import Any
 from google.protobuf import json_format
 
 from control_plane.graph import mermaid, step_class
-from control_plane.sdk import Client
+from control_plane.observability import tracing
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from services.permit import notifications
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -118,6 +119,7 @@ async def run_demo(
     node: bool = True,
     http_listen: str | None = None,
     observe: Observe | None = None,
+    faults: Faults | None = None,
 ) -> DemoResult:
     """Run the permit scenario end to end and stop cleanly; raises if any application ends unexpectedly.
 
@@ -127,9 +129,10 @@ async def run_demo(
         node: Run the Node.js NotificationService when it is installed (else the Python one).
         http_listen: Where the control plane serves /metrics (none when None).
         observe: Watches the control plane while the applications run (a Prometheus server, in a test).
+        faults: The failures to inject into the Python services' attempts (instead of `failure_rate`).
     """
     result = DemoResult()
-    faults = Faults(failure_rate)
+    faults = faults or Faults(failure_rate)
     with tempfile.TemporaryDirectory(prefix="permit-demo-") as data_dir:
         settings = Settings(listen="127.0.0.1:0", data_dir=Path(data_dir), http_listen=http_listen)
         async with running(settings) as app, Client(app.address) as client, AsyncExitStack() as stack:
@@ -193,7 +196,7 @@ async def _submit(client: Client, application: Application, say: Say) -> pb.Proc
                     await client.workflow.signal(process.id, "inspection_result", application.inspection)
             if frame.HasField("process"):
                 final = frame.process
-    return final if final is not None else await client.workflow.status(process.id)
+    return final if final is not None else (await client.workflow.status(process.id)).proto
 
 
 def _event_line(event: pb.HistoryEvent) -> str:
@@ -330,11 +333,16 @@ def main() -> None:
     """`python -m services.permit.demo`: run the demo, exit 1 if it did not end as expected."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rate = failure_rate_from_env(os.environ)
+    # Off unless the OTEL_* variables ask for traces; then the control plane and the Python services
+    # of this process, and the Node service it starts, all send spans (docs/observability.md).
+    tracing.configure("permit-demo")
     try:
         asyncio.run(run_demo(lambda line: print(line, flush=True), failure_rate=rate))
     except RuntimeError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-from control_plane.sdk import TaskContext, TaskFailure
-from services.permit.runtime import ServiceSpec
+from hms_mgmt import TaskContext, TaskFailure
+from services.permit.runtime import ServiceSpec, main
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +51,7 @@ class DocumentService:
         application = str(task.input.get("application_id", task.process_id))
         reviewer = self.reviews.setdefault(application, REVIEWERS[len(self.reviews) % len(REVIEWERS)])
         return {"reviewer": reviewer, "approved": True}
+
+
+if __name__ == "__main__":
+    sys.exit(main("documents", lambda: DocumentService().spec()))

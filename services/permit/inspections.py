@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.sdk import TaskContext, TaskFailure
-from services.permit.runtime import ServiceSpec
+from hms_mgmt import TaskContext, TaskFailure
+from services.permit.runtime import ServiceSpec, main
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +78,7 @@ class InspectionService:
         if slot is not None:
             self.cancelled[slot_id] = slot
         return {"cancelled": slot_id}
+
+
+if __name__ == "__main__":
+    sys.exit(main("inspections", lambda: InspectionService().spec()))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.sdk import TaskContext
-from services.permit.runtime import ServiceSpec
+from hms_mgmt import TaskContext
+from services.permit.runtime import ServiceSpec, main
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +61,7 @@ class NotificationService:
             if self._on_sent is not None:
                 self._on_sent(notice)
         return {"notice_id": notice.notice_id, "channel": "email", "to": notice.applicant}
+
+
+if __name__ == "__main__":
+    sys.exit(main("notifications", lambda: NotificationService().spec()))

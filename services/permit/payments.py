@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.sdk import TaskContext, TaskFailure
-from services.permit.runtime import ServiceSpec
+from hms_mgmt import TaskContext, TaskFailure
+from services.permit.runtime import ServiceSpec, main
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +76,7 @@ class PaymentService:
         """Refund the charge of a receipt (compensation of chargeFee)."""
         refund = self.refund(str(task.input.get("receipt", "")))
         return {"refunded": refund.receipt, "amount": refund.amount}
+
+
+if __name__ == "__main__":
+    sys.exit(main("payments", lambda: PaymentService().spec()))

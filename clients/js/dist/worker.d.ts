@@ -39,6 +39,14 @@ export interface Task {
     readonly deadline: Date | undefined;
     /** Longest allowed gap between heartbeats, when the step asks for them. */
     readonly heartbeatTimeoutMs: number | undefined;
+    /**
+     * W3C `traceparent` of the control plane's span of this attempt ('' when it does not trace): make it
+     * the parent of the handler's spans, e.g. `propagation.extract(context.active(), { traceparent, tracestate })`
+     * with @opentelemetry/api, so the worker's spans join the process's trace.
+     */
+    readonly traceparent: string;
+    /** W3C `tracestate` to go with `traceparent` ('' for none). */
+    readonly tracestate: string;
     /** Aborted (with a TaskCancelled reason) when the control plane no longer wants the attempt, or when a drain runs out. */
     readonly signal: AbortSignal;
     /** Push the attempt's heartbeat deadline, optionally with progress details for a later attempt. */

@@ -304,6 +304,8 @@ export class Worker extends EventEmitter {
             heartbeatDetails: wire.heartbeatDetails,
             deadline: wire.deadline,
             heartbeatTimeoutMs: milliseconds(wire.heartbeatTimeout),
+            traceparent: wire.traceparent,
+            tracestate: wire.tracestate,
             signal: controller.signal,
             heartbeat: (details) => this.#heartbeat(wire.taskToken, details),
         };

@@ -19,6 +19,7 @@ from control_plane.core.workflow.history_json import history_json
 from control_plane.errors import FailedPrecondition, ResourceExhausted
 from control_plane.models import (
     ACTIVE_STEP_STATES,
+    NO_HEADERS,
     Actor,
     EventType,
     HistoryEvent,
@@ -507,6 +508,7 @@ class Machine:
             timeout_s=spec.timeout_s,
             heartbeat_timeout_s=spec.heartbeat_timeout_s,
             heartbeat_details=r.steps[step.id].heartbeat_details,
+            trace_parent=r.trace_parent,
         )
         self.effects.new_tasks.append(task)
         self._event(
@@ -674,6 +676,8 @@ class Machine:
                 OutgoingMessage(
                     event_subject(r.definition, r.id, kind.value),
                     history_json(event),
+                    # The process's trace, so that whoever handles the event can link to it.
+                    {"traceparent": r.trace_parent} if r.trace_parent else NO_HEADERS,
                     content_type=_CONTENT_TYPE,
                 )
             )

@@ -72,6 +72,9 @@ from control_plane.storage.base import Store, WorkflowTx
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+
+# Told of a committed transition: the process after it, its history events, its definition (if loaded).
+TransitionObserver = Callable[[ProcessRecord, Sequence[HistoryEvent], Definition | None], None]
 # Timers fired at once when many are due (a burst of sleeps or retries).
 _FIRE_BATCH = 256
 # With replicas: how often the leader's duties run.
@@ -162,6 +165,8 @@ class Workflows:
         self._cluster = store.cluster
         # Where replicas share the store, processes by state are read from it (see WorkflowStats).
         self.stats = WorkflowStats(follow_transitions=not self._cluster.shared)
+        # Told of each committed transition that has history events (the edge's tracing); none by default.
+        self.transition_observers: list[TransitionObserver] = []
         self._claims = Claims(store, self.dispatcher, self._spawn) if self._cluster.shared else None
         self._adopt_waits_at = time.monotonic() + _ADOPT_WAITS_EVERY_S
         if self._cluster.shared:
@@ -333,9 +338,13 @@ class Workflows:
     # -- processes ------------------------------------------------------------------------------
 
     async def start(
-        self, name: str, version: int, process_input: Any, business_key: str
+        self, name: str, version: int, process_input: Any, business_key: str, trace_parent: str = ""
     ) -> tuple[ProcessRecord, bool]:
-        """Start a process (or return the one already started with this business key)."""
+        """Start a process (or return the one already started with this business key).
+
+        `trace_parent` is the W3C traceparent of the caller's span, kept with the process as the parent
+        of all its spans ("" when the call is not traced).
+        """
         violations = validate.check_json("input", process_input, MAX_INPUT)
         if len(business_key) > MAX_BUSINESS_KEY:
             violations.append(FieldViolation("business_key", f"at most {MAX_BUSINESS_KEY} characters"))
@@ -357,6 +366,7 @@ class Workflows:
             input=process_input,
             created_at=now,
             updated_at=now,
+            trace_parent=trace_parent,
         )
 
         def work(tx: WorkflowTx) -> _Committed:
@@ -721,6 +731,11 @@ class Workflows:
             watch.signal.notify()
         if effects.events:
             self.stats.record(committed.record, committed.before, effects.events, self._definitions)
+            if self.transition_observers:
+                record = committed.record
+                definition = self._definitions.get((record.definition, record.version))
+                for observer in self.transition_observers:
+                    observer(record, effects.events, definition)
 
     async def _fire_timers(self, stop: asyncio.Event) -> None:
         guard = Guard("workflow timers", stop, wait=self._wait)

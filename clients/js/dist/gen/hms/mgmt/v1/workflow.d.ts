@@ -651,6 +651,15 @@ export interface Task {
     heartbeatDetails: {
         [key: string]: any;
     } | undefined;
+    /**
+     * W3C Trace Context `traceparent` of this attempt's span in the process's trace
+     * ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), empty when the control plane does not
+     * trace. A worker continues it (as the parent of the spans it makes for the task) with any
+     * W3C propagator, e.g. OpenTelemetry's TraceContextTextMapPropagator on {"traceparent": this}.
+     */
+    traceparent: string;
+    /** W3C Trace Context `tracestate` to go with `traceparent`, empty for none. */
+    tracestate: string;
 }
 /** Tells a worker that a task it holds is no longer wanted; any report on it will be stale. */
 export interface TaskCancellation {

@@ -3769,6 +3769,8 @@ function createBaseTask() {
         businessKey: "",
         compensation: false,
         heartbeatDetails: undefined,
+        traceparent: "",
+        tracestate: "",
     };
 }
 export const Task = {
@@ -3811,6 +3813,12 @@ export const Task = {
         }
         if (message.heartbeatDetails !== undefined) {
             Struct.encode(Struct.wrap(message.heartbeatDetails), writer.uint32(106).fork()).join();
+        }
+        if (message.traceparent !== "") {
+            writer.uint32(114).string(message.traceparent);
+        }
+        if (message.tracestate !== "") {
+            writer.uint32(122).string(message.tracestate);
         }
         return writer;
     },
@@ -3918,6 +3926,20 @@ export const Task = {
                         message.heartbeatDetails = Struct.unwrap(Struct.decode(reader, reader.uint32()));
                         continue;
                     }
+                    case 14: {
+                        if (tag !== 114) {
+                            break;
+                        }
+                        message.traceparent = reader.string();
+                        continue;
+                    }
+                    case 15: {
+                        if (tag !== 122) {
+                            break;
+                        }
+                        message.tracestate = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -3977,6 +3999,8 @@ export const Task = {
                 : isObject(object.heartbeat_details)
                     ? object.heartbeat_details
                     : undefined,
+            traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
+            tracestate: isSet(object.tracestate) ? globalThis.String(object.tracestate) : "",
         };
     },
     toJSON(message) {
@@ -4020,6 +4044,12 @@ export const Task = {
         if (message.heartbeatDetails !== undefined) {
             obj.heartbeatDetails = message.heartbeatDetails;
         }
+        if (message.traceparent !== "") {
+            obj.traceparent = message.traceparent;
+        }
+        if (message.tracestate !== "") {
+            obj.tracestate = message.tracestate;
+        }
         return obj;
     },
     create(base) {
@@ -4042,6 +4072,8 @@ export const Task = {
         message.businessKey = object.businessKey ?? "";
         message.compensation = object.compensation ?? false;
         message.heartbeatDetails = object.heartbeatDetails ?? undefined;
+        message.traceparent = object.traceparent ?? "";
+        message.tracestate = object.tracestate ?? "";
         return message;
     },
 };

@@ -370,6 +370,9 @@ export interface BusMessage {
   /**
    * Application headers. At most 64 entries; keys 1-128 characters, values up to 4,096.
    * Keys starting with "hms-" are reserved for the bus (see SubscribeRequest.dead_letter_subject).
+   * "traceparent" is the W3C Trace Context of the message's publisher: a control plane that traces
+   * sets it (to its span of the publishing call, which continues the call's own traceparent
+   * metadata) when the publisher did not, and links its delivery spans to it.
    */
   headers: { [key: string]: string };
   /** MIME type of data, e.g. "application/json"; empty means unknown. Up to 128 characters. */

@@ -1271,7 +1271,18 @@ export interface Task {
   /** True for a compensate task (undoing step_id), false for the step's own task. */
   compensation: boolean;
   /** Details of the last heartbeat of an earlier attempt, for resuming progress; unset if none. */
-  heartbeatDetails: { [key: string]: any } | undefined;
+  heartbeatDetails:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * W3C Trace Context `traceparent` of this attempt's span in the process's trace
+   * ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), empty when the control plane does not
+   * trace. A worker continues it (as the parent of the spans it makes for the task) with any
+   * W3C propagator, e.g. OpenTelemetry's TraceContextTextMapPropagator on {"traceparent": this}.
+   */
+  traceparent: string;
+  /** W3C Trace Context `tracestate` to go with `traceparent`, empty for none. */
+  tracestate: string;
 }
 
 /** Tells a worker that a task it holds is no longer wanted; any report on it will be stale. */
@@ -4716,6 +4727,8 @@ function createBaseTask(): Task {
     businessKey: "",
     compensation: false,
     heartbeatDetails: undefined,
+    traceparent: "",
+    tracestate: "",
   };
 }
 
@@ -4759,6 +4772,12 @@ export const Task: MessageFns<Task> = {
     }
     if (message.heartbeatDetails !== undefined) {
       Struct.encode(Struct.wrap(message.heartbeatDetails), writer.uint32(106).fork()).join();
+    }
+    if (message.traceparent !== "") {
+      writer.uint32(114).string(message.traceparent);
+    }
+    if (message.tracestate !== "") {
+      writer.uint32(122).string(message.tracestate);
     }
     return writer;
   },
@@ -4880,6 +4899,22 @@ export const Task: MessageFns<Task> = {
             message.heartbeatDetails = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.tracestate = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4939,6 +4974,8 @@ export const Task: MessageFns<Task> = {
         : isObject(object.heartbeat_details)
         ? object.heartbeat_details
         : undefined,
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
+      tracestate: isSet(object.tracestate) ? globalThis.String(object.tracestate) : "",
     };
   },
 
@@ -4983,6 +5020,12 @@ export const Task: MessageFns<Task> = {
     if (message.heartbeatDetails !== undefined) {
       obj.heartbeatDetails = message.heartbeatDetails;
     }
+    if (message.traceparent !== "") {
+      obj.traceparent = message.traceparent;
+    }
+    if (message.tracestate !== "") {
+      obj.tracestate = message.tracestate;
+    }
     return obj;
   },
 
@@ -5006,6 +5049,8 @@ export const Task: MessageFns<Task> = {
     message.businessKey = object.businessKey ?? "";
     message.compensation = object.compensation ?? false;
     message.heartbeatDetails = object.heartbeatDetails ?? undefined;
+    message.traceparent = object.traceparent ?? "";
+    message.tracestate = object.tracestate ?? "";
     return message;
   },
 };

@@ -15,14 +15,17 @@ from typing import Generic, Protocol, TypeVar
 
 import grpc
 
-from control_plane.limits import MAX_RPC_MESSAGE_BYTES
-from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
 from hms.mgmt.v1 import bus_pb2_grpc, registry_pb2_grpc, schedule_pb2_grpc, workflow_pb2_grpc
+from hms_mgmt._errors import describe, from_rpc_error, is_unavailable
+from hms_mgmt._tracing import client_interceptors
+from hms_mgmt.limits import MAX_RPC_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 C = TypeVar("C", bound=grpc.aio.Call)
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 # Each stream's HTTP/2 receive window: what the control plane may send on a stream that is not being
 # read before flow control holds it back. gRPC's bandwidth-delay probing grows it to several MiB,
@@ -30,6 +33,15 @@ C = TypeVar("C", bound=grpc.aio.Call)
 # took some 800 MiB of frames); kept at 64 KiB, an idle subscription costs the control plane one or
 # two frames and then nothing until it reads again.
 STREAM_WINDOW_BYTES = 64 * 1024
+
+# A call without a deadline to a replica that hangs (stopped, partitioned, its host frozen) would wait
+# forever; every unary call gets this one unless it names its own (`Client(call_timeout_s=...)`).
+DEFAULT_CALL_TIMEOUT_S = 30.0
+# HTTP/2 pings on a connection with calls open: a replica that stops answering them within the
+# timeout is taken as gone (UNAVAILABLE), so a stream to a hung replica fails over instead of waiting
+# for packets that never come. The control plane accepts pings this often (server.SERVER_OPTIONS).
+KEEPALIVE_TIME_S = 20.0
+KEEPALIVE_TIMEOUT_S = 10.0
 
 _CHANNEL_OPTIONS = (
     # gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
@@ -55,6 +67,44 @@ def parse_addresses(addresses: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(parsed))
 
 
+class DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
+    """Gives every unary call that names no deadline `timeout_s`."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, Req], Awaitable[grpc.aio.UnaryUnaryCall[Req, Resp]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Req,
+    ) -> Resp | grpc.aio.UnaryUnaryCall[Req, Resp]:
+        if client_call_details.timeout is None:
+            client_call_details = grpc.aio.ClientCallDetails(
+                client_call_details.method,
+                self.timeout_s,
+                client_call_details.metadata,
+                client_call_details.credentials,
+                client_call_details.wait_for_ready,
+            )
+        return await continuation(client_call_details, request)
+
+
+def channel_options(keepalive_time_s: float, keepalive_timeout_s: float) -> tuple[tuple[str, int], ...]:
+    """The SDK's channel options with its keepalive settings."""
+    return (
+        *_CHANNEL_OPTIONS,
+        ("grpc.keepalive_time_ms", round(keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", round(keepalive_timeout_s * 1000)),
+        # Recent gRPC cores time a ping out by this one (default 60 s), whatever keepalive_timeout says.
+        ("grpc.http2.ping_timeout_ms", round(keepalive_timeout_s * 1000)),
+        # Pings go out while a stream is open even when nothing is sent on it (an idle watch).
+        ("grpc.http2.max_pings_without_data", 0),
+    )
+
+
 class Endpoint:
     """One control-plane address with its channel and the stubs on it."""
 
@@ -70,11 +120,23 @@ class Endpoint:
         return f"Endpoint({self.address!r})"
 
 
-def connect(address: str, credentials: grpc.ChannelCredentials | None) -> Endpoint:
+def connect(
+    address: str,
+    credentials: grpc.ChannelCredentials | None,
+    *,
+    call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+    keepalive_time_s: float = KEEPALIVE_TIME_S,
+    keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
+) -> Endpoint:
     """An endpoint whose channel connects on first use."""
+    options = channel_options(keepalive_time_s, keepalive_timeout_s)
+    # A default deadline; traceparent metadata when the application traces.
+    interceptors = [DefaultDeadline(call_timeout_s), *client_interceptors()]
     if credentials is None:
-        return Endpoint(address, grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS))
-    return Endpoint(address, grpc.aio.secure_channel(address, credentials, options=_CHANNEL_OPTIONS))
+        channel = grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    else:
+        channel = grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
+    return Endpoint(address, channel)
 
 
 class Endpoints:
@@ -139,9 +201,10 @@ class Endpoints:
 
     async def unary(self, send: Callable[[Endpoint], Awaitable[T]], *, retry: bool = False) -> T:
         """`send` on the current endpoint; if its replica is gone, move on and, when `retry` (the call is
-        safe to repeat), send once more on the next one. Failures raise the domain error they stand for.
+        safe to repeat), send again on the next one, until every address has been tried once. Failures
+        raise the domain error they stand for.
         """
-        attempts = 2 if retry and self.many else 1
+        attempts = len(self.all) if retry else 1
         for attempt in range(1, attempts + 1):
             endpoint = self.current
             try:

@@ -8,9 +8,9 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from control_plane.sdk._endpoints import Endpoints
-from control_plane.sdk._workflow import struct
 from hms.mgmt.v1 import schedule_pb2 as pb
+from hms_mgmt._endpoints import Endpoints
+from hms_mgmt._workflow import struct
 
 OVERLAP = {
     "skip": pb.OVERLAP_POLICY_SKIP,

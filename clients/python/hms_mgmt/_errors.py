@@ -8,7 +8,7 @@ from typing import TypeVar
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-from control_plane import errors
+from hms_mgmt import errors
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 

@@ -1437,6 +1437,8 @@ class Task(_message.Message):
     BUSINESS_KEY_FIELD_NUMBER: _builtins.int
     COMPENSATION_FIELD_NUMBER: _builtins.int
     HEARTBEAT_DETAILS_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    TRACESTATE_FIELD_NUMBER: _builtins.int
     task_token: _builtins.str
     """Opaque token naming this attempt; every report about it carries it."""
     process_id: _builtins.str
@@ -1455,6 +1457,14 @@ class Task(_message.Message):
     """Business key of the process, empty for none."""
     compensation: _builtins.bool
     """True for a compensate task (undoing step_id), false for the step's own task."""
+    traceparent: _builtins.str
+    """W3C Trace Context `traceparent` of this attempt's span in the process's trace
+    ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), empty when the control plane does not
+    trace. A worker continues it (as the parent of the spans it makes for the task) with any
+    W3C propagator, e.g. OpenTelemetry's TraceContextTextMapPropagator on {"traceparent": this}.
+    """
+    tracestate: _builtins.str
+    """W3C Trace Context `tracestate` to go with `traceparent`, empty for none."""
     @_builtins.property
     def deadline(self) -> _timestamp_pb2.Timestamp:
         """Start-to-close deadline of this attempt: a completion after it is stale. Unset: none."""
@@ -1489,10 +1499,12 @@ class Task(_message.Message):
         business_key: _builtins.str = ...,
         compensation: _builtins.bool = ...,
         heartbeat_details: _struct_pb2.Struct | None = ...,
+        traceparent: _builtins.str = ...,
+        tracestate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "heartbeat_details", b"heartbeat_details", "heartbeat_timeout", b"heartbeat_timeout", "input", b"input"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "business_key", b"business_key", "compensation", b"compensation", "deadline", b"deadline", "definition", b"definition", "definition_version", b"definition_version", "heartbeat_details", b"heartbeat_details", "heartbeat_timeout", b"heartbeat_timeout", "input", b"input", "process_id", b"process_id", "step_id", b"step_id", "task_token", b"task_token", "task_type", b"task_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "business_key", b"business_key", "compensation", b"compensation", "deadline", b"deadline", "definition", b"definition", "definition_version", b"definition_version", "heartbeat_details", b"heartbeat_details", "heartbeat_timeout", b"heartbeat_timeout", "input", b"input", "process_id", b"process_id", "step_id", b"step_id", "task_token", b"task_token", "task_type", b"task_type", "traceparent", b"traceparent", "tracestate", b"tracestate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,11 +10,11 @@ from typing import TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 
-from control_plane.limits import MAX_BATCH_BYTES
-from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, read
-from control_plane.sdk._errors import call
-from control_plane.sdk._wire import duration
 from hms.mgmt.v1 import bus_pb2 as pb
+from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
+from hms_mgmt._errors import call
+from hms_mgmt._wire import duration
+from hms_mgmt.limits import MAX_BATCH_BYTES
 
 SubscribeCall = grpc.aio.UnaryStreamCall[pb.SubscribeRequest, pb.SubscribeResponse]
 T = TypeVar("T")

@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 
 import grpc
 
-from control_plane.sdk._errors import describe
-from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt._errors import describe
+from hms_mgmt._workflow import WorkflowClient
 
 logger = logging.getLogger(__name__)
 

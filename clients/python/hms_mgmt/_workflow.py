@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
-from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, read
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
+from hms_mgmt.types import Process
+
+# The control plane checks a large definition for up to 60 s in a child process before it answers.
+APPLY_TIMEOUT_S = 120.0
 
 WatchProcessCall = grpc.aio.UnaryStreamCall[pb.WatchProcessRequest, pb.WatchProcessResponse]
 
@@ -33,11 +37,6 @@ def struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct:
     return message
 
 
-def plain(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as a dict."""
-    return json_format.MessageToDict(message)
-
-
 def _ended_early() -> grpc.aio.AioRpcError:
     # A stream that ends cleanly before the process did (older control planes did so when they
     # stopped): to the watcher that is a replica gone, never a process to return.
@@ -45,7 +44,9 @@ def _ended_early() -> grpc.aio.AioRpcError:
 
 
 class WorkflowClient:
-    """Workflow calls; answers are the wire messages of `hms.mgmt.v1`."""
+    """Workflow calls. Processes come as `hms_mgmt.types.Process` (their message in `.proto`); the other
+    answers, and the frames of `watch`, are the wire messages of `hms.mgmt.v1`.
+    """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
         self._endpoints = endpoints
@@ -56,7 +57,10 @@ class WorkflowClient:
         request = pb.RegisterDefinitionRequest(source=source, validate_only=validate_only)
         # The same content is the same version, so registering it again is harmless.
         return await self._endpoints.unary(
-            lambda e: e.workflow.RegisterDefinition(request, metadata=self._metadata), retry=True
+            lambda e: e.workflow.RegisterDefinition(
+                request, metadata=self._metadata, timeout=APPLY_TIMEOUT_S
+            ),
+            retry=True,
         )
 
     async def definition(self, name: str, version: int = 0) -> pb.Definition:
@@ -95,7 +99,7 @@ class WorkflowClient:
         *,
         business_key: str = "",
         version: int = 0,
-    ) -> pb.Process:
+    ) -> Process:
         """Start a process (or get the one already started with `business_key`).
 
         Retried on the next replica only with a `business_key`: without one each try would start a process.
@@ -106,25 +110,25 @@ class WorkflowClient:
         response = await self._endpoints.unary(
             lambda e: e.workflow.StartProcess(request, metadata=self._metadata), retry=bool(business_key)
         )
-        return response.process
+        return Process.from_proto(response.process)
 
-    async def status(self, process_id: str) -> pb.Process:
+    async def status(self, process_id: str) -> Process:
         """A process with its steps."""
         request = pb.GetProcessRequest(process_id=process_id)
         response = await self._endpoints.unary(
             lambda e: e.workflow.GetProcess(request, metadata=self._metadata), retry=True
         )
-        return response.process
+        return Process.from_proto(response.process)
 
     async def list(
         self, *, definition: str = "", states: Sequence[pb.ProcessState.ValueType] = (), page_size: int = 50
-    ) -> builtins.list[pb.Process]:
+    ) -> builtins.list[Process]:
         """The newest processes matching the filters (one page)."""
         request = pb.ListProcessesRequest(definition=definition, states=states, page_size=page_size)
         response = await self._endpoints.unary(
             lambda e: e.workflow.ListProcesses(request, metadata=self._metadata), retry=True
         )
-        return list(response.processes)
+        return [Process.from_proto(p) for p in response.processes]
 
     async def history(self, process_id: str) -> builtins.list[pb.HistoryEvent]:
         """The whole history of a process."""
@@ -172,7 +176,7 @@ class WorkflowClient:
         finally:
             stream.cancel()
 
-    async def wait(self, process_id: str) -> pb.Process:
+    async def wait(self, process_id: str) -> Process:
         """Wait until the process ends; returns it."""
         final: pb.Process | None = None
         async for frame in self.watch(process_id):
@@ -180,7 +184,7 @@ class WorkflowClient:
                 final = frame.process
         if final is None or final.state not in FINAL_STATES:
             return await self.status(process_id)
-        return final
+        return Process.from_proto(final)
 
     async def signal(
         self, process_id: str, name: str, payload: Mapping[str, Any] | None = None, *, signal_id: str = ""
@@ -196,13 +200,13 @@ class WorkflowClient:
             lambda e: e.workflow.SignalProcess(request, metadata=self._metadata), retry=bool(signal_id)
         )
 
-    async def cancel(self, process_id: str, reason: str = "", *, compensate: bool = False) -> pb.Process:
+    async def cancel(self, process_id: str, reason: str = "", *, compensate: bool = False) -> Process:
         """Cancel a process, compensating its completed steps first when asked."""
         request = pb.CancelProcessRequest(process_id=process_id, reason=reason, compensate=compensate)
         response = await self._endpoints.unary(
             lambda e: e.workflow.CancelProcess(request, metadata=self._metadata)
         )
-        return response.process
+        return Process.from_proto(response.process)
 
     async def complete(
         self, token: str, output: Mapping[str, Any] | None = None, outbox: Sequence[bus_pb2.BusMessage] = ()

@@ -20,14 +20,16 @@ from typing import Any
 
 import grpc
 
-from control_plane import errors
-from control_plane.sdk._client import Client, Pinned
-from control_plane.sdk._endpoints import Endpoint
-from control_plane.sdk._errors import describe, from_rpc_error, is_unavailable
-from control_plane.sdk._reports import Reports
-from control_plane.sdk._workflow import plain, struct
 from hms.mgmt.v1 import registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import errors
+from hms_mgmt._client import Client, Pinned
+from hms_mgmt._endpoints import Endpoint
+from hms_mgmt._errors import describe, from_rpc_error, is_unavailable
+from hms_mgmt._reports import Reports
+from hms_mgmt._tracing import task_span
+from hms_mgmt._workflow import struct
+from hms_mgmt.types import plain
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +348,8 @@ class Worker:
         try:
             if handler is None:
                 raise TaskFailure("NO_HANDLER", f"no handler for {task.task_type!r}", non_retryable=True)
-            output = await handler(context)
+            with task_span(task, self.service):
+                output = await handler(context)
             completed = pb.TaskCompleted(output=struct(dict(output or {})))
             self._reports.send(pb.TaskEvent(task_token=task.task_token, completed=completed))
         except TaskFailure as failure:

@@ -15,13 +15,24 @@ from types import TracebackType
 
 import grpc
 
-from control_plane import errors
-from control_plane.sdk._bus import BusClient
-from control_plane.sdk._endpoints import Endpoint, Endpoints, ResumableCall, connect, parse_addresses, read
-from control_plane.sdk._schedule import ScheduleClient
-from control_plane.sdk._wire import duration
-from control_plane.sdk._workflow import WorkflowClient
 from hms.mgmt.v1 import registry_pb2 as pb
+from hms_mgmt import errors
+from hms_mgmt._bus import BusClient
+from hms_mgmt._endpoints import (
+    DEFAULT_CALL_TIMEOUT_S,
+    KEEPALIVE_TIME_S,
+    KEEPALIVE_TIMEOUT_S,
+    Endpoint,
+    Endpoints,
+    ResumableCall,
+    connect,
+    parse_addresses,
+    read,
+)
+from hms_mgmt._schedule import ScheduleClient
+from hms_mgmt._wire import duration
+from hms_mgmt._workflow import WorkflowClient
+from hms_mgmt.types import Instance
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +94,9 @@ class WatchStream:
 
 
 class RegistryClient:
-    """Registry calls; answers are the wire messages of `hms.mgmt.v1`."""
+    """Registry calls. `lookup` answers `hms_mgmt.types.Instance` values (their message in `.proto`);
+    the other answers, and the frames of `watch`, are the wire messages of `hms.mgmt.v1`.
+    """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
         self._endpoints = endpoints
@@ -192,7 +205,7 @@ class RegistryClient:
         version: str = "",
         include_unhealthy: bool = False,
         limit: int = 0,
-    ) -> list[pb.ServiceInstance]:
+    ) -> list[Instance]:
         """Instances of a service (healthy only unless asked), in a rotating order."""
         request = pb.LookupRequest(
             service=service, tags=tags, version=version, include_unhealthy=include_unhealthy, limit=limit
@@ -200,7 +213,7 @@ class RegistryClient:
         response = await self._endpoints.unary(
             lambda e: e.registry.Lookup(request, metadata=self._metadata), retry=True
         )
-        return list(response.instances)
+        return [Instance.from_proto(i) for i in response.instances]
 
     async def list_services(self) -> list[pb.ServiceSummary]:
         """Every service with its counts."""
@@ -247,8 +260,10 @@ class Client:
 
     `address` is one "host:port", several as a sequence, or several in one comma-separated string.
     Calls go to one address at a time and move to the next when its replica goes away: calls safe to
-    repeat are retried there once, streams resume there for up to `failover_timeout_s` (README,
-    "Several addresses"). TLS and the token apply to every address.
+    repeat are tried on every address in turn, streams resume there for up to `failover_timeout_s`
+    (README, "The SDK with several control-plane addresses"). TLS and the token apply to every address.
+    Every unary call has a deadline (`call_timeout_s` unless the call names a longer one), and the
+    channels send keepalive pings on open calls, so a replica that hangs is left like one that is gone.
     """
 
     def __init__(
@@ -260,10 +275,23 @@ class Client:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         failover_timeout_s: float = 30.0,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+        keepalive_time_s: float = KEEPALIVE_TIME_S,
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
     ) -> None:
         credentials = _credentials(tls_ca, tls_cert, tls_key)
         self.endpoints = Endpoints(
-            [connect(a, credentials) for a in parse_addresses(address)], failover_timeout_s
+            [
+                connect(
+                    a,
+                    credentials,
+                    call_timeout_s=call_timeout_s,
+                    keepalive_time_s=keepalive_time_s,
+                    keepalive_timeout_s=keepalive_timeout_s,
+                )
+                for a in parse_addresses(address)
+            ],
+            failover_timeout_s,
         )
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.registry = RegistryClient(self.endpoints, self._metadata)

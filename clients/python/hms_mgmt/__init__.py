@@ -1,0 +1,38 @@
+"""Python SDK of the control plane: `Client` for callers, `Worker` for services that run tasks.
+
+The distribution `hms-mgmt-client` (clients/python) needs only grpcio, protobuf and grpcio-status;
+it also carries the generated `hms.mgmt.v1` code, which the server uses too.
+"""
+
+from hms_mgmt._bus import BusClient, BusSubscription
+from hms_mgmt._client import Client, RegistryClient, WatchStream
+from hms_mgmt._errors import Unavailable, from_rpc_error
+from hms_mgmt._schedule import ScheduleClient
+from hms_mgmt._wire import duration
+from hms_mgmt._worker import TaskContext, TaskFailure, Worker
+from hms_mgmt._workflow import WorkflowClient
+from hms_mgmt.types import Failure, HealthStatus, Instance, Process, ProcessState, Step, StepKind, StepState
+
+__all__ = [
+    "BusClient",
+    "BusSubscription",
+    "Client",
+    "Failure",
+    "HealthStatus",
+    "Instance",
+    "Process",
+    "ProcessState",
+    "RegistryClient",
+    "ScheduleClient",
+    "Step",
+    "StepKind",
+    "StepState",
+    "TaskContext",
+    "TaskFailure",
+    "Unavailable",
+    "WatchStream",
+    "Worker",
+    "WorkflowClient",
+    "duration",
+    "from_rpc_error",
+]
