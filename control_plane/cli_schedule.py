@@ -8,8 +8,8 @@ from datetime import datetime
 
 from control_plane.cli_workflow import as_json
 from control_plane.core.workflow.durations import format_duration, parse_duration
-from hms_mgmt import Client
 from hms.mgmt.v1 import schedule_pb2 as pb
+from hms_mgmt import Client
 
 EXIT_OK = 0
 _OVERLAP_NAMES = {"skip": "skip", "buffer-one": "buffer_one", "allow-all": "allow_all"}

@@ -6,8 +6,8 @@ import asyncio
 import json
 import subprocess
 
-from hms_mgmt import Client
 from control_plane.server import App
+from hms_mgmt import Client
 from tests.test_cli_workflow import run_cli
 
 WAITING = """

@@ -15,9 +15,9 @@ from datetime import datetime
 import pytest
 
 from control_plane import errors
-from hms_mgmt import Client
 from hms.mgmt.v1 import schedule_pb2 as spb
 from hms.mgmt.v1 import workflow_pb2 as pb
+from hms_mgmt import Client
 from tests.conftest import ServerProcess
 
 Start = Callable[..., Awaitable[ServerProcess]]
