@@ -17,6 +17,7 @@ import argcomplete
 import grpc
 
 from control_plane import __version__, cli_console
+from control_plane.cli_schedule import add_schedule_verbs, schedule_command
 from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in (sub, subjects, consumers, retention):
         _output_flag(verb)
 
-    for action, reads in add_workflow_verbs(verbs):
+    for action, reads in [*add_workflow_verbs(verbs), *add_schedule_verbs(verbs)]:
         _client_flags(action)
         if reads:
             _output_flag(action)
@@ -439,6 +440,12 @@ async def workflow_main(args: argparse.Namespace) -> int:
         return await workflow_command(args, client)
 
 
+async def schedule_main(args: argparse.Namespace) -> int:
+    """`mgmt schedule create | ls | show | pause | unpause | trigger | rm`."""
+    async with _client(args) as client:
+        return await schedule_command(args, client)
+
+
 async def _subscribe(client: Client, args: argparse.Namespace) -> None:
     async with client.bus.subscribe(
         args.pattern,
@@ -510,6 +517,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(registry_command(args))
         elif args.verb == "bus":
             asyncio.run(bus_command(args))
+        elif args.verb == "schedule":
+            status = asyncio.run(schedule_main(args))
+            if status:
+                sys.exit(status)
         elif args.verb == "workflow":
             try:
                 status = asyncio.run(workflow_main(args))

@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from hms.mgmt.v1 import bus_pb2, registry_pb2, workflow_pb2
+from hms.mgmt.v1 import bus_pb2, registry_pb2, schedule_pb2, workflow_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ OPEN_SERVICES: frozenset[str] = frozenset({_HEALTH, _REFLECTION_V1ALPHA, _REFLEC
 _REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 _BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 _WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
+_SCHEDULE = schedule_pb2.DESCRIPTOR.services_by_name["Schedule"].full_name
 
 _ADMIN: frozenset[Role] = frozenset({Role.ADMIN})
 _ANY_ROLE: frozenset[Role] = frozenset(Role)
@@ -124,6 +125,15 @@ ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         f"/{_WORKFLOW}/SkipStep": _CLIENTS,
         f"/{_WORKFLOW}/FailProcess": _CLIENTS,
         f"/{_WORKFLOW}/RetryProcess": _CLIENTS,
+        # Schedule: clients read, pause and trigger schedules (as they start processes); creating and
+        # deleting one changes what the platform runs by itself, as a definition does: admins only.
+        f"/{_SCHEDULE}/CreateSchedule": _ADMIN,
+        f"/{_SCHEDULE}/GetSchedule": _CLIENTS,
+        f"/{_SCHEDULE}/ListSchedules": _CLIENTS,
+        f"/{_SCHEDULE}/PauseSchedule": _CLIENTS,
+        f"/{_SCHEDULE}/UnpauseSchedule": _CLIENTS,
+        f"/{_SCHEDULE}/TriggerSchedule": _CLIENTS,
+        f"/{_SCHEDULE}/DeleteSchedule": _ADMIN,
     }
 )
 

@@ -19,6 +19,7 @@ from control_plane import security
 from control_plane.console import Access, Console, Cores
 from control_plane.core.bus.bus import Bus
 from control_plane.core.registry import Prober, Registry
+from control_plane.core.schedules.schedules import Schedules
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.health_checker import GrpcHealthChecker
 from control_plane.limits import MAX_RPC_MESSAGE_BYTES
@@ -31,6 +32,7 @@ from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.decoding import CleanDecoding
 from control_plane.servicers.reflection import enable_documented_reflection
 from control_plane.servicers.registry import RegistryServicer
+from control_plane.servicers.schedules import ScheduleServicer
 from control_plane.servicers.scopes import Scopes
 from control_plane.servicers.workflow import WorkflowServicer
 from control_plane.settings import Settings
@@ -41,6 +43,8 @@ from hms.mgmt.v1 import (
     bus_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     workflow_pb2,
     workflow_pb2_grpc,
 )
@@ -51,7 +55,8 @@ logger = logging.getLogger(__name__)
 REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
-SERVED = (REGISTRY, BUS, WORKFLOW)
+SCHEDULE = schedule_pb2.DESCRIPTOR.services_by_name["Schedule"].full_name
+SERVED = (REGISTRY, BUS, WORKFLOW, SCHEDULE)
 
 SERVER_OPTIONS = (
     # SO_REUSEPORT off: with it (gRPC's default on Linux) a second server binds the same port and the
@@ -86,6 +91,7 @@ class App:
     http_url: str | None = None
     # None with --metrics off.
     metrics: Metrics | None = None
+    schedules: Schedules | None = None
 
     @property
     def address(self) -> str:
@@ -143,6 +149,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         workflows = Workflows(store, bus, registry, retention_s=settings.workflow_retention_s)
         await workflows.load()
         connect(registry, prober, bus, workflows)
+        schedules = Schedules(store, workflows)
         # Every core has subscribed: follow the other replicas (if any) from here on.
         store.cluster.start()
         stopping = asyncio.Event()
@@ -161,7 +168,12 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             grpc_metrics = GrpcServerMetrics(metrics.registry)
             grpc_metrics.initialize(
                 pb2.DESCRIPTOR.services_by_name[name]
-                for pb2, name in ((registry_pb2, "Registry"), (bus_pb2, "Bus"), (workflow_pb2, "Workflow"))
+                for pb2, name in (
+                    (registry_pb2, "Registry"),
+                    (bus_pb2, "Bus"),
+                    (workflow_pb2, "Workflow"),
+                    (schedule_pb2, "Schedule"),
+                )
             )
             interceptors.append(MetricsInterceptor(grpc_metrics))
         if authenticator is not None:
@@ -178,6 +190,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         workflow_pb2_grpc.add_WorkflowServicer_to_server(
             WorkflowServicer(workflows, stopping, scopes), handlers
         )
+        schedule_pb2_grpc.add_ScheduleServicer_to_server(ScheduleServicer(schedules), handlers)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
         enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), handlers)
@@ -243,6 +256,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             health_checker=checker,
             http_url=listeners[0].url if listeners else None,
             metrics=metrics,
+            schedules=schedules,
         )
 
         loops_stop = asyncio.Event()
@@ -251,6 +265,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             tasks.create_task(prober.run(loops_stop))
             tasks.create_task(bus.run(loops_stop))
             tasks.create_task(workflows.run(loops_stop))
+            tasks.create_task(schedules.run(loops_stop))
             try:
                 yield app
             finally:

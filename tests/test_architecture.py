@@ -6,12 +6,15 @@ import pytest
 
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.registry import RegistryServicer
+from control_plane.servicers.schedules import ScheduleServicer
 from control_plane.servicers.workflow import WorkflowServicer
 from hms.mgmt.v1 import (
     bus_pb2,
     bus_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     workflow_pb2,
     workflow_pb2_grpc,
 )
@@ -27,6 +30,11 @@ IMPLEMENTED = [
         workflow_pb2.DESCRIPTOR.services_by_name["Workflow"],
         WorkflowServicer,
         workflow_pb2_grpc.WorkflowServicer,
+    ),
+    (
+        schedule_pb2.DESCRIPTOR.services_by_name["Schedule"],
+        ScheduleServicer,
+        schedule_pb2_grpc.ScheduleServicer,
     ),
 ]
 

@@ -25,6 +25,7 @@ from control_plane.models import (
     SubjectStats,
     TaskAttempt,
 )
+from control_plane.models.schedule import ScheduleRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +388,36 @@ class Store(Protocol):
 
     async def wf_bus_waits(self) -> list[tuple[str, str, str, int]]:
         """Every Bus-message wait as (process id, step id, pattern, after sequence)."""
+        ...
+
+    # -- Schedules ------------------------------------------------------------------------------
+
+    async def sched_create(self, record: ScheduleRecord, next_due: float | None) -> bool:
+        """Store a new schedule at revision 1; False when its id is taken."""
+        ...
+
+    async def sched_update(self, record: ScheduleRecord, next_due: float | None) -> bool:
+        """Store `record` as its next revision unless the stored revision moved on (then False)."""
+        ...
+
+    async def sched_delete(self, schedule_id: str) -> bool:
+        """Remove a schedule; False when there was none."""
+        ...
+
+    async def sched_get(self, schedule_id: str) -> ScheduleRecord | None:
+        """One schedule, or None."""
+        ...
+
+    async def sched_page(self, after: str, limit: int) -> list[ScheduleRecord]:
+        """Up to `limit` schedules with ids after `after`, by id."""
+        ...
+
+    async def sched_due(self, now: float, limit: int) -> tuple[list[ScheduleRecord], list[ScheduleRecord]]:
+        """(Up to `limit` schedules due by `now`; up to `limit` others holding a buffered start, not paused)."""
+        ...
+
+    async def sched_next_due(self) -> tuple[float | None, bool]:
+        """(When the next schedule is due, or None; whether any holds a buffered start)."""
         ...
 
     async def close(self) -> None:

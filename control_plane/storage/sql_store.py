@@ -32,7 +32,8 @@ from control_plane.models import (
     SubjectStats,
     TaskAttempt,
 )
-from control_plane.storage import sql_bus, sql_registry, sql_workflow
+from control_plane.models.schedule import ScheduleRecord
+from control_plane.storage import sql_bus, sql_registry, sql_schedules, sql_workflow
 from control_plane.storage.base import Cluster, RegistrySnapshot, StoreStats, WorkflowTx
 from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
@@ -482,6 +483,39 @@ class SqlStore:
     async def wf_bus_waits(self) -> list[tuple[str, str, str, int]]:
         """Bus-message waits."""
         return await self._read(sql_workflow.bus_waits)
+
+    # -- Schedules: SQL in sql_schedules ----------------------------------------------------------
+
+    async def sched_create(self, record: ScheduleRecord, next_due: float | None) -> bool:
+        """Store a new schedule; False when its id is taken."""
+        created: bool = await self._writer.submit(lambda c: sql_schedules.create(c, record, next_due))
+        return created
+
+    async def sched_update(self, record: ScheduleRecord, next_due: float | None) -> bool:
+        """Compare-and-set a schedule on its revision."""
+        updated: bool = await self._writer.submit(lambda c: sql_schedules.update(c, record, next_due))
+        return updated
+
+    async def sched_delete(self, schedule_id: str) -> bool:
+        """Remove a schedule."""
+        deleted: bool = await self._writer.submit(lambda c: sql_schedules.delete(c, schedule_id))
+        return deleted
+
+    async def sched_get(self, schedule_id: str) -> ScheduleRecord | None:
+        """One schedule."""
+        return await self._read(lambda c: sql_schedules.get(c, schedule_id))
+
+    async def sched_page(self, after: str, limit: int) -> list[ScheduleRecord]:
+        """Schedules by id after `after`."""
+        return await self._read(lambda c: sql_schedules.page(c, after, limit))
+
+    async def sched_due(self, now: float, limit: int) -> tuple[list[ScheduleRecord], list[ScheduleRecord]]:
+        """Schedules due by `now`; others holding a buffered start."""
+        return await self._read(lambda c: sql_schedules.due(c, now, limit))
+
+    async def sched_next_due(self) -> tuple[float | None, bool]:
+        """When the next schedule is due; whether any holds a buffered start."""
+        return await self._read(sql_schedules.next_due)
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections; idempotent."""

@@ -7,6 +7,7 @@ it also carries the generated `hms.mgmt.v1` code, which the server uses too.
 from hms_mgmt._bus import BusClient, BusSubscription
 from hms_mgmt._client import Client, RegistryClient, WatchStream
 from hms_mgmt._errors import Unavailable, from_rpc_error
+from hms_mgmt._schedule import ScheduleClient
 from hms_mgmt._wire import duration
 from hms_mgmt._worker import TaskContext, TaskFailure, Worker
 from hms_mgmt._workflow import WorkflowClient
@@ -22,6 +23,7 @@ __all__ = [
     "Process",
     "ProcessState",
     "RegistryClient",
+    "ScheduleClient",
     "Step",
     "StepKind",
     "StepState",

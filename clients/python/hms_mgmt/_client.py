@@ -29,6 +29,7 @@ from hms_mgmt._endpoints import (
     parse_addresses,
     read,
 )
+from hms_mgmt._schedule import ScheduleClient
 from hms_mgmt._wire import duration
 from hms_mgmt._workflow import WorkflowClient
 from hms_mgmt.types import Instance
@@ -296,6 +297,7 @@ class Client:
         self.registry = RegistryClient(self.endpoints, self._metadata)
         self.bus = BusClient(self.endpoints, self._metadata)
         self.workflow = WorkflowClient(self.endpoints, self._metadata)
+        self.schedules = ScheduleClient(self.endpoints, self._metadata)
         self._closed = False
 
     @property

@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 import grpc
 
-from hms.mgmt.v1 import bus_pb2_grpc, registry_pb2_grpc, workflow_pb2_grpc
+from hms.mgmt.v1 import bus_pb2_grpc, registry_pb2_grpc, schedule_pb2_grpc, workflow_pb2_grpc
 from hms_mgmt._errors import describe, from_rpc_error, is_unavailable
 from hms_mgmt._tracing import client_interceptors
 from hms_mgmt.limits import MAX_RPC_MESSAGE_BYTES
@@ -114,6 +114,7 @@ class Endpoint:
         self.registry = registry_pb2_grpc.RegistryStub(channel)
         self.bus = bus_pb2_grpc.BusStub(channel)
         self.workflow = workflow_pb2_grpc.WorkflowStub(channel)
+        self.schedule = schedule_pb2_grpc.ScheduleStub(channel)
 
     def __repr__(self) -> str:
         return f"Endpoint({self.address!r})"

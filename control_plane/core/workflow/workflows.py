@@ -352,6 +352,14 @@ class Workflows:
             raise NotFound("definition version", f"{name}@{version}")
         return chosen, self._definitions[(name, chosen.version)]
 
+    async def latest_definition(self, name: str, version: int = 0) -> tuple[DefinitionVersion, Definition]:
+        """As `definition`, first reading the store for one registered on another replica a moment ago."""
+        if self._cluster.shared and (
+            name not in self._versions or (version and (name, version) not in self._definitions)
+        ):
+            await self._reload_definitions(name)
+        return self.definition(name, version)
+
     def definitions(self, name: str = "", all_versions: bool = False) -> list[DefinitionVersion]:
         """Stored definitions in name order (newest version first when all are asked for)."""
         names = [name] if name else sorted(self._versions)
