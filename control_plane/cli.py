@@ -17,6 +17,7 @@ import argcomplete
 import grpc
 
 from control_plane import __version__, cli_console
+from control_plane.cli_mesh import add_mesh_verbs, mesh_command, print_bootstrap
 from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
 from control_plane.core.workflow.durations import format_duration, parse_duration
 from control_plane.errors import ControlPlaneError
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in (sub, subjects, consumers, retention):
         _output_flag(verb)
 
-    for action, reads in add_workflow_verbs(verbs):
+    for action, reads in (*add_workflow_verbs(verbs), *add_mesh_verbs(verbs)):
         _client_flags(action)
         if reads:
             _output_flag(action)
@@ -454,6 +455,11 @@ async def _subscribe(client: Client, args: argparse.Namespace) -> None:
                 await client.bus.ack(*(d.delivery_id for d in frame.deliveries))
 
 
+async def _mesh(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        await mesh_command(args, client)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and run one verb."""
     parser = build_parser()
@@ -485,6 +491,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(registry_command(args))
         elif args.verb == "bus":
             asyncio.run(bus_command(args))
+        elif args.verb == "mesh":
+            if args.action == "bootstrap":
+                print_bootstrap(args)
+            else:
+                asyncio.run(_mesh(args))
         elif args.verb == "workflow":
             try:
                 status = asyncio.run(workflow_main(args))

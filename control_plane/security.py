@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from hms.mgmt.v1 import bus_pb2, registry_pb2, workflow_pb2
+from hms.mgmt.v1 import bus_pb2, mesh_pb2, registry_pb2, workflow_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ OPEN_SERVICES: frozenset[str] = frozenset({_HEALTH, _REFLECTION_V1ALPHA, _REFLEC
 _REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 _BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 _WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
+_MESH = mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name
+# Envoy's services, served for the mesh (their names are Envoy's, not hms.mgmt.v1's).
+ADS = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+CSDS = "envoy.service.status.v3.ClientStatusDiscoveryService"
 
 _ADMIN: frozenset[Role] = frozenset({Role.ADMIN})
 _ANY_ROLE: frozenset[Role] = frozenset(Role)
@@ -118,6 +122,16 @@ ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         f"/{_WORKFLOW}/ReportTaskEventBatches": _WORKERS,
         f"/{_WORKFLOW}/CompleteTask": _WORKERS,
         f"/{_WORKFLOW}/FailTask": _WORKERS,
+        # Mesh: anyone may read the traffic policy; only admins change it.
+        f"/{_MESH}/SetRoute": _ADMIN,
+        f"/{_MESH}/DeleteRoute": _ADMIN,
+        f"/{_MESH}/GetRoute": _ANY_ROLE,
+        f"/{_MESH}/ListRoutes": _ANY_ROLE,
+        # xDS: every service calls others, so any token may discover; client status is for any role too.
+        f"/{ADS}/StreamAggregatedResources": _ANY_ROLE,
+        f"/{ADS}/DeltaAggregatedResources": _ANY_ROLE,
+        f"/{CSDS}/StreamClientStatus": _ANY_ROLE,
+        f"/{CSDS}/FetchClientStatus": _ANY_ROLE,
     }
 )
 

@@ -14,6 +14,7 @@ from control_plane.models.bus import (
     SubjectStats,
     message_bytes,
 )
+from control_plane.models.mesh import LoadBalancing, MeshSnapshot, RetryPolicy, RoutePolicy, VersionSplit
 from control_plane.models.registry import (
     ChangeType,
     DownReason,
@@ -49,6 +50,8 @@ __all__ = [
     "Health",
     "HistoryEvent",
     "Instance",
+    "LoadBalancing",
+    "MeshSnapshot",
     "OutgoingMessage",
     "Position",
     "ProbeSpec",
@@ -56,6 +59,8 @@ __all__ = [
     "ProcessState",
     "RegistryChange",
     "RetentionPolicy",
+    "RetryPolicy",
+    "RoutePolicy",
     "StartPosition",
     "StepRun",
     "StepState",
@@ -63,5 +68,6 @@ __all__ = [
     "StoredMessage",
     "SubjectStats",
     "TaskAttempt",
+    "VersionSplit",
     "message_bytes",
 ]

@@ -13,11 +13,13 @@ from control_plane.models import (
     DefinitionVersion,
     HistoryEvent,
     Instance,
+    MeshSnapshot,
     OutgoingMessage,
     ProcessRecord,
     ProcessState,
     RegistryChange,
     RetentionPolicy,
+    RoutePolicy,
     StoredConsumer,
     StoredMessage,
     SubjectStats,
@@ -140,6 +142,18 @@ class Store(Protocol):
 
     async def secret(self, name: str) -> bytes:
         """A key shared by every replica of this store, made at first use (signing task tokens etc.)."""
+        ...
+
+    async def mesh_load(self) -> MeshSnapshot:
+        """Every stored route policy and the mesh revision."""
+        ...
+
+    async def mesh_put(self, route: RoutePolicy, *, now: float) -> RoutePolicy:
+        """Store (create or replace) a route policy at the next mesh revision."""
+        ...
+
+    async def mesh_delete(self, service: str) -> int | None:
+        """Remove a route policy at the next mesh revision; None when there was none."""
         ...
 
     async def registry_commit(
