@@ -162,3 +162,31 @@ async def xds_client(bootstrap_path: Path, target: str = "xds:///EchoService") -
         yield client
     finally:
         await client.close()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")) if text else ()
+
+
+async def until_acked(app: Any, node_id: str, type_url: str, at_least: str, timeout_s: float = 20.0) -> None:
+    """Wait until `node_id` ACKed a `type_url` response of version `at_least` or later (CSDS's view)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            for node in app.xds_nodes.all():
+                state = node.types.get(type_url)
+                if (
+                    node.node.id == node_id
+                    and state is not None
+                    and state.answered
+                    and not state.nack_error
+                    and _version(state.acked_version) >= _version(at_least)
+                ):
+                    return
+            await asyncio.sleep(0.02)
+
+
+async def until(predicate: Any, timeout_s: float = 20.0) -> None:
+    """Poll `predicate()` until it holds (for state only observable by polling)."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.02)

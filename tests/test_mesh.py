@@ -7,12 +7,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from control_plane.sdk import Client
 from control_plane.server import App
-from hms.mgmt.v1 import mesh_pb2, registry_pb2
-from tests.mesh_support import Echo, echo_servers, write_bootstrap, xds_client
+from control_plane.servicers.xds.resources import ENDPOINT, ROUTE
+from hms.mgmt.v1 import mesh_pb2, mesh_pb2_grpc, registry_pb2
+from tests.mesh_support import Echo, echo_servers, until, until_acked, write_bootstrap, xds_client
 
 SERVICE = "EchoService"
 
@@ -36,3 +35,112 @@ async def test_calls_spread_evenly_over_three_instances(server: App, client: Cli
     assert set(spread) == {"echo-0", "echo-1", "echo-2"}, spread
     for who, share in _shares(spread).items():
         assert abs(share - 1 / 3) <= 0.2 / 3, (who, spread)
+
+
+def _version(app: App) -> str:
+    return f"{app.registry.feed.revision}.{app.mesh.revision}"
+
+
+async def test_a_deregistered_instance_gets_no_call_after_one_second_and_no_call_fails(
+    server: App, client: Client, tmp_path: Path
+) -> None:
+    async with echo_servers(3) as echoes:
+        for echo in echoes:
+            await _register(client, echo)
+        path = write_bootstrap(tmp_path / "bootstrap.json", server.address, "deregister")
+        async with xds_client(path) as xds:
+            await xds.send(run_s=3.0)
+            assert await xds.read() == {"started": True}
+            await client.registry.deregister(SERVICE, "echo-2")
+            gone_at = time.monotonic()
+            results = (await xds.read())["results"]
+    failures = [who for _, who in results if who.startswith("!")]
+    assert not failures, Counter(failures)
+    late = [t - gone_at for t, who in results if who == "echo-2" and t > gone_at + 1.0]
+    assert not late, f"echo-2 answered {len(late)} calls more than 1 s after it left"
+    assert {"echo-0", "echo-1"} <= {who for _, who in results}
+
+
+async def test_a_critical_instance_gets_no_calls(server: App, client: Client, tmp_path: Path) -> None:
+    probe = registry_pb2.HealthProbe(threshold=1)
+    probe.interval.FromMilliseconds(100)
+    probe.timeout.FromMilliseconds(100)
+    async with echo_servers(3) as echoes:
+        for echo in echoes:
+            await _register(client, echo, probe=probe)
+        await until(lambda: all(i.health.value == "passing" for i in server.registry.instances(SERVICE)))
+        path = write_bootstrap(tmp_path / "bootstrap.json", server.address, "critical")
+        async with xds_client(path) as xds:
+            assert set(await xds.spread(30)) == {"echo-0", "echo-1", "echo-2"}
+            await echoes[2].set_serving(False)
+            await until(lambda: server.registry.instances(SERVICE)[2].health.value == "critical")
+            await until_acked(server, "critical", ENDPOINT, _version(server))
+            spread = await xds.spread(600)
+    assert set(spread) == {"echo-0", "echo-1"}, spread
+
+
+async def test_a_version_split_of_90_10_is_observed_within_3_points(
+    server: App, client: Client, tmp_path: Path
+) -> None:
+    async with echo_servers(3) as echoes:
+        for echo, version in zip(echoes, ("1.0", "1.4", "2.0"), strict=True):
+            await _register(client, echo, version=version)
+        await _set_route(
+            client,
+            mesh_pb2.RoutePolicy(
+                service=SERVICE,
+                splits=[
+                    mesh_pb2.VersionSplit(version_range=">=1,<2", weight=90),
+                    mesh_pb2.VersionSplit(version_range=">=2", weight=10),
+                ],
+            ),
+        )
+        path = write_bootstrap(tmp_path / "bootstrap.json", server.address, "split")
+        async with xds_client(path) as xds:
+            spread = await xds.spread(5000, concurrency=32)
+    assert not [who for who in spread if who.startswith("!")], spread
+    canary = _shares(spread)["echo-2"]
+    assert abs(canary - 0.10) <= 0.03, spread
+
+
+async def test_a_retry_policy_turns_a_failing_instances_unavailable_into_successes(
+    server: App, client: Client, tmp_path: Path
+) -> None:
+    async with echo_servers(3) as echoes:
+        for echo in echoes:
+            await _register(client, echo)
+        echoes[1].failing = True
+        path = write_bootstrap(tmp_path / "bootstrap.json", server.address, "retry")
+        async with xds_client(path) as xds:
+            before = await xds.spread(300)
+            assert before["!UNAVAILABLE"] > 50, before  # the failing instance fails without retries
+            retry = mesh_pb2.RetryPolicy(retry_on=["unavailable"], num_retries=3)
+            retry.base_interval.FromMilliseconds(10)
+            await _set_route(client, mesh_pb2.RoutePolicy(service=SERVICE, retry=retry))
+            await until_acked(server, "retry", ROUTE, _version(server))
+            after = await xds.spread(600)
+    assert set(after) == {"echo-0", "echo-2"}, after
+
+
+async def test_the_concurrency_cap_refuses_the_excess(server: App, client: Client, tmp_path: Path) -> None:
+    async with echo_servers(3) as echoes:
+        for echo in echoes:
+            await _register(client, echo)
+        await _set_route(client, mesh_pb2.RoutePolicy(service=SERVICE, max_concurrent_requests=2))
+        path = write_bootstrap(tmp_path / "bootstrap.json", server.address, "cap")
+        async with xds_client(path) as xds:
+            await xds.send(calls=5, each=True, method="Slow")
+            refused = [(await xds.read())["result"][1] for _ in range(3)]
+            assert refused == ["!UNAVAILABLE"] * 3
+            await until(lambda: sum(e.in_flight for e in echoes) == 2)
+            for echo in echoes:
+                echo.release.set()
+            served = [(await xds.read())["result"][1] for _ in range(2)]
+            assert await xds.read() == {"done": True}
+    assert all(who.startswith("echo-") for who in served), served
+
+
+async def _set_route(client: Client, route: mesh_pb2.RoutePolicy) -> mesh_pb2.RoutePolicy:
+    stub = mesh_pb2_grpc.MeshStub(client.channel)
+    answer = await stub.SetRoute(mesh_pb2.SetRouteRequest(route=route))
+    return answer.route

@@ -39,8 +39,15 @@ async def main() -> None:
         methods = {
             name: channel.unary_unary(f"/hms.test.Echo/{name}") for name in ("Echo", "Slow", "Fail")
         }
-        # Wait until the client has its resources and a ready instance, without counting that call.
-        await methods["Echo"](b"", timeout=30, wait_for_ready=True)
+        # Wait until the client has its resources and an instance that answers (some may fail on purpose).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await methods["Echo"](b"", timeout=30, wait_for_ready=True)
+                break
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
         _emit({"ready": True})
         loop = asyncio.get_running_loop()
         while line := await loop.run_in_executor(None, sys.stdin.readline):

@@ -16,7 +16,8 @@ MAX_WEIGHT = 10_000
 # gRPC makes at most 5 attempts whatever the policy says.
 MAX_RETRIES = 4
 MAX_TIMEOUT_S = 3600.0
-MIN_BACKOFF_S = 0.001
+# grpcio 1.85 left calls retried with a 1 ms backoff hanging until their deadline (10 ms and more work).
+MIN_BACKOFF_S = 0.01
 MAX_BACKOFF_S = 3600.0
 MAX_CONCURRENT = 1_000_000
 
@@ -64,7 +65,7 @@ def check_route(route: RoutePolicy) -> None:
                 )
             )
         if not MIN_BACKOFF_S <= retry.base_interval_s <= MAX_BACKOFF_S:
-            violations.append(FieldViolation("route.retry.base_interval", "must be 1ms..1h"))
+            violations.append(FieldViolation("route.retry.base_interval", "must be 10ms..1h"))
         if not retry.base_interval_s <= retry.max_interval_s <= MAX_BACKOFF_S:
             violations.append(FieldViolation("route.retry.max_interval", "must be base_interval..1h"))
     if not 0 <= route.max_concurrent_requests <= MAX_CONCURRENT:

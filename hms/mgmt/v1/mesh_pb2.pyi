@@ -105,7 +105,7 @@ class RetryPolicy(_message.Message):
 
     @_builtins.property
     def base_interval(self) -> _duration_pb2.Duration:
-        """First backoff; default 25ms (Envoy's); allowed 1ms..1h."""
+        """First backoff; default 25ms (Envoy's); allowed 10ms..1h (gRPC clients stalled at 1ms)."""
 
     @_builtins.property
     def max_interval(self) -> _duration_pb2.Duration:

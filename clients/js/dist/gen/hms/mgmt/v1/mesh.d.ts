@@ -46,7 +46,7 @@ export interface RetryPolicy {
     retryOn: string[];
     /** Retries after the first attempt, 1..4 (gRPC caps attempts at 5). */
     numRetries: number;
-    /** First backoff; default 25ms (Envoy's); allowed 1ms..1h. */
+    /** First backoff; default 25ms (Envoy's); allowed 10ms..1h (gRPC clients stalled at 1ms). */
     baseInterval: Duration | undefined;
     /** Longest backoff; default 10 × base_interval; at least base_interval. */
     maxInterval: Duration | undefined;
