@@ -16,8 +16,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from control_plane.cli_mesh import bootstrap
 from control_plane.cli import build_parser
+from control_plane.cli_mesh import bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -69,7 +69,9 @@ class Echo:
 
     async def set_serving(self, serving: bool) -> None:
         assert self.health is not None
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         await self.health.set("", status)
 
     async def stop(self) -> None:
@@ -101,9 +103,10 @@ def write_bootstrap(path: Path, servers: str, node_id: str) -> Path:
 class XdsClient:
     """tests/xds_client.py in a child process: gRPC Python's own xDS client."""
 
-    def __init__(self, bootstrap_path: Path, target: str) -> None:
+    def __init__(self, bootstrap_path: Path, target: str, ready: bool = True) -> None:
         self._bootstrap = bootstrap_path
         self._target = target
+        self._ready = ready
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
@@ -113,6 +116,7 @@ class XdsClient:
             "-m",
             "tests.xds_client",
             self._target,
+            *(() if self._ready else ("--no-wait",)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -120,7 +124,8 @@ class XdsClient:
             env=env,
             limit=64 * 1024 * 1024,  # a 5,000-call answer is one long line
         )
-        assert (await self.read(timeout_s)) == {"ready": True}
+        if self._ready:
+            assert (await self.read(timeout_s)) == {"ready": True}
 
     async def read(self, timeout_s: float = 60.0) -> dict[str, Any]:
         assert self.process is not None and self.process.stdout is not None
@@ -155,8 +160,11 @@ class XdsClient:
 
 
 @asynccontextmanager
-async def xds_client(bootstrap_path: Path, target: str = "xds:///EchoService") -> AsyncIterator[XdsClient]:
-    client = XdsClient(bootstrap_path, target)
+async def xds_client(
+    bootstrap_path: Path, target: str = "xds:///EchoService", ready: bool = True
+) -> AsyncIterator[XdsClient]:
+    """A started client; with `ready` (the default) once a first call succeeded."""
+    client = XdsClient(bootstrap_path, target, ready)
     try:
         await client.start()
         yield client
@@ -182,11 +190,11 @@ async def until_acked(app: Any, node_id: str, type_url: str, at_least: str, time
                     and _version(state.acked_version) >= _version(at_least)
                 ):
                     return
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # noqa: ASYNC110 (CSDS's state has no event to await)
 
 
 async def until(predicate: Any, timeout_s: float = 20.0) -> None:
     """Poll `predicate()` until it holds (for state only observable by polling)."""
     async with asyncio.timeout(timeout_s):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 (nothing to await: the state changes in other tasks)
             await asyncio.sleep(0.02)

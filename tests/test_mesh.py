@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -144,3 +146,58 @@ async def _set_route(client: Client, route: mesh_pb2.RoutePolicy) -> mesh_pb2.Ro
     stub = mesh_pb2_grpc.MeshStub(client.channel)
     answer = await stub.SetRoute(mesh_pb2.SetRouteRequest(route=route))
     return answer.route
+
+
+async def test_a_nacked_policy_shows_in_csds_and_mesh_status_and_other_services_are_unaffected(
+    server: App, client: Client, tmp_path: Path
+) -> None:
+    async with echo_servers(2) as echoes:
+        await _register(client, echoes[0])
+        await client.registry.register("OtherService", echoes[1].address, instance_id="echo-1", ttl_s=60)
+        # gRPC Python's xDS client supports round robin and ring hash, not least request: it NACKs it.
+        await _set_route(
+            client,
+            mesh_pb2.RoutePolicy(service=SERVICE, load_balancing=mesh_pb2.LOAD_BALANCING_LEAST_REQUEST),
+        )
+        refusing = write_bootstrap(tmp_path / "refusing.json", server.address, "refusing")
+        other = write_bootstrap(tmp_path / "other.json", server.address, "other")
+        async with xds_client(refusing, ready=False), xds_client(other, "xds:///OtherService") as fine:
+            await until(
+                lambda: any(
+                    state.nack_error
+                    for node in server.xds_nodes.all()
+                    if node.node.id == "refusing"
+                    for state in node.types.values()
+                )
+            )
+            assert await fine.spread(30) == Counter({"echo-1": 30})
+            status = await _mgmt("mesh", "status", "--server", server.address)
+            csds = await _mgmt("mesh", "status", "--server", server.address, "-o", "json")
+    rows = [line.split(None, 5) for line in status.splitlines()[1:]]
+    nacked = [row for row in rows if row[0] == "refusing" and row[4] == "NACKED"]
+    assert nacked and nacked[0][1] == "CDS" and nacked[0][2] == SERVICE, status
+    assert nacked[0][5].strip(), "the client's error is shown"
+    assert all(row[4] == "ACKED" for row in rows if row[0] == "other"), status
+    answer = json.loads(csds)
+    refused = [
+        c
+        for node in answer["config"]
+        if node["node"]["id"] == "refusing"
+        for c in node["generic_xds_configs"]
+        if c.get("client_status") == "NACKED"
+    ]
+    assert refused and refused[0]["error_state"]["details"], answer
+
+
+async def _mgmt(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "control_plane",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()

@@ -19,6 +19,8 @@ from typing import Any
 import grpc
 
 TARGET = sys.argv[1] if len(sys.argv) > 1 else "xds:///EchoService"
+# --no-wait: only connect (a client whose resources are refused never gets ready).
+WAIT = "--no-wait" not in sys.argv
 
 
 def _emit(message: dict[str, Any]) -> None:
@@ -36,12 +38,12 @@ async def _call(method: Any, timeout_s: float) -> list[Any]:
 
 async def main() -> None:
     async with grpc.aio.insecure_channel(TARGET) as channel:
-        methods = {
-            name: channel.unary_unary(f"/hms.test.Echo/{name}") for name in ("Echo", "Slow", "Fail")
-        }
+        methods: dict[str, Any] = {name: channel.unary_unary(f"/hms.test.Echo/{name}") for name in ("Echo", "Slow", "Fail")}
         # Wait until the client has its resources and an instance that answers (some may fail on purpose).
         deadline = time.monotonic() + 30
-        while True:
+        if not WAIT:
+            channel.get_state(try_to_connect=True)
+        while WAIT:
             try:
                 await methods["Echo"](b"", timeout=30, wait_for_ready=True)
                 break
@@ -62,8 +64,9 @@ async def main() -> None:
                     results.extend(await asyncio.gather(*(_call(method, timeout_s) for _ in range(4))))
                 _emit({"results": results})
             elif command.get("each"):
-                async def report(m: Any = method) -> None:
-                    _emit({"result": await _call(m, timeout_s)})
+
+                async def report(m: Any = method, limit_s: float = timeout_s) -> None:
+                    _emit({"result": await _call(m, limit_s)})
 
                 await asyncio.gather(*(report() for _ in range(int(command["calls"]))))
                 _emit({"done": True})
