@@ -190,7 +190,7 @@ async def until_acked(app: Any, node_id: str, type_url: str, at_least: str, time
                     and _version(state.acked_version) >= _version(at_least)
                 ):
                     return
-            await asyncio.sleep(0.02)  # noqa: ASYNC110 (CSDS's state has no event to await)
+            await asyncio.sleep(0.02)
 
 
 async def until(predicate: Any, timeout_s: float = 20.0) -> None:
