@@ -38,7 +38,9 @@ async def _call(method: Any, timeout_s: float) -> list[Any]:
 
 async def main() -> None:
     async with grpc.aio.insecure_channel(TARGET) as channel:
-        methods: dict[str, Any] = {name: channel.unary_unary(f"/hms.test.Echo/{name}") for name in ("Echo", "Slow", "Fail")}
+        methods: dict[str, Any] = {
+            name: channel.unary_unary(f"/hms.test.Echo/{name}") for name in ("Echo", "Slow", "Fail")
+        }
         # Wait until the client has its resources and an instance that answers (some may fail on purpose).
         deadline = time.monotonic() + 30
         if not WAIT:

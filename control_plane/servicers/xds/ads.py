@@ -56,9 +56,11 @@ class AdsServicer:
         stopping = asyncio.ensure_future(self._stopping.wait())
         node: NodeState | None = None
         changed = self._snapshots.changed.waiter()
+        # Set once the client half-closed: it sends nothing more, but still hears of every change.
+        half_closed = False
         try:
             while True:
-                got = asyncio.ensure_future(requests.get())
+                got = asyncio.ensure_future(requests.get()) if not half_closed else asyncio.Future[None]()
                 await asyncio.wait((got, changed, stopping), return_when=asyncio.FIRST_COMPLETED)
                 # Taken before the snapshot is read: a change committed from here on wakes the next wait.
                 changed = self._snapshots.changed.waiter()
@@ -74,7 +76,8 @@ class AdsServicer:
                     pending.append(requests.get_nowait())
                 for request in pending:
                     if request is None:
-                        return
+                        half_closed = True
+                        break
                     if node is None:
                         node = self._nodes.connect(request.node)
                         logger.info("xds client %s connected", request.node.id or "(no node id)")
