@@ -171,9 +171,8 @@ def bootstrap(args: argparse.Namespace) -> dict[str, Any]:
         xds_server["call_creds"] = [
             {"type": "jwt_token_file", "config": {"jwt_token_file": str(Path(args.token_file).resolve())}}
         ]
-    node: dict[str, Any] = {"id": args.node_id}
-    if args.zone:
-        node["locality"] = {"zone": args.zone}
+    # grpc-js-xds refuses a bootstrap whose node has no locality, even an empty one.
+    node: dict[str, Any] = {"id": args.node_id, "locality": {"zone": args.zone} if args.zone else {}}
     return {
         "xds_servers": [{"server_uri": target, **xds_server} for target in _xds_target(servers)],
         "node": node,

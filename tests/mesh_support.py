@@ -103,18 +103,20 @@ def write_bootstrap(path: Path, servers: str, node_id: str) -> Path:
 class XdsClient:
     """tests/xds_client.py in a child process: gRPC Python's own xDS client."""
 
-    def __init__(self, bootstrap_path: Path, target: str, ready: bool = True) -> None:
+    def __init__(
+        self, bootstrap_path: Path, target: str, ready: bool = True, program: tuple[str, ...] = ()
+    ) -> None:
         self._bootstrap = bootstrap_path
         self._target = target
         self._ready = ready
+        # The client to run: gRPC Python's (tests/xds_client.py) unless another is named.
+        self._program = program or (sys.executable, "-m", "tests.xds_client")
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout_s: float = 30.0) -> None:
         env = {**os.environ, "GRPC_XDS_BOOTSTRAP": str(self._bootstrap), "PYTHONPATH": str(ROOT)}
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.xds_client",
+            *self._program,
             self._target,
             *(() if self._ready else ("--no-wait",)),
             stdin=asyncio.subprocess.PIPE,
@@ -161,10 +163,13 @@ class XdsClient:
 
 @asynccontextmanager
 async def xds_client(
-    bootstrap_path: Path, target: str = "xds:///EchoService", ready: bool = True
+    bootstrap_path: Path,
+    target: str = "xds:///EchoService",
+    ready: bool = True,
+    program: tuple[str, ...] = (),
 ) -> AsyncIterator[XdsClient]:
     """A started client; with `ready` (the default) once a first call succeeded."""
-    client = XdsClient(bootstrap_path, target, ready)
+    client = XdsClient(bootstrap_path, target, ready, program)
     try:
         await client.start()
         yield client
