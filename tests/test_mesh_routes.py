@@ -3,6 +3,9 @@ and the xDS endpoints under the same token rules as the rest of the contract."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,7 +104,7 @@ async def _first_listener(channel: grpc.aio.Channel, token: str | None) -> disco
     call = ads.StreamAggregatedResources(iter([request]), metadata=metadata, timeout=10)
     async for response in call:
         call.cancel()
-        return response  # type: ignore[no-any-return]
+        return response
     raise AssertionError("no response")
 
 
@@ -143,3 +146,42 @@ async def test_version_info_follows_the_registry_and_mesh_revisions(server: App,
         call.cancel()
     assert response.version_info == "1.1"
     assert sorted(response.resources[i].type_url for i in range(3)) == [CLUSTER] * 3  # Payments and 2 splits
+
+
+async def test_mgmt_mesh_route_set_and_ls_and_bootstrap(server: App, tmp_path: Path) -> None:
+    set_out = await _mgmt(
+        "mesh", "route", "set", "Payments", "--split", ">=1,<2=90", "--split", ">=2=10",
+        "--timeout", "2s", "--retry-on", "unavailable", "--retries", "2", "--max-requests", "50",
+        "--server", server.address,
+    )  # fmt: skip
+    listed = await _mgmt("mesh", "route", "ls", "--server", server.address)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read by the command")
+    printed = await _mgmt(
+        "mesh", "bootstrap", "--node-id", "n-1", "--server", "127.0.0.1:1,127.0.0.1:2", "--tls-ca", str(ca)
+    )
+    assert "split >=1,<2=90 >=2=10; timeout 2s; retry unavailable x2; max-requests 50" in set_out
+    assert listed.splitlines()[1].split()[:2] == ["Payments", "1"]
+    bootstrap = json.loads(printed)
+    assert bootstrap["node"] == {"id": "n-1", "locality": {}}
+    assert bootstrap["xds_servers"] == [
+        {
+            "server_uri": "ipv4:127.0.0.1:1,127.0.0.1:2",
+            "channel_creds": [{"type": "tls", "config": {"ca_certificate_file": str(ca.resolve())}}],
+            "server_features": ["xds_v3"],
+        }
+    ]
+
+
+async def _mgmt(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "control_plane",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
