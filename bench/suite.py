@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench import baseline, bus, bus_nats, console, registry, scale, workflow
+from bench import baseline, bus, bus_nats, console, mesh, registry, scale, workflow
 from bench.figures import GroupResult, Load, RunContext
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ GROUPS: tuple[Group, ...] = (
     Group(workflow.GROUP, workflow.run, requires=(baseline.GROUP,)),
     Group(scale.GROUP, scale.run),
     Group(console.GROUP, console.run),
+    Group(mesh.GROUP, mesh.run),
 )
 NAMES = tuple(group.name for group in GROUPS)
 
