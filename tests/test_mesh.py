@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from control_plane.sdk import Client
 from control_plane.server import App
 from control_plane.servicers.xds.resources import ENDPOINT, ROUTE
@@ -149,7 +151,7 @@ async def _set_route(client: Client, route: mesh_pb2.RoutePolicy) -> mesh_pb2.Ro
 
 
 async def test_a_nacked_policy_shows_in_csds_and_mesh_status_and_other_services_are_unaffected(
-    server: App, client: Client, tmp_path: Path
+    server: App, client: Client, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with echo_servers(2) as echoes:
         await _register(client, echoes[0])
@@ -187,6 +189,8 @@ async def test_a_nacked_policy_shows_in_csds_and_mesh_status_and_other_services_
         if c.get("client_status") == "NACKED"
     ]
     assert refused and refused[0]["error_state"]["details"], answer
+    logged = [r.getMessage() for r in caplog.records if "NACKed" in r.getMessage()]
+    assert logged and logged[0].startswith("xds client refusing NACKed Cluster version "), logged
 
 
 async def _mgmt(*args: str) -> str:

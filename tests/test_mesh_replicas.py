@@ -10,9 +10,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from control_plane.sdk import Client
+from control_plane.servicers.xds.resources import CLUSTER
+from hms.mgmt.v1 import mesh_pb2, mesh_pb2_grpc
 from tests.mesh_support import echo_servers, write_bootstrap, xds_client
 from tests.test_replicas import Replicas, replicas  # noqa: F401 (the fixture)
 
@@ -75,3 +79,32 @@ async def test_a_client_whose_xds_replica_is_killed_moves_to_another_and_keeps_c
     late = [t for t, who in results if who == "echo-2" and t > gone_at + 1.0]
     assert not late, f"echo-2 answered {len(late)} calls more than 1 s after it left"
     assert results[-1][0] > gone_at + 1.0, "the run outlasted the change"
+
+
+@pytest.mark.timeout(60)
+async def test_a_route_set_on_one_replica_reaches_the_xds_of_another(
+    replicas: Replicas,  # noqa: F811
+) -> None:
+    await replicas.add(2)
+    route = mesh_pb2.RoutePolicy(service="EchoService", max_concurrent_requests=7)
+    async with (
+        grpc.aio.insecure_channel(replicas.addresses[0]) as a,
+        grpc.aio.insecure_channel(replicas.addresses[1]) as b,
+    ):
+        await mesh_pb2_grpc.MeshStub(a).SetRoute(mesh_pb2.SetRouteRequest(route=route))
+        request = discovery_pb2.DiscoveryRequest(type_url=CLUSTER, resource_names=["EchoService"])
+        request.node.id = "follower"
+        async with asyncio.timeout(10):
+            while True:
+                call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(b).StreamAggregatedResources(
+                    iter([request])
+                )
+                response = await anext(aiter(call))
+                call.cancel()
+                if response.resources:
+                    break
+                await asyncio.sleep(0.05)  # the other replica has not applied the change yet
+    cluster = cluster_pb2.Cluster()
+    response.resources[0].Unpack(cluster)
+    assert cluster.circuit_breakers.thresholds[0].max_requests.value == 7
+    assert response.version_info == "0.1"
