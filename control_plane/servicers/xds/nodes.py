@@ -36,7 +36,7 @@ class NodeState:
     node: base_pb2.Node
     connected_at: float
     types: dict[str, TypeState] = field(default_factory=dict)
-    # The client's last NACK, whatever its type, kept until it ACKs that type again.
+    # Which stream of this replica it is (a reconnecting node gets a new one).
     stream_id: int = 0
 
 
