@@ -11,6 +11,9 @@ PY_DIRS = $(wildcard control_plane tests bench services clients/python/hms_mgmt)
 PY_SDK  = clients/python
 NODE_SVC = services/notification
 NODE_STAMP = $(NODE_SVC)/node_modules/.package-lock.json
+# gRPC's own Node xDS client (@grpc/grpc-js, @grpc/grpc-js-xds), used by tests/test_mesh_node.py.
+MESH_NODE = tests/mesh_node
+MESH_NODE_STAMP = $(MESH_NODE)/node_modules/.package-lock.json
 JS_SDK   = clients/js
 JS_STAMP = $(JS_SDK)/node_modules/.package-lock.json
 # What the Node service installs of the SDK: it is copied in like a tarball (.npmrc: install-links).
@@ -47,6 +50,10 @@ $(NODE_STAMP): $(NODE_SVC)/package.json $(NODE_SVC)/package-lock.json $(JS_SHIPP
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(NODE_SVC) --no-audit --no-fund --loglevel=error; \
 	else $(NO_NPM) "npm not found: skipping $(NODE_SVC) (its tests will be skipped)"; fi
 
+$(MESH_NODE_STAMP): $(MESH_NODE)/package.json $(MESH_NODE)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(MESH_NODE) --no-audit --no-fund --loglevel=error; \
+	else $(NO_NPM) "npm not found: skipping $(MESH_NODE) (the Node xDS test will be skipped)"; fi
+
 # buf from npm (@bufbuild/buf), locked in tools/buf. Without npm, the proto checks are skipped with a
 # note, unless MGMT_REQUIRE_BUF=1 (CI) makes that an error.
 $(BUF): $(BUF_DIR)/package.json $(BUF_DIR)/package-lock.json
@@ -54,7 +61,7 @@ $(BUF): $(BUF_DIR)/package.json $(BUF_DIR)/package-lock.json
 	elif [ "$$MGMT_REQUIRE_BUF" = 1 ]; then echo "npm not found: buf is required (MGMT_REQUIRE_BUF=1)" >&2; exit 1; \
 	else echo "npm not found: skipping buf lint and buf breaking"; fi
 
-install: $(STAMP) $(JS_STAMP) $(NODE_STAMP)  ## create .venv, install the project with its test extras, the JS SDK and the Node service
+install: $(STAMP) $(JS_STAMP) $(NODE_STAMP) $(MESH_NODE_STAMP)  ## create .venv, install the project with its test extras, the JS SDK, the Node service and the Node xDS test client
 
 GEN = --plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from bench import baseline, bus, bus_nats, console, peers, registry, scale, workflow
+from bench import baseline, bus, bus_nats, console, mesh, peers, registry, scale, workflow
 from bench.figures import GroupResult, Load, RunContext
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ GROUPS: tuple[Group, ...] = (
     Group(peers.GROUP, peers.run, requires=(workflow.GROUP,)),
     Group(scale.GROUP, scale.run),
     Group(console.GROUP, console.run),
+    Group(mesh.GROUP, mesh.run),
 )
 NAMES = tuple(group.name for group in GROUPS)
 

@@ -17,6 +17,7 @@ import argcomplete
 import grpc
 
 from control_plane import __version__, cli_console
+from control_plane.cli_mesh import add_mesh_verbs, mesh_command, print_bootstrap
 from control_plane.cli_schedule import add_schedule_verbs, schedule_command
 from control_plane.cli_workflow import add_workflow_verbs, as_json, workflow_command
 from control_plane.core.workflow.durations import format_duration, parse_duration
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in (sub, subjects, consumers, retention):
         _output_flag(verb)
 
-    for action, reads in [*add_workflow_verbs(verbs), *add_schedule_verbs(verbs)]:
+    for action, reads in [*add_workflow_verbs(verbs), *add_schedule_verbs(verbs), *add_mesh_verbs(verbs)]:
         _client_flags(action)
         if reads:
             _output_flag(action)
@@ -479,6 +480,11 @@ async def _subscribe(client: Client, args: argparse.Namespace) -> None:
                 await client.bus.ack(*(d.delivery_id for d in frame.deliveries))
 
 
+async def _mesh(args: argparse.Namespace) -> None:
+    async with _client(args) as client:
+        await mesh_command(args, client)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and run one verb."""
     parser = build_parser()
@@ -521,6 +527,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             status = asyncio.run(schedule_main(args))
             if status:
                 sys.exit(status)
+        elif args.verb == "mesh":
+            if args.action == "bootstrap":
+                print_bootstrap(args)
+            else:
+                asyncio.run(_mesh(args))
         elif args.verb == "workflow":
             try:
                 status = asyncio.run(workflow_main(args))

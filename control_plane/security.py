@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from hms.mgmt.v1 import bus_pb2, registry_pb2, schedule_pb2, workflow_pb2
+from hms.mgmt.v1 import bus_pb2, mesh_pb2, registry_pb2, schedule_pb2, workflow_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ _REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 _BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 _WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
 _SCHEDULE = schedule_pb2.DESCRIPTOR.services_by_name["Schedule"].full_name
+_MESH = mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name
+# Envoy's services, served for the mesh (their names are Envoy's, not hms.mgmt.v1's).
+ADS = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+CSDS = "envoy.service.status.v3.ClientStatusDiscoveryService"
 
 _ADMIN: frozenset[Role] = frozenset({Role.ADMIN})
 _ANY_ROLE: frozenset[Role] = frozenset(Role)
@@ -134,6 +138,16 @@ ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         f"/{_SCHEDULE}/UnpauseSchedule": _CLIENTS,
         f"/{_SCHEDULE}/TriggerSchedule": _CLIENTS,
         f"/{_SCHEDULE}/DeleteSchedule": _ADMIN,
+        # Mesh: anyone may read the traffic policy; only admins change it.
+        f"/{_MESH}/SetRoute": _ADMIN,
+        f"/{_MESH}/DeleteRoute": _ADMIN,
+        f"/{_MESH}/GetRoute": _ANY_ROLE,
+        f"/{_MESH}/ListRoutes": _ANY_ROLE,
+        # xDS: every service calls others, so any token may discover; client status is for any role too.
+        f"/{ADS}/StreamAggregatedResources": _ANY_ROLE,
+        f"/{ADS}/DeltaAggregatedResources": _ANY_ROLE,
+        f"/{CSDS}/StreamClientStatus": _ANY_ROLE,
+        f"/{CSDS}/FetchClientStatus": _ANY_ROLE,
     }
 )
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.status.v3 import csds_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import trace
@@ -18,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from control_plane import security
 from control_plane.console import Access, Console, Cores
 from control_plane.core.bus.bus import Bus
+from control_plane.core.mesh import Mesh
 from control_plane.core.registry import Prober, Registry
 from control_plane.core.schedules.schedules import Schedules
 from control_plane.core.workflow.workflows import Workflows
@@ -30,17 +33,24 @@ from control_plane.observability.metrics import Metrics, build_metrics
 from control_plane.observability.workflow_tracing import WorkflowSpans
 from control_plane.servicers.bus import BusServicer
 from control_plane.servicers.decoding import CleanDecoding
+from control_plane.servicers.mesh import MeshServicer
 from control_plane.servicers.reflection import enable_documented_reflection
 from control_plane.servicers.registry import RegistryServicer
 from control_plane.servicers.schedules import ScheduleServicer
 from control_plane.servicers.scopes import Scopes
 from control_plane.servicers.workflow import WorkflowServicer
+from control_plane.servicers.xds.ads import AdsServicer
+from control_plane.servicers.xds.csds import CsdsServicer
+from control_plane.servicers.xds.nodes import Nodes
+from control_plane.servicers.xds.snapshots import Snapshots
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
 from control_plane.web.listener import HttpListener, build_app, start_listener, tls_context
 from hms.mgmt.v1 import (
     bus_pb2,
     bus_pb2_grpc,
+    mesh_pb2,
+    mesh_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
     schedule_pb2,
@@ -56,7 +66,8 @@ REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
 BUS = bus_pb2.DESCRIPTOR.services_by_name["Bus"].full_name
 WORKFLOW = workflow_pb2.DESCRIPTOR.services_by_name["Workflow"].full_name
 SCHEDULE = schedule_pb2.DESCRIPTOR.services_by_name["Schedule"].full_name
-SERVED = (REGISTRY, BUS, WORKFLOW, SCHEDULE)
+MESH = mesh_pb2.DESCRIPTOR.services_by_name["Mesh"].full_name
+SERVED = (REGISTRY, BUS, WORKFLOW, SCHEDULE, MESH)
 
 SERVER_OPTIONS = (
     # SO_REUSEPORT off: with it (gRPC's default on Linux) a second server binds the same port and the
@@ -87,6 +98,9 @@ class App:
     workflows: Workflows
     store: Store
     health_checker: GrpcHealthChecker
+    mesh: Mesh
+    # The xDS clients connected to this replica (what CSDS reports).
+    xds_nodes: Nodes
     # Where the HTTP listener answers (http://127.0.0.1:50052), or None without one.
     http_url: str | None = None
     # None with --metrics off.
@@ -148,8 +162,13 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         await bus.load()
         workflows = Workflows(store, bus, registry, retention_s=settings.workflow_retention_s)
         await workflows.load()
+        mesh = Mesh(store)
+        await mesh.load()
         connect(registry, prober, bus, workflows)
         schedules = Schedules(store, workflows)
+        # The xDS edge follows what this replica has applied of the registry and the mesh.
+        snapshots = Snapshots(registry, mesh)
+        xds_nodes = Nodes()
         # Every core has subscribed: follow the other replicas (if any) from here on.
         store.cluster.start()
         stopping = asyncio.Event()
@@ -173,6 +192,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
                     (bus_pb2, "Bus"),
                     (workflow_pb2, "Workflow"),
                     (schedule_pb2, "Schedule"),
+                    (mesh_pb2, "Mesh"),
                 )
             )
             interceptors.append(MetricsInterceptor(grpc_metrics))
@@ -191,6 +211,13 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             WorkflowServicer(workflows, stopping, scopes), handlers
         )
         schedule_pb2_grpc.add_ScheduleServicer_to_server(ScheduleServicer(schedules), handlers)
+        mesh_pb2_grpc.add_MeshServicer_to_server(MeshServicer(mesh), handlers)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+            AdsServicer(snapshots, xds_nodes, stopping), handlers
+        )
+        csds_pb2_grpc.add_ClientStatusDiscoveryServiceServicer_to_server(
+            CsdsServicer(xds_nodes, stopping), handlers
+        )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
         enable_documented_reflection((*SERVED, health.SERVICE_NAME, reflection.SERVICE_NAME), handlers)
@@ -254,6 +281,8 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             workflows=workflows,
             store=store,
             health_checker=checker,
+            mesh=mesh,
+            xds_nodes=xds_nodes,
             http_url=listeners[0].url if listeners else None,
             metrics=metrics,
             schedules=schedules,
@@ -266,6 +295,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
             tasks.create_task(bus.run(loops_stop))
             tasks.create_task(workflows.run(loops_stop))
             tasks.create_task(schedules.run(loops_stop))
+            tasks.create_task(mesh.run(loops_stop))
             try:
                 yield app
             finally:

@@ -221,12 +221,14 @@ def test_required_roles(method: str, expected: frozenset[Role] | None) -> None:
 
 
 def contract_methods() -> list[str]:
-    """Full paths of every RPC in every generated hms.mgmt.v1 module."""
+    """Full paths of every RPC in every generated hms.mgmt.v1 module, and of Envoy's served for the mesh."""
     methods: list[str] = []
-    for module in pkgutil.iter_modules(hms.mgmt.v1.__path__):
-        if not module.name.endswith("_pb2"):
-            continue
-        file: descriptor.FileDescriptor = importlib.import_module(f"hms.mgmt.v1.{module.name}").DESCRIPTOR
+    modules = [
+        f"hms.mgmt.v1.{m.name}" for m in pkgutil.iter_modules(hms.mgmt.v1.__path__) if m.name.endswith("_pb2")
+    ]
+    modules += ["envoy.service.discovery.v3.ads_pb2", "envoy.service.status.v3.csds_pb2"]
+    for name in modules:
+        file: descriptor.FileDescriptor = importlib.import_module(name).DESCRIPTOR
         for service in file.services_by_name.values():
             methods += [f"/{service.full_name}/{method.name}" for method in service.methods]
     return methods
@@ -672,9 +674,11 @@ def readme_role_table() -> dict[str, frozenset[Role]]:
         if roles_cell.startswith("anyone"):
             continue  # health and reflection: OPEN_SERVICES, checked by test_required_roles
         roles = frozenset(Role(name.strip()) for name in roles_cell.split(","))
-        for rpc in re.findall(r"`([A-Za-z]+/[A-Za-z]+)`", rpcs_cell):
-            assert f"/hms.mgmt.v1.{rpc}" not in table, f"{rpc} is in two rows of the README's table"
-            table[f"/hms.mgmt.v1.{rpc}"] = roles
+        for rpc in re.findall(r"`([A-Za-z0-9.]+/[A-Za-z]+)`", rpcs_cell):
+            # Envoy's services (the mesh's xDS) are written in full; the contract's without hms.mgmt.v1.
+            path = f"/{rpc}" if "." in rpc else f"/hms.mgmt.v1.{rpc}"
+            assert path not in table, f"{rpc} is in two rows of the README's table"
+            table[path] = roles
     return table
 
 

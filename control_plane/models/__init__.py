@@ -14,6 +14,7 @@ from control_plane.models.bus import (
     SubjectStats,
     message_bytes,
 )
+from control_plane.models.mesh import LoadBalancing, MeshSnapshot, RetryPolicy, RoutePolicy, VersionSplit
 from control_plane.models.registry import (
     ChangeType,
     DownReason,
@@ -52,6 +53,8 @@ __all__ = [
     "HistoryEvent",
     "Incident",
     "Instance",
+    "LoadBalancing",
+    "MeshSnapshot",
     "OutgoingMessage",
     "Position",
     "ProbeSpec",
@@ -60,6 +63,8 @@ __all__ = [
     "ProcessState",
     "RegistryChange",
     "RetentionPolicy",
+    "RetryPolicy",
+    "RoutePolicy",
     "StartPosition",
     "StepRun",
     "StepState",
@@ -67,5 +72,6 @@ __all__ = [
     "StoredMessage",
     "SubjectStats",
     "TaskAttempt",
+    "VersionSplit",
     "message_bytes",
 ]

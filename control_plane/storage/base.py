@@ -14,12 +14,14 @@ from control_plane.models import (
     HistoryEvent,
     Incident,
     Instance,
+    MeshSnapshot,
     OutgoingMessage,
     ProcessRecord,
     ProcessSearch,
     ProcessState,
     RegistryChange,
     RetentionPolicy,
+    RoutePolicy,
     StoredConsumer,
     StoredMessage,
     SubjectStats,
@@ -167,6 +169,18 @@ class Store(Protocol):
 
     async def secret(self, name: str) -> bytes:
         """A key shared by every replica of this store, made at first use (signing task tokens etc.)."""
+        ...
+
+    async def mesh_load(self) -> MeshSnapshot:
+        """Every stored route policy and the mesh revision."""
+        ...
+
+    async def mesh_put(self, route: RoutePolicy, *, now: float) -> RoutePolicy:
+        """Store (create or replace) a route policy at the next mesh revision."""
+        ...
+
+    async def mesh_delete(self, service: str) -> int | None:
+        """Remove a route policy at the next mesh revision; None when there was none."""
         ...
 
     async def registry_commit(

@@ -23,7 +23,7 @@ import psycopg
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str], None]
-TOPICS = ("registry", "bus", "tasks", "definitions")
+TOPICS = ("registry", "bus", "tasks", "definitions", "mesh")
 # The application_name prefix of each replica's listening session: the leader asks pg_stat_activity
 # which replicas are alive by it (a killed replica's session ends with its process).
 APPLICATION_PREFIX = "hms-mgmt:"

@@ -21,19 +21,21 @@ from control_plane.models import (
     HistoryEvent,
     Incident,
     Instance,
+    MeshSnapshot,
     OutgoingMessage,
     ProcessRecord,
     ProcessSearch,
     ProcessState,
     RegistryChange,
     RetentionPolicy,
+    RoutePolicy,
     StoredConsumer,
     StoredMessage,
     SubjectStats,
     TaskAttempt,
 )
 from control_plane.models.schedule import ScheduleRecord
-from control_plane.storage import sql_bus, sql_registry, sql_schedules, sql_workflow
+from control_plane.storage import sql_bus, sql_mesh, sql_registry, sql_schedules, sql_workflow
 from control_plane.storage.base import Cluster, RegistrySnapshot, StoreStats, WorkflowTx
 from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
@@ -159,6 +161,35 @@ class SqlStore:
 
         key: bytes = await self._writer.submit(work)
         return key
+
+    # -- Mesh: SQL in sql_mesh --------------------------------------------------------------------
+
+    async def mesh_load(self) -> MeshSnapshot:
+        """Every stored route policy and the mesh revision."""
+        return await self._read(sql_mesh.load)
+
+    async def mesh_put(self, route: RoutePolicy, *, now: float) -> RoutePolicy:
+        """Store a route policy at the next mesh revision; other replicas hear of it."""
+
+        def work(conn: Connection) -> RoutePolicy:
+            stored = sql_mesh.put(conn, route, now)
+            self._note("mesh", str(stored.revision))
+            return stored
+
+        stored: RoutePolicy = await self._writer.submit(work)
+        return stored
+
+    async def mesh_delete(self, service: str) -> int | None:
+        """Remove a route policy at the next mesh revision; None when there was none."""
+
+        def work(conn: Connection) -> int | None:
+            revision = sql_mesh.delete(conn, service)
+            if revision is not None:
+                self._note("mesh", str(revision))
+            return revision
+
+        revision: int | None = await self._writer.submit(work)
+        return revision
 
     # -- Registry: SQL in sql_registry ------------------------------------------------------------
 

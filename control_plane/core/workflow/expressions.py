@@ -11,7 +11,10 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-import cel
+# The library's Rust extension module, not the `cel` package: xds-protos (the mesh's Envoy types) also
+# installs a `cel` package (cel/expr protos), and whichever of the two installs last owns
+# cel/__init__.py; an empty one would hide compile() from `import cel`. cel.cel is the library's alone.
+from cel import cel
 
 from control_plane.core.workflow.cel_shape import MAX_COST, Shape, ShapeError, shape_of
 

@@ -1,0 +1,51 @@
+"""The CEL library and xds-protos both install a `cel` package: the engine must work whichever owns it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cel.cel as cel_extension
+import cel.expr
+
+PROBE = """
+from control_plane.core.workflow.expressions import compile_expression
+import cel.expr.syntax_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+print(compile_expression("input.a + 1").evaluate({"input": {"a": 41}}))
+"""
+
+
+def _shadow(tmp_path: Path, init_text: str) -> Path:
+    """A `cel` package whose __init__ is `init_text`, holding the real extension and cel/expr."""
+    package = tmp_path / "cel"
+    package.mkdir()
+    (package / "__init__.py").write_text(init_text)
+    extension = Path(cel_extension.__file__ or "")
+    (package / extension.name).symlink_to(extension)
+    (package / "expr").symlink_to(Path(next(iter(cel.expr.__path__))))
+    return tmp_path
+
+
+def _run(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={"PYTHONPATH": f"{path}:{Path.cwd()}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_engine_evaluates_when_xds_protos_owns_the_cel_package(tmp_path: Path) -> None:
+    # xds-protos's cel/__init__.py is empty: `import cel; cel.compile` fails, cel.cel does not.
+    result = _run(_shadow(tmp_path, ""))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+
+
+def test_engine_evaluates_when_the_cel_library_owns_the_package(tmp_path: Path) -> None:
+    result = _run(_shadow(tmp_path, "from .cel import *\n"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
