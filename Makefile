@@ -34,6 +34,10 @@ $(STAMP): pyproject.toml $(PY_SDK)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ./$(PY_SDK) -e '.[test]'
+	@# xds-protos ships an older copy of opentelemetry-proto's modules: whichever installs last owns the
+	@# files, and the OTLP exporter needs opentelemetry-proto's own. Put them back (tests/test_cel_beside_xds.py).
+	$(PY) -m pip install --quiet --no-deps --force-reinstall \
+	  "opentelemetry-proto==$$($(PY) -c 'from importlib.metadata import version; print(version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 # Node.js parts install their locked dependencies; without npm they are skipped with a note, unless

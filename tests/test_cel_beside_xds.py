@@ -1,4 +1,5 @@
-"""The CEL library and xds-protos both install a `cel` package: the engine must work whichever owns it."""
+"""xds-protos installs a `cel` package, as the CEL library does, and a copy of opentelemetry-proto's modules:
+the engine must work whichever owns `cel`, and the OTLP exporter must load beside the Envoy types."""
 
 from __future__ import annotations
 
@@ -49,3 +50,17 @@ def test_engine_evaluates_when_the_cel_library_owns_the_package(tmp_path: Path) 
     result = _run(_shadow(tmp_path, "from .cel import *\n"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "42"
+
+
+def test_the_otlp_exporter_loads_beside_the_envoy_types() -> None:
+    """`make install` puts opentelemetry-proto's own modules back over xds-protos's older copy (seen
+    failing before: ImportError InstrumentationScope, and every traced control plane refused to start)."""
+    probe = (
+        "from envoy.config.listener.v3 import listener_pb2\n"
+        "from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter\n"
+        "from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

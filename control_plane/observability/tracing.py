@@ -73,7 +73,27 @@ def wanted(environ: Mapping[str, str]) -> bool:
     )
 
 
+# xds-protos (the mesh's Envoy types) ships an older copy of opentelemetry-proto's modules in the same
+# folders; whichever package installs last owns the files, and the OTLP exporters need the newer ones.
+_PROTO_CLASH = (
+    "the OTLP exporter cannot load opentelemetry-proto's modules ({error}): xds-protos, installed after "
+    "opentelemetry-proto, replaced them with its older copy. Put them back with: pip install --no-deps "
+    "--force-reinstall opentelemetry-proto=={version}  (make install does this)"
+)
+
+
 def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+    try:
+        return _make_exporters(environ)
+    except ImportError as error:
+        from importlib.metadata import version
+
+        raise RuntimeError(
+            _PROTO_CLASH.format(error=error, version=version("opentelemetry-proto"))
+        ) from error
+
+
+def _make_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     names = [n.strip() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").lower().split(",") if n.strip()]
     exporters: list[SpanExporter] = []
     for name in names:
