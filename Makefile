@@ -98,7 +98,7 @@ lint: $(STAMP) buf-lint  ## ruff, mypy, the import layering contracts, buf lint 
 typecheck: $(STAMP)  ## mypy --strict only
 	$(PY) -m mypy
 
-test: lint $(NODE_STAMP) test-js  ## install, lint and run every test
+test: lint $(NODE_STAMP) $(MESH_NODE_STAMP) test-js  ## install, lint and run every test
 	$(PY) -m pytest -q
 
 test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test), each against a real control plane
@@ -107,7 +107,7 @@ test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test
 	elif [ "$$MGMT_REQUIRE_NODE" = 1 ]; then echo "node not found: the JS SDK's tests are required (MGMT_REQUIRE_NODE=1)" >&2; exit 1; \
 	else echo "node or npm not found: skipping the JavaScript SDK's tests"; fi
 
-test-postgres: $(STAMP) $(NODE_STAMP)  ## every test again with the control planes on PostgreSQL (required, not skipped)
+test-postgres: $(STAMP) $(NODE_STAMP) $(MESH_NODE_STAMP)  ## every test again with the control planes on PostgreSQL (required, not skipped)
 	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q
 
 demo: $(STAMP) $(NODE_STAMP)  ## the building-permit platform end to end: four services, three applications
