@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -268,12 +269,33 @@ async def serve_until_signalled(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with running(settings) as app:
+        settle_collector()
         logger.info("mgmt listening on %s (store %s)", app.address, settings.resolved_store_url)
         if app.http_url:
             logger.info("mgmt http on %s (the console at /; /metrics, /healthz, /readyz)", app.http_url)
         await stop.wait()
         logger.info("stopping")
     logger.info("stopped")
+
+
+# Allocations between young collections (CPython's default is 700). A transition allocates thousands
+# of short-lived objects, so the default runs several young collections per workflow step and, every
+# hundred of those, a full one over the whole heap: together 8-13% of the control plane's CPU in a
+# profile of 100 workflows in flight. Fewer, larger young collections free the same garbage.
+_YOUNG_COLLECTION_ALLOCATIONS = 20_000
+
+
+def settle_collector() -> None:
+    """Once the control plane is up: set what start-up created aside for good, and collect less often.
+
+    Modules, protobuf descriptors, gRPC's and the compiled definitions' objects live as long as the
+    process; frozen (`gc.freeze`), full collections no longer walk them. Cycles among them are never
+    collected then, which costs nothing: they were never going to be garbage.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_COLLECTION_ALLOCATIONS, middle, old)
 
 
 def _client(args: argparse.Namespace) -> Client:

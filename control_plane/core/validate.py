@@ -93,22 +93,53 @@ def check_json(field: str, value: Any, max_bytes: int) -> list[FieldViolation]:
 
 
 def _json_problem(field: str, value: Any) -> FieldViolation | None:
-    """The first non-finite number or too-deep nesting in `value`, with its path (iterative: any depth)."""
-    stack: list[tuple[str, Any, int]] = [(field, value, 0)]
+    """The first non-finite number or too-deep nesting in `value`, with its path (iterative: any depth).
+
+    Runs on every payload a client sends, so the path is kept as links (parent, key) and spelled out
+    only for the item at fault.
+    """
+    stack: list[tuple[_Link | None, object, Any, int]] = [(None, _TOP, value, 0)]
     while stack:
-        path, item, depth = stack.pop()
+        link, key, item, depth = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            return FieldViolation(path, f"{item} is not a JSON number (NaN and infinities are not allowed)")
+            return FieldViolation(
+                _path(field, (link, key)), f"{item} is not a JSON number (NaN and infinities are not allowed)"
+            )
         if isinstance(item, dict | list):
             if depth == MAX_JSON_DEPTH:
                 return FieldViolation(
-                    path, f"objects and lists may nest at most {MAX_JSON_DEPTH} levels deep"
+                    _path(field, (link, key)),
+                    f"objects and lists may nest at most {MAX_JSON_DEPTH} levels deep",
                 )
+            here = (link, key)
             if isinstance(item, dict):
-                stack.extend((_key_path(path, key), child, depth + 1) for key, child in item.items())
+                stack.extend((here, k, child, depth + 1) for k, child in item.items())
             else:
-                stack.extend((f"{path}[{n}]", child, depth + 1) for n, child in enumerate(item))
+                stack.extend((here, _Index(n), child, depth + 1) for n, child in enumerate(item))
     return None
+
+
+class _Index(int):
+    """A position in a list (told apart from an object's key, which may be anything)."""
+
+
+_TOP = object()  # the key of the top value, which has none
+# A path step: the link of the container and the key of the item in it.
+_Link = tuple["_Link | None", object]
+
+
+def _path(field: str, link: _Link) -> str:
+    keys: list[object] = []
+    node: _Link | None = link
+    while node is not None:
+        parent, key = node
+        if key is not _TOP:
+            keys.append(key)
+        node = parent
+    path = field
+    for key in reversed(keys):
+        path = f"{path}[{int(key)}]" if isinstance(key, _Index) else _key_path(path, key)
+    return path
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")

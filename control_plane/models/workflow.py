@@ -89,7 +89,11 @@ class EventType(StrEnum):
     @property
     def published(self) -> bool:
         """Whether the event also goes out on the Bus (task-level events do not)."""
-        return not self.value.startswith(("task_", "signal_"))
+        # A set lookup: asked for every event of every transition (Enum's `value` is a slow descriptor).
+        return self in _PUBLISHED_EVENTS
+
+
+_PUBLISHED_EVENTS = frozenset(e for e in EventType if not e.startswith(("task_", "signal_")))
 
 
 @dataclass(slots=True)

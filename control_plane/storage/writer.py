@@ -168,8 +168,18 @@ class Writer:
                 observer(took, len(batch))
             except Exception:
                 logger.exception("the commit observer failed")
+        # One wake-up of each callers' loop per commit, not one per caller: each costs the loop a
+        # self-pipe write and a turn, which a profile at 100 transitions in flight shows.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_, future), (ok, value) in zip(batch, results, strict=True):
-            future.get_loop().call_soon_threadsafe(self._settle, future, ok, value)
+            by_loop.setdefault(future.get_loop(), []).append((future, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(self._settle_all, settled)
+
+    def _settle_all(self, settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        """On the callers' loop: each caller's queue slot back, then its result, in commit order."""
+        for future, ok, value in settled:
+            self._settle(future, ok, value)
 
     def _settle(self, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         """On the caller's loop: give the queue slot back, then the result to the caller."""

@@ -10,6 +10,7 @@ about unknown fields or not; a test holds it to what `json_format` makes of GetH
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -40,7 +41,7 @@ def history_json(event: HistoryEvent) -> bytes:
 def rfc3339(value_s: float) -> str:
     """Unix seconds as a protobuf JSON Timestamp, rounded to the nanosecond as the wire Timestamp is."""
     seconds, nanos = divmod(round(value_s * _NANOS), _NANOS)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    text = _whole_second(seconds)
     if nanos == 0:
         return text + "Z"
     if nanos % 1_000_000 == 0:
@@ -48,3 +49,9 @@ def rfc3339(value_s: float) -> str:
     if nanos % 1000 == 0:
         return f"{text}.{nanos // 1000:06d}Z"
     return f"{text}.{nanos:09d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _whole_second(seconds: int) -> str:
+    """The date and time of a whole second: events of the same second (most of them) format it once."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
