@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { connect, DEFAULT_CALL_TIMEOUT_MS, MgmtError, Unavailable } from '../dist/index.js';
+import { connect, DEFAULT_CALL_TIMEOUT_MS, MgmtError, Unavailable, Worker } from '../dist/index.js';
 import { deadline, defer, freeAddress, recordingLogger, startControlPlane } from './support.js';
 
 const WAIT_MS = 20_000; // without a deadline (or keepalive) the call would never end
@@ -34,6 +34,23 @@ test('a unary call to a hung replica ends at the default deadline', async (t) =>
   assert.equal(failed.code, 4); // DEADLINE_EXCEEDED
   assert.ok(Date.now() - started >= 900, `ended after ${Date.now() - started} ms, before its deadline`);
   assert.equal(DEFAULT_CALL_TIMEOUT_MS, 30_000);
+});
+
+test("a Worker made from addresses gives its client the call timeout it was given", async (t) => {
+  const plane = await startControlPlane(t);
+  const worker = new Worker({ addresses: plane.address, service: 'Hung', handlers: {}, stopSignals: [], callTimeoutMs: 1000 });
+  defer(t, () => worker.client.close());
+  await worker.client.registry.services(); // connected
+
+  hang(t, plane);
+  const failed = await deadline(
+    worker.client.registry.services().catch((e) => e),
+    WAIT_MS,
+    'the call to end',
+  );
+
+  assert.ok(failed instanceof MgmtError, String(failed));
+  assert.equal(failed.code, 4); // DEADLINE_EXCEEDED
 });
 
 test('a watch on a hung replica ends once keepalive pings go unanswered', async (t) => {
