@@ -18,7 +18,8 @@ function channelCredentials(tls) {
  * A client of the control plane. Calls go to one address at a time and move to the next when its
  * replica goes away: calls safe to repeat are tried on every address in turn, streams resume there
  * for up to `failoverTimeoutMs`. Each unary call has a deadline (`callTimeoutMs`) and connections
- * with calls open are pinged (`keepaliveTimeMs`), so a hung replica cannot hold a call forever. TLS and the token apply to every address. Channels connect on first use.
+ * with calls open are pinged (`keepaliveTimeMs`), so a hung replica cannot hold a call forever.
+ * TLS and the token apply to every address. Channels connect on first use.
  */
 export class Client {
     registry;
