@@ -55,7 +55,9 @@ class Settler {
             const chunk = queue.slice(start, start + 10_000);
             const request = AckRequest.fromPartial({ items: chunk.map((w) => w.item) });
             try {
-                const { results } = await unaryCall(endpoint.bus, endpoint.bus.ack, request, this.#ctx.metadata());
+                const { results } = await unaryCall(endpoint.bus, endpoint.bus.ack, request, this.#ctx.metadata(), {
+                    deadlineMs: this.#ctx.callTimeoutMs,
+                });
                 chunk.forEach((waiting, i) => waiting.resolve(results[i] ?? AckResult.ACK_RESULT_UNSPECIFIED));
             }
             catch (err) {

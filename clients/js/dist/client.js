@@ -2,8 +2,9 @@
 import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import { BusApi } from './bus.js';
 import { Context } from './context.js';
-import { defaultLogger, Endpoint, Endpoints, parseAddresses } from './endpoints.js';
+import { DEFAULT_CALL_TIMEOUT_MS, defaultLogger, Endpoint, Endpoints, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, parseAddresses, } from './endpoints.js';
 import { RegistryApi } from './registry.js';
+import { ScheduleApi } from './schedule.js';
 import { WorkflowApi } from './workflow.js';
 function channelCredentials(tls) {
     if (!tls)
@@ -15,25 +16,33 @@ function channelCredentials(tls) {
 }
 /**
  * A client of the control plane. Calls go to one address at a time and move to the next when its
- * replica goes away: calls safe to repeat are retried there once, streams resume there for up to
- * `failoverTimeoutMs`. TLS and the token apply to every address. Channels connect on first use.
+ * replica goes away: calls safe to repeat are tried on every address in turn, streams resume there
+ * for up to `failoverTimeoutMs`. Each unary call has a deadline (`callTimeoutMs`) and connections
+ * with calls open are pinged (`keepaliveTimeMs`), so a hung replica cannot hold a call forever.
+ * TLS and the token apply to every address. Channels connect on first use.
  */
 export class Client {
     registry;
     bus;
     workflow;
+    schedules;
     endpoints;
     #ctx;
     #closed = false;
     constructor(options) {
         const credentials = channelCredentials(options.tls);
         const logger = options.logger ?? defaultLogger;
-        const endpoints = parseAddresses(options.addresses).map((address) => new Endpoint(address, credentials));
+        const keepalive = {
+            timeMs: options.keepaliveTimeMs ?? KEEPALIVE_TIME_MS,
+            timeoutMs: options.keepaliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS,
+        };
+        const endpoints = parseAddresses(options.addresses).map((address) => new Endpoint(address, credentials, keepalive));
         this.endpoints = new Endpoints(endpoints, options.failoverTimeoutMs ?? 30_000, logger);
-        this.#ctx = new Context(this.endpoints, options.token, logger);
+        this.#ctx = new Context(this.endpoints, options.token, logger, options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
         this.registry = new RegistryApi(this.#ctx);
         this.bus = new BusApi(this.#ctx);
         this.workflow = new WorkflowApi(this.#ctx);
+        this.schedules = new ScheduleApi(this.#ctx);
     }
     /** The address in use now. */
     get address() {

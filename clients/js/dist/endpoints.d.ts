@@ -1,8 +1,19 @@
-import { type CallOptions, type ChannelCredentials, type Client, type ClientReadableStream, type ClientUnaryCall, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type CallOptions, type ChannelCredentials, type Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Unavailable } from './errors.js';
 import { BusClient } from './gen/hms/mgmt/v1/bus.js';
 import { RegistryClient } from './gen/hms/mgmt/v1/registry.js';
+import { ScheduleClient } from './gen/hms/mgmt/v1/schedule.js';
 import { WorkflowClient } from './gen/hms/mgmt/v1/workflow.js';
+export declare const DEFAULT_CALL_TIMEOUT_MS = 30000;
+export declare const KEEPALIVE_TIME_MS = 20000;
+export declare const KEEPALIVE_TIMEOUT_MS = 10000;
+/** How often a connection with calls open is pinged, and how long an answer may take. */
+export interface Keepalive {
+    timeMs: number;
+    timeoutMs: number;
+}
+/** The SDK's channel options with its keepalive settings. */
+export declare function channelOptions({ timeMs, timeoutMs }: Keepalive): Partial<ClientOptions>;
 /** Where the SDK reports what it does about failures; `connect({logger})` replaces it. */
 export interface Logger {
     warn(message: string): void;
@@ -12,13 +23,14 @@ export interface Logger {
 export declare const defaultLogger: Logger;
 /** "host:port" strings, in order and without repeats, from a list or comma-separated text. */
 export declare function parseAddresses(addresses: string | readonly string[]): string[];
-/** One control-plane address with one channel and the three service clients on it. */
+/** One control-plane address with one channel and the service clients on it. */
 export declare class Endpoint {
     readonly address: string;
     readonly registry: RegistryClient;
     readonly bus: BusClient;
     readonly workflow: WorkflowClient;
-    constructor(address: string, credentials: ChannelCredentials);
+    readonly schedule: ScheduleClient;
+    constructor(address: string, credentials: ChannelCredentials, keepalive?: Keepalive);
     /** Close the channel, ending the calls still open on it. */
     close(): void;
     toString(): string;
@@ -51,7 +63,8 @@ export declare class Endpoints {
     succeeded(): void;
     /**
      * `send` on the current endpoint; if its replica is gone, move on and, when `retry` (the call is
-     * safe to repeat), send once more on the next one. Failures reject with the typed error they stand for.
+     * safe to repeat), send again on the next one, until every address has been tried once. Failures
+     * reject with the typed error they stand for.
      */
     unary<T>(send: (endpoint: Endpoint) => Promise<T>, { retry }?: {
         retry?: boolean | undefined;

@@ -5,7 +5,7 @@
 //   const id = await mgmt.workflow.start('building_permit', input);
 export { Message, Subscription } from './bus.js';
 export { Client, connect } from './client.js';
-export { parseAddresses } from './endpoints.js';
+export { DEFAULT_CALL_TIMEOUT_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, parseAddresses, } from './endpoints.js';
 export { AlreadyExists, FailedPrecondition, fromServiceError, InvalidArgument, isUnavailable, MgmtError, NotFound, NotRegistered, OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable, } from './errors.js';
 export { duration, milliseconds, toPayload } from './payload.js';
 export { Registration, RegistryWatch, } from './registry.js';
@@ -15,4 +15,5 @@ export { FINAL_STATES } from './workflow.js';
 export { HealthStatus } from './gen/hms/mgmt/v1/common.js';
 export { ChangeType } from './gen/hms/mgmt/v1/registry.js';
 export { AckAction, AckMode, AckResult, StartPosition } from './gen/hms/mgmt/v1/bus.js';
-export { HistoryEventType, ProcessState, ReportResult, StepKind, StepState, TaskCancelReason } from './gen/hms/mgmt/v1/workflow.js';
+export { HistoryEventType, IncidentFilter, ProcessState, ReportResult, StepKind, StepState, TaskCancelReason, } from './gen/hms/mgmt/v1/workflow.js';
+export { OverlapPolicy, TriggerOutcome } from './gen/hms/mgmt/v1/schedule.js';

@@ -64,6 +64,10 @@ export interface WorkerOptions {
     token?: string;
     tls?: ConnectOptions['tls'];
     failoverTimeoutMs?: number;
+    /** The client's unary deadline and keepalive settings (see ConnectOptions). */
+    callTimeoutMs?: number;
+    keepaliveTimeMs?: number;
+    keepaliveTimeoutMs?: number;
     logger?: Logger;
     version?: string;
     /** Default: `<service>-<random>`; kept across sessions and replicas. */

@@ -78,6 +78,9 @@ export class Worker extends EventEmitter {
                     ...(options.token === undefined ? {} : { token: options.token }),
                     ...(options.tls === undefined ? {} : { tls: options.tls }),
                     ...(options.failoverTimeoutMs === undefined ? {} : { failoverTimeoutMs: options.failoverTimeoutMs }),
+                    ...(options.callTimeoutMs === undefined ? {} : { callTimeoutMs: options.callTimeoutMs }),
+                    ...(options.keepaliveTimeMs === undefined ? {} : { keepaliveTimeMs: options.keepaliveTimeMs }),
+                    ...(options.keepaliveTimeoutMs === undefined ? {} : { keepaliveTimeoutMs: options.keepaliveTimeoutMs }),
                     ...(options.logger === undefined ? {} : { logger: options.logger }),
                 });
         this.#logger = options.logger ?? this.client.logger;

@@ -1,6 +1,6 @@
 import type { Context } from './context.js';
 import type { BusMessage } from './gen/hms/mgmt/v1/bus.js';
-import { type CompleteTaskResponse, type Definition, type Failure, type FailTaskResponse, type HistoryEvent, type Process, ProcessState, type RegisterDefinitionResponse, type SignalProcessResponse, type WatchProcessResponse } from './gen/hms/mgmt/v1/workflow.js';
+import { type CompleteTaskResponse, type Definition, type Failure, type FailTaskResponse, type HistoryEvent, type Incident, IncidentFilter, type Process, ProcessState, type RegisterDefinitionResponse, type SignalProcessResponse, type WatchProcessResponse } from './gen/hms/mgmt/v1/workflow.js';
 import { type JsonObject } from './payload.js';
 /** The states a process never leaves. */
 export declare const FINAL_STATES: ReadonlySet<ProcessState>;
@@ -42,6 +42,25 @@ export interface ListOptions {
     pageSize?: number;
     /** Only the processes started by this process's call steps (its children). */
     parentProcessId?: string;
+    /** Only processes whose business key starts with this. */
+    businessKeyPrefix?: string;
+    /** Only processes with this step running, scheduled, retrying, waiting or in INCIDENT now. */
+    currentStepId?: string;
+    /** Only processes with (INCIDENT_FILTER_WITH) or without (INCIDENT_FILTER_WITHOUT) a step in INCIDENT. */
+    incidents?: IncidentFilter;
+    /** Only processes whose declared search attributes have these values (all of them). */
+    searchAttributes?: Record<string, string>;
+    startedAfter?: Date;
+    startedBefore?: Date;
+    endedAfter?: Date;
+    endedBefore?: Date;
+}
+export interface IncidentOptions {
+    definition?: string;
+    processId?: string;
+    /** Resolved incidents too (by default only open ones). */
+    includeResolved?: boolean;
+    pageSize?: number;
 }
 /** Workflow calls; answers are the wire messages of hms.mgmt.v1 as plain objects. */
 export declare class WorkflowApi {
@@ -70,6 +89,24 @@ export declare class WorkflowApi {
     status(processId: string): Promise<ProcessStatus>;
     /** The newest processes matching the filters (one page). */
     list(options?: ListOptions): Promise<Process[]>;
+    /** The newest incidents (one page): open ones, unless `includeResolved`. */
+    incidents(options?: IncidentOptions): Promise<Incident[]>;
+    /**
+     * A fresh set of attempts for a step in INCIDENT (with `input` instead of its mapping, if given).
+     * Operator actions are not retried on another replica: a repeat would find the step no longer in
+     * INCIDENT and answer FAILED_PRECONDITION.
+     */
+    retryStep(processId: string, stepId: string, reason: string, { input }?: {
+        input?: object;
+    }): Promise<Process>;
+    /** A step in INCIDENT counts as completed with `output`; the steps after it enter. */
+    skipStep(processId: string, stepId: string, reason: string, { output }?: {
+        output?: object;
+    }): Promise<Process>;
+    /** Give up on a process's incidents: it compensates its completed steps, or fails. */
+    failProcess(processId: string, reason: string): Promise<Process>;
+    /** Resume a FAILED process from its failed step(s). */
+    retryProcess(processId: string, reason: string): Promise<Process>;
     /** The whole history of a process, every page. */
     history(processId: string): Promise<HistoryEvent[]>;
     /**

@@ -1,7 +1,9 @@
 // mgmt.workflow: definitions, processes and their history (the task side is the Worker's).
 import { resumable } from './endpoints.js';
-import { CancelProcessRequest, CompleteTaskRequest, FailTaskRequest, GetDefinitionRequest, GetHistoryRequest, GetProcessRequest, ListDefinitionsRequest, ListProcessesRequest, ProcessState, RegisterDefinitionRequest, SignalProcessRequest, StartProcessRequest, WatchProcessRequest, } from './gen/hms/mgmt/v1/workflow.js';
+import { CancelProcessRequest, CompleteTaskRequest, FailProcessRequest, FailTaskRequest, GetDefinitionRequest, GetHistoryRequest, GetProcessRequest, ListDefinitionsRequest, ListIncidentsRequest, ListProcessesRequest, ProcessState, RegisterDefinitionRequest, RetryProcessRequest, RetryStepRequest, SignalProcessRequest, SkipStepRequest, StartProcessRequest, WatchProcessRequest, } from './gen/hms/mgmt/v1/workflow.js';
 import { toPayload } from './payload.js';
+// Registering a large definition compiles and checks it: longer than the default deadline allows.
+const APPLY_TIMEOUT_MS = 120_000;
 /** The states a process never leaves. */
 export const FINAL_STATES = new Set([
     ProcessState.PROCESS_STATE_COMPLETED,
@@ -19,7 +21,7 @@ export class WorkflowApi {
     apply(source, { validateOnly = false } = {}) {
         const request = RegisterDefinitionRequest.fromPartial({ source, validateOnly });
         // The same content is the same version, so registering it again is harmless.
-        return this.#ctx.unary((e) => [e.workflow, e.workflow.registerDefinition], request, true);
+        return this.#ctx.unary((e) => [e.workflow, e.workflow.registerDefinition], request, true, APPLY_TIMEOUT_MS);
     }
     /** A stored definition version (the latest when `version` is 0), with its source and spec. */
     async definition(name, version = 0) {
@@ -67,6 +69,40 @@ export class WorkflowApi {
     async list(options = {}) {
         const request = ListProcessesRequest.fromPartial({ ...options, pageSize: options.pageSize ?? 50 });
         return (await this.#ctx.unary((e) => [e.workflow, e.workflow.listProcesses], request, true)).processes;
+    }
+    /** The newest incidents (one page): open ones, unless `includeResolved`. */
+    async incidents(options = {}) {
+        const request = ListIncidentsRequest.fromPartial({ ...options, pageSize: options.pageSize ?? 50 });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.listIncidents], request, true)).incidents;
+    }
+    /**
+     * A fresh set of attempts for a step in INCIDENT (with `input` instead of its mapping, if given).
+     * Operator actions are not retried on another replica: a repeat would find the step no longer in
+     * INCIDENT and answer FAILED_PRECONDITION.
+     */
+    async retryStep(processId, stepId, reason, { input } = {}) {
+        const request = RetryStepRequest.fromPartial({
+            processId,
+            stepId,
+            reason,
+            input: input === undefined ? undefined : toPayload(input, 'input'),
+        });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.retryStep], request)).process;
+    }
+    /** A step in INCIDENT counts as completed with `output`; the steps after it enter. */
+    async skipStep(processId, stepId, reason, { output } = {}) {
+        const request = SkipStepRequest.fromPartial({ processId, stepId, reason, output: toPayload(output, 'output') });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.skipStep], request)).process;
+    }
+    /** Give up on a process's incidents: it compensates its completed steps, or fails. */
+    async failProcess(processId, reason) {
+        const request = FailProcessRequest.fromPartial({ processId, reason });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.failProcess], request)).process;
+    }
+    /** Resume a FAILED process from its failed step(s). */
+    async retryProcess(processId, reason) {
+        const request = RetryProcessRequest.fromPartial({ processId, reason });
+        return (await this.#ctx.unary((e) => [e.workflow, e.workflow.retryProcess], request)).process;
     }
     /** The whole history of a process, every page. */
     async history(processId) {

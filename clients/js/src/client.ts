@@ -4,8 +4,18 @@ import { credentials as grpcCredentials, type ChannelCredentials, type Metadata 
 
 import { BusApi } from './bus.js';
 import { Context } from './context.js';
-import { defaultLogger, Endpoint, Endpoints, type Logger, parseAddresses } from './endpoints.js';
+import {
+  DEFAULT_CALL_TIMEOUT_MS,
+  defaultLogger,
+  Endpoint,
+  Endpoints,
+  KEEPALIVE_TIME_MS,
+  KEEPALIVE_TIMEOUT_MS,
+  type Logger,
+  parseAddresses,
+} from './endpoints.js';
 import { RegistryApi } from './registry.js';
+import { ScheduleApi } from './schedule.js';
 import { WorkflowApi } from './workflow.js';
 
 /** TLS: `true` trusts the system's CAs; or PEM contents (not paths) of a CA and, for mutual TLS, a client certificate and key. */
@@ -20,6 +30,12 @@ export interface ConnectOptions {
   tls?: TlsOptions;
   /** How long a stream keeps trying the addresses in turn before it gives up (default 30 s). */
   failoverTimeoutMs?: number;
+  /** The deadline of each unary call (default 30 s; a definition's apply gets 120 s). */
+  callTimeoutMs?: number;
+  /** How often a connection with calls open is pinged (default 20 s). */
+  keepaliveTimeMs?: number;
+  /** How long a ping may go unanswered before the connection counts as gone (default 10 s). */
+  keepaliveTimeoutMs?: number;
   /** Where failovers and retries are logged (default: warnings to stderr). */
   logger?: Logger;
 }
@@ -41,13 +57,16 @@ export interface Pinned {
 
 /**
  * A client of the control plane. Calls go to one address at a time and move to the next when its
- * replica goes away: calls safe to repeat are retried there once, streams resume there for up to
- * `failoverTimeoutMs`. TLS and the token apply to every address. Channels connect on first use.
+ * replica goes away: calls safe to repeat are tried on every address in turn, streams resume there
+ * for up to `failoverTimeoutMs`. Each unary call has a deadline (`callTimeoutMs`) and connections
+ * with calls open are pinged (`keepaliveTimeMs`), so a hung replica cannot hold a call forever.
+ * TLS and the token apply to every address. Channels connect on first use.
  */
 export class Client {
   readonly registry: RegistryApi;
   readonly bus: BusApi;
   readonly workflow: WorkflowApi;
+  readonly schedules: ScheduleApi;
   readonly endpoints: Endpoints;
   readonly #ctx: Context;
   #closed = false;
@@ -55,12 +74,17 @@ export class Client {
   constructor(options: ConnectOptions) {
     const credentials = channelCredentials(options.tls);
     const logger = options.logger ?? defaultLogger;
-    const endpoints = parseAddresses(options.addresses).map((address) => new Endpoint(address, credentials));
+    const keepalive = {
+      timeMs: options.keepaliveTimeMs ?? KEEPALIVE_TIME_MS,
+      timeoutMs: options.keepaliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS,
+    };
+    const endpoints = parseAddresses(options.addresses).map((address) => new Endpoint(address, credentials, keepalive));
     this.endpoints = new Endpoints(endpoints, options.failoverTimeoutMs ?? 30_000, logger);
-    this.#ctx = new Context(this.endpoints, options.token, logger);
+    this.#ctx = new Context(this.endpoints, options.token, logger, options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
     this.registry = new RegistryApi(this.#ctx);
     this.bus = new BusApi(this.#ctx);
     this.workflow = new WorkflowApi(this.#ctx);
+    this.schedules = new ScheduleApi(this.#ctx);
   }
 
   /** The address in use now. */

@@ -3,8 +3,8 @@
 //
 // One address is in use at a time. When a call finds its replica gone (UNAVAILABLE: refused, reset,
 // shutting down), the client moves to the next address, round robin, waiting a short backoff only
-// once every address has failed in a row. Calls that are safe to repeat are made once more there;
-// streams reopen there from where they got to (see `resumable`).
+// once every address has failed in a row. Calls that are safe to repeat are made again there, until
+// every address has been tried once; streams reopen there from where they got to (see `resumable`).
 
 import {
   type CallOptions,
@@ -21,14 +21,37 @@ import {
 import { describe, fromServiceError, isUnavailable, Unavailable } from './errors.js';
 import { BusClient } from './gen/hms/mgmt/v1/bus.js';
 import { RegistryClient } from './gen/hms/mgmt/v1/registry.js';
+import { ScheduleClient } from './gen/hms/mgmt/v1/schedule.js';
 import { WorkflowClient } from './gen/hms/mgmt/v1/workflow.js';
 
-// gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
-// restarted there must be found sooner than that.
-const CHANNEL_OPTIONS: Partial<ClientOptions> = {
-  'grpc.initial_reconnect_backoff_ms': 100,
-  'grpc.max_reconnect_backoff_ms': 2000,
-};
+// A call without a deadline to a replica that hangs (stopped, partitioned, its host frozen) would wait
+// forever; every unary call gets this one unless the client names its own (`callTimeoutMs`).
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+// HTTP/2 pings on a connection with calls open: a replica that stops answering them within the
+// timeout is taken as gone (UNAVAILABLE), so a stream to a hung replica fails over instead of waiting
+// for frames that never come. The control plane accepts pings this often (server.SERVER_OPTIONS);
+// as in the Python SDK, an idle connection is not pinged (the server would count that as abuse).
+export const KEEPALIVE_TIME_MS = 20_000;
+export const KEEPALIVE_TIMEOUT_MS = 10_000;
+
+/** How often a connection with calls open is pinged, and how long an answer may take. */
+export interface Keepalive {
+  timeMs: number;
+  timeoutMs: number;
+}
+
+/** The SDK's channel options with its keepalive settings. */
+export function channelOptions({ timeMs, timeoutMs }: Keepalive): Partial<ClientOptions> {
+  return {
+    // gRPC waits up to 120 s between reconnection attempts to an address that refused it; a replica
+    // restarted there must be found sooner than that.
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 2000,
+    'grpc.keepalive_time_ms': timeMs,
+    'grpc.keepalive_timeout_ms': timeoutMs,
+    'grpc.keepalive_permit_without_calls': 0,
+  };
+}
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 2000;
 
@@ -52,17 +75,24 @@ export function parseAddresses(addresses: string | readonly string[]): string[] 
   return [...new Set(parsed)];
 }
 
-/** One control-plane address with one channel and the three service clients on it. */
+/** One control-plane address with one channel and the service clients on it. */
 export class Endpoint {
   readonly registry: RegistryClient;
   readonly bus: BusClient;
   readonly workflow: WorkflowClient;
+  readonly schedule: ScheduleClient;
 
-  constructor(readonly address: string, credentials: ChannelCredentials) {
-    this.registry = new RegistryClient(address, credentials, CHANNEL_OPTIONS);
+  constructor(
+    readonly address: string,
+    credentials: ChannelCredentials,
+    keepalive: Keepalive = { timeMs: KEEPALIVE_TIME_MS, timeoutMs: KEEPALIVE_TIMEOUT_MS },
+  ) {
+    const options = channelOptions(keepalive);
+    this.registry = new RegistryClient(address, credentials, options);
     const channelOverride = this.registry.getChannel();
-    this.bus = new BusClient(address, credentials, { ...CHANNEL_OPTIONS, channelOverride });
-    this.workflow = new WorkflowClient(address, credentials, { ...CHANNEL_OPTIONS, channelOverride });
+    this.bus = new BusClient(address, credentials, { ...options, channelOverride });
+    this.workflow = new WorkflowClient(address, credentials, { ...options, channelOverride });
+    this.schedule = new ScheduleClient(address, credentials, { ...options, channelOverride });
   }
 
   /** Close the channel, ending the calls still open on it. */
@@ -142,10 +172,11 @@ export class Endpoints {
 
   /**
    * `send` on the current endpoint; if its replica is gone, move on and, when `retry` (the call is
-   * safe to repeat), send once more on the next one. Failures reject with the typed error they stand for.
+   * safe to repeat), send again on the next one, until every address has been tried once. Failures
+   * reject with the typed error they stand for.
    */
   async unary<T>(send: (endpoint: Endpoint) => Promise<T>, { retry = false } = {}): Promise<T> {
-    const attempts = retry && this.many ? 2 : 1;
+    const attempts = retry ? this.all.length : 1;
     for (let attempt = 1; ; attempt++) {
       const endpoint = this.current;
       try {

@@ -7,7 +7,15 @@
 export { type Data, Message, type OutgoingMessage, type PublishOptions, type Start, type SubscribeOptions, Subscription } from './bus.js';
 export type { BusApi } from './bus.js';
 export { Client, connect, type ConnectOptions, type Pinned, type TlsOptions } from './client.js';
-export { type Endpoint, type Endpoints, type Logger, parseAddresses } from './endpoints.js';
+export {
+  DEFAULT_CALL_TIMEOUT_MS,
+  type Endpoint,
+  type Endpoints,
+  KEEPALIVE_TIME_MS,
+  KEEPALIVE_TIMEOUT_MS,
+  type Logger,
+  parseAddresses,
+} from './endpoints.js';
 export {
   AlreadyExists,
   FailedPrecondition,
@@ -35,8 +43,9 @@ export {
   RegistryWatch,
   type WatchOptions,
 } from './registry.js';
+export { type Overlap, type ScheduleApi, type ScheduleOptions } from './schedule.js';
 export { type Handler, type Task, TaskCancelled, TaskFailure, Worker, type WorkerOptions } from './worker.js';
-export { FINAL_STATES, type ListOptions, type ProcessStatus, type ProcessWatchOptions, type StartOptions, type WorkflowApi } from './workflow.js';
+export { FINAL_STATES, type IncidentOptions, type ListOptions, type ProcessStatus, type ProcessWatchOptions, type StartOptions, type WorkflowApi } from './workflow.js';
 
 // The contract's enums (values are their names, e.g. "PROCESS_STATE_COMPLETED") and message types.
 export { HealthStatus } from './gen/hms/mgmt/v1/common.js';
@@ -53,13 +62,24 @@ export type {
   SubjectInfo,
   SubscriptionReady,
 } from './gen/hms/mgmt/v1/bus.js';
-export { HistoryEventType, ProcessState, ReportResult, StepKind, StepState, TaskCancelReason } from './gen/hms/mgmt/v1/workflow.js';
+export {
+  HistoryEventType,
+  IncidentFilter,
+  ProcessState,
+  ReportResult,
+  StepKind,
+  StepState,
+  TaskCancelReason,
+} from './gen/hms/mgmt/v1/workflow.js';
+export { OverlapPolicy, TriggerOutcome } from './gen/hms/mgmt/v1/schedule.js';
+export type { ScheduleAction, ScheduleInfo, ScheduleSpec, TriggerScheduleResponse } from './gen/hms/mgmt/v1/schedule.js';
 export type {
   CompleteTaskResponse,
   Definition,
   Failure,
   FailTaskResponse,
   HistoryEvent,
+  Incident,
   Process,
   RegisterDefinitionResponse,
   SignalProcessResponse,

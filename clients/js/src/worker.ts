@@ -101,6 +101,10 @@ export interface WorkerOptions {
   token?: string;
   tls?: ConnectOptions['tls'];
   failoverTimeoutMs?: number;
+  /** The client's unary deadline and keepalive settings (see ConnectOptions). */
+  callTimeoutMs?: number;
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
   logger?: Logger;
   version?: string;
   /** Default: `<service>-<random>`; kept across sessions and replicas. */
@@ -169,6 +173,9 @@ export class Worker extends EventEmitter {
         ...(options.token === undefined ? {} : { token: options.token }),
         ...(options.tls === undefined ? {} : { tls: options.tls }),
         ...(options.failoverTimeoutMs === undefined ? {} : { failoverTimeoutMs: options.failoverTimeoutMs }),
+        ...(options.callTimeoutMs === undefined ? {} : { callTimeoutMs: options.callTimeoutMs }),
+        ...(options.keepaliveTimeMs === undefined ? {} : { keepaliveTimeMs: options.keepaliveTimeMs }),
+        ...(options.keepaliveTimeoutMs === undefined ? {} : { keepaliveTimeoutMs: options.keepaliveTimeoutMs }),
         ...(options.logger === undefined ? {} : { logger: options.logger }),
       });
     this.#logger = options.logger ?? this.client.logger;

@@ -6,6 +6,7 @@ import type { BusMessage } from './gen/hms/mgmt/v1/bus.js';
 import {
   CancelProcessRequest,
   CompleteTaskRequest,
+  FailProcessRequest,
   type CompleteTaskResponse,
   type Definition,
   type Failure,
@@ -16,18 +17,27 @@ import {
   GetProcessRequest,
   ListDefinitionsRequest,
   type HistoryEvent,
+  type Incident,
+  IncidentFilter,
+  ListIncidentsRequest,
   ListProcessesRequest,
   type Process,
   ProcessState,
   RegisterDefinitionRequest,
   type RegisterDefinitionResponse,
+  RetryProcessRequest,
+  RetryStepRequest,
   SignalProcessRequest,
   type SignalProcessResponse,
+  SkipStepRequest,
   StartProcessRequest,
   WatchProcessRequest,
   type WatchProcessResponse,
 } from './gen/hms/mgmt/v1/workflow.js';
 import { type JsonObject, toPayload } from './payload.js';
+
+// Registering a large definition compiles and checks it: longer than the default deadline allows.
+const APPLY_TIMEOUT_MS = 120_000;
 
 /** The states a process never leaves. */
 export const FINAL_STATES: ReadonlySet<ProcessState> = new Set([
@@ -78,6 +88,26 @@ export interface ListOptions {
   pageSize?: number;
   /** Only the processes started by this process's call steps (its children). */
   parentProcessId?: string;
+  /** Only processes whose business key starts with this. */
+  businessKeyPrefix?: string;
+  /** Only processes with this step running, scheduled, retrying, waiting or in INCIDENT now. */
+  currentStepId?: string;
+  /** Only processes with (INCIDENT_FILTER_WITH) or without (INCIDENT_FILTER_WITHOUT) a step in INCIDENT. */
+  incidents?: IncidentFilter;
+  /** Only processes whose declared search attributes have these values (all of them). */
+  searchAttributes?: Record<string, string>;
+  startedAfter?: Date;
+  startedBefore?: Date;
+  endedAfter?: Date;
+  endedBefore?: Date;
+}
+
+export interface IncidentOptions {
+  definition?: string;
+  processId?: string;
+  /** Resolved incidents too (by default only open ones). */
+  includeResolved?: boolean;
+  pageSize?: number;
 }
 
 /** Workflow calls; answers are the wire messages of hms.mgmt.v1 as plain objects. */
@@ -92,7 +122,7 @@ export class WorkflowApi {
   apply(source: string, { validateOnly = false } = {}): Promise<RegisterDefinitionResponse> {
     const request = RegisterDefinitionRequest.fromPartial({ source, validateOnly });
     // The same content is the same version, so registering it again is harmless.
-    return this.#ctx.unary((e) => [e.workflow, e.workflow.registerDefinition], request, true);
+    return this.#ctx.unary((e) => [e.workflow, e.workflow.registerDefinition], request, true, APPLY_TIMEOUT_MS);
   }
 
   /** A stored definition version (the latest when `version` is 0), with its source and spec. */
@@ -146,6 +176,45 @@ export class WorkflowApi {
   async list(options: ListOptions = {}): Promise<Process[]> {
     const request = ListProcessesRequest.fromPartial({ ...options, pageSize: options.pageSize ?? 50 });
     return (await this.#ctx.unary((e) => [e.workflow, e.workflow.listProcesses], request, true)).processes;
+  }
+
+  /** The newest incidents (one page): open ones, unless `includeResolved`. */
+  async incidents(options: IncidentOptions = {}): Promise<Incident[]> {
+    const request = ListIncidentsRequest.fromPartial({ ...options, pageSize: options.pageSize ?? 50 });
+    return (await this.#ctx.unary((e) => [e.workflow, e.workflow.listIncidents], request, true)).incidents;
+  }
+
+  /**
+   * A fresh set of attempts for a step in INCIDENT (with `input` instead of its mapping, if given).
+   * Operator actions are not retried on another replica: a repeat would find the step no longer in
+   * INCIDENT and answer FAILED_PRECONDITION.
+   */
+  async retryStep(processId: string, stepId: string, reason: string, { input }: { input?: object } = {}): Promise<Process> {
+    const request = RetryStepRequest.fromPartial({
+      processId,
+      stepId,
+      reason,
+      input: input === undefined ? undefined : toPayload(input, 'input'),
+    });
+    return (await this.#ctx.unary((e) => [e.workflow, e.workflow.retryStep], request)).process!;
+  }
+
+  /** A step in INCIDENT counts as completed with `output`; the steps after it enter. */
+  async skipStep(processId: string, stepId: string, reason: string, { output }: { output?: object } = {}): Promise<Process> {
+    const request = SkipStepRequest.fromPartial({ processId, stepId, reason, output: toPayload(output, 'output') });
+    return (await this.#ctx.unary((e) => [e.workflow, e.workflow.skipStep], request)).process!;
+  }
+
+  /** Give up on a process's incidents: it compensates its completed steps, or fails. */
+  async failProcess(processId: string, reason: string): Promise<Process> {
+    const request = FailProcessRequest.fromPartial({ processId, reason });
+    return (await this.#ctx.unary((e) => [e.workflow, e.workflow.failProcess], request)).process!;
+  }
+
+  /** Resume a FAILED process from its failed step(s). */
+  async retryProcess(processId: string, reason: string): Promise<Process> {
+    const request = RetryProcessRequest.fromPartial({ processId, reason });
+    return (await this.#ctx.unary((e) => [e.workflow, e.workflow.retryProcess], request)).process!;
   }
 
   /** The whole history of a process, every page. */
