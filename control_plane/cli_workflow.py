@@ -188,9 +188,9 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
         case "history":
             events = await client.workflow.history(args.process_id)
             if args.output == "json":
-                print(as_json(events))
+                print(as_json([event.proto for event in events]))
             for event in events if args.output != "json" else ():
-                print(_history_line(event))
+                print(_history_line(event.proto))
         case "graph":
             print(await _graph(client, args), end="")
         case action if action in cli_workflow_ops.ACTIONS:
@@ -241,9 +241,9 @@ async def _follow(client: Client, process_id: str, *, json_lines: bool = False) 
     final: pb.Process | None = None
     async for frame in client.workflow.watch(process_id):
         for event in frame.events:
-            print(as_json(event) if json_lines else _watch_line(event), flush=True)
-        if frame.HasField("process"):
-            final = frame.process
+            print(as_json(event.proto) if json_lines else _watch_line(event.proto), flush=True)
+        if frame.process is not None:
+            final = frame.process.proto
     if final is None or final.state not in _FINAL:
         final = (await client.workflow.status(process_id)).proto
     if json_lines:

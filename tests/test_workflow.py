@@ -14,7 +14,7 @@ from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2_grpc
 from hms_mgmt import Client, TaskContext, TaskFailure, Unavailable, Worker
-from hms_mgmt.types import ProcessState, StepState
+from hms_mgmt.types import HistoryEvent, HistoryEventType, ProcessState, StepState
 from tests.workflow_support import Services, finish, next_tasks, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
@@ -58,8 +58,12 @@ async def test_a_process_runs_its_steps_in_order_and_completes(client: Client, s
     assert [s.state for s in done.steps] == [StepState.COMPLETED] * 4
     history = list(await client.workflow.history(process.id))
     assert [e.sequence for e in history] == list(range(1, len(history) + 1))
-    completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
+    completed = [e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED]
     assert completed == ["validate", "charge", "schedule", "decide"]
+    started = history[0]
+    assert isinstance(started, HistoryEvent) and started.type is HistoryEventType.PROCESS_STARTED
+    assert started.process_id == process.id and started.time is not None and started.time.tzinfo is not None
+    assert started.proto.type == pb.HISTORY_EVENT_TYPE_PROCESS_STARTED and isinstance(started.details, dict)
     assert published[0] == "process_started" and published.count("step_completed") == 4
 
 
@@ -314,7 +318,8 @@ async def test_watch_process_ends_unavailable_on_shutdown(settings: Settings) ->
         await client.close()
 
     assert isinstance(first, pb.WatchProcessResponse) and first.process.state == pb.PROCESS_STATE_RUNNING
-    assert sdk_first.process.state == pb.PROCESS_STATE_RUNNING
+    assert sdk_first.process is not None and sdk_first.process.state == ProcessState.RUNNING
+    assert sdk_first.proto.process.state == pb.PROCESS_STATE_RUNNING  # the message it was made from
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

@@ -12,7 +12,7 @@ from google.protobuf import struct_pb2
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
-from hms_mgmt.types import Process
+from hms_mgmt.types import HistoryEvent, Process, WatchFrame
 
 # The control plane checks a large definition for up to 60 s in a child process before it answers.
 APPLY_TIMEOUT_S = 120.0
@@ -209,14 +209,14 @@ class WorkflowClient:
         )
         return Process.from_proto(response.process)
 
-    async def history(self, process_id: str) -> builtins.list[pb.HistoryEvent]:
+    async def history(self, process_id: str) -> builtins.list[HistoryEvent]:
         """The whole history of a process."""
-        events: builtins.list[pb.HistoryEvent] = []
+        events: builtins.list[HistoryEvent] = []
         token = ""
         while True:
             request = pb.GetHistoryRequest(process_id=process_id, page_size=1000, page_token=token)
             response = await self._history_page(request)
-            events.extend(response.events)
+            events.extend(HistoryEvent.from_proto(e) for e in response.events)
             token = response.next_page_token
             if not token:
                 return events
@@ -226,7 +226,7 @@ class WorkflowClient:
             lambda e: e.workflow.GetHistory(request, metadata=self._metadata), retry=True
         )
 
-    async def watch(self, process_id: str, after_sequence: int = 0) -> AsyncIterator[pb.WatchProcessResponse]:
+    async def watch(self, process_id: str, after_sequence: int = 0) -> AsyncIterator[WatchFrame]:
         """History so far, then live events until the process ends (the last frame carries it).
 
         With several addresses, a watch whose replica goes away resumes on the next one after the last
@@ -251,19 +251,19 @@ class WorkflowClient:
                 if frame.events:
                     seen = frame.events[-1].sequence
                 ended = ended or (frame.HasField("process") and frame.process.state in FINAL_STATES)
-                yield frame
+                yield WatchFrame.from_proto(frame)
         finally:
             stream.cancel()
 
     async def wait(self, process_id: str) -> Process:
         """Wait until the process ends; returns it."""
-        final: pb.Process | None = None
+        final: Process | None = None
         async for frame in self.watch(process_id):
-            if frame.HasField("process"):
+            if frame.process is not None:
                 final = frame.process
-        if final is None or final.state not in FINAL_STATES:
+        if final is None or int(final.state) not in FINAL_STATES:
             return await self.status(process_id)
-        return Process.from_proto(final)
+        return final
 
     async def signal(
         self, process_id: str, name: str, payload: Mapping[str, Any] | None = None, *, signal_id: str = ""
