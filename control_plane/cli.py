@@ -309,7 +309,7 @@ async def registry_command(args: argparse.Namespace) -> None:
         if args.action == "ls":
             services = await client.registry.list_services()
             if json_out:
-                print(as_json(services))
+                print(as_json([s.proto for s in services]))
                 return
             print(f"{'SERVICE':32} {'INSTANCES':>9} {'PASSING':>7}  VERSIONS")
             for s in services:

@@ -14,6 +14,7 @@ from hms.mgmt.v1 import workflow_pb2 as pb
 from hms_mgmt import (
     Client,
     HistoryEventType,
+    Incident,
     Process,
     ProcessState,
     Step,
@@ -103,6 +104,8 @@ async def test_an_incident_repaired_by_retry_step_after_the_worker_is_fixed_comp
     assert [(i.process_id, i.step_id, i.error.code) for i in open_incidents] == [
         (started.id, "charge", "PAYMENT_DOWN")
     ]
+    assert isinstance(open_incidents[0], Incident) and open_incidents[0].resolved_at is None
+    assert open_incidents[0].opened_at is not None and open_incidents[0].proto.step_id == "charge"
     assert [p.id for p in listed] == [started.id]
     assert done.state == ProcessState.COMPLETED
     # Two failed attempts, then a fresh set: the replaced input, numbered on (3), completes.
@@ -114,7 +117,7 @@ async def test_an_incident_repaired_by_retry_step_after_the_worker_is_fixed_comp
     details = retried[0].details
     assert details["by"] == {"name": "", "role": "", "via": "grpc"}
     assert details["reason"] == "provider is back"
-    assert [(i.resolution, i.HasField("resolved_at")) for i in resolved] == [("retried", True)]
+    assert [(i.resolution, i.resolved_at is not None) for i in resolved] == [("retried", True)]
     assert await client.workflow.incidents(definition="permit_ops") == []
 
 

@@ -168,7 +168,7 @@ async def run_demo(
             compensated = result.processes["refunded"]
             definition = await client.workflow.definition(DEFINITION, compensated.definition_version)
             states = {step.step_id: step_class(pb.StepState.Name(step.state)) for step in compensated.steps}
-            result.graph = mermaid(json_format.MessageToDict(definition.spec), states)
+            result.graph = mermaid(definition.spec, states)
             say("")
             say(f"Mermaid graph of the refunded application ({compensated.id}):")
             for line in result.graph.splitlines():

@@ -12,12 +12,15 @@ from hms_mgmt._wire import duration
 from hms_mgmt._worker import TaskContext, TaskFailure, Worker
 from hms_mgmt._workflow import WorkflowClient
 from hms_mgmt.types import (
+    Applied,
     ChangeType,
+    Definition,
     Delivery,
     Failure,
     HealthStatus,
     HistoryEvent,
     HistoryEventType,
+    Incident,
     Instance,
     Lease,
     Process,
@@ -26,6 +29,7 @@ from hms_mgmt.types import (
     Registration,
     RegistryChange,
     RegistryChanges,
+    ServiceSummary,
     Step,
     StepKind,
     StepState,
@@ -34,15 +38,18 @@ from hms_mgmt.types import (
 )
 
 __all__ = [
+    "Applied",
     "BusClient",
     "BusSubscription",
     "ChangeType",
     "Client",
+    "Definition",
     "Delivery",
     "Failure",
     "HealthStatus",
     "HistoryEvent",
     "HistoryEventType",
+    "Incident",
     "Instance",
     "Lease",
     "Process",
@@ -53,6 +60,7 @@ __all__ = [
     "RegistryChanges",
     "RegistryClient",
     "ScheduleClient",
+    "ServiceSummary",
     "Step",
     "StepKind",
     "StepState",

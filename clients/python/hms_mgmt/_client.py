@@ -32,7 +32,7 @@ from hms_mgmt._endpoints import (
 from hms_mgmt._schedule import ScheduleClient
 from hms_mgmt._wire import duration
 from hms_mgmt._workflow import WorkflowClient
-from hms_mgmt.types import Instance, Lease, Registration, RegistryChanges
+from hms_mgmt.types import Instance, Lease, Registration, RegistryChanges, ServiceSummary
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,7 @@ class WatchStream:
 
 class RegistryClient:
     """Registry calls, answering the values of `hms_mgmt.types` (`Registration`, `Lease`, `Instance`,
-    watch frames as `RegistryChanges`), each with its message in `.proto`; `list_services` still answers
-    the wire messages of `hms.mgmt.v1`.
+    watch frames as `RegistryChanges`, `ServiceSummary`), each with its message in `.proto`.
     """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
@@ -217,13 +216,13 @@ class RegistryClient:
         )
         return [Instance.from_proto(i) for i in response.instances]
 
-    async def list_services(self) -> list[pb.ServiceSummary]:
+    async def list_services(self) -> list[ServiceSummary]:
         """Every service with its counts."""
         request = pb.ListServicesRequest()
         response = await self._endpoints.unary(
             lambda e: e.registry.ListServices(request, metadata=self._metadata), retry=True
         )
-        return list(response.services)
+        return [ServiceSummary.from_proto(s) for s in response.services]
 
     @contextlib.asynccontextmanager
     async def watch(self, service: str = "", after_revision: int | None = None) -> AsyncIterator[WatchStream]:

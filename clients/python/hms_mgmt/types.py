@@ -497,3 +497,91 @@ class RegistryChanges:
     @classmethod
     def from_proto(cls, message: registry_pb2.WatchResponse) -> RegistryChanges:
         return cls(message.revision, [RegistryChange.from_proto(c) for c in message.changes], message)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """A registered service with its instance counts (`registry.list_services`)."""
+
+    name: str
+    instances: int
+    passing: int
+    versions: list[str]
+    proto: registry_pb2.ServiceSummary = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: registry_pb2.ServiceSummary) -> ServiceSummary:
+        return cls(message.name, message.instances, message.passing, list(message.versions), message)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A step that exhausted its retries and waits for an operator (resolved once retried or skipped)."""
+
+    process_id: str
+    definition: str
+    step_id: str
+    sequence: int  # the history event that opened it
+    error: Failure
+    opened_at: datetime | None
+    resolved_at: datetime | None  # None while open
+    resolution: str
+    proto: pb.Incident = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.Incident) -> Incident:
+        return cls(
+            message.process_id,
+            message.definition,
+            message.step_id,
+            message.sequence,
+            Failure.from_proto(message.error),
+            _time(message.opened_at),
+            _time(message.resolved_at),
+            message.resolution,
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A stored definition version; `source` is empty in listings."""
+
+    name: str
+    version: int
+    description: str
+    source: str  # as applied (YAML or JSON)
+    spec: dict[str, Any]  # the parsed, normalised definition
+    digest: str
+    created_at: datetime | None
+    proto: pb.Definition = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.Definition) -> Definition:
+        return cls(
+            message.name,
+            message.version,
+            message.description,
+            message.source,
+            plain(message.spec),
+            message.digest,
+            _time(message.created_at),
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The answer to applying a definition: its name, the version it is, whether that version is new."""
+
+    name: str
+    version: int
+    created: bool  # False: the same content was already that version (or, validate_only, would be)
+    definition: Definition
+    proto: pb.RegisterDefinitionResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.RegisterDefinitionResponse) -> Applied:
+        return cls(
+            message.name, message.version, message.created, Definition.from_proto(message.definition), message
+        )
