@@ -331,7 +331,7 @@ async def registry_command(args: argparse.Namespace) -> None:
         if args.action == "ls":
             services = await client.registry.list_services()
             if json_out:
-                print(as_json(services))
+                print(as_json([s.proto for s in services]))
                 return
             print(f"{'SERVICE':32} {'INSTANCES':>9} {'PASSING':>7}  VERSIONS")
             for s in services:
@@ -351,12 +351,15 @@ async def registry_command(args: argparse.Namespace) -> None:
                     print(f"# watching from revision {stream.revision}", flush=True)
                 for instance in stream.snapshot:
                     if json_out:
-                        print(as_json(instance), flush=True)
+                        print(as_json(instance.proto), flush=True)
                     else:
-                        print(f"{stream.revision:>6} {'SNAPSHOT':8} {_instance_line(instance)}", flush=True)
+                        print(
+                            f"{stream.revision:>6} {'SNAPSHOT':8} {_instance_line(instance.proto)}",
+                            flush=True,
+                        )
                 async for response in stream:
                     for change in response.changes:
-                        print(as_json(change) if json_out else _change_line(change), flush=True)
+                        print(as_json(change.proto) if json_out else _change_line(change.proto), flush=True)
 
 
 def _start(text: str) -> dict[str, Any]:

@@ -188,9 +188,9 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
         case "history":
             events = await client.workflow.history(args.process_id)
             if args.output == "json":
-                print(as_json(events))
+                print(as_json([event.proto for event in events]))
             for event in events if args.output != "json" else ():
-                print(_history_line(event))
+                print(_history_line(event.proto))
         case "graph":
             print(await _graph(client, args), end="")
         case action if action in cli_workflow_ops.ACTIONS:
@@ -241,9 +241,9 @@ async def _follow(client: Client, process_id: str, *, json_lines: bool = False) 
     final: pb.Process | None = None
     async for frame in client.workflow.watch(process_id):
         for event in frame.events:
-            print(as_json(event) if json_lines else _watch_line(event), flush=True)
-        if frame.HasField("process"):
-            final = frame.process
+            print(as_json(event.proto) if json_lines else _watch_line(event.proto), flush=True)
+        if frame.process is not None:
+            final = frame.process.proto
     if final is None or final.state not in _FINAL:
         final = (await client.workflow.status(process_id)).proto
     if json_lines:
@@ -264,26 +264,28 @@ async def _graph(client: Client, args: argparse.Namespace) -> str:
         version = process.definition_version
         states = {step.step_id: step_class(pb.StepState.Name(step.state)) for step in process.steps}
     definition = await client.workflow.definition(args.name, version)
-    return mermaid(_plain(definition.spec), states)
+    return mermaid(_plain(definition.proto.spec), states)
 
 
 async def _defs(client: Client, args: argparse.Namespace) -> int:
     if args.defs_action == "ls":
         found = await client.workflow.definitions(args.name, all_versions=args.all_versions)
         if args.output == "json":
-            print(as_json(found))
+            print(as_json([d.proto for d in found]))
             return EXIT_OK
         print(f"{'NAME':32} {'VERSION':>7}  CREATED")
         for d in found:
-            print(f"{d.name:32} {d.version:>7}  {_time(d.created_at)}")
+            print(f"{d.name:32} {d.version:>7}  {_time(d.proto.created_at)}")
         return EXIT_OK
     if not args.name:
         raise ValueError("mgmt workflow defs show: which definition? give its NAME")
     definition = await client.workflow.definition(args.name, args.version)
     if args.output == "json":
-        print(as_json(definition))
+        print(as_json(definition.proto))
     else:
-        print(f"# {definition.name} version {definition.version}, created {_time(definition.created_at)}")
+        print(
+            f"# {definition.name} version {definition.version}, created {_time(definition.proto.created_at)}"
+        )
         print(definition.source, end="" if definition.source.endswith("\n") else "\n")
     return EXIT_OK
 
@@ -296,7 +298,7 @@ async def _missing_workers(client: Client, process: pb.Process) -> dict[str, str
     definition = await client.workflow.definition(process.definition, process.definition_version)
     tasks = {
         step["id"]: step["task"]
-        for step in _steps(_plain(definition.spec))
+        for step in _steps(_plain(definition.proto.spec))
         if isinstance(step.get("task"), Mapping) and "id" in step
     }
     notes: dict[str, str] = {}
@@ -317,7 +319,7 @@ async def _warn_unknown_signal(client: Client, process_id: str, name: str) -> No
     definition = await client.workflow.definition(process.definition, process.definition_version)
     names = {
         str(step["wait_signal"].get("name"))
-        for step in _steps(_plain(definition.spec))
+        for step in _steps(_plain(definition.proto.spec))
         if isinstance(step.get("wait_signal"), Mapping)
     }
     if name not in names:

@@ -59,9 +59,13 @@ async def run_action(args: argparse.Namespace, client: Client) -> None:
             page_size=args.limit,
         )
         if args.output == "json":
-            print(json.dumps([json_format.MessageToDict(i, preserving_proto_field_name=True) for i in found]))
+            print(
+                json.dumps(
+                    [json_format.MessageToDict(i.proto, preserving_proto_field_name=True) for i in found]
+                )
+            )
         else:
-            _print_incidents(found)
+            _print_incidents([i.proto for i in found])
         return
     if args.action == "retry" and args.step:
         process = await client.workflow.retry_step(

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from control_plane.server import running
 from control_plane.settings import Settings
-from hms.mgmt.v1 import registry_pb2
 from hms_mgmt import Client
 
 TTL_S = 2.0
@@ -42,7 +41,7 @@ async def _scenario(client: Client, say: Callable[[str], None]) -> None:
             async with asyncio.timeout(TTL_S + 5):
                 async for response in changes:
                     for change in response.changes:
-                        kind = registry_pb2.ChangeType.Name(change.type).removeprefix("CHANGE_TYPE_")
+                        kind = change.type.name
                         extra = f" ({change.reason})" if change.reason else ""
                         say(
                             f"  revision {change.revision}: {change.instance.instance_id} {kind}{extra}"

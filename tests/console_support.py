@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from hms.mgmt.v1 import bus_pb2 as pb_bus
-from hms_mgmt import Client
+from hms_mgmt import Client, Delivery
 
 # A process that waits for the signal `go` and ends with what it carried.
 WAITER = """
@@ -137,7 +137,7 @@ class EventReader:
         return self.regions[region]
 
 
-async def dead_letter(client: Client, subject: str, data: bytes) -> pb_bus.Delivery:
+async def dead_letter(client: Client, subject: str, data: bytes) -> Delivery:
     """Publish `data` on `subject` and have a durable consumer give it up; returns the dead letter."""
     async with (
         client.bus.subscribe("$DLQ.>") as dead,

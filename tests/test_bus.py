@@ -10,12 +10,12 @@ import pytest
 
 from control_plane.errors import FailedPrecondition, InvalidArgument
 from hms.mgmt.v1 import bus_pb2 as pb
-from hms_mgmt import BusSubscription, Client
+from hms_mgmt import BusSubscription, Client, Delivery, Published, StoredMessage
 
 
-async def take(sub: BusSubscription, count: int, timeout_s: float = 10.0) -> list[pb.Delivery]:
+async def take(sub: BusSubscription, count: int, timeout_s: float = 10.0) -> list[Delivery]:
     """Exactly `count` deliveries (waits with a deadline)."""
-    got: list[pb.Delivery] = []
+    got: list[Delivery] = []
     async with asyncio.timeout(timeout_s):
         while len(got) < count:
             got.append(await anext(sub))
@@ -41,6 +41,23 @@ async def test_publish_reaches_a_live_subscriber_with_its_sequences(client: Clie
     assert got[0].message.content_type == "text/plain"
     assert (got[0].message.subject_sequence, got[1].message.subject_sequence) == (1, 1)
     assert all(d.attempt == 1 and not d.delivery_id for d in got)
+
+
+async def test_publish_and_deliveries_are_typed_values_keeping_their_messages(client: Client) -> None:
+    async with client.bus.subscribe("typed.*", durable="typed", explicit_ack=True) as sub:
+        published = await client.bus.publish("typed.a", b"x", message_id="typed-1")
+        again = await client.bus.publish("typed.a", b"x", message_id="typed-1")
+        (delivery,) = await take(sub, 1)
+        acked = await client.bus.ack(delivery.delivery_id)
+
+    assert isinstance(published, Published) and not published.duplicate and again.duplicate
+    assert again.sequence == published.sequence and published.published_at is not None
+    assert isinstance(published.proto, pb.PublishResponse) and published.proto.sequence == published.sequence
+    assert isinstance(delivery, Delivery) and isinstance(delivery.message, StoredMessage)
+    assert (delivery.message.subject, delivery.message.data, delivery.attempt) == ("typed.a", b"x", 1)
+    assert delivery.message.published_at == published.published_at and delivery.consumer == sub.consumer
+    assert isinstance(delivery.proto, pb.Delivery) and delivery.proto.delivery_id == delivery.delivery_id
+    assert acked == [pb.ACK_RESULT_ACCEPTED]
 
 
 async def test_publish_stream_batches_are_stored_in_order(client: Client) -> None:

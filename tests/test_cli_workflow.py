@@ -12,8 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from control_plane.server import App
-from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client
+from hms_mgmt import Client, HistoryEventType
 
 WAIT_THEN_NAP = """
 name: cli-demo
@@ -239,9 +238,7 @@ steps:
     await client.workflow.signal(child_id, "go", {})
     async with asyncio.timeout(10):
         async for frame in client.workflow.watch(parent.id):
-            if any(
-                e.step_id == "each" and e.type == pb.HISTORY_EVENT_TYPE_STEP_STARTED for e in frame.events
-            ):
+            if any(e.step_id == "each" and e.type == HistoryEventType.STEP_STARTED for e in frame.events):
                 break
 
     status = await workflow(server, "status", parent.id)

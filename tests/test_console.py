@@ -15,13 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from google.protobuf.json_format import MessageToDict
 
 from control_plane.models.bus import StoredMessage
 from control_plane.server import App, running
 from control_plane.settings import Settings
-from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client
+from hms_mgmt import Client, HistoryEventType
 from hms_mgmt.types import Process, ProcessState
 from tests.console_support import WAITER, console_session, dead_letter, write_tokens
 
@@ -144,8 +142,8 @@ async def test_a_signal_sent_from_the_console_moves_the_process_on_and_records_w
     final = await client.workflow.wait(process.id)
     assert final.state == ProcessState.COMPLETED
     history = await client.workflow.history(process.id)
-    received = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED)
-    assert MessageToDict(received.details)["by"] == {"name": "", "role": "", "via": "console"}
+    received = next(e for e in history if e.type == HistoryEventType.SIGNAL_RECEIVED)
+    assert received.details["by"] == {"name": "", "role": "", "via": "console"}
 
 
 async def test_a_cancel_from_the_console_ends_the_process_cancelled(client: Client, url: str) -> None:
@@ -362,8 +360,8 @@ async def test_an_action_is_recorded_with_the_name_and_role_of_its_token(guarded
 
     assert status == 200, answer
     assert "by portal (client) via console" in answer["event"]["summary"]
-    requested = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED)
-    assert MessageToDict(requested.details)["by"] == {"name": "portal", "role": "client", "via": "console"}
+    requested = next(e for e in history if e.type == HistoryEventType.PROCESS_CANCEL_REQUESTED)
+    assert requested.details["by"] == {"name": "portal", "role": "client", "via": "console"}
 
 
 async def test_logging_out_forgets_the_token(guarded: App) -> None:

@@ -20,8 +20,7 @@ from aiohttp import web
 
 from control_plane.server import App, running
 from control_plane.settings import Settings
-from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client
+from hms_mgmt import Client, HistoryEventType
 from hms_mgmt.types import Process, ProcessState
 from services.permit.demo import APPLICATIONS, DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
@@ -62,8 +61,7 @@ async def waiting_for_inspection(client: Client, process_id: str) -> None:
     async with asyncio.timeout(30):
         async for frame in client.workflow.watch(process_id):
             if any(
-                e.type == pb.HISTORY_EVENT_TYPE_STEP_STARTED and e.step_id == "inspection"
-                for e in frame.events
+                e.type == HistoryEventType.STEP_STARTED and e.step_id == "inspection" for e in frame.events
             ):
                 return
     raise AssertionError(f"process {process_id} ended before it waited for the inspection")

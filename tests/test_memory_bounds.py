@@ -25,8 +25,7 @@ from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage.connection import Connection
 from control_plane.storage.writer import Writer
-from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client
+from hms_mgmt import Client, HistoryEventType
 from hms_mgmt.types import ProcessState
 
 WAITING = """
@@ -197,7 +196,7 @@ async def test_buffered_signals_capped(client: Client) -> None:
     assert [v.field for v in too_big.value.violations] == ["payload"]
 
     received = [
-        e for e in await client.workflow.history(many.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
+        e for e in await client.workflow.history(many.id) if e.type == HistoryEventType.SIGNAL_RECEIVED
     ]
     assert len(received) == MAX_BUFFERED_SIGNALS  # a refused signal left no trace
 

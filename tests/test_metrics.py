@@ -16,9 +16,9 @@ from control_plane.errors import Unavailable
 from control_plane.models import StoredMessage
 from control_plane.server import App, running
 from control_plane.settings import Settings
-from hms.mgmt.v1 import bus_pb2, registry_pb2
+from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext, TaskFailure, Worker
+from hms_mgmt import ChangeType, Client, TaskContext, TaskFailure, Worker
 from hms_mgmt.types import ProcessState
 from tests.metrics_support import sample, scrape, series
 from tests.test_probing import NOT_SERVING, SERVING, Instance, fast_probe
@@ -243,7 +243,7 @@ async def test_a_lapsed_lease_and_health_probes_are_counted(server: App, client:
         await client.registry.register("Lapsing", "127.0.0.1:7001", instance_id="l1", ttl_s=1.0)
         async with asyncio.timeout(10):
             async for response in changes:
-                if any(c.type == registry_pb2.CHANGE_TYPE_DOWN for c in response.changes):
+                if any(c.type == ChangeType.DOWN for c in response.changes):
                     break
     probed = Instance()
     await probed.server.start()

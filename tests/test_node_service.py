@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 
 from control_plane.server import App
-from hms.mgmt.v1 import common_pb2
-from hms.mgmt.v1 import registry_pb2 as reg_pb
-from hms_mgmt import Client
+from hms_mgmt import Client, HealthStatus, Instance
 from hms_mgmt.types import Process, ProcessState
 from tests.workflow_support import RefusingStore
 
@@ -135,19 +133,16 @@ def notices(outbox: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in outbox.read_text().splitlines() if line.strip()]
 
 
-async def wait_passing(client: Client, instance_id: str) -> reg_pb.ServiceInstance:
+async def wait_passing(client: Client, instance_id: str) -> Instance:
     """Wait until the control plane's probes found the instance healthy."""
     async with asyncio.timeout(DEADLINE_S), client.registry.watch(SERVICE) as stream:
         for instance in stream.snapshot:
-            if instance.instance_id == instance_id and instance.health == common_pb2.HEALTH_STATUS_PASSING:
+            if instance.instance_id == instance_id and instance.health == HealthStatus.PASSING:
                 return instance
         async for response in stream:
             for change in response.changes:
                 instance = change.instance
-                if (
-                    instance.instance_id == instance_id
-                    and instance.health == common_pb2.HEALTH_STATUS_PASSING
-                ):
+                if instance.instance_id == instance_id and instance.health == HealthStatus.PASSING:
                     return instance
     raise AssertionError(f"the watch of {SERVICE} ended before {instance_id} was healthy")
 

@@ -15,9 +15,8 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from control_plane.server import App
-from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
-from hms_mgmt import Client, WatchStream
+from hms_mgmt import ChangeType, Client, HealthStatus, RegistryChange, WatchStream
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -79,7 +78,7 @@ def fast_probe(threshold: int = 2, deregister_after_s: int = 0) -> pb.HealthProb
     )
 
 
-async def next_change(stream: WatchStream, timeout_s: float = 5.0) -> pb.RegistryChange:
+async def next_change(stream: WatchStream, timeout_s: float = 5.0) -> RegistryChange:
     async with asyncio.timeout(timeout_s):
         async for response in stream:
             if response.changes:
@@ -95,25 +94,25 @@ async def test_probed_instance_goes_critical_and_back(client: Client, instance: 
         )
         up = await next_change(stream)
         passing = await next_change(stream)
-        assert up.type == pb.CHANGE_TYPE_UP
+        assert up.type == ChangeType.UP
         assert (passing.type, passing.instance.health) == (
-            pb.CHANGE_TYPE_HEALTH,
-            common_pb2.HEALTH_STATUS_PASSING,
+            ChangeType.HEALTH,
+            HealthStatus.PASSING,
         )
         assert [i.instance_id for i in await client.registry.lookup("permits")] == ["p1"]
 
         await instance.set(NOT_SERVING)
         critical = await next_change(stream)
         assert (critical.type, critical.instance.health) == (
-            pb.CHANGE_TYPE_HEALTH,
-            common_pb2.HEALTH_STATUS_CRITICAL,
+            ChangeType.HEALTH,
+            HealthStatus.CRITICAL,
         )
         assert await client.registry.lookup("permits") == []
         assert len(await client.registry.lookup("permits", include_unhealthy=True)) == 1
 
         await instance.set(SERVING)
         back = await next_change(stream)
-        assert (back.type, back.instance.health) == (pb.CHANGE_TYPE_HEALTH, common_pb2.HEALTH_STATUS_PASSING)
+        assert (back.type, back.instance.health) == (ChangeType.HEALTH, HealthStatus.PASSING)
         assert [i.instance_id for i in await client.registry.lookup("permits")] == ["p1"]
 
 

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import pytest
 
 from control_plane.errors import InvalidArgument, NotFound, OutOfRange
 from control_plane.server import App, running
 from control_plane.settings import Settings
-from hms.mgmt.v1 import registry_pb2 as pb
+from hms.mgmt.v1 import registry_pb2
 from hms_mgmt import Client, WatchStream
-from hms_mgmt.types import HealthStatus, Instance
+from hms_mgmt.types import ChangeType, HealthStatus, Instance, Lease, Registration, RegistryChange
 from tests.conftest import with_registry
 
 
-async def next_changes(stream: WatchStream, count: int, timeout_s: float = 5.0) -> list[pb.RegistryChange]:
+async def next_changes(stream: WatchStream, count: int, timeout_s: float = 5.0) -> list[RegistryChange]:
     """Read until `count` changes arrived (progress messages are skipped)."""
-    changes: list[pb.RegistryChange] = []
+    changes: list[RegistryChange] = []
     async with asyncio.timeout(timeout_s):
         async for response in stream:
             changes.extend(response.changes)
@@ -84,11 +85,32 @@ async def test_a_lapsed_lease_evicts_and_watch_reports_why(client: Client) -> No
         (up,) = await next_changes(stream, 1)
         (down,) = await next_changes(stream, 1, timeout_s=5.0)
 
-    assert up.type == pb.CHANGE_TYPE_UP
-    assert (down.type, down.reason, down.instance.instance_id) == (pb.CHANGE_TYPE_DOWN, "lease_expired", "x")
+    assert up.type == ChangeType.UP
+    assert (down.type, down.reason, down.instance.instance_id) == (ChangeType.DOWN, "lease_expired", "x")
     assert await client.registry.lookup("lapse") == []
     with pytest.raises(NotFound):
         await client.registry.heartbeat(reply.lease.lease_id)
+
+
+async def test_registration_and_watch_changes_are_typed_values_keeping_their_messages(client: Client) -> None:
+    async with client.registry.watch("typed") as stream:
+        reply = await client.registry.register("typed", "127.0.0.1:1", instance_id="t", ttl_s=30.0)
+        (up,) = await next_changes(stream, 1)
+    lease = await client.registry.heartbeat(reply.lease.lease_id)
+
+    assert isinstance(reply, Registration) and isinstance(reply.instance, Instance)
+    assert (reply.instance.instance_id, reply.lease.ttl, reply.revision) == (
+        "t",
+        timedelta(seconds=30),
+        up.revision,
+    )
+    assert (
+        isinstance(reply.proto, registry_pb2.RegisterResponse)
+        and reply.proto.lease.lease_id == reply.lease.lease_id
+    )
+    assert isinstance(lease, Lease) and lease.expires_at is not None and lease.expires_at.tzinfo is not None
+    assert isinstance(up, RegistryChange) and up.type is ChangeType.UP and up.instance.instance_id == "t"
+    assert up.type == registry_pb2.CHANGE_TYPE_UP and up.proto.instance.instance_id == "t"  # type: ignore[comparison-overlap]
 
 
 async def test_the_sdk_keep_alive_renews_a_lease_before_it_lapses(client: Client) -> None:
@@ -125,14 +147,14 @@ async def test_resuming_a_watch_yields_exactly_the_missed_changes(client: Client
 
     assert [c.revision for c in missed] == list(range(seen + 1, revision + 1))
     assert [c.type for c in missed] == [
-        pb.CHANGE_TYPE_UP,
-        pb.CHANGE_TYPE_UP,
-        pb.CHANGE_TYPE_UPDATED,
-        pb.CHANGE_TYPE_DOWN,
+        ChangeType.UP,
+        ChangeType.UP,
+        ChangeType.UPDATED,
+        ChangeType.DOWN,
     ]
     assert [(c.type, c.instance.service) for c in filtered] == [
-        (pb.CHANGE_TYPE_UPDATED, "resume"),
-        (pb.CHANGE_TYPE_DOWN, "resume"),
+        (ChangeType.UPDATED, "resume"),
+        (ChangeType.DOWN, "resume"),
     ]
 
 

@@ -26,8 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from control_plane import errors
 from hms.mgmt.v1 import bus_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, ProcessState, TaskContext, Worker, duration
-from hms_mgmt.types import Process
+from hms_mgmt import Client, HistoryEventType, ProcessState, TaskContext, Worker, duration
+from hms_mgmt.types import ChangeType, Process, RegistryChange, RegistryChanges
 from services.permit.demo import DEFINITION, DEFINITION_FILE
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -94,7 +94,7 @@ async def clients(addresses: list[str]) -> AsyncIterator[list[Client]]:
         yield [await stack.enter_async_context(Client(a)) for a in addresses]
 
 
-async def next_change(watch: AsyncIterator[registry_pb2.WatchResponse]) -> registry_pb2.RegistryChange:
+async def next_change(watch: AsyncIterator[RegistryChanges]) -> RegistryChange:
     """The next change of a watch, skipping progress frames."""
     async for frame in watch:
         if frame.changes:
@@ -114,8 +114,8 @@ async def test_a_watch_on_one_replica_sees_what_another_registers(replicas: Repl
                 down = await next_change(watch)
         looked_up = await b.registry.lookup("Orders")
 
-    assert (up.type, up.instance.instance_id) == (registry_pb2.CHANGE_TYPE_UP, "o-1")
-    assert down.type == registry_pb2.CHANGE_TYPE_DOWN and down.revision == up.revision + 1
+    assert (up.type, up.instance.instance_id) == (ChangeType.UP, "o-1")
+    assert down.type == ChangeType.DOWN and down.revision == up.revision + 1
     assert looked_up == []
 
 
@@ -202,8 +202,8 @@ async def test_a_lease_renewed_on_another_replica_stays_and_lapses_once(replicas
         async with b.registry.watch("Beat", after_revision=down.revision) as later:
             revision = later.revision
 
-    assert up.type == registry_pb2.CHANGE_TYPE_UP
-    assert (down.type, down.reason) == (registry_pb2.CHANGE_TYPE_DOWN, "lease_expired")
+    assert up.type == ChangeType.UP
+    assert (down.type, down.reason) == (ChangeType.DOWN, "lease_expired")
     # One replica expired it: nothing after the one DOWN change.
     assert revision == down.revision
     assert after == []
@@ -243,10 +243,10 @@ async def test_replicas_carry_on_when_the_database_drops_their_connections(
                 final = await a.workflow.wait(process.id)
             history = await a.workflow.history(process.id)
 
-    assert (up.type, up.instance.instance_id) == (registry_pb2.CHANGE_TYPE_UP, "o-9")
+    assert (up.type, up.instance.instance_id) == (ChangeType.UP, "o-9")
     assert published.sequence >= 1
     assert final.state == ProcessState.COMPLETED
-    completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
+    completed = [e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED]
     assert completed == ["first", "second"]
 
 
@@ -313,7 +313,7 @@ async def test_timers_held_by_two_replicas_complete_each_step_once(replicas: Rep
     assert {p.state for p in finals} == {ProcessState.COMPLETED}
     for history in histories:
         completed = collections.Counter(
-            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+            e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED
         )
         assert completed == {"nap": 1, "after": 1}
 
@@ -340,8 +340,8 @@ async def test_when_the_leader_dies_another_replica_takes_over_its_duties(replic
             final = await finish(b, process.id)
 
     assert any("took leadership" in line for line in replicas.processes[0].log)
-    assert up.type == registry_pb2.CHANGE_TYPE_UP
-    assert (down.type, down.reason) == (registry_pb2.CHANGE_TYPE_DOWN, "lease_expired")
+    assert up.type == ChangeType.UP
+    assert (down.type, down.reason) == (ChangeType.DOWN, "lease_expired")
     assert (final.state, dict(final.output)) == (ProcessState.COMPLETED, {"approved": True})
 
 
@@ -499,7 +499,7 @@ async def test_permit_processes_finish_exactly_once_while_replicas_die_and_resta
     assert collections.Counter(p.state for p in finals) == {pb.PROCESS_STATE_COMPLETED: PROCESSES}
     for history in histories:
         completed = collections.Counter(
-            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+            e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED
         )
         assert set(completed.values()) == {1}, completed
         assert {"validate", "charge", "assign", "schedule", "inspection", "notify_approved"} <= set(completed)

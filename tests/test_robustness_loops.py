@@ -28,10 +28,10 @@ from control_plane.models import ChangeType, Instance
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from control_plane.storage import Store, open_store
-from hms.mgmt.v1 import common_pb2
 from hms.mgmt.v1 import registry_pb2 as pb
 from hms_mgmt import Client, TaskContext, WatchStream
-from hms_mgmt.types import ProcessState
+from hms_mgmt.types import ChangeType as Change
+from hms_mgmt.types import HealthStatus, ProcessState, RegistryChange
 from tests.conftest import with_registry
 from tests.workflow_support import BUS_WAIT, Services
 
@@ -82,9 +82,9 @@ class Outage:
             await self._changed.wait_for(lambda: self.refused >= refused and self.passed >= passed)
 
 
-async def next_changes(stream: WatchStream, count: int, timeout_s: float = 10.0) -> list[pb.RegistryChange]:
+async def next_changes(stream: WatchStream, count: int, timeout_s: float = 10.0) -> list[RegistryChange]:
     """Read until `count` changes arrived (progress messages are skipped)."""
-    changes: list[pb.RegistryChange] = []
+    changes: list[RegistryChange] = []
     async with asyncio.timeout(timeout_s):
         async for response in stream:
             changes.extend(response.changes)
@@ -145,7 +145,7 @@ async def lease_expiry(app: App, client: Client) -> None:
         await still_serving(client)
         outage.end()
         (down,) = await next_changes(watch, 1)
-    assert (down.type, down.reason, down.instance.instance_id) == (pb.CHANGE_TYPE_DOWN, "lease_expired", "x")
+    assert (down.type, down.reason, down.instance.instance_id) == (Change.DOWN, "lease_expired", "x")
     assert await client.registry.lookup("lapse", include_unhealthy=True) == []
 
 
@@ -188,8 +188,8 @@ async def probing(app: App, client: Client) -> None:
     finally:
         await instance.server.stop(None)
     assert (passing.type, passing.instance.health) == (
-        pb.CHANGE_TYPE_HEALTH,
-        common_pb2.HEALTH_STATUS_PASSING,
+        Change.HEALTH,
+        HealthStatus.PASSING,
     )
 
 
@@ -426,8 +426,8 @@ async def test_thousand_leases_lapse_together_evicted_within_one_second(settings
             async for response in watch:
                 now = time.time()
                 for change in response.changes:
-                    if change.type == pb.CHANGE_TYPE_DOWN:
-                        evicted_at[change.instance.instance_id] = change.time.ToMicroseconds() / 1e6
+                    if change.type == Change.DOWN:
+                        evicted_at[change.instance.instance_id] = change.proto.time.ToMicroseconds() / 1e6
                         received_at[change.instance.instance_id] = now
                 if len(evicted_at) == len(expires):
                     break
@@ -465,8 +465,8 @@ async def test_failed_lease_renewal_write_is_retried(settings: Settings, postgre
             (down,) = await next_changes(watch, 1)
             down_at = time.time()
 
-    expires_at = renewed.expires_at.seconds + renewed.expires_at.nanos / 1e9
-    assert (down.type, down.reason) == (pb.CHANGE_TYPE_DOWN, "lease_expired")
+    expires_at = renewed.proto.expires_at.seconds + renewed.proto.expires_at.nanos / 1e9
+    assert (down.type, down.reason) == (Change.DOWN, "lease_expired")
     # Evicted at the last renewal + TTL, not at the registration's: the failed write was retried.
     assert down_at >= expires_at - 0.2, f"evicted {expires_at - down_at:.2f} s before the renewed expiry"
 
@@ -502,7 +502,7 @@ async def test_a_follower_catches_up_after_store_failures(settings: Settings, po
             await still_serving(at_follower)
             outage.end()
             (up,) = await next_changes(watch, 1)
-    assert (up.type, up.instance.instance_id) == (pb.CHANGE_TYPE_UP, "f")
+    assert (up.type, up.instance.instance_id) == (Change.UP, "f")
 
 
 @pytest.mark.timeout(60)

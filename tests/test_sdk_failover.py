@@ -17,10 +17,9 @@ import grpc
 import pytest
 
 from control_plane import errors
-from hms.mgmt.v1 import bus_pb2, registry_pb2
-from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext, Unavailable, Worker
-from hms_mgmt.types import ProcessState
+from hms.mgmt.v1 import bus_pb2
+from hms_mgmt import Client, Delivery, HistoryEventType, TaskContext, Unavailable, Worker
+from hms_mgmt.types import ChangeType, ProcessState
 from tests.conftest import ServerProcess
 from tests.test_bus import take
 from tests.test_registry import next_changes
@@ -136,9 +135,7 @@ async def test_a_worker_moves_to_the_next_replica_and_every_step_completes_once(
 
     assert second.address == addresses[1]
     assert final.state == ProcessState.COMPLETED
-    completed = collections.Counter(
-        e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
-    )
+    completed = collections.Counter(e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED)
     assert completed == {"s1": 1, "s2": 1, "s3": 1}
     assert runs == {"s1": 1, "s2": 1, "s3": 1}  # s2's report was delivered, not its task run again
     assert [i.instance_id for i in instances] == ["failover-1"]  # updated, not duplicated
@@ -172,7 +169,7 @@ async def test_a_watch_resumes_on_the_next_replica_without_missing_a_change(serv
     assert [i.instance_id for i in stream.snapshot] == ["a"]
     assert [(c.instance.instance_id, c.revision) for c in before] == [("b", up.revision)]
     assert [(c.type, c.instance.instance_id, c.revision) for c in after] == [
-        (registry_pb2.CHANGE_TYPE_UP, "c", missed.revision)
+        (ChangeType.UP, "c", missed.revision)
     ]
     assert stream.revision >= missed.revision
     assert lease.lease_id == kept.lease.lease_id
@@ -184,7 +181,7 @@ async def test_a_durable_subscriber_resumes_on_the_next_replica_and_loses_nothin
     first = await server_process()
     addresses = [first.address, free_address()]
 
-    def ids(deliveries: list[bus_pb2.Delivery]) -> list[str]:
+    def ids(deliveries: list[Delivery]) -> list[str]:
         return [d.message.message_id for d in deliveries]
 
     async with (
@@ -199,7 +196,7 @@ async def test_a_durable_subscriber_resumes_on_the_next_replica_and_loses_nothin
         await server_process("--listen", addresses[1])
         for n in range(4):  # each publish fails over first, then is retried: it has an id
             await client.bus.publish("orders.new", b"after", message_id=f"after-{n}")
-        rest: list[bus_pb2.Delivery] = []
+        rest: list[Delivery] = []
         async with asyncio.timeout(20):
             while not {f"after-{n}" for n in range(4)} <= set(ids(rest)):
                 rest.extend(await take(sub, 1, timeout_s=20))
@@ -269,9 +266,7 @@ async def test_on_postgresql_a_client_and_a_worker_move_to_the_surviving_replica
             await run
 
     assert final.state == ProcessState.COMPLETED
-    completed = collections.Counter(
-        e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
-    )
+    completed = collections.Counter(e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED)
     assert completed == {"s1": 1, "s2": 1, "s3": 1}
     assert runs["s1"] == runs["s3"] == 1 and runs["s2"] in (1, 2)  # s2 again only if reclaimed first
     assert [(c.instance.instance_id, c.revision) for c in changes] == [("c", missed.revision)]

@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2, status_pb2
 from control_plane.server import App
 from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext, Worker
+from hms_mgmt import Client, HistoryEventType, TaskContext, Worker
 from hms_mgmt._workflow import struct
 from hms_mgmt.types import ProcessState, StepState
 from tests.test_sdk_failover import CLOSED, switches
@@ -66,10 +66,10 @@ async def test_every_task_report_is_answered_and_resent_after_store_failure(
     assert {f.state for f in finals} == {ProcessState.COMPLETED}
     for history in histories:
         completed = collections.Counter(
-            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+            e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED
         )
         assert completed == {"s1": 1, "s2": 1, "s3": 1}
-        assert not [e for e in history if e.type == pb.HISTORY_EVENT_TYPE_TASK_FAILED]
+        assert not [e for e in history if e.type == HistoryEventType.TASK_FAILED]
     # The refused completions were sent again, not their tasks run again.
     assert set(runs.values()) == {1} and len(runs) == 60
 
@@ -119,7 +119,7 @@ async def test_a_report_the_store_refused_ends_the_stream_unavailable_and_counts
     assert (repeat.batch_id, list(repeat.results)) == (2, [pb.REPORT_RESULT_ALREADY_REPORTED])
     assert {f.state for f in finals} == {ProcessState.COMPLETED}
     for history in histories:
-        assert [e.type for e in history].count(pb.HISTORY_EVENT_TYPE_STEP_COMPLETED) == 1
+        assert [e.type for e in history].count(HistoryEventType.STEP_COMPLETED) == 1
 
 
 async def test_report_task_events_ends_with_the_store_failure_instead_of_an_answer(

@@ -14,7 +14,7 @@ from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms.mgmt.v1 import workflow_pb2_grpc
 from hms_mgmt import Client, TaskContext, TaskFailure, Unavailable, Worker
-from hms_mgmt.types import ProcessState, StepState
+from hms_mgmt.types import Applied, Definition, HistoryEvent, HistoryEventType, ProcessState, StepState
 from tests.workflow_support import Services, finish, next_tasks, permit_services, wait_for_step
 
 FAST_RETRY = "retry: {max_attempts: 3, initial_interval: 10ms, backoff: 2.0, max_interval: 50ms}"
@@ -58,9 +58,43 @@ async def test_a_process_runs_its_steps_in_order_and_completes(client: Client, s
     assert [s.state for s in done.steps] == [StepState.COMPLETED] * 4
     history = list(await client.workflow.history(process.id))
     assert [e.sequence for e in history] == list(range(1, len(history) + 1))
-    completed = [e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED]
+    completed = [e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED]
     assert completed == ["validate", "charge", "schedule", "decide"]
+    started = history[0]
+    assert isinstance(started, HistoryEvent) and started.type is HistoryEventType.PROCESS_STARTED
+    assert started.process_id == process.id and started.time is not None and started.time.tzinfo is not None
+    assert started.proto.type == pb.HISTORY_EVENT_TYPE_PROCESS_STARTED and isinstance(started.details, dict)
     assert published[0] == "process_started" and published.count("step_completed") == 4
+
+
+TYPED = """
+name: typed_defs
+description: Typed answers
+steps:
+  - id: nap
+    sleep: 1ms
+"""
+
+
+async def test_definitions_and_their_application_are_typed_values_keeping_their_messages(
+    client: Client,
+) -> None:
+    first = await client.workflow.apply(TYPED)
+    again = await client.workflow.apply(TYPED)
+    stored = await client.workflow.definition("typed_defs")
+    (listed,) = await client.workflow.definitions("typed_defs")
+
+    assert isinstance(first, Applied) and (first.name, first.version, first.created) == (
+        "typed_defs",
+        1,
+        True,
+    )
+    assert (again.version, again.created) == (1, False) and again.definition.digest == first.definition.digest
+    assert isinstance(stored, Definition) and stored.source == TYPED and stored.description == "Typed answers"
+    assert stored.spec["steps"] == [{"id": "nap", "sleep": "1ms"}] and stored.created_at is not None
+    assert isinstance(stored.proto, pb.Definition) and stored.proto.digest == stored.digest
+    assert (listed.name, listed.version, listed.source) == ("typed_defs", 1, "")
+    assert isinstance(first.proto, pb.RegisterDefinitionResponse) and first.proto.created
 
 
 async def test_retries_with_backoff_then_success(client: Client, services: Services) -> None:
@@ -314,7 +348,8 @@ async def test_watch_process_ends_unavailable_on_shutdown(settings: Settings) ->
         await client.close()
 
     assert isinstance(first, pb.WatchProcessResponse) and first.process.state == pb.PROCESS_STATE_RUNNING
-    assert sdk_first.process.state == pb.PROCESS_STATE_RUNNING
+    assert sdk_first.process is not None and sdk_first.process.state == ProcessState.RUNNING
+    assert sdk_first.proto.process.state == pb.PROCESS_STATE_RUNNING  # the message it was made from
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

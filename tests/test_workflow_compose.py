@@ -56,7 +56,7 @@ async def _permit_and_review(client: Client, services: Services) -> None:
 async def _wait_state(client: Client, process_id: str, *states: pb.ProcessState.ValueType) -> Process:
     async with asyncio.timeout(20):
         async for frame in client.workflow.watch(process_id):
-            if frame.process.state in states:
+            if frame.process is not None and int(frame.process.state) in states:
                 return await client.workflow.status(process_id)
     return await client.workflow.status(process_id)
 

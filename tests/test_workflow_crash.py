@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, ProcessState, TaskContext, TaskFailure, Worker
+from hms_mgmt import Client, HistoryEventType, ProcessState, TaskContext, TaskFailure, Worker
 from tests.conftest import ServerProcess
 from tests.test_workflow_operations import until_incident
 
@@ -139,7 +138,7 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
     assert {p.state for p in finals} == {ProcessState.COMPLETED}
     for history in histories:
         completed = collections.Counter(
-            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+            e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED
         )
         assert completed == {f"s{n}": 1 for n in range(1, 6)}
         assert [e.sequence for e in history] == list(range(1, len(history) + 1))
@@ -151,16 +150,16 @@ async def test_processes_finish_exactly_once_through_three_sigkills(server_proce
     items = {f"{step}#{i}": 1 for step in ("m1", "m2") for i in range(ITEMS)}
     for history in composed_histories:
         completed = collections.Counter(
-            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+            e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED
         )
         assert completed == {"c1": 1, "sub": 1, "each": 1, "c2": 1, **items}
         assert [e.sequence for e in history] == list(range(1, len(history) + 1))
     for history in child_histories:
         completed = collections.Counter(
-            e.step_id for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+            e.step_id for e in history if e.type == HistoryEventType.STEP_COMPLETED
         )
         assert completed == {"k1": 1, "k2": 1}
     for history in histories[PROCESSES:]:
         kinds = collections.Counter(e.type for e in history)
-        assert kinds[pb.HISTORY_EVENT_TYPE_STEP_INCIDENT] == 1
-        assert kinds[pb.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED] == 1
+        assert kinds[HistoryEventType.STEP_INCIDENT] == 1
+        assert kinds[HistoryEventType.STEP_RETRY_REQUESTED] == 1

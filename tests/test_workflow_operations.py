@@ -7,12 +7,21 @@ import json
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 
 from control_plane.errors import FailedPrecondition, InvalidArgument
 from control_plane.server import App
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, Process, ProcessState, Step, StepState, TaskContext, TaskFailure
+from hms_mgmt import (
+    Client,
+    HistoryEventType,
+    Incident,
+    Process,
+    ProcessState,
+    Step,
+    StepState,
+    TaskContext,
+    TaskFailure,
+)
 from tests.console_support import console_session
 from tests.test_cli_workflow import workflow
 from tests.workflow_support import Services, finish
@@ -63,9 +72,7 @@ async def until_incident(client: Client, process_id: str, step_id: str, timeout_
     """Follow the process until `step_id` is in INCIDENT; returns the process then."""
     async with asyncio.timeout(timeout_s):
         async for frame in client.workflow.watch(process_id):
-            if any(
-                e.type == pb.HISTORY_EVENT_TYPE_STEP_INCIDENT and e.step_id == step_id for e in frame.events
-            ):
+            if any(e.type == HistoryEventType.STEP_INCIDENT and e.step_id == step_id for e in frame.events):
                 return await client.workflow.status(process_id)
     raise AssertionError(f"{step_id} never opened an incident")
 
@@ -97,18 +104,20 @@ async def test_an_incident_repaired_by_retry_step_after_the_worker_is_fixed_comp
     assert [(i.process_id, i.step_id, i.error.code) for i in open_incidents] == [
         (started.id, "charge", "PAYMENT_DOWN")
     ]
+    assert isinstance(open_incidents[0], Incident) and open_incidents[0].resolved_at is None
+    assert open_incidents[0].opened_at is not None and open_incidents[0].proto.step_id == "charge"
     assert [p.id for p in listed] == [started.id]
     assert done.state == ProcessState.COMPLETED
     # Two failed attempts, then a fresh set: the replaced input, numbered on (3), completes.
     assert payment.inputs == [{"amount": 120}, {"amount": 120}, {"amount": 99}]
     assert step(done, "charge").attempts == 3
     assert step(done, "decide").output["receipt"] == "r-99"
-    retried = [e for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED]
+    retried = [e for e in history if e.type == HistoryEventType.STEP_RETRY_REQUESTED]
     assert len(retried) == 1
-    details = json_format.MessageToDict(retried[0].details)
+    details = retried[0].details
     assert details["by"] == {"name": "", "role": "", "via": "grpc"}
     assert details["reason"] == "provider is back"
-    assert [(i.resolution, i.HasField("resolved_at")) for i in resolved] == [("retried", True)]
+    assert [(i.resolution, i.resolved_at is not None) for i in resolved] == [("retried", True)]
     assert await client.workflow.incidents(definition="permit_ops") == []
 
 
@@ -126,7 +135,7 @@ async def test_skip_step_output_feeds_the_next_steps_input(client: Client, servi
     assert step(done, "charge").state == StepState.COMPLETED
     assert dict(step(done, "charge").output) == {"receipt": "desk-7"}
     assert dict(done.output) == {"decision": "approved", "receipt": "desk-7"}
-    skipped = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED)
+    skipped = next(e for e in history if e.type == HistoryEventType.STEP_SKIP_REQUESTED)
     assert skipped.details["reason"] == "paid at the desk"
 
 
@@ -205,8 +214,8 @@ async def test_retry_process_resumes_a_failed_process_from_its_failed_step(
     assert dict(done.output) == {"receipt": "r-7"}
     assert services.types(started.id).count("validate") == 1  # completed steps are not run again
     assert step(done, "charge").attempts == 3
-    retry = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED)
-    assert json_format.MessageToDict(retry.details)["steps"] == ["charge"]
+    retry = next(e for e in history if e.type == HistoryEventType.PROCESS_RETRY_REQUESTED)
+    assert retry.details["steps"] == ["charge"]
     with pytest.raises(FailedPrecondition):
         await client.workflow.retry_process(started.id, "again")
 
@@ -289,5 +298,5 @@ async def test_the_console_shows_incidents_and_repairs_them_with_the_pages_csrf_
     assert again[0] == 409  # no open incident any more
     assert [p.state for p in done] == [ProcessState.COMPLETED] * 2
     assert dict(done[1].output)["receipt"] == "desk"
-    requested = next(e for e in history if e.type == pb.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED)
-    assert json_format.MessageToDict(requested.details)["by"] == {"name": "", "role": "", "via": "console"}
+    requested = next(e for e in history if e.type == HistoryEventType.STEP_SKIP_REQUESTED)
+    assert requested.details["by"] == {"name": "", "role": "", "via": "console"}

@@ -14,7 +14,7 @@ import pytest
 
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext
+from hms_mgmt import Client, HistoryEventType, TaskContext
 from hms_mgmt._workflow import struct
 from hms_mgmt.types import Process, ProcessState
 from tests.workflow_support import BUS_WAIT, Services, finish, next_tasks, wait_for_step
@@ -112,7 +112,7 @@ async def test_a_bus_message_resumes_the_process_it_correlates_with(client: Clie
     assert (done_a.state, dict(done_a.output)) == (ProcessState.COMPLETED, {"approved": True})
     assert (done_b.state, dict(done_b.output)) == (ProcessState.COMPLETED, {"approved": True})
     received = [
-        e for e in await client.workflow.history(first.id) if e.type == pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
+        e for e in await client.workflow.history(first.id) if e.type == HistoryEventType.SIGNAL_RECEIVED
     ]
     assert [dict(e.details)["subject"] for e in received] == ["inspection.y.result"]
 

@@ -13,7 +13,7 @@ from control_plane.errors import Unavailable
 from control_plane.server import App
 from control_plane.storage.base import WorkflowTx
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client, TaskContext, Worker
+from hms_mgmt import Client, HistoryEventType, TaskContext, Worker
 from hms_mgmt.types import Process
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ async def permit_services(services: Services, definition: str) -> None:
 
 async def wait_for_step(client: Client, process_id: str, step_id: str, *, scheduled: bool = False) -> None:
     """Follow the process's history until `step_id` was entered (or its task scheduled)."""
-    wanted = pb.HISTORY_EVENT_TYPE_TASK_SCHEDULED if scheduled else pb.HISTORY_EVENT_TYPE_STEP_STARTED
+    wanted = HistoryEventType.TASK_SCHEDULED if scheduled else HistoryEventType.STEP_STARTED
     async with asyncio.timeout(10):
         async for frame in client.workflow.watch(process_id):
             if any(e.type == wanted and e.step_id == step_id for e in frame.events):

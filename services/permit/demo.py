@@ -24,7 +24,7 @@ from control_plane.observability import tracing
 from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client
+from hms_mgmt import Client, HistoryEvent, HistoryEventType
 from services.permit import notifications
 from services.permit.documents import DocumentService
 from services.permit.inspections import InspectionService
@@ -168,7 +168,7 @@ async def run_demo(
             compensated = result.processes["refunded"]
             definition = await client.workflow.definition(DEFINITION, compensated.definition_version)
             states = {step.step_id: step_class(pb.StepState.Name(step.state)) for step in compensated.steps}
-            result.graph = mermaid(json_format.MessageToDict(definition.spec), states)
+            result.graph = mermaid(definition.spec, states)
             say("")
             say(f"Mermaid graph of the refunded application ({compensated.id}):")
             for line in result.graph.splitlines():
@@ -190,17 +190,17 @@ async def _submit(client: Client, application: Application, say: Say) -> pb.Proc
         async for frame in client.workflow.watch(process.id):
             for event in frame.events:
                 say(_event_line(event))
-                waiting = event.type == pb.HISTORY_EVENT_TYPE_STEP_STARTED and event.step_id == "inspection"
+                waiting = event.type == HistoryEventType.STEP_STARTED and event.step_id == "inspection"
                 if waiting and application.inspection is not None:
                     say(f"    -> inspector reports {dict(application.inspection)}")
                     await client.workflow.signal(process.id, "inspection_result", application.inspection)
-            if frame.HasField("process"):
-                final = frame.process
+            if frame.process is not None:
+                final = frame.process.proto
     return final if final is not None else (await client.workflow.status(process.id)).proto
 
 
-def _event_line(event: pb.HistoryEvent) -> str:
-    details = json_format.MessageToDict(event.details)
+def _event_line(event: HistoryEvent) -> str:
+    details = event.details
     notes: list[str] = []
     if details.get("task_type"):
         notes.append(f"{details.get('service', '?')}/{details['task_type']}")
@@ -214,7 +214,11 @@ def _event_line(event: pb.HistoryEvent) -> str:
         notes.append("no branch taken" if branch is None else f"branch {branch:g}")
     if details.get("name"):
         notes.append(f"signal {details['name']}")
-    name = pb.HistoryEventType.Name(event.type).removeprefix("HISTORY_EVENT_TYPE_").lower()
+    name = (
+        pb.HistoryEventType.Name(pb.HistoryEventType.ValueType(event.type))
+        .removeprefix("HISTORY_EVENT_TYPE_")
+        .lower()
+    )
     attempt = f"#{event.attempt}" if event.attempt else ""
     parts = [f"    {name:24}", event.step_id, attempt, f"({', '.join(notes)})" if notes else ""]
     return " ".join(part for part in parts if part).rstrip()

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from hms.mgmt.v1 import common_pb2, registry_pb2
-from hms_mgmt import Client, TaskContext, TaskFailure, Worker, duration
+from hms.mgmt.v1 import registry_pb2
+from hms_mgmt import Client, HealthStatus, Instance, TaskContext, TaskFailure, Worker, duration
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +141,8 @@ async def serving(
 async def wait_passing(client: Client, service: str, instance_id: str, timeout_s: float = 10.0) -> None:
     """Wait until the registry lists `instance_id` of `service` as PASSING (its first probe answered)."""
 
-    def passing(instances: Sequence[registry_pb2.ServiceInstance]) -> bool:
-        return any(
-            i.instance_id == instance_id and i.health == common_pb2.HEALTH_STATUS_PASSING for i in instances
-        )
+    def passing(instances: Sequence[Instance]) -> bool:
+        return any(i.instance_id == instance_id and i.health == HealthStatus.PASSING for i in instances)
 
     async with asyncio.timeout(timeout_s), client.registry.watch(service) as changes:
         if passing(changes.snapshot):

@@ -15,6 +15,7 @@ from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
 from hms_mgmt._errors import call
 from hms_mgmt._wire import duration
 from hms_mgmt.limits import MAX_BATCH_BYTES
+from hms_mgmt.types import Delivery, Published
 
 SubscribeCall = grpc.aio.UnaryStreamCall[pb.SubscribeRequest, pb.SubscribeResponse]
 T = TypeVar("T")
@@ -36,7 +37,7 @@ class BusSubscription:
         self._metadata = metadata
         self.ready = pb.SubscriptionReady()
         self.gaps: list[pb.Gap] = []
-        self._buffer: list[pb.Delivery] = []
+        self._buffer: list[Delivery] = []
         self._stream: ResumableCall[SubscribeCall] = ResumableCall(endpoints, self._open)
 
     @property
@@ -83,10 +84,10 @@ class BusSubscription:
     def __aiter__(self) -> BusSubscription:
         return self
 
-    async def __anext__(self) -> pb.Delivery:
+    async def __anext__(self) -> Delivery:
         while not self._buffer:
             response = await self.next_frame()
-            self._buffer.extend(reversed(response.deliveries))
+            self._buffer.extend(Delivery.from_proto(d) for d in reversed(response.deliveries))
         return self._buffer.pop()
 
     async def next_frame(self) -> pb.SubscribeResponse:
@@ -104,7 +105,9 @@ class BusSubscription:
 
 
 class BusClient:
-    """Bus calls; answers are the wire messages of `hms.mgmt.v1`."""
+    """Bus calls: publish answers `Published`, subscriptions yield `Delivery` values (types.py); the
+    listings (subjects, consumers, retention) and `next_frame` are still the wire messages of `hms.mgmt.v1`.
+    """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
         self._endpoints = endpoints
@@ -119,7 +122,7 @@ class BusClient:
         headers: Mapping[str, str] | None = None,
         content_type: str = "",
         message_id: str = "",
-    ) -> pb.PublishResponse:
+    ) -> Published:
         """Store one message; returns once it is on disk.
 
         Retried on the next replica only with a `message_id`, which the control plane deduplicates.
@@ -132,9 +135,10 @@ class BusClient:
             message_id=message_id,
         )
         request = pb.PublishRequest(message=message)
-        return await self._endpoints.unary(
+        response = await self._endpoints.unary(
             lambda e: e.bus.Publish(request, metadata=self._metadata), retry=bool(message_id)
         )
+        return Published.from_proto(response)
 
     async def publish_many(self, messages: Sequence[pb.BusMessage], *, batch_size: int = 500) -> list[int]:
         """Store many messages over one PublishStream, in batches; returns their log sequences.

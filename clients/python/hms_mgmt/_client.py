@@ -32,7 +32,7 @@ from hms_mgmt._endpoints import (
 from hms_mgmt._schedule import ScheduleClient
 from hms_mgmt._wire import duration
 from hms_mgmt._workflow import WorkflowClient
-from hms_mgmt.types import Instance
+from hms_mgmt.types import Instance, Lease, Registration, RegistryChanges, ServiceSummary
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class WatchStream:
         self._service = service
         self._metadata = metadata
         self._snapshot_wanted = after_revision is None  # until the first frame has answered it
-        self.snapshot: list[pb.ServiceInstance] = []
+        self.snapshot: list[Instance] = []
         self.revision = after_revision or 0
         self._stream: ResumableCall[WatchCall] = ResumableCall(endpoints, self._open)
 
@@ -72,7 +72,7 @@ class WatchStream:
         if not isinstance(first, pb.WatchResponse):
             raise ConnectionError("watch stream closed before it was created")
         if self._snapshot_wanted:
-            self.snapshot, self.revision = list(first.snapshot), first.revision
+            self.snapshot, self.revision = [Instance.from_proto(i) for i in first.snapshot], first.revision
             self._snapshot_wanted = False
 
     def cancel(self) -> None:
@@ -82,7 +82,7 @@ class WatchStream:
     def __aiter__(self) -> WatchStream:
         return self
 
-    async def __anext__(self) -> pb.WatchResponse:
+    async def __anext__(self) -> RegistryChanges:
         while True:
             response = await self._stream.step(read)
             if not isinstance(response, pb.WatchResponse):  # grpc.aio.EOF
@@ -90,12 +90,12 @@ class WatchStream:
             if response.created:
                 continue  # a watch resumed on another replica: the missed changes follow
             self.revision = response.revision
-            return response
+            return RegistryChanges.from_proto(response)
 
 
 class RegistryClient:
-    """Registry calls. `lookup` answers `hms_mgmt.types.Instance` values (their message in `.proto`);
-    the other answers, and the frames of `watch`, are the wire messages of `hms.mgmt.v1`.
+    """Registry calls, answering the values of `hms_mgmt.types` (`Registration`, `Lease`, `Instance`,
+    watch frames as `RegistryChanges`, `ServiceSummary`), each with its message in `.proto`.
     """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
@@ -113,7 +113,7 @@ class RegistryClient:
         metadata: Mapping[str, str] | None = None,
         ttl_s: float | None = None,
         probe: pb.HealthProbe | None = None,
-    ) -> pb.RegisterResponse:
+    ) -> Registration:
         """Register (or update) an instance; keep its lease alive with `keep_alive` or `heartbeat`.
 
         Retried on the next replica only with an `instance_id`: without one each try would add an instance.
@@ -131,17 +131,18 @@ class RegistryClient:
         )
         if ttl_s is not None:
             request.ttl.CopyFrom(duration(ttl_s))
-        return await self._endpoints.unary(
+        response = await self._endpoints.unary(
             lambda e: e.registry.Register(request, metadata=self._metadata), retry=bool(instance_id)
         )
+        return Registration.from_proto(response)
 
-    async def heartbeat(self, lease_id: str) -> pb.Lease:
+    async def heartbeat(self, lease_id: str) -> Lease:
         """Renew a lease once; raises NotFound when it has lapsed."""
         request = pb.HeartbeatRequest(lease_id=lease_id)
         response = await self._endpoints.unary(
             lambda e: e.registry.Heartbeat(request, metadata=self._metadata), retry=True
         )
-        return response.lease
+        return Lease.from_proto(response.lease)
 
     async def renew(self, lease_id: str, interval_s: float) -> None:
         """Renew a lease every `interval_s` over one KeepAlive stream (moved to the next replica if its
@@ -215,13 +216,13 @@ class RegistryClient:
         )
         return [Instance.from_proto(i) for i in response.instances]
 
-    async def list_services(self) -> list[pb.ServiceSummary]:
+    async def list_services(self) -> list[ServiceSummary]:
         """Every service with its counts."""
         request = pb.ListServicesRequest()
         response = await self._endpoints.unary(
             lambda e: e.registry.ListServices(request, metadata=self._metadata), retry=True
         )
-        return list(response.services)
+        return [ServiceSummary.from_proto(s) for s in response.services]
 
     @contextlib.asynccontextmanager
     async def watch(self, service: str = "", after_revision: int | None = None) -> AsyncIterator[WatchStream]:

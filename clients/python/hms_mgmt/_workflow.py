@@ -12,7 +12,7 @@ from google.protobuf import struct_pb2
 from hms.mgmt.v1 import bus_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms_mgmt._endpoints import Endpoint, Endpoints, ResumableCall, read
-from hms_mgmt.types import Process
+from hms_mgmt.types import Applied, Definition, HistoryEvent, Incident, Process, WatchFrame
 
 # The control plane checks a large definition for up to 60 s in a child process before it answers.
 APPLY_TIMEOUT_S = 120.0
@@ -44,45 +44,45 @@ def _ended_early() -> grpc.aio.AioRpcError:
 
 
 class WorkflowClient:
-    """Workflow calls. Processes come as `hms_mgmt.types.Process` (their message in `.proto`); the other
-    answers, and the frames of `watch`, are the wire messages of `hms.mgmt.v1`.
+    """Workflow calls, answering the values of `hms_mgmt.types` (`Process`, `HistoryEvent`, `WatchFrame`,
+    `Definition`, `Applied`, `Incident`), each with its message in `.proto`; the answers of `signal`,
+    `complete` and `fail`, and the task streams, are the wire messages of `hms.mgmt.v1`.
     """
 
     def __init__(self, endpoints: Endpoints, metadata: Sequence[tuple[str, str]]) -> None:
         self._endpoints = endpoints
         self._metadata = tuple(metadata)
 
-    async def apply(self, source: str, *, validate_only: bool = False) -> pb.RegisterDefinitionResponse:
+    async def apply(self, source: str, *, validate_only: bool = False) -> Applied:
         """Register a definition (YAML or JSON); a changed one becomes a new version."""
         request = pb.RegisterDefinitionRequest(source=source, validate_only=validate_only)
         # The same content is the same version, so registering it again is harmless.
-        return await self._endpoints.unary(
+        response = await self._endpoints.unary(
             lambda e: e.workflow.RegisterDefinition(
                 request, metadata=self._metadata, timeout=APPLY_TIMEOUT_S
             ),
             retry=True,
         )
+        return Applied.from_proto(response)
 
-    async def definition(self, name: str, version: int = 0) -> pb.Definition:
+    async def definition(self, name: str, version: int = 0) -> Definition:
         """A stored definition version (the latest when `version` is 0), with its source and spec."""
         request = pb.GetDefinitionRequest(name=name, version=version)
         response = await self._endpoints.unary(
             lambda e: e.workflow.GetDefinition(request, metadata=self._metadata), retry=True
         )
-        return response.definition
+        return Definition.from_proto(response.definition)
 
-    async def definitions(
-        self, name: str = "", *, all_versions: bool = False
-    ) -> builtins.list[pb.Definition]:
+    async def definitions(self, name: str = "", *, all_versions: bool = False) -> builtins.list[Definition]:
         """Stored definitions (the latest version of each, or every version), without source, following pages."""
-        found: builtins.list[pb.Definition] = []
+        found: builtins.list[Definition] = []
         token = ""
         while True:
             request = pb.ListDefinitionsRequest(
                 name=name, all_versions=all_versions, page_size=1000, page_token=token
             )
             response = await self._definitions_page(request)
-            found.extend(response.definitions)
+            found.extend(Definition.from_proto(d) for d in response.definitions)
             token = response.next_page_token
             if not token:
                 return found
@@ -156,7 +156,7 @@ class WorkflowClient:
         process_id: str = "",
         include_resolved: bool = False,
         page_size: int = 50,
-    ) -> builtins.list[pb.Incident]:
+    ) -> builtins.list[Incident]:
         """The newest incidents (one page): open ones, unless `include_resolved`."""
         request = pb.ListIncidentsRequest(
             definition=definition,
@@ -167,7 +167,7 @@ class WorkflowClient:
         response = await self._endpoints.unary(
             lambda e: e.workflow.ListIncidents(request, metadata=self._metadata), retry=True
         )
-        return list(response.incidents)
+        return [Incident.from_proto(i) for i in response.incidents]
 
     async def retry_step(
         self, process_id: str, step_id: str, reason: str, *, input: Mapping[str, Any] | None = None
@@ -209,14 +209,14 @@ class WorkflowClient:
         )
         return Process.from_proto(response.process)
 
-    async def history(self, process_id: str) -> builtins.list[pb.HistoryEvent]:
+    async def history(self, process_id: str) -> builtins.list[HistoryEvent]:
         """The whole history of a process."""
-        events: builtins.list[pb.HistoryEvent] = []
+        events: builtins.list[HistoryEvent] = []
         token = ""
         while True:
             request = pb.GetHistoryRequest(process_id=process_id, page_size=1000, page_token=token)
             response = await self._history_page(request)
-            events.extend(response.events)
+            events.extend(HistoryEvent.from_proto(e) for e in response.events)
             token = response.next_page_token
             if not token:
                 return events
@@ -226,7 +226,7 @@ class WorkflowClient:
             lambda e: e.workflow.GetHistory(request, metadata=self._metadata), retry=True
         )
 
-    async def watch(self, process_id: str, after_sequence: int = 0) -> AsyncIterator[pb.WatchProcessResponse]:
+    async def watch(self, process_id: str, after_sequence: int = 0) -> AsyncIterator[WatchFrame]:
         """History so far, then live events until the process ends (the last frame carries it).
 
         With several addresses, a watch whose replica goes away resumes on the next one after the last
@@ -251,19 +251,19 @@ class WorkflowClient:
                 if frame.events:
                     seen = frame.events[-1].sequence
                 ended = ended or (frame.HasField("process") and frame.process.state in FINAL_STATES)
-                yield frame
+                yield WatchFrame.from_proto(frame)
         finally:
             stream.cancel()
 
     async def wait(self, process_id: str) -> Process:
         """Wait until the process ends; returns it."""
-        final: pb.Process | None = None
+        final: Process | None = None
         async for frame in self.watch(process_id):
-            if frame.HasField("process"):
+            if frame.process is not None:
                 final = frame.process
-        if final is None or final.state not in FINAL_STATES:
+        if final is None or int(final.state) not in FINAL_STATES:
             return await self.status(process_id)
-        return Process.from_proto(final)
+        return final
 
     async def signal(
         self, process_id: str, name: str, payload: Mapping[str, Any] | None = None, *, signal_id: str = ""

@@ -3,19 +3,21 @@
 Each keeps the message it was made from in `proto`, for those who want the generated type (to print
 it as protobuf JSON, to pass it on). The enums are IntEnums with the wire numbers, so a state still
 compares equal to the generated constant (`process.state == workflow_pb2.PROCESS_STATE_COMPLETED`)
-and reads as a name (`process.state.name == "COMPLETED"`). Field names are the .proto's.
+and reads as a name (`process.state.name == "COMPLETED"`). Field names are the .proto's; a number an
+enum does not know yet (a newer control plane) stays a plain int. Timestamps become aware UTC datetimes
+(None when unset), Structs dicts.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from hms.mgmt.v1 import common_pb2, registry_pb2
+from hms.mgmt.v1 import bus_pb2, common_pb2, registry_pb2
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 
@@ -92,6 +94,47 @@ class HealthStatus(enum.IntEnum):
     UNSPECIFIED = common_pb2.HEALTH_STATUS_UNSPECIFIED
     PASSING = common_pb2.HEALTH_STATUS_PASSING
     CRITICAL = common_pb2.HEALTH_STATUS_CRITICAL
+
+
+class HistoryEventType(enum.IntEnum):
+    """What a history event records (`hms.mgmt.v1.HistoryEventType` without its prefix)."""
+
+    UNSPECIFIED = pb.HISTORY_EVENT_TYPE_UNSPECIFIED
+    PROCESS_STARTED = pb.HISTORY_EVENT_TYPE_PROCESS_STARTED
+    PROCESS_RUNNING = pb.HISTORY_EVENT_TYPE_PROCESS_RUNNING
+    PROCESS_COMPLETED = pb.HISTORY_EVENT_TYPE_PROCESS_COMPLETED
+    PROCESS_FAILED = pb.HISTORY_EVENT_TYPE_PROCESS_FAILED
+    PROCESS_COMPENSATING = pb.HISTORY_EVENT_TYPE_PROCESS_COMPENSATING
+    PROCESS_COMPENSATED = pb.HISTORY_EVENT_TYPE_PROCESS_COMPENSATED
+    PROCESS_CANCEL_REQUESTED = pb.HISTORY_EVENT_TYPE_PROCESS_CANCEL_REQUESTED
+    PROCESS_CANCELLED = pb.HISTORY_EVENT_TYPE_PROCESS_CANCELLED
+    STEP_STARTED = pb.HISTORY_EVENT_TYPE_STEP_STARTED
+    STEP_COMPLETED = pb.HISTORY_EVENT_TYPE_STEP_COMPLETED
+    STEP_FAILED = pb.HISTORY_EVENT_TYPE_STEP_FAILED
+    STEP_SKIPPED = pb.HISTORY_EVENT_TYPE_STEP_SKIPPED
+    TASK_SCHEDULED = pb.HISTORY_EVENT_TYPE_TASK_SCHEDULED
+    TASK_STARTED = pb.HISTORY_EVENT_TYPE_TASK_STARTED
+    TASK_FAILED = pb.HISTORY_EVENT_TYPE_TASK_FAILED
+    TASK_TIMED_OUT = pb.HISTORY_EVENT_TYPE_TASK_TIMED_OUT
+    SIGNAL_RECEIVED = pb.HISTORY_EVENT_TYPE_SIGNAL_RECEIVED
+    COMPENSATION_STARTED = pb.HISTORY_EVENT_TYPE_COMPENSATION_STARTED
+    COMPENSATION_COMPLETED = pb.HISTORY_EVENT_TYPE_COMPENSATION_COMPLETED
+    COMPENSATION_FAILED = pb.HISTORY_EVENT_TYPE_COMPENSATION_FAILED
+    STEP_INCIDENT = pb.HISTORY_EVENT_TYPE_STEP_INCIDENT
+    STEP_RETRY_REQUESTED = pb.HISTORY_EVENT_TYPE_STEP_RETRY_REQUESTED
+    STEP_SKIP_REQUESTED = pb.HISTORY_EVENT_TYPE_STEP_SKIP_REQUESTED
+    PROCESS_FAIL_REQUESTED = pb.HISTORY_EVENT_TYPE_PROCESS_FAIL_REQUESTED
+    PROCESS_RETRY_REQUESTED = pb.HISTORY_EVENT_TYPE_PROCESS_RETRY_REQUESTED
+
+
+class ChangeType(enum.IntEnum):
+    """What happened to an instance (`hms.mgmt.v1.ChangeType` without its prefix)."""
+
+    UNSPECIFIED = registry_pb2.CHANGE_TYPE_UNSPECIFIED
+    UP = registry_pb2.CHANGE_TYPE_UP
+    UPDATED = registry_pb2.CHANGE_TYPE_UPDATED
+    HEALTH = registry_pb2.CHANGE_TYPE_HEALTH
+    DOWN = registry_pb2.CHANGE_TYPE_DOWN
 
 
 def _enum(kind: type[enum.IntEnum], value: int) -> Any:
@@ -266,4 +309,279 @@ class Instance:
             _time(message.registered_at),
             message.revision,
             message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One committed transition of a process, in sequence order.
+
+    `details` is the event's data as a dict: times in it are Unix seconds and durations seconds, as the
+    .proto documents, because they are kept as recorded rather than guessed into datetimes.
+    """
+
+    sequence: int
+    process_id: str
+    time: datetime | None
+    type: HistoryEventType
+    step_id: str  # empty for process-level events
+    attempt: int  # task attempt (1-based), 0 when none
+    process_state: ProcessState  # the process's state after this event
+    details: dict[str, Any]
+    proto: pb.HistoryEvent = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.HistoryEvent) -> HistoryEvent:
+        return cls(
+            message.sequence,
+            message.process_id,
+            _time(message.time),
+            _enum(HistoryEventType, message.type),
+            message.step_id,
+            message.attempt,
+            _enum(ProcessState, message.process_state),
+            plain(message.details),
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFrame:
+    """One frame of a process watch: history events, and the process on the first and last frames."""
+
+    process: Process | None  # None on the frames in between
+    events: list[HistoryEvent]
+    proto: pb.WatchProcessResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.WatchProcessResponse) -> WatchFrame:
+        return cls(
+            Process.from_proto(message.process) if message.HasField("process") else None,
+            [HistoryEvent.from_proto(e) for e in message.events],
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """Where a published message was stored (or already was: `duplicate`)."""
+
+    sequence: int  # in the whole log
+    subject_sequence: int  # among its subject's messages
+    duplicate: bool  # its message_id was seen within the deduplication window: stored once
+    published_at: datetime | None
+    proto: bus_pb2.PublishResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: bus_pb2.PublishResponse) -> Published:
+        return cls(
+            message.sequence,
+            message.subject_sequence,
+            message.duplicate,
+            _time(message.published_at),
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A stored Bus message; the same field names as `hms.mgmt.v1.BusMessage`."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    content_type: str
+    message_id: str
+    sequence: int
+    subject_sequence: int
+    published_at: datetime | None
+    proto: bus_pb2.BusMessage = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: bus_pb2.BusMessage) -> StoredMessage:
+        return cls(
+            message.subject,
+            message.data,
+            dict(message.headers),
+            message.content_type,
+            message.message_id,
+            message.sequence,
+            message.subject_sequence,
+            _time(message.published_at),
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One delivery of a message to a consumer; settle it with `client.bus.ack(delivery.delivery_id)`."""
+
+    message: StoredMessage
+    delivery_id: str
+    attempt: int  # 1 on the first delivery
+    consumer: str
+    proto: bus_pb2.Delivery = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: bus_pb2.Delivery) -> Delivery:
+        return cls(
+            StoredMessage.from_proto(message.message),
+            message.delivery_id,
+            message.attempt,
+            message.consumer,
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The lease that keeps an instance registered while it is renewed."""
+
+    lease_id: str
+    ttl: timedelta
+    expires_at: datetime | None
+    proto: registry_pb2.Lease = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: registry_pb2.Lease) -> Lease:
+        return cls(message.lease_id, message.ttl.ToTimedelta(), _time(message.expires_at), message)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The answer to register: the instance as stored, its lease, the registry revision of the change."""
+
+    instance: Instance
+    lease: Lease
+    revision: int
+    proto: registry_pb2.RegisterResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: registry_pb2.RegisterResponse) -> Registration:
+        return cls(
+            Instance.from_proto(message.instance), Lease.from_proto(message.lease), message.revision, message
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    """One change of the registry seen by a watch."""
+
+    revision: int
+    type: ChangeType
+    instance: Instance  # as it is after the change (as it was, for DOWN)
+    reason: str
+    time: datetime | None
+    proto: registry_pb2.RegistryChange = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: registry_pb2.RegistryChange) -> RegistryChange:
+        return cls(
+            message.revision,
+            _enum(ChangeType, message.type),
+            Instance.from_proto(message.instance),
+            message.reason,
+            _time(message.time),
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChanges:
+    """One frame of a registry watch after the first: changes up to `revision`."""
+
+    revision: int
+    changes: list[RegistryChange]
+    proto: registry_pb2.WatchResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: registry_pb2.WatchResponse) -> RegistryChanges:
+        return cls(message.revision, [RegistryChange.from_proto(c) for c in message.changes], message)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """A registered service with its instance counts (`registry.list_services`)."""
+
+    name: str
+    instances: int
+    passing: int
+    versions: list[str]
+    proto: registry_pb2.ServiceSummary = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: registry_pb2.ServiceSummary) -> ServiceSummary:
+        return cls(message.name, message.instances, message.passing, list(message.versions), message)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A step that exhausted its retries and waits for an operator (resolved once retried or skipped)."""
+
+    process_id: str
+    definition: str
+    step_id: str
+    sequence: int  # the history event that opened it
+    error: Failure
+    opened_at: datetime | None
+    resolved_at: datetime | None  # None while open
+    resolution: str
+    proto: pb.Incident = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.Incident) -> Incident:
+        return cls(
+            message.process_id,
+            message.definition,
+            message.step_id,
+            message.sequence,
+            Failure.from_proto(message.error),
+            _time(message.opened_at),
+            _time(message.resolved_at),
+            message.resolution,
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A stored definition version; `source` is empty in listings."""
+
+    name: str
+    version: int
+    description: str
+    source: str  # as applied (YAML or JSON)
+    spec: dict[str, Any]  # the parsed, normalised definition
+    digest: str
+    created_at: datetime | None
+    proto: pb.Definition = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.Definition) -> Definition:
+        return cls(
+            message.name,
+            message.version,
+            message.description,
+            message.source,
+            plain(message.spec),
+            message.digest,
+            _time(message.created_at),
+            message,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The answer to applying a definition: its name, the version it is, whether that version is new."""
+
+    name: str
+    version: int
+    created: bool  # False: the same content was already that version (or, validate_only, would be)
+    definition: Definition
+    proto: pb.RegisterDefinitionResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, message: pb.RegisterDefinitionResponse) -> Applied:
+        return cls(
+            message.name, message.version, message.created, Definition.from_proto(message.definition), message
         )
