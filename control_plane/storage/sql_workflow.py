@@ -31,6 +31,14 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+# The unique index on (definition, business_key) is partial (WHERE business_key <> ''): a query may use
+# it only when its own WHERE implies that, which `business_key = ?` alone does not (the planner cannot
+# see the parameter). Without the second term SQLite scanned every process on each keyed StartProcess.
+FIND_BY_KEY = (
+    "SELECT record FROM wf_processes WHERE definition = ? AND business_key = ? AND business_key <> ''"
+)
+
+
 class SqlWorkflowTx:
     """The workflow's view of one store transaction (see storage.base.WorkflowTx)."""
 
@@ -57,10 +65,7 @@ class SqlWorkflowTx:
 
     def find_by_key(self, definition: str, business_key: str) -> ProcessRecord | None:
         """The process of a definition with a business key, or None."""
-        row = self._conn.execute(
-            "SELECT record FROM wf_processes WHERE definition = ? AND business_key = ?",
-            (definition, business_key),
-        ).fetchone()
+        row = self._conn.execute(FIND_BY_KEY, (definition, business_key)).fetchone()
         return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
 
     def save(self, record: ProcessRecord, *, new: bool) -> None:
@@ -286,7 +291,7 @@ def list_processes(
         where.append(f"state IN ({','.join('?' * len(states))})")
         args += [s.value for s in states]
     if business_key:
-        where.append("business_key = ?")
+        where.append("business_key = ? AND business_key <> ''")  # the second term lets the key's index serve
         args.append(business_key)
     if business_key_prefix:
         # substr, not LIKE: LIKE ignores ASCII case on SQLite and would need its wildcards escaped.
