@@ -35,7 +35,11 @@ def history_json(event: HistoryEvent) -> bytes:
         body["attempt"] = event.attempt
     body["processState"] = f"PROCESS_STATE_{event.state.name}"
     body["details"] = event.details
-    return orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+    # orjson (3.12+) hands back bytes whose allocation is rounded up (4 KiB for a 300-byte event) and
+    # never shrunk. These bytes live on in the Bus's in-memory tail, up to 200,000 messages: copying
+    # them to their own size (a fraction of a microsecond) is what keeps a control plane with many
+    # waiting processes at hundreds of MB rather than GBs.
+    return b"%b" % orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def rfc3339(value_s: float) -> str:
