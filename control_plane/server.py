@@ -179,9 +179,10 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if tracing.enabled():
             # Only when the OTEL_* variables turned tracing on (tracing.configure): otherwise no cost.
-            tracer = trace.get_tracer("hms-mgmt")
-            interceptors.append(TracingInterceptor(tracer))
-            workflows.transition_observers.append(WorkflowSpans(tracer).on_transition)
+            interceptors.append(TracingInterceptor(trace.get_tracer(tracing.SCOPE)))
+            finished = tracing.finished_spans()
+            if finished is not None:
+                workflows.transition_observers.append(WorkflowSpans(finished).on_transition)
         if metrics is not None:
             # Outermost, so refused calls (UNAUTHENTICATED, PERMISSION_DENIED) are counted too.
             grpc_metrics = GrpcServerMetrics(metrics.registry)

@@ -14,8 +14,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import get_current_span
 
-from control_plane.observability.tracing import wanted
+from control_plane.observability.tracing import PROPAGATOR, FinishedSpans, parse_traceparent, wanted
 from hms.mgmt.v1 import bus_pb2, bus_pb2_grpc, workflow_pb2_grpc
 from hms.mgmt.v1 import workflow_pb2 as pb
 from hms_mgmt import Client, ProcessState
@@ -49,6 +52,41 @@ def test_tracing_is_off_unless_the_otel_variables_ask() -> None:
     assert wanted({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"})
     assert not wanted({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"})
     assert not wanted({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  # upper case: not W3C
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # invalid trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # invalid span id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  # version 00 has no more
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future",  # a later version may
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473_-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+        "garbage",
+    ],
+)
+def test_a_traceparent_reads_as_opentelemetrys_propagator_reads_it(value: str) -> None:
+    expected = get_current_span(PROPAGATOR.extract({"traceparent": value})).get_span_context()
+    assert parse_traceparent(value) == (expected if expected.is_valid else None)
+
+
+def test_finished_spans_follow_the_configured_sampler() -> None:
+    def sampled(provider: TracerProvider, trace_id: int) -> bool:
+        root = parse_traceparent(f"00-{trace_id:032x}-00f067aa0ba902b7-01")
+        assert root is not None
+        return FinishedSpans(provider, [], "hms-mgmt").sampled(root)
+
+    assert sampled(TracerProvider(), 5)  # parent-based, always on: the sampled caller's choice
+    assert not sampled(TracerProvider(sampler=ALWAYS_OFF), 5)
+    half = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+    assert sampled(half, 5)  # a sampled remote parent decides under the parent-based sampler
+    ratio = TracerProvider(sampler=TraceIdRatioBased(0.5))
+    assert sampled(ratio, 1) and not sampled(ratio, (1 << 128) - 1)
 
 
 def _index(spans: list[ReceivedSpan]) -> dict[tuple[str, str], ReceivedSpan]:

@@ -15,8 +15,9 @@ import grpc.aio
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import Attributes
 
-from control_plane.observability.tracing import PROPAGATOR
+from control_plane.observability.tracing import as_parent, parse_traceparent
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -36,9 +37,10 @@ _CARRIED = ("traceparent", "tracestate")
 
 
 def _caller(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | None:
-    """The caller's context from its `traceparent`/`tracestate` metadata; None when it sent none."""
+    """The caller's context from its `traceparent`/`tracestate` metadata; None when it sent none (or a bad one)."""
     carrier = {key: value for key, value in metadata or () if key in _CARRIED and isinstance(value, str)}
-    return PROPAGATOR.extract(carrier) if carrier else None
+    caller = parse_traceparent(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
+    return as_parent(caller) if caller is not None else None
 
 
 class TracingInterceptor(grpc.aio.ServerInterceptor):
@@ -46,6 +48,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
+        self._methods: dict[str, tuple[str, Attributes]] = {}  # span name and attributes, by method
 
     async def intercept_service(
         self,
@@ -61,13 +64,13 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         return self._wrap(method, handler, _caller(metadata))
 
     def _start(self, method: str, parent: Context | None) -> Span:
-        service, _, name = method.lstrip("/").partition("/")
-        return self._tracer.start_span(
-            f"{service}/{name}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
-        )
+        named = self._methods.get(method)
+        if named is None:
+            service, _, name = method.lstrip("/").partition("/")
+            attributes: Attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+            named = self._methods[method] = (f"{service}/{name}", attributes)
+        # The SDK copies the attributes into the span: one dict per method serves every call.
+        return self._tracer.start_span(named[0], context=parent, kind=SpanKind.SERVER, attributes=named[1])
 
     def _wrap(self, method: str, handler: Handler, parent: Context | None) -> Handler:
         start = self._start

@@ -9,49 +9,40 @@ The rest is read by the OpenTelemetry SDK itself: the sampler (`OTEL_TRACES_SAMP
 the global tracer is OpenTelemetry's no-op one.
 
 Spans whose ids must be the same whoever emits them and whenever (a step of a process that lives
-for weeks, across restarts, see workflow_tracing) are started under `span_id(...)`: the provider's
-id generator hands out that id instead of a random one.
+for weeks, across restarts, see workflow_tracing) are made whole after the fact by `FinishedSpans`,
+straight into the span processors: their ids, start and end are known when they are made, so the
+SDK's live-span machinery (sampler per span, id generator, attribute copies, span end) would be
+pure cost, paid on every step. The OTLP/gRPC exporter encodes with otlp_encoding (the request the
+SDK's encoder makes, field for field, for a fraction of its CPU).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 PROPAGATOR = TraceContextTextMapPropagator()
-_forced_span_id: ContextVar[int] = ContextVar("forced_span_id", default=0)
+SCOPE = "hms-mgmt"  # the instrumentation scope of the control plane's own spans
 _provider: TracerProvider | None = None
-
-
-class _DerivedIds(RandomIdGenerator):
-    """Random ids, except a span id asked for with `span_id(...)` around the span's start."""
-
-    def generate_span_id(self) -> int:
-        """The forced span id if one is set, else a random one."""
-        forced = _forced_span_id.get()
-        return forced if forced else super().generate_span_id()
-
-
-@contextmanager
-def span_id(value: int) -> Iterator[None]:
-    """Spans started inside the block (on this module's provider) get `value` as their span id."""
-    token = _forced_span_id.set(value)
-    try:
-        yield
-    finally:
-        _forced_span_id.reset(token)
+_processors: tuple[SpanProcessor, ...] = ()
+NO_STATE = TraceState()
+UNSET = Status()
+# A version-00 traceparent and nothing else: what this control plane writes and what callers send.
+_VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def derived_span_id(*parts: object) -> int:
@@ -104,7 +95,7 @@ def _make_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
                 or "grpc"
             ).strip()
             if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+                from control_plane.observability.otlp_encoding import OTLPSpanExporter
 
                 exporters.append(OTLPSpanExporter())
             elif protocol == "http/protobuf":
@@ -130,7 +121,7 @@ def configure(default_service_name: str, environ: Mapping[str, str] | None = Non
     `default_service_name` names the process when neither OTEL_SERVICE_NAME nor a `service.name` in
     OTEL_RESOURCE_ATTRIBUTES does. Raises ValueError for an exporter or protocol it does not know.
     """
-    global _provider
+    global _provider, _processors
     env = os.environ if environ is None else environ
     if _provider is not None:
         return True
@@ -141,11 +132,12 @@ def configure(default_service_name: str, environ: Mapping[str, str] | None = Non
     )
     resource = Resource.create({} if named else {SERVICE_NAME: default_service_name})
     # The sampler comes from OTEL_TRACES_SAMPLER / _ARG (the SDK reads them when given none).
-    provider = TracerProvider(resource=resource, id_generator=_DerivedIds())
-    for exporter in _exporters(env):
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider = TracerProvider(resource=resource)
+    processors = tuple(BatchSpanProcessor(exporter) for exporter in _exporters(env))
+    for processor in processors:
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    _provider = provider
+    _provider, _processors = provider, processors
     return True
 
 
@@ -172,10 +164,23 @@ def current_traceparent() -> str:
     return traceparent(trace.get_current_span().get_span_context())
 
 
+@lru_cache(maxsize=4096)
 def parse_traceparent(value: str, state: str = "") -> SpanContext | None:
-    """The remote span context a `traceparent` (and `tracestate`) names; None when it is not one."""
+    """The remote span context a `traceparent` (and `tracestate`) names; None when it is not one.
+
+    Remembered (span contexts are immutable): a process's traceparent is read at each of its
+    transitions, tasks and published messages. Plain version-00 values are read here; anything else
+    (another version, a tracestate) by OpenTelemetry's propagator, which knows every rule.
+    """
     if not value:
         return None
+    if not state and (match := _VERSION_00.fullmatch(value)) is not None:
+        trace_id, span, flags = (int(group, 16) for group in match.groups())
+        if not trace_id or not span:
+            return None
+        return SpanContext(
+            trace_id, span, is_remote=True, trace_flags=TraceFlags(flags), trace_state=NO_STATE
+        )
     carrier = {"traceparent": value, "tracestate": state} if state else {"traceparent": value}
     context = trace.get_current_span(PROPAGATOR.extract(carrier)).get_span_context()
     return context if context.is_valid else None
@@ -187,11 +192,78 @@ def child_context(parent: SpanContext, span: int) -> SpanContext:
         parent.trace_id,
         span,
         is_remote=True,
-        trace_flags=TraceFlags(parent.trace_flags),
-        trace_state=TraceState(),
+        trace_flags=parent.trace_flags,
+        trace_state=NO_STATE,
     )
 
 
 def as_parent(context: SpanContext) -> Context:
     """An OpenTelemetry context whose current span is `context` (to start children of it)."""
     return trace.set_span_in_context(NonRecordingSpan(context))
+
+
+class FinishedSpans:
+    """Spans made whole, start and end known, handed straight to the span processors.
+
+    For spans that stand for something already over when they are made (a step, from the transition
+    that ended it): what the SDK's Tracer does for a live span (a sampler call, an id, a copy of the
+    attributes, a lock at its end) is skipped; the sampler is asked once per trace instead, which is
+    the same answer for OpenTelemetry's samplers (parent-based, always on/off, trace id ratio). The
+    spans, their ids, parents, attributes and scope are exactly what the SDK would export.
+    """
+
+    def __init__(self, provider: TracerProvider, processors: Sequence[SpanProcessor], scope: str) -> None:
+        self._resource = provider.resource
+        self._sampler = provider.sampler
+        self._processors = tuple(processors)
+        self._scope = InstrumentationScope(scope)
+        self._decided: dict[tuple[int, int], bool] = {}
+
+    def sampled(self, root: SpanContext) -> bool:
+        """Whether the spans of `root`'s trace, made as its descendants, are recorded (the sampler's word)."""
+        key = (root.trace_id, root.span_id)
+        decided = self._decided.get(key)
+        if decided is None:
+            decision = self._sampler.should_sample(as_parent(root), root.trace_id, "")
+            decided = decision.decision is Decision.RECORD_AND_SAMPLE
+            if len(self._decided) >= 4096:
+                self._decided.clear()  # a bound, not a cache policy: re-asking costs one call
+            self._decided[key] = decided
+        return decided
+
+    def record(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext,
+        start_ns: int,
+        end_ns: int,
+        attributes: Attributes,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        status: Status = UNSET,
+        links: Sequence[Link] = (),
+    ) -> None:
+        """Hand the finished span `context` (child of `parent`) to the processors, to be exported."""
+        span = ReadableSpan(
+            name,
+            context=context,
+            parent=parent,
+            resource=self._resource,
+            attributes=attributes,
+            links=links,
+            kind=kind,
+            status=status,
+            start_time=start_ns,
+            end_time=end_ns,
+            instrumentation_scope=self._scope,
+        )
+        for processor in self._processors:
+            processor.on_end(span)
+
+
+def finished_spans(scope: str = SCOPE) -> FinishedSpans | None:
+    """What makes finished spans of `scope` on the configured provider; None when tracing is off."""
+    if _provider is None:
+        return None
+    return FinishedSpans(_provider, _processors, scope)

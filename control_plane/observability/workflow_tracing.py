@@ -18,6 +18,9 @@ Derived ids let a span be ended by whichever replica, after whichever restart, c
 let the Task name its span before the span exists. Start times come from the stored record (a step's
 `started_at`) or, for an attempt, from its `task_scheduled` event when this replica saw it (else the
 step's start). Nothing here runs when tracing is off: the observer is not installed.
+
+The spans are made finished (tracing.FinishedSpans), not started and ended through a Tracer: this
+runs at every transition of every traced process, in the event loop, so it builds each span once.
 """
 
 from __future__ import annotations
@@ -25,17 +28,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from control_plane.core.workflow.definition import Definition
 from control_plane.models import EventType, HistoryEvent, ProcessRecord, ProcessState, StepState, TaskAttempt
 from control_plane.observability.tracing import (
-    as_parent,
+    NO_STATE,
+    UNSET,
+    FinishedSpans,
     child_context,
     derived_span_id,
     parse_traceparent,
-    span_id,
     traceparent,
 )
 
@@ -82,8 +85,8 @@ def task_traceparent(task: TaskAttempt) -> str:
 class WorkflowSpans:
     """Turns each committed transition's history events into the spans that ended with it."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
+    def __init__(self, spans: FinishedSpans) -> None:
+        self._spans = spans
         # When attempts began, as seen here, by process: (step, attempt, compensation) -> time; and
         # compensations, by process: step -> time. A process's entries go when it ends.
         self._begun: dict[str, dict[tuple[str, int, bool], float]] = {}
@@ -94,7 +97,7 @@ class WorkflowSpans:
     ) -> None:
         """Emit the spans that `events` (one committed transition of `record`) end."""
         root = parse_traceparent(record.trace_parent)
-        if root is None or not root.trace_flags.sampled:
+        if root is None or not root.trace_flags.sampled or not self._spans.sampled(root):
             return
         for event in events:
             self._event(record, root, event, definition)
@@ -294,23 +297,25 @@ class WorkflowSpans:
         root_parent: bool = False,
         links: Sequence[Link] = (),
     ) -> None:
-        parent_context = root if root_parent else child_context(root, parent)
-        with span_id(span):
-            made = self._tracer.start_span(
-                name,
-                context=as_parent(parent_context),
-                kind=kind,
-                attributes=attributes,
-                links=links,
-                start_time=int(start * 1e9),
-            )
+        status = UNSET
         if error is not None:
             code = error.get("code") if isinstance(error, dict) else None
             message = error.get("message") if isinstance(error, dict) else None
             if code:
-                made.set_attribute("mgmt.error_code", str(code))
-            made.set_status(Status(StatusCode.ERROR, str(message or code or "failed")))
-        made.end(end_time=int(max(start, end) * 1e9))
+                attributes["mgmt.error_code"] = str(code)
+            status = Status(StatusCode.ERROR, str(message or code or "failed"))
+        start_ns = int(start * 1e9)
+        self._spans.record(
+            name,
+            SpanContext(root.trace_id, span, False, root.trace_flags, NO_STATE),
+            root if root_parent else child_context(root, parent),
+            start_ns,
+            max(start_ns, int(end * 1e9)),
+            attributes,
+            kind=kind,
+            status=status,
+            links=links,
+        )
 
     def _forget(self, process_id: str) -> None:
         self._begun.pop(process_id, None)

@@ -25,6 +25,8 @@ except ImportError:  # pragma: no cover - tracing is optional for SDK users
     trace = None  # type: ignore[assignment]
 
 _SCOPE = "hms-mgmt.sdk.worker"
+# One propagator for every task and call (it holds nothing per use).
+_PROPAGATOR = TraceContextTextMapPropagator() if trace is not None else None
 
 
 @contextmanager
@@ -36,7 +38,7 @@ def task_span(task: pb.Task, service: str) -> Iterator[None]:
     carrier = {"traceparent": task.traceparent}
     if task.tracestate:
         carrier["tracestate"] = task.tracestate
-    parent = TraceContextTextMapPropagator().extract(carrier)
+    parent = _PROPAGATOR.extract(carrier) if _PROPAGATOR is not None else None
     with trace.get_tracer(_SCOPE).start_as_current_span(
         f"{service} {task.task_type}",
         context=parent,
@@ -55,7 +57,8 @@ def task_span(task: pb.Task, service: str) -> Iterator[None]:
 def _with_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
     """`details` with the current span's traceparent (and tracestate) added to its metadata, if any."""
     carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
+    if _PROPAGATOR is not None:
+        _PROPAGATOR.inject(carrier)
     if not carrier:
         return details
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
