@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from control_plane.core.registry import Registry
 from control_plane.models import DownReason
+from control_plane.observability.instruments import CounterFamily, HistogramFamily
 
 # Seconds; a probe is one gRPC health check, bounded by its timeout (at most its interval).
 PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -64,21 +65,21 @@ class ProbeMetrics:
     """Health probe results and durations by service, fed by the prober as each probe ends."""
 
     def __init__(self, metrics: CollectorRegistry) -> None:
-        self._results = Counter(
+        self._results = CounterFamily(
             "mgmt_registry_probes",
             "Health probes run by this replica, by service and result (passing, critical).",
             ["service", "result"],
-            registry=metrics,
         )
-        self._seconds = Histogram(
+        self._seconds = HistogramFamily(
             "mgmt_registry_probe_duration_seconds",
             "How long a health probe took to answer (or time out), by service.",
             ["service"],
-            buckets=PROBE_BUCKETS,
-            registry=metrics,
+            PROBE_BUCKETS,
         )
+        metrics.register(self._results)
+        metrics.register(self._seconds)
 
     def observe(self, service: str, ok: bool, seconds: float) -> None:
         """One probe of an instance of `service`."""
-        self._results.labels(service, "passing" if ok else "critical").inc()
-        self._seconds.labels(service).observe(seconds)
+        self._results.child(service, "passing" if ok else "critical").value += 1
+        self._seconds.child(service).observe(seconds)

@@ -3,6 +3,10 @@
 grpc_server_started_total, grpc_server_handled_total (with grpc_code), grpc_server_handling_seconds,
 grpc_server_msg_received_total and grpc_server_msg_sent_total, labelled by grpc_type, grpc_service
 and grpc_method: a fixed set, bounded by the contract's methods and the status codes.
+
+Each method's series are looked up once, when its handler is first wrapped; a call then costs a few
+attribute updates (see instruments), and a streamed message one more, counted in the one wrapper
+that the stream passes through.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+
+from control_plane.observability.instruments import Count, CounterFamily, HistogramFamily
 
 # Seconds; from 0.5 ms (a Lookup) to a minute-long stream.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
@@ -29,31 +35,24 @@ class GrpcServerMetrics:
     """The counters and histogram of every RPC, registered on one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.started = Counter(
-            "grpc_server_started_total", "RPCs started on the server.", _LABELS, registry=registry
-        )
-        self.handled = Counter(
+        self.started = CounterFamily("grpc_server_started_total", "RPCs started on the server.", _LABELS)
+        self.handled = CounterFamily(
             "grpc_server_handled_total",
             "RPCs completed on the server, regardless of success or failure.",
             (*_LABELS, "grpc_code"),
-            registry=registry,
         )
-        self.handling = Histogram(
+        self.handling = HistogramFamily(
             "grpc_server_handling_seconds",
             "Response latency of RPCs handled by the server (until the last message of a stream).",
             _LABELS,
-            buckets=_BUCKETS,
-            registry=registry,
+            _BUCKETS,
         )
-        self.received = Counter(
-            "grpc_server_msg_received_total",
-            "Stream messages received from clients.",
-            _LABELS,
-            registry=registry,
+        self.received = CounterFamily(
+            "grpc_server_msg_received_total", "Stream messages received from clients.", _LABELS
         )
-        self.sent = Counter(
-            "grpc_server_msg_sent_total", "Stream messages sent to clients.", _LABELS, registry=registry
-        )
+        self.sent = CounterFamily("grpc_server_msg_sent_total", "Stream messages sent to clients.", _LABELS)
+        for family in (self.started, self.handled, self.handling, self.received, self.sent):
+            registry.register(family)
 
     def initialize(self, services: Iterable[ServiceDescriptor]) -> None:
         """Show every method of `services` from the start, at zero, as go-grpc-prometheus's Register
@@ -63,8 +62,8 @@ class GrpcServerMetrics:
             for method in service.methods:
                 labels = (_descriptor_shape(method), service.full_name, method.name)
                 for family in (self.started, self.handling, self.received, self.sent):
-                    family.labels(*labels)
-                self.handled.labels(*labels, "OK")
+                    family.child(*labels)
+                self.handled.child(*labels, "OK")
 
 
 def _descriptor_shape(method: MethodDescriptor) -> str:
@@ -129,35 +128,34 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         service, _, name = method.lstrip("/").partition("/")
-        shape = _shape(handler)
-        labels = (shape, service, name)
+        labels = (_shape(handler), service, name)
         m = self._metrics
-        started = m.started.labels(*labels)
-        handling = m.handling.labels(*labels)
-        received = m.received.labels(*labels)
-        sent = m.sent.labels(*labels)
-        handled: dict[str, Any] = {}
+        started = m.started.child(*labels)
+        handling = m.handling.child(*labels)
+        received = m.received.child(*labels)
+        sent = m.sent.child(*labels)
+        handled: dict[str, Count] = {}
 
         def finish(
             context: grpc.aio.ServicerContext[Any, Any], begun: float, error: BaseException | None
         ) -> None:
             handling.observe(time.perf_counter() - begun)
             code = _code(context, error)
-            counter = handled.get(code)
-            if counter is None:
-                counter = handled[code] = m.handled.labels(*labels, code)
-            counter.inc()
+            cell = handled.get(code)
+            if cell is None:
+                cell = handled[code] = m.handled.child(*labels, code)
+            cell.value += 1
 
         async def counted(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
             async for request in requests:
-                received.inc()
+                received.value += 1
                 yield request
 
         if not handler.request_streaming and not handler.response_streaming:
             inner_uu: Any = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                started.inc()
+                started.value += 1
                 begun = time.perf_counter()
                 try:
                     response = await inner_uu(request, context)
@@ -171,34 +169,13 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
 
-        if not handler.request_streaming:
-            inner_us: Any = handler.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                started.inc()
-                begun = time.perf_counter()
-                try:
-                    async for response in _responses(inner_us(request, context)):
-                        sent.inc()
-                        yield response
-                except BaseException as exc:
-                    finish(context, begun, exc)
-                    raise
-                finish(context, begun, None)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-
         if not handler.response_streaming:
             inner_su: Any = handler.stream_unary
 
             async def stream_unary(
                 requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
             ) -> Any:
-                started.inc()
+                started.value += 1
                 begun = time.perf_counter()
                 try:
                     response = await inner_su(counted(requests), context)
@@ -212,35 +189,37 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 stream_unary, handler.request_deserializer, handler.response_serializer
             )
 
-        inner_ss: Any = handler.stream_stream
+        # Response streams: the handler's responses pass through this one generator, which counts them
+        # (one generator between grpc.aio and the handler's, where there were two). A handler that
+        # writes through its context instead (a coroutine: grpc's health Watch) is awaited, and what it
+        # writes is not counted: counting it would mean wrapping the context of every call.
+        request_streaming = handler.request_streaming
+        inner_stream: Any = handler.stream_stream if request_streaming else handler.unary_stream
 
-        async def stream_stream(
-            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            started.inc()
+        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started.value += 1
             begun = time.perf_counter()
             try:
-                async for response in _responses(inner_ss(counted(requests), context)):
-                    sent.inc()
-                    yield response
+                result = inner_stream(counted(request) if request_streaming else request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        sent.value += 1
+                        yield response
+                else:
+                    await result
             except BaseException as exc:
                 finish(context, begun, exc)
                 raise
             finish(context, begun, None)
 
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
+        if request_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                streaming, handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.unary_stream_rpc_method_handler(
+            streaming, handler.request_deserializer, handler.response_serializer
         )
 
 
 def _behaviour(handler: Handler) -> object:
     return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-
-
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """A streaming handler's responses: it may be an async generator or a coroutine that writes."""
-    if hasattr(result, "__aiter__"):
-        async for response in result:
-            yield response
-    else:
-        await result

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from control_plane.core.bus.bus import Bus
 from control_plane.core.registry import Registry
+from control_plane.observability.instruments import HistogramFamily
 from control_plane.storage import Store
 
 # Seconds per shared commit: an fsync is a fraction of a millisecond on SSD, tens on a busy disk.
@@ -77,23 +78,30 @@ class StoreCollector(Collector):
 
 
 class CommitHistograms:
-    """Duration and size of each group commit, observed on the store's writer thread."""
+    """Duration and size of each group commit, observed on the store's writer thread.
+
+    Only that thread writes these series (see instruments: no lock needed); a scrape reads them."""
 
     def __init__(self, metrics: CollectorRegistry) -> None:
-        self._seconds = Histogram(
+        seconds = HistogramFamily(
             "mgmt_store_commit_duration_seconds",
             "One shared commit, from BEGIN to COMMIT, fsync included.",
-            buckets=COMMIT_BUCKETS,
-            registry=metrics,
+            (),
+            COMMIT_BUCKETS,
         )
-        self._writes = Histogram(
+        writes = HistogramFamily(
             "mgmt_store_commit_batch_size",
             "Writes (callers' transactions) carried by one shared commit.",
-            buckets=BATCH_BUCKETS,
-            registry=metrics,
+            (),
+            BATCH_BUCKETS,
         )
+        metrics.register(seconds)
+        metrics.register(writes)
+        # Unlabelled: the one series exists (at zero) from the start, as prometheus_client's would.
+        self._seconds = seconds.child()
+        self._writes = writes.child()
 
     def committed(self, seconds: float, writes: int) -> None:
-        """One commit (prometheus_client's instruments are thread-safe)."""
+        """One commit."""
         self._seconds.observe(seconds)
         self._writes.observe(writes)

@@ -9,15 +9,15 @@ first processes too.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from control_plane.core.workflow.definition import Definition
 from control_plane.core.workflow.workflows import Workflows
 from control_plane.models import EventType, ProcessState, TaskAttempt
+from control_plane.observability.instruments import HistogramFamily
 
 # Seconds: a no-op task step takes about a millisecond; a step waiting for a person, days.
 STEP_BUCKETS: tuple[float, ...] = (
@@ -123,55 +123,39 @@ class WorkflowHistograms:
     """Step durations and task waits for a worker, observed by the engine as they happen."""
 
     def __init__(self, metrics: CollectorRegistry) -> None:
-        self._steps = Histogram(
+        self._steps = HistogramFamily(
             "mgmt_workflow_step_duration_seconds",
             "From entering a step to its completion or failure (retries included), by definition and "
             "step kind.",
             ["definition", "kind"],
-            buckets=STEP_BUCKETS,
-            registry=metrics,
+            STEP_BUCKETS,
         )
-        self._waits = Histogram(
+        self._waits = HistogramFamily(
             "mgmt_workflow_task_wait_seconds",
             "How long a task attempt waited for a worker with free credit (schedule to start), by "
             "service and task type.",
             ["service", "task_type"],
-            buckets=WAIT_BUCKETS,
-            registry=metrics,
+            WAIT_BUCKETS,
         )
-        # Label children by key: labels() builds its key on every call; this is one dict lookup.
-        self._step_children: dict[tuple[str, str], Any] = {}
-        self._wait_children: dict[tuple[str, str], Any] = {}
+        metrics.register(self._steps)
+        metrics.register(self._waits)
 
     async def prepare(self, workflows: Workflows) -> None:
         """Show every step kind and task type of the known definitions from the start, at zero: a panel
         then shows 0 rather than nothing, and the first observations count in `rate()`."""
         for definition in workflows.latest_definitions():
             for kind in {step.kind.value for step in definition.all_steps()}:
-                self._step_child(definition.name, kind)
-        for key in task_types(workflows.latest_definitions()):
-            self._wait_child(key)
+                self._steps.child(definition.name, kind)
+        for service, task_type in task_types(workflows.latest_definitions()):
+            self._waits.child(service, task_type)
 
     def step_ended(self, definition: str, kind: str, seconds: float) -> None:
         """A step of `definition` ended."""
-        self._step_child(definition, kind).observe(seconds)
+        self._steps.child(definition, kind).observe(seconds)
 
     def task_handed(self, task: TaskAttempt, waited: float) -> None:
         """A task attempt went to a worker after waiting `waited` seconds."""
-        self._wait_child((task.service, task.task_type)).observe(waited)
-
-    def _step_child(self, definition: str, kind: str) -> Any:
-        key = (definition, kind)
-        child = self._step_children.get(key)
-        if child is None:
-            child = self._step_children[key] = self._steps.labels(definition, kind)
-        return child
-
-    def _wait_child(self, key: tuple[str, str]) -> Any:
-        child = self._wait_children.get(key)
-        if child is None:
-            child = self._wait_children[key] = self._waits.labels(*key)
-        return child
+        self._waits.child(task.service, task.task_type).observe(waited)
 
 
 def task_types(definitions: list[Definition]) -> set[tuple[str, str]]:
