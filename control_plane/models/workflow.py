@@ -153,6 +153,10 @@ class ProcessRecord:
     parent_step: str = ""  # that call step
     depth: int = 0  # how many calls down from a process started by StartProcess (stored when set)
     search: dict[str, str] = field(default_factory=dict)  # search attribute values, as indexed
+    # Messages published so far on each of the process's own Bus subjects, by event name: the engine
+    # numbers them itself (subject sequences), so the Bus keeps no row per process subject. None for a
+    # process stored before it did: the Bus goes on numbering its subjects.
+    published: dict[str, int] | None = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
@@ -168,7 +172,8 @@ class ProcessRecord:
     def from_json(cls, raw: dict[str, Any]) -> ProcessRecord:
         """Rebuild a record stored by `to_json`."""
         steps = {k: StepRun(**{**v, "state": StepState(v["state"])}) for k, v in raw.pop("steps").items()}
-        return cls(**{**raw, "state": ProcessState(raw["state"]), "steps": steps})
+        published = raw.pop("published", None)  # absent: stored before the engine numbered its subjects
+        return cls(**{**raw, "state": ProcessState(raw["state"]), "steps": steps, "published": published})
 
 
 @dataclass(frozen=True, slots=True)
