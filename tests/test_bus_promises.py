@@ -177,6 +177,26 @@ async def test_reserved_header_keys_are_refused(wire: Wire) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_the_workflow_engines_process_subjects_are_refused_to_publishers(wire: Wire) -> None:
+    """workflow.<definition>.<process id>.<event> is the engine's alone (it numbers those subjects
+    itself): a publish there, or a consumer dead-lettering there, is INVALID_ARGUMENT; other workflow.
+    subjects (not four tokens) stay open."""
+    forged = await _code(publish(wire, "workflow.permit.p1.process_completed"))
+    dead = await _code(
+        read(
+            wire.bus.Subscribe(
+                pb.SubscribeRequest(
+                    pattern="in.>", ack_mode=pb.ACK_MODE_EXPLICIT, dead_letter_subject="workflow.a.b.c"
+                )
+            )
+        )
+    )
+    others = [(await publish(wire, s)).subject_sequence for s in ("workflow.permit", "workflow.a.b.c.d")]
+
+    assert (forged, dead) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT)
+    assert others == [1, 1]
+
+
 # -- subscribing ----------------------------------------------------------------------------------
 
 

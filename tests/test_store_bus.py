@@ -331,6 +331,37 @@ async def test_subject_stats_count_what_each_subject_retains(store: Store) -> No
     ]
 
 
+async def test_messages_numbered_by_their_publisher_need_no_subject_row_and_retain_like_the_others(
+    store: Store,
+) -> None:
+    """The workflow engine numbers its per-process subjects itself (subject_sequence set): the store keeps
+    those numbers and no bus_subjects row for the subject, yet counts and trims it like any other."""
+    subject = "workflow.permit.p1.step_started"
+    numbered = [OutgoingMessage(subject, b"s1", subject_sequence=1), OutgoingMessage("orders.a", b"")]
+    await store.bus_append(numbered, now=10.0, dedup_window_s=0.0)
+    later = [
+        OutgoingMessage(subject, b"s2", subject_sequence=2),
+        OutgoingMessage(subject, b"", subject_sequence=3),
+    ]
+    await store.bus_append(later, now=20.0, dedup_window_s=0.0)
+    await store.bus_append([OutgoingMessage("orders.a", b"")], now=20.0, dedup_window_s=0.0)
+
+    read = [(m.subject, m.subject_sequence) for m in await store.bus_read(0, 100)]
+    rows = await store._read(  # type: ignore[attr-defined]
+        lambda conn: conn.execute("SELECT subject, last_sequence FROM bus_subjects").fetchall()
+    )
+    removed = await store.bus_apply_retention([RetentionPolicy("workflow", 0.0, 2)], now=30.0)
+    stats = await store.bus_subject_stats()
+
+    assert read == [(subject, 1), ("orders.a", 1), (subject, 2), (subject, 3), ("orders.a", 2)]
+    assert [tuple(row) for row in rows] == [("orders.a", 2)]
+    assert removed == 1  # the oldest of the engine's subject, over the limit of 2
+    assert stats == [
+        SubjectStats("orders.a", 2, 0, 2, 5, 2, 10.0, 20.0),
+        SubjectStats(subject, 2, 2, 3, 4, 3, 20.0, 20.0),
+    ]
+
+
 async def test_retention_policies_are_stored_replaced_and_removed(store: Store) -> None:
     await store.bus_set_retention("logs", RetentionPolicy("logs", 60.0, 0))
     await store.bus_set_retention("audit", RetentionPolicy("audit", 0.0, 10))

@@ -242,7 +242,8 @@ steps:
 async def test_bus_events_carry_the_history_event_as_protobuf_json(wire: Wire) -> None:
     """Published events: subject workflow.<definition>.<process id>.<event>, content type
     application/json, data = the HistoryEvent in protobuf JSON (parsed strictly, it equals GetHistory's
-    event); exactly the PROCESS_*, STEP_* and COMPENSATION_* events are published, in history order."""
+    event); exactly the PROCESS_*, STEP_* and COMPENSATION_* events are published, in history order,
+    each subject's messages numbered 1, 2, 3, ... (subject_sequence)."""
     await wire.apply(PUBLISH)
     subscription = wire.bus.Subscribe(bus_pb2.SubscribeRequest(pattern="workflow.publish.>", max_batch=1000))
     try:
@@ -290,6 +291,12 @@ async def test_bus_events_carry_the_history_event_as_protobuf_json(wire: Wire) -
         assert message.content_type == "application/json"
         parsed = json_format.Parse(message.data, pb.HistoryEvent())  # unknown fields would raise
         assert parsed == event
+    # Each subject numbered 1, 2, 3, ... in history order (the engine numbers its own subjects).
+    numbers: dict[str, list[int]] = {}
+    for message in messages:
+        numbers.setdefault(message.subject, []).append(message.subject_sequence)
+    assert all(got == list(range(1, len(got) + 1)) for got in numbers.values()), numbers
+    assert max(len(got) for got in numbers.values()) > 1
 
 
 _PUBLISHED = {

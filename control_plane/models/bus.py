@@ -37,6 +37,10 @@ class OutgoingMessage(NamedTuple):
     headers: Mapping[str, str] = NO_HEADERS
     content_type: str = ""
     message_id: str = ""
+    # 0: the Bus numbers the message in its subject (a row per subject in the store). Set only by the
+    # workflow engine, the one writer of its per-process subjects (see subjects.engine_owned): it numbers
+    # them from the process record, so they need no row of their own (about six per process otherwise).
+    subject_sequence: int = 0
 
 
 class StoredMessage(NamedTuple):

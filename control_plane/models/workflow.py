@@ -153,6 +153,10 @@ class ProcessRecord:
     parent_step: str = ""  # that call step
     depth: int = 0  # how many calls down from a process started by StartProcess (stored when set)
     search: dict[str, str] = field(default_factory=dict)  # search attribute values, as indexed
+    # Messages published so far on each of the process's own Bus subjects, by event name: the engine
+    # numbers them itself (subject sequences), so the Bus keeps no row per process subject. None for a
+    # process stored before it did: the Bus goes on numbering its subjects.
+    published: dict[str, int] | None = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-compatible dict."""
@@ -167,8 +171,16 @@ class ProcessRecord:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ProcessRecord:
         """Rebuild a record stored by `to_json`."""
-        steps = {k: StepRun(**{**v, "state": StepState(v["state"])}) for k, v in raw.pop("steps").items()}
-        return cls(**{**raw, "state": ProcessState(raw["state"]), "steps": steps})
+        # Built from the stored dicts as they are, states swapped for their members after: this runs on
+        # every transition, and merging a dict per step and calling the Enum per state cost about half.
+        steps = raw.pop("steps")
+        for key, stored in steps.items():
+            run = steps[key] = StepRun(**stored)
+            run.state = _STEP_STATES[stored["state"]]
+        published = raw.pop("published", None)  # absent: stored before the engine numbered its subjects
+        record = cls(**raw, steps=steps, published=published)
+        record.state = _PROCESS_STATES[raw["state"]]
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +272,8 @@ class DefinitionVersion:
     created_at: float
 
 
+_STEP_STATES: dict[str, StepState] = {state.value: state for state in StepState}
+_PROCESS_STATES: dict[str, ProcessState] = {state.value: state for state in ProcessState}
 _OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step", "depth")
 _RECORD_FIELDS = tuple(
     f.name for f in fields(ProcessRecord) if f.name != "steps" and f.name not in _OPTIONAL_RECORD_FIELDS

@@ -94,7 +94,8 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
     # that replicas publishing at once lock subject rows in the same order.
     per_subject: dict[str, int] = {}
     for message in fresh:  # a plain dict: Counter's update costs more than the few messages of a transition
-        per_subject[message.subject] = per_subject.get(message.subject, 0) + 1
+        if not message.subject_sequence:  # else numbered by its publisher (the engine): no row needed
+            per_subject[message.subject] = per_subject.get(message.subject, 0) + 1
     counts = sorted(per_subject.items())
     for start in range(0, len(counts), _SUBJECTS_PER_STATEMENT):
         chunk = counts[start : start + _SUBJECTS_PER_STATEMENT]
@@ -110,8 +111,10 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
             subject_next[subject] = int(subject_last) - added[subject] + 1
     stored: list[StoredMessage] = []
     for sequence, message in enumerate(fresh, start=last - len(fresh) + 1):
-        subject_seq = subject_next[message.subject]
-        subject_next[message.subject] = subject_seq + 1
+        subject_seq = message.subject_sequence
+        if not subject_seq:
+            subject_seq = subject_next[message.subject]
+            subject_next[message.subject] = subject_seq + 1
         stored.append(
             StoredMessage(
                 sequence,
@@ -317,10 +320,12 @@ def dead_letter(
 
 def subject_stats(conn: Connection) -> list[SubjectStats]:
     """Per-subject counts and ranges of what is retained, in subject order."""
+    # Retention removes a subject's oldest messages first, so what is retained of a subject is always its
+    # newest: the last subject sequence ever given is the highest retained one. No bus_subjects row is
+    # needed (the engine's per-process subjects have none).
     rows = conn.execute(
-        "SELECT m.subject, COUNT(*), SUM(LENGTH(m.data)), MIN(m.sequence), MAX(m.sequence), s.last_sequence, "
-        "MIN(m.published_at), MAX(m.published_at) "
-        "FROM bus_messages m JOIN bus_subjects s ON s.subject = m.subject GROUP BY m.subject, s.last_sequence ORDER BY m.subject"
+        "SELECT subject, COUNT(*), SUM(LENGTH(data)), MIN(sequence), MAX(sequence), MAX(subject_sequence), "
+        "MIN(published_at), MAX(published_at) FROM bus_messages GROUP BY subject ORDER BY subject"
     )
     return [
         SubjectStats(subject, int(n), int(size or 0), int(lo), int(hi), int(last), float(t0), float(t1))
@@ -379,8 +384,11 @@ def apply_retention(conn: Connection, policies: list[RetentionPolicy], now: floa
                 f"DELETE FROM bus_messages WHERE sequence < ? AND {where}", [cutoff, *args]
             ).rowcount
         if policy.max_messages:
+            # A subject keeps its newest messages (see subject_stats), so one over the limit still has
+            # its last message, numbered past the limit: found without a bus_subjects row.
             over = conn.execute(
-                f"SELECT subject, last_sequence FROM bus_subjects WHERE last_sequence > ? AND {where}",
+                f"SELECT subject, MAX(subject_sequence) FROM bus_messages WHERE subject_sequence > ? "
+                f"AND {where} GROUP BY subject",
                 [policy.max_messages, *args],
             ).fetchall()
             for subject, last in over:

@@ -16,7 +16,13 @@ from dataclasses import dataclass, replace
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Consumer, Member, parse_delivery_id
 from control_plane.core.bus.log import MessageLog
 from control_plane.core.bus.stats import BusStats
-from control_plane.core.bus.subjects import check_pattern, check_subject, compile_pattern, prefix_covers
+from control_plane.core.bus.subjects import (
+    check_pattern,
+    check_subject,
+    compile_pattern,
+    engine_owned,
+    prefix_covers,
+)
 from control_plane.core.limits import (
     ACK_WAIT_S,
     MAX_ACK_DELAY_S,
@@ -434,6 +440,8 @@ class Bus:
                     violations.append(FieldViolation(f"backoff[{n}]", "must be between 0s and 1h"))
         if r.dead_letter_subject:
             violations += check_subject("dead_letter_subject", r.dead_letter_subject)
+            if engine_owned(r.dead_letter_subject):
+                violations.append(FieldViolation("dead_letter_subject", _ENGINE_OWNED))
             if not violations and compile_pattern(r.pattern).matches(r.dead_letter_subject):
                 violations.append(
                     FieldViolation(
@@ -682,9 +690,17 @@ class Bus:
         return _policy_for(await self.retention(), policy.subject_prefix)
 
 
+_ENGINE_OWNED = (
+    "subjects workflow.<definition>.<process id>.<event> are the workflow engine's own: it alone "
+    "publishes (and numbers) a process's events"
+)
+
+
 def check_message(field: str, message: OutgoingMessage) -> list[FieldViolation]:
     """Every problem of one message to publish, with paths under `field`."""
     violations = check_subject(f"{field}.subject", message.subject)
+    if engine_owned(message.subject):
+        violations.append(FieldViolation(f"{field}.subject", _ENGINE_OWNED))
     if len(message.data) > MAX_DATA:
         violations.append(
             FieldViolation(f"{field}.data", f"at most {MAX_DATA} bytes (got {len(message.data)})")

@@ -106,6 +106,18 @@ def is_system(subject: str) -> bool:
     return subject.startswith("$")
 
 
+# The workflow engine's per-process subjects, `workflow.<definition>.<process id>.<event>`: the engine
+# numbers them itself (from the process record, not from a row per subject), so it must be their only
+# publisher; that also keeps anyone from forging a process's events.
+ENGINE_PREFIX = "workflow."
+_ENGINE_TOKENS = 4
+
+
+def engine_owned(subject: str) -> bool:
+    """Whether only the workflow engine may publish on `subject` (`workflow.<a>.<b>.<c>`)."""
+    return subject.startswith(ENGINE_PREFIX) and subject.count(".") == _ENGINE_TOKENS - 1
+
+
 def prefix_covers(prefix: str, subject: str) -> bool:
     """Token-wise prefix: "orders" covers "orders" and "orders.eu" but not "ordersx"; "" covers all."""
     return not prefix or subject == prefix or subject.startswith(prefix + ".")

@@ -11,6 +11,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 # The library's Rust extension module, not the `cel` package: xds-protos (the mesh's Envoy types) also
 # installs a `cel` package (cel/expr protos), and whichever of the two installs last owns
 # cel/__init__.py; an empty one would hide compile() from `import cel`. cel.cel is the library's alone.
@@ -69,6 +71,10 @@ class Expression:
     reads: tuple[str, ...] = field(compare=False, repr=False)
     # Its comprehensions, for the cost estimated before each evaluation (the CEL core has no limit).
     shape: Shape = field(compare=False, repr=False, default=Shape(()))
+    # The keys of an expression that only selects fields (`input`, `steps.s1.output.id`), else None:
+    # followed in Python where every key is there (see _follow), as the CEL core would, at a fraction of
+    # the cost (a process's input mappings are mostly such paths).
+    path: tuple[str, ...] | None = field(compare=False, repr=False, default=None)
 
     def evaluate(self, activation: Mapping[str, Any]) -> Any:
         """The value of the expression over `activation`, as plain JSON-like Python.
@@ -76,6 +82,10 @@ class Expression:
         Refused (ExpressionError) when it would cost more than MAX_COST steps over these values: the
         evaluation cannot be interrupted, and it holds the GIL, so it would stall the whole process.
         """
+        if self.path is not None:
+            found = _follow(self.path, activation)
+            if found is not _NOT_FOLLOWED:
+                return found
         variables = {name: self._project(name, activation[name]) for name in self.reads if name in activation}
         cost = self.shape.estimate_cost(variables)
         if cost > MAX_COST:
@@ -150,7 +160,39 @@ def compile_expression(text: str) -> Expression:
         projections=MappingProxyType(projections),
         reads=tuple(sorted(names)),
         shape=shape,
+        path=_path_of(text),
     )
+
+
+# A field selection only: identifiers joined by dots (CEL has already compiled it, so none is a keyword).
+_PATH = re.compile(r"\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)\s*")
+_NOT_FOLLOWED = object()
+
+
+def _path_of(text: str) -> tuple[str, ...] | None:
+    match = _PATH.fullmatch(text)
+    return tuple(key.strip() for key in match.group(1).split(".")) if match else None
+
+
+def _follow(path: tuple[str, ...], activation: Mapping[str, Any]) -> Any:
+    """The value at `path`, copied as the CEL core would give it back; _NOT_FOLLOWED when a key is
+    missing, a value on the way is not a map, or the value is not plain JSON with integers CEL keeps
+    exact (strictly: within 53 bits): CEL then evaluates it, with its own answer or error."""
+    value: Any = activation
+    for key in path:
+        if type(value) is not dict or key not in value:
+            return _NOT_FOLLOWED
+        value = value[key]
+    if type(value) in _SCALARS:
+        return value
+    try:
+        # A copy, as CEL's conversion makes one: the caller may keep it while the record changes.
+        return orjson.loads(orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER))
+    except TypeError:  # orjson.JSONEncodeError: a key or value that is not plain JSON, a big integer
+        return _NOT_FOLLOWED
+
+
+_SCALARS = frozenset({str, float, bool, type(None)})
 
 
 def _references(text: str, variable: str) -> tuple[list[str], list[str]]:

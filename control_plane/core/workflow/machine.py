@@ -930,13 +930,20 @@ class Machine:
         event = HistoryEvent(r.id, r.last_event_sequence, self.now, kind, step_id, attempt, r.state, details)
         self.effects.events.append(event)
         if kind.published:
+            name = kind.value
+            counts = r.published
+            subject_sequence = 0  # a process stored before the engine numbered its subjects: the Bus does
+            if counts is not None:
+                subject_sequence = counts[name] = counts.get(name, 0) + 1
             self.effects.messages.append(
                 OutgoingMessage(
-                    event_subject(r.definition, r.id, kind.value),
+                    event_subject(r.definition, r.id, name),
                     history_json(event),
                     # The process's trace, so that whoever handles the event can link to it.
                     {"traceparent": r.trace_parent} if r.trace_parent else NO_HEADERS,
-                    content_type=_CONTENT_TYPE,
+                    _CONTENT_TYPE,
+                    "",
+                    subject_sequence,
                 )
             )
 
