@@ -13,7 +13,7 @@ it is evaluated again when a replica or a restarted control plane needs an item 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from control_plane.core.workflow.definition import Step
@@ -41,8 +41,11 @@ def split_key(key: str) -> tuple[str, int | None]:
     return step_id, int(item) if mark else None
 
 
-def items_of(process_id: str, step: Step, started_at: float, activation: Mapping[str, Any]) -> Sequence[Any]:
-    """The list of a map step of a process, from the cache or evaluated over `activation`."""
+def items_of(
+    process_id: str, step: Step, started_at: float, activation: Callable[[], Mapping[str, Any]]
+) -> Sequence[Any]:
+    """The list of a map step of a process, from the cache or evaluated over `activation()` (built
+    only then: it walks the record's steps, which an item's transition must not pay for each time)."""
     key = (process_id, step.id, started_at)
     items = _LISTS.get(key)
     if items is not None:
@@ -50,7 +53,7 @@ def items_of(process_id: str, step: Step, started_at: float, activation: Mapping
         return items
     assert step.map is not None
     try:
-        value = step.map.items.evaluate(activation)
+        value = step.map.items.evaluate(activation())
     except ExpressionError as exc:
         raise MapItemsError(str(exc)) from None
     if not isinstance(value, list):
