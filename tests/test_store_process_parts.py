@@ -141,3 +141,25 @@ async def test_retention_deletes_what_was_kept_apart(store: Store) -> None:
     await transact(store, lambda tx: tx.save(again, new=True))
     read = await store.wf_process("p001")
     assert read is not None and held(read) == {"each", "one#5"} and read.input == again.input
+
+
+async def test_items_active_are_found_by_current_step_though_a_transition_reads_only_one(
+    store: Store,
+) -> None:
+    await transact(store, lambda tx: tx.save(mapping(1, (0, 1, 2)), new=True))
+
+    def end_item_0_and_start_3(tx: WorkflowTx) -> None:
+        record = tx.load("p001")
+        assert record is not None
+        record.steps.pop("one#0")
+        record.steps["one#3"] = StepRun("one#3", StepState.SCHEDULED)
+        record.steps["one#1"].state = StepState.COMPLETED  # ended, say, but its run stays
+        tx.save(record, new=False)
+
+    await transact(store, end_item_0_and_start_3)
+    found = {
+        key: await listed(store, ProcessSearch(current_step=key))
+        for key in ("one#0", "one#1", "one#2", "one#3")
+    }
+    assert found == {"one#0": [], "one#1": [], "one#2": ["p001"], "one#3": ["p001"]}
+    assert await listed(store, ProcessSearch(current_step="each")) == ["p001"]

@@ -145,7 +145,7 @@ class StepRuns(dict[str, StepRun]):
     nothing. Without fetchers (a new process, or once the transaction ended) it is a plain dict.
     """
 
-    __slots__ = ("_absent", "_fetch", "_fetch_all", "removed")
+    __slots__ = ("_absent", "_fetch", "_fetch_all", "active_items", "removed")
 
     def __init__(self, runs: dict[str, StepRun] | None = None) -> None:
         super().__init__(runs or {})
@@ -153,6 +153,8 @@ class StepRuns(dict[str, StepRun]):
         self._fetch_all: Callable[[], dict[str, StepRun]] | None = None
         self._absent: set[str] = set()  # item keys fetched and not found
         self.removed: set[str] = set()  # item keys taken out (their stored rows go)
+        # The item keys the store last listed as active (for the search by current step).
+        self.active_items: list[str] = []
 
     def attach(
         self, fetch: Callable[[str], StepRun | None], fetch_all: Callable[[], dict[str, StepRun]]

@@ -19,7 +19,15 @@ from typing import Any
 
 import orjson
 
-from control_plane.models import ProcessRecord, StepRun, StepRuns, StepState, step_json, step_run
+from control_plane.models import (
+    ACTIVE_STEP_STATES,
+    ProcessRecord,
+    StepRun,
+    StepRuns,
+    StepState,
+    step_json,
+    step_run,
+)
 from control_plane.storage.connection import Connection
 
 # Inputs larger than this, as JSON, are stored apart from the process row.
@@ -84,11 +92,13 @@ def record_of(conn: Connection, document: str | bytes, *, item_runs: bool) -> Pr
     return record
 
 
-def attach_item_runs(conn: Connection, record: ProcessRecord) -> None:
-    """Let a transition's record read its map items' step runs from `conn` as it asks for them."""
+def attach_item_runs(conn: Connection, record: ProcessRecord, current_steps: str) -> None:
+    """Let a transition's record read its map items' step runs from `conn` as it asks for them
+    (`current_steps`: the row's column, whose active items `active_steps` carries over)."""
     steps = record.steps
     if not isinstance(steps, StepRuns) or not _has_items(record):
         return
+    steps.active_items = [key for key in current_steps.split(",") if "#" in key]
     process_id = record.id
 
     def fetch(key: str) -> StepRun | None:
@@ -130,7 +140,25 @@ def save_parts(conn: Connection, record: ProcessRecord, document: dict[str, Any]
             ],
         )
     if isinstance(steps, StepRuns):
+        # As the row now says (should the transition save the record again).
+        steps.active_items = [key for key, run in runs if run.state in ACTIVE_STEP_STATES] + [
+            key for key in steps.active_items if key not in removed and not dict.__contains__(steps, key)
+        ]
         steps.removed.clear()
+
+
+def active_steps(record: ProcessRecord) -> list[str]:
+    """The keys of the record's active steps, map items' included, reading none of theirs: an item's
+    run not read by this transition has not changed, so it is active if the row listed it."""
+    steps = record.steps
+    active = [key for key, run in dict.items(steps) if run.state in ACTIVE_STEP_STATES]
+    if isinstance(steps, StepRuns) and steps.active_items:
+        active += [
+            key
+            for key in steps.active_items
+            if key not in steps.removed and not dict.__contains__(steps, key)
+        ]
+    return active
 
 
 def item_in_incident(conn: Connection, record: ProcessRecord) -> bool:

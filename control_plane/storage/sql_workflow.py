@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 
 from control_plane.models import (
-    ACTIVE_STEP_STATES,
     DefinitionVersion,
     EventType,
     HistoryEvent,
@@ -24,6 +23,7 @@ from control_plane.models import (
 from control_plane.storage import sql_bus
 from control_plane.storage.connection import Connection
 from control_plane.storage.sql_process_parts import (
+    active_steps,
     attach_item_runs,
     delete_parts,
     item_in_incident,
@@ -65,12 +65,12 @@ class SqlWorkflowTx:
         Its map items' step runs are read from the store as the transition asks for them, until
         `close` (see models.StepRuns)."""
         row = self._conn.execute(
-            f"SELECT record FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
+            f"SELECT record, current_steps FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
         ).fetchone()
         if row is None:
             return None
         record = record_of(self._conn, row[0], item_runs=False)
-        attach_item_runs(self._conn, record)
+        attach_item_runs(self._conn, record, row[1])
         self._loaded.append(record)
         return record
 
@@ -95,9 +95,9 @@ class SqlWorkflowTx:
     def save(self, record: ProcessRecord, *, new: bool) -> None:
         """Insert or update the process (and what is stored apart from its row)."""
         raw = record.to_json(item_runs=False)
+        current, incident = _searchable(record)  # before save_parts forgets the items taken out
         save_parts(self._conn, record, raw, new=new)
         document = _dumps(raw)
-        current, incident = _searchable(record)
         incident = incident or int(item_in_incident(self._conn, record))
         if new:
             self._conn.execute(
@@ -345,11 +345,10 @@ def list_processes(
 def _searchable(record: ProcessRecord) -> tuple[str, int]:
     """The process's active steps as ",a,b," (searched for ",a,") and whether it has an open incident.
 
-    Map items' step runs are left out: reading them all would cost every item's transition in
-    proportion to the items running; a map running items is found by the map step's id."""
-    runs = [(sid, run) for sid, run in dict.items(record.steps) if "#" not in sid]
-    active = [sid for sid, run in runs if run.state in ACTIVE_STEP_STATES]
-    incident = any(run.state is StepState.INCIDENT for _, run in runs)
+    Neither reads the map items' runs a transition did not (see sql_process_parts): the active ones
+    are carried over from the row, an item in INCIDENT is asked of the store by `save`."""
+    active = active_steps(record)
+    incident = any(run.state is StepState.INCIDENT for run in dict.values(record.steps))
     return (f",{','.join(active)}," if active else ""), int(incident)
 
 
