@@ -3,7 +3,10 @@
 A map step's items run inside the process, at most `max_concurrency` at once: an item's step run is
 kept in the record under `<step id>#<item>` while the item runs, and dropped when the item ends (its
 output then goes to the store's map items, apart from the record). So the record holds the running
-items only, whatever the length of the list.
+items only, whatever the length of the list; and the store keeps even those in rows of their own,
+read by a transition only when it looks one up by key (see models.StepRuns), so that an item's
+transitions cost the same whatever `max_concurrency` is: code here looks items' runs up by key and
+never walks the record's steps on an item's behalf.
 
 The list is not stored either: it is the value of the step's `items` expression over what the step
 saw when it started, which cannot change afterwards (it reads the input and earlier steps only), so
