@@ -34,8 +34,11 @@ from control_plane.models.workflow import (
     ProcessSearch,
     ProcessState,
     StepRun,
+    StepRuns,
     StepState,
     TaskAttempt,
+    step_json,
+    step_run,
 )
 
 __all__ = [
@@ -67,6 +70,7 @@ __all__ = [
     "RoutePolicy",
     "StartPosition",
     "StepRun",
+    "StepRuns",
     "StepState",
     "StoredConsumer",
     "StoredMessage",
@@ -74,4 +78,6 @@ __all__ = [
     "TaskAttempt",
     "VersionSplit",
     "message_bytes",
+    "step_json",
+    "step_run",
 ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
 
 
 class ProcessState(StrEnum):
@@ -123,6 +127,125 @@ class StepRun:
     input_override: Any = None  # the input an operator's RetryStep gave, used instead of the mapping
 
 
+def is_item_key(key: str) -> bool:
+    """Whether a key of a record's steps is a map item's step run (`<step id>#<item>`)."""
+    return "#" in key
+
+
+class StepRuns(dict[str, StepRun]):
+    """A record's step runs, where those of running map items may be stored apart and read on demand.
+
+    A map of 10,000 items keeps up to max_concurrency items running, each with step runs of its own:
+    read and rewritten with the process on every transition, they made each item's completion cost
+    in proportion to the items running. The store keeps them in rows of their own instead and gives
+    a loaded record a `fetch` (one item key's run) and a `fetch_all` (every one): a lookup by key
+    reads the one row it needs, while iterating (to cancel every active step, say) first reads them
+    all, so code that walks the steps sees every one as before. Item keys removed in a transition are
+    noted for the store to delete. `plain()` walks the runs of steps that are not items, reading
+    nothing. Without fetchers (a new process, or once the transaction ended) it is a plain dict.
+    """
+
+    __slots__ = ("_absent", "_fetch", "_fetch_all", "active_items", "removed")
+
+    def __init__(self, runs: dict[str, StepRun] | None = None) -> None:
+        super().__init__(runs or {})
+        self._fetch: Callable[[str], StepRun | None] | None = None
+        self._fetch_all: Callable[[], dict[str, StepRun]] | None = None
+        self._absent: set[str] = set()  # item keys fetched and not found
+        self.removed: set[str] = set()  # item keys taken out (their stored rows go)
+        # The item keys the store last listed as active (for the search by current step).
+        self.active_items: list[str] = []
+
+    def attach(
+        self, fetch: Callable[[str], StepRun | None], fetch_all: Callable[[], dict[str, StepRun]]
+    ) -> None:
+        """Read item runs stored apart through these (inside the transaction that loaded the record)."""
+        self._fetch, self._fetch_all = fetch, fetch_all
+
+    def detach(self) -> None:
+        """The transaction ended: what was read is all there is (nothing is read outside it)."""
+        self._fetch = self._fetch_all = None
+
+    def __missing__(self, key: str) -> StepRun:
+        run = self._fetched(key)
+        if run is None:
+            raise KeyError(key)
+        return run
+
+    def _fetched(self, key: str) -> StepRun | None:
+        if self._fetch is None or not is_item_key(key) or key in self._absent or key in self.removed:
+            return None
+        run = self._fetch(key)
+        if run is None:
+            self._absent.add(key)
+            return None
+        dict.__setitem__(self, key, run)
+        return run
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The run of `key`, read from the store if it is an item's not read yet; else `default`."""
+        run = dict.get(self, key)
+        if run is None:
+            run = self._fetched(key)
+        return default if run is None else run
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (isinstance(key, str) and self._fetched(key) is not None)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        """Take a run out; an item's is noted for the store to delete (read or not: with a default, an
+        item's run not read yet is not read just to be dropped)."""
+        if not default and not dict.__contains__(self, key):
+            self._fetched(key)
+        if is_item_key(key):
+            self.removed.add(key)
+        return dict.pop(self, key, *default)
+
+    def __delitem__(self, key: str) -> None:
+        if not dict.__contains__(self, key):
+            self._fetched(key)
+        if is_item_key(key):
+            self.removed.add(key)
+        dict.__delitem__(self, key)
+
+    def fill(self) -> None:
+        """Read every item run stored apart that is not read yet (before walking them all)."""
+        if self._fetch_all is None:
+            return
+        fetch_all, self._fetch_all, self._fetch = self._fetch_all, None, None
+        for key, run in fetch_all().items():
+            if key not in self.removed and not dict.__contains__(self, key):
+                dict.__setitem__(self, key, run)
+
+    def plain(self) -> Iterator[tuple[str, StepRun]]:
+        """(key, run) of the steps that are not map items, reading nothing from the store."""
+        return ((key, run) for key, run in dict.items(self) if "#" not in key)
+
+    def loaded_items(self) -> Iterator[tuple[str, StepRun]]:
+        """(key, run) of the map items' step runs read (or created) so far."""
+        return ((key, run) for key, run in dict.items(self) if "#" in key)
+
+    def __iter__(self) -> Iterator[str]:
+        self.fill()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self.fill()
+        return dict.__len__(self)
+
+    def keys(self) -> dict_keys[str, StepRun]:
+        self.fill()
+        return dict.keys(self)
+
+    def values(self) -> dict_values[str, StepRun]:
+        self.fill()
+        return dict.values(self)
+
+    def items(self) -> dict_items[str, StepRun]:
+        self.fill()
+        return dict.items(self)
+
+
 @dataclass(slots=True)
 class ProcessRecord:
     """A process as stored: everything a transition needs, in one document."""
@@ -140,7 +263,7 @@ class ProcessRecord:
     cancel_reason: str = ""
     ended_at: float = 0.0
     last_event_sequence: int = 0
-    steps: dict[str, StepRun] = field(default_factory=dict)
+    steps: dict[str, StepRun] = field(default_factory=StepRuns)
     completed_order: list[str] = field(default_factory=list)  # task steps with a compensate, by completion
     compensation_queue: list[str] = field(default_factory=list)
     end_after_compensation: str = ""  # the final state once compensation finishes
@@ -157,15 +280,20 @@ class ProcessRecord:
     # numbers them itself (subject sequences), so the Bus keeps no row per process subject. None for a
     # process stored before it did: the Bus goes on numbering its subjects.
     published: dict[str, int] | None = field(default_factory=dict)
+    # The input is stored apart from the record (a large one: see storage.sql_workflow; stored when set).
+    input_apart: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        """The record as a JSON-compatible dict."""
+    def to_json(self, *, item_runs: bool = True) -> dict[str, Any]:
+        """The record as a JSON-compatible dict (without map items' step runs unless `item_runs`)."""
         # By hand, not dataclasses.asdict: this runs on every transition and asdict's deep copy of every
         # step was ~9% of the control plane's CPU per workflow step.
         raw = {name: getattr(self, name) for name in _RECORD_FIELDS}
         if self.parent_id:
             raw["parent_id"], raw["parent_step"], raw["depth"] = self.parent_id, self.parent_step, self.depth
-        raw["steps"] = {sid: _step_json(run) for sid, run in self.steps.items()}
+        if self.input_apart:
+            raw["input_apart"] = True
+        runs = self.steps.items() if item_runs else dict.items(self.steps)
+        raw["steps"] = {sid: _step_json(run) for sid, run in runs if item_runs or "#" not in sid}
         return raw
 
     @classmethod
@@ -178,9 +306,21 @@ class ProcessRecord:
             run = steps[key] = StepRun(**stored)
             run.state = _STEP_STATES[stored["state"]]
         published = raw.pop("published", None)  # absent: stored before the engine numbered its subjects
-        record = cls(**raw, steps=steps, published=published)
+        record = cls(**raw, steps=StepRuns(steps), published=published)
         record.state = _PROCESS_STATES[raw["state"]]
         return record
+
+
+def step_run(raw: dict[str, Any]) -> StepRun:
+    """A step run stored by `step_json`."""
+    run = StepRun(**raw)
+    run.state = _STEP_STATES[raw["state"]]
+    return run
+
+
+def step_json(run: StepRun) -> dict[str, Any]:
+    """A step run as a JSON-compatible dict."""
+    return _step_json(run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +414,7 @@ class DefinitionVersion:
 
 _STEP_STATES: dict[str, StepState] = {state.value: state for state in StepState}
 _PROCESS_STATES: dict[str, ProcessState] = {state.value: state for state in ProcessState}
-_OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step", "depth")
+_OPTIONAL_RECORD_FIELDS = ("parent_id", "parent_step", "depth", "input_apart")
 _RECORD_FIELDS = tuple(
     f.name for f in fields(ProcessRecord) if f.name != "steps" and f.name not in _OPTIONAL_RECORD_FIELDS
 )

@@ -353,7 +353,10 @@ class SqlStore:
 
         def run(conn: Connection) -> T:
             tx = sql_workflow.SqlWorkflowTx(conn, now, owner=self._owner, lock_row=self._dialect.lock_row)
-            result = work(tx)
+            try:
+                result = work(tx)
+            finally:
+                tx.close()  # what follows the commit reads the records it loaded, never the connection
             if tx.published:
                 self._note("bus")
             return result

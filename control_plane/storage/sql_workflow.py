@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 
 from control_plane.models import (
-    ACTIVE_STEP_STATES,
     DefinitionVersion,
     EventType,
     HistoryEvent,
@@ -23,6 +22,14 @@ from control_plane.models import (
 )
 from control_plane.storage import sql_bus
 from control_plane.storage.connection import Connection
+from control_plane.storage.sql_process_parts import (
+    active_steps,
+    attach_item_runs,
+    delete_parts,
+    item_in_incident,
+    record_of,
+    save_parts,
+)
 
 
 def _dumps(value: Any) -> str:
@@ -50,28 +57,48 @@ class SqlWorkflowTx:
         # " FOR UPDATE" where other replicas may run a transition of the same process concurrently: the
         # second waits for the first to commit and then reads what it wrote, so no update is lost.
         self._lock_row = lock_row
+        self._loaded: list[ProcessRecord] = []  # records whose map items' runs are read on demand
 
     def load(self, process_id: str) -> ProcessRecord | None:
-        """The process (locked for this transaction where replicas share the store), or None."""
+        """The process (locked for this transaction where replicas share the store), or None.
+
+        Its map items' step runs are read from the store as the transition asks for them, until
+        `close` (see models.StepRuns)."""
         row = self._conn.execute(
-            f"SELECT record FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
+            f"SELECT record, current_steps FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
         ).fetchone()
-        return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
+        if row is None:
+            return None
+        record = record_of(self._conn, row[0], item_runs=False)
+        attach_item_runs(self._conn, record, row[1])
+        self._loaded.append(record)
+        return record
+
+    def close(self) -> None:
+        """The transaction ends: records it loaded read nothing more from it."""
+        for record in self._loaded:
+            detach = getattr(record.steps, "detach", None)
+            if detach is not None:
+                detach()
+        self._loaded.clear()
 
     def peek(self, process_id: str) -> ProcessRecord | None:
         """Another process as stored, not locked (a call step reads its child's outcome), or None."""
         row = self._conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
-        return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
+        return record_of(self._conn, row[0], item_runs=True) if row else None
 
     def find_by_key(self, definition: str, business_key: str) -> ProcessRecord | None:
         """The process of a definition with a business key, or None."""
         row = self._conn.execute(FIND_BY_KEY, (definition, business_key)).fetchone()
-        return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
+        return record_of(self._conn, row[0], item_runs=True) if row else None
 
     def save(self, record: ProcessRecord, *, new: bool) -> None:
-        """Insert or update the process."""
-        document = _dumps(record.to_json())
-        current, incident = _searchable(record)
+        """Insert or update the process (and what is stored apart from its row)."""
+        raw = record.to_json(item_runs=False)
+        current, incident = _searchable(record)  # before save_parts forgets the items taken out
+        save_parts(self._conn, record, raw, new=new)
+        document = _dumps(raw)
+        incident = incident or int(item_in_incident(self._conn, record))
         if new:
             self._conn.execute(
                 "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, "
@@ -259,7 +286,7 @@ def put_definition(conn: Connection, name: str, digest: str, source: str, now: f
 def process(conn: Connection, process_id: str) -> ProcessRecord | None:
     """One process, or None."""
     row = conn.execute("SELECT record FROM wf_processes WHERE id = ?", (process_id,)).fetchone()
-    return ProcessRecord.from_json(orjson.loads(row[0])) if row else None
+    return record_of(conn, row[0], item_runs=True) if row else None
 
 
 def list_processes(
@@ -312,13 +339,16 @@ def list_processes(
     rows = conn.execute(
         f"SELECT record FROM wf_processes {clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit)
     )
-    return [ProcessRecord.from_json(orjson.loads(r[0])) for r in rows]
+    return [record_of(conn, r[0], item_runs=True) for r in rows.fetchall()]
 
 
 def _searchable(record: ProcessRecord) -> tuple[str, int]:
-    """The process's active steps as ",a,b," (searched for ",a,") and whether it has an open incident."""
-    active = [sid for sid, run in record.steps.items() if run.state in ACTIVE_STEP_STATES]
-    incident = any(run.state is StepState.INCIDENT for run in record.steps.values())
+    """The process's active steps as ",a,b," (searched for ",a,") and whether it has an open incident.
+
+    Neither reads the map items' runs a transition did not (see sql_process_parts): the active ones
+    are carried over from the row, an item in INCIDENT is asked of the store by `save`."""
+    active = active_steps(record)
+    incident = any(run.state is StepState.INCIDENT for run in dict.values(record.steps))
     return (f",{','.join(active)}," if active else ""), int(incident)
 
 
@@ -391,6 +421,7 @@ def delete_ended(conn: Connection, ended_before: float, limit: int) -> list[tupl
     for table in ("wf_history", "wf_incidents", "wf_tasks", "wf_timers", "wf_bus_waits", "wf_map_items"):
         conn.executemany(f"DELETE FROM {table} WHERE process_id = ?", ids)
     conn.executemany("DELETE FROM wf_search WHERE process_id = ?", ids)
+    delete_parts(conn, ids)
     conn.executemany("DELETE FROM wf_processes WHERE id = ?", ids)
     return [(d, ProcessState(s)) for _, d, s in rows]
 

@@ -416,20 +416,19 @@ class Machine:
 
     def _activation(self, key: str = "") -> dict[str, Any]:
         # Compensations read the outputs of the steps they undo: "completed once" counts, not the state now.
-        steps = {
-            sid: {"output": run.output}
-            for sid, run in self.record.steps.items()
-            if run.state in _DONE and "#" not in sid
-        }
+        # Map items' runs are not walked (the store reads them on demand: see models.StepRuns).
+        steps = {sid: {"output": run.output} for sid, run in _plain_runs(self.record) if run.state in _DONE}
         activation: dict[str, Any] = {"input": self.record.input, "steps": steps}
         step_id, item = split_key(key)
         if item is not None:
             # A step run per item sees the steps before it for the same item, and the item.
-            suffix = f"#{item}"
-            for sid, run in self.record.steps.items():
-                if sid.endswith(suffix) and run.state in _DONE:
-                    steps[sid[: -len(suffix)]] = {"output": run.output}
-            activation["item"] = self._items(self.definition.step(self._layout.parent[step_id]))[item]
+            map_step = self.definition.step(self._layout.parent[step_id])
+            assert map_step.map is not None
+            for inner in map_step.map.steps:
+                run = self.record.steps.get(item_key(inner.id, item))
+                if run is not None and run.state in _DONE:
+                    steps[inner.id] = {"output": run.output}
+            activation["item"] = self._items(map_step)[item]
             activation["index"] = item
         return activation
 
@@ -441,7 +440,7 @@ class Machine:
 
     def _items(self, map_step: Step) -> Sequence[Any]:
         run = self.record.steps[map_step.id]
-        return items_of(self.record.id, map_step, run.started_at, self._activation())
+        return items_of(self.record.id, map_step, run.started_at, self._activation)
 
     def _enter(self, step: Step) -> None:
         run = self.record.steps[step.id] = StepRun(step.id, started_at=self.now)
@@ -958,6 +957,11 @@ def _child_failure(child: ProcessRecord) -> dict[str, Any]:
         "message": failure.get("message", ""),
         "step_id": failure.get("step_id", ""),
     }
+
+
+def _plain_runs(record: ProcessRecord) -> Iterator[tuple[str, StepRun]]:
+    """(key, run) of the record's steps that are not map items, reading none of theirs from the store."""
+    return ((sid, run) for sid, run in dict.items(record.steps) if "#" not in sid)
 
 
 def _steps_of(branch: Branch) -> Iterator[Step]:

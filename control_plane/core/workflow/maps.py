@@ -3,7 +3,10 @@
 A map step's items run inside the process, at most `max_concurrency` at once: an item's step run is
 kept in the record under `<step id>#<item>` while the item runs, and dropped when the item ends (its
 output then goes to the store's map items, apart from the record). So the record holds the running
-items only, whatever the length of the list.
+items only, whatever the length of the list; and the store keeps even those in rows of their own,
+read by a transition only when it looks one up by key (see models.StepRuns), so that an item's
+transitions cost the same whatever `max_concurrency` is: code here looks items' runs up by key and
+never walks the record's steps on an item's behalf.
 
 The list is not stored either: it is the value of the step's `items` expression over what the step
 saw when it started, which cannot change afterwards (it reads the input and earlier steps only), so
@@ -13,7 +16,7 @@ it is evaluated again when a replica or a restarted control plane needs an item 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from control_plane.core.workflow.definition import Step
@@ -41,8 +44,11 @@ def split_key(key: str) -> tuple[str, int | None]:
     return step_id, int(item) if mark else None
 
 
-def items_of(process_id: str, step: Step, started_at: float, activation: Mapping[str, Any]) -> Sequence[Any]:
-    """The list of a map step of a process, from the cache or evaluated over `activation`."""
+def items_of(
+    process_id: str, step: Step, started_at: float, activation: Callable[[], Mapping[str, Any]]
+) -> Sequence[Any]:
+    """The list of a map step of a process, from the cache or evaluated over `activation()` (built
+    only then: it walks the record's steps, which an item's transition must not pay for each time)."""
     key = (process_id, step.id, started_at)
     items = _LISTS.get(key)
     if items is not None:
@@ -50,7 +56,7 @@ def items_of(process_id: str, step: Step, started_at: float, activation: Mapping
         return items
     assert step.map is not None
     try:
-        value = step.map.items.evaluate(activation)
+        value = step.map.items.evaluate(activation())
     except ExpressionError as exc:
         raise MapItemsError(str(exc)) from None
     if not isinstance(value, list):

@@ -24,8 +24,11 @@ def indexed(value: Any) -> str:
 
 def attributes(definition: Definition, record: ProcessRecord) -> dict[str, str]:
     """The attributes of a process now; one whose expression cannot be evaluated yet is left out."""
+    # Not the map items' runs: per item, no attribute can name them, and they are read on demand.
     steps = {
-        sid: {"output": run.output} for sid, run in record.steps.items() if run.state is StepState.COMPLETED
+        sid: {"output": run.output}
+        for sid, run in dict.items(record.steps)
+        if run.state is StepState.COMPLETED and "#" not in sid
     }
     activation = {"input": record.input, "steps": steps}
     values: dict[str, str] = {}
