@@ -33,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
-# Requests a stream buffers before it reads no more (a client sends one per type and per answer).
-_QUEUE = 64
 
 
 def add_to_server(servicer: AdsServicer, server: grpc.aio.Server) -> None:
@@ -71,38 +69,35 @@ class AdsServicer:
     ) -> AsyncIterator[bytes]:
         """Answer each client's subscriptions, then follow the changes of what it holds."""
         stream = _Stream()
-        requests: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue(_QUEUE)
 
         async def read() -> None:
-            # Read here, not through CleanDecoding's wrapper: two async generators fewer per request.
+            # Each request is taken as it comes: an ACK or a NACK needs nothing more, and only one
+            # asking for something new wakes the sending side. Read here, not through
+            # CleanDecoding's wrapper: two async generators fewer per request.
             async for request in request_iterator:
                 if type(request) is Undecodable:
                     await context.abort(*status_for(request.error))
-                await requests.put(request)
-                stream.wakeup.set()
+                if stream.node is None:
+                    stream.node = self._nodes.connect(request.node)
+                    logger.info("xds client %s connected", request.node.id or "(no node id)")
+                if self._receive(stream.node, request, stream):
+                    stream.changed(request.type_url)
 
         # Once the client half-closed, it sends nothing more but still hears of every change.
         reader = asyncio.ensure_future(read())
         reader.add_done_callback(lambda _: stream.wakeup.set())
         stopping = asyncio.ensure_future(self._stopping.wait())
         stopping.add_done_callback(lambda _: stream.wakeup.set())
-        node: NodeState | None = None
         try:
             while True:
                 await stream.wakeup.wait()
                 stream.wakeup.clear()
                 if self._stopping.is_set():
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "the control plane is shutting down")
-                while not requests.empty():
-                    request = requests.get_nowait()
-                    if node is None:
-                        node = self._nodes.connect(request.node)
-                        logger.info("xds client %s connected", request.node.id or "(no node id)")
-                    if self._receive(node, request, stream):
-                        stream.stale = True
-                # A request that only ACKed or NACKed owes the client nothing: no resource is looked at.
-                if node is not None and stream.stale:
-                    for response in self._responses(node, stream):
+                if reader.done() and not reader.cancelled() and (error := reader.exception()) is not None:
+                    raise error  # the reader refused the stream (or failed): it ends here
+                if stream.node is not None and stream.stale:
+                    for response in self._responses(stream.node, stream):
                         yield response
         finally:
             self._snapshots.unsubscribe(stream)
@@ -110,9 +105,9 @@ class AdsServicer:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            if node is not None:
-                self._nodes.disconnect(node)
-                logger.info("xds client %s disconnected", node.node.id or "(no node id)")
+            if stream.node is not None:
+                self._nodes.disconnect(stream.node)
+                logger.info("xds client %s disconnected", stream.node.node.id or "(no node id)")
 
     async def DeltaAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: Context
@@ -161,10 +156,11 @@ class AdsServicer:
         change is applied while the stream waits to send.
         """
         self._snapshots.refresh()
-        stream.stale = False  # after the refresh: what it applied is answered here
+        # Taken after the refresh: what it applied is answered here.
+        stale, stream.stale = stream.stale, set()
         responses = []
         for type_url in TYPES:
-            state = node.types.get(type_url)
+            state = node.types.get(type_url) if type_url in stale else None
             if state is not None:
                 response = self._respond(state, type_url)
                 if response is not None:
@@ -196,20 +192,21 @@ class AdsServicer:
 
 
 class _Stream:
-    """One ADS stream as the snapshot sees it: woken when something it subscribed to changed."""
+    """One ADS stream: its node, and the types it may owe a response (the snapshot wakes it)."""
 
-    __slots__ = ("stale", "wakeup")
+    __slots__ = ("node", "stale", "wakeup")
 
     def __init__(self) -> None:
-        # Set when a request came, the client half-closed, something the stream holds changed,
-        # or the control plane stops: one wake-up whatever the cause.
+        self.node: NodeState | None = None
+        # Set when the client asked for something new, a resource the stream holds changed, the
+        # client half-closed or the control plane stops: one wake-up whatever the cause.
         self.wakeup = asyncio.Event()
-        # Whether the stream may owe its client a response (a change, or a new subscription).
-        self.stale = False
+        # The types whose resources changed or that the client asked anew since the last look.
+        self.stale: set[str] = set()
 
-    def changed(self) -> None:
-        """Called by the snapshot: a resource this stream subscribed to changed."""
-        self.stale = True
+    def changed(self, type_url: str) -> None:
+        """A resource of `type_url` this stream subscribed to changed, or the client asked anew."""
+        self.stale.add(type_url)
         self.wakeup.set()
 
 

@@ -29,8 +29,8 @@ _Key = TypeVar("_Key", str, tuple[str, str])
 class Subscriber(Protocol):
     """A stream, told when a resource it subscribed to changed (hashed by identity)."""
 
-    def changed(self) -> None:
-        """Called once per refresh that altered something it holds; it must not block."""
+    def changed(self, type_url: str) -> None:
+        """A resource of `type_url` it subscribed to changed (once per type and refresh; must not block)."""
 
 
 class Snapshots:
@@ -151,12 +151,12 @@ class Snapshots:
         self._at = at
         self._version = version_info(*at)
         self._bodies.clear()
-        woken: set[Subscriber] = set()
-        for key in changed:
-            woken.update(self._by_name.get(key, ()))
-            woken.update(self._by_type.get(key[0], ()))
-        for stream in woken:
-            stream.changed()
+        woken: set[tuple[Subscriber, str]] = set()
+        for type_url, name in changed:
+            woken.update((stream, type_url) for stream in self._by_name.get((type_url, name), ()))
+            woken.update((stream, type_url) for stream in self._by_type.get(type_url, ()))
+        for stream, type_url in woken:
+            stream.changed(type_url)
 
     def _rebuild(self, service: str, whole: bool, changed: list[tuple[str, str]]) -> None:
         """Rebuild one service's resources (only its assignments unless `whole` or it came or went)."""
