@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import cast
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.status.v3 import csds_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -39,7 +38,7 @@ from control_plane.servicers.registry import RegistryServicer
 from control_plane.servicers.schedules import ScheduleServicer
 from control_plane.servicers.scopes import Scopes
 from control_plane.servicers.workflow import WorkflowServicer
-from control_plane.servicers.xds.ads import AdsServicer
+from control_plane.servicers.xds import ads
 from control_plane.servicers.xds.csds import CsdsServicer
 from control_plane.servicers.xds.nodes import Nodes
 from control_plane.servicers.xds.snapshots import Snapshots
@@ -213,9 +212,7 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         )
         schedule_pb2_grpc.add_ScheduleServicer_to_server(ScheduleServicer(schedules), handlers)
         mesh_pb2_grpc.add_MeshServicer_to_server(MeshServicer(mesh), handlers)
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-            AdsServicer(snapshots, xds_nodes, stopping), handlers
-        )
+        ads.add_to_server(ads.AdsServicer(snapshots, xds_nodes, stopping), handlers)
         csds_pb2_grpc.add_ClientStatusDiscoveryServiceServicer_to_server(
             CsdsServicer(xds_nodes, stopping), handlers
         )

@@ -28,8 +28,9 @@ class Mesh:
         self._wall = wall_clock
         self._routes: dict[str, RoutePolicy] = {}
         self.revision = 0
-        # Called after each change is applied (here or, with replicas, from another replica).
-        self.listeners: list[Callable[[], None]] = []
+        # Called after each change is applied (here or, with replicas, from another replica), with the
+        # services whose policy it set, replaced or removed: the xDS edge rebuilds those alone.
+        self.listeners: list[Callable[[frozenset[str]], None]] = []
         self._cluster = store.cluster
         self._follow_wakeup = Signal()
         self._cluster.subscribe("mesh", lambda _: self._follow_wakeup.notify())
@@ -42,9 +43,15 @@ class Mesh:
             snapshot = await self._store.mesh_load()
             if snapshot.revision <= self.revision:
                 return
-            self._routes = {route.service: route for route in snapshot.routes}
+            routes = {route.service: route for route in snapshot.routes}
+            changed = frozenset(
+                service
+                for service in routes.keys() | self._routes.keys()
+                if routes.get(service) != self._routes.get(service)
+            )
+            self._routes = routes
             self.revision = snapshot.revision
-        self._announce()
+        self._announce(changed)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the other replicas' changes until `stop` (nothing to do on a store no one shares)."""
@@ -86,6 +93,6 @@ class Mesh:
         """Every policy, in service name order."""
         return [self._routes[name] for name in sorted(self._routes)]
 
-    def _announce(self) -> None:
+    def _announce(self, services: frozenset[str]) -> None:
         for listener in self.listeners:
-            listener()
+            listener(services)

@@ -37,7 +37,7 @@ def _config(
     config.version_info = state.version_sent
     config.last_updated.CopyFrom(_stamp(state.sent_at))
     if include_contents:
-        config.xds_config.CopyFrom(resource)
+        config.xds_config.CopyFrom(resource.packed)
     if state.nack_error:
         config.client_status = dump.NACKED
         config.config_status = csds_pb2.ERROR

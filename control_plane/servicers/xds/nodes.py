@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
-from google.protobuf import any_pb2
+
+from control_plane.servicers.xds.encoding import Resource
 
 
 @dataclass(slots=True)
@@ -18,7 +19,8 @@ class TypeState:
     asked: bool = False
     nonce: str = ""
     version_sent: str = ""
-    sent: dict[str, any_pb2.Any] = field(default_factory=dict)
+    # What the last response sent, by name (the snapshot's objects: `is` tells whether still current).
+    sent: dict[str, Resource] = field(default_factory=dict)
     sent_at: float = 0.0
     acked_version: str = ""
     # The client's error for the last version it refused, and that version; cleared by the next ACK.

@@ -1,10 +1,10 @@
-"""One consistent set of xDS resources per (registry revision, mesh revision), as gRPC clients read them.
+"""The xDS resources of a service, from its instances and its route policy, as gRPC clients read them.
 
 For each registered service S (and each service with a route policy): a Listener S whose api_listener
 is an HttpConnectionManager reading RouteConfiguration S over ADS; a Cluster S (EDS over ADS) and a
 ClusterLoadAssignment S of its live instances; with version splits, one Cluster and assignment per
-split, named `S|<version range>`, that the route weighs. Built once per version and shared by every
-stream (go-control-plane's snapshot cache); streams send each client only the resources it asked for.
+split, named `S|<version range>`, that the route weighs. The snapshot (snapshots.py) keeps them per
+service and rebuilds only the services a change touched; streams send each client only what it asked for.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, health_check_pb2
@@ -60,21 +59,6 @@ def split_cluster(service: str, version_range: str) -> str:
     return f"{service}|{version_range}"
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Every resource of one version, packed, by type then name."""
-
-    version: str
-    resources: dict[str, dict[str, any_pb2.Any]]
-
-    def pick(self, type_url: str, names: frozenset[str]) -> dict[str, any_pb2.Any]:
-        """The resources of `type_url` among `names` (every one of the type when `names` is empty)."""
-        of_type = self.resources.get(type_url, {})
-        if not names:
-            return dict(of_type)
-        return {name: of_type[name] for name in names if name in of_type}
-
-
 def _pack(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)  # type: ignore[arg-type]
@@ -87,27 +71,44 @@ def _duration(value_s: float) -> duration_pb2.Duration:
     return message
 
 
-def build(version: str, instances: list[Instance], routes: dict[str, RoutePolicy]) -> Snapshot:
-    """The resources of every service that has instances or a route policy."""
-    by_service: dict[str, list[Instance]] = defaultdict(list)
-    for instance in instances:
-        by_service[instance.service].append(instance)
-    resources: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in TYPES}
-    for service in sorted(set(by_service) | set(routes)):
-        route = routes.get(service) or RoutePolicy(service=service)
-        members = by_service.get(service, [])
-        clusters = {service: members}
-        for split in route.splits:
-            wanted = parse_version_filter(split.version_range)
-            clusters[split_cluster(service, split.version_range)] = [
-                i for i in members if wanted.matches(i.version)
-            ]
-        resources[LISTENER][service] = _pack(_listener(service))
-        resources[ROUTE][service] = _pack(_route_configuration(service, route))
-        for name, chosen in clusters.items():
-            resources[CLUSTER][name] = _pack(_cluster(name, route))
-            resources[ENDPOINT][name] = _pack(_assignment(name, chosen))
-    return Snapshot(version, resources)
+def _clusters(service: str, members: list[Instance], route: RoutePolicy) -> dict[str, list[Instance]]:
+    """Each cluster of a service (itself, and one per version split) and the instances it holds."""
+    clusters = {service: members}
+    for split in route.splits:
+        wanted = parse_version_filter(split.version_range)
+        clusters[split_cluster(service, split.version_range)] = [
+            i for i in members if wanted.matches(i.version)
+        ]
+    return clusters
+
+
+def for_service(
+    service: str, members: list[Instance], route: RoutePolicy | None
+) -> dict[tuple[str, str], object]:
+    """Every resource of one service, by (type, name): none when it has no instance and no policy.
+
+    A service's resources depend on its instances and its policy only: a change to one service
+    rebuilds that service's alone.
+    """
+    if not members and route is None:
+        return {}
+    route = route or RoutePolicy(service=service)
+    built: dict[tuple[str, str], object] = {
+        (LISTENER, service): _listener(service),
+        (ROUTE, service): _route_configuration(service, route),
+    }
+    for name, chosen in _clusters(service, members, route).items():
+        built[CLUSTER, name] = _cluster(name, route)
+        built[ENDPOINT, name] = _assignment(name, chosen)
+    return built
+
+
+def assignments(
+    service: str, members: list[Instance], route: RoutePolicy | None
+) -> dict[tuple[str, str], object]:
+    """The ClusterLoadAssignments of a service alone: all that its instances change, while it exists."""
+    chosen = _clusters(service, members, route or RoutePolicy(service=service))
+    return {(ENDPOINT, name): _assignment(name, instances) for name, instances in chosen.items()}
 
 
 def _listener(service: str) -> listener_pb2.Listener:
