@@ -25,6 +25,14 @@ from tests.workflow_support import Services
 
 READY = re.compile(r"mgmt listening on (\S+)")
 
+# MGMT_TEST_STORE=postgres (`make test-postgres`) puts the control planes and stores of these fixtures on
+# PostgreSQL; every other fixture, and so every test that uses none of them, behaves the same as in the
+# SQLite pass (`make test`), which already ran it. The PostgreSQL pass deselects those tests (see
+# pytest_collection_modifyitems): nothing to declare per test, so a new test that starts a control plane
+# through `settings` (or `server`, `client`, `services`, built on it) is in both passes by construction.
+ON_POSTGRES = os.environ.get("MGMT_TEST_STORE") == "postgres"
+STORE_FIXTURES = frozenset({"settings", "postgres_url", "contract_database", "store_args"})
+
 
 @pytest.fixture
 def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
@@ -32,9 +40,7 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
 
     With MGMT_TEST_STORE=postgres every test using this fixture runs on a fresh PostgreSQL database.
     """
-    store_url = (
-        request.getfixturevalue("postgres_url") if os.environ.get("MGMT_TEST_STORE") == "postgres" else None
-    )
+    store_url = request.getfixturevalue("postgres_url") if ON_POSTGRES else None
     return Settings(
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
@@ -114,6 +120,13 @@ class ServerProcess:
             rest = await self.process.stderr.read()
             self.log.append(rest.decode())
             return await self.process.wait()
+
+
+@pytest.fixture
+def store_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The `serve` flags that put a child control plane on the store of this pass: a fresh PostgreSQL
+    database with MGMT_TEST_STORE=postgres, else none (SQLite in its data directory)."""
+    return ("--store", request.getfixturevalue("postgres_url")) if ON_POSTGRES else ()
 
 
 @pytest.fixture
@@ -218,3 +231,52 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     opened = await open_store(store_url)
     yield opened
     await opened.close()
+
+
+def uses_the_store(item: pytest.Item) -> bool:
+    """Whether `item`'s outcome can depend on the store MGMT_TEST_STORE selects.
+
+    True when it uses one of STORE_FIXTURES (directly or through another fixture) or is marked
+    `postgres` (the PostgreSQL half of the store contract) or `postgres_pass`. The SQLite half of the
+    contract (`store_url` pinned to sqlite) is the same in both passes.
+    """
+    if item.get_closest_marker("postgres") or item.get_closest_marker("postgres_pass"):
+        return True
+    callspec = getattr(item, "callspec", None)
+    pinned = callspec.params.get("store_url") if callspec is not None else None
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(fixtures & STORE_FIXTURES) and pinned != "sqlite"
+
+
+_DESELECTED = pytest.StashKey[int]()
+_PG_ONLY = pytest.mark.skip(
+    reason="replicas share PostgreSQL: make test-postgres runs it (MGMT_TEST_STORE=postgres)"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the PostgreSQL-pass-only tests in the SQLite pass; in the PostgreSQL pass, deselect the tests
+    whose outcome does not depend on the store."""
+    if not ON_POSTGRES:
+        for item in items:
+            if item.get_closest_marker("postgres_pass"):
+                item.add_marker(_PG_ONLY)
+        return
+    keep = [item for item in items if uses_the_store(item)]
+    dropped = [item for item in items if not uses_the_store(item)]
+    config.stash[_DESELECTED] = len(dropped)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    """Say how many tests the PostgreSQL pass left out, and why (CI logs show it)."""
+    dropped = config.stash.get(_DESELECTED, 0)
+    if not dropped:
+        return None
+    return (
+        f"MGMT_TEST_STORE=postgres: deselected {dropped} tests that use none of "
+        f"{', '.join(sorted(STORE_FIXTURES))} and are marked neither postgres nor postgres_pass "
+        "(their outcome does not depend on the store; make test runs them)"
+    )

@@ -20,10 +20,8 @@ from hms_mgmt import Client
 from tests.mesh_support import echo_servers, write_bootstrap, xds_client
 from tests.test_replicas import Replicas, replicas  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.skipif(
-    __import__("os").environ.get("MGMT_TEST_STORE") != "postgres",
-    reason="replicas share PostgreSQL: see make test-postgres",
-)
+# Replicas share one PostgreSQL database: in the PostgreSQL pass only (see tests/conftest.py).
+pytestmark = pytest.mark.postgres_pass
 
 
 async def _holding(addresses: list[str], node_id: str) -> list[int]:

@@ -5,7 +5,6 @@ Needs PostgreSQL: runs in the PostgreSQL pass (`make test-postgres`), as tests/t
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -13,10 +12,8 @@ import pytest
 from tests.test_replicas import Replicas, Start, clients
 from tests.test_schedules import WAITING, assert_every_second_once, started_keys, until_counted, until_started
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("MGMT_TEST_STORE") != "postgres",
-    reason="replicas share PostgreSQL: see make test-postgres",
-)
+# Replicas share one PostgreSQL database: in the PostgreSQL pass only (see tests/conftest.py).
+pytestmark = pytest.mark.postgres_pass
 
 
 @pytest.mark.timeout(120)

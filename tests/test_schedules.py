@@ -7,7 +7,6 @@ checked on a fake clock in tests/core/test_schedule_timing.py.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -167,12 +166,9 @@ async def test_schedules_are_listed_in_pages(client: Client) -> None:
 
 @pytest.mark.timeout(120)
 async def test_a_schedule_fires_exactly_once_per_nominal_time_across_a_sigkill(
-    server_process: Start, request: pytest.FixtureRequest
+    server_process: Start, store_args: tuple[str, ...]
 ) -> None:
-    extra: tuple[str, ...] = ()
-    if os.environ.get("MGMT_TEST_STORE") == "postgres":
-        extra = ("--store", request.getfixturevalue("postgres_url"))
-    first = await server_process(*extra)
+    first = await server_process(*store_args)
     async with Client(first.address) as client:
         await client.workflow.apply(WAITING)
         await client.schedules.create(
@@ -181,7 +177,7 @@ async def test_a_schedule_fires_exactly_once_per_nominal_time_across_a_sigkill(
         before = await until_started(client, "waits", 3)
     await first.stop(signal.SIGKILL)
     # Down for as long as a restart takes; the times missed meanwhile are within the catch-up window.
-    second = await server_process(*extra)
+    second = await server_process(*store_args)
     async with Client(second.address) as client:
         keys = await until_started(client, "waits", len(before) + 4)
         counted = await until_counted(client, "beat", len(keys))
