@@ -30,7 +30,7 @@ async def test_three_replicas_fire_each_nominal_time_once_when_the_leader_is_kil
         before = await until_started(b, "waits", 3)
         await replicas.processes[0].stop(signal.SIGKILL)
         keys = await until_started(b, "waits", len(before) + 5, timeout_s=60)
-        counted = await until_counted(c, "beat", len(keys))
+        counted = await until_counted(c, "beat", "waits", len(keys))
         total = len(await started_keys(b, "waits"))
         shown = await c.schedules.get("beat")
 
