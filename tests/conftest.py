@@ -79,6 +79,9 @@ class ServerProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
         self.log: list[str] = []
+        # Set by `follow`: reads the log as it is written, and sets (then replaces) `logged` per line.
+        self.logged = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 20.0) -> str:
         """Start and wait for the readiness line; returns host:port."""
@@ -110,6 +113,19 @@ class ServerProcess:
                     self.address = match.group(1)
                     return self.address
 
+    def follow(self) -> None:
+        """Read the log from now on as it is written, for a test that waits on what it says."""
+        assert self.process is not None and self.process.stderr is not None
+        stderr = self.process.stderr
+
+        async def read() -> None:
+            while line := (await stderr.readline()).decode():
+                self.log.append(line)
+                self.logged.set()
+                self.logged = asyncio.Event()
+
+        self._follower = asyncio.ensure_future(read())
+
     async def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Send `signum` and wait for the exit status."""
         assert self.process is not None
@@ -117,8 +133,11 @@ class ServerProcess:
             self.process.send_signal(signum)
         assert self.process.stderr is not None
         async with asyncio.timeout(timeout_s):
-            rest = await self.process.stderr.read()
-            self.log.append(rest.decode())
+            if self._follower is not None:
+                await self._follower  # it reads to the end
+            else:
+                rest = await self.process.stderr.read()
+                self.log.append(rest.decode())
             return await self.process.wait()
 
 
