@@ -16,7 +16,7 @@ from tests.conftest import STORE_FIXTURES
 TESTS = Path(__file__).parent
 READS_THE_PASS = re.compile(r"""(environ\b.*|getenv\(\s*)["']MGMT_TEST_STORE["']""")
 # The fixtures that hand out a PostgreSQL database.
-DATABASES = {"postgres_url", "contract_database"}
+DATABASES = {"postgres_url", "contract_database", "control_plane_database"}
 
 
 def sources() -> list[Path]:
