@@ -311,10 +311,13 @@ def uses_the_store(item: pytest.Item) -> bool:
 
     True when it uses one of STORE_FIXTURES (directly or through another fixture) or is marked
     `postgres` (the PostgreSQL half of the store contract) or `postgres_pass`. The SQLite half of the
-    contract (`store_url` pinned to sqlite) is the same in both passes.
+    contract (`store_url` pinned to sqlite) is the same in both passes, and so is a test marked
+    `store_independent` (a control plane serves it, but what it checks is not the store's doing).
     """
     if item.get_closest_marker("postgres") or item.get_closest_marker("postgres_pass"):
         return True
+    if item.get_closest_marker("store_independent"):
+        return False
     callspec = getattr(item, "callspec", None)
     pinned = callspec.params.get("store_url") if callspec is not None else None
     fixtures = set(getattr(item, "fixturenames", ()))
@@ -335,6 +338,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker("postgres_pass"):
                 item.add_marker(_PG_ONLY)
         return
+    for item in items:
+        marker = item.get_closest_marker("store_independent")
+        if marker is not None and not marker.kwargs.get("reason"):
+            raise pytest.UsageError(f"{item.nodeid}: store_independent needs a reason= saying why")
     keep = [item for item in items if uses_the_store(item)]
     dropped = [item for item in items if not uses_the_store(item)]
     config.stash[_DESELECTED] = len(dropped)
@@ -350,6 +357,6 @@ def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
         return None
     return (
         f"MGMT_TEST_STORE=postgres: deselected {dropped} tests that use none of "
-        f"{', '.join(sorted(STORE_FIXTURES))} and are marked neither postgres nor postgres_pass "
-        "(their outcome does not depend on the store; make test runs them)"
+        f"{', '.join(sorted(STORE_FIXTURES))} or are marked store_independent, and are marked neither "
+        "postgres nor postgres_pass (their outcome does not depend on the store; make test runs them)"
     )
