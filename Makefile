@@ -98,8 +98,9 @@ lint: $(STAMP) buf-lint  ## ruff, mypy, the import layering contracts, buf lint 
 typecheck: $(STAMP)  ## mypy --strict only
 	$(PY) -m mypy
 
+# --durations: CI logs name the slowest tests of each pass.
 test: lint $(NODE_STAMP) $(MESH_NODE_STAMP) test-js  ## install, lint and run every test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test), each against a real control plane
 	@if command -v node >/dev/null 2>&1 && [ -d $(JS_SDK)/node_modules ]; then \
@@ -107,8 +108,10 @@ test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test
 	elif [ "$$MGMT_REQUIRE_NODE" = 1 ]; then echo "node not found: the JS SDK's tests are required (MGMT_REQUIRE_NODE=1)" >&2; exit 1; \
 	else echo "node or npm not found: skipping the JavaScript SDK's tests"; fi
 
-test-postgres: $(STAMP) $(NODE_STAMP) $(MESH_NODE_STAMP)  ## every test again with the control planes on PostgreSQL (required, not skipped)
-	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q
+# Only the tests whose outcome depends on the store run again (tests/conftest.py says which, and prints
+# how many it left out): the others ran in `make test` and would do the same here.
+test-postgres: $(STAMP) $(NODE_STAMP) $(MESH_NODE_STAMP)  ## the store-dependent tests again with the control planes on PostgreSQL (required, not skipped)
+	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q --durations=15
 
 demo: $(STAMP) $(NODE_STAMP)  ## the building-permit platform end to end: four services, three applications
 	$(PY) -m services.permit.demo

@@ -9,7 +9,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,25 @@ from tests.workflow_support import Services
 
 READY = re.compile(r"mgmt listening on (\S+)")
 
+# MGMT_TEST_STORE=postgres (`make test-postgres`) puts the control planes and stores of these fixtures on
+# PostgreSQL; every other fixture, and so every test that uses none of them, behaves the same as in the
+# SQLite pass (`make test`), which already ran it. The PostgreSQL pass deselects those tests (see
+# pytest_collection_modifyitems): nothing to declare per test, so a new test that starts a control plane
+# through `settings` (or `server`, `client`, `services`, built on it) is in both passes by construction.
+ON_POSTGRES = os.environ.get("MGMT_TEST_STORE") == "postgres"
+STORE_FIXTURES = frozenset(
+    {"settings", "postgres_url", "contract_database", "control_plane_database", "store_args"}
+)
+
 
 @pytest.fixture
 def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings for a loopback control plane on a free port with fast timers.
 
-    With MGMT_TEST_STORE=postgres every test using this fixture runs on a fresh PostgreSQL database.
+    With MGMT_TEST_STORE=postgres every test using this fixture runs on a PostgreSQL database of its
+    own, as a new one would be (see control_plane_database).
     """
-    store_url = (
-        request.getfixturevalue("postgres_url") if os.environ.get("MGMT_TEST_STORE") == "postgres" else None
-    )
+    store_url = request.getfixturevalue("control_plane_database") if ON_POSTGRES else None
     return Settings(
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
@@ -73,6 +82,9 @@ class ServerProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
         self.log: list[str] = []
+        # Set by `follow`: reads the log as it is written, and sets (then replaces) `logged` per line.
+        self.logged = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 20.0) -> str:
         """Start and wait for the readiness line; returns host:port."""
@@ -104,6 +116,19 @@ class ServerProcess:
                     self.address = match.group(1)
                     return self.address
 
+    def follow(self) -> None:
+        """Read the log from now on as it is written, for a test that waits on what it says."""
+        assert self.process is not None and self.process.stderr is not None
+        stderr = self.process.stderr
+
+        async def read() -> None:
+            while line := (await stderr.readline()).decode():
+                self.log.append(line)
+                self.logged.set()
+                self.logged = asyncio.Event()
+
+        self._follower = asyncio.ensure_future(read())
+
     async def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
         """Send `signum` and wait for the exit status."""
         assert self.process is not None
@@ -111,9 +136,19 @@ class ServerProcess:
             self.process.send_signal(signum)
         assert self.process.stderr is not None
         async with asyncio.timeout(timeout_s):
-            rest = await self.process.stderr.read()
-            self.log.append(rest.decode())
+            if self._follower is not None:
+                await self._follower  # it reads to the end
+            else:
+                rest = await self.process.stderr.read()
+                self.log.append(rest.decode())
             return await self.process.wait()
+
+
+@pytest.fixture
+def store_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The `serve` flags that put a child control plane on the store of this pass: a fresh PostgreSQL
+    database with MGMT_TEST_STORE=postgres, else none (SQLite in its data directory)."""
+    return ("--store", request.getfixturevalue("postgres_url")) if ON_POSTGRES else ()
 
 
 @pytest.fixture
@@ -184,6 +219,57 @@ def contract_database() -> Iterator[str]:
         yield url
 
 
+class Databases:
+    """Migrated databases for in-process control planes, each used by one test at a time.
+
+    Creating, migrating and dropping a database per test cost about a second (CREATE DATABASE,
+    14 migrations, DROP) on each of the ~450 tests of the PostgreSQL pass that use `settings`. A
+    database handed out again is first freed of every connection left on it and emptied to the state
+    its migrations left (empty_database: no sequences, the counters back to 0), so a test finds what
+    a new database would hold. Tests that check migrations or start child control planes (which
+    may outlive a test's teardown) use postgres_url, a new database each time.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[str] = []
+        self._made: ExitStack = ExitStack()
+
+    def take(self) -> str:
+        if not self._free:
+            return self._made.enter_context(postgres_database())  # the control plane migrates it
+        url = self._free.pop()
+        with psycopg.connect(url, autocommit=True) as conn:
+            # Waits (up to 10 s each) until the connections a control plane of the last test left are gone.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        empty_database(url)
+        return url
+
+    def give_back(self, url: str) -> None:
+        self._free.append(url)
+
+    def close(self) -> None:
+        self._made.close()
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    """The session's pool of control plane databases (dropped at the end)."""
+    pool = Databases()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def control_plane_database(databases: Databases) -> Iterator[str]:
+    """A PostgreSQL database holding what a new migrated one holds, for one test's control planes."""
+    url = databases.take()
+    yield url
+    databases.give_back(url)
+
+
 def empty_database(url: str) -> None:
     """Remove every row the store wrote (the schema and its migrations stay), and zero the counters."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -218,3 +304,59 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     opened = await open_store(store_url)
     yield opened
     await opened.close()
+
+
+def uses_the_store(item: pytest.Item) -> bool:
+    """Whether `item`'s outcome can depend on the store MGMT_TEST_STORE selects.
+
+    True when it uses one of STORE_FIXTURES (directly or through another fixture) or is marked
+    `postgres` (the PostgreSQL half of the store contract) or `postgres_pass`. The SQLite half of the
+    contract (`store_url` pinned to sqlite) is the same in both passes, and so is a test marked
+    `store_independent` (a control plane serves it, but what it checks is not the store's doing).
+    """
+    if item.get_closest_marker("postgres") or item.get_closest_marker("postgres_pass"):
+        return True
+    if item.get_closest_marker("store_independent"):
+        return False
+    callspec = getattr(item, "callspec", None)
+    pinned = callspec.params.get("store_url") if callspec is not None else None
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(fixtures & STORE_FIXTURES) and pinned != "sqlite"
+
+
+_DESELECTED = pytest.StashKey[int]()
+_PG_ONLY = pytest.mark.skip(
+    reason="replicas share PostgreSQL: make test-postgres runs it (MGMT_TEST_STORE=postgres)"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the PostgreSQL-pass-only tests in the SQLite pass; in the PostgreSQL pass, deselect the tests
+    whose outcome does not depend on the store."""
+    if not ON_POSTGRES:
+        for item in items:
+            if item.get_closest_marker("postgres_pass"):
+                item.add_marker(_PG_ONLY)
+        return
+    for item in items:
+        marker = item.get_closest_marker("store_independent")
+        if marker is not None and not marker.kwargs.get("reason"):
+            raise pytest.UsageError(f"{item.nodeid}: store_independent needs a reason= saying why")
+    keep = [item for item in items if uses_the_store(item)]
+    dropped = [item for item in items if not uses_the_store(item)]
+    config.stash[_DESELECTED] = len(dropped)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
+    """Say how many tests the PostgreSQL pass left out, and why (CI logs show it)."""
+    dropped = config.stash.get(_DESELECTED, 0)
+    if not dropped:
+        return None
+    return (
+        f"MGMT_TEST_STORE=postgres: deselected {dropped} tests that use none of "
+        f"{', '.join(sorted(STORE_FIXTURES))} or are marked store_independent, and are marked neither "
+        "postgres nor postgres_pass (their outcome does not depend on the store; make test runs them)"
+    )

@@ -31,6 +31,8 @@ class Echo:
     failing: bool = False
     in_flight: int = 0
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    # Notified when `in_flight` changes; echo_servers gives its servers one, to wait on them all.
+    moved: asyncio.Condition = field(default_factory=asyncio.Condition)
     server: grpc.aio.Server | None = None
     health: health.aio.HealthServicer | None = None
     port: int = 0
@@ -45,12 +47,17 @@ class Echo:
         return self.instance_id.encode()
 
     async def _slow(self, request: bytes, context: Context) -> bytes:
-        self.in_flight += 1
+        await self._count(+1)
         try:
             await self.release.wait()
         finally:
-            self.in_flight -= 1
+            await self._count(-1)
         return self.instance_id.encode()
+
+    async def _count(self, change: int) -> None:
+        async with self.moved:
+            self.in_flight += change
+            self.moved.notify_all()
 
     async def start(self) -> None:
         self.server = grpc.aio.server()
@@ -83,7 +90,8 @@ class Echo:
 @asynccontextmanager
 async def echo_servers(count: int) -> AsyncIterator[list[Echo]]:
     """`count` started echo servers named echo-0, echo-1, ..."""
-    servers = [Echo(f"echo-{n}") for n in range(count)]
+    moved = asyncio.Condition()
+    servers = [Echo(f"echo-{n}", moved=moved) for n in range(count)]
     try:
         for server in servers:
             await server.start()
@@ -198,8 +206,8 @@ async def until_acked(app: Any, node_id: str, type_url: str, at_least: str, time
             await asyncio.sleep(0.02)
 
 
-async def until(predicate: Any, timeout_s: float = 20.0) -> None:
-    """Poll `predicate()` until it holds (for state only observable by polling)."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 (nothing to await: the state changes in other tasks)
-            await asyncio.sleep(0.02)
+async def until_in_flight(echoes: list[Echo], count: int, timeout_s: float = 20.0) -> None:
+    """Wait until `count` Slow calls are held by the echo servers (of one echo_servers block)."""
+    moved = echoes[0].moved
+    async with asyncio.timeout(timeout_s), moved:
+        await moved.wait_for(lambda: sum(e.in_flight for e in echoes) == count)

@@ -36,6 +36,7 @@ from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 from hms_mgmt import Client, Worker
 
 
+@pytest.mark.store_independent(reason="the bench tracker's check of a process's fields")
 async def test_bench5_processes_end_with_every_steps_field_as_the_tracker_checks(
     server: App, client: Client
 ) -> None:

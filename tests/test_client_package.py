@@ -71,6 +71,7 @@ def readme_sdk_script() -> str:
     return scripts[0]
 
 
+@pytest.mark.store_independent(reason="what the SDK needs installed; the control plane only answers it")
 @pytest.mark.timeout(600)
 async def test_the_client_alone_in_an_empty_venv_needs_only_grpc_and_protobuf(
     tmp_path: Path, server: App

@@ -31,7 +31,11 @@ from services.permit.runtime import RunningService, serving, wait_passing
 from tests.browser import Browser, chromium, require_browser, screenshot_dir
 from tests.console_support import WAITER, dead_letter, write_tokens
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    # tests/test_console.py checks the console's pages and actions on both stores.
+    pytest.mark.store_independent(reason="the pages in a browser: scripts, forms, what a token may click"),
+]
 
 
 @pytest.fixture(scope="module")

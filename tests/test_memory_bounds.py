@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -54,7 +53,7 @@ async def test_cleared_timers_leave_memory(server: App, client: Client) -> None:
     assert timers.footprint <= 65  # dead heap entries are compacted away, not kept for 14 days
 
 
-@pytest.mark.skipif(os.environ.get("MGMT_TEST_STORE") != "postgres", reason="replicas share PostgreSQL")
+@pytest.mark.postgres_pass  # replicas share PostgreSQL
 async def test_timers_cleared_on_another_replica_leave_memory(settings: Settings, tmp_path: Path) -> None:
     """A process started here and ended by a signal on another replica takes its timers out of memory here."""
     other = dataclasses.replace(settings, data_dir=tmp_path / "other")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -14,8 +15,8 @@ import pytest
 from control_plane.server import App
 from control_plane.servicers.xds.resources import ENDPOINT, ROUTE
 from hms.mgmt.v1 import mesh_pb2, mesh_pb2_grpc, registry_pb2
-from hms_mgmt import Client
-from tests.mesh_support import Echo, echo_servers, until, until_acked, write_bootstrap, xds_client
+from hms_mgmt import Client, HealthStatus, WatchStream
+from tests.mesh_support import Echo, echo_servers, until_acked, until_in_flight, write_bootstrap, xds_client
 
 SERVICE = "EchoService"
 
@@ -69,18 +70,31 @@ async def test_a_critical_instance_gets_no_calls(server: App, client: Client, tm
     probe = registry_pb2.HealthProbe(threshold=1)
     probe.interval.FromMilliseconds(100)
     probe.timeout.FromMilliseconds(100)
-    async with echo_servers(3) as echoes:
+    async with echo_servers(3) as echoes, client.registry.watch(SERVICE) as changes:
+        health = await _health_of(changes, {})
         for echo in echoes:
             await _register(client, echo, probe=probe)
-        await until(lambda: all(i.health.value == "passing" for i in server.registry.instances(SERVICE)))
+        health = await _health_of(changes, health, **{e.instance_id: HealthStatus.PASSING for e in echoes})
         path = write_bootstrap(tmp_path / "bootstrap.json", server.address, "critical")
         async with xds_client(path) as xds:
             assert set(await xds.spread(30)) == {"echo-0", "echo-1", "echo-2"}
             await echoes[2].set_serving(False)
-            await until(lambda: server.registry.instances(SERVICE)[2].health.value == "critical")
+            await _health_of(changes, health, **{"echo-2": HealthStatus.CRITICAL})
             await until_acked(server, "critical", ENDPOINT, _version(server))
             spread = await xds.spread(600)
     assert set(spread) == {"echo-0", "echo-1"}, spread
+
+
+async def _health_of(
+    changes: WatchStream, health: dict[str, HealthStatus], **wanted: HealthStatus
+) -> dict[str, HealthStatus]:
+    """Read the registry's changes until the named instances have the health wanted; every health seen."""
+    health = dict(health)
+    async with asyncio.timeout(20):
+        while any(health.get(name) is not status for name, status in wanted.items()):
+            for change in (await anext(changes)).changes:
+                health[change.instance.instance_id] = change.instance.health
+    return health
 
 
 async def test_a_version_split_of_90_10_is_observed_within_3_points(
@@ -136,7 +150,7 @@ async def test_the_concurrency_cap_refuses_the_excess(server: App, client: Clien
             await xds.send(calls=5, each=True, method="Slow")
             refused = [(await xds.read())["result"][1] for _ in range(3)]
             assert refused == ["!UNAVAILABLE"] * 3
-            await until(lambda: sum(e.in_flight for e in echoes) == 2)
+            await until_in_flight(echoes, 2)
             for echo in echoes:
                 echo.release.set()
             served = [(await xds.read())["result"][1] for _ in range(2)]
@@ -163,18 +177,18 @@ async def test_a_nacked_policy_shows_in_csds_and_mesh_status_and_other_services_
         )
         refusing = write_bootstrap(tmp_path / "refusing.json", server.address, "refusing")
         other = write_bootstrap(tmp_path / "other.json", server.address, "other")
-        async with xds_client(refusing, ready=False), xds_client(other, "xds:///OtherService") as fine:
-            await until(
-                lambda: any(
-                    state.nack_error
-                    for node in server.xds_nodes.all()
-                    if node.node.id == "refusing"
-                    for state in node.types.values()
-                )
-            )
-            assert await fine.spread(30) == Counter({"echo-1": 30})
-            status = await _mgmt("mesh", "status", "--server", server.address)
-            csds = await _mgmt("mesh", "status", "--server", server.address, "-o", "json")
+        nack_logged = _Logged("xds client refusing NACKed")
+        logging.getLogger().addHandler(nack_logged)
+        try:
+            async with xds_client(refusing, ready=False), xds_client(other, "xds:///OtherService") as fine:
+                # Logged by the ADS servicer as it records the NACK (what CSDS and mesh status show).
+                async with asyncio.timeout(20):
+                    await nack_logged.seen.wait()
+                assert await fine.spread(30) == Counter({"echo-1": 30})
+                status = await _mgmt("mesh", "status", "--server", server.address)
+                csds = await _mgmt("mesh", "status", "--server", server.address, "-o", "json")
+        finally:
+            logging.getLogger().removeHandler(nack_logged)
     rows = [line.split(None, 5) for line in status.splitlines()[1:]]
     nacked = [row for row in rows if row[0] == "refusing" and row[4] == "NACKED"]
     assert nacked and nacked[0][1] == "CDS" and nacked[0][2] == SERVICE, status
@@ -191,6 +205,19 @@ async def test_a_nacked_policy_shows_in_csds_and_mesh_status_and_other_services_
     assert refused and refused[0]["error_state"]["details"], answer
     logged = [r.getMessage() for r in caplog.records if "NACKed" in r.getMessage()]
     assert logged and logged[0].startswith("xds client refusing NACKed Cluster version "), logged
+
+
+class _Logged(logging.Handler):
+    """Sets `seen` when a record whose message starts with `prefix` is logged in this event loop."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.prefix):
+            self.seen.set()
 
 
 async def _mgmt(*args: str) -> str:

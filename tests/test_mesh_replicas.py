@@ -12,42 +12,39 @@ import grpc
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from control_plane.servicers.xds.resources import CLUSTER
 from hms.mgmt.v1 import mesh_pb2, mesh_pb2_grpc
 from hms_mgmt import Client
+from tests.conftest import ServerProcess
 from tests.mesh_support import echo_servers, write_bootstrap, xds_client
 from tests.test_replicas import Replicas, replicas  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.skipif(
-    __import__("os").environ.get("MGMT_TEST_STORE") != "postgres",
-    reason="replicas share PostgreSQL: see make test-postgres",
-)
+# Replicas share one PostgreSQL database: in the PostgreSQL pass only (see tests/conftest.py).
+pytestmark = pytest.mark.postgres_pass
 
 
-async def _holding(addresses: list[str], node_id: str) -> list[int]:
-    """The replicas (by index) whose CSDS lists `node_id` as connected."""
-    found = []
-    for index, address in enumerate(addresses):
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                stub = csds_pb2_grpc.ClientStatusDiscoveryServiceStub(channel)
-                answer = await stub.FetchClientStatus(csds_pb2.ClientStatusRequest(), timeout=2)
-        except grpc.aio.AioRpcError:
-            continue  # a dead replica
-        if any(config.node.id == node_id for config in answer.config):
-            found.append(index)
-    return found
+def _holds(process: ServerProcess, node_id: str) -> bool:
+    """Whether `node_id`'s ADS stream is on this replica, by what it logged (as CSDS would list it)."""
+    connected = sum(f"xds client {node_id} connected" in line for line in process.log)
+    return connected > sum(f"xds client {node_id} disconnected" in line for line in process.log)
 
 
-async def _until_held(addresses: list[str], node_id: str, besides: int | None = None) -> int:
+async def _until_held(group: Replicas, node_id: str, besides: int | None = None) -> int:
+    """The replica (by index) that `node_id` connects to, besides `besides`: waits on their log lines."""
     async with asyncio.timeout(20):
         while True:
-            held = [i for i in await _holding(addresses, node_id) if i != besides]
+            lines = [asyncio.ensure_future(p.logged.wait()) for p in group.processes]  # before looking
+            held = [i for i, p in enumerate(group.processes) if i != besides and _holds(p, node_id)]
             if held:
+                for waiter in lines:
+                    waiter.cancel()
                 return held[0]
-            await asyncio.sleep(0.05)
+            try:
+                await asyncio.wait(lines, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in lines:
+                    waiter.cancel()
 
 
 @pytest.mark.timeout(90)
@@ -56,6 +53,8 @@ async def test_a_client_whose_xds_replica_is_killed_moves_to_another_and_keeps_c
     tmp_path: Path,
 ) -> None:
     await replicas.add(3)
+    for replica in replicas.processes:
+        replica.follow()
     async with echo_servers(3) as echoes, Client(",".join(replicas.addresses)) as client:
         for echo in echoes:
             await client.registry.register(
@@ -63,11 +62,11 @@ async def test_a_client_whose_xds_replica_is_killed_moves_to_another_and_keeps_c
             )
         path = write_bootstrap(tmp_path / "bootstrap.json", ",".join(replicas.addresses), "failover")
         async with xds_client(path) as xds:
-            serving = await _until_held(replicas.addresses, "failover")
+            serving = await _until_held(replicas, "failover")
             await xds.send(run_s=8.0)
             assert await xds.read() == {"started": True}
             await replicas.processes[serving].stop(signal.SIGKILL)
-            now_serving = await _until_held(replicas.addresses, "failover", besides=serving)
+            now_serving = await _until_held(replicas, "failover", besides=serving)
             # The registry still reaches the client, now through another replica (changed on a third).
             third = ({0, 1, 2} - {serving, now_serving}).pop()
             async with Client(replicas.addresses[third]) as survivor:
@@ -94,16 +93,15 @@ async def test_a_route_set_on_one_replica_reaches_the_xds_of_another(
         await mesh_pb2_grpc.MeshStub(a).SetRoute(mesh_pb2.SetRouteRequest(route=route))
         request = discovery_pb2.DiscoveryRequest(type_url=CLUSTER, resource_names=["EchoService"])
         request.node.id = "follower"
-        async with asyncio.timeout(10):
-            while True:
-                call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(b).StreamAggregatedResources(
-                    iter([request])
-                )
-                response = await anext(aiter(call))
-                call.cancel()
-                if response.resources:
-                    break
-                await asyncio.sleep(0.05)  # the other replica has not applied the change yet
+        # One stream: the other replica answers at once, and sends the cluster again once it applied the
+        # change (a State of the World server sends what changed without being asked again).
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(b).StreamAggregatedResources(iter([request]))
+        try:
+            async with asyncio.timeout(10):
+                while not (response := await anext(aiter(call))).resources:
+                    pass
+        finally:
+            call.cancel()
     cluster = cluster_pb2.Cluster()
     response.resources[0].Unpack(cluster)
     assert cluster.circuit_breakers.thresholds[0].max_requests.value == 7

@@ -327,7 +327,7 @@ async def _workload(client: Client, completions: Any, first: int, count: int) ->
     await count_events(completions, count)
 
 
-@pytest.mark.skipif(os.environ.get("MGMT_TEST_STORE") != "postgres", reason="replicas share PostgreSQL")
+@pytest.mark.postgres_pass  # replicas share PostgreSQL
 async def test_replicas_report_processes_by_state_as_stored_and_their_follower_lag(
     settings: Settings,
 ) -> None:

@@ -11,7 +11,6 @@ import collections
 import contextlib
 import functools
 import json
-import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -41,10 +40,8 @@ Start = Callable[..., Awaitable[ServerProcess]]
 T = TypeVar("T")
 Handler = Callable[[TaskContext], Awaitable[Mapping[str, Any]]]
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("MGMT_TEST_STORE") != "postgres",
-    reason="replicas share PostgreSQL: see make test-postgres",
-)
+# Replicas share one PostgreSQL database: in the PostgreSQL pass only (see tests/conftest.py).
+pytestmark = pytest.mark.postgres_pass
 
 TWO_STEPS = """
 name: two

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
@@ -11,10 +10,8 @@ from hms_mgmt import ProcessState, TaskContext, TaskFailure, Worker
 from tests.test_replicas import Replicas, Start, clients
 from tests.test_workflow_operations import until_incident
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("MGMT_TEST_STORE") != "postgres",
-    reason="replicas share PostgreSQL: see make test-postgres",
-)
+# Replicas share one PostgreSQL database: in the PostgreSQL pass only (see tests/conftest.py).
+pytestmark = pytest.mark.postgres_pass
 
 FLAKY = """
 name: flaky_far

@@ -5,7 +5,6 @@ Needs PostgreSQL: runs in the PostgreSQL pass (`make test-postgres`), as tests/t
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -13,10 +12,8 @@ import pytest
 from tests.test_replicas import Replicas, Start, clients
 from tests.test_schedules import WAITING, assert_every_second_once, started_keys, until_counted, until_started
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("MGMT_TEST_STORE") != "postgres",
-    reason="replicas share PostgreSQL: see make test-postgres",
-)
+# Replicas share one PostgreSQL database: in the PostgreSQL pass only (see tests/conftest.py).
+pytestmark = pytest.mark.postgres_pass
 
 
 @pytest.mark.timeout(120)
@@ -33,7 +30,7 @@ async def test_three_replicas_fire_each_nominal_time_once_when_the_leader_is_kil
         before = await until_started(b, "waits", 3)
         await replicas.processes[0].stop(signal.SIGKILL)
         keys = await until_started(b, "waits", len(before) + 5, timeout_s=60)
-        counted = await until_counted(c, "beat", len(keys))
+        counted = await until_counted(c, "beat", "waits", len(keys))
         total = len(await started_keys(b, "waits"))
         shown = await c.schedules.get("beat")
 

@@ -7,17 +7,18 @@ checked on a fake clock in tests/core/test_schedule_timing.py.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import pytest
 
 from control_plane import errors
+from hms.mgmt.v1 import bus_pb2 as bpb
 from hms.mgmt.v1 import schedule_pb2 as spb
 from hms.mgmt.v1 import workflow_pb2 as pb
-from hms_mgmt import Client
+from hms_mgmt import BusSubscription, Client
 from tests.conftest import ServerProcess
 
 Start = Callable[..., Awaitable[ServerProcess]]
@@ -62,24 +63,39 @@ def nominal(key: str) -> float:
     return datetime.fromisoformat(key.split(":", 2)[2].replace("Z", "+00:00")).timestamp()
 
 
+@asynccontextmanager
+async def process_starts(client: Client, definition: str) -> AsyncIterator[BusSubscription]:
+    """The process_started events of `definition`, from the Bus's beginning on (the starts before count).
+
+    The event is published in the transaction that stores the process: a process it names is listed.
+    """
+    pattern = f"workflow.{definition}.*.process_started"
+    async with client.bus.subscribe(pattern, start=bpb.START_POSITION_ALL) as events:
+        yield events
+
+
 async def until_started(client: Client, definition: str, count: int, timeout_s: float = 30.0) -> list[str]:
-    """Wait until `definition` has at least `count` processes; their keys."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            keys = await started_keys(client, definition)
-            if len(keys) >= count:
-                return keys
-            await asyncio.sleep(0.1)  # polling a listing: nothing to await
+    """Wait for `count` processes of `definition` to start; the business keys of all its processes."""
+    seen: set[str] = set()
+    async with asyncio.timeout(timeout_s), process_starts(client, definition) as starts:
+        while len(seen) < count:
+            seen.add((await anext(starts)).message.subject.split(".")[2])  # workflow.<def>.<id>.<event>
+    return await started_keys(client, definition)
 
 
-async def until_counted(client: Client, schedule_id: str, count: int, timeout_s: float = 30.0) -> int:
-    """Wait until the schedule counts at least `count` starts (its row is written just after each start)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            started = (await client.schedules.get(schedule_id)).started
-            if started >= count:
-                return started
-            await asyncio.sleep(0.1)  # polling a schedule's counter: nothing to await
+async def until_counted(
+    client: Client, schedule_id: str, definition: str, count: int, timeout_s: float = 30.0
+) -> int:
+    """Wait until the schedule counts at least `count` starts of `definition`.
+
+    The schedule's row (its counter) is written once a pass has started the processes of its due
+    nominal times, and passes run one after the other: so the counter is read again at each start,
+    and a start in the next pass finds the ones before counted.
+    """
+    async with asyncio.timeout(timeout_s), process_starts(client, definition) as starts:
+        while (started := (await client.schedules.get(schedule_id)).started) < count:
+            await anext(starts)
+    return started
 
 
 def assert_every_second_once(keys: list[str], schedule_id: str) -> None:
@@ -113,7 +129,7 @@ async def test_a_schedule_through_the_contract(client: Client) -> None:
 
     resumed = await client.schedules.unpause("ticker")
     assert not resumed.paused
-    counted = await until_counted(client, "ticker", len(keys) + 1)
+    counted = await until_counted(client, "ticker", "ticks", len(keys) + 1)
     assert counted <= len(await started_keys(client, "ticks"))
     assert [s.id for s in await client.schedules.list()] == ["ticker"]
     await client.schedules.delete("ticker")
@@ -167,12 +183,9 @@ async def test_schedules_are_listed_in_pages(client: Client) -> None:
 
 @pytest.mark.timeout(120)
 async def test_a_schedule_fires_exactly_once_per_nominal_time_across_a_sigkill(
-    server_process: Start, request: pytest.FixtureRequest
+    server_process: Start, store_args: tuple[str, ...]
 ) -> None:
-    extra: tuple[str, ...] = ()
-    if os.environ.get("MGMT_TEST_STORE") == "postgres":
-        extra = ("--store", request.getfixturevalue("postgres_url"))
-    first = await server_process(*extra)
+    first = await server_process(*store_args)
     async with Client(first.address) as client:
         await client.workflow.apply(WAITING)
         await client.schedules.create(
@@ -181,10 +194,10 @@ async def test_a_schedule_fires_exactly_once_per_nominal_time_across_a_sigkill(
         before = await until_started(client, "waits", 3)
     await first.stop(signal.SIGKILL)
     # Down for as long as a restart takes; the times missed meanwhile are within the catch-up window.
-    second = await server_process(*extra)
+    second = await server_process(*store_args)
     async with Client(second.address) as client:
         keys = await until_started(client, "waits", len(before) + 4)
-        counted = await until_counted(client, "beat", len(keys))
+        counted = await until_counted(client, "beat", "waits", len(keys))
         total = len(await started_keys(client, "waits"))
         shown = await client.schedules.get("beat")
     assert_every_second_once(keys, "beat")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from hms_mgmt import BusSubscription, Client, TaskContext, Worker
-from tests.conftest import ServerProcess
+from tests.conftest import ON_POSTGRES, ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Soak:
 async def test_memory_returns_after_many_short_processes(
     server_process: Callable[..., Awaitable[ServerProcess]], tmp_path: Path
 ) -> None:
-    if os.environ.get("MGMT_TEST_STORE") == "postgres":
+    if ON_POSTGRES:
         pytest.skip("the soak runs in the SQLite pass only")
     if DEFAULT_CACHES:
         control_plane = await server_process()
