@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,8 +23,34 @@ from hms.mgmt.v1 import bus_pb2_grpc, common_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-# Batches of one PublishStream being stored at once: enough to overlap commits, bounded for memory.
-_PUBLISH_AHEAD = 4
+# Batches of one PublishStream being stored at once. A publisher sending one message per request at
+# 1,000/s has as many requests in flight as arrive during a commit: with 4 (as before) a commit slower
+# than 4 ms (a slow disk's fsync) queued them without end. Bounded by count and by their requests'
+# bytes, so one stream holds at most a few MiB however large its batches.
+_PUBLISH_AHEAD = 256
+_PUBLISH_AHEAD_BYTES = 8 * 1024 * 1024
+
+
+class _Budget:
+    """Bytes of a stream's requests being stored; the reader waits while they fill the budget.
+
+    One request is always let in when none is held, even one larger than the whole budget.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = self._limit = limit
+        self._changed = asyncio.Event()
+
+    async def take(self, size: int) -> None:
+        while self._free < size and self._free < self._limit:
+            self._changed.clear()
+            await self._changed.wait()
+        self._free -= size
+
+    def given(self, size: int, _: object = None) -> None:
+        """`size` bytes are free again (also a done callback of the task that held them)."""
+        self._free += size
+        self._changed.set()
 
 
 class BusServicer(bus_pb2_grpc.BusServicer):
@@ -54,10 +81,15 @@ class BusServicer(bus_pb2_grpc.BusServicer):
         # A reader stores up to _PUBLISH_AHEAD batches concurrently (their commits overlap); answers go
         # back in request order.
         answers: asyncio.Queue[asyncio.Task[pb.PublishStreamResponse] | None] = asyncio.Queue(_PUBLISH_AHEAD)
+        budget = _Budget(_PUBLISH_AHEAD_BYTES)
 
         async def read() -> None:
             async for request in until_stopped(request_iterator, self._stopping):
-                await answers.put(asyncio.ensure_future(self._publish_batch(request)))
+                size = request.ByteSize()
+                await budget.take(size)
+                task = asyncio.ensure_future(self._publish_batch(request))
+                task.add_done_callback(functools.partial(budget.given, size))
+                await answers.put(task)
             await answers.put(None)
 
         reader = asyncio.ensure_future(read())
