@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -27,6 +26,7 @@ import pytest
 from control_plane.server import App
 from tests.conftest import POSTGRES_URL
 from tests.doc_blocks import DOCUMENTS, ROOT, RUN_ELSEWHERE, RUNNABLE, Block, blocks
+from tests.ports import free_port
 
 BLOCK_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
@@ -55,13 +55,6 @@ def test_every_shell_and_python_block_is_run_or_skipped_for_a_reason() -> None:
     assert {b.lang for b in ran} >= {"sh", "python"}
     for document, test in RUN_ELSEWHERE.items():
         assert (ROOT / test).is_file(), f"{document} is said to be run by {test}, which does not exist"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Terminal:

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import json
 import signal
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from services.permit.notifications import NotificationService
 from services.permit.payments import PaymentService
 from services.permit.runtime import serving
 from tests.conftest import ServerProcess
+from tests.ports import free_port
 from tests.workflow_support import BUS_WAIT, finish, wait_for_step
 
 Start = Callable[..., Awaitable[ServerProcess]]
@@ -49,13 +49,6 @@ steps:
   - {id: first, task: {service: Far, type: work}}
   - {id: second, task: {service: Far, type: work}}
 """
-
-
-def free_port() -> int:
-    # A replica that restarts comes back on its address, so that its clients reconnect to it.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Replicas:

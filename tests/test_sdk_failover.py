@@ -10,7 +10,6 @@ import asyncio
 import collections
 import logging
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -21,6 +20,7 @@ from hms.mgmt.v1 import bus_pb2
 from hms_mgmt import Client, Delivery, HistoryEventType, TaskContext, Unavailable, Worker
 from hms_mgmt.types import ChangeType, ProcessState
 from tests.conftest import ServerProcess
+from tests.ports import free_address
 from tests.test_bus import take
 from tests.test_registry import next_changes
 
@@ -32,13 +32,6 @@ THREE_STEPS = """
 name: failover
 steps:
 """ + "".join(f"  - {{id: s{n}, task: {{service: Failover, type: step}}}}\n" for n in range(1, 4))
-
-
-def free_address() -> str:
-    # The next replica must listen where the client's list says it will, so the port is chosen first.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 def switches(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from hms_mgmt import Client, Unavailable
 from tests.conftest import ServerProcess
-from tests.test_sdk_failover import free_address
+from tests.ports import free_address
 
 Start = Callable[..., Awaitable[ServerProcess]]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from hms_mgmt import Client, HistoryEventType, ProcessState, TaskContext, TaskFailure, Worker
 from tests.conftest import ServerProcess
+from tests.ports import free_port
 from tests.test_workflow_operations import until_incident
 
 Start = Callable[..., Awaitable[ServerProcess]]
@@ -59,13 +59,6 @@ steps:
   - {id: s5, task: {service: Crash, type: noop}}
 """
 INCIDENTS = 20
-
-
-def free_port() -> int:
-    # The control plane must come back on the same port, so that workers and clients reconnect to it.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.timeout(180)

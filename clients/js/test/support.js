@@ -90,16 +90,22 @@ export function temporaryFolder(t) {
   return folder;
 }
 
-/** A loopback address nothing listens on now (a control plane is started there later). */
-export function freeAddress() {
-  return new Promise((done, failed) => {
-    const probe = createServer();
-    probe.once('error', failed);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address();
-      probe.close(() => done(`127.0.0.1:${port}`));
+/**
+ * A loopback address nothing listens on now (a control plane is started there later). Chosen below
+ * the kernel's ephemeral range (32768-60999 on Linux), as tests/ports.py does: servers that bind
+ * port 0 in tests running beside these cannot take it before the control plane binds it.
+ */
+export async function freeAddress() {
+  for (let tries = 0; tries < 200; tries += 1) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise((done) => {
+      const probe = createServer();
+      probe.once('error', () => done(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => done(true)));
     });
-  });
+    if (free) return `127.0.0.1:${port}`;
+  }
+  throw new Error('no free port between 20000 and 32000');
 }
 
 /** Nothing listens there: connections are refused at once. */
