@@ -126,7 +126,7 @@ class Terminal:
         for group in self.groups:
             # Nothing signals the end of a process group whose leader is already reaped: poll, with a deadline.
             while _alive(group) and loop.time() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # waits-on-purpose: no event marks a reaped group's end
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
 
