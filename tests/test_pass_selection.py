@@ -69,9 +69,9 @@ def test_a_database_is_asked_for_by_name_only_where_the_pass_sees_it() -> None:
 def test_beside_the_postgresql_pass_the_sqlite_pass_leaves_it_the_postgresql_half_of_the_contract() -> None:
     """.ci/run: each half of the store contract runs once, the PostgreSQL one in the PostgreSQL pass."""
     environment = {k: v for k, v in os.environ.items() if k != "MGMT_TEST_STORE"}
+    contract = str(TESTS / "test_store_schedules.py")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"]
-        + [str(TESTS / "test_store_schedules.py")],
+        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", contract],
         capture_output=True,
         text=True,
         env=environment | {"MGMT_POSTGRES_PASS_BESIDE": "1"},
