@@ -34,6 +34,10 @@ ON_POSTGRES = os.environ.get("MGMT_TEST_STORE") == "postgres"
 STORE_FIXTURES = frozenset(
     {"settings", "postgres_url", "contract_database", "control_plane_database", "store_args"}
 )
+# .ci/run sets MGMT_POSTGRES_PASS_BESIDE=1 for `make test` while `make test-postgres` runs beside it:
+# the PostgreSQL half of the store contract (marked postgres), which that pass runs anyway, is then
+# left to it rather than run twice (about 100 tests, 150 s of the SQLite pass on the loaded CI machine).
+POSTGRES_PASS_BESIDE = not ON_POSTGRES and os.environ.get("MGMT_POSTGRES_PASS_BESIDE") == "1"
 
 
 @pytest.fixture
@@ -337,24 +341,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("postgres_pass"):
                 item.add_marker(_PG_ONLY)
+        if POSTGRES_PASS_BESIDE:
+            _deselect(config, items, [item for item in items if item.get_closest_marker("postgres")])
         return
     for item in items:
         marker = item.get_closest_marker("store_independent")
         if marker is not None and not marker.kwargs.get("reason"):
             raise pytest.UsageError(f"{item.nodeid}: store_independent needs a reason= saying why")
-    keep = [item for item in items if uses_the_store(item)]
-    dropped = [item for item in items if not uses_the_store(item)]
+    _deselect(config, items, [item for item in items if not uses_the_store(item)])
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], dropped: list[pytest.Item]) -> None:
     config.stash[_DESELECTED] = len(dropped)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
 
 
 def pytest_report_collectionfinish(config: pytest.Config) -> str | None:
-    """Say how many tests the PostgreSQL pass left out, and why (CI logs show it)."""
+    """Say how many tests this pass left out, and why (CI logs show it)."""
     dropped = config.stash.get(_DESELECTED, 0)
     if not dropped:
         return None
+    if POSTGRES_PASS_BESIDE:
+        return (
+            f"MGMT_POSTGRES_PASS_BESIDE=1: deselected the {dropped} tests marked postgres (the PostgreSQL "
+            "half of the store contract): make test-postgres, running beside, runs them"
+        )
     return (
         f"MGMT_TEST_STORE=postgres: deselected {dropped} tests that use none of "
         f"{', '.join(sorted(STORE_FIXTURES))} or are marked store_independent, and are marked neither "

@@ -191,19 +191,31 @@ def _version(text: str) -> tuple[int, ...]:
 
 async def until_acked(app: Any, node_id: str, type_url: str, at_least: str, timeout_s: float = 20.0) -> None:
     """Wait until `node_id` ACKed a `type_url` response of version `at_least` or later (CSDS's view)."""
+
+    def acked() -> bool:
+        for node in app.xds_nodes.all():
+            state = node.types.get(type_url)
+            if (
+                node.node.id == node_id
+                and state is not None
+                and state.answered
+                and not state.nack_error
+                and _version(state.acked_version) >= _version(at_least)
+            ):
+                return True
+        return False
+
     async with asyncio.timeout(timeout_s):
-        while True:
-            for node in app.xds_nodes.all():
-                state = node.types.get(type_url)
-                if (
-                    node.node.id == node_id
-                    and state is not None
-                    and state.answered
-                    and not state.nack_error
-                    and _version(state.acked_version) >= _version(at_least)
-                ):
-                    return
-            await asyncio.sleep(0.02)
+        await app.xds_nodes.wait(acked)
+
+
+async def until_applied(xds: XdsClient, answering: set[str], timeout_s: float = 20.0) -> None:
+    """Wait until a batch of the client's calls is answered by `answering` alone: its balancer applied
+    what it ACKed. A gRPC client ACKs a response once it has parsed it, and hands it to its balancer
+    after; on a loaded machine calls made in between still go by the previous assignment."""
+    async with asyncio.timeout(timeout_s):
+        while set(await xds.spread(20)) - answering:
+            pass
 
 
 async def until_in_flight(echoes: list[Echo], count: int, timeout_s: float = 20.0) -> None:

@@ -16,7 +16,15 @@ from control_plane.server import App
 from control_plane.servicers.xds.resources import ENDPOINT, ROUTE
 from hms.mgmt.v1 import mesh_pb2, mesh_pb2_grpc, registry_pb2
 from hms_mgmt import Client, HealthStatus, WatchStream
-from tests.mesh_support import Echo, echo_servers, until_acked, until_in_flight, write_bootstrap, xds_client
+from tests.mesh_support import (
+    Echo,
+    echo_servers,
+    until_acked,
+    until_applied,
+    until_in_flight,
+    write_bootstrap,
+    xds_client,
+)
 
 SERVICE = "EchoService"
 
@@ -81,6 +89,7 @@ async def test_a_critical_instance_gets_no_calls(server: App, client: Client, tm
             await echoes[2].set_serving(False)
             await _health_of(changes, health, **{"echo-2": HealthStatus.CRITICAL})
             await until_acked(server, "critical", ENDPOINT, _version(server))
+            await until_applied(xds, {"echo-0", "echo-1"})
             spread = await xds.spread(600)
     assert set(spread) == {"echo-0", "echo-1"}, spread
 
@@ -136,6 +145,7 @@ async def test_a_retry_policy_turns_a_failing_instances_unavailable_into_success
             retry.base_interval.FromMilliseconds(10)
             await _set_route(client, mesh_pb2.RoutePolicy(service=SERVICE, retry=retry))
             await until_acked(server, "retry", ROUTE, _version(server))
+            await until_applied(xds, {"echo-0", "echo-2"})
             after = await xds.spread(600)
     assert set(after) == {"echo-0", "echo-2"}, after
 

@@ -7,6 +7,7 @@ it, and the response they get is the one a whole rebuild would have sent.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -136,6 +137,27 @@ async def test_only_the_streams_holding_a_changed_resource_hear_of_it(
     while seen[-1] != "5.0":
         seen.append((await ship.next()).version_info)
     assert set(seen) <= {"3.0", "4.0", "5.0"} and seen == sorted(seen)
+
+
+@pytest.mark.timeout(30)
+async def test_a_wait_on_the_nodes_returns_when_the_node_acks(server: App, channel: grpc.aio.Channel) -> None:
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9000", instance_id="p-0"))
+
+    def pay_acked() -> bool:
+        return any(
+            node.node.id == "pay" and (state := node.types.get(ENDPOINT)) is not None and state.acked_version
+            for node in server.xds_nodes.all()
+        )
+
+    waiting = asyncio.ensure_future(server.xds_nodes.wait(pay_acked))
+    pay = _Stream(channel, "pay", "Pay")
+    await pay.ask()
+    assert not waiting.done()
+    version = (await pay.next()).version_info  # read, then ACKed
+    async with asyncio.timeout(5):  # woken by the ACK, not by looking again later
+        await waiting
+    [node] = server.xds_nodes.all()
+    assert node.types[ENDPOINT].acked_version == version
 
 
 @pytest.mark.timeout(30)

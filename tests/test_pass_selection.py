@@ -8,7 +8,10 @@ checks fail instead, and say where.
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import STORE_FIXTURES
@@ -61,3 +64,22 @@ def test_a_database_is_asked_for_by_name_only_where_the_pass_sees_it() -> None:
                 ):
                     hidden.append(f"{path.relative_to(TESTS)}:{call.lineno} in {function.name}")
     assert hidden == [], f"add the fixture to STORE_FIXTURES or mark its PostgreSQL param postgres: {hidden}"
+
+
+def test_beside_the_postgresql_pass_the_sqlite_pass_leaves_it_the_postgresql_half_of_the_contract() -> None:
+    """.ci/run: each half of the store contract runs once, the PostgreSQL one in the PostgreSQL pass."""
+    environment = {k: v for k, v in os.environ.items() if k != "MGMT_TEST_STORE"}
+    contract = str(TESTS / "test_store_schedules.py")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", contract],
+        capture_output=True,
+        text=True,
+        env=environment | {"MGMT_POSTGRES_PASS_BESIDE": "1"},
+        timeout=120,
+        check=True,
+    )
+    collected = [line for line in done.stdout.splitlines() if "::" in line]
+
+    assert collected != [] and all(test.endswith("[sqlite]") for test in collected), collected
+    # Each test of the contract has one PostgreSQL run beside its SQLite one.
+    assert f"deselected the {len(collected)} tests marked postgres" in done.stdout, done.stdout

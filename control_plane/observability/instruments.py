@@ -19,6 +19,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import Metric
@@ -63,24 +64,37 @@ class Buckets:
         self.total += value
 
 
-class CounterFamily(Collector):
-    """A labelled counter; `child(...)` once per label set, then `child.value += n` on the hot path."""
+Series = TypeVar("Series", Count, Buckets)
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
-        # prometheus_client names a counter family without `_total` and adds it to the sample.
-        self._name = name.removesuffix("_total")
+
+class _Family(Collector, Generic[Series]):
+    """A family's series by label values, made on first use by `new` (a family's kind of series)."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], new: Callable[[], Series]
+    ) -> None:
+        self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], Count] = {}
+        self._new: Callable[[], Series] = new
+        self._children: dict[tuple[str, ...], Series] = {}
 
-    def child(self, *labels: str) -> Count:
-        """The series of `labels` (made at zero the first time)."""
+    def child(self, *labels: str) -> Series:
+        """The series of `labels` (made empty the first time; an unlabelled family: `child()`)."""
         found = self._children.get(labels)
         if found is None:
             if len(labels) != len(self._labelnames):
                 raise ValueError(f"{self._name}: labels {self._labelnames}, got {labels}")
-            found = self._children[labels] = Count()
+            found = self._children[labels] = self._new()
         return found
+
+
+class CounterFamily(_Family[Count]):
+    """A labelled counter; `child(...)` once per label set, then `child.value += n` on the hot path."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        # prometheus_client names a counter family without `_total` and adds it to the sample.
+        super().__init__(name.removesuffix("_total"), documentation, labelnames, Count)
 
     def collect(self) -> Iterator[Metric]:
         """The family with one `_total` (and `_created`) sample per series."""
@@ -96,7 +110,7 @@ class CounterFamily(Collector):
         yield metric
 
 
-class HistogramFamily(Collector):
+class HistogramFamily(_Family[Buckets]):
     """A (possibly labelled) histogram; `child(...)` once per label set, then `child.observe(v)`."""
 
     def __init__(
@@ -107,21 +121,9 @@ class HistogramFamily(Collector):
             raise ValueError(f"{name}: buckets not in increasing order")
         if not bounds or bounds[-1] != math.inf:
             bounds.append(math.inf)
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames, lambda: Buckets(bounds))
         self._bounds = bounds
         self._le = [_le_text(b) for b in bounds]
-        self._children: dict[tuple[str, ...], Buckets] = {}
-
-    def child(self, *labels: str) -> Buckets:
-        """The series of `labels` (made empty the first time; an unlabelled family: `child()`)."""
-        found = self._children.get(labels)
-        if found is None:
-            if len(labels) != len(self._labelnames):
-                raise ValueError(f"{self._name}: labels {self._labelnames}, got {labels}")
-            found = self._children[labels] = Buckets(self._bounds)
-        return found
 
     def collect(self) -> Iterator[Metric]:
         """The family: cumulative `_bucket` samples by `le`, then `_count`, `_sum` (and `_created`)."""

@@ -133,7 +133,11 @@ export function recordingLogger() {
   return { lines, warn: (m) => lines.push(`WARN ${m}`), info: (m) => lines.push(`INFO ${m}`) };
 }
 
-/** Resolve once `predicate()` holds (checked every 10 ms), or reject after `ms`. */
+/**
+ * Resolve once `predicate()` holds (checked every 10 ms), or reject after `ms`. Polls on purpose, for
+ * state only known by asking (a lookup, a lease the SDK renews behind the test's back); where an
+ * event marks the moment (a handler reached, a message), wait on it with `deadline` instead.
+ */
 export function until(predicate, ms, what) {
   return deadline(
     (async () => {

@@ -120,6 +120,7 @@ test('the control plane gives a worker no more tasks than its credit (maxInFligh
   const { mgmt } = await setup(t, `name: one\nsteps:\n  - {id: work, task: {service: Batch, type: work}}\n`);
   const ids = await Promise.all([1, 2, 3, 4].map(() => mgmt.workflow.start('one', {})));
   const gates = [];
+  const arrivals = ids.map(() => event()); // the nth task to reach its handler sets arrivals[n]
   let inFlight = 0;
   let most = 0;
   await running(t, mgmt, {
@@ -130,6 +131,7 @@ test('the control plane gives a worker no more tasks than its credit (maxInFligh
         inFlight += 1;
         most = Math.max(most, inFlight);
         const gate = event();
+        arrivals[gates.length]?.set();
         gates.push(gate);
         await gate.happened;
         inFlight -= 1;
@@ -139,7 +141,7 @@ test('the control plane gives a worker no more tasks than its credit (maxInFligh
   });
 
   for (let released = 0; released < ids.length; released++) {
-    await until(() => gates.length > released, WAIT_MS, `task ${released + 1}`);
+    await deadline(arrivals[released].happened, WAIT_MS, `task ${released + 1}`);
     gates[released].set();
   }
   const finals = await deadline(Promise.all(ids.map((id) => mgmt.workflow.wait(id))), WAIT_MS, 'every process to end');

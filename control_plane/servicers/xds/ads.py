@@ -147,6 +147,7 @@ class AdsServicer:
         else:
             state.acked_version = request.version_info
             state.nack_error = state.nack_version = ""
+        self._nodes.answered()
         return asked
 
     def _responses(self, node: NodeState, stream: _Stream) -> list[bytes]:

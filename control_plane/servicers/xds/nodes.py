@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
@@ -48,6 +50,8 @@ class Nodes:
     def __init__(self) -> None:
         self._nodes: dict[str, NodeState] = {}
         self._streams = 0
+        # Set, then replaced, at each ACK or NACK: what `wait` sleeps on between looks.
+        self._answer = asyncio.Event()
 
     def connect(self, node: base_pb2.Node) -> NodeState:
         """A new stream of `node`: it replaces what an earlier stream of the same node id held."""
@@ -61,6 +65,17 @@ class Nodes:
         current = self._nodes.get(state.node.id)
         if current is state:
             del self._nodes[state.node.id]
+
+    def answered(self) -> None:
+        """A node ACKed or NACKed a response (its TypeState says which): wake every `wait`."""
+        self._answer.set()
+        self._answer = asyncio.Event()
+
+    async def wait(self, done: Callable[[], bool]) -> None:
+        """Return once `done()` holds, looked at now and after each ACK or NACK (e.g. "node n ACKed
+        version v"); the caller bounds the wait."""
+        while not done():
+            await self._answer.wait()
 
     def all(self) -> list[NodeState]:
         """Every connected node, by node id."""
