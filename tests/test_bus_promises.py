@@ -168,6 +168,37 @@ async def test_publish_stream_answers_each_batch_in_order_and_stores_a_batch_who
     assert subjects == {"ps.a": 3, "ps.b": 1, "ps.c": 1}
 
 
+async def test_every_message_of_a_batch_is_checked_even_after_one_with_the_same_subject_passed(
+    wire: Wire,
+) -> None:
+    """A batch names each message at fault, whatever went before it on the same subject (the check
+    skips a subject it already found clean, never the message's other fields)."""
+    call = wire.bus.PublishStream()
+    batch = [
+        message("same.x"),
+        message("same.x", content_type="t" * 129),
+        message("same.x", headers={"hms-dlq-reason": "x"}),
+        message("same.x", message_id="i" * 129),
+        message("same.x"),
+        message("same.x", data=b"d" * (1024 * 1024 + 1)),
+    ]
+    try:
+        async with asyncio.timeout(10):
+            await call.write(pb.PublishStreamRequest(batch_id=1, messages=batch))
+            answer = await call.read()
+    finally:
+        call.cancel()
+
+    assert isinstance(answer, pb.PublishStreamResponse)
+    assert [v.field for v in answer.violations if v.field.startswith("messages[")] == [
+        "messages[1].content_type",
+        "messages[2].headers['hms-dlq-reason']",
+        "messages[3].message_id",
+        "messages[5].data",
+    ]
+    assert not answer.sequences
+
+
 async def test_reserved_header_keys_are_refused(wire: Wire) -> None:
     """Header keys starting with "hms-" are the bus's: a publish that sets one is INVALID_ARGUMENT."""
     code = await _code(

@@ -219,6 +219,23 @@ def test_subjects_are_counted_by_first_token_up_to_a_cap_then_as_other() -> None
     assert stats.published["t0"] == 1 and "t149" not in stats.published
 
 
+def test_runs_and_interleavings_of_subjects_count_every_message_and_byte() -> None:
+    stats = BusStats()
+    subjects = ["a.x", "a.x", "b.y", "a.z", "a.z", "b.y", "c", "a.x"]
+    messages = [
+        StoredMessage(n + 1, 1, subject, b"d" * (n + 1), {}, "", "", 0.0)
+        for n, subject in enumerate(subjects)
+    ]
+
+    stats.count_published(messages)
+    stats.count_delivered(iter(messages[2:]))
+
+    assert stats.published == {"a": 5, "b": 2, "c": 1}
+    assert stats.published_bytes == {"a": 1 + 2 + 4 + 5 + 8, "b": 3 + 6, "c": 7}
+    assert stats.delivered == {"a": 3, "b": 2, "c": 1}
+    assert stats.delivered_bytes == {"a": 4 + 5 + 8, "b": 3 + 6, "c": 7}
+
+
 def _messages(subjects: Iterator[str]) -> list[StoredMessage]:
     return [StoredMessage(n + 1, n + 1, subject, b"", {}, "", "", 0.0) for n, subject in enumerate(subjects)]
 

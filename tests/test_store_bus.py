@@ -84,6 +84,36 @@ async def test_concurrent_appends_share_commits_and_lose_no_sequence(store: Stor
         assert result.positions[1].sequence == result.positions[0].sequence + 1
 
 
+async def test_a_large_batch_is_stored_whole_in_order_with_every_field(store: Store) -> None:
+    # 301 rows: the store writes them in several statements of many rows (128, 128, 32, 8, 4, 1).
+    batch = [
+        OutgoingMessage(
+            f"big.{n % 3}",
+            n.to_bytes(2, "big"),
+            {"n": str(n)} if n % 2 else {},
+            "text/plain" if n % 5 == 0 else "",
+            f"id-{n}" if n % 7 == 0 else "",
+        )
+        for n in range(301)
+    ]
+
+    result = await store.bus_append(batch, now=5.0, dedup_window_s=WINDOW)
+
+    stored = await store.bus_read(0, 1000)
+    assert stored == result.stored
+    assert [m.sequence for m in stored] == list(range(1, 302))
+    for n, (sent, kept) in enumerate(zip(batch, stored, strict=True)):
+        assert (kept.subject, kept.data, dict(kept.headers), kept.content_type, kept.message_id) == (
+            sent.subject,
+            sent.data,
+            dict(sent.headers),
+            sent.content_type,
+            sent.message_id,
+        )
+        assert kept.subject_sequence == n // 3 + 1
+        assert kept.published_at == 5.0
+
+
 async def test_reads_follow_the_log_after_a_sequence_with_a_limit_and_a_subject(store: Store) -> None:
     await publish(store, "a", "b", "a", "b", "a")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -43,5 +42,25 @@ async def wait_any(futures: Sequence[asyncio.Future[Any]], delay_s: float | None
     if not futures:
         await asyncio.sleep(delay_s if delay_s is not None else math.inf)
         return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED), delay_s)
+    # What asyncio.wait_for(asyncio.wait(..., FIRST_COMPLETED), delay_s) does, without its task, sets and
+    # timeout machinery: a subscriber waits here once per frame, a publisher's stream once per request.
+    for future in futures:
+        if future.done():
+            return
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(wake)
+    timer = loop.call_later(delay_s, wake) if delay_s is not None else None
+    try:
+        await woken
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for future in futures:
+            future.remove_done_callback(wake)

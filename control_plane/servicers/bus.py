@@ -79,29 +79,38 @@ class BusServicer(bus_pb2_grpc.BusServicer):
         self, request_iterator: AsyncIterator[pb.PublishStreamRequest], context: Context
     ) -> AsyncIterator[pb.PublishStreamResponse]:
         # A reader stores up to _PUBLISH_AHEAD batches concurrently (their commits overlap); answers go
-        # back in request order.
-        answers: asyncio.Queue[asyncio.Task[pb.PublishStreamResponse] | None] = asyncio.Queue(_PUBLISH_AHEAD)
+        # back in request order. The reader hands over each batch's task, then None at the end of the
+        # stream or its error: one queue, so answering costs no task and no asyncio.wait per batch.
+        answers: asyncio.Queue[asyncio.Task[pb.PublishStreamResponse] | Exception | None] = asyncio.Queue()
+        ahead = asyncio.Semaphore(_PUBLISH_AHEAD)
         budget = _Budget(_PUBLISH_AHEAD_BYTES)
 
         async def read() -> None:
-            async for request in until_stopped(request_iterator, self._stopping):
-                size = request.ByteSize()
-                await budget.take(size)
-                task = asyncio.ensure_future(self._publish_batch(request))
-                task.add_done_callback(functools.partial(budget.given, size))
-                await answers.put(task)
-            await answers.put(None)
+            try:
+                async for request in until_stopped(request_iterator, self._stopping):
+                    size = request.ByteSize()
+                    await ahead.acquire()
+                    await budget.take(size)
+                    task = asyncio.ensure_future(self._publish_batch(request))
+                    task.add_done_callback(functools.partial(budget.given, size))
+                    answers.put_nowait(task)
+            except Exception as exc:  # the stream's end (shutdown, undecodable request) reaches the answers
+                answers.put_nowait(exc)
+            else:
+                answers.put_nowait(None)
 
         reader = asyncio.ensure_future(read())
         try:
-            while (task := await _next_or_fail(answers, reader)) is not None:
-                yield await task
-            await reader
+            while (answer := await answers.get()) is not None:
+                if isinstance(answer, Exception):
+                    raise answer
+                ahead.release()
+                yield await answer
         finally:
             reader.cancel()
             while not answers.empty():
                 leftover = answers.get_nowait()
-                if leftover is not None:
+                if isinstance(leftover, asyncio.Task):
                     leftover.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
@@ -213,16 +222,3 @@ class BusServicer(bus_pb2_grpc.BusServicer):
     ) -> pb.ListRetentionResponse:
         policies = await self._bus.retention()
         return pb.ListRetentionResponse(policies=[convert.retention_policy(p) for p in policies])
-
-
-async def _next_or_fail(
-    answers: asyncio.Queue[asyncio.Task[pb.PublishStreamResponse] | None], reader: asyncio.Future[None]
-) -> asyncio.Task[pb.PublishStreamResponse] | None:
-    """The next queued answer; if the reader failed first (shutdown, bad stream), its error."""
-    getter = asyncio.ensure_future(answers.get())
-    await asyncio.wait((getter, reader), return_when=asyncio.FIRST_COMPLETED)
-    if getter.done():
-        return getter.result()
-    getter.cancel()
-    reader.result()  # raises the reader's error
-    return await answers.get()

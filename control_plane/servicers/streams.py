@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
+from control_plane.core.signal import wait_any
 from control_plane.errors import Unavailable
 
 T = TypeVar("T")
@@ -19,7 +20,7 @@ async def until_stopped(requests: AsyncIterator[T], stopping: asyncio.Event) -> 
     try:
         while True:
             read = asyncio.ensure_future(anext(requests))
-            await asyncio.wait((read, stop_wait), return_when=asyncio.FIRST_COMPLETED)
+            await wait_any((read, stop_wait), None)
             if not read.done():
                 raise Unavailable("the control plane is shutting down; reconnect to another replica or retry")
             try:

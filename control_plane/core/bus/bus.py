@@ -254,8 +254,26 @@ class Bus:
         if len(batch) > MAX_BATCH_MESSAGES:
             violations.append(FieldViolation(field, f"at most {MAX_BATCH_MESSAGES} messages per batch"))
         size = 0
+        # The hot path of every publish: a message with a subject already found clean in this batch, no
+        # headers and fields within their limits has nothing check_message could find, so it is counted
+        # without building its field path or calling it.
+        clean: set[str] = set()
         for index, message in enumerate(batch):
-            violations += check_message(field if field == "message" else f"{field}[{index}]", message)
+            subject, data, headers, content_type, message_id = message[:5]
+            if (
+                subject in clean
+                and not headers
+                and len(data) <= MAX_DATA
+                and len(content_type) <= MAX_CONTENT_TYPE
+                and len(message_id) <= MAX_MESSAGE_ID
+            ):
+                size += len(data) + len(subject) + len(content_type) + len(message_id)
+                continue
+            found = check_message(field if field == "message" else f"{field}[{index}]", message)
+            if found:
+                violations += found
+            else:
+                clean.add(subject)
             size += message_bytes(message)
         if size > MAX_BATCH_BYTES:
             violations.append(

@@ -64,13 +64,25 @@ class BusStats:
     def _count(
         self, messages: Iterable[StoredMessage], counts: dict[str, int], sizes: dict[str, int]
     ) -> None:
-        tokens = self._tokens
+        # Added up per run of one subject (a batch mostly has one), then once into the counters.
+        subject: str | None = None
+        token = ""
+        count = size = 0
         for message in messages:
-            token = message.subject.partition(".")[0]
-            if token not in tokens:
-                token = self._admit(token)
-            counts[token] = counts.get(token, 0) + 1
-            sizes[token] = sizes.get(token, 0) + len(message.data)
+            if message.subject != subject:
+                if count:
+                    counts[token] = counts.get(token, 0) + count
+                    sizes[token] = sizes.get(token, 0) + size
+                    count = size = 0
+                subject = message.subject
+                token = subject.partition(".")[0]
+                if token not in self._tokens:
+                    token = self._admit(token)
+            count += 1
+            size += len(message.data)
+        if count:
+            counts[token] = counts.get(token, 0) + count
+            sizes[token] = sizes.get(token, 0) + size
 
     def _admit(self, token: str) -> str:
         if len(self._tokens) >= self._max_tokens:
