@@ -20,6 +20,13 @@ from hms.mgmt.v1 import registry_pb2_grpc
 Context = grpc.aio.ServicerContext[Any, Any]
 
 _WIRE_CACHE_SIZE = 50_000
+# Lookup answers kept for the current revision: one per service, filter and rotation seen. Filters are
+# the client's, so the count is bounded; past it the cache starts over.
+_ANSWER_CACHE_SIZE = 10_000
+
+# What identifies a Lookup answer within one revision: service, tags, version, include_unhealthy,
+# limit, and the first instance of the rotation (the order follows from it).
+_AnswerKey = tuple[str, tuple[str, ...], str, bool, int, str]
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
@@ -39,6 +46,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         # Instances are immutable per revision, so their wire form is built once, not on every Lookup
         # (profiled: conversion was 14% of a Lookup's server CPU).
         self._wire_cache: dict[tuple[str, str, int], pb.ServiceInstance] = {}
+        # Whole Lookup answers of the revision `_answers_revision`: building a LookupResponse copies every
+        # instance message into it (about 70 us for 10 instances here, half a raw unary call), and
+        # between two registry changes the same service is answered with the same few orders.
+        self._answers: dict[_AnswerKey, pb.LookupResponse] = {}
+        self._answers_revision = -1
 
     def _wire(self, instance: Instance) -> pb.ServiceInstance:
         key = (instance.service, instance.instance_id, instance.revision)
@@ -82,14 +94,31 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
 
     @translate_errors
     async def Lookup(self, request: pb.LookupRequest, context: Context) -> pb.LookupResponse:
+        tags = tuple(request.tags)
         instances, revision = self._registry.lookup(
             request.service,
-            tags=tuple(request.tags),
+            tags=tags,
             version=request.version,
             include_unhealthy=request.include_unhealthy,
             limit=request.limit,
         )
-        return pb.LookupResponse(instances=[self._wire(i) for i in instances], revision=revision)
+        if revision != self._answers_revision or len(self._answers) >= _ANSWER_CACHE_SIZE:
+            self._answers.clear()
+            self._answers_revision = revision
+        key = (
+            request.service,
+            tags,
+            request.version,
+            request.include_unhealthy,
+            request.limit,
+            instances[0].instance_id if instances else "",
+        )
+        # Shared by every call that gets the same answer: grpc only serializes it, nothing mutates it.
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = pb.LookupResponse(instances=[self._wire(i) for i in instances], revision=revision)
+            self._answers[key] = answer
+        return answer
 
     @translate_errors
     async def ListServices(
