@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from control_plane.core.registry import Registry
-from control_plane.models import Instance
+from control_plane.models import Instance, RegistryChange
 from control_plane.servicers import convert
 from control_plane.servicers.errors import translate_errors
 from control_plane.servicers.scopes import OPEN, Scopes
@@ -51,6 +51,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         # between two registry changes the same service is answered with the same few orders.
         self._answers: dict[_AnswerKey, pb.LookupResponse] = {}
         self._answers_revision = -1
+        # Watch frames of the revision `_frames_revision`, by the revisions of the changes they carry:
+        # the watchers of one service wake together with the same batch, and the frame is built once
+        # for all of them instead of once per watcher.
+        self._frames: dict[tuple[int, ...], pb.WatchResponse] = {}
+        self._frames_revision = -1
 
     def _wire(self, instance: Instance) -> pb.ServiceInstance:
         key = (instance.service, instance.instance_id, instance.revision)
@@ -60,6 +65,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 self._wire_cache.clear()
             message = self._wire_cache[key] = convert.instance_to_proto(instance)
         return message
+
+    def _changes_frame(self, changes: list[RegistryChange], revision: int) -> pb.WatchResponse:
+        if revision != self._frames_revision:
+            self._frames.clear()
+            self._frames_revision = revision
+        key = tuple(c.revision for c in changes)
+        frame = self._frames.get(key)
+        if frame is None:
+            # Shared by every watcher sent the same batch: grpc only serializes it, nothing mutates it.
+            frame = pb.WatchResponse(revision=revision, changes=[convert.change_to_proto(c) for c in changes])
+            self._frames[key] = frame
+        return frame
 
     @translate_errors
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
@@ -140,9 +157,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 changes = await watcher.next_batch(self._progress_interval_s)
                 if changes:
                     # The queue was drained in one step, so the watcher is current up to the feed's revision.
-                    yield pb.WatchResponse(
-                        revision=self._registry.feed.revision,
-                        changes=[convert.change_to_proto(c) for c in changes],
-                    )
+                    yield self._changes_frame(changes, self._registry.feed.revision)
                 else:
                     yield pb.WatchResponse(revision=self._registry.feed.revision)
