@@ -53,6 +53,32 @@ async def test_closing_the_feed_ends_idle_watchers() -> None:
             await asyncio.wait_for(waiting, 5)
 
 
+async def test_a_waiting_watcher_has_its_change_one_loop_turn_after_the_publish() -> None:
+    # The commit-to-frame path of Watch: the read is woken directly, with no task in between
+    # (asyncio.wait_for over an Event took three turns before Python 3.12).
+    feed = ChangeFeed(history=10, watcher_bound=10)
+    with feed.watch("svc", None) as watcher:
+        waiting = asyncio.create_task(watcher.next_batch(30.0))
+        await asyncio.sleep(0)  # waits-on-purpose: one loop turn parks the read on its future
+        feed.publish(change(1))
+        await asyncio.sleep(0)  # waits-on-purpose: the one turn the woken read may take
+        assert waiting.done()
+        assert [c.revision for c in waiting.result()] == [1]
+
+
+async def test_a_cancelled_read_leaves_the_watcher_usable_and_an_idle_read_ends_empty() -> None:
+    feed = ChangeFeed(history=10, watcher_bound=10)
+    with feed.watch("", None) as watcher:
+        cancelled = asyncio.create_task(watcher.next_batch(30.0))
+        await asyncio.sleep(0)  # waits-on-purpose: one loop turn parks the read on its future
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert await watcher.next_batch(0.01) == []
+        feed.publish(change(1))
+        assert [c.revision for c in await watcher.next_batch(30.0)] == [1]
+
+
 async def test_concurrent_registrations_reach_a_watcher_in_order_without_gaps(client: Client) -> None:
     async with client.registry.watch() as stream:
         start = stream.revision

@@ -78,6 +78,34 @@ async def test_lookup_rotates_the_order(client: Client) -> None:
     assert firsts == {"i0", "i1", "i2"}
 
 
+async def test_repeated_lookups_follow_every_change_in_every_rotation(client: Client) -> None:
+    # Lookup answers are kept per revision (servicers/registry.py): each change must show at once,
+    # whichever rotation and filter a caller asks for.
+    await client.registry.register("cached", "127.0.0.1:1", instance_id="a", tags=["eu"])
+    await client.registry.register("cached", "127.0.0.1:2", instance_id="b")
+
+    def addresses(instances: list[Instance]) -> list[str]:
+        return sorted(i.address for i in instances)
+
+    for _ in range(4):
+        assert addresses(await client.registry.lookup("cached")) == ["127.0.0.1:1", "127.0.0.1:2"]
+        assert addresses(await client.registry.lookup("cached", tags=["eu"])) == ["127.0.0.1:1"]
+        assert len(await client.registry.lookup("cached", limit=1)) == 1
+
+    await client.registry.register("cached", "127.0.0.1:3", instance_id="b", tags=["eu"])
+    for _ in range(4):
+        assert addresses(await client.registry.lookup("cached")) == ["127.0.0.1:1", "127.0.0.1:3"]
+        assert addresses(await client.registry.lookup("cached", tags=["eu"])) == [
+            "127.0.0.1:1",
+            "127.0.0.1:3",
+        ]
+
+    await client.registry.deregister("cached", "a")
+    for _ in range(4):
+        assert addresses(await client.registry.lookup("cached")) == ["127.0.0.1:3"]
+        assert [i.instance_id for i in await client.registry.lookup("cached", limit=1)] == ["b"]
+
+
 async def test_a_lapsed_lease_evicts_and_watch_reports_why(client: Client) -> None:
     # The real clock's wiring: when exactly a lease lapses is tests/core/test_lease_timing.py's.
     async with client.registry.watch("lapse") as stream:

@@ -106,3 +106,24 @@ async def test_passing_again_restarts_the_critical_countdown(cores: Cores) -> No
     ]
     assert kept == 1
     assert downs(cores) == [(150.0, "critical_too_long")]
+
+
+async def test_lookup_without_filters_follows_each_health_change_and_removal(cores: Cores) -> None:
+    # Unfiltered lookups answer from a passing list kept as changes apply: it must follow each one.
+    registry = cores.registry
+    for instance_id in ("a", "b"):
+        await registry.register(Registration("svc", ADDRESS, instance_id=instance_id, ttl_s=3600.0))
+
+    def passing() -> list[str]:
+        return sorted(i.instance_id for i in registry.lookup("svc")[0])
+
+    assert passing() == ["a", "b"]
+    await registry.set_health(("svc", "a"), Health.CRITICAL)
+    assert passing() == ["b"]
+    assert sorted(i.instance_id for i in registry.lookup("svc", include_unhealthy=True)[0]) == ["a", "b"]
+    await registry.set_health(("svc", "b"), Health.CRITICAL)
+    assert registry.lookup("svc") == ([], registry.feed.revision)
+    await registry.set_health(("svc", "a"), Health.PASSING)
+    assert passing() == ["a"]
+    await registry.deregister("svc", "a")
+    assert passing() == []

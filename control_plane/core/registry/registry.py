@@ -76,6 +76,9 @@ class Registry:
         self._wait = wait  # times the expiry sweep on the `monotonic` clock
         self._services: dict[str, dict[str, Instance]] = {}
         self._sorted: dict[str, list[Instance]] = {}
+        # The passing members of each service, in the same order: what a Lookup without filters answers,
+        # kept as changes apply rather than filtered on every call.
+        self._passing: dict[str, list[Instance]] = {}
         self._rotation: dict[str, itertools.count[int]] = {}
         self._leases = Leases()
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
@@ -227,17 +230,22 @@ class Registry:
         candidates = self._sorted.get(service)
         if not candidates:
             return [], self.feed.revision
-        wanted_tags = set(tags)
-        matches = [
-            i
-            for i in candidates
-            if (include_unhealthy or i.health is Health.PASSING)
-            and (not wanted_tags or wanted_tags.issubset(i.tags))
-            and (version_filter is None or version_filter.matches(i.version))
-        ]
-        if matches:
-            start = next(self._rotation[service]) % len(matches)
-            matches = matches[start:] + matches[:start]
+        if not tags and version_filter is None:
+            matches = candidates if include_unhealthy else self._passing[service]
+        else:
+            wanted_tags = set(tags)
+            matches = [
+                i
+                for i in candidates
+                if (include_unhealthy or i.health is Health.PASSING)
+                and (not wanted_tags or wanted_tags.issubset(i.tags))
+                and (version_filter is None or version_filter.matches(i.version))
+            ]
+        if not matches:
+            return [], self.feed.revision
+        # A new list either way: `matches` may be the live view's own.
+        start = next(self._rotation[service]) % len(matches)
+        matches = matches[start:] + matches[:start]
         if limit:
             matches = matches[:limit]
         return matches, self.feed.revision
@@ -285,19 +293,24 @@ class Registry:
         service, instance_id = instance.key
         members = self._services.setdefault(service, {})
         members[instance_id] = instance
-        self._sorted[service] = [members[i] for i in sorted(members)]
+        self._sort(service, members)
         self._rotation.setdefault(service, itertools.count())
         self._leases.hold(instance.lease_id, instance.key)
+
+    def _sort(self, service: str, members: dict[str, Instance]) -> None:
+        ordered = self._sorted[service] = [members[i] for i in sorted(members)]
+        self._passing[service] = [i for i in ordered if i.health is Health.PASSING]
 
     def _drop(self, instance: Instance) -> None:
         service, instance_id = instance.key
         members = self._services.get(service, {})
         members.pop(instance_id, None)
         if members:
-            self._sorted[service] = [members[i] for i in sorted(members)]
+            self._sort(service, members)
         else:
             self._services.pop(service, None)
             self._sorted.pop(service, None)
+            self._passing.pop(service, None)
             self._rotation.pop(service, None)
         self._leases.drop(instance.lease_id)
 

@@ -18,14 +18,22 @@ class Watcher:
         self.service = service
         self._bound = bound
         self._pending: collections.deque[RegistryChange] = collections.deque()
-        self._ready = asyncio.Event()
+        # The future the reader waits on, if it waits: woken directly by `offer`, not through an
+        # Event under wait_for (which, before Python 3.12, runs the wait as a task of its own: two
+        # more turns of the loop between a commit and the watcher's frame, for every watcher).
+        self._waiter: asyncio.Future[None] | None = None
         self._overflowed = False
         self._closed = False
 
     def close(self) -> None:
         """End the watch: the next read raises Unavailable so the client reconnects and resumes."""
         self._closed = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def wants(self, change: RegistryChange) -> bool:
         """Whether this watcher's filter selects `change`."""
@@ -40,15 +48,21 @@ class Watcher:
             self._pending.clear()
         else:
             self._pending.append(change)
-        self._ready.set()
+        self._wake()
 
     async def next_batch(self, idle_timeout: float) -> list[RegistryChange]:
         """Every queued change (possibly none, after `idle_timeout` seconds of quiet)."""
         if not self._pending and not self._overflowed and not self._closed:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(idle_timeout, _expire, waiter)
             try:
-                await asyncio.wait_for(self._ready.wait(), idle_timeout)
-            except TimeoutError:
-                return []
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self._pending and not self._overflowed and not self._closed:
+                return []  # idle for `idle_timeout`
         if self._closed:
             raise Unavailable(
                 "the control plane is shutting down; resume the watch from the last revision seen"
@@ -57,10 +71,14 @@ class Watcher:
             raise ResourceExhausted(
                 f"watcher fell more than {self._bound} changes behind; resume from the last revision seen"
             )
-        self._ready.clear()
         batch = list(self._pending)
         self._pending.clear()
         return batch
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class ChangeFeed:
