@@ -93,6 +93,8 @@ _ADOPT_WAITS_EVERY_S = 10.0
 _RETAIN_EVERY_S = 60.0
 RETENTION_BATCH = 100
 DEFAULT_RETENTION_S = 30 * 86400.0
+# Task tokens whose check is remembered (see Workflows._verify_token): about the attempts in flight.
+_VERIFIED_TOKENS = 8192
 # Subject endings of the Bus events that end a process.
 _FINAL_EVENTS = tuple(
     f".{kind.value}"
@@ -174,6 +176,8 @@ class Workflows:
         self._background: set[asyncio.Task[Any]] = set()
         self._bus_waits = BusWaits(bus.log, self._offer_message)
         self._compiler = DefinitionCompiler()
+        # Task tokens signed or verified here -> (attempt key, service), oldest first, at most _VERIFIED_TOKENS.
+        self._verified: dict[str, tuple[str, str]] = {}
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
         # Where replicas share the store, processes by state are read from it (see WorkflowStats).
@@ -718,17 +722,31 @@ class Workflows:
         wire form adds the service that may report on it and a MAC over both, so a report proves
         that the control plane handed this attempt to a worker of that service.
         """
-        return self._signer.sign(f"{key}@{service}")
+        token = self._signer.sign(f"{key}@{service}")
+        self._remember_token(token, (key, service))
+        return token
+
+    def _remember_token(self, token: str, verified: tuple[str, str]) -> None:
+        verified_tokens = self._verified
+        verified_tokens[token] = verified
+        if len(verified_tokens) > _VERIFIED_TOKENS:
+            del verified_tokens[next(iter(verified_tokens))]
 
     def token_service(self, token: str) -> str:
         """The service a task token was issued to; INVALID_ARGUMENT when it was not issued here."""
         return self._verify_token(token)[1]
 
     def _verify_token(self, token: str) -> tuple[str, str]:
+        """(attempt key, service) of a task token; a token handed out or checked here lately is known
+        without its MAC computed again (a step's report was checked twice, its token signed once)."""
+        known = self._verified.get(token)
+        if known is not None:
+            return known
         text = self._signer.verify(token)
         key, at, service = (text or "").rpartition("@")
         if text is None or not at or parse_token(key) is None:
             raise InvalidArgument.field("task_token", "not a task token issued by this control plane")
+        self._remember_token(token, (key, service))
         return key, service
 
     def _parse_token(self, token: str) -> tuple[str, str, int, bool]:
