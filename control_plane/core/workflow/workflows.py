@@ -806,21 +806,15 @@ class Workflows:
             return await self._transact(work, self._wall())
 
     async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
-        """Commit `work`, then apply what follows in memory; shielded from the caller's cancellation.
+        """Commit `work`, then apply what follows in memory, even if the caller is cancelled meanwhile.
 
         A transaction handed to the store commits whatever becomes of its caller (a client that gives up
         cancels its RPC), so what follows the commit must happen too: else the worker's credit and the
-        tasks and timers it created would be known only to the store, until a restart.
+        tasks and timers it created would be known only to the store, until a restart. The store calls
+        `_after_commit` as the commit settles, so no task of its own is needed per transition.
         """
-
-        async def commit_and_follow() -> _Committed:
-            committed: _Committed = await self._store.wf_transact(work, now=now)
-            self._after_commit(committed)
-            return committed
-
-        done = asyncio.ensure_future(commit_and_follow())
-        done.add_done_callback(_seen)
-        return await asyncio.shield(done)
+        committed: _Committed = await self._store.wf_transact(work, now=now, follow=self._after_commit)
+        return committed
 
     def _relations(self, tx: WorkflowTx, *, reload_missing: bool) -> TxRelations:
         """What a transition in `tx` may do to other processes (start those its call steps run)."""
@@ -1027,12 +1021,6 @@ def _check_action(reason: str, step_id: str | None, value: tuple[str, Any, int] 
         violations += validate.check_json(value[0], value[1], value[2])
     if violations:
         raise InvalidArgument(violations)
-
-
-def _seen(done: asyncio.Future[Any]) -> None:
-    """Mark a shielded transition's failure as seen: its caller, if still there, gets it too."""
-    if not done.cancelled():
-        done.exception()
 
 
 def _log_unusable(version: DefinitionVersion, exc: InvalidArgument) -> None:
