@@ -35,3 +35,8 @@ def test_fill_sets_a_field_in_place() -> None:
     fill(message, {"name": "permit", "steps": [{"id": "a"}]})
 
     assert to_dict(message) == {"name": "permit", "steps": [{"id": "a"}]}
+
+
+def test_answer_struct_keys_that_are_not_strings_and_integers_beyond_64_bits() -> None:
+    assert to_dict(to_struct({1: "one", None: "nothing"})) == {"1": "one", "null": "nothing"}
+    assert to_dict(to_struct({"big": 2**70})) == {"big": float(2**70)}

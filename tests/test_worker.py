@@ -171,8 +171,10 @@ class GatedStore:
     def hold_next(self) -> None:
         self._armed = True
 
-    async def _wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
-        committing = asyncio.ensure_future(self._transact(work, now=now))
+    async def _wf_transact(
+        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+    ) -> T:
+        committing = asyncio.ensure_future(self._transact(work, now=now, follow=follow))
         if self._armed:
             self._armed = False
             self.entered.set()

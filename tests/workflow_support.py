@@ -124,11 +124,13 @@ class RefusingStore:
     def refuse(self, count: int, *, after: int = 0) -> None:
         self._left, self._spared = count, after
 
-    async def _wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+    async def _wf_transact(
+        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+    ) -> T:
         if self._spared > 0:
             self._spared -= 1
         elif self._left > 0:
             self._left -= 1
             self.refused += 1
             raise Unavailable("the store is unreachable: injected fault")
-        return await self._transact(work, now=now)
+        return await self._transact(work, now=now, follow=follow)

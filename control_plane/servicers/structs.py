@@ -13,7 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2
+
+# Keys that are not strings become strings, as the json module writes them ({1: x} -> {"1": x}).
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
@@ -33,7 +37,13 @@ def to_struct(value: Any) -> struct_pb2.Struct:
     if not isinstance(value, dict):
         value = {"value": value}
     # Round-trip through JSON: CEL results and stored records may hold tuples or other JSON-able types.
-    fill(message, json.loads(json.dumps(value, default=str)))
+    # orjson: this runs for every task handed out and every process answered, about 13x faster than the
+    # json module (a NaN or an infinity becomes null, as in the records the store keeps with orjson).
+    try:
+        plain = orjson.loads(orjson.dumps(value, default=str, option=_ORJSON_OPTIONS))
+    except (TypeError, orjson.JSONEncodeError):
+        plain = json.loads(json.dumps(value, default=str))  # an integer beyond 64 bits, which orjson refuses
+    fill(message, plain)
     return message
 
 

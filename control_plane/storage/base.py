@@ -303,8 +303,13 @@ class Store(Protocol):
 
     # -- Workflow -------------------------------------------------------------------------------
 
-    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
-        """Run a transition in one transaction (shared, group-committed with others); on disk when it returns."""
+    async def wf_transact(
+        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+    ) -> T:
+        """Run a transition in one transaction (shared, group-committed with others); on disk when it returns.
+
+        `follow` is called with the result on the event loop as soon as the transaction commits, even if
+        the caller was cancelled meanwhile (the transaction commits whatever becomes of its caller)."""
         ...
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:

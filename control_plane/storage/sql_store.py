@@ -348,7 +348,9 @@ class SqlStore:
 
     # -- Workflow: SQL in sql_workflow ------------------------------------------------------------
 
-    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
+    async def wf_transact(
+        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+    ) -> T:
         """Run a transition in one (group-committed) transaction; again if it lost a race with a replica."""
 
         def run(conn: Connection) -> T:
@@ -363,14 +365,14 @@ class SqlStore:
 
         for _ in range(_TRANSACT_ATTEMPTS - 1):
             try:
-                done: T = await self._writer.submit(run)
+                done: T = await self._writer.submit(run, follow)
                 return done
             except Exception as exc:
                 if not self.retryable(exc):
                     raise
                 self.stats.transactions_retried += 1
                 logger.info("transition conflicted with another replica (%s); running it again", exc)
-        last: T = await self._writer.submit(run)
+        last: T = await self._writer.submit(run, follow)
         return last
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:

@@ -27,6 +27,8 @@ from control_plane.storage.connection import Connection
 logger = logging.getLogger(__name__)
 
 Work = Callable[[Connection], Any]
+# Told of a write's result on the callers' loop as soon as it commits, whether or not its caller still waits.
+Follow = Callable[[Any], None]
 
 # Most writes a commit carries; bounds the latency a single batch adds to its first caller.
 _MAX_BATCH = 512
@@ -68,6 +70,7 @@ class Writer:
         self._max_pending = max_pending
         self._room = asyncio.Semaphore(max_pending)
         self._pending = 0
+        self._follows: dict[asyncio.Future[Any], Follow] = {}  # on the callers' loop only
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._closed = False
         self._thread.start()
@@ -77,8 +80,12 @@ class Writer:
         """Writes submitted and not yet committed (at most `max_pending`)."""
         return self._pending
 
-    async def submit(self, work: Work) -> Any:
-        """Run `work` in the next shared commit, once there is room in the queue."""
+    async def submit(self, work: Work, follow: Follow | None = None) -> Any:
+        """Run `work` in the next shared commit, once there is room in the queue.
+
+        `follow`, if given, is called with the result on this loop once the work has committed, even if
+        the caller was cancelled meanwhile: what must follow a commit in memory cannot depend on whether
+        the caller still waits (a task of its own per write cost the loop as much, per transition)."""
         if self._closed:
             raise Unavailable("the store is closed: the control plane is shutting down")
         if self._room.locked():
@@ -90,6 +97,8 @@ class Writer:
             raise Unavailable("the store is closed: the control plane is shutting down")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending += 1
+        if follow is not None:
+            self._follows[future] = follow
         self._queue.put((work, future))
         return await future
 
@@ -185,6 +194,12 @@ class Writer:
         """On the caller's loop: give the queue slot back, then the result to the caller."""
         self._pending -= 1
         self._room.release()
+        follow = self._follows.pop(future, None) if self._follows else None
+        if ok and follow is not None:
+            try:
+                follow(value)
+            except Exception:
+                logger.exception("what follows a commit failed")
         if future.cancelled():
             return
         if ok:

@@ -93,6 +93,8 @@ _ADOPT_WAITS_EVERY_S = 10.0
 _RETAIN_EVERY_S = 60.0
 RETENTION_BATCH = 100
 DEFAULT_RETENTION_S = 30 * 86400.0
+# Task tokens whose check is remembered (see Workflows._verify_token): about the attempts in flight.
+_VERIFIED_TOKENS = 8192
 # Subject endings of the Bus events that end a process.
 _FINAL_EVENTS = tuple(
     f".{kind.value}"
@@ -174,6 +176,8 @@ class Workflows:
         self._background: set[asyncio.Task[Any]] = set()
         self._bus_waits = BusWaits(bus.log, self._offer_message)
         self._compiler = DefinitionCompiler()
+        # Task tokens signed or verified here -> (attempt key, service), oldest first, at most _VERIFIED_TOKENS.
+        self._verified: dict[str, tuple[str, str]] = {}
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
         # Where replicas share the store, processes by state are read from it (see WorkflowStats).
@@ -718,17 +722,31 @@ class Workflows:
         wire form adds the service that may report on it and a MAC over both, so a report proves
         that the control plane handed this attempt to a worker of that service.
         """
-        return self._signer.sign(f"{key}@{service}")
+        token = self._signer.sign(f"{key}@{service}")
+        self._remember_token(token, (key, service))
+        return token
+
+    def _remember_token(self, token: str, verified: tuple[str, str]) -> None:
+        verified_tokens = self._verified
+        verified_tokens[token] = verified
+        if len(verified_tokens) > _VERIFIED_TOKENS:
+            del verified_tokens[next(iter(verified_tokens))]
 
     def token_service(self, token: str) -> str:
         """The service a task token was issued to; INVALID_ARGUMENT when it was not issued here."""
         return self._verify_token(token)[1]
 
     def _verify_token(self, token: str) -> tuple[str, str]:
+        """(attempt key, service) of a task token; a token handed out or checked here lately is known
+        without its MAC computed again (a step's report was checked twice, its token signed once)."""
+        known = self._verified.get(token)
+        if known is not None:
+            return known
         text = self._signer.verify(token)
         key, at, service = (text or "").rpartition("@")
         if text is None or not at or parse_token(key) is None:
             raise InvalidArgument.field("task_token", "not a task token issued by this control plane")
+        self._remember_token(token, (key, service))
         return key, service
 
     def _parse_token(self, token: str) -> tuple[str, str, int, bool]:
@@ -788,21 +806,15 @@ class Workflows:
             return await self._transact(work, self._wall())
 
     async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
-        """Commit `work`, then apply what follows in memory; shielded from the caller's cancellation.
+        """Commit `work`, then apply what follows in memory, even if the caller is cancelled meanwhile.
 
         A transaction handed to the store commits whatever becomes of its caller (a client that gives up
         cancels its RPC), so what follows the commit must happen too: else the worker's credit and the
-        tasks and timers it created would be known only to the store, until a restart.
+        tasks and timers it created would be known only to the store, until a restart. The store calls
+        `_after_commit` as the commit settles, so no task of its own is needed per transition.
         """
-
-        async def commit_and_follow() -> _Committed:
-            committed: _Committed = await self._store.wf_transact(work, now=now)
-            self._after_commit(committed)
-            return committed
-
-        done = asyncio.ensure_future(commit_and_follow())
-        done.add_done_callback(_seen)
-        return await asyncio.shield(done)
+        committed: _Committed = await self._store.wf_transact(work, now=now, follow=self._after_commit)
+        return committed
 
     def _relations(self, tx: WorkflowTx, *, reload_missing: bool) -> TxRelations:
         """What a transition in `tx` may do to other processes (start those its call steps run)."""
@@ -1009,12 +1021,6 @@ def _check_action(reason: str, step_id: str | None, value: tuple[str, Any, int] 
         violations += validate.check_json(value[0], value[1], value[2])
     if violations:
         raise InvalidArgument(violations)
-
-
-def _seen(done: asyncio.Future[Any]) -> None:
-    """Mark a shielded transition's failure as seen: its caller, if still there, gets it too."""
-    if not done.cancelled():
-        done.exception()
 
 
 def _log_unusable(version: DefinitionVersion, exc: InvalidArgument) -> None:
