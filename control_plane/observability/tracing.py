@@ -45,8 +45,13 @@ UNSET = Status()
 _VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
+@lru_cache(maxsize=16_384)
 def derived_span_id(*parts: object) -> int:
-    """A span id (64 bits, never 0) that is a function of `parts` only: the same on every replica, every day."""
+    """A span id (64 bits, never 0) that is a function of `parts` only: the same on every replica, every day.
+
+    Remembered for a while: a process's span ids are asked for again at each of its transitions (a
+    step's as its attempts' parent, the process's as every step's, an attempt's at dispatch and end).
+    """
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest) or 1
 
@@ -215,6 +220,7 @@ class FinishedSpans:
     def __init__(self, provider: TracerProvider, processors: Sequence[SpanProcessor], scope: str) -> None:
         self._resource = provider.resource
         self._sampler = provider.sampler
+        self._ids = provider.id_generator
         self._processors = tuple(processors)
         self._scope = InstrumentationScope(scope)
         self._decided: dict[tuple[int, int], bool] = {}
@@ -231,11 +237,31 @@ class FinishedSpans:
             self._decided[key] = decided
         return decided
 
+    def server_span(self, name: str, parent: SpanContext | None) -> tuple[SpanContext, bool]:
+        """The context of a new SERVER span `name`, child of `parent` (or a new trace's root), and
+        whether it is recorded: the ids and the sampler's decision a Tracer's `start_span` makes."""
+        if parent is None:
+            trace_id = self._ids.generate_trace_id()
+            decision = self._sampler.should_sample(None, trace_id, name, SpanKind.SERVER)
+            sampled = decision.decision.is_sampled()
+            flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+            if self._ids.is_trace_id_random():
+                flags |= TraceFlags.RANDOM_TRACE_ID
+            state = decision.trace_state or NO_STATE
+        else:
+            trace_id, sampled = parent.trace_id, self.sampled(parent)
+            flags = (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT) | (
+                parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
+            )
+            state = parent.trace_state
+        context = SpanContext(trace_id, self._ids.generate_span_id(), False, TraceFlags(flags), state)
+        return context, sampled
+
     def record(
         self,
         name: str,
         context: SpanContext,
-        parent: SpanContext,
+        parent: SpanContext | None,
         start_ns: int,
         end_ns: int,
         attributes: Attributes,
