@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from asyncio import CancelledError
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -43,7 +43,7 @@ _SERVER_ERRORS = frozenset(
 )
 
 
-def _caller(metadata: Sequence[tuple[str, str | bytes]] | None) -> SpanContext | None:
+def _caller(metadata: Iterable[tuple[str, Any]] | None) -> SpanContext | None:
     """The caller's span context from its `traceparent`/`tracestate` metadata; None when it sent none (or a bad one)."""
     parent = state = ""
     for key, value in metadata or ():

@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -34,6 +35,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
+
+if TYPE_CHECKING:
+    from control_plane.observability.otlp_encoding import EncodingBatchSpanProcessor
 
 PROPAGATOR = TraceContextTextMapPropagator()
 SCOPE = "hms-mgmt"  # the instrumentation scope of the control plane's own spans
@@ -120,6 +124,15 @@ def _make_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     return exporters
 
 
+def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+    """The SDK's batch processor; for our OTLP exporter, one that also takes spans already encoded."""
+    from control_plane.observability import otlp_encoding  # imported already if `exporter` is its
+
+    if isinstance(exporter, otlp_encoding.OTLPSpanExporter):
+        return otlp_encoding.EncodingBatchSpanProcessor(exporter)
+    return BatchSpanProcessor(exporter)
+
+
 def configure(default_service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Install the tracer provider the OTEL_* variables ask for (once per process); whether tracing is on.
 
@@ -138,7 +151,7 @@ def configure(default_service_name: str, environ: Mapping[str, str] | None = Non
     resource = Resource.create({} if named else {SERVICE_NAME: default_service_name})
     # The sampler comes from OTEL_TRACES_SAMPLER / _ARG (the SDK reads them when given none).
     provider = TracerProvider(resource=resource)
-    processors = tuple(BatchSpanProcessor(exporter) for exporter in _exporters(env))
+    processors = tuple(_batch(exporter) for exporter in _exporters(env))
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
@@ -224,6 +237,18 @@ class FinishedSpans:
         self._processors = tuple(processors)
         self._scope = InstrumentationScope(scope)
         self._decided: dict[tuple[int, int], bool] = {}
+        # The processors that take spans already encoded for OTLP (written once, here) and the others,
+        # which take ReadableSpans. otlp_encoding is loaded only if there are some of the first kind.
+        self._encoding: tuple[EncodingBatchSpanProcessor, ...] = ()
+        self._readable = self._processors
+        if any(type(p).__name__ == "EncodingBatchSpanProcessor" for p in self._processors):
+            from control_plane.observability import otlp_encoding
+
+            self._encoding = tuple(
+                p for p in self._processors if isinstance(p, otlp_encoding.EncodingBatchSpanProcessor)
+            )
+            self._readable = tuple(p for p in self._processors if p not in self._encoding)
+            self._encoder = otlp_encoding.SpanEncoder()  # used from the event loop's thread only
 
     def sampled(self, root: SpanContext) -> bool:
         """Whether the spans of `root`'s trace, made as its descendants, are recorded (the sampler's word)."""
@@ -243,7 +268,7 @@ class FinishedSpans:
         if parent is None:
             trace_id = self._ids.generate_trace_id()
             decision = self._sampler.should_sample(None, trace_id, name, SpanKind.SERVER)
-            sampled = decision.decision.is_sampled()
+            sampled = decision.decision is Decision.RECORD_AND_SAMPLE
             flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
             if self._ids.is_trace_id_random():
                 flags |= TraceFlags.RANDOM_TRACE_ID
@@ -271,6 +296,27 @@ class FinishedSpans:
         links: Sequence[Link] = (),
     ) -> None:
         """Hand the finished span `context` (child of `parent`) to the processors, to be exported."""
+        processors = self._processors
+        if self._encoding and context.trace_flags.sampled:
+            encoded = self._encoder.encoded(
+                self._resource,
+                self._scope,
+                context,
+                parent,
+                name,
+                kind,
+                start_ns,
+                end_ns,
+                attributes,
+                links,
+                status,
+            )
+            if encoded is not None:  # else a value OTLP cannot carry: the SDK's encoder skips it, logging
+                for encoding in self._encoding:
+                    encoding.on_encoded(encoded)
+                processors = self._readable
+        if not processors:
+            return
         span = ReadableSpan(
             name,
             context=context,
@@ -284,7 +330,7 @@ class FinishedSpans:
             end_time=end_ns,
             instrumentation_scope=self._scope,
         )
-        for processor in self._processors:
+        for processor in processors:
             processor.on_end(span)
 
 
