@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
@@ -47,6 +47,11 @@ _KINDS = {
     SpanKind.CONSUMER: 5,
 }
 _CACHED_ATTRIBUTES = 16_384
+_CACHED_NAMES = 4096
+# The kind field by the SpanKind's id (an Enum hashes in Python), and the flags field by whether the
+# parent is remote: constants of every span.
+_KIND_FIELDS = {id(kind): b"\x30" + _SMALL[number] for kind, number in _KINDS.items()}
+_TIMES = struct.Struct("<BQBQ").pack
 _UNBOUNDED = frozenset({dict, tuple, list, MappingProxyType})
 # Spans whose fields are read directly (the same values their properties return, without the calls).
 _PLAIN_SPANS = frozenset({ReadableSpan, SdkSpan})
@@ -127,6 +132,7 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._attributes: dict[tuple[bytes, str, type, Any], bytes] = {}
+        self._names: dict[str, bytes] = {}
 
     def request(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
         """An ExportTraceServiceRequest of `spans`, grouped by resource, then scope, as the SDK groups them.
@@ -238,22 +244,36 @@ class SpanEncoder:
         dropped_events: int = 0,
         dropped_links: int = 0,
     ) -> bytes:
-        """A Span message's payload from its fields (what `_span` reads off a ReadableSpan)."""
+        """A Span message's payload from its fields (what `_span` reads off a ReadableSpan).
+
+        Written for the shapes the control plane makes a few thousand times a second: the enums are
+        looked up by identity (an Enum's hash and `.value` are Python calls) and names are remembered.
+        """
         parts = [
-            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+            b"\x0a\x10"
+            + context.trace_id.to_bytes(16, "big")
+            + b"\x12\x08"
+            + context.span_id.to_bytes(8, "big")
         ]
         if context.trace_state:
             parts.append(_field(b"\x1a", _trace_state(context).encode()))
         if parent is not None:
             parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
         if name:
-            parts.append(_field(b"\x2a", name.encode()))
-        parts.append(b"\x30" + _SMALL[_KINDS[kind]])
-        if start:
-            parts.append(b"\x39" + _FIXED64(start))
-        if end:
-            parts.append(b"\x41" + _FIXED64(end))
+            written = self._names.get(name)
+            if written is None:
+                if len(self._names) >= _CACHED_NAMES:
+                    self._names.clear()
+                written = self._names[name] = _field(b"\x2a", name.encode())
+            parts.append(written)
+        parts.append(_KIND_FIELDS[id(kind)])
+        if start and end:
+            parts.append(_TIMES(0x39, start, 0x41, end))
+        else:
+            if start:
+                parts.append(b"\x39" + _FIXED64(start))
+            if end:
+                parts.append(b"\x41" + _FIXED64(end))
         if attributes:
             parts.append(self._attributes_of(attributes, b"\x4a"))
         if dropped_attributes:
@@ -267,16 +287,19 @@ class SpanEncoder:
         if dropped_links:
             parts.append(b"\x70" + _varint(dropped_links))
         if status is not None:
-            code = status.status_code.value
-            description = status.description
-            parts.append(
-                _field(
-                    b"\x7a",
-                    (_field(b"\x12", description.encode()) if description else b"")
-                    + (b"\x18" + _SMALL[code] if code else b""),
+            status_code, description = status.status_code, status.description
+            if status_code is StatusCode.UNSET and not description:
+                parts.append(b"\x7a\x00")
+            else:
+                code = 2 if status_code is StatusCode.ERROR else 1 if status_code is StatusCode.OK else 0
+                parts.append(
+                    _field(
+                        b"\x7a",
+                        (_field(b"\x12", description.encode()) if description else b"")
+                        + (b"\x18" + _SMALL[code] if code else b""),
+                    )
                 )
-            )
-        parts.append(b"\x85\x01" + _FIXED32(_flags(parent)))
+        parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
         return b"".join(parts)
 
     def _attributes_of(self, attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:
@@ -334,6 +357,10 @@ def _dropped(values: object) -> int:
 
 def _flags(parent: SpanContext | None) -> int:
     return _HAS_IS_REMOTE | _IS_REMOTE if parent is not None and parent.is_remote else _HAS_IS_REMOTE
+
+
+_LOCAL_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE)
+_REMOTE_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _trace_state(context: SpanContext) -> str:
