@@ -161,8 +161,13 @@ def _wrap(method: _Method, handler: Handler) -> Handler:
         ) -> AsyncIterator[Any]:
             call = begin(context)
             try:
-                async for response in _responses(inner_us(request, context)):
-                    yield response
+                # The handler's responses pass through here directly (one generator per message, not two).
+                result = inner_us(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        yield response
+                else:
+                    await result  # a handler that writes through its context
             except BaseException as exc:
                 finish(call, context, exc)
                 raise
@@ -198,8 +203,13 @@ def _wrap(method: _Method, handler: Handler) -> Handler:
     ) -> AsyncIterator[Any]:
         call = begin(context)
         try:
-            async for response in _responses(inner_ss(requests, context)):
-                yield response
+            # The handler's responses pass through here directly (one generator per message, not two).
+            result = inner_ss(requests, context)
+            if hasattr(result, "__aiter__"):
+                async for response in result:
+                    yield response
+            else:
+                await result  # a handler that writes through its context
         except BaseException as exc:
             finish(call, context, exc)
             raise
@@ -212,12 +222,3 @@ def _wrap(method: _Method, handler: Handler) -> Handler:
 
 def _behaviour(handler: Handler) -> object:
     return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-
-
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """A streaming handler's responses: it may be an async generator or a coroutine that writes."""
-    if hasattr(result, "__aiter__"):
-        async for response in result:
-            yield response
-    else:
-        await result

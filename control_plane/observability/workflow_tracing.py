@@ -39,7 +39,6 @@ from control_plane.observability.tracing import (
     child_context,
     derived_span_id,
     parse_traceparent,
-    traceparent,
 )
 
 _ENDS = {
@@ -79,7 +78,8 @@ def task_traceparent(task: TaskAttempt) -> str:
     if root is None:
         return ""
     span = attempt_span(task.process_id, task.step_id, task.attempt, task.compensation)
-    return traceparent(child_context(root, span))
+    # traceparent(child_context(root, span)), written directly: once per task handed to a worker.
+    return f"00-{root.trace_id:032x}-{span:016x}-{int(root.trace_flags):02x}"
 
 
 class WorkflowSpans:
