@@ -212,4 +212,4 @@ def test_finished_spans_written_once_export_as_the_sdk_encodes_them() -> None:
         assert len(kept.spans) == 3 and len(translated.requests) == 1  # the unsampled one neither
         assert translated.requests[0] == encode_spans(kept.spans)
     finally:
-        encoding.shutdown()
+        encoding.shutdown()  # type: ignore[no-untyped-call]

@@ -12,8 +12,10 @@ Spans whose ids must be the same whoever emits them and whenever (a step of a pr
 for weeks, across restarts, see workflow_tracing) are made whole after the fact by `FinishedSpans`,
 straight into the span processors: their ids, start and end are known when they are made, so the
 SDK's live-span machinery (sampler per span, id generator, attribute copies, span end) would be
-pure cost, paid on every step. The OTLP/gRPC exporter encodes with otlp_encoding (the request the
-SDK's encoder makes, field for field, for a fraction of its CPU).
+pure cost, paid on every step; the gRPC server spans are made the same way when each call ends. The
+OTLP/gRPC exporter encodes with otlp_encoding (the request the SDK's encoder makes, field for field,
+for a fraction of its CPU), and its batch processor takes finished spans already written as bytes:
+no ReadableSpan is made for them unless another exporter (console, OTLP/HTTP) wants one.
 """
 
 from __future__ import annotations
