@@ -177,25 +177,29 @@ def test_finished_spans_written_once_export_as_the_sdk_encodes_them() -> None:
     try:
         server, sampled = workflow.server_span("hms.mgmt.v1.Workflow/StartProcess", None)
         assert sampled and server.trace_flags.sampled and server.trace_id != parent.trace_id
-        workflow.record(
-            "hms.mgmt.v1.Workflow/StartProcess",
-            server,
-            None,
-            5,
-            9,
-            {"rpc.system": "grpc", "rpc.grpc.status_code": 0},
-            kind=SpanKind.SERVER,
-        )
-        workflow.record(
-            "step s1",
-            SpanContext(parent.trace_id, 0x1234, False, parent.trace_flags),
-            parent,
-            1_000,
-            2_000,
-            {"mgmt.process_id": "p-1", "mgmt.attempts": 1, "mgmt.retry": False, "x": 0.5},
-            status=Status(StatusCode.ERROR, "failed"),
-            kind=SpanKind.PRODUCER,
-        )
+        # Spans recorded in held() (the spans of one transition) are queued together when it ends.
+        with workflow.held():
+            workflow.record(
+                "hms.mgmt.v1.Workflow/StartProcess",
+                server,
+                None,
+                5,
+                9,
+                {"rpc.system": "grpc", "rpc.grpc.status_code": 0},
+                kind=SpanKind.SERVER,
+            )
+            workflow.record(
+                "step s1",
+                SpanContext(parent.trace_id, 0x1234, False, parent.trace_flags),
+                parent,
+                1_000,
+                2_000,
+                {"mgmt.process_id": "p-1", "mgmt.attempts": 1, "mgmt.retry": False, "x": 0.5},
+                status=Status(StatusCode.ERROR, "failed"),
+                kind=SpanKind.PRODUCER,
+            )
+            encoding.force_flush()
+            assert translated.requests == []
         bus.record(
             "deliver a.>",
             SpanContext(parent.trace_id, 0x99, False, parent.trace_flags),

@@ -48,6 +48,7 @@ _KINDS = {
 }
 _CACHED_ATTRIBUTES = 16_384
 _CACHED_NAMES = 4096
+_CACHEABLE = frozenset({str, int, float, bool})
 # The kind field by the SpanKind's id (an Enum hashes in Python), and the flags field by whether the
 # parent is remote: constants of every span.
 _KIND_FIELDS = {id(kind): b"\x30" + _SMALL[number] for kind, number in _KINDS.items()}
@@ -109,10 +110,12 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 class EncodedSpan:
-    """A finished span already written as a ScopeSpans' `spans` field, with what groups it in a request.
+    """Finished spans (one or a few, of one resource and scope) already written as ScopeSpans' `spans`
+    fields, with what groups them in a request.
 
-    What tracing.FinishedSpans hands a batch processor whose exporter is `OTLPSpanExporter`: the span
-    is written once, in the thread that made it, and never exists as a ReadableSpan. `context` is
+    What tracing.FinishedSpans hands a batch processor whose exporter is `OTLPSpanExporter`: each span
+    is written once, in the thread that made it, and never exists as a ReadableSpan; the spans that
+    one transition ends share one entry of the processor's queue. `context` (a sampled span's) is
     there for the batch processor, which reads its sampled flag.
     """
 
@@ -207,10 +210,8 @@ class SpanEncoder:
             _dropped(links),
         )
 
-    def encoded(
+    def written(
         self,
-        resource: Resource,
-        scope: InstrumentationScope,
         context: SpanContext,
         parent: SpanContext | None,
         name: str,
@@ -220,13 +221,15 @@ class SpanEncoder:
         attributes: Mapping[str, Any] | None,
         links: Sequence[Link],
         status: Status,
-    ) -> EncodedSpan | None:
-        """A finished span written once for its export; None if it holds a value OTLP does not allow."""
+    ) -> bytes | None:
+        """A finished span written once as a ScopeSpans' `spans` field; None if it holds a value OTLP does
+        not allow (the SDK's encoder then gets it as a ReadableSpan, and skips what it cannot write)."""
         try:
-            payload = self.span(context, parent, name, kind, start, end, attributes, (), links, status)
+            return _field(
+                b"\x12", self.span(context, parent, name, kind, start, end, attributes, (), links, status)
+            )
         except _Unsupported:
             return None
-        return EncodedSpan(context, _field(b"\x12", payload), resource, scope)
 
     def span(
         self,
@@ -309,7 +312,7 @@ class SpanEncoder:
         cache = self._attributes
         parts = []
         for key, value in attributes.items():
-            if not isinstance(value, str | int | float):
+            if type(value) not in _CACHEABLE:  # (a str subclass, an enum, is written, not remembered)
                 parts.append(_field(tag, _key_value(key, value)))
                 continue
             cache_key = (tag, key, type(value), value)

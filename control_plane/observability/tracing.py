@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -251,6 +252,11 @@ class FinishedSpans:
             )
             self._readable = tuple(p for p in self._processors if p not in self._encoding)
             self._encoder = otlp_encoding.SpanEncoder()  # used from the event loop's thread only
+            self._encoded = otlp_encoding.EncodedSpan
+        self._held = 0
+        self._hold = _Hold(self)
+        self._pending: list[bytes] = []
+        self._pending_context: SpanContext | None = None
 
     def sampled(self, root: SpanContext) -> bool:
         """Whether the spans of `root`'s trace, made as its descendants, are recorded (the sampler's word)."""
@@ -263,6 +269,27 @@ class FinishedSpans:
                 self._decided.clear()  # a bound, not a cache policy: re-asking costs one call
             self._decided[key] = decided
         return decided
+
+    def held(self) -> AbstractContextManager[None]:
+        """Spans recorded inside are queued for export together when it ends: one entry of the batch
+        processor's queue (its lock, its fork check, a system call) for the spans of a transition."""
+        return self._hold
+
+    def _enter(self) -> None:
+        self._held += 1
+
+    def _exit(self) -> None:
+        self._held -= 1
+        if not self._held:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending or self._pending_context is None:
+            return
+        encoded = self._encoded(self._pending_context, b"".join(self._pending), self._resource, self._scope)
+        self._pending.clear()
+        for encoding in self._encoding:
+            encoding.on_encoded(encoded)
 
     def server_span(self, name: str, parent: SpanContext | None) -> tuple[SpanContext, bool]:
         """The context of a new SERVER span `name`, child of `parent` (or a new trace's root), and
@@ -300,22 +327,14 @@ class FinishedSpans:
         """Hand the finished span `context` (child of `parent`) to the processors, to be exported."""
         processors = self._processors
         if self._encoding and context.trace_flags.sampled:
-            encoded = self._encoder.encoded(
-                self._resource,
-                self._scope,
-                context,
-                parent,
-                name,
-                kind,
-                start_ns,
-                end_ns,
-                attributes,
-                links,
-                status,
+            written = self._encoder.written(
+                context, parent, name, kind, start_ns, end_ns, attributes, links, status
             )
-            if encoded is not None:  # else a value OTLP cannot carry: the SDK's encoder skips it, logging
-                for encoding in self._encoding:
-                    encoding.on_encoded(encoded)
+            if written is not None:  # else a value OTLP cannot carry: the SDK's encoder skips it, logging
+                self._pending.append(written)
+                self._pending_context = context
+                if not self._held:
+                    self._flush()
                 processors = self._readable
         if not processors:
             return
@@ -334,6 +353,21 @@ class FinishedSpans:
         )
         for processor in processors:
             processor.on_end(span)
+
+
+class _Hold(AbstractContextManager[None]):
+    """FinishedSpans.held(): a plain context manager, reused (this runs at every transition)."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: FinishedSpans) -> None:
+        self._spans = spans
+
+    def __enter__(self) -> None:
+        self._spans._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._spans._exit()
 
 
 def finished_spans(scope: str = SCOPE) -> FinishedSpans | None:

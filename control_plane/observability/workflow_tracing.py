@@ -99,8 +99,9 @@ class WorkflowSpans:
         root = parse_traceparent(record.trace_parent)
         if root is None or not root.trace_flags.sampled or not self._spans.sampled(root):
             return
-        for event in events:
-            self._event(record, root, event, definition)
+        with self._spans.held():  # the spans this transition ends, queued for export together
+            for event in events:
+                self._event(record, root, event, definition)
 
     def _event(
         self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
