@@ -13,7 +13,6 @@ import grpc
 from envoy.service.status.v3 import csds_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from control_plane import security
@@ -178,9 +177,9 @@ async def running(settings: Settings) -> AsyncIterator[App]:
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if tracing.enabled():
             # Only when the OTEL_* variables turned tracing on (tracing.configure): otherwise no cost.
-            interceptors.append(TracingInterceptor(trace.get_tracer(tracing.SCOPE)))
             finished = tracing.finished_spans()
             if finished is not None:
+                interceptors.append(TracingInterceptor(finished))
                 workflows.transition_observers.append(WorkflowSpans(finished).on_transition)
         if metrics is not None:
             # Outermost, so refused calls (UNAUTHENTICATED, PERMISSION_DENIED) are counted too.

@@ -16,10 +16,19 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from control_plane.observability.otlp_encoding import OTLPSpanExporter, SpanEncoder
+from control_plane.observability.otlp_encoding import (
+    EncodingBatchSpanProcessor,
+    OTLPSpanExporter,
+    SpanEncoder,
+)
 from control_plane.observability.tracing import FinishedSpans, as_parent, parse_traceparent
 
 
@@ -138,3 +147,73 @@ def test_the_exporter_hands_grpc_the_sdk_request_and_falls_back_on_values_it_doe
         assert exporter._translate_data([odd]) is not None
     finally:
         exporter.shutdown()
+
+
+class _Translated(OTLPSpanExporter):
+    """Our exporter, keeping the requests it would send instead of sending them."""
+
+    def __init__(self) -> None:
+        super().__init__(endpoint="http://127.0.0.1:9", insecure=True)
+        self.requests: list[ExportTraceServiceRequest] = []
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.requests.append(self._translate_data(spans))
+        return SpanExportResult.SUCCESS
+
+
+def test_finished_spans_written_once_export_as_the_sdk_encodes_them() -> None:
+    kept, translated = _Kept(), _Translated()
+    provider = _provider("mgmt", kept)
+    encoding = EncodingBatchSpanProcessor(translated)
+    assert isinstance(encoding, BatchSpanProcessor)
+    # Beside it a processor of ReadableSpans (what a console exporter would get): the same spans.
+    processors = [encoding, SimpleSpanProcessor(kept)]
+    workflow, bus = (
+        FinishedSpans(provider, processors, "hms-mgmt"),
+        FinishedSpans(provider, processors, "bus"),
+    )
+    parent = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    assert parent is not None
+    try:
+        server, sampled = workflow.server_span("hms.mgmt.v1.Workflow/StartProcess", None)
+        assert sampled and server.trace_flags.sampled and server.trace_id != parent.trace_id
+        # Spans recorded in held() (the spans of one transition) are queued together when it ends.
+        with workflow.held():
+            workflow.record(
+                "hms.mgmt.v1.Workflow/StartProcess",
+                server,
+                None,
+                5,
+                9,
+                {"rpc.system": "grpc", "rpc.grpc.status_code": 0},
+                kind=SpanKind.SERVER,
+            )
+            workflow.record(
+                "step s1",
+                SpanContext(parent.trace_id, 0x1234, False, parent.trace_flags),
+                parent,
+                1_000,
+                2_000,
+                {"mgmt.process_id": "p-1", "mgmt.attempts": 1, "mgmt.retry": False, "x": 0.5},
+                status=Status(StatusCode.ERROR, "failed"),
+                kind=SpanKind.PRODUCER,
+            )
+            encoding.force_flush()
+            assert translated.requests == []
+        bus.record(
+            "deliver a.>",
+            SpanContext(parent.trace_id, 0x99, False, parent.trace_flags),
+            parent,
+            3,
+            3,
+            {"messaging.system": "hms-mgmt"},
+            kind=SpanKind.CONSUMER,
+            links=[Link(parent, {"messaging.message.id": "7"})],
+        )
+        unsampled = SpanContext(parent.trace_id, 0x77, False, TraceFlags(0))
+        workflow.record("not sampled", unsampled, parent, 1, 2, {})
+        encoding.force_flush()
+        assert len(kept.spans) == 3 and len(translated.requests) == 1  # the unsampled one neither
+        assert translated.requests[0] == encode_spans(kept.spans)
+    finally:
+        encoding.shutdown()  # type: ignore[no-untyped-call]

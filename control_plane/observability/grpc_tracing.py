@@ -1,23 +1,31 @@
 """A server span per RPC, continuing the caller's W3C `traceparent` metadata (OpenTelemetry semantics).
 
 Installed only when tracing is on (see tracing.configure): with tracing off the server has no such
-interceptor at all, so the cost is nil. The span is current while the handler runs, so what the
-handler starts (a process, a published message) knows the caller's trace.
+interceptor at all, so the cost is nil. The span's context is current while the handler runs, so
+what the handler starts (a process, a published message) knows the caller's trace.
+
+The span is made whole when the call ends (tracing.FinishedSpans), not started and ended through
+the SDK's Tracer: its start, end, attributes and status are all known by then, and the SDK's live
+span (a lock, a copy of the attributes, a lock again to set the status code and to end it) would be
+paid on every call, a unary CompleteTask for every step of every process. The ids and the sampling
+decision are the Tracer's (the provider's id generator and sampler). Each method's handler is
+wrapped once, not once per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from asyncio import CancelledError
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from opentelemetry.util.types import Attributes
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
-from control_plane.observability.tracing import as_parent, parse_traceparent
+from control_plane.observability.tracing import UNSET, FinishedSpans, parse_traceparent
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -33,140 +41,184 @@ _SERVER_ERRORS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
-_CARRIED = ("traceparent", "tracestate")
 
 
-def _caller(metadata: Sequence[tuple[str, str | bytes]] | None) -> Context | None:
-    """The caller's context from its `traceparent`/`tracestate` metadata; None when it sent none (or a bad one)."""
-    carrier = {key: value for key, value in metadata or () if key in _CARRIED and isinstance(value, str)}
-    caller = parse_traceparent(carrier.get("traceparent", ""), carrier.get("tracestate", ""))
-    return as_parent(caller) if caller is not None else None
+def _caller(metadata: Iterable[tuple[str, Any]] | None) -> SpanContext | None:
+    """The caller's span context from its `traceparent`/`tracestate` metadata; None when it sent none (or a bad one)."""
+    parent = state = ""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            parent = value
+        elif key == "tracestate" and isinstance(value, str):
+            state = value
+    return parse_traceparent(parent, state) if parent else None
+
+
+class _Call:
+    """One call's server span while it runs: its context (current in the handler) and when it began."""
+
+    __slots__ = ("begun", "context", "parent", "recorded", "token")
+
+    def __init__(self, spans: FinishedSpans, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self.parent = _caller(context.invocation_metadata())
+        self.context, self.recorded = spans.server_span(name, self.parent)
+        self.begun = time.time_ns()
+        self.token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(self.context)))
+
+
+class _Method:
+    """A served method's span name and attributes, and how a call of it ends its span."""
+
+    def __init__(self, spans: FinishedSpans, method: str) -> None:
+        service, _, name = method.lstrip("/").partition("/")
+        self.name = f"{service}/{name}"
+        self._attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        self._spans = spans
+
+    def begin(self, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+        return _Call(self._spans, self.name, context)
+
+    def finish(
+        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None
+    ) -> None:
+        otel_context.detach(call.token)
+        if not call.recorded:
+            return
+        code = context.code()
+        if not isinstance(code, grpc.StatusCode):
+            code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+        status = UNSET
+        if code in _SERVER_ERRORS:
+            unexpected = error is not None and not isinstance(error, grpc.aio.AbortError | CancelledError)
+            details = f"{type(error).__name__}: {error}" if unexpected else context.details()
+            status = Status(StatusCode.ERROR, details or code.name)
+        self._spans.record(
+            self.name,
+            call.context,
+            call.parent,
+            call.begun,
+            time.time_ns(),
+            {**self._attributes, "rpc.grpc.status_code": code.value[0]},
+            kind=SpanKind.SERVER,
+            status=status,
+        )
 
 
 class TracingInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps each call's handler in a SERVER span named `package.Service/Method`."""
+    """Wraps each method's handler (once per method, cached) in a SERVER span per call, named `package.Service/Method`."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
-        self._methods: dict[str, tuple[str, Attributes]] = {}  # span name and attributes, by method
+    def __init__(self, spans: FinishedSpans) -> None:
+        self._spans = spans
+        self._wrapped: dict[str, tuple[object, Handler]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        """The method's handler, wrapped for this call (it carries this call's metadata)."""
+        """The method's handler, wrapped with its span (the caller's context is read from each call)."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata
-        return self._wrap(method, handler, _caller(metadata))
+        inner = _behaviour(handler)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is inner:
+            return cached[1]
+        wrapped = _wrap(_Method(self._spans, method), handler)
+        # Served methods keep one handler for the server's life; a handler made for one call (a token
+        # refusal) is wrapped for that call only, so the cache cannot grow with traffic.
+        if cached is None:
+            self._wrapped[method] = (inner, wrapped)
+        return wrapped
 
-    def _start(self, method: str, parent: Context | None) -> Span:
-        named = self._methods.get(method)
-        if named is None:
-            service, _, name = method.lstrip("/").partition("/")
-            attributes: Attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-            named = self._methods[method] = (f"{service}/{name}", attributes)
-        # The SDK copies the attributes into the span: one dict per method serves every call.
-        return self._tracer.start_span(named[0], context=parent, kind=SpanKind.SERVER, attributes=named[1])
 
-    def _wrap(self, method: str, handler: Handler, parent: Context | None) -> Handler:
-        start = self._start
+def _wrap(method: _Method, handler: Handler) -> Handler:
+    begin, finish = method.begin, method.finish
 
-        if not handler.request_streaming and not handler.response_streaming:
-            inner_uu: Any = handler.unary_unary
+    if not handler.request_streaming and not handler.response_streaming:
+        inner_uu: Any = handler.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                span = start(method, parent)
-                with trace.use_span(span, end_on_exit=False):
-                    try:
-                        response = await inner_uu(request, context)
-                    except BaseException as exc:
-                        _finish(span, context, exc)
-                        raise
-                _finish(span, context, None)
-                return response
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = begin(context)
+            try:
+                response = await inner_uu(request, context)
+            except BaseException as exc:
+                finish(call, context, exc)
+                raise
+            finish(call, context, None)
+            return response
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-
-        if not handler.request_streaming:
-            inner_us: Any = handler.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                span = start(method, parent)
-                with trace.use_span(span, end_on_exit=False):
-                    try:
-                        async for response in _responses(inner_us(request, context)):
-                            yield response
-                    except BaseException as exc:
-                        _finish(span, context, exc)
-                        raise
-                _finish(span, context, None)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-
-        if not handler.response_streaming:
-            inner_su: Any = handler.stream_unary
-
-            async def stream_unary(
-                requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-            ) -> Any:
-                span = start(method, parent)
-                with trace.use_span(span, end_on_exit=False):
-                    try:
-                        response = await inner_su(requests, context)
-                    except BaseException as exc:
-                        _finish(span, context, exc)
-                        raise
-                _finish(span, context, None)
-                return response
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(
-            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            span = start(method, parent)
-            with trace.use_span(span, end_on_exit=False):
-                try:
-                    async for response in _responses(inner_ss(requests, context)):
-                        yield response
-                except BaseException as exc:
-                    _finish(span, context, exc)
-                    raise
-            _finish(span, context, None)
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
         )
 
+    if not handler.request_streaming:
+        inner_us: Any = handler.unary_stream
 
-def _finish(span: Span, context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> None:
-    code = context.code()
-    if not isinstance(code, grpc.StatusCode):
-        code = grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
-    if code in _SERVER_ERRORS:
-        span.set_status(Status(StatusCode.ERROR, context.details() or code.name))
-    span.end()
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            call = begin(context)
+            try:
+                # The handler's responses pass through here directly (one generator per message, not two).
+                result = inner_us(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        yield response
+                else:
+                    await result  # a handler that writes through its context
+            except BaseException as exc:
+                finish(call, context, exc)
+                raise
+            finish(call, context, None)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+
+    if not handler.response_streaming:
+        inner_su: Any = handler.stream_unary
+
+        async def stream_unary(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Any:
+            call = begin(context)
+            try:
+                response = await inner_su(requests, context)
+            except BaseException as exc:
+                finish(call, context, exc)
+                raise
+            finish(call, context, None)
+            return response
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )
+
+    inner_ss: Any = handler.stream_stream
+
+    async def stream_stream(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        call = begin(context)
+        try:
+            # The handler's responses pass through here directly (one generator per message, not two).
+            result = inner_ss(requests, context)
+            if hasattr(result, "__aiter__"):
+                async for response in result:
+                    yield response
+            else:
+                await result  # a handler that writes through its context
+        except BaseException as exc:
+            finish(call, context, exc)
+            raise
+        finish(call, context, None)
+
+    return grpc.stream_stream_rpc_method_handler(
+        stream_stream, handler.request_deserializer, handler.response_serializer
+    )
 
 
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """A streaming handler's responses: it may be an async generator or a coroutine that writes."""
-    if hasattr(result, "__aiter__"):
-        async for response in result:
-            yield response
-    else:
-        await result
+def _behaviour(handler: Handler) -> object:
+    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream

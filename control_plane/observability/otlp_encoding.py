@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from types import MappingProxyType
+from typing import Any, cast
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as SdkOTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
@@ -42,6 +47,15 @@ _KINDS = {
     SpanKind.CONSUMER: 5,
 }
 _CACHED_ATTRIBUTES = 16_384
+_CACHED_NAMES = 4096
+_CACHEABLE = frozenset({str, int, float, bool})
+# The kind field by the SpanKind's id (an Enum hashes in Python), and the flags field by whether the
+# parent is remote: constants of every span.
+_KIND_FIELDS = {id(kind): b"\x30" + _SMALL[number] for kind, number in _KINDS.items()}
+_TIMES = struct.Struct("<BQBQ").pack
+_UNBOUNDED = frozenset({dict, tuple, list, MappingProxyType})
+# Spans whose fields are read directly (the same values their properties return, without the calls).
+_PLAIN_SPANS = frozenset({ReadableSpan, SdkSpan})
 
 
 class _Unsupported(Exception):
@@ -95,13 +109,35 @@ def _key_value(key: str, value: Any) -> bytes:
     return _field(b"\x0a", key.encode()) + _field(b"\x12", _value(value))
 
 
+class EncodedSpan:
+    """Finished spans (one or a few, of one resource and scope) already written as ScopeSpans' `spans`
+    fields, with what groups them in a request.
+
+    What tracing.FinishedSpans hands a batch processor whose exporter is `OTLPSpanExporter`: each span
+    is written once, in the thread that made it, and never exists as a ReadableSpan; the spans that
+    one transition ends share one entry of the processor's queue. `context` (a sampled span's) is
+    there for the batch processor, which reads its sampled flag.
+    """
+
+    __slots__ = ("context", "instrumentation_scope", "payload", "resource")
+
+    def __init__(
+        self, context: SpanContext, payload: bytes, resource: Resource, scope: InstrumentationScope
+    ) -> None:
+        self.context = context
+        self.payload = payload
+        self.resource = resource
+        self.instrumentation_scope = scope
+
+
 class SpanEncoder:
     """Writes export requests; remembers the encoded attributes it met lately (used from one thread)."""
 
     def __init__(self) -> None:
         self._attributes: dict[tuple[bytes, str, type, Any], bytes] = {}
+        self._names: dict[str, bytes] = {}
 
-    def request(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def request(self, spans: Sequence[ReadableSpan | EncodedSpan]) -> bytes:
         """An ExportTraceServiceRequest of `spans`, grouped by resource, then scope, as the SDK groups them.
 
         Raises _Unsupported for a span holding a value of a type OpenTelemetry does not allow.
@@ -128,7 +164,8 @@ class SpanEncoder:
                 if s == len(scopes):
                     scopes.append(scope)
                 canonical_scope[id(scope)] = s
-            groups.setdefault(r, {}).setdefault(s, []).append(_field(b"\x12", self._span(span)))
+            written = span.payload if isinstance(span, EncodedSpan) else _field(b"\x12", self._span(span))
+            groups.setdefault(r, {}).setdefault(s, []).append(written)
         out = []
         for r, by_scope in groups.items():
             resource = resources[r]
@@ -145,49 +182,127 @@ class SpanEncoder:
         return b"".join(out)
 
     def _span(self, span: ReadableSpan) -> bytes:
-        context = span.get_span_context()
+        if type(span) in _PLAIN_SPANS:
+            # The SDK's own spans, read from their fields: its properties (and the ABC isinstance checks
+            # behind each dropped_* count) cost more than the writing, once per span per field.
+            context, parent, name, kind = span._context, span._parent, span._name, span._kind
+            start, end, attributes, events = span._start_time, span._end_time, span._attributes, span._events
+            links, status = span._links, span._status
+        else:
+            context, parent, name, kind = span.get_span_context(), span.parent, span.name, span.kind
+            start, end, attributes, events = span.start_time, span.end_time, span.attributes, span.events
+            links, status = span.links, span.status
         if context is None:
             raise _Unsupported(span)
-        parent = span.parent
+        return self.span(
+            context,
+            parent,
+            name,
+            kind,
+            start,
+            end,
+            attributes,
+            events,
+            links,
+            status,
+            _dropped(attributes),
+            _dropped(events),
+            _dropped(links),
+        )
+
+    def written(
+        self,
+        context: SpanContext,
+        parent: SpanContext | None,
+        name: str,
+        kind: SpanKind,
+        start: int,
+        end: int,
+        attributes: Mapping[str, Any] | None,
+        links: Sequence[Link],
+        status: Status,
+    ) -> bytes | None:
+        """A finished span written once as a ScopeSpans' `spans` field; None if it holds a value OTLP does
+        not allow (the SDK's encoder then gets it as a ReadableSpan, and skips what it cannot write)."""
+        try:
+            return _field(
+                b"\x12", self.span(context, parent, name, kind, start, end, attributes, (), links, status)
+            )
+        except _Unsupported:
+            return None
+
+    def span(
+        self,
+        context: SpanContext,
+        parent: SpanContext | None,
+        name: str,
+        kind: SpanKind,
+        start: int | None,
+        end: int | None,
+        attributes: Mapping[str, Any] | None,
+        events: Sequence[Event] = (),
+        links: Sequence[Link] = (),
+        status: Status | None = None,
+        dropped_attributes: int = 0,
+        dropped_events: int = 0,
+        dropped_links: int = 0,
+    ) -> bytes:
+        """A Span message's payload from its fields (what `_span` reads off a ReadableSpan).
+
+        Written for the shapes the control plane makes a few thousand times a second: the enums are
+        looked up by identity (an Enum's hash and `.value` are Python calls) and names are remembered.
+        """
         parts = [
-            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+            b"\x0a\x10"
+            + context.trace_id.to_bytes(16, "big")
+            + b"\x12\x08"
+            + context.span_id.to_bytes(8, "big")
         ]
         if context.trace_state:
             parts.append(_field(b"\x1a", _trace_state(context).encode()))
         if parent is not None:
             parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-        if span.name:
-            parts.append(_field(b"\x2a", span.name.encode()))
-        parts.append(b"\x30" + _SMALL[_KINDS[span.kind]])
-        if span.start_time:
-            parts.append(b"\x39" + _FIXED64(span.start_time))
-        if span.end_time:
-            parts.append(b"\x41" + _FIXED64(span.end_time))
-        if span.attributes:
-            parts.append(self._attributes_of(span.attributes, b"\x4a"))
-        if span.dropped_attributes:
-            parts.append(b"\x50" + _varint(span.dropped_attributes))
-        for event in span.events:
+        if name:
+            written = self._names.get(name)
+            if written is None:
+                if len(self._names) >= _CACHED_NAMES:
+                    self._names.clear()
+                written = self._names[name] = _field(b"\x2a", name.encode())
+            parts.append(written)
+        parts.append(_KIND_FIELDS[id(kind)])
+        if start and end:
+            parts.append(_TIMES(0x39, start, 0x41, end))
+        else:
+            if start:
+                parts.append(b"\x39" + _FIXED64(start))
+            if end:
+                parts.append(b"\x41" + _FIXED64(end))
+        if attributes:
+            parts.append(self._attributes_of(attributes, b"\x4a"))
+        if dropped_attributes:
+            parts.append(b"\x50" + _varint(dropped_attributes))
+        for event in events:
             parts.append(_field(b"\x5a", self._event(event)))
-        if span.dropped_events:
-            parts.append(b"\x60" + _varint(span.dropped_events))
-        for link in span.links:
+        if dropped_events:
+            parts.append(b"\x60" + _varint(dropped_events))
+        for link in links:
             parts.append(_field(b"\x6a", self._link(link)))
-        if span.dropped_links:
-            parts.append(b"\x70" + _varint(span.dropped_links))
-        status = span.status
+        if dropped_links:
+            parts.append(b"\x70" + _varint(dropped_links))
         if status is not None:
-            code = status.status_code.value
-            description = status.description
-            parts.append(
-                _field(
-                    b"\x7a",
-                    (_field(b"\x12", description.encode()) if description else b"")
-                    + (b"\x18" + _SMALL[code] if code else b""),
+            status_code, description = status.status_code, status.description
+            if status_code is StatusCode.UNSET and not description:
+                parts.append(b"\x7a\x00")
+            else:
+                code = 2 if status_code is StatusCode.ERROR else 1 if status_code is StatusCode.OK else 0
+                parts.append(
+                    _field(
+                        b"\x7a",
+                        (_field(b"\x12", description.encode()) if description else b"")
+                        + (b"\x18" + _SMALL[code] if code else b""),
+                    )
                 )
-            )
-        parts.append(b"\x85\x01" + _FIXED32(_flags(parent)))
+        parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
         return b"".join(parts)
 
     def _attributes_of(self, attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:
@@ -197,7 +312,7 @@ class SpanEncoder:
         cache = self._attributes
         parts = []
         for key, value in attributes.items():
-            if not isinstance(value, str | int | float):
+            if type(value) not in _CACHEABLE:  # (a str subclass, an enum, is written, not remembered)
                 parts.append(_field(tag, _key_value(key, value)))
                 continue
             cache_key = (tag, key, type(value), value)
@@ -227,14 +342,28 @@ class SpanEncoder:
             b"\x12\x08" + context.span_id.to_bytes(8, "big"),
             self._attributes_of(link.attributes, b"\x22"),
         ]
-        if link.dropped_attributes:
-            parts.append(b"\x28" + _varint(link.dropped_attributes))
+        if dropped := _dropped(link.attributes):
+            parts.append(b"\x28" + _varint(dropped))
         parts.append(b"\x35" + _FIXED32(_flags(context)))
         return b"".join(parts)
 
 
+def _dropped(values: object) -> int:
+    """What a span's attributes, events or links dropped: a BoundedAttributes' or BoundedList's count, as
+    the SDK's `dropped_*` properties say (0 for a plain dict or sequence, checked first: it is cheaper)."""
+    if values is None or type(values) in _UNBOUNDED:
+        return 0
+    if isinstance(values, BoundedAttributes | BoundedList):
+        return values.dropped
+    return 0
+
+
 def _flags(parent: SpanContext | None) -> int:
     return _HAS_IS_REMOTE | _IS_REMOTE if parent is not None and parent.is_remote else _HAS_IS_REMOTE
+
+
+_LOCAL_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE)
+_REMOTE_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _trace_state(context: SpanContext) -> str:
@@ -253,6 +382,22 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
     return b"".join(parts)
 
 
+class EncodingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor in front of `OTLPSpanExporter`, taking spans already written as well.
+
+    tracing.FinishedSpans hands it EncodedSpans: queued, batched and exported as the ReadableSpans
+    beside them are (the batch processor reads nothing of a span but its context's sampled flag, and
+    the exporter's encoder passes their bytes through).
+    """
+
+    def __init__(self, exporter: OTLPSpanExporter) -> None:
+        super().__init__(exporter)
+
+    def on_encoded(self, span: EncodedSpan) -> None:
+        """Queue `span` for export."""
+        self.on_end(cast(ReadableSpan, span))
+
+
 class OTLPSpanExporter(SdkOTLPSpanExporter):
     """The SDK's OTLP/gRPC span exporter, encoding with SpanEncoder (the same request, less CPU)."""
 
@@ -260,10 +405,14 @@ class OTLPSpanExporter(SdkOTLPSpanExporter):
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
+    def _translate_data(self, data: Sequence[ReadableSpan | EncodedSpan]) -> ExportTraceServiceRequest:
         try:
             raw = self._encoder.request(data)
         except _Unsupported:
-            return encode_spans(data)
+            # The SDK's encoder for the spans this one cannot write; those written already, as they are.
+            written = [span for span in data if isinstance(span, EncodedSpan)]
+            request = ExportTraceServiceRequest.FromString(self._encoder.request(written))
+            request.MergeFrom(encode_spans([span for span in data if not isinstance(span, EncodedSpan)]))
+            return request
         # Parsing is C (upb) and cheap; grpc then serializes the message as it would the SDK's.
         return ExportTraceServiceRequest.FromString(raw)

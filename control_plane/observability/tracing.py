@@ -12,8 +12,10 @@ Spans whose ids must be the same whoever emits them and whenever (a step of a pr
 for weeks, across restarts, see workflow_tracing) are made whole after the fact by `FinishedSpans`,
 straight into the span processors: their ids, start and end are known when they are made, so the
 SDK's live-span machinery (sampler per span, id generator, attribute copies, span end) would be
-pure cost, paid on every step. The OTLP/gRPC exporter encodes with otlp_encoding (the request the
-SDK's encoder makes, field for field, for a fraction of its CPU).
+pure cost, paid on every step; the gRPC server spans are made the same way when each call ends. The
+OTLP/gRPC exporter encodes with otlp_encoding (the request the SDK's encoder makes, field for field,
+for a fraction of its CPU), and its batch processor takes finished spans already written as bytes:
+no ReadableSpan is made for them unless another exporter (console, OTLP/HTTP) wants one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -35,6 +39,9 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
+if TYPE_CHECKING:
+    from control_plane.observability.otlp_encoding import EncodingBatchSpanProcessor
+
 PROPAGATOR = TraceContextTextMapPropagator()
 SCOPE = "hms-mgmt"  # the instrumentation scope of the control plane's own spans
 _provider: TracerProvider | None = None
@@ -45,8 +52,13 @@ UNSET = Status()
 _VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
+@lru_cache(maxsize=16_384)
 def derived_span_id(*parts: object) -> int:
-    """A span id (64 bits, never 0) that is a function of `parts` only: the same on every replica, every day."""
+    """A span id (64 bits, never 0) that is a function of `parts` only: the same on every replica, every day.
+
+    Remembered for a while: a process's span ids are asked for again at each of its transitions (a
+    step's as its attempts' parent, the process's as every step's, an attempt's at dispatch and end).
+    """
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest) or 1
 
@@ -115,6 +127,15 @@ def _make_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     return exporters
 
 
+def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+    """The SDK's batch processor; for our OTLP exporter, one that also takes spans already encoded."""
+    from control_plane.observability import otlp_encoding  # imported already if `exporter` is its
+
+    if isinstance(exporter, otlp_encoding.OTLPSpanExporter):
+        return otlp_encoding.EncodingBatchSpanProcessor(exporter)
+    return BatchSpanProcessor(exporter)
+
+
 def configure(default_service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Install the tracer provider the OTEL_* variables ask for (once per process); whether tracing is on.
 
@@ -133,7 +154,7 @@ def configure(default_service_name: str, environ: Mapping[str, str] | None = Non
     resource = Resource.create({} if named else {SERVICE_NAME: default_service_name})
     # The sampler comes from OTEL_TRACES_SAMPLER / _ARG (the SDK reads them when given none).
     provider = TracerProvider(resource=resource)
-    processors = tuple(BatchSpanProcessor(exporter) for exporter in _exporters(env))
+    processors = tuple(_batch(exporter) for exporter in _exporters(env))
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
@@ -215,9 +236,27 @@ class FinishedSpans:
     def __init__(self, provider: TracerProvider, processors: Sequence[SpanProcessor], scope: str) -> None:
         self._resource = provider.resource
         self._sampler = provider.sampler
+        self._ids = provider.id_generator
         self._processors = tuple(processors)
         self._scope = InstrumentationScope(scope)
         self._decided: dict[tuple[int, int], bool] = {}
+        # The processors that take spans already encoded for OTLP (written once, here) and the others,
+        # which take ReadableSpans. otlp_encoding is loaded only if there are some of the first kind.
+        self._encoding: tuple[EncodingBatchSpanProcessor, ...] = ()
+        self._readable = self._processors
+        if any(type(p).__name__ == "EncodingBatchSpanProcessor" for p in self._processors):
+            from control_plane.observability import otlp_encoding
+
+            self._encoding = tuple(
+                p for p in self._processors if isinstance(p, otlp_encoding.EncodingBatchSpanProcessor)
+            )
+            self._readable = tuple(p for p in self._processors if p not in self._encoding)
+            self._encoder = otlp_encoding.SpanEncoder()  # used from the event loop's thread only
+            self._encoded = otlp_encoding.EncodedSpan
+        self._held = 0
+        self._hold = _Hold(self)
+        self._pending: list[bytes] = []
+        self._pending_context: SpanContext | None = None
 
     def sampled(self, root: SpanContext) -> bool:
         """Whether the spans of `root`'s trace, made as its descendants, are recorded (the sampler's word)."""
@@ -231,11 +270,52 @@ class FinishedSpans:
             self._decided[key] = decided
         return decided
 
+    def held(self) -> AbstractContextManager[None]:
+        """Spans recorded inside are queued for export together when it ends: one entry of the batch
+        processor's queue (its lock, its fork check, a system call) for the spans of a transition."""
+        return self._hold
+
+    def _enter(self) -> None:
+        self._held += 1
+
+    def _exit(self) -> None:
+        self._held -= 1
+        if not self._held:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending or self._pending_context is None:
+            return
+        encoded = self._encoded(self._pending_context, b"".join(self._pending), self._resource, self._scope)
+        self._pending.clear()
+        for encoding in self._encoding:
+            encoding.on_encoded(encoded)
+
+    def server_span(self, name: str, parent: SpanContext | None) -> tuple[SpanContext, bool]:
+        """The context of a new SERVER span `name`, child of `parent` (or a new trace's root), and
+        whether it is recorded: the ids and the sampler's decision a Tracer's `start_span` makes."""
+        if parent is None:
+            trace_id = self._ids.generate_trace_id()
+            decision = self._sampler.should_sample(None, trace_id, name, SpanKind.SERVER)
+            sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+            flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+            if self._ids.is_trace_id_random():
+                flags |= TraceFlags.RANDOM_TRACE_ID
+            state = decision.trace_state or NO_STATE
+        else:
+            trace_id, sampled = parent.trace_id, self.sampled(parent)
+            flags = (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT) | (
+                parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
+            )
+            state = parent.trace_state
+        context = SpanContext(trace_id, self._ids.generate_span_id(), False, TraceFlags(flags), state)
+        return context, sampled
+
     def record(
         self,
         name: str,
         context: SpanContext,
-        parent: SpanContext,
+        parent: SpanContext | None,
         start_ns: int,
         end_ns: int,
         attributes: Attributes,
@@ -245,6 +325,19 @@ class FinishedSpans:
         links: Sequence[Link] = (),
     ) -> None:
         """Hand the finished span `context` (child of `parent`) to the processors, to be exported."""
+        processors = self._processors
+        if self._encoding and context.trace_flags.sampled:
+            written = self._encoder.written(
+                context, parent, name, kind, start_ns, end_ns, attributes, links, status
+            )
+            if written is not None:  # else a value OTLP cannot carry: the SDK's encoder skips it, logging
+                self._pending.append(written)
+                self._pending_context = context
+                if not self._held:
+                    self._flush()
+                processors = self._readable
+        if not processors:
+            return
         span = ReadableSpan(
             name,
             context=context,
@@ -258,8 +351,23 @@ class FinishedSpans:
             end_time=end_ns,
             instrumentation_scope=self._scope,
         )
-        for processor in self._processors:
+        for processor in processors:
             processor.on_end(span)
+
+
+class _Hold(AbstractContextManager[None]):
+    """FinishedSpans.held(): a plain context manager, reused (this runs at every transition)."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: FinishedSpans) -> None:
+        self._spans = spans
+
+    def __enter__(self) -> None:
+        self._spans._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._spans._exit()
 
 
 def finished_spans(scope: str = SCOPE) -> FinishedSpans | None:

@@ -39,7 +39,6 @@ from control_plane.observability.tracing import (
     child_context,
     derived_span_id,
     parse_traceparent,
-    traceparent,
 )
 
 _ENDS = {
@@ -79,7 +78,8 @@ def task_traceparent(task: TaskAttempt) -> str:
     if root is None:
         return ""
     span = attempt_span(task.process_id, task.step_id, task.attempt, task.compensation)
-    return traceparent(child_context(root, span))
+    # traceparent(child_context(root, span)), written directly: once per task handed to a worker.
+    return f"00-{root.trace_id:032x}-{span:016x}-{int(root.trace_flags):02x}"
 
 
 class WorkflowSpans:
@@ -99,8 +99,9 @@ class WorkflowSpans:
         root = parse_traceparent(record.trace_parent)
         if root is None or not root.trace_flags.sampled or not self._spans.sampled(root):
             return
-        for event in events:
-            self._event(record, root, event, definition)
+        with self._spans.held():  # the spans this transition ends, queued for export together
+            for event in events:
+                self._event(record, root, event, definition)
 
     def _event(
         self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
