@@ -193,6 +193,38 @@ async def test_transitions_that_fail_in_the_database_leave_the_store_writable(st
     assert await store.wf_process("p100") is not None
 
 
+async def test_statements_after_a_failure_in_a_batch_stay_usable(store: Store) -> None:
+    # The statements a failing transition would have run next, alone in its batch and beside others:
+    # on PostgreSQL they reach the writer's threshold for preparing while the failure keeps them from
+    # running, and later transitions using them must still commit (not "prepared statement does not
+    # exist").
+    await transact(store, lambda tx: tx.save(process(1), new=True))
+
+    def failing(tx: WorkflowTx, n: int) -> None:
+        tx.save(process(1), new=True)  # taken: fails
+        tx.history([event("p001", n)])
+        tx.add_tasks([task("p001", f"t{n}")])
+
+    def good(tx: WorkflowTx, n: int) -> None:
+        tx.history([event("p002", n)])
+        tx.add_tasks([task("p002", f"u{n}")])
+
+    failures = 0
+    for n in range(1, 13):
+        outcomes = await asyncio.gather(
+            transact(store, lambda tx, n=n: failing(tx, n)),
+            transact(store, lambda tx, n=n: good(tx, n)),
+            return_exceptions=True,
+        )
+        assert outcomes[1] is None, outcomes[1]
+        failures += isinstance(outcomes[0], (sqlite3.IntegrityError, psycopg.errors.UniqueViolation))
+        await transact(store, lambda tx, n=n: good(tx, 100 + n))
+
+    assert failures == 12
+    assert len(await store.wf_history("p002", 0, 100)) == 24
+    assert await store.wf_history("p001", 0, 100) == []
+
+
 async def test_concurrent_transitions_each_commit_once(store: Store) -> None:
     await asyncio.gather(
         *(transact(store, lambda tx, n=n: tx.save(process(n), new=True)) for n in range(100))

@@ -198,7 +198,7 @@ class Writer:
         self.notes.clear()
         results: list[tuple[bool, Any]] = []
         try:
-            with self._pipelined():
+            with self._pipelined(), self._unprepared(careful):
                 conn.execute(self._begin)
                 for work in works:
                     results.append(self._run_item(work, careful))
@@ -233,8 +233,15 @@ class Writer:
             return False, exc
 
     def _rollback(self) -> None:
+        # A pipelining connection's own rollback also forgets what an aborted pipeline left half-prepared.
+        rollback: Callable[[], None] | None = (
+            getattr(self._conn, "rollback", None) if self._pipeline else None
+        )
         with contextlib.suppress(Exception):
-            self._conn.execute("ROLLBACK")
+            if rollback is not None:
+                rollback()
+            else:
+                self._conn.execute("ROLLBACK")
 
     def _ensure_connection(self) -> None:
         """Open a new connection if the last one was lost; Unavailable while the database is unreachable."""
@@ -254,6 +261,13 @@ class Writer:
             getattr(self._conn, "pipelined", None) if self._pipeline else None
         )
         return batch() if batch is not None else contextlib.nullcontext()
+
+    def _unprepared(self, careful: bool) -> contextlib.AbstractContextManager[None]:
+        """A careful transaction runs where errors are expected: no prepared statements then."""
+        off: Callable[[], contextlib.AbstractContextManager[None]] | None = (
+            getattr(self._conn, "unprepared", None) if self._pipeline and careful else None
+        )
+        return off() if off is not None else contextlib.nullcontext()
 
     def _sync(self) -> None:
         sync: Callable[[], None] | None = getattr(self._conn, "sync", None) if self._pipeline else None
