@@ -250,6 +250,50 @@ async def test_concurrent_transitions_each_commit_once(store: Store) -> None:
     assert [e.sequence for e in await store.wf_history("p042", 0, 10)] == [1, 2, 3]
 
 
+async def test_transitions_of_one_commit_see_what_the_earlier_ones_wrote(store: Store) -> None:
+    # Each transition names the process it loads, so that PostgreSQL's writer reads a commit's processes
+    # ahead in one statement: what a transition reads must still be what the earlier transitions of the
+    # same commit left, whether they loaded that process or only saved it, and whether or not the batch
+    # had to run again without reading ahead (a failing transition among them). A stale read loses an
+    # update (no error: an error would make the writer run the batch again without reading ahead).
+    await asyncio.gather(*(transact(store, lambda tx, n=n: tx.save(process(n), new=True)) for n in range(10)))
+
+    def advance(tx: WorkflowTx, record: ProcessRecord | None) -> None:
+        assert record is not None
+        record.last_event_sequence += 1
+        tx.save(record, new=False)
+
+    async def step(n: int) -> None:
+        await store.wf_transact(lambda tx: advance(tx, tx.load(f"p{n:03d}")), now=5000.0, loads=f"p{n:03d}")
+
+    async def step_and_nudge(n: int) -> None:
+        # Loads its own process, and writes its neighbour's without loading it.
+        def work(tx: WorkflowTx) -> None:
+            advance(tx, tx.load(f"p{n:03d}"))
+            advance(tx, tx.peek(f"p{(n + 1) % 10:03d}"))
+
+        await store.wf_transact(work, now=5000.0, loads=f"p{n:03d}")
+
+    async def failing() -> None:
+        await store.wf_transact(lambda tx: tx.save(process(1), new=True), now=5000.0, loads="p001")
+
+    for rerun in (False, True):
+        outcomes = await asyncio.gather(
+            *(step_and_nudge(n) for n in range(10)),
+            *(step(n) for n in range(10)),
+            *(step(n) for n in range(10)),
+            *([failing()] if rerun else []),
+            return_exceptions=True,
+        )
+        assert outcomes[:30] == [None] * 30
+        if rerun:
+            assert isinstance(outcomes[30], (sqlite3.IntegrityError, psycopg.errors.UniqueViolation))
+
+    for n in range(10):
+        stored = await store.wf_process(f"p{n:03d}")
+        assert stored is not None and stored.last_event_sequence == 8
+
+
 async def test_published_messages_get_their_sequences_when_the_transition_commits(store: Store) -> None:
     await store.bus_append([OutgoingMessage("x", b"0")], now=1.0, dedup_window_s=0.0)
 

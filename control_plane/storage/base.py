@@ -303,8 +303,11 @@ class Store(Protocol):
 
     # -- Workflow -------------------------------------------------------------------------------
 
-    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float) -> T:
-        """Run a transition in one transaction (shared, group-committed with others); on disk when it returns."""
+    async def wf_transact(self, work: Callable[[WorkflowTx], T], *, now: float, loads: str = "") -> T:
+        """Run a transition in one transaction (shared, group-committed with others); on disk when it returns.
+
+        `loads`: the process the transition loads, when known, so that a backend may read it ahead
+        together with the other transitions of the same commit."""
         ...
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:

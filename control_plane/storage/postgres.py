@@ -21,6 +21,7 @@ _MIGRATION_LOCK = 0x686D73  # "hms"
 _DIALECT = Dialect(
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    read_ahead=True,
     live_replicas=(
         f"SELECT substr(application_name, {len(APPLICATION_PREFIX) + 1}) FROM pg_stat_activity "
         f"WHERE application_name LIKE '{APPLICATION_PREFIX}%'"

@@ -60,6 +60,10 @@ class Writer:
         # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
         self.notes: set[tuple[str, str]] = set()
         self._notify_sql = notify_sql
+        # Called with the batch's works after BEGIN, before any of them runs, and whether the transaction
+        # is a careful one (where an error met before the works could not be charged to one of them):
+        # see SqlStore._read_ahead.
+        self.before_items: Callable[[Connection, list[Work], bool], None] | None = None
         # Counts and the commit observer; the store that owns this writer shares its own.
         self.stats = StoreStats()
         self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
@@ -200,6 +204,8 @@ class Writer:
         try:
             with self._pipelined(), self._unprepared(careful):
                 conn.execute(self._begin)
+                if self.before_items is not None:
+                    self.before_items(conn, works, careful)
                 for work in works:
                     results.append(self._run_item(work, careful))
                 if self._notify_sql is not None:

@@ -779,15 +779,17 @@ class Workflows:
             )
 
         try:
-            return await self._transact(work, self._wall())
+            return await self._transact(work, self._wall(), loads=process_id)
         except (_UnknownDefinition, MissingDefinition) as exc:
             # The process was started on another replica with a version registered there a moment ago,
             # or a call step names a definition registered there.
             await self._reload_definitions(exc.name)
             reload_missing[0] = False
-            return await self._transact(work, self._wall())
+            return await self._transact(work, self._wall(), loads=process_id)
 
-    async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
+    async def _transact(
+        self, work: Callable[[WorkflowTx], _Committed], now: float, *, loads: str = ""
+    ) -> _Committed:
         """Commit `work`, then apply what follows in memory; shielded from the caller's cancellation.
 
         A transaction handed to the store commits whatever becomes of its caller (a client that gives up
@@ -796,7 +798,7 @@ class Workflows:
         """
 
         async def commit_and_follow() -> _Committed:
-            committed: _Committed = await self._store.wf_transact(work, now=now)
+            committed: _Committed = await self._store.wf_transact(work, now=now, loads=loads)
             self._after_commit(committed)
             return committed
 
