@@ -689,6 +689,19 @@ async def test_a_timer_is_cleared_only_when_due_by_the_given_time(store: Store) 
     assert await store.wf_timers() == []
 
 
+async def test_timers_dropped_by_a_transition_go_and_may_be_set_again(store: Store) -> None:
+    await transact(store, lambda tx: [tx.set_timer("p1", name, 100.0) for name in ("a", "b", "c")])
+
+    def work(tx: WorkflowTx) -> None:
+        tx.drop_timers("p1", ["a", "b", "never"])
+        tx.drop_timers("p1", [])
+        tx.set_timer("p1", "b", 300.0)  # dropped and set again by the same transition (a retry moved)
+
+    await transact(store, work)
+
+    assert sorted(await store.wf_timers()) == [("p1", "b", 300.0), ("p1", "c", 100.0)]
+
+
 async def test_bus_waits_are_added_replaced_and_cleared(store: Store) -> None:
     await store.bus_append([OutgoingMessage("x", b"")] * 4, now=1.0, dedup_window_s=0.0)
 

@@ -131,6 +131,11 @@ class WorkflowTx(Protocol):
         """Remove a timer (only if due by `due_by`, when given); False when there was none to remove."""
         ...
 
+    def drop_timers(self, process_id: str, names: Sequence[str]) -> None:
+        """Remove timers, if there are any, without asking whether there were (which costs a pipelined
+        backend a round trip)."""
+        ...
+
     def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
         """Wait for a Bus message from now on; returns the log sequence after which messages count."""
         ...

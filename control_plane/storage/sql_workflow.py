@@ -249,6 +249,14 @@ class SqlWorkflowTx:
             )
         return cursor.rowcount > 0
 
+    def drop_timers(self, process_id: str, names: Sequence[str]) -> None:
+        """Remove timers, if there are any, without reading back how many went (a round trip, pipelined)."""
+        if names:
+            self._conn.executemany(
+                "DELETE FROM wf_timers WHERE process_id = ? AND name = ?",
+                [(process_id, name) for name in names],
+            )
+
     def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
         """Wait for a Bus message from now on; returns the log sequence after which messages count."""
         (after,) = self._conn.execute("SELECT value FROM counters WHERE name = 'bus_sequence'").fetchone()

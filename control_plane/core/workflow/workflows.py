@@ -833,8 +833,8 @@ class Workflows:
             tx.remove_tasks(effects.ended_tasks)
         if effects.new_tasks:
             tx.add_tasks(effects.new_tasks)
-        for name in effects.cleared_timers:
-            tx.clear_timer(machine.record.id, name)
+        if effects.cleared_timers:
+            tx.drop_timers(machine.record.id, list(effects.cleared_timers))
         for name, due in effects.timers.items():
             tx.set_timer(machine.record.id, name, due)
         for process_id, name, due in effects.foreign_timers:
