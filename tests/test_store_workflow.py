@@ -193,6 +193,38 @@ async def test_transitions_that_fail_in_the_database_leave_the_store_writable(st
     assert await store.wf_process("p100") is not None
 
 
+async def test_statements_after_a_failure_in_a_batch_stay_usable(store: Store) -> None:
+    # The statements a failing transition would have run next, alone in its batch and beside others:
+    # on PostgreSQL they reach the writer's threshold for preparing while the failure keeps them from
+    # running, and later transitions using them must still commit (not "prepared statement does not
+    # exist").
+    await transact(store, lambda tx: tx.save(process(1), new=True))
+
+    def failing(tx: WorkflowTx, n: int) -> None:
+        tx.save(process(1), new=True)  # taken: fails
+        tx.history([event("p001", n)])
+        tx.add_tasks([task("p001", f"t{n}")])
+
+    def good(tx: WorkflowTx, n: int) -> None:
+        tx.history([event("p002", n)])
+        tx.add_tasks([task("p002", f"u{n}")])
+
+    failures = 0
+    for n in range(1, 13):
+        outcomes = await asyncio.gather(
+            transact(store, lambda tx, n=n: failing(tx, n)),
+            transact(store, lambda tx, n=n: good(tx, n)),
+            return_exceptions=True,
+        )
+        assert outcomes[1] is None, outcomes[1]
+        failures += isinstance(outcomes[0], (sqlite3.IntegrityError, psycopg.errors.UniqueViolation))
+        await transact(store, lambda tx, n=n: good(tx, 100 + n))
+
+    assert failures == 12
+    assert len(await store.wf_history("p002", 0, 100)) == 24
+    assert await store.wf_history("p001", 0, 100) == []
+
+
 async def test_concurrent_transitions_each_commit_once(store: Store) -> None:
     await asyncio.gather(
         *(transact(store, lambda tx, n=n: tx.save(process(n), new=True)) for n in range(100))
@@ -216,6 +248,50 @@ async def test_concurrent_transitions_each_commit_once(store: Store) -> None:
     assert len(listed) == 100
     assert {p.last_event_sequence for p in listed} == {3}
     assert [e.sequence for e in await store.wf_history("p042", 0, 10)] == [1, 2, 3]
+
+
+async def test_transitions_of_one_commit_see_what_the_earlier_ones_wrote(store: Store) -> None:
+    # Each transition names the process it loads, so that PostgreSQL's writer reads a commit's processes
+    # ahead in one statement: what a transition reads must still be what the earlier transitions of the
+    # same commit left, whether they loaded that process or only saved it, and whether or not the batch
+    # had to run again without reading ahead (a failing transition among them). A stale read loses an
+    # update (no error: an error would make the writer run the batch again without reading ahead).
+    await asyncio.gather(*(transact(store, lambda tx, n=n: tx.save(process(n), new=True)) for n in range(10)))
+
+    def advance(tx: WorkflowTx, record: ProcessRecord | None) -> None:
+        assert record is not None
+        record.last_event_sequence += 1
+        tx.save(record, new=False)
+
+    async def step(n: int) -> None:
+        await store.wf_transact(lambda tx: advance(tx, tx.load(f"p{n:03d}")), now=5000.0, loads=f"p{n:03d}")
+
+    async def step_and_nudge(n: int) -> None:
+        # Loads its own process, and writes its neighbour's without loading it.
+        def work(tx: WorkflowTx) -> None:
+            advance(tx, tx.load(f"p{n:03d}"))
+            advance(tx, tx.peek(f"p{(n + 1) % 10:03d}"))
+
+        await store.wf_transact(work, now=5000.0, loads=f"p{n:03d}")
+
+    async def failing() -> None:
+        await store.wf_transact(lambda tx: tx.save(process(1), new=True), now=5000.0, loads="p001")
+
+    for rerun in (False, True):
+        outcomes = await asyncio.gather(
+            *(step_and_nudge(n) for n in range(10)),
+            *(step(n) for n in range(10)),
+            *(step(n) for n in range(10)),
+            *([failing()] if rerun else []),
+            return_exceptions=True,
+        )
+        assert outcomes[:30] == [None] * 30
+        if rerun:
+            assert isinstance(outcomes[30], (sqlite3.IntegrityError, psycopg.errors.UniqueViolation))
+
+    for n in range(10):
+        stored = await store.wf_process(f"p{n:03d}")
+        assert stored is not None and stored.last_event_sequence == 8
 
 
 async def test_published_messages_get_their_sequences_when_the_transition_commits(store: Store) -> None:
@@ -611,6 +687,19 @@ async def test_a_timer_is_cleared_only_when_due_by_the_given_time(store: Store) 
 
     assert await transact(store, work) == [False, True, False, True, False]
     assert await store.wf_timers() == []
+
+
+async def test_timers_dropped_by_a_transition_go_and_may_be_set_again(store: Store) -> None:
+    await transact(store, lambda tx: [tx.set_timer("p1", name, 100.0) for name in ("a", "b", "c")])
+
+    def work(tx: WorkflowTx) -> None:
+        tx.drop_timers("p1", ["a", "b", "never"])
+        tx.drop_timers("p1", [])
+        tx.set_timer("p1", "b", 300.0)  # dropped and set again by the same transition (a retry moved)
+
+    await transact(store, work)
+
+    assert sorted(await store.wf_timers()) == [("p1", "b", 300.0), ("p1", "c", 100.0)]
 
 
 async def test_bus_waits_are_added_replaced_and_cleared(store: Store) -> None:

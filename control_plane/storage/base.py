@@ -131,6 +131,11 @@ class WorkflowTx(Protocol):
         """Remove a timer (only if due by `due_by`, when given); False when there was none to remove."""
         ...
 
+    def drop_timers(self, process_id: str, names: Sequence[str]) -> None:
+        """Remove timers, if there are any, without asking whether there were (which costs a pipelined
+        backend a round trip)."""
+        ...
+
     def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
         """Wait for a Bus message from now on; returns the log sequence after which messages count."""
         ...
@@ -304,12 +309,19 @@ class Store(Protocol):
     # -- Workflow -------------------------------------------------------------------------------
 
     async def wf_transact(
-        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+        self,
+        work: Callable[[WorkflowTx], T],
+        *,
+        now: float,
+        follow: Callable[[T], None] | None = None,
+        loads: str = "",
     ) -> T:
         """Run a transition in one transaction (shared, group-committed with others); on disk when it returns.
 
         `follow` is called with the result on the event loop as soon as the transaction commits, even if
-        the caller was cancelled meanwhile (the transaction commits whatever becomes of its caller)."""
+        the caller was cancelled meanwhile (the transaction commits whatever becomes of its caller).
+        `loads`: the process the transition loads, when known, so that a backend may read it ahead
+        together with the other transitions of the same commit."""
         ...
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:

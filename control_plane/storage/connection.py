@@ -48,6 +48,10 @@ class PostgresConnection:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._pipeline: Any = None
+        # Values this transaction has written and nobody else can change before it ends (a counter row
+        # it updated stays locked by it), by name: what the SQL may use instead of asking the server
+        # again, which in a pipeline costs a round trip. Forgotten whenever work may have been undone.
+        self.known: dict[str, int] = {}
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:
@@ -74,6 +78,9 @@ class PostgresConnection:
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         """Run one statement."""
+        if self.known and sql.startswith(_TRANSACTION_ENDS):
+            # A rollback (to a savepoint, too) undoes the writes and releases their row locks.
+            self.known.clear()
         cursor: Cursor = self._conn.execute(sql.replace("?", "%s"), parameters or None)
         return _Synced(cursor, self) if self._pipeline is not None else cursor
 
@@ -84,9 +91,39 @@ class PostgresConnection:
         result: Cursor = cursor
         return result
 
+    def rollback(self) -> None:
+        """Roll the transaction back, and forget every statement psycopg prepared on this connection.
+
+        In a pipeline psycopg records a statement as prepared when it sends the request, before the
+        server has run it: after an error aborted the rest of a pipeline, a statement recorded so would
+        fail ("prepared statement _pg3_N does not exist") on every later use. psycopg's rollback()
+        deallocates them all, here and on the server.
+        """
+        self.known.clear()
+        self._conn.rollback()
+
+    @contextmanager
+    def unprepared(self) -> Iterator[None]:
+        """Neither use nor make prepared statements meanwhile (a transaction in which errors are expected).
+
+        A failing statement aborts the rest of its caller's work in the pipeline, preparations
+        included, and the next caller in the same transaction would then use a statement that does
+        not exist.
+        """
+        threshold = self._conn.prepare_threshold
+        self._conn.prepare_threshold = None
+        try:
+            yield
+        finally:
+            self._conn.prepare_threshold = threshold
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+
+# Statements after which the values in `known` may no longer hold.
+_TRANSACTION_ENDS = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
 class _Synced:

@@ -21,6 +21,7 @@ _MIGRATION_LOCK = 0x686D73  # "hms"
 _DIALECT = Dialect(
     lock_row=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    read_ahead=True,
     live_replicas=(
         f"SELECT substr(application_name, {len(APPLICATION_PREFIX) + 1}) FROM pg_stat_activity "
         f"WHERE application_name LIKE '{APPLICATION_PREFIX}%'"
@@ -47,13 +48,12 @@ class PostgresStore(SqlStore):
             return PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
 
         def connect_writer() -> PostgresConnection:
-            # The writer pipelines, and psycopg records a statement as prepared when it sends it in a
-            # pipeline, before the server confirms it: when an earlier statement of the batch fails, the
-            # server never prepares it, and every later write using it fails ("prepared statement
-            # _pg3_N does not exist") for as long as the connection lives. So the writer never prepares.
-            return PostgresConnection(
-                psycopg.connect(url, autocommit=True, connect_timeout=5, prepare_threshold=None)
-            )
+            # The writer prepares what it runs often (psycopg's default threshold): parsing and planning
+            # each statement again was a third of the server's CPU per step. psycopg records a statement
+            # as prepared when it sends it in a pipeline, before the server has run it, so after an
+            # error the writer rolls back with the connection's rollback() (which deallocates them all)
+            # and runs the batch again without preparing (see Writer._transaction).
+            return PostgresConnection(psycopg.connect(url, autocommit=True, connect_timeout=5))
 
         opened: list[PostgresConnection] = []
         try:

@@ -84,6 +84,29 @@ def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_win
 
 
 _SUBJECTS_PER_STATEMENT = 500
+_BUS_SEQUENCE = "bus_sequence"
+
+
+def _allocate(conn: Connection, count: int) -> int:
+    """Take `count` log sequences; returns the last one.
+
+    The first take of a transaction reads the counter back. The row is then locked by this
+    transaction until it ends, so on a connection that keeps `known` values (PostgreSQL, where each
+    read back is a round trip inside the writer's pipeline) later takes only add to it.
+    """
+    known: dict[str, int] | None = getattr(conn, "known", None)
+    last = known.get(_BUS_SEQUENCE) if known is not None else None
+    if last is None:
+        (last,) = conn.execute(
+            "UPDATE counters SET value = value + ? WHERE name = 'bus_sequence' RETURNING value", (count,)
+        ).fetchone()
+    else:
+        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'bus_sequence'", (count,))
+        last += count
+    if known is not None:
+        known[_BUS_SEQUENCE] = int(last)
+    return int(last)
+
 
 _INSERT_MESSAGES = f"INSERT INTO bus_messages ({_MESSAGE_COLUMNS}) VALUES "
 _MESSAGE_WIDTH = 8
@@ -118,9 +141,7 @@ def _statement(insert: str, width: int, rows: int) -> str:
 
 
 def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[StoredMessage]:
-    (last,) = conn.execute(
-        "UPDATE counters SET value = value + ? WHERE name = 'bus_sequence' RETURNING value", (len(fresh),)
-    ).fetchone()
+    last = _allocate(conn, len(fresh))
     subject_next: dict[str, int] = {}
     # One statement per chunk of subjects (one round trip on a networked database), in subject order so
     # that replicas publishing at once lock subject rows in the same order.

@@ -59,6 +59,9 @@ class Dialect:
     skip_locked: str = ""
     # A query of the ids of the live replicas (their listening sessions), where replicas exist.
     live_replicas: str | None = None
+    # Whether the writer reads the processes of a batch's transitions ahead, in one statement (where a
+    # read in the middle of the writer's pipeline costs a round trip).
+    read_ahead: bool = False
 
 
 class SqlStore:
@@ -85,6 +88,29 @@ class SqlStore:
         self.cluster = cluster
         self._dialect = dialect
         self._owner = cluster.replica_id
+        if dialect.read_ahead:
+            writer.before_items = self._read_ahead
+
+    def _read_ahead(self, conn: Connection, works: list[Any], careful: bool) -> None:
+        """(On the writer, after BEGIN.) Load and lock, in one statement, the processes the batch's
+        transitions will load, instead of one round trip each in the middle of the pipeline.
+
+        Only the transitions before the batch's first other work use what was read: that work may change
+        processes (retention deletes them) without the transitions knowing. A transition takes its
+        process's row out as it loads it, and any process saved is taken out too, so a later transition
+        of the same process reads the row as that one left it."""
+        ahead: dict[str, tuple[str, str]] = {}
+        ids: set[str] = set()
+        reading = not careful  # a careful re-run reads nothing ahead: an error there would be no one's
+        for work in works:
+            if not isinstance(work, _Transition):
+                reading = False
+                continue
+            work.ahead = ahead if reading else None
+            if reading and work.loads:
+                ids.add(work.loads)
+        if ids:
+            ahead.update(sql_workflow.read_ahead(conn, sorted(ids), self._dialect.lock_row))
 
     def _note(self, topic: str, payload: str = "") -> None:
         """Announce, with the commit of the running work, that other replicas have something to read."""
@@ -349,12 +375,19 @@ class SqlStore:
     # -- Workflow: SQL in sql_workflow ------------------------------------------------------------
 
     async def wf_transact(
-        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+        self,
+        work: Callable[[WorkflowTx], T],
+        *,
+        now: float,
+        follow: Callable[[T], None] | None = None,
+        loads: str = "",
     ) -> T:
         """Run a transition in one (group-committed) transaction; again if it lost a race with a replica."""
 
-        def run(conn: Connection) -> T:
-            tx = sql_workflow.SqlWorkflowTx(conn, now, owner=self._owner, lock_row=self._dialect.lock_row)
+        def run(conn: Connection, ahead: dict[str, tuple[str, str]] | None) -> T:
+            tx = sql_workflow.SqlWorkflowTx(
+                conn, now, owner=self._owner, lock_row=self._dialect.lock_row, ahead=ahead
+            )
             try:
                 result = work(tx)
             finally:
@@ -363,16 +396,18 @@ class SqlStore:
                 self._note("bus")
             return result
 
+        transition = _Transition(run, loads)
+
         for _ in range(_TRANSACT_ATTEMPTS - 1):
             try:
-                done: T = await self._writer.submit(run, follow)
+                done: T = await self._writer.submit(transition, follow)
                 return done
             except Exception as exc:
                 if not self.retryable(exc):
                     raise
                 self.stats.transactions_retried += 1
                 logger.info("transition conflicted with another replica (%s); running it again", exc)
-        last: T = await self._writer.submit(run, follow)
+        last: T = await self._writer.submit(transition, follow)
         return last
 
     async def wf_definitions(self, name: str = "") -> list[DefinitionVersion]:
@@ -562,6 +597,22 @@ class SqlStore:
         await asyncio.to_thread(self.cluster.close)
         for _ in range(self._reader_count):
             (await self._readers.get()).close()
+
+
+class _Transition(Generic[T]):
+    """A transition's work for the writer, with the process it will load (see SqlStore._read_ahead)."""
+
+    __slots__ = ("_run", "ahead", "loads")
+
+    def __init__(self, run: Callable[[Connection, dict[str, tuple[str, str]] | None], T], loads: str) -> None:
+        self._run = run
+        self.loads = loads
+        # Rows read ahead for this transaction's transitions, by process id (None: read nothing ahead).
+        self.ahead: dict[str, tuple[str, str]] | None = None
+
+    def __call__(self, conn: Connection) -> T:
+        ahead, self.ahead = self.ahead, None  # for this run only; a careful re-run reads its own rows
+        return self._run(conn, ahead)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,8 +49,18 @@ FIND_BY_KEY = (
 class SqlWorkflowTx:
     """The workflow's view of one store transaction (see storage.base.WorkflowTx)."""
 
-    def __init__(self, conn: Connection, now: float, *, owner: str = "", lock_row: str = "") -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        now: float,
+        *,
+        owner: str = "",
+        lock_row: str = "",
+        ahead: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         self._conn = conn
+        # Process rows (record, current_steps) the writer read ahead, locked, for this batch's transitions.
+        self._ahead = ahead
         self.now = now
         self.published: list[StoredMessage] = []
         self._owner = owner
@@ -64,9 +74,11 @@ class SqlWorkflowTx:
 
         Its map items' step runs are read from the store as the transition asks for them, until
         `close` (see models.StepRuns)."""
-        row = self._conn.execute(
-            f"SELECT record, current_steps FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
-        ).fetchone()
+        row = self._ahead.pop(process_id, None) if self._ahead else None
+        if row is None:
+            row = self._conn.execute(
+                f"SELECT record, current_steps FROM wf_processes WHERE id = ?{self._lock_row}", (process_id,)
+            ).fetchone()
         if row is None:
             return None
         record = record_of(self._conn, row[0], item_runs=False)
@@ -94,6 +106,8 @@ class SqlWorkflowTx:
 
     def save(self, record: ProcessRecord, *, new: bool) -> None:
         """Insert or update the process (and what is stored apart from its row)."""
+        if self._ahead:
+            self._ahead.pop(record.id, None)  # read ahead of this write: stale now
         raw = record.to_json(item_runs=False)
         current, incident = _searchable(record)  # before save_parts forgets the items taken out
         save_parts(self._conn, record, raw, new=new)
@@ -235,6 +249,14 @@ class SqlWorkflowTx:
             )
         return cursor.rowcount > 0
 
+    def drop_timers(self, process_id: str, names: Sequence[str]) -> None:
+        """Remove timers, if there are any, without reading back how many went (a round trip, pipelined)."""
+        if names:
+            self._conn.executemany(
+                "DELETE FROM wf_timers WHERE process_id = ? AND name = ?",
+                [(process_id, name) for name in names],
+            )
+
     def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
         """Wait for a Bus message from now on; returns the log sequence after which messages count."""
         (after,) = self._conn.execute("SELECT value FROM counters WHERE name = 'bus_sequence'").fetchone()
@@ -255,6 +277,16 @@ class SqlWorkflowTx:
         """Append Bus messages in this transaction (they become visible after the commit)."""
         if messages:
             self.published += sql_bus.append(self._conn, list(messages), self.now, dedup_window_s=0.0).stored
+
+
+def read_ahead(conn: Connection, process_ids: list[str], lock_row: str) -> dict[str, tuple[str, str]]:
+    """The rows (record, current_steps) of processes, by id, locked as `SqlWorkflowTx.load` locks them;
+    in id order, as replicas reading ahead at once must lock (PostgreSQL only: `= ANY` of an array)."""
+    rows = conn.execute(
+        f"SELECT id, record, current_steps FROM wf_processes WHERE id = ANY(?) ORDER BY id{lock_row}",
+        (process_ids,),
+    ).fetchall()
+    return {pid: (record, current) for pid, record, current in rows}
 
 
 def definitions(conn: Connection, name: str) -> list[DefinitionVersion]:

@@ -62,6 +62,10 @@ class Writer:
         # once per batch, inside its transaction, so they arrive exactly when its commit is visible.
         self.notes: set[tuple[str, str]] = set()
         self._notify_sql = notify_sql
+        # Called with the batch's works after BEGIN, before any of them runs, and whether the transaction
+        # is a careful one (where an error met before the works could not be charged to one of them):
+        # see SqlStore._read_ahead.
+        self.before_items: Callable[[Connection, list[Work], bool], None] | None = None
         # Counts and the commit observer; the store that owns this writer shares its own.
         self.stats = StoreStats()
         self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
@@ -213,8 +217,10 @@ class Writer:
         self.notes.clear()
         results: list[tuple[bool, Any]] = []
         try:
-            with self._pipelined():
+            with self._pipelined(), self._unprepared(careful):
                 conn.execute(self._begin)
+                if self.before_items is not None:
+                    self.before_items(conn, works, careful)
                 for work in works:
                     results.append(self._run_item(work, careful))
                 if self._notify_sql is not None:
@@ -248,8 +254,15 @@ class Writer:
             return False, exc
 
     def _rollback(self) -> None:
+        # A pipelining connection's own rollback also forgets what an aborted pipeline left half-prepared.
+        rollback: Callable[[], None] | None = (
+            getattr(self._conn, "rollback", None) if self._pipeline else None
+        )
         with contextlib.suppress(Exception):
-            self._conn.execute("ROLLBACK")
+            if rollback is not None:
+                rollback()
+            else:
+                self._conn.execute("ROLLBACK")
 
     def _ensure_connection(self) -> None:
         """Open a new connection if the last one was lost; Unavailable while the database is unreachable."""
@@ -269,6 +282,13 @@ class Writer:
             getattr(self._conn, "pipelined", None) if self._pipeline else None
         )
         return batch() if batch is not None else contextlib.nullcontext()
+
+    def _unprepared(self, careful: bool) -> contextlib.AbstractContextManager[None]:
+        """A careful transaction runs where errors are expected: no prepared statements then."""
+        off: Callable[[], contextlib.AbstractContextManager[None]] | None = (
+            getattr(self._conn, "unprepared", None) if self._pipeline and careful else None
+        )
+        return off() if off is not None else contextlib.nullcontext()
 
     def _sync(self) -> None:
         sync: Callable[[], None] | None = getattr(self._conn, "sync", None) if self._pipeline else None

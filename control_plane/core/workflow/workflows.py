@@ -797,15 +797,17 @@ class Workflows:
             )
 
         try:
-            return await self._transact(work, self._wall())
+            return await self._transact(work, self._wall(), loads=process_id)
         except (_UnknownDefinition, MissingDefinition) as exc:
             # The process was started on another replica with a version registered there a moment ago,
             # or a call step names a definition registered there.
             await self._reload_definitions(exc.name)
             reload_missing[0] = False
-            return await self._transact(work, self._wall())
+            return await self._transact(work, self._wall(), loads=process_id)
 
-    async def _transact(self, work: Callable[[WorkflowTx], _Committed], now: float) -> _Committed:
+    async def _transact(
+        self, work: Callable[[WorkflowTx], _Committed], now: float, *, loads: str = ""
+    ) -> _Committed:
         """Commit `work`, then apply what follows in memory, even if the caller is cancelled meanwhile.
 
         A transaction handed to the store commits whatever becomes of its caller (a client that gives up
@@ -813,7 +815,9 @@ class Workflows:
         tasks and timers it created would be known only to the store, until a restart. The store calls
         `_after_commit` as the commit settles, so no task of its own is needed per transition.
         """
-        committed: _Committed = await self._store.wf_transact(work, now=now, follow=self._after_commit)
+        committed: _Committed = await self._store.wf_transact(
+            work, now=now, follow=self._after_commit, loads=loads
+        )
         return committed
 
     def _relations(self, tx: WorkflowTx, *, reload_missing: bool) -> TxRelations:
@@ -843,8 +847,8 @@ class Workflows:
             tx.remove_tasks(effects.ended_tasks)
         if effects.new_tasks:
             tx.add_tasks(effects.new_tasks)
-        for name in effects.cleared_timers:
-            tx.clear_timer(machine.record.id, name)
+        if effects.cleared_timers:
+            tx.drop_timers(machine.record.id, list(effects.cleared_timers))
         for name, due in effects.timers.items():
             tx.set_timer(machine.record.id, name, due)
         for process_id, name, due in effects.foreign_timers:
