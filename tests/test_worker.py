@@ -172,9 +172,14 @@ class GatedStore:
         self._armed = True
 
     async def _wf_transact(
-        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+        self,
+        work: Callable[[WorkflowTx], T],
+        *,
+        now: float,
+        follow: Callable[[T], None] | None = None,
+        loads: str = "",
     ) -> T:
-        committing = asyncio.ensure_future(self._transact(work, now=now, follow=follow))
+        committing = asyncio.ensure_future(self._transact(work, now=now, follow=follow, loads=loads))
         if self._armed:
             self._armed = False
             self.entered.set()

@@ -125,7 +125,12 @@ class RefusingStore:
         self._left, self._spared = count, after
 
     async def _wf_transact(
-        self, work: Callable[[WorkflowTx], T], *, now: float, follow: Callable[[T], None] | None = None
+        self,
+        work: Callable[[WorkflowTx], T],
+        *,
+        now: float,
+        follow: Callable[[T], None] | None = None,
+        loads: str = "",
     ) -> T:
         if self._spared > 0:
             self._spared -= 1
@@ -133,4 +138,4 @@ class RefusingStore:
             self._left -= 1
             self.refused += 1
             raise Unavailable("the store is unreachable: injected fault")
-        return await self._transact(work, now=now, follow=follow)
+        return await self._transact(work, now=now, follow=follow, loads=loads)
