@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -21,6 +21,7 @@ import grpc.aio
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from prometheus_client import CollectorRegistry
 
+from control_plane.observability.grpc_handlers import CachingInterceptor
 from control_plane.observability.instruments import Count, CounterFamily, HistogramFamily
 
 # Seconds; from 0.5 ms (a Lookup) to a minute-long stream.
@@ -98,33 +99,12 @@ def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | No
     return "CANCELLED" if isinstance(error, asyncio.CancelledError) else "UNKNOWN"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(CachingInterceptor):
     """Wraps each method handler once (per method, cached) to count and time its calls."""
 
     def __init__(self, metrics: GrpcServerMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        self._wrapped: dict[str, tuple[object, Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        """The method's handler, wrapped with metrics (unknown methods pass through untouched)."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        inner = _behaviour(handler)
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is inner:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        # Served methods keep one handler for the server's life; a handler made for one call (a token
-        # refusal) is wrapped for that call only, so the cache cannot grow with traffic.
-        if cached is None:
-            self._wrapped[method] = (inner, wrapped)
-        return wrapped
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         service, _, name = method.lstrip("/").partition("/")
@@ -219,7 +199,3 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_stream_rpc_method_handler(
             streaming, handler.request_deserializer, handler.response_serializer
         )
-
-
-def _behaviour(handler: Handler) -> object:
-    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from asyncio import CancelledError
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
+from control_plane.observability.grpc_handlers import CachingInterceptor
 from control_plane.observability.tracing import UNSET, FinishedSpans, parse_traceparent
 
 if TYPE_CHECKING:
@@ -104,33 +105,16 @@ class _Method:
         )
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):
+class TracingInterceptor(CachingInterceptor):
     """Wraps each method's handler (once per method, cached) in a SERVER span per call, named `package.Service/Method`."""
 
     def __init__(self, spans: FinishedSpans) -> None:
+        super().__init__()
         self._spans = spans
-        self._wrapped: dict[str, tuple[object, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        """The method's handler, wrapped with its span (the caller's context is read from each call)."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        inner = _behaviour(handler)
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is inner:
-            return cached[1]
-        wrapped = _wrap(_Method(self._spans, method), handler)
-        # Served methods keep one handler for the server's life; a handler made for one call (a token
-        # refusal) is wrapped for that call only, so the cache cannot grow with traffic.
-        if cached is None:
-            self._wrapped[method] = (inner, wrapped)
-        return wrapped
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        """The handler with its span (the caller's context is read from each call)."""
+        return _wrap(_Method(self._spans, method), handler)
 
 
 def _wrap(method: _Method, handler: Handler) -> Handler:
@@ -153,30 +137,6 @@ def _wrap(method: _Method, handler: Handler) -> Handler:
             unary_unary, handler.request_deserializer, handler.response_serializer
         )
 
-    if not handler.request_streaming:
-        inner_us: Any = handler.unary_stream
-
-        async def unary_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            call = begin(context)
-            try:
-                # The handler's responses pass through here directly (one generator per message, not two).
-                result = inner_us(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for response in result:
-                        yield response
-                else:
-                    await result  # a handler that writes through its context
-            except BaseException as exc:
-                finish(call, context, exc)
-                raise
-            finish(call, context, None)
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
-
     if not handler.response_streaming:
         inner_su: Any = handler.stream_unary
 
@@ -196,29 +156,29 @@ def _wrap(method: _Method, handler: Handler) -> Handler:
             stream_unary, handler.request_deserializer, handler.response_serializer
         )
 
-    inner_ss: Any = handler.stream_stream
+    # Response streams: the handler's responses pass through this one generator (one generator per
+    # message between grpc.aio and the handler's, not two). A handler that writes through its context
+    # instead (a coroutine: grpc's health Watch) is awaited.
+    inner_stream: Any = handler.stream_stream if handler.request_streaming else handler.unary_stream
 
-    async def stream_stream(
-        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         call = begin(context)
         try:
-            # The handler's responses pass through here directly (one generator per message, not two).
-            result = inner_ss(requests, context)
+            result = inner_stream(request, context)
             if hasattr(result, "__aiter__"):
                 async for response in result:
                     yield response
             else:
-                await result  # a handler that writes through its context
+                await result
         except BaseException as exc:
             finish(call, context, exc)
             raise
         finish(call, context, None)
 
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream, handler.request_deserializer, handler.response_serializer
+    if handler.request_streaming:
+        return grpc.stream_stream_rpc_method_handler(
+            streaming, handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.unary_stream_rpc_method_handler(
+        streaming, handler.request_deserializer, handler.response_serializer
     )
-
-
-def _behaviour(handler: Handler) -> object:
-    return handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
