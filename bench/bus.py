@@ -41,7 +41,7 @@ from bench import bus_nats
 from bench.baseline import STREAM_MSGS, UNARY_P99_AT_RATE
 from bench.bus_flow import Flow, Report, children, measure_flow
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
-from bench.harness import child, percentile, python_module
+from bench.harness import PLANE_READY, child, percentile, plane_argv, python_module
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ ALO_TARGET = Target(20_000, at_least=True)
 P99_TARGET_MS = Target(2.0, at_least=False)
 ALO_VS_JS_TARGET = Target(3.0, at_least=True)
 P99_VS_UNARY_TARGET = Target(3.0, at_least=False)
-_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _CLIENT_READY = re.compile(r"(publisher|subscriber) ready")
 
 
@@ -82,17 +81,8 @@ class Plane:
 async def control_plane() -> AsyncIterator[Plane]:
     """A control plane child with a fresh data directory, on a port of its choosing."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-bus-") as data_dir:
-        argv = python_module(
-            "control_plane",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-        )
-        async with child("control plane", argv, _PLANE_READY) as (process, ready):
+        argv = plane_argv(data_dir)
+        async with child("control plane", argv, PLANE_READY) as (process, ready):
             yield Plane(ready.group(1), process.pid)
 
 

@@ -33,7 +33,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from bench.figures import Figure, GroupResult, RunContext, Target
-from bench.harness import child, percentile, python_module
+from bench.harness import PLANE_READY, child, percentile, plane_argv
 from hms.mgmt.v1 import workflow_pb2, workflow_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ WARMUP_REQUESTS = 10
 REQUESTS = 200
 PAGE_TARGET_MS = Target(300.0, at_least=False)
 DEFINITION = "name: console_wait\nsteps:\n  - id: wait\n    wait_signal: {name: go}\n"
-_READY = re.compile(r"mgmt listening on (\S+)")
 _HTTP = re.compile(r"mgmt http on (\S+)")
 _OLDER = re.compile(r'href="(/processes\?[^"]*)" id="older-page"')
 
@@ -98,20 +97,11 @@ async def _measure(http: aiohttp.ClientSession, urls: Sequence[str]) -> list[flo
 async def run(context: RunContext) -> GroupResult:
     """Fill a control plane with 100,000 processes and time the console's processes and process pages."""
     with tempfile.TemporaryDirectory(prefix="bench-console-") as data_dir:
-        argv = python_module(
-            "control_plane",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-        )
+        argv = plane_argv(data_dir)
         # `mgmt serve` logs where its HTTP listener answers right after where gRPC does.
         async with child("control plane", argv, _HTTP) as (plane, ready):
             base = ready.group(1)
-            listening = _READY.search(plane.tail())
+            listening = PLANE_READY.search(plane.tail())
             if listening is None:
                 raise RuntimeError("the control plane did not say where it listens")
             async with grpc.aio.insecure_channel(listening.group(1)) as channel:

@@ -173,6 +173,22 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+# What `mgmt serve` logs once its gRPC port answers: the address it chose.
+PLANE_READY = re.compile(r"mgmt listening on (\S+)")
+
+
+def plane_argv(data_dir: str | Path, *options: str) -> list[str]:
+    """argv of a control plane on ports of its choosing (loopback; PLANE_READY tells the gRPC one) keeping
+    its state in `data_dir`, with `options` added."""
+    return python_module(
+        "control_plane",
+        "serve",
+        *("--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"),
+        *("--data-dir", str(data_dir)),
+        *options,
+    )
+
+
 class Counter:
     """Completions counted by load generators; read by `measured_rate`."""
 

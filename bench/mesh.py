@@ -30,7 +30,7 @@ import grpc
 
 from bench import echo_server
 from bench.figures import Figure, GroupResult, RunContext, Target
-from bench.harness import child, closed_loop_rate, percentile, python_module
+from bench.harness import PLANE_READY, child, closed_loop_rate, percentile, plane_argv, python_module
 from bench.mesh_clients import MARKER_HOST
 from control_plane.cli import build_parser
 from control_plane.cli_mesh import bootstrap
@@ -47,7 +47,6 @@ CHANGE_INTERVAL_S = 0.020
 MARKER_BASE_PORT = 20000
 PUSH_P99_TARGET = Target(50.0, at_least=False)
 VS_DIRECT_TARGET = Target(0.95, at_least=True)
-_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _ECHO_READY = re.compile(r"echo listening on (\S+)")
 _CLIENTS_READY = re.compile(r"clients ready")
 
@@ -141,12 +140,9 @@ async def run(context: RunContext) -> GroupResult:
     """Start a control plane and three echo servers, register them, measure push, then calls."""
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as data_dir:
-        argv = python_module(
-            "control_plane", "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-            "--data-dir", data_dir,
-        )  # fmt: skip
+        argv = plane_argv(data_dir)
         async with (
-            child("control plane", argv, _PLANE_READY) as (_, ready),
+            child("control plane", argv, PLANE_READY) as (_, ready),
             child("echo 0", python_module("bench.echo_server"), _ECHO_READY) as (_, echo0),
             child("echo 1", python_module("bench.echo_server"), _ECHO_READY) as (_, echo1),
             child("echo 2", python_module("bench.echo_server"), _ECHO_READY) as (_, echo2),

@@ -35,7 +35,7 @@ from google.protobuf import duration_pb2
 
 from bench.baseline import UNARY_ECHO
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
-from bench.harness import Rate, child, closed_loop_rate, percentile, python_module
+from bench.harness import PLANE_READY, Rate, child, closed_loop_rate, percentile, plane_argv, python_module
 from hms.mgmt.v1 import registry_pb2, registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ WATCH_UPDATES = 300
 WATCH_INTERVAL_S = 0.010
 LOOKUP_VS_ECHO_TARGET = Target(0.6, at_least=True)
 WATCH_P99_TARGET_MS = Target(5.0, at_least=False)
-_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _WATCHERS_READY = re.compile(r"watchers ready")
 _TTL = duration_pb2.Duration(seconds=3600)
 
@@ -191,17 +190,8 @@ async def run(context: RunContext) -> GroupResult:
     load = context.load
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="hms-bench-") as data_dir:
-        argv = python_module(
-            "control_plane",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-        )
-        async with child("control plane", argv, _PLANE_READY) as (plane, ready):
+        argv = plane_argv(data_dir)
+        async with child("control plane", argv, PLANE_READY) as (plane, ready):
             address = ready.group(1)
             async with grpc.aio.insecure_channel(address) as channel:
                 took = await register_all(channel)

@@ -62,7 +62,7 @@ import grpc
 
 from bench.bus_clients import open_subscription
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
-from bench.harness import ChildProcess, Rate, child, closed_loop_rate, python_module
+from bench.harness import PLANE_READY, ChildProcess, Rate, child, closed_loop_rate, plane_argv, python_module
 from bench.scale_postgres import DEFAULT_URL, URL_ENV, PostgresUnavailableError, scratch_database, server_of
 from bench.workflow import (
     DEFINITION,
@@ -88,7 +88,6 @@ WARMUP_FACTOR = 3.0
 DURATION_FACTOR = 3.0
 PG1_VS_SQLITE1_STEPS_TARGET = Target(0.75, at_least=True)  # issue 18
 PG2_VS_PG1_CPU_TARGET = Target(1.25, at_least=False)
-_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _WORKERS_READY = re.compile(r"workers ready")
 _WORKERS_RAN = re.compile(r"workers stopped after (\d+) tasks")
 _CPU_UNIT = "CPU s"
@@ -185,20 +184,8 @@ async def start_replicas(
     replicas: list[Replica] = []
     for number in range(1, config.replicas + 1):
         name = f"control plane {number}"
-        argv = python_module(
-            "control_plane",
-            *(
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(scratch / f"replica{number}"),
-            ),
-            *("--store", store_url),
-        )
-        process, ready = await stack.enter_async_context(child(name, argv, _PLANE_READY))
+        argv = plane_argv(scratch / f"replica{number}", "--store", store_url)
+        process, ready = await stack.enter_async_context(child(name, argv, PLANE_READY))
         channel = await stack.enter_async_context(grpc.aio.insecure_channel(ready.group(1)))
         if number == 1:
             # Registered before the next replica starts, which then loads it from the database.

@@ -92,7 +92,7 @@ import grpc
 from bench.baseline import ECHO_CPU, UNARY_ECHO
 from bench.bus_clients import open_subscription
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
-from bench.harness import Rate, child, closed_loop_rate, percentile, python_module
+from bench.harness import PLANE_READY, Rate, child, closed_loop_rate, percentile, plane_argv, python_module
 from bench.otlp_sink import otlp_sink
 from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 
@@ -119,7 +119,6 @@ METRICS_COST_TARGET = Target(0.95, at_least=True)
 TRACING_COST_TARGET = Target(0.8, at_least=True)
 # A process of five no-op steps that has not ended by then is stuck, not slow.
 _PROCESS_TIMEOUT_S = 30.0
-_PLANE_READY = re.compile(r"mgmt listening on (\S+)")
 _WORKERS_READY = re.compile(r"workers ready")
 _FINAL_EVENTS = frozenset({"process_completed", "process_failed", "process_compensated", "process_cancelled"})
 
@@ -267,19 +266,8 @@ async def control_plane(
     """A control plane child with a fresh data directory, on a port of its choosing (`env` added to its
     environment: the OTEL_* variables of a traced run)."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-wf-") as data_dir:
-        argv = python_module(
-            "control_plane",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-            "--metrics",
-            "on" if metrics else "off",
-        )
-        async with child("control plane", argv, _PLANE_READY, env=env) as (process, ready):
+        argv = plane_argv(data_dir, "--metrics", "on" if metrics else "off")
+        async with child("control plane", argv, PLANE_READY, env=env) as (process, ready):
             yield Plane(ready.group(1), process.pid, Path(data_dir))
 
 
