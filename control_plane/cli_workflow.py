@@ -170,7 +170,10 @@ async def workflow_command(args: argparse.Namespace, client: Client) -> int:
                 _print_table(processes)
         case "signal":
             reply = await client.workflow.signal(
-                args.process_id, args.name, _json_object(args.payload, "--payload"), signal_id=args.signal_id
+                args.process_id,
+                args.name,
+                cli_workflow_ops.json_object(args.payload, "--payload"),
+                signal_id=args.signal_id,
             )
             outcome = (
                 "duplicate, ignored" if reply.duplicate else "buffered" if reply.buffered else "delivered"
@@ -217,9 +220,9 @@ async def _apply(client: Client, args: argparse.Namespace) -> int:
 async def _start(client: Client, args: argparse.Namespace) -> int:
     if args.input_file is not None:
         text = await asyncio.to_thread(_read, args.input_file)
-        payload = _json_object(text, "--input-file")
+        payload = cli_workflow_ops.json_object(text, "--input-file")
     else:
-        payload = _json_object(args.input, "--input")
+        payload = cli_workflow_ops.json_object(args.input, "--input")
     process = (
         await client.workflow.start(args.name, payload, business_key=args.key, version=args.version)
     ).proto
@@ -498,18 +501,6 @@ def _state(text: str) -> pb.ProcessState.ValueType:
     if name not in _STATE_NAMES:
         raise argparse.ArgumentTypeError(f"unknown state {text!r}; expected one of {', '.join(_STATE_NAMES)}")
     return pb.ProcessState.Value(f"PROCESS_STATE_{name}")
-
-
-def _json_object(text: str | None, flag: str) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{flag}: not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{flag}: expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 def _read(name: str) -> str:

@@ -69,21 +69,23 @@ async def run_action(args: argparse.Namespace, client: Client) -> None:
         return
     if args.action == "retry" and args.step:
         process = await client.workflow.retry_step(
-            args.process_id, args.step, args.reason, input=_json_object(args.input, "--input")
+            args.process_id, args.step, args.reason, input=json_object(args.input, "--input")
         )
     elif args.action == "retry":
         if args.input is not None:
             raise ValueError("--input: only with --step (a FAILED process resumes with its steps' inputs)")
         process = await client.workflow.retry_process(args.process_id, args.reason)
     elif args.action == "skip":
-        output = _json_object(args.output, "--output")
+        output = json_object(args.output, "--output")
         process = await client.workflow.skip_step(args.process_id, args.step, args.reason, output=output)
     else:
         process = await client.workflow.fail_process(args.process_id, args.reason)
     print(f"{process.id} {process.state.name}")
 
 
-def _json_object(text: str | None, flag: str) -> dict[str, Any] | None:
+def json_object(text: str | None, flag: str) -> dict[str, Any] | None:
+    """A flag's JSON object (None when the flag is absent); ValueError names the flag, so a typo is
+    reported as the user wrote it rather than as a JSON parser's position."""
     if text is None:
         return None
     try:

@@ -409,22 +409,20 @@ class _Parser:
 
     def task(self, body: dict[str, Any], path: Path, scope: _Scope) -> TaskSpec:
         spec = self.mapping(body["task"], (*path, "task"), _TASK_KEYS, {"service", "type"})
-        service, task_type, version = self.task_target(spec or {}, (*path, "task"))
-        return TaskSpec(
-            service=service,
-            task_type=task_type,
-            version=version,
-            input=self.template(body.get("input"), (*path, "input"), scope),
-            retry=self.retry(body.get("retry"), (*path, "retry")),
-            timeout_s=self.duration(body, (*path, "timeout"), TIMEOUT_MIN, TIMEOUT_MAX),
-            heartbeat_timeout_s=self.duration(body, (*path, "heartbeat_timeout"), TIMEOUT_MIN, TIMEOUT_MAX),
-        )
+        return self.task_spec(spec or {}, (*path, "task"), body, path, scope)
 
     def compensation(self, value: Any, path: Path, scope: _Scope) -> TaskSpec | None:
         body = self.mapping(value, path, _COMPENSATE_KEYS, {"service", "type"})
         if body is None:
             return None
-        service, task_type, version = self.task_target(body, path)
+        return self.task_spec(body, path, body, path, scope)
+
+    def task_spec(
+        self, target: dict[str, Any], target_path: Path, body: dict[str, Any], path: Path, scope: _Scope
+    ) -> TaskSpec:
+        """A task from its `target` (service, type, version: a step's `task:` block, or a compensation
+        itself) and the `body` that holds its input, retry and timeouts (the step, or the compensation)."""
+        service, task_type, version = self.task_target(target, target_path)
         return TaskSpec(
             service=service,
             task_type=task_type,
