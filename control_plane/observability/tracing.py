@@ -257,6 +257,9 @@ class FinishedSpans:
         self._hold = _Hold(self)
         self._pending: list[bytes] = []
         self._pending_context: SpanContext | None = None
+        # The trace_id field of the last trace a process's span was written in (its spans come in runs).
+        self._trace_of: SpanContext | None = None
+        self._trace = b""
 
     def sampled(self, root: SpanContext) -> bool:
         """Whether the spans of `root`'s trace, made as its descendants, are recorded (the sampler's word)."""
@@ -331,14 +334,77 @@ class FinishedSpans:
                 context, parent, name, kind, start_ns, end_ns, attributes, links, status
             )
             if written is not None:  # else a value OTLP cannot carry: the SDK's encoder skips it, logging
-                self._pending.append(written)
-                self._pending_context = context
-                if not self._held:
-                    self._flush()
+                self._queue(written, context)
                 processors = self._readable
-        if not processors:
-            return
-        span = ReadableSpan(
+        if processors:
+            span = self._readable_span(
+                name, context, parent, start_ns, end_ns, attributes, kind, status, links
+            )
+            for processor in processors:
+                processor.on_end(span)
+
+    def record_in_trace(
+        self,
+        name: str,
+        root: SpanContext,
+        span: int,
+        parent: int,
+        start_ns: int,
+        end_ns: int,
+        attributes: Attributes,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        status: Status = UNSET,
+    ) -> None:
+        """`record` of the span `span` of `root`'s trace, child of its span `parent`, both by id (the
+        parent remote, as a derived id's span is): a process's spans, whose contexts are never needed as
+        objects unless a processor takes ReadableSpans. `root` is sampled (`sampled(root)` said so).
+        """
+        processors = self._processors
+        if self._encoding:
+            if root is not self._trace_of:
+                self._trace_of, self._trace = root, self._encoder.trace_field(root.trace_id)
+            written = self._encoder.in_trace(
+                self._trace, span, parent, True, name, kind, start_ns, end_ns, attributes, status
+            )
+            if written is not None:
+                self._queue(written, root)
+                processors = self._readable
+        if processors:
+            readable = self._readable_span(
+                name,
+                SpanContext(root.trace_id, span, False, root.trace_flags, NO_STATE),
+                child_context(root, parent),
+                start_ns,
+                end_ns,
+                attributes,
+                kind,
+                status,
+                (),
+            )
+            for processor in processors:
+                processor.on_end(readable)
+
+    def _queue(self, written: bytes, context: SpanContext) -> None:
+        """Queue a span written for OTLP (`context`: a sampled one of its trace, for the batch processor)."""
+        self._pending.append(written)
+        self._pending_context = context
+        if not self._held:
+            self._flush()
+
+    def _readable_span(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        start_ns: int,
+        end_ns: int,
+        attributes: Attributes,
+        kind: SpanKind,
+        status: Status,
+        links: Sequence[Link],
+    ) -> ReadableSpan:
+        return ReadableSpan(
             name,
             context=context,
             parent=parent,
@@ -351,8 +417,6 @@ class FinishedSpans:
             end_time=end_ns,
             instrumentation_scope=self._scope,
         )
-        for processor in processors:
-            processor.on_end(span)
 
 
 class _Hold(AbstractContextManager[None]):
