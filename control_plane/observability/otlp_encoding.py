@@ -60,6 +60,9 @@ _TIMES = struct.Struct("<BQBQ").pack
 _IDS = struct.Struct(">HQ").pack
 _IDS_PARENT = struct.Struct(">HQHQ").pack
 _UNSET_STATUS = b"\x7a\x00"
+# A Link's trace_id (tag, 128 bits as two halves) and span_id fields.
+_LINK_IDS = struct.Struct(">HQQHQ").pack
+_LOW_64 = (1 << 64) - 1
 _UNBOUNDED = frozenset({dict, tuple, list, MappingProxyType})
 # Spans whose fields are read directly (the same values their properties return, without the calls).
 _PLAIN_SPANS = frozenset({ReadableSpan, SdkSpan})
@@ -393,15 +396,16 @@ class SpanEncoder:
         return b"".join(parts)
 
     def _link(self, link: Link) -> bytes:
-        context = link.context
+        context, attributes = link.context, link.attributes
+        trace_id = context.trace_id
         parts = [
-            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-            self._attributes_of(link.attributes, b"\x22"),
+            _LINK_IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, context.span_id),
+            # Not remembered: a link's attributes are usually its message's own (an id), met once.
+            b"".join([_field(b"\x22", _key_value(k, v)) for k, v in attributes.items()]) if attributes else b"",
         ]
-        if dropped := _dropped(link.attributes):
+        if dropped := _dropped(attributes):
             parts.append(b"\x28" + _varint(dropped))
-        parts.append(b"\x35" + _FIXED32(_flags(context)))
+        parts.append(_REMOTE_LINK_FLAGS if context.is_remote else _LOCAL_LINK_FLAGS)
         return b"".join(parts)
 
 
@@ -428,11 +432,10 @@ def _status(status: Status) -> bytes:
     )
 
 
-def _flags(parent: SpanContext | None) -> int:
-    return _HAS_IS_REMOTE | _IS_REMOTE if parent is not None and parent.is_remote else _HAS_IS_REMOTE
-
-
+# Span.flags and Link.flags: whether the parent (linked span) is remote is known, and if it is.
 _LOCAL_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE)
+_LOCAL_LINK_FLAGS = b"\x35" + _FIXED32(_HAS_IS_REMOTE)
+_REMOTE_LINK_FLAGS = b"\x35" + _FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 _REMOTE_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 

@@ -33,7 +33,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, StaticSampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -48,6 +48,8 @@ _provider: TracerProvider | None = None
 _processors: tuple[SpanProcessor, ...] = ()
 NO_STATE = TraceState()
 UNSET = Status()
+_SAMPLE = Decision.RECORD_AND_SAMPLE  # (an Enum member looked up on its class is a Python call)
+_SERVER = SpanKind.SERVER
 # A version-00 traceparent and nothing else: what this control plane writes and what callers send.
 _VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
@@ -240,6 +242,7 @@ class FinishedSpans:
         self._processors = tuple(processors)
         self._scope = InstrumentationScope(scope)
         self._decided: dict[tuple[int, int], bool] = {}
+        self._root_decision = _constant_root_decision(self._sampler)
         # The processors that take spans already encoded for OTLP (written once, here) and the others,
         # which take ReadableSpans. otlp_encoding is loaded only if there are some of the first kind.
         self._encoding: tuple[EncodingBatchSpanProcessor, ...] = ()
@@ -267,7 +270,7 @@ class FinishedSpans:
         decided = self._decided.get(key)
         if decided is None:
             decision = self._sampler.should_sample(as_parent(root), root.trace_id, "")
-            decided = decision.decision is Decision.RECORD_AND_SAMPLE
+            decided = decision.decision is _SAMPLE
             if len(self._decided) >= 4096:
                 self._decided.clear()  # a bound, not a cache policy: re-asking costs one call
             self._decided[key] = decided
@@ -299,8 +302,8 @@ class FinishedSpans:
         whether it is recorded: the ids and the sampler's decision a Tracer's `start_span` makes."""
         if parent is None:
             trace_id = self._ids.generate_trace_id()
-            decision = self._sampler.should_sample(None, trace_id, name, SpanKind.SERVER)
-            sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+            decision = self._root_decision or self._sampler.should_sample(None, trace_id, name, _SERVER)
+            sampled = decision.decision is _SAMPLE
             flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
             if self._ids.is_trace_id_random():
                 flags |= TraceFlags.RANDOM_TRACE_ID
@@ -432,6 +435,19 @@ class _Hold(AbstractContextManager[None]):
 
     def __exit__(self, *exc: object) -> None:
         self._spans._exit()
+
+
+def _constant_root_decision(sampler: Sampler) -> SamplingResult | None:
+    """What `sampler` decides for every new trace's root, if that is fixed (OpenTelemetry's always_on and
+    always_off, alone or parent-based); None when it must be asked per trace (a trace id ratio, another).
+
+    A server span with no caller's context is such a root: asking the sampler at each call (a result
+    object, a look at the current context for a parent the call has not got) would give this same answer.
+    """
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
+    if isinstance(root, StaticSampler):
+        return root.should_sample(None, 0, "")
+    return None
 
 
 def finished_spans(scope: str = SCOPE) -> FinishedSpans | None:
