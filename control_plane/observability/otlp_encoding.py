@@ -401,7 +401,9 @@ class SpanEncoder:
         parts = [
             _LINK_IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, context.span_id),
             # Not remembered: a link's attributes are usually its message's own (an id), met once.
-            b"".join([_field(b"\x22", _key_value(k, v)) for k, v in attributes.items()]) if attributes else b"",
+            b"".join([_field(b"\x22", _key_value(k, v)) for k, v in attributes.items()])
+            if attributes
+            else b"",
         ]
         if dropped := _dropped(attributes):
             parts.append(b"\x28" + _varint(dropped))
