@@ -32,6 +32,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
+from control_plane.observability.tracing import UNSET
+
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 _FIXED32 = struct.Struct("<I").pack
@@ -53,6 +55,14 @@ _CACHEABLE = frozenset({str, int, float, bool})
 # parent is remote: constants of every span.
 _KIND_FIELDS = {id(kind): b"\x30" + _SMALL[number] for kind, number in _KINDS.items()}
 _TIMES = struct.Struct("<BQBQ").pack
+# A Span's span_id field, or its span_id and parent_span_id fields: each a two-byte tag (0x12 0x08,
+# 0x22 0x08) and eight bytes, big-endian as the SDK writes ids.
+_IDS = struct.Struct(">HQ").pack
+_IDS_PARENT = struct.Struct(">HQHQ").pack
+_UNSET_STATUS = b"\x7a\x00"
+# A Link's trace_id (tag, 128 bits as two halves) and span_id fields.
+_LINK_IDS = struct.Struct(">HQQHQ").pack
+_LOW_64 = (1 << 64) - 1
 _UNBOUNDED = frozenset({dict, tuple, list, MappingProxyType})
 # Spans whose fields are read directly (the same values their properties return, without the calls).
 _PLAIN_SPANS = frozenset({ReadableSpan, SdkSpan})
@@ -224,12 +234,73 @@ class SpanEncoder:
     ) -> bytes | None:
         """A finished span written once as a ScopeSpans' `spans` field; None if it holds a value OTLP does
         not allow (the SDK's encoder then gets it as a ReadableSpan, and skips what it cannot write)."""
+        if not links and not context.trace_state and start and end:
+            return self.in_trace(
+                self.trace_field(context.trace_id),
+                context.span_id,
+                None if parent is None else parent.span_id,
+                parent is not None and parent.is_remote,
+                name,
+                kind,
+                start,
+                end,
+                attributes,
+                status,
+            )
         try:
             return _field(
                 b"\x12", self.span(context, parent, name, kind, start, end, attributes, (), links, status)
             )
         except _Unsupported:
             return None
+
+    @staticmethod
+    def trace_field(trace_id: int) -> bytes:
+        """A Span's `trace_id` field (what `in_trace` takes: a trace's spans can share it)."""
+        return b"\x0a\x10" + trace_id.to_bytes(16, "big")
+
+    def in_trace(
+        self,
+        trace: bytes,
+        span_id: int,
+        parent_id: int | None,
+        remote_parent: bool,
+        name: str,
+        kind: SpanKind,
+        start: int,
+        end: int,
+        attributes: Mapping[str, Any] | None,
+        status: Status,
+    ) -> bytes | None:
+        """`written` for the common shape, from plain values: no trace state, events or links, start and
+        end set. The span's context need not exist as an object (the workflow's spans, by derived id).
+
+        One frame and one join per span: this runs for every span the control plane makes.
+        """
+        try:
+            written_attributes = self._attributes_of(attributes, b"\x4a") if attributes else b""
+        except _Unsupported:
+            return None
+        written_name = self._names.get(name)
+        if written_name is None:
+            if len(self._names) >= _CACHED_NAMES:
+                self._names.clear()
+            written_name = self._names[name] = _field(b"\x2a", name.encode()) if name else b""
+        body = b"".join(
+            (
+                trace,
+                _IDS(0x1208, span_id)
+                if parent_id is None
+                else _IDS_PARENT(0x1208, span_id, 0x2208, parent_id),
+                written_name,
+                _KIND_FIELDS[id(kind)],
+                _TIMES(0x39, start, 0x41, end),
+                written_attributes,
+                _UNSET_STATUS if status is UNSET else _status(status),
+                _REMOTE_FLAGS if remote_parent else _LOCAL_FLAGS,
+            )
+        )
+        return b"\x12" + _varint(len(body)) + body
 
     def span(
         self,
@@ -290,18 +361,7 @@ class SpanEncoder:
         if dropped_links:
             parts.append(b"\x70" + _varint(dropped_links))
         if status is not None:
-            status_code, description = status.status_code, status.description
-            if status_code is StatusCode.UNSET and not description:
-                parts.append(b"\x7a\x00")
-            else:
-                code = 2 if status_code is StatusCode.ERROR else 1 if status_code is StatusCode.OK else 0
-                parts.append(
-                    _field(
-                        b"\x7a",
-                        (_field(b"\x12", description.encode()) if description else b"")
-                        + (b"\x18" + _SMALL[code] if code else b""),
-                    )
-                )
+            parts.append(_status(status))
         parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
         return b"".join(parts)
 
@@ -336,15 +396,18 @@ class SpanEncoder:
         return b"".join(parts)
 
     def _link(self, link: Link) -> bytes:
-        context = link.context
+        context, attributes = link.context, link.attributes
+        trace_id = context.trace_id
         parts = [
-            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-            self._attributes_of(link.attributes, b"\x22"),
+            _LINK_IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, context.span_id),
+            # Not remembered: a link's attributes are usually its message's own (an id), met once.
+            b"".join([_field(b"\x22", _key_value(k, v)) for k, v in attributes.items()])
+            if attributes
+            else b"",
         ]
-        if dropped := _dropped(link.attributes):
+        if dropped := _dropped(attributes):
             parts.append(b"\x28" + _varint(dropped))
-        parts.append(b"\x35" + _FIXED32(_flags(context)))
+        parts.append(_REMOTE_LINK_FLAGS if context.is_remote else _LOCAL_LINK_FLAGS)
         return b"".join(parts)
 
 
@@ -358,11 +421,23 @@ def _dropped(values: object) -> int:
     return 0
 
 
-def _flags(parent: SpanContext | None) -> int:
-    return _HAS_IS_REMOTE | _IS_REMOTE if parent is not None and parent.is_remote else _HAS_IS_REMOTE
+def _status(status: Status) -> bytes:
+    """A Span's `status` field."""
+    status_code, description = status.status_code, status.description
+    if status_code is StatusCode.UNSET and not description:
+        return _UNSET_STATUS
+    code = 2 if status_code is StatusCode.ERROR else 1 if status_code is StatusCode.OK else 0
+    return _field(
+        b"\x7a",
+        (_field(b"\x12", description.encode()) if description else b"")
+        + (b"\x18" + _SMALL[code] if code else b""),
+    )
 
 
+# Span.flags and Link.flags: whether the parent (linked span) is remote is known, and if it is.
 _LOCAL_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE)
+_LOCAL_LINK_FLAGS = b"\x35" + _FIXED32(_HAS_IS_REMOTE)
+_REMOTE_LINK_FLAGS = b"\x35" + _FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 _REMOTE_FLAGS = b"\x85\x01" + _FIXED32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 

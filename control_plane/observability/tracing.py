@@ -33,7 +33,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, StaticSampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -48,6 +48,8 @@ _provider: TracerProvider | None = None
 _processors: tuple[SpanProcessor, ...] = ()
 NO_STATE = TraceState()
 UNSET = Status()
+_SAMPLE = Decision.RECORD_AND_SAMPLE  # (an Enum member looked up on its class is a Python call)
+_SERVER = SpanKind.SERVER
 # A version-00 traceparent and nothing else: what this control plane writes and what callers send.
 _VERSION_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
@@ -240,6 +242,7 @@ class FinishedSpans:
         self._processors = tuple(processors)
         self._scope = InstrumentationScope(scope)
         self._decided: dict[tuple[int, int], bool] = {}
+        self._root_decision = _constant_root_decision(self._sampler)
         # The processors that take spans already encoded for OTLP (written once, here) and the others,
         # which take ReadableSpans. otlp_encoding is loaded only if there are some of the first kind.
         self._encoding: tuple[EncodingBatchSpanProcessor, ...] = ()
@@ -257,6 +260,9 @@ class FinishedSpans:
         self._hold = _Hold(self)
         self._pending: list[bytes] = []
         self._pending_context: SpanContext | None = None
+        # The trace_id field of the last trace a process's span was written in (its spans come in runs).
+        self._trace_of: SpanContext | None = None
+        self._trace = b""
 
     def sampled(self, root: SpanContext) -> bool:
         """Whether the spans of `root`'s trace, made as its descendants, are recorded (the sampler's word)."""
@@ -264,7 +270,7 @@ class FinishedSpans:
         decided = self._decided.get(key)
         if decided is None:
             decision = self._sampler.should_sample(as_parent(root), root.trace_id, "")
-            decided = decision.decision is Decision.RECORD_AND_SAMPLE
+            decided = decision.decision is _SAMPLE
             if len(self._decided) >= 4096:
                 self._decided.clear()  # a bound, not a cache policy: re-asking costs one call
             self._decided[key] = decided
@@ -296,8 +302,8 @@ class FinishedSpans:
         whether it is recorded: the ids and the sampler's decision a Tracer's `start_span` makes."""
         if parent is None:
             trace_id = self._ids.generate_trace_id()
-            decision = self._sampler.should_sample(None, trace_id, name, SpanKind.SERVER)
-            sampled = decision.decision is Decision.RECORD_AND_SAMPLE
+            decision = self._root_decision or self._sampler.should_sample(None, trace_id, name, _SERVER)
+            sampled = decision.decision is _SAMPLE
             flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
             if self._ids.is_trace_id_random():
                 flags |= TraceFlags.RANDOM_TRACE_ID
@@ -331,14 +337,77 @@ class FinishedSpans:
                 context, parent, name, kind, start_ns, end_ns, attributes, links, status
             )
             if written is not None:  # else a value OTLP cannot carry: the SDK's encoder skips it, logging
-                self._pending.append(written)
-                self._pending_context = context
-                if not self._held:
-                    self._flush()
+                self._queue(written, context)
                 processors = self._readable
-        if not processors:
-            return
-        span = ReadableSpan(
+        if processors:
+            span = self._readable_span(
+                name, context, parent, start_ns, end_ns, attributes, kind, status, links
+            )
+            for processor in processors:
+                processor.on_end(span)
+
+    def record_in_trace(
+        self,
+        name: str,
+        root: SpanContext,
+        span: int,
+        parent: int,
+        start_ns: int,
+        end_ns: int,
+        attributes: Attributes,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        status: Status = UNSET,
+    ) -> None:
+        """`record` of the span `span` of `root`'s trace, child of its span `parent`, both by id (the
+        parent remote, as a derived id's span is): a process's spans, whose contexts are never needed as
+        objects unless a processor takes ReadableSpans. `root` is sampled (`sampled(root)` said so).
+        """
+        processors = self._processors
+        if self._encoding:
+            if root is not self._trace_of:
+                self._trace_of, self._trace = root, self._encoder.trace_field(root.trace_id)
+            written = self._encoder.in_trace(
+                self._trace, span, parent, True, name, kind, start_ns, end_ns, attributes, status
+            )
+            if written is not None:
+                self._queue(written, root)
+                processors = self._readable
+        if processors:
+            readable = self._readable_span(
+                name,
+                SpanContext(root.trace_id, span, False, root.trace_flags, NO_STATE),
+                child_context(root, parent),
+                start_ns,
+                end_ns,
+                attributes,
+                kind,
+                status,
+                (),
+            )
+            for processor in processors:
+                processor.on_end(readable)
+
+    def _queue(self, written: bytes, context: SpanContext) -> None:
+        """Queue a span written for OTLP (`context`: a sampled one of its trace, for the batch processor)."""
+        self._pending.append(written)
+        self._pending_context = context
+        if not self._held:
+            self._flush()
+
+    def _readable_span(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        start_ns: int,
+        end_ns: int,
+        attributes: Attributes,
+        kind: SpanKind,
+        status: Status,
+        links: Sequence[Link],
+    ) -> ReadableSpan:
+        return ReadableSpan(
             name,
             context=context,
             parent=parent,
@@ -351,8 +420,6 @@ class FinishedSpans:
             end_time=end_ns,
             instrumentation_scope=self._scope,
         )
-        for processor in processors:
-            processor.on_end(span)
 
 
 class _Hold(AbstractContextManager[None]):
@@ -368,6 +435,19 @@ class _Hold(AbstractContextManager[None]):
 
     def __exit__(self, *exc: object) -> None:
         self._spans._exit()
+
+
+def _constant_root_decision(sampler: Sampler) -> SamplingResult | None:
+    """What `sampler` decides for every new trace's root, if that is fixed (OpenTelemetry's always_on and
+    always_off, alone or parent-based); None when it must be asked per trace (a trace id ratio, another).
+
+    A server span with no caller's context is such a root: asking the sampler at each call (a result
+    object, a look at the current context for a parent the call has not got) would give this same answer.
+    """
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
+    if isinstance(root, StaticSampler):
+        return root.should_sample(None, 0, "")
+    return None
 
 
 def finished_spans(scope: str = SCOPE) -> FinishedSpans | None:

@@ -25,18 +25,16 @@ runs at every transition of every traced process, in the event loop, so it build
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from control_plane.core.workflow.definition import Definition
 from control_plane.models import EventType, HistoryEvent, ProcessRecord, ProcessState, StepState, TaskAttempt
 from control_plane.observability.tracing import (
-    NO_STATE,
     UNSET,
     FinishedSpans,
-    child_context,
     derived_span_id,
     parse_traceparent,
 )
@@ -48,6 +46,13 @@ _ENDS = {
     EventType.PROCESS_CANCELLED,
 }
 _COMPENSATION_STATES = {StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
+# Enum members read once: a member looked up on its class costs a Python call, at every event.
+_STEP_FAILED = EventType.STEP_FAILED
+_TASK_TIMED_OUT = EventType.TASK_TIMED_OUT
+_CANCELLED = StepState.CANCELLED
+_COMPLETED = ProcessState.COMPLETED
+_PRODUCER = SpanKind.PRODUCER
+_INTERNAL = SpanKind.INTERNAL
 
 
 def process_span(process_id: str) -> int:
@@ -106,94 +111,118 @@ class WorkflowSpans:
     def _event(
         self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
     ) -> None:
-        kind, pid, step = event.type, record.id, event.step_id
-        details = event.details
-        if kind is EventType.TASK_SCHEDULED:
-            self._begun.setdefault(pid, {})[(step, event.attempt, bool(details.get("compensation")))] = (
-                event.time
-            )
-        elif kind is EventType.COMPENSATION_STARTED:
-            self._compensating.setdefault(pid, {})[step] = event.time
-        elif kind in (EventType.TASK_FAILED, EventType.TASK_TIMED_OUT):
-            compensation = self._is_compensation(record, step, event.attempt)
-            error = details.get("error") or {}
-            self._attempt(record, root, event, compensation, error)
-            retry_at = details.get("retry_at")
-            if details.get("will_retry") and isinstance(retry_at, int | float):
-                self._emit(
-                    f"backoff {step}",
-                    root,
-                    derived_span_id(pid, step, event.attempt, "backoff"),
-                    attempt_span(pid, step, event.attempt, compensation),
-                    event.time,
-                    max(event.time, float(retry_at)),
-                    {**self._ids(record, step), "mgmt.attempt": event.attempt, "mgmt.timer": "retry"},
-                )
-        elif kind is EventType.COMPENSATION_COMPLETED:
-            self._attempt(record, root, event, True, None)
-            self._compensation(record, root, event, None)
-        elif kind is EventType.COMPENSATION_FAILED:
-            self._compensation(record, root, event, details.get("error") or {})
-        elif kind in (EventType.STEP_COMPLETED, EventType.STEP_FAILED):
-            step_kind = definition.step(step).kind.value if definition is not None else ""
-            if kind is EventType.STEP_COMPLETED and step_kind == "task":
-                self._attempt(record, root, event, False, None)
-            run = record.steps.get(step)
-            begun = run.started_at if run is not None and run.started_at else event.time
-            error = details.get("error") if kind is EventType.STEP_FAILED else None
+        # One dict lookup per event: most events of a transition (step_started, process_running, ...)
+        # end no span, and each `EventType.X` an if-chain compares with is an Enum class attribute
+        # lookup (half a microsecond here).
+        handler = _HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, record, root, event, definition)
+
+    def _scheduled(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        key = (event.step_id, event.attempt, bool(event.details.get("compensation")))
+        self._begun.setdefault(record.id, {})[key] = event.time
+
+    def _compensation_started(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        self._compensating.setdefault(record.id, {})[event.step_id] = event.time
+
+    def _task_failed(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        pid, step, details = record.id, event.step_id, event.details
+        compensation = self._is_compensation(record, step, event.attempt)
+        self._attempt(record, root, event, compensation, details.get("error") or {})
+        retry_at = details.get("retry_at")
+        if details.get("will_retry") and isinstance(retry_at, int | float):
             self._emit(
-                f"step {step}",
+                f"backoff {step}",
                 root,
-                step_span(pid, step),
-                process_span(pid),
-                begun,
+                derived_span_id(pid, step, event.attempt, "backoff"),
+                attempt_span(pid, step, event.attempt, compensation),
                 event.time,
-                {**self._ids(record, step), "mgmt.step_kind": step_kind, "mgmt.attempts": event.attempt},
-                error=error or ({} if kind is EventType.STEP_FAILED else None),
+                max(event.time, float(retry_at)),
+                {**self._ids(record, step), "mgmt.attempt": event.attempt, "mgmt.timer": "retry"},
             )
-        elif kind is EventType.SIGNAL_RECEIVED:
-            name = str(details.get("name") or details.get("subject") or "")
-            parent = step_span(pid, step) if step else process_span(pid)
-            self._emit(
-                f"signal {name}",
-                root,
-                derived_span_id(pid, "signal", event.sequence),
-                parent,
-                event.time,
-                event.time,
-                {
-                    **self._ids(record, step),
-                    "mgmt.signal": name,
-                    "mgmt.buffered": bool(details.get("buffered")),
-                },
-            )
-        elif kind in _ENDS:
-            self._cancelled_steps(record, root, event)
-            self._emit(
-                f"process {record.definition}",
-                root,
-                process_span(pid),
-                root.span_id,
-                record.created_at,
-                event.time,
-                {
-                    "mgmt.process_id": pid,
-                    "mgmt.definition": record.definition,
-                    "mgmt.definition_version": record.version,
-                    "mgmt.business_key": record.business_key,
-                    "mgmt.state": record.state.value,
-                },
-                error=None if record.state is ProcessState.COMPLETED else (record.error or {}),
-                root_parent=True,
-            )
-            self._forget(pid)
+
+    def _compensation_completed(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        self._attempt(record, root, event, True, None)
+        self._compensation(record, root, event, None)
+
+    def _compensation_failed(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        self._compensation(record, root, event, event.details.get("error") or {})
+
+    def _step_ended(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        pid, step = record.id, event.step_id
+        failed = event.type is _STEP_FAILED
+        step_kind = definition.step(step).kind.value if definition is not None else ""
+        if not failed and step_kind == "task":
+            self._attempt(record, root, event, False, None)
+        run = record.steps.get(step)
+        begun = run.started_at if run is not None and run.started_at else event.time
+        self._emit(
+            f"step {step}",
+            root,
+            step_span(pid, step),
+            process_span(pid),
+            begun,
+            event.time,
+            {**self._ids(record, step), "mgmt.step_kind": step_kind, "mgmt.attempts": event.attempt},
+            error=(event.details.get("error") or {}) if failed else None,
+        )
+
+    def _signal(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        pid, step, details = record.id, event.step_id, event.details
+        name = str(details.get("name") or details.get("subject") or "")
+        self._emit(
+            f"signal {name}",
+            root,
+            derived_span_id(pid, "signal", event.sequence),
+            step_span(pid, step) if step else process_span(pid),
+            event.time,
+            event.time,
+            {**self._ids(record, step), "mgmt.signal": name, "mgmt.buffered": bool(details.get("buffered"))},
+        )
+
+    def _process_ended(
+        self, record: ProcessRecord, root: SpanContext, event: HistoryEvent, definition: Definition | None
+    ) -> None:
+        pid = record.id
+        self._cancelled_steps(record, root, event)
+        self._emit(
+            f"process {record.definition}",
+            root,
+            process_span(pid),
+            root.span_id,
+            record.created_at,
+            event.time,
+            {
+                "mgmt.process_id": pid,
+                "mgmt.definition": record.definition,
+                "mgmt.definition_version": record.version,
+                "mgmt.business_key": record.business_key,
+                "mgmt.state": record.state.value,
+            },
+            error=None if record.state is _COMPLETED else (record.error or {}),
+        )
+        self._forget(pid)
 
     def _cancelled_steps(self, record: ProcessRecord, root: SpanContext, event: HistoryEvent) -> None:
         """The steps the process's end stopped (cancelled, or a parallel sibling failed): their spans, and
         their attempts' (the task was withdrawn), end with it."""
         pid = record.id
         for run in record.steps.values():
-            if run.state is not StepState.CANCELLED or not run.started_at:
+            if run.state is not _CANCELLED or not run.started_at:
                 continue
             ids = {**self._ids(record, run.step_id), "mgmt.cancelled": True}
             begun = self._begun.get(pid, {})
@@ -206,7 +235,7 @@ class WorkflowSpans:
                     begun[(run.step_id, run.attempts, False)],
                     run.ended_at or event.time,
                     {**ids, "mgmt.attempt": run.attempts, "mgmt.retry": run.attempts > 1},
-                    kind=SpanKind.PRODUCER,
+                    kind=_PRODUCER,
                 )
             self._emit(
                 f"step {run.step_id}",
@@ -249,7 +278,7 @@ class WorkflowSpans:
             "mgmt.retry": attempt > 1,
             "mgmt.compensation": compensation,
         }
-        if event.type is EventType.TASK_TIMED_OUT:
+        if event.type is _TASK_TIMED_OUT:
             attributes["mgmt.timed_out"] = True
         self._emit(
             name,
@@ -260,7 +289,7 @@ class WorkflowSpans:
             event.time,
             attributes,
             error=error,
-            kind=SpanKind.PRODUCER,
+            kind=_PRODUCER,
         )
 
     def _compensation(
@@ -294,9 +323,7 @@ class WorkflowSpans:
         attributes: dict[str, Any],
         *,
         error: dict[str, Any] | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        root_parent: bool = False,
-        links: Sequence[Link] = (),
+        kind: SpanKind = _INTERNAL,
     ) -> None:
         status = UNSET
         if error is not None:
@@ -306,18 +333,34 @@ class WorkflowSpans:
                 attributes["mgmt.error_code"] = str(code)
             status = Status(StatusCode.ERROR, str(message or code or "failed"))
         start_ns = int(start * 1e9)
-        self._spans.record(
+        self._spans.record_in_trace(
             name,
-            SpanContext(root.trace_id, span, False, root.trace_flags, NO_STATE),
-            root if root_parent else child_context(root, parent),
+            root,
+            span,
+            parent,
             start_ns,
             max(start_ns, int(end * 1e9)),
             attributes,
             kind=kind,
             status=status,
-            links=links,
         )
 
     def _forget(self, process_id: str) -> None:
         self._begun.pop(process_id, None)
         self._compensating.pop(process_id, None)
+
+
+_Handler = Callable[[WorkflowSpans, ProcessRecord, SpanContext, HistoryEvent, Definition | None], None]
+# What each kind of history event does to the spans (the kinds not here end none).
+_HANDLERS: dict[EventType, _Handler] = {
+    EventType.TASK_SCHEDULED: WorkflowSpans._scheduled,
+    EventType.COMPENSATION_STARTED: WorkflowSpans._compensation_started,
+    EventType.TASK_FAILED: WorkflowSpans._task_failed,
+    EventType.TASK_TIMED_OUT: WorkflowSpans._task_failed,
+    EventType.COMPENSATION_COMPLETED: WorkflowSpans._compensation_completed,
+    EventType.COMPENSATION_FAILED: WorkflowSpans._compensation_failed,
+    EventType.STEP_COMPLETED: WorkflowSpans._step_ended,
+    EventType.STEP_FAILED: WorkflowSpans._step_ended,
+    EventType.SIGNAL_RECEIVED: WorkflowSpans._signal,
+    **dict.fromkeys(_ENDS, WorkflowSpans._process_ended),
+}
