@@ -69,9 +69,9 @@ def message_bytes(message: OutgoingMessage | StoredMessage) -> int:
     return size
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a published message sits: log sequence, subject sequence, publish time."""
+class Position(NamedTuple):
+    """Where a published message sits: log sequence, subject sequence, publish time (a NamedTuple: one
+    is built per published message)."""
 
     sequence: int
     subject_sequence: int

@@ -42,8 +42,8 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
 
 def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_window_s: float) -> AppendResult:
     """Store a batch atomically: dedup by message id, assign log and subject sequences, insert."""
-    if batch and not dedup_window_s and not any(m.message_id for m in batch):
-        # Nothing to deduplicate (a workflow transition's events): every message is new.
+    if batch and not any(m.message_id for m in batch):
+        # Nothing to deduplicate (no message has an id, as a workflow transition's events): all are new.
         stored = _insert(conn, batch, now)
         return AppendResult([Position(m.sequence, m.subject_sequence, now) for m in stored], [], stored)
     known: dict[str, Position] = {}
@@ -163,33 +163,23 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
         for subject, subject_last in rows:
             subject_next[subject] = int(subject_last) - added[subject] + 1
     stored: list[StoredMessage] = []
+    values: list[Any] = []  # the rows, flattened: one pass builds them with the messages
     for sequence, message in enumerate(fresh, start=last - len(fresh) + 1):
-        subject_seq = message.subject_sequence
+        subject, data, headers, content_type, message_id, subject_seq = message
         if not subject_seq:
-            subject_seq = subject_next[message.subject]
-            subject_next[message.subject] = subject_seq + 1
+            subject_seq = subject_next[subject]
+            subject_next[subject] = subject_seq + 1
         stored.append(
-            StoredMessage(
-                sequence,
-                subject_seq,
-                message.subject,
-                message.data,
-                message.headers,
-                message.content_type,
-                message.message_id,
-                now,
-            )
+            StoredMessage(sequence, subject_seq, subject, data, headers, content_type, message_id, now)
         )
-    values: list[Any] = []
-    for m in stored:
         values += (
-            m.sequence,
-            m.subject_sequence,
-            m.subject,
-            m.data,
-            json.dumps(dict(m.headers)) if m.headers else "{}",
-            m.content_type,
-            m.message_id,
+            sequence,
+            subject_seq,
+            subject,
+            data,
+            json.dumps(dict(headers)) if headers else "{}",
+            content_type,
+            message_id,
             now,
         )
     insert_rows(conn, _INSERT_MESSAGES, values, _MESSAGE_WIDTH)
