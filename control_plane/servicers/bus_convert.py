@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterable
 
 from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
-from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch
+from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch, Delivery
 from control_plane.errors import InvalidArgument
 from control_plane.models import (
     NO_HEADERS,
@@ -113,15 +113,33 @@ def outcome(value: AckOutcome) -> pb.AckResult.ValueType:
 
 
 def batch_response(batch: Batch) -> pb.SubscribeResponse:
-    """One Subscribe frame carrying a batch (and a gap marker when messages were skipped).
+    """One Subscribe frame carrying a batch (and a gap marker when messages were skipped)."""
+    deliveries = batch.deliveries
+    if len(deliveries) >= _TEMPLATES_FROM:
+        response = _from_templates(deliveries)
+    else:
+        response = pb.SubscribeResponse()
+        _add_field_by_field(response, deliveries)
+    if batch.gap is not None:
+        response.gap.first_sequence = batch.gap.first_sequence
+        response.gap.last_sequence = batch.gap.last_sequence
+        response.gap.skipped = batch.gap.skipped
+    return response
 
-    The hot path of every subscriber. Setting a field from Python costs about as much as parsing a
+
+# From this many deliveries on, a frame is built from templates: encoding one costs about as much as
+# setting the fields of five to eight deliveries one by one (measured 8 deliveries 51 -> 46 us, 1 delivery
+# 9 -> 22 us with templates).
+_TEMPLATES_FROM = 8
+
+
+def _from_templates(deliveries: list[Delivery]) -> pb.SubscribeResponse:
+    """The hot path of every busy subscriber. Setting a field from Python costs about as much as parsing a
     whole delivery in C, so the fields a run of deliveries shares (subject, publish time, content type,
     consumer, attempt) are encoded once as a template delivery, the frame is parsed from one template
-    copy per delivery, and only what differs per delivery is set afterwards: about a third of the CPU
-    of setting every field (5.4 -> 1.9 us a 128 B delivery, measured on the bench machine).
+    copy per delivery, and only what differs per delivery is set afterwards: about half the CPU of
+    setting every field (5.9 -> 2.9 us a 128 B delivery with serialization, measured on the bench machine).
     """
-    deliveries = batch.deliveries
     templates: dict[_Shared, bytes] = {}
     runs: list[bytes] = []
     shared: _Shared | None = None
@@ -149,11 +167,34 @@ def batch_response(batch: Batch) -> pb.SubscribeResponse:
             message.message_id = m.message_id
         if delivery.delivery_id:
             wire.delivery_id = delivery.delivery_id
-    if batch.gap is not None:
-        response.gap.first_sequence = batch.gap.first_sequence
-        response.gap.last_sequence = batch.gap.last_sequence
-        response.gap.skipped = batch.gap.skipped
     return response
+
+
+def _add_field_by_field(response: pb.SubscribeResponse, deliveries: list[Delivery]) -> None:
+    """Few deliveries: every field set one by one (a batch's messages mostly share one publish time, so
+    its conversion is reused)."""
+    stamp_of, whole, nanos = -1.0, 0, 0
+    for delivery in deliveries:
+        m = delivery.message
+        wire = response.deliveries.add(
+            delivery_id=delivery.delivery_id, attempt=delivery.attempt, consumer=delivery.consumer
+        )
+        message = wire.message
+        message.subject = m.subject
+        message.data = m.data
+        if m.headers:
+            message.headers.update(m.headers)
+        if m.content_type:
+            message.content_type = m.content_type
+        if m.message_id:
+            message.message_id = m.message_id
+        message.sequence = m.sequence
+        message.subject_sequence = m.subject_sequence
+        if m.published_at != stamp_of:
+            stamp_of = m.published_at
+            whole, nanos = divmod(round(stamp_of * 1e9), 1_000_000_000)
+        message.published_at.seconds = whole
+        message.published_at.nanos = nanos
 
 
 # What a run of deliveries shares: subject, publish time, content type, consumer, attempt.
