@@ -70,6 +70,41 @@ async def test_publish_stream_batches_are_stored_in_order(client: Client) -> Non
     assert [d.message.subject_sequence for d in got] == list(range(1, 1201))
 
 
+async def test_a_frame_of_many_varied_deliveries_carries_every_message_whole(client: Client) -> None:
+    # Frames of many deliveries are built from templates of the fields runs of them share: deliveries
+    # that differ in subject, headers, content type, id and attempt must each arrive exactly as published.
+    published = [
+        pb.BusMessage(
+            subject=f"mixed.{n % 3}",
+            data=bytes([n]) * n,
+            headers={"n": str(n)} if n % 4 == 0 else {},
+            content_type="text/plain" if n % 5 == 0 else "",
+            message_id=f"mixed-{n}" if n % 2 else "",
+        )
+        for n in range(40)
+    ]
+    sequences = await client.bus.publish_many(published)
+    wanted = [
+        (m.subject, m.data, dict(m.headers), m.content_type, m.message_id, sequence)
+        for m, sequence in zip(published, sequences, strict=True)
+    ]
+    for explicit in (False, True):
+        durable = "mixed" if explicit else ""
+        async with client.bus.subscribe(
+            "mixed.>", durable=durable, explicit_ack=explicit, start=pb.START_POSITION_ALL
+        ) as sub:
+            got = await take(sub, 40)
+        assert [
+            (m.subject, m.data, m.headers, m.content_type, m.message_id, m.sequence)
+            for m in (d.message for d in got)
+        ] == wanted
+        assert [d.message.subject_sequence for d in got] == [n // 3 + 1 for n in range(40)]
+        assert len({d.message.published_at for d in got}) == 1 and got[0].message.published_at is not None
+        assert all(d.attempt == 1 and d.consumer == sub.consumer for d in got)
+        ids = [d.delivery_id for d in got]
+        assert len(set(ids)) == 40 if explicit else ids == [""] * 40
+
+
 async def test_queue_group_members_each_get_every_message_once(client: Client) -> None:
     total = 3000
     received: collections.Counter[bytes] = collections.Counter()

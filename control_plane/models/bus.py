@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import NamedTuple
@@ -69,9 +69,9 @@ def message_bytes(message: OutgoingMessage | StoredMessage) -> int:
     return size
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a published message sits: log sequence, subject sequence, publish time."""
+class Position(NamedTuple):
+    """Where a published message sits: log sequence, subject sequence, publish time (a NamedTuple: one
+    is built per published message)."""
 
     sequence: int
     subject_sequence: int
@@ -80,11 +80,43 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """One atomic publish: a position per input message (a duplicate gets the first publish's)."""
+    """One atomic publish: the messages it stored, and which inputs were duplicates of earlier ones.
 
-    positions: list[Position]
-    duplicates: list[int]
-    stored: list[StoredMessage]
+    Positions are derived on demand rather than built per message at commit: a publish of new messages
+    (the usual case) answers with its stored messages' numbers, read straight off them.
+    """
+
+    stored: list[StoredMessage]  # the new messages, in input order
+    duplicates: list[int] = field(default_factory=list)  # indexes of inputs that were duplicates
+    firsts: list[Position] = field(default_factory=list)  # each duplicate's first publish, as `duplicates`
+
+    @property
+    def positions(self) -> list[Position]:
+        """A position per input message, in input order (a duplicate gets the first publish's)."""
+        return [Position(s, ss, at) for s, ss, at in zip(*self.numbers(), self._times(), strict=True)]
+
+    def numbers(self) -> tuple[list[int], list[int]]:
+        """Log and subject sequences of every input message, in input order."""
+        sequences = [m.sequence for m in self.stored]
+        subject_sequences = [m.subject_sequence for m in self.stored]
+        for index, first in zip(self.duplicates, self.firsts, strict=True):
+            sequences.insert(index, first.sequence)
+            subject_sequences.insert(index, first.subject_sequence)
+        return sequences, subject_sequences
+
+    @property
+    def published_at(self) -> float:
+        """The latest publish time among the inputs' messages (new ones share theirs); 0 for none."""
+        times = [first.published_at for first in self.firsts]
+        if self.stored:
+            times.append(self.stored[0].published_at)
+        return max(times, default=0.0)
+
+    def _times(self) -> list[float]:
+        times = [m.published_at for m in self.stored]
+        for index, first in zip(self.duplicates, self.firsts, strict=True):
+            times.insert(index, first.published_at)
+        return times
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,7 @@ class BusServicer(bus_pb2_grpc.BusServicer):
                 await reader
 
     async def _publish_batch(self, request: pb.PublishStreamRequest) -> pb.PublishStreamResponse:
-        batch = [convert.outgoing(m) for m in request.messages]
+        batch = convert.outgoing_batch(request.messages)
         if tracing.enabled():
             batch = carry_trace(batch)
         violations = self._bus.check_batch(batch, "messages")
@@ -128,15 +128,15 @@ class BusServicer(bus_pb2_grpc.BusServicer):
                 ],
             )
         result = await self._bus.append_checked(batch)
+        sequences, subject_sequences = result.numbers()
         response = pb.PublishStreamResponse(
             batch_id=request.batch_id,
-            sequences=[p.sequence for p in result.positions],
-            subject_sequences=[p.subject_sequence for p in result.positions],
+            sequences=sequences,
+            subject_sequences=subject_sequences,
             duplicates=result.duplicates,
         )
-        if result.positions:
-            # The batch's time: its new messages share it; a duplicate carries its first publish's, older.
-            response.published_at.CopyFrom(timestamp(max(p.published_at for p in result.positions)))
+        # The batch's time: its new messages share it; a duplicate carries its first publish's, older.
+        response.published_at.CopyFrom(timestamp(result.published_at))
         return response
 
     @translate_errors

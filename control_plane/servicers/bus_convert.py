@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
+
 from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
-from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch
+from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch, Delivery
 from control_plane.errors import InvalidArgument
 from control_plane.models import (
     NO_HEADERS,
@@ -55,6 +58,22 @@ def outgoing(message: pb.BusMessage) -> OutgoingMessage:
     )
 
 
+def outgoing_batch(messages: Iterable[pb.BusMessage]) -> list[OutgoingMessage]:
+    """The domain form of a PublishStream batch: `outgoing` of each, inlined (the hot path of every
+    publish, where a call per message and OutgoingMessage's Python-level __new__ cost as much as
+    reading the fields)."""
+    new = _new_outgoing
+    return [
+        new(
+            (m.subject, m.data, dict(m.headers) if m.headers else NO_HEADERS, m.content_type, m.message_id, 0)
+        )
+        for m in messages
+    ]
+
+
+_new_outgoing = functools.partial(tuple.__new__, OutgoingMessage)
+
+
 def subscription(request: pb.SubscribeRequest) -> Subscription:
     """The domain form of a SubscribeRequest (zero values mean defaults)."""
     return Subscription(
@@ -95,14 +114,69 @@ def outcome(value: AckOutcome) -> pb.AckResult.ValueType:
 
 def batch_response(batch: Batch) -> pb.SubscribeResponse:
     """One Subscribe frame carrying a batch (and a gap marker when messages were skipped)."""
-    response = pb.SubscribeResponse()
-    deliveries = response.deliveries
-    # The hot path of every subscriber: fields are set one by one, and a batch's messages mostly share
-    # one publish time, so its conversion is reused.
-    stamp_of, whole, nanos = -1.0, 0, 0
-    for delivery in batch.deliveries:
+    deliveries = batch.deliveries
+    if len(deliveries) >= _TEMPLATES_FROM:
+        response = _from_templates(deliveries)
+    else:
+        response = pb.SubscribeResponse()
+        _add_field_by_field(response, deliveries)
+    if batch.gap is not None:
+        response.gap.first_sequence = batch.gap.first_sequence
+        response.gap.last_sequence = batch.gap.last_sequence
+        response.gap.skipped = batch.gap.skipped
+    return response
+
+
+# From this many deliveries on, a frame is built from templates: encoding one costs about as much as
+# setting the fields of five to eight deliveries one by one (measured 8 deliveries 51 -> 46 us, 1 delivery
+# 9 -> 22 us with templates).
+_TEMPLATES_FROM = 8
+
+
+def _from_templates(deliveries: list[Delivery]) -> pb.SubscribeResponse:
+    """The hot path of every busy subscriber. Setting a field from Python costs about as much as parsing a
+    whole delivery in C, so the fields a run of deliveries shares (subject, publish time, content type,
+    consumer, attempt) are encoded once as a template delivery, the frame is parsed from one template
+    copy per delivery, and only what differs per delivery is set afterwards: about half the CPU of
+    setting every field (5.9 -> 2.9 us a 128 B delivery with serialization, measured on the bench machine).
+    """
+    templates: dict[_Shared, bytes] = {}
+    runs: list[bytes] = []
+    shared: _Shared | None = None
+    template = b""
+    run = 0
+    for delivery in deliveries:
         m = delivery.message
-        wire = deliveries.add(
+        key = (m.subject, m.published_at, m.content_type, delivery.consumer, delivery.attempt)
+        if key != shared:
+            runs.append(template * run)
+            shared, run = key, 0
+            template = templates.get(key) or templates.setdefault(key, _template(key))
+        run += 1
+    runs.append(template * run)
+    response = pb.SubscribeResponse.FromString(b"".join(runs))
+    for wire, delivery in zip(response.deliveries, deliveries, strict=True):
+        m = delivery.message
+        message = wire.message
+        message.data = m.data
+        message.sequence = m.sequence
+        message.subject_sequence = m.subject_sequence
+        if m.headers:
+            message.headers.update(m.headers)
+        if m.message_id:
+            message.message_id = m.message_id
+        if delivery.delivery_id:
+            wire.delivery_id = delivery.delivery_id
+    return response
+
+
+def _add_field_by_field(response: pb.SubscribeResponse, deliveries: list[Delivery]) -> None:
+    """Few deliveries: every field set one by one (a batch's messages mostly share one publish time, so
+    its conversion is reused)."""
+    stamp_of, whole, nanos = -1.0, 0, 0
+    for delivery in deliveries:
+        m = delivery.message
+        wire = response.deliveries.add(
             delivery_id=delivery.delivery_id, attempt=delivery.attempt, consumer=delivery.consumer
         )
         message = wire.message
@@ -121,11 +195,21 @@ def batch_response(batch: Batch) -> pb.SubscribeResponse:
             whole, nanos = divmod(round(stamp_of * 1e9), 1_000_000_000)
         message.published_at.seconds = whole
         message.published_at.nanos = nanos
-    if batch.gap is not None:
-        response.gap.first_sequence = batch.gap.first_sequence
-        response.gap.last_sequence = batch.gap.last_sequence
-        response.gap.skipped = batch.gap.skipped
-    return response
+
+
+# What a run of deliveries shares: subject, publish time, content type, consumer, attempt.
+_Shared = tuple[str, float, str, str, int]
+
+
+def _template(shared: _Shared) -> bytes:
+    """A SubscribeResponse of one delivery holding the `shared` fields, encoded."""
+    subject, published_at, content_type, consumer, attempt = shared
+    response = pb.SubscribeResponse()
+    delivery = response.deliveries.add(consumer=consumer, attempt=attempt)
+    delivery.message.subject = subject
+    delivery.message.content_type = content_type
+    delivery.message.published_at.CopyFrom(timestamp(published_at))
+    return response.SerializeToString()
 
 
 def consumer_info(view: ConsumerView) -> pb.ConsumerInfo:

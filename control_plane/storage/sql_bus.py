@@ -42,10 +42,9 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
 
 def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_window_s: float) -> AppendResult:
     """Store a batch atomically: dedup by message id, assign log and subject sequences, insert."""
-    if batch and not dedup_window_s and not any(m.message_id for m in batch):
-        # Nothing to deduplicate (a workflow transition's events): every message is new.
-        stored = _insert(conn, batch, now)
-        return AppendResult([Position(m.sequence, m.subject_sequence, now) for m in stored], [], stored)
+    if batch and not any(m.message_id for m in batch):
+        # Nothing to deduplicate (no message has an id, as a workflow transition's events): all are new.
+        return AppendResult(_insert(conn, batch, now))
     known: dict[str, Position] = {}
     ids = [m.message_id for m in batch if m.message_id]
     if ids and dedup_window_s > 0:
@@ -56,7 +55,7 @@ def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_win
             (*ids, now - dedup_window_s),
         ):
             known[message_id] = Position(int(seq), int(subject_seq), float(at))
-    # First pass: which messages are new (a repeated id within the batch is a duplicate too).
+    # Which messages are new (a repeated id within the batch is a duplicate too, of the first one).
     fresh: list[OutgoingMessage] = []
     duplicates: list[int] = []
     claimed: set[str] = set()
@@ -71,16 +70,7 @@ def append(conn: Connection, batch: list[OutgoingMessage], now: float, dedup_win
     for new in stored:
         if new.message_id:
             known[new.message_id] = Position(new.sequence, new.subject_sequence, now)
-    by_fresh = iter(stored)
-    duplicate_set = set(duplicates)
-    positions = []
-    for index, message in enumerate(batch):
-        if index in duplicate_set:
-            positions.append(known[message.message_id])
-        else:
-            own = next(by_fresh)
-            positions.append(Position(own.sequence, own.subject_sequence, now))
-    return AppendResult(positions, duplicates, stored)
+    return AppendResult(stored, duplicates, [known[batch[index].message_id] for index in duplicates])
 
 
 _SUBJECTS_PER_STATEMENT = 500
@@ -140,6 +130,11 @@ def _statement(insert: str, width: int, rows: int) -> str:
     return insert + ", ".join([row] * rows)
 
 
+# StoredMessage(...) runs a NamedTuple's Python-level __new__; tuple.__new__ builds the same value in C,
+# about 0.3 us less per published message.
+_new_stored = functools.partial(tuple.__new__, StoredMessage)
+
+
 def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[StoredMessage]:
     last = _allocate(conn, len(fresh))
     subject_next: dict[str, int] = {}
@@ -163,33 +158,23 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
         for subject, subject_last in rows:
             subject_next[subject] = int(subject_last) - added[subject] + 1
     stored: list[StoredMessage] = []
+    values: list[Any] = []  # the rows, flattened: one pass builds them with the messages
     for sequence, message in enumerate(fresh, start=last - len(fresh) + 1):
-        subject_seq = message.subject_sequence
+        subject, data, headers, content_type, message_id, subject_seq = message
         if not subject_seq:
-            subject_seq = subject_next[message.subject]
-            subject_next[message.subject] = subject_seq + 1
+            subject_seq = subject_next[subject]
+            subject_next[subject] = subject_seq + 1
         stored.append(
-            StoredMessage(
-                sequence,
-                subject_seq,
-                message.subject,
-                message.data,
-                message.headers,
-                message.content_type,
-                message.message_id,
-                now,
-            )
+            _new_stored((sequence, subject_seq, subject, data, headers, content_type, message_id, now))
         )
-    values: list[Any] = []
-    for m in stored:
         values += (
-            m.sequence,
-            m.subject_sequence,
-            m.subject,
-            m.data,
-            json.dumps(dict(m.headers)) if m.headers else "{}",
-            m.content_type,
-            m.message_id,
+            sequence,
+            subject_seq,
+            subject,
+            data,
+            json.dumps(dict(headers)) if headers else "{}",
+            content_type,
+            message_id,
             now,
         )
     insert_rows(conn, _INSERT_MESSAGES, values, _MESSAGE_WIDTH)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import logging
@@ -49,6 +50,11 @@ class Delivery(NamedTuple):
     delivery_id: str
     attempt: int
     consumer: str
+
+
+# Delivery(...) runs a NamedTuple's Python-level __new__; tuple.__new__ builds the same value in C (the
+# at-most-once path builds one per message per subscriber).
+_new_delivery = functools.partial(tuple.__new__, Delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +247,8 @@ class Consumer:
             )
         if self.config.durable and (messages or gap):
             await self._store.bus_record_deliveries(self.name, self.cursor, [])
-        return Batch([Delivery(m, "", 1, self.name) for m in messages], gap)
+        new, name = _new_delivery, self.name
+        return Batch([new((m, "", 1, name)) for m in messages], gap)
 
     def _skip_if_behind(self, member: Member) -> Gap | None:
         # Checked only while the backlog is in memory: a reader behind the in-memory tail catches up
