@@ -9,7 +9,6 @@ the control plane made it; the id stays readable for debugging.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 # 16 bytes of HMAC-SHA256: 128 bits, far beyond guessing, and short enough for logs.
@@ -26,7 +25,9 @@ class Signer:
         self._key = key
 
     def _mac(self, text: str) -> str:
-        digest = hmac.new(self._key, text.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+        # hmac.digest: one C call (OpenSSL's one-shot HMAC), about half the CPU of an hmac.new object per
+        # MAC; a MAC is made for every task handed out.
+        digest = hmac.digest(self._key, text.encode(), "sha256")[:_MAC_BYTES]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def sign(self, text: str) -> str:

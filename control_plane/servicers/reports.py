@@ -99,27 +99,23 @@ class ReportStream:
         self._apply = apply
         self._room = asyncio.Semaphore(_AHEAD)
         self._latest: dict[str, asyncio.Future[Outcome]] = {}  # per task token, while under way
-        self._finished: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._finished: asyncio.Queue[_Batch | None] = asyncio.Queue()  # None: the reader ended
         self._unanswered = 0
 
     async def answers(self, batches: AsyncIterator[EventBatch]) -> AsyncIterator[Answer]:
         """Answer every batch of `batches`, each once its events are done; ends after the last answer."""
         reader = asyncio.ensure_future(self._read(batches))
+        # The reader's end arrives on the same queue as the finished batches (as None), so that one wait
+        # serves both: no task and no asyncio.wait per answer.
+        reader.add_done_callback(lambda _: self._finished.put_nowait(None))
         reading = True
         try:
             while reading or self._unanswered:
-                finished = asyncio.ensure_future(self._finished.get())
-                try:
-                    waits = {finished, reader} if reading else {finished}
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    finished.cancel()  # a get cancelled before it returned leaves its batch queued
-                if reading and reader.done():
+                batch = await self._finished.get()
+                if batch is None:
                     reading = False
                     reader.result()  # raises why reading stopped (the control plane is shutting down, ...)
-                if not finished.done() or finished.cancelled():
                     continue
-                batch = finished.result()
                 self._unanswered -= 1
                 yield batch.answer()
                 for _ in range(batch.room):

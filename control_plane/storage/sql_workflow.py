@@ -45,6 +45,11 @@ FIND_BY_KEY = (
     "SELECT record FROM wf_processes WHERE definition = ? AND business_key = ? AND business_key <> ''"
 )
 
+_INSERT_HISTORY = (
+    "INSERT INTO wf_history (process_id, sequence, time, type, step_id, attempt, state, details) VALUES "
+)
+_HISTORY_WIDTH = 8
+
 
 class SqlWorkflowTx:
     """The workflow's view of one store transaction (see storage.base.WorkflowTx)."""
@@ -194,24 +199,24 @@ class SqlWorkflowTx:
         )
 
     def history(self, events: Sequence[HistoryEvent]) -> None:
-        """Append history events."""
-        self._conn.executemany(
-            "INSERT INTO wf_history (process_id, sequence, time, type, step_id, attempt, state, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.process_id,
-                    e.sequence,
-                    e.time,
-                    e.type.value,
-                    e.step_id,
-                    e.attempt,
-                    e.state.value,
-                    _dumps(e.details),
-                )
-                for e in events
-            ],
-        )
+        """Append history events, all of a transition in one statement.
+
+        A step's transition writes three events: executemany would run (and, on SQLite, release and take
+        back the GIL around) one statement per row on the writer thread, which waits for the GIL each time
+        the event loop is busy."""
+        values: list[Any] = []
+        for e in events:
+            values += (
+                e.process_id,
+                e.sequence,
+                e.time,
+                e.type.value,
+                e.step_id,
+                e.attempt,
+                e.state.value,
+                _dumps(e.details),
+            )
+        sql_bus.insert_rows(self._conn, _INSERT_HISTORY, values, _HISTORY_WIDTH)
 
     def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
         """Record outstanding task attempts, owned by this replica (which hands them out)."""
