@@ -19,6 +19,7 @@ import grpc.aio
 from hms.mgmt.v1 import workflow_pb2 as pb
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError:  # pragma: no cover - tracing is optional for SDK users
@@ -39,6 +40,17 @@ def task_span(task: pb.Task, service: str) -> Iterator[None]:
     if task.tracestate:
         carrier["tracestate"] = task.tracestate
     parent = _PROPAGATOR.extract(carrier) if _PROPAGATOR is not None else None
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # No tracing SDK configured, so no span would be recorded: making the attempt's context
+        # current is all a span would do (the handler's own calls carry the process's trace on), and
+        # costs a fraction of starting a non-recording span with its attributes.
+        token = otel_context.attach(parent) if parent is not None else None
+        try:
+            yield
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        return
     with trace.get_tracer(_SCOPE).start_as_current_span(
         f"{service} {task.task_type}",
         context=parent,
