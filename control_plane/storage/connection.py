@@ -171,8 +171,11 @@ class _Kind(enum.Enum):
 def _translated(sql: str) -> tuple[str, _Kind]:
     """The statement with psycopg's placeholders (`%s` for `?`), and what it gives back."""
     head = sql.lstrip()[:9].upper()
-    if head.startswith(_ROWLESS) and "RETURNING" not in sql.upper():
-        kind = _Kind.SILENT
+    upper = sql.upper()
+    if "RETURNING" not in upper and (
+        head.startswith(_ROWLESS) or (head.startswith("WITH") and "SELECT" not in upper)
+    ):
+        kind = _Kind.SILENT  # (a WITH that selects nothing ends in a write)
     elif head.startswith("SELECT"):
         kind = _Kind.READ  # FOR UPDATE too: a lock changes nothing, and goes with the transaction
     else:
