@@ -234,7 +234,8 @@ class Writer:
         return results
 
     def _run_item(self, work: Work, careful: bool) -> tuple[bool, Any]:
-        """One caller's work under a savepoint: its failure must not undo the others' work."""
+        """One caller's work under a savepoint (optimistic pipelined runs: see `_run_unguarded`): its
+        failure must not undo the others' work."""
         conn = self._conn
         writes: int | None = getattr(conn, "writes", None) if not careful else None
         if writes is not None:
