@@ -82,6 +82,10 @@ async def test_concurrent_appends_share_commits_and_lose_no_sequence(store: Stor
         assert [m.subject_sequence for m in stored if m.subject == subject] == list(range(1, 41))
     for result in results:  # a batch is contiguous in the log
         assert result.positions[1].sequence == result.positions[0].sequence + 1
+    # The counter moved on by every append of the shared commits (on PostgreSQL all but the first of a
+    # transaction move it in their INSERT), so the next commit continues the log.
+    (after,) = (await store.bus_append([OutgoingMessage("s.0", b"x")], now=2.0, dedup_window_s=0.0)).positions
+    assert after.sequence == 121
 
 
 async def test_a_large_batch_is_stored_whole_in_order_with_every_field(store: Store) -> None:
