@@ -6,6 +6,7 @@ The Bus and Workflow parts are test_store_bus.py and test_store_workflow.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from control_plane.errors import Unavailable
 from control_plane.models import ChangeType, Health, Instance, OutgoingMessage, ProbeSpec
 from control_plane.storage import Store, StoreURLError, open_store
 from control_plane.storage.migrations import migrations
+from control_plane.storage.sqlite import WalCheckpointer
 
 
 def instance(n: int, **changes: object) -> Instance:
@@ -165,6 +167,33 @@ async def test_the_sync_mode_and_the_cache_are_options_of_the_url(tmp_path: Path
     await store.close()
 
     assert change.revision == 1
+
+
+async def test_the_sqlite_writer_checkpoints_the_wal_between_commits(tmp_path: Path) -> None:
+    # Autocheckpoint is off (it would run inside a caller's COMMIT); the writer checkpoints between its
+    # batches instead, once 1,000 frames wait. Without that the frames waiting to be copied would only grow.
+    path = tmp_path / "cp.db"
+    store = await open_store(f"sqlite:///{path}")
+    backlog = WalCheckpointer(path).backlog
+    padded = {"pad": "x" * 8000}  # a few pages per row
+    seen = [backlog()]
+    try:
+        for round_ in range(14):
+            await asyncio.gather(
+                *(
+                    store.registry_commit(instance(n, metadata=padded), ChangeType.UP, reason="", now=1.0)
+                    for n in range(round_ * 50, round_ * 50 + 50)
+                )
+            )
+            seen.append(backlog())
+    finally:
+        await store.close()
+
+    steps = [after - before for before, after in itertools.pairwise(seen)]
+    assert sum(step for step in steps if step > 0) > 2000, f"too few frames to cross the threshold: {seen}"
+    assert sum(step < 0 for step in steps) >= 2, f"no checkpoints: {seen}"
+    # Read as the commits return, the backlog may not show a checkpoint that follows the last batch yet.
+    assert max(seen) < 1000 + 2 * max(steps), f"the WAL grew past the threshold: {seen}"
 
 
 @pytest.mark.parametrize(
