@@ -52,17 +52,18 @@ def _parse_url(url: str) -> tuple[Path, str, int]:
 
 
 def _connect(
-    path: Path, sync: str = "full", cache_mib: int = _CACHE_MIB, *, autocheckpoint: bool = True
+    path: Path, sync: str = "full", cache_mib: int = _CACHE_MIB, *, writer: bool = False
 ) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    if not autocheckpoint:
+    if writer:
         # SQLite's autocheckpoint runs inside the COMMIT that crosses its threshold: that commit's callers
         # would wait for pages to be copied and the database file fsynced. WalCheckpointer does it after.
         conn.execute("PRAGMA wal_autocheckpoint=0")
-    # Savepoints' statement journals (one per caller in a shared commit) in memory, not in a temporary file
-    # created and unlinked per commit; they serve only to undo a caller's work inside the transaction.
-    conn.execute("PRAGMA temp_store=MEMORY")
+        # Savepoints' statement journals (one per caller in a shared commit) in memory, not in a temporary
+        # file created and unlinked every few commits; they only undo a caller's work inside the
+        # transaction. The reader keeps temporary files: its large sorts should not take memory.
+        conn.execute("PRAGMA temp_store=MEMORY")
     # FULL (default): a commit returns only after the WAL is fsynced, so an acknowledged write survives a
     # power cut. NORMAL (`?synchronous=normal`) fsyncs only at checkpoints: faster, and still safe when
     # the process crashes, but the last commits can be lost if the machine loses power.
@@ -87,7 +88,7 @@ class SqliteStore(SqlStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         # sqlite3's typeshed signatures are narrower than the shared Protocol's `Any` parameters; the
         # connection does accept everything the shared SQL passes.
-        conn = cast(Connection, _connect(path, sync, cache_mib, autocheckpoint=False))
+        conn = cast(Connection, _connect(path, sync, cache_mib, writer=True))
         migrate(conn, "sqlite", _BEGIN)
         reader = cast(Connection, _connect(path, sync, cache_mib))
         writer = Writer(conn, _BEGIN)
