@@ -26,8 +26,8 @@ _CACHE_MIB = 64
 # WAL frames not yet copied into the database after which the writer checkpoints once no write is waiting
 # (SQLite's own autocheckpoint threshold), and after which it checkpoints between batches regardless, so
 # that the WAL stays bounded under a load that never pauses (8,000 frames: 32 MiB of 4 KiB pages).
-_CHECKPOINT_IDLE_FRAMES = 1000
-_CHECKPOINT_BUSY_FRAMES = 8000
+CHECKPOINT_IDLE_FRAMES = 1000
+CHECKPOINT_BUSY_FRAMES = 8000
 
 
 def _parse_url(url: str) -> tuple[Path, str, int]:
@@ -113,7 +113,7 @@ class WalCheckpointer:
     Run by the writer itself, a checkpoint has no concurrent writer to race, so it copies every frame and
     the next transaction starts the WAL over (which keeps the file's blocks in place: an fsync of
     overwritten blocks is cheaper than one that grows the file). It waits for the writer's idle time,
-    unless the WAL has grown past _CHECKPOINT_BUSY_FRAMES.
+    unless the WAL has grown past CHECKPOINT_BUSY_FRAMES.
     """
 
     def __init__(self, path: Path) -> None:
@@ -123,7 +123,7 @@ class WalCheckpointer:
     def __call__(self, conn: Connection, busy: bool) -> None:
         """Checkpoint if enough frames wait to be copied (more if writes are waiting)."""
         backlog = self.backlog()
-        if backlog >= (_CHECKPOINT_BUSY_FRAMES if busy else _CHECKPOINT_IDLE_FRAMES):
+        if backlog >= (CHECKPOINT_BUSY_FRAMES if busy else CHECKPOINT_IDLE_FRAMES):
             # PASSIVE: never waits for the reader; frames a read still uses are copied next time.
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
@@ -138,10 +138,12 @@ class WalCheckpointer:
             try:
                 self._fd = os.open(self._index, os.O_RDONLY)
             except OSError:
-                return 0  # no WAL index yet: nothing written since the database was opened
+                # The connection in WAL mode made the index when it opened; unreadable, checkpoint anyway
+                # (slower, never unbounded).
+                return CHECKPOINT_BUSY_FRAMES
         header = os.pread(self._fd, 100, 0)
         if len(header) < 100:
-            return 0
+            return CHECKPOINT_BUSY_FRAMES
         frames = int.from_bytes(header[16:20], sys.byteorder)
         backfilled = int.from_bytes(header[96:100], sys.byteorder)
         return max(frames - backfilled, 0)
