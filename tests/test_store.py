@@ -6,14 +6,19 @@ The Bus and Workflow parts are test_store_bus.py and test_store_workflow.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import sqlite3
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from control_plane.errors import Unavailable
 from control_plane.models import ChangeType, Health, Instance, OutgoingMessage, ProbeSpec
 from control_plane.storage import Store, StoreURLError, open_store
+from control_plane.storage.connection import Connection
 from control_plane.storage.migrations import migrations
+from control_plane.storage.sqlite import CHECKPOINT_BUSY_FRAMES, WalCheckpointer
 
 
 def instance(n: int, **changes: object) -> Instance:
@@ -165,6 +170,57 @@ async def test_the_sync_mode_and_the_cache_are_options_of_the_url(tmp_path: Path
     await store.close()
 
     assert change.revision == 1
+
+
+async def test_the_sqlite_writer_checkpoints_the_wal_between_commits(tmp_path: Path) -> None:
+    # Autocheckpoint is off (it would run inside a caller's COMMIT); the writer checkpoints between its
+    # batches instead. Without that the frames waiting to be copied would only grow.
+    path = tmp_path / "cp.db"
+    store = await open_store(f"sqlite:///{path}")
+    backlog = WalCheckpointer(path).backlog
+    padded = {"pad": "x" * 8000}  # a few pages per row
+    seen = [backlog()]
+    try:
+        for round_ in range(14):
+            await asyncio.gather(
+                *(
+                    store.registry_commit(instance(n, metadata=padded), ChangeType.UP, reason="", now=1.0)
+                    for n in range(round_ * 50, round_ * 50 + 50)
+                )
+            )
+            seen.append(backlog())
+    finally:
+        await store.close()
+
+    steps = [after - before for before, after in itertools.pairwise(seen)]
+    assert sum(step for step in steps if step > 0) > 2000, f"too few frames to cross the threshold: {seen}"
+    assert any(step < 0 for step in steps), f"no checkpoint: {seen}"
+    assert max(seen) < CHECKPOINT_BUSY_FRAMES, f"the WAL grew past the bound: {seen}"
+
+
+def test_the_wal_checkpointer_waits_for_idle_time_until_the_wal_is_long(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA synchronous=OFF")  # durability is not what this test is about
+    conn.execute("CREATE TABLE t (v BLOB)")
+    for _ in range(1100):
+        conn.execute("INSERT INTO t VALUES (zeroblob(4000))")  # a frame or two each
+    checkpointer = WalCheckpointer(path)
+    try:
+        waiting = checkpointer.backlog()
+        checkpointer(cast(Connection, conn), True)  # writes waiting, WAL short of the busy bound: later
+        kept = checkpointer.backlog()
+        checkpointer(cast(Connection, conn), False)  # idle: now
+        left = checkpointer.backlog()
+    finally:
+        checkpointer.close()
+        conn.close()
+
+    assert 1100 <= waiting < CHECKPOINT_BUSY_FRAMES
+    assert kept == waiting
+    assert left == 0
 
 
 @pytest.mark.parametrize(

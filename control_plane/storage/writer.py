@@ -66,6 +66,9 @@ class Writer:
         # is a careful one (where an error met before the works could not be charged to one of them):
         # see SqlStore._read_ahead.
         self.before_items: Callable[[Connection, list[Work], bool], None] | None = None
+        # Upkeep the backend does between batches, on this thread, once their callers have been told (SQLite
+        # checkpoints its WAL here rather than inside a commit); told whether writes are already waiting.
+        self.between_batches: Callable[[Connection, bool], None] | None = None
         # Counts and the commit observer; the store that owns this writer shares its own.
         self.stats = StoreStats()
         self._queue: queue.SimpleQueue[tuple[Work, asyncio.Future[Any]] | None] = queue.SimpleQueue()
@@ -143,6 +146,17 @@ class Writer:
             self._commit(batch)
             if stop:
                 return
+            self._upkeep()
+
+    def _upkeep(self) -> None:
+        """The backend's upkeep between batches; a failure is logged, the next commit goes ahead."""
+        upkeep = self.between_batches
+        if upkeep is None:
+            return
+        try:
+            upkeep(self._conn, not self._queue.empty())
+        except Exception:
+            logger.exception("the store's upkeep between commits failed")
 
     def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
         works = [work for work, _ in batch]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import grpc
 
@@ -46,7 +46,9 @@ class Reports:
         self._pending: list[pb.TaskEvent] = []  # not yet written
         self._unanswered: dict[int, list[pb.TaskEvent]] = {}  # written on the open stream, by batch id
         self._batch_ids = itertools.count(1)
-        self._more = asyncio.Event()  # something was sent since the last write
+        # Resolved by `send` (or by the stream's read) to wake the writer: one loop turn, where waiting on an
+        # Event's wait() among the stream's read took three before every write.
+        self._wake: asyncio.Future[None] | None = None
         self._settled = asyncio.Event()  # nothing pending or unanswered
         self._settled.set()
         self._open = False
@@ -63,7 +65,9 @@ class Reports:
             return
         self._pending.append(event)
         self._settled.clear()
-        self._more.set()
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def settled(self) -> None:
         """Wait until every event sent so far has been answered."""
@@ -116,13 +120,8 @@ class Reports:
                         await asyncio.wait({reading})
                         _answer(reading)
                         raise ConnectionError("the report stream ended while being written") from None
-                self._more.clear()
-                more = asyncio.ensure_future(self._more.wait())
-                waits: set[asyncio.Future[Any]] = {reading, more}
-                try:
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    more.cancel()
+                if not reading.done():
+                    await self._sent_or_answered(reading)
                 if reading.done():
                     self._answered(_answer(reading))
                     reading = asyncio.ensure_future(stream.read())
@@ -132,6 +131,21 @@ class Reports:
             await asyncio.wait({reading})
             if not reading.cancelled():
                 reading.exception()  # seen: the stream's failure is raised from the write or read above
+
+    async def _sent_or_answered(self, reading: asyncio.Future[object]) -> None:
+        """Wait until something is sent or the stream's read ends (an answer, or the stream's end)."""
+        wake = self._wake = asyncio.get_running_loop().create_future()
+
+        def woken(_: object) -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        reading.add_done_callback(woken)
+        try:
+            await wake
+        finally:
+            self._wake = None
+            reading.remove_done_callback(woken)
 
     def _answered(self, answer: pb.ReportTaskEventBatchesResponse) -> None:
         self._answered_any = True

@@ -262,27 +262,32 @@ class Worker:
         task stream, the lease or the report stream ends.
         """
         stopping = asyncio.ensure_future(self._stop.wait())
+        # One task awaits each read itself: a wait on the read and the three others per frame cost two
+        # more loop turns before every handler started.
+        reading: asyncio.Future[None] = asyncio.ensure_future(self._read_tasks(tasks))
+        waiting: set[asyncio.Future[Any]] = {reading, stopping, renewing, reporting}
         try:
-            while True:
-                read: asyncio.Future[object] = asyncio.ensure_future(tasks.read())
-                waiting: set[asyncio.Future[Any]] = {read, stopping, renewing, reporting}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if not read.done():
-                    await _finish(read)
-                    _raise_if_ended(renewing, reporting)
-                    return
-                frame = read.result()
-                if not isinstance(frame, pb.SubscribeTasksResponse):
-                    raise ConnectionError("task stream ended")
-                if frame.ready:
-                    self._became_ready()
-                # Withdrawn first: a frame that frees credit may carry the task that takes it.
-                for cancellation in frame.cancellations:
-                    self._cancel(cancellation)
-                for task in frame.tasks:
-                    self._start(task)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if reading.done():
+                reading.result()  # raises why the task stream ended
+            _raise_if_ended(renewing, reporting)
         finally:
+            await _finish(reading)
             await _finish(stopping)
+
+    async def _read_tasks(self, tasks: TaskCall) -> None:
+        """Start and cancel handlers as the task stream says, frame by frame; raises when it ends."""
+        while True:
+            frame = await tasks.read()
+            if not isinstance(frame, pb.SubscribeTasksResponse):
+                raise ConnectionError("task stream ended")
+            if frame.ready:
+                self._became_ready()
+            # Withdrawn first: a frame that frees credit may carry the task that takes it.
+            for cancellation in frame.cancellations:
+                self._cancel(cancellation)
+            for task in frame.tasks:
+                self._start(task)
 
     def _start(self, task: pb.Task) -> None:
         token = task.task_token

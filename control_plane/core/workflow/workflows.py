@@ -863,8 +863,7 @@ class Workflows:
         return waits
 
     def _after_commit(self, committed: _Committed) -> None:
-        """What follows a commit, in memory: Bus subscribers, workers, timers, watchers."""
-        self._bus.log.add(committed.published)
+        """What follows a commit, in memory: workers, Bus subscribers, timers, watchers."""
         effects = committed.effects
         cancelled = dict(effects.cancelled)
         for token in effects.ended_tasks:
@@ -879,6 +878,9 @@ class Workflows:
             self.dispatcher.offer(self._claims.keep(effects.new_tasks))
             if effects.ended_tasks:
                 self._claims.credit_freed()
+        # After the workers: woken in this order, the next task's frame is written before the Bus frames
+        # of the same commit are built (a step's latency does not wait for its Bus subscribers).
+        self._bus.log.add(committed.published)
         process_id = committed.record.id
         # Cleared first: a transition may clear a timer and arm it again under the same name.
         for name in effects.cleared_timers:
