@@ -5,7 +5,7 @@ temporary data directory (SQLite WAL, synchronous=FULL: a transition is acknowle
 fsynced; transitions of many processes share a commit). The no-op workers run in a second child
 process (`python -m bench.workflow_clients`): one SDK `Worker` of service `Bench` (registered in
 the Registry, lease kept alive, SubscribeTasks with max in flight 200) whose `noop` handler
-returns at once and is reported by a unary CompleteTask, as any SDK worker does. This process
+returns at once and is reported in batches on its ReportTaskEventBatches stream, as any SDK worker does. This process
 drives: it registers the definition, starts processes with StartProcess on one channel, and learns
 of their ends from one Bus subscription of `workflow.bench5.>` (at most once, NEW_ONLY, max_batch
 1,000, max_in_flight 100,000): the `process_completed` message the engine publishes in the
@@ -661,7 +661,7 @@ async def run(context: RunContext) -> GroupResult:
         target = RSS_TARGET_MB if waiting == WAITING else None
         figures.append(Figure(f"workflow.rss_mb_{count_label(waiting)}_waiting", rss, "MB", target))
     setup = (
-        f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (CompleteTask per task, "
+        f"control plane child (SQLite, synchronous=FULL, fresh dir); one SDK worker (reports batched on a stream, "
         f"max in flight {WORKER_MAX_IN_FLIGHT}) in a child process; {STEPS}-step no-op definition (each task "
         f"returns its input plus a field; the output of every process checked), closed loop at 1 and {MANY} "
         f"processes in flight (100 first), median of {load.repeats}, ends seen on one Bus subscription; then processes "

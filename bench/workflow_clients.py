@@ -3,7 +3,8 @@
 `python -m bench.workflow_clients ADDRESS --service Bench --task-type noop --instances 1
 --max-in-flight 200` runs `--instances` SDK workers on one connection. Each registers in the
 Registry, keeps its lease, subscribes with SubscribeTasks and reports every task completed (its
-output is its input plus a field named after its step) by a unary CompleteTask, as a user's worker does. Once every worker has its
+output is its input plus a field named after its step) on its ReportTaskEventBatches stream, as a user's
+worker does. Once every worker has its
 `ready` frame it logs `workers ready` to stderr; on SIGTERM or SIGINT it drains, deregisters and
 logs how many tasks it ran.
 """
