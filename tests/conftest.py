@@ -38,6 +38,11 @@ STORE_FIXTURES = frozenset(
 # the PostgreSQL half of the store contract (marked postgres), which that pass runs anyway, is then
 # left to it rather than run twice (about 100 tests, 150 s of the SQLite pass on the loaded CI machine).
 POSTGRES_PASS_BESIDE = not ON_POSTGRES and os.environ.get("MGMT_POSTGRES_PASS_BESIDE") == "1"
+# The CLI's tests check how `mgmt` parses its arguments and prints what the control plane answered; the
+# answers themselves are checked on each store by the servicers' and the stores' tests.
+CLI_OUTPUT = pytest.mark.store_independent(
+    reason="the CLI's parsing and printing of the answers; servicer and store tests check the answers on each store"
+)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from control_plane.errors import InvalidArgument
 from control_plane.server import App
 from hms.mgmt.v1 import bus_pb2 as pb
 from hms_mgmt import Client
-from tests.conftest import ServerProcess
+from tests.conftest import CLI_OUTPUT, ServerProcess
 from tests.test_bus import messages, take
 from tests.test_grpcurl import grpcurl
 
@@ -101,6 +101,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@CLI_OUTPUT
 async def test_cli_pub_sub_subjects_and_consumers(server: App, client: Client) -> None:
     await client.bus.publish("cli.a", b"first")
     published = await asyncio.to_thread(run_cli, "bus", "pub", "cli.a", "second", "--server", server.address)

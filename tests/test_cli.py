@@ -16,6 +16,9 @@ import pytest
 from control_plane.cli_workflow import _epoch
 from control_plane.server import App
 from hms_mgmt import Client
+from tests.conftest import CLI_OUTPUT
+
+pytestmark = CLI_OUTPUT
 
 WAITING = """
 name: inspection

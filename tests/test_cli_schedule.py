@@ -8,7 +8,10 @@ import subprocess
 
 from control_plane.server import App
 from hms_mgmt import Client
+from tests.conftest import CLI_OUTPUT
 from tests.test_cli_workflow import run_cli
+
+pytestmark = CLI_OUTPUT
 
 WAITING = """
 name: cli-sched

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from control_plane.server import App
 from hms_mgmt import Client, HistoryEventType
+from tests.conftest import CLI_OUTPUT
+
+pytestmark = CLI_OUTPUT
 
 WAIT_THEN_NAP = """
 name: cli-demo

@@ -20,6 +20,7 @@ from control_plane.servicers.xds.resources import CLUSTER, LISTENER
 from control_plane.settings import Settings
 from hms.mgmt.v1 import mesh_pb2, mesh_pb2_grpc
 from hms_mgmt import Client
+from tests.conftest import CLI_OUTPUT
 from tests.test_security import ADMIN_TOKEN, CLIENT_TOKEN, TOKENS_YAML, write
 
 
@@ -148,6 +149,7 @@ async def test_version_info_follows_the_registry_and_mesh_revisions(server: App,
     assert sorted(response.resources[i].type_url for i in range(3)) == [CLUSTER] * 3  # Payments and 2 splits
 
 
+@CLI_OUTPUT
 async def test_mgmt_mesh_route_set_and_ls_and_bootstrap(server: App, tmp_path: Path) -> None:
     set_out = await _mgmt(
         "mesh", "route", "set", "Payments", "--split", ">=1,<2=90", "--split", ">=2=10",

@@ -297,6 +297,9 @@ def _fields(settings: Settings) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.store_independent(
+    reason="the exported series come from the cores' counters, whichever store holds the processes"
+)
 async def test_series_do_not_grow_with_processes_business_keys_or_subjects(
     server: App, client: Client
 ) -> None:

@@ -6,9 +6,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { connect, DEFAULT_CALL_TIMEOUT_MS, MgmtError, Unavailable, Worker } from '../dist/index.js';
-import { deadline, defer, freeAddress, recordingLogger, startControlPlane } from './support.js';
+import { deadline, defer, freeAddress, recordingLogger, sharedControlPlane } from './support.js';
 
 const WAIT_MS = 20_000; // without a deadline (or keepalive) the call would never end
+
+// One control plane for the file: a test hangs it and lets it go on (SIGCONT) when it ends, and none
+// registers anything, so the next one finds it as it was.
+const shared = sharedControlPlane();
 
 /** Stop `plane` (SIGSTOP) until the test ends. */
 function hang(t, plane) {
@@ -17,7 +21,7 @@ function hang(t, plane) {
 }
 
 test('a unary call to a hung replica ends at the default deadline', async (t) => {
-  const plane = await startControlPlane(t);
+  const plane = shared();
   const mgmt = connect({ addresses: plane.address, callTimeoutMs: 1000 });
   defer(t, () => mgmt.close());
   await mgmt.registry.services(); // connected
@@ -37,7 +41,7 @@ test('a unary call to a hung replica ends at the default deadline', async (t) =>
 });
 
 test("a Worker made from addresses gives its client the call timeout it was given", async (t) => {
-  const plane = await startControlPlane(t);
+  const plane = shared();
   const worker = new Worker({ addresses: plane.address, service: 'Hung', handlers: {}, stopSignals: [], callTimeoutMs: 1000 });
   defer(t, () => worker.client.close());
   await worker.client.registry.services(); // connected
@@ -54,7 +58,7 @@ test("a Worker made from addresses gives its client the call timeout it was give
 });
 
 test('a watch on a hung replica ends once keepalive pings go unanswered', async (t) => {
-  const plane = await startControlPlane(t);
+  const plane = shared();
   const mgmt = connect({ addresses: plane.address, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 1000, logger: recordingLogger() });
   defer(t, () => mgmt.close());
   const watch = await mgmt.registry.watch();
@@ -72,7 +76,7 @@ test('a watch on a hung replica ends once keepalive pings go unanswered', async 
 });
 
 test('a read tries every address until one answers', async (t) => {
-  const live = await startControlPlane(t);
+  const live = shared();
   const addresses = [await freeAddress(), await freeAddress(), live.address]; // the first two refuse
   assert.equal(new Set(addresses).size, 3);
   const logger = recordingLogger();

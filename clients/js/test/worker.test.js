@@ -8,12 +8,15 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { connect, TaskCancelled, TaskFailure, Worker } from '../dist/index.js';
-import { deadline, defer, event, recordingLogger, startControlPlane, until } from './support.js';
+import { deadline, defer, event, recordingLogger, sharedControlPlane, until } from './support.js';
 
 const WAIT_MS = 10_000;
 
+// Each test has a service of its own (and its definition's latest version): one control plane serves them all.
+const shared = sharedControlPlane();
+
 async function setup(t, definition) {
-  const plane = await startControlPlane(t);
+  const plane = shared();
   const mgmt = connect({ addresses: [plane.address] });
   defer(t, () => mgmt.close());
   if (definition) await mgmt.workflow.apply(definition);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { connect, FINAL_STATES, InvalidArgument, NotFound, ProcessState } from '../dist/index.js';
-import { deadline, defer, startControlPlane } from './support.js';
+import { deadline, defer, sharedControlPlane } from './support.js';
 
 const APPROVAL = `
 name: approval
@@ -18,9 +18,11 @@ steps:
 output: {approved: "steps.decide.output.approved", amount: "input.amount", biggest: "input.biggest"}
 `;
 
+// Each test keeps to its own processes (and business key): one control plane serves them all.
+const plane = sharedControlPlane();
+
 async function client(t) {
-  const plane = await startControlPlane(t);
-  const mgmt = connect({ addresses: [plane.address] });
+  const mgmt = connect({ addresses: [plane().address] });
   defer(t, () => mgmt.close());
   await mgmt.workflow.apply(APPROVAL);
   return mgmt;
