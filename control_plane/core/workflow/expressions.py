@@ -9,16 +9,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-# The library's Rust extension module, not the `cel` package: xds-protos (the mesh's Envoy types) also
-# installs a `cel` package (cel/expr protos), and whichever of the two installs last owns
-# cel/__init__.py; an empty one would hide compile() from `import cel`. cel.cel is the library's alone.
-from cel import cel
-
+from control_plane.core.workflow.cel_binding import load_extension
 from control_plane.core.workflow.cel_shape import MAX_COST, Shape, ShapeError, shape_of
+
+if TYPE_CHECKING:
+    from cel import cel
+else:
+    # The library's Rust extension module, not the `cel` package (see cel_binding).
+    cel = load_extension()
 
 # What expressions may name: the process input, earlier step outputs, and (in `correlate`) the message.
 VARIABLES = frozenset({"input", "steps"})
