@@ -204,6 +204,29 @@ async def test_a_nacked_response_is_not_sent_again_and_the_next_change_follows_t
 
 
 @pytest.mark.timeout(30)
+async def test_a_client_that_half_closed_hears_of_changes_without_answering(
+    server: App, channel: grpc.aio.Channel
+) -> None:
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9000", instance_id="p-0"))
+    request = discovery_pb2.DiscoveryRequest(type_url=ENDPOINT, resource_names=["Pay"])
+    request.node.id = "one-shot"
+    # One request, then the client's half of the stream closes: it can ACK nothing.
+    call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(iter([request]))
+    try:
+        responses = aiter(call)
+        first = await anext(responses)
+        await server.registry.register(
+            Registration(service="Pay", address="127.0.0.1:9001", instance_id="p-1")
+        )
+        async with asyncio.timeout(10):  # no ACK will come: the change must not wait for one
+            second = await anext(responses)
+    finally:
+        call.cancel()
+    assert _ports(first) == {9000}
+    assert _ports(second) == {9000, 9001}
+
+
+@pytest.mark.timeout(30)
 async def test_a_wait_on_the_nodes_returns_when_the_node_acks(server: App, channel: grpc.aio.Channel) -> None:
     await server.registry.register(Registration(service="Pay", address="127.0.0.1:9000", instance_id="p-0"))
 

@@ -13,7 +13,8 @@ go-control-plane's snapshot cache does: one response per type in flight, and a c
 is unanswered waits for the answer, then goes out as the version current at that moment. A client that
 reads slowly thus gets the latest state, not every version in between queued in its buffers (100
 clients in one busy process fell half a second behind a change every 20 ms). A request for new names
-is answered at once whatever is in flight: it is a request, not a push.
+is answered at once whatever is in flight: it is a request, not a push. A client that half-closed
+the stream can answer nothing more: it hears of every change without waiting.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ class AdsServicer:
                     logger.info("xds client %s connected", request.node.id or "(no node id)")
                 if self._receive(stream.node, request, stream):
                     stream.changed(request.type_url)
+            stream.half_closed()
 
-        # Once the client half-closed, it sends nothing more but still hears of every change.
+        # Once the client half-closed, it sends nothing more (no ACK either) but still hears of every
+        # change.
         reader = asyncio.ensure_future(read())
         reader.add_done_callback(lambda _: stream.wakeup.set())
         stopping = asyncio.ensure_future(self._stopping.wait())
@@ -172,7 +175,7 @@ class AdsServicer:
             state = node.types.get(type_url) if type_url in stale else None
             if state is None:
                 continue
-            if not state.asked and not state.answered:
+            if not state.asked and not state.answered and stream.answering:
                 stream.held.add(type_url)  # pushed when the client answers the response it holds
                 continue
             response = self._respond(state, type_url)
@@ -207,7 +210,7 @@ class AdsServicer:
 class _Stream:
     """One ADS stream: its node, and the types it may owe a response (the snapshot wakes it)."""
 
-    __slots__ = ("held", "node", "stale", "wakeup")
+    __slots__ = ("answering", "held", "node", "stale", "wakeup")
 
     def __init__(self) -> None:
         self.node: NodeState | None = None
@@ -218,10 +221,19 @@ class _Stream:
         self.stale: set[str] = set()
         # The types that changed while their last response was unanswered: looked at again on the answer.
         self.held: set[str] = set()
+        # False once the client half-closed: no answer can come, so no push waits for one.
+        self.answering = True
 
     def changed(self, type_url: str) -> None:
         """A resource of `type_url` this stream subscribed to changed, or the client asked anew."""
         self.stale.add(type_url)
+        self.wakeup.set()
+
+    def half_closed(self) -> None:
+        """The client sends nothing more: what waited for its answers is owed now."""
+        self.answering = False
+        self.stale |= self.held
+        self.held.clear()
         self.wakeup.set()
 
     def release(self, type_url: str) -> bool:
