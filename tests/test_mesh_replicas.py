@@ -94,12 +94,20 @@ async def test_a_route_set_on_one_replica_reaches_the_xds_of_another(
         request = discovery_pb2.DiscoveryRequest(type_url=CLUSTER, resource_names=["EchoService"])
         request.node.id = "follower"
         # One stream: the other replica answers at once, and sends the cluster again once it applied the
-        # change (a State of the World server sends what changed without being asked again).
-        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(b).StreamAggregatedResources(iter([request]))
+        # change (a State of the World server sends what changed without being asked again, once the
+        # client ACKed what it holds, as gRPC's clients do).
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(b).StreamAggregatedResources()
         try:
+            await call.write(request)
             async with asyncio.timeout(10):
-                while not (response := await anext(aiter(call))).resources:
-                    pass
+                while not (response := await call.read()).resources:
+                    ack = discovery_pb2.DiscoveryRequest(
+                        type_url=CLUSTER,
+                        resource_names=["EchoService"],
+                        version_info=response.version_info,
+                        response_nonce=response.nonce,
+                    )
+                    await call.write(ack)
         finally:
             call.cancel()
     cluster = cluster_pb2.Cluster()

@@ -92,15 +92,33 @@ class _Stream:
         await self._call.write(request)
 
     async def next(self) -> discovery_pb2.DiscoveryResponse:
+        """The next response, ACKed."""
+        response = await self.read()
+        await self.answer(response)
+        return response
+
+    async def read(self) -> discovery_pb2.DiscoveryResponse:
+        """The next response, not answered yet."""
         response: discovery_pb2.DiscoveryResponse = await self._call.read()
-        ack = discovery_pb2.DiscoveryRequest(
+        return response
+
+    async def answer(self, response: discovery_pb2.DiscoveryResponse, refusal: str = "") -> None:
+        """ACK `response`, or NACK it with `refusal` (then naming no new version, as clients do)."""
+        request = discovery_pb2.DiscoveryRequest(
             type_url=response.type_url,
             resource_names=[self._service],
-            version_info=response.version_info,
+            version_info="" if refusal else response.version_info,
             response_nonce=response.nonce,
         )
-        await self._call.write(ack)
-        return response
+        if refusal:
+            request.error_detail.message = refusal
+        await self._call.write(request)
+
+
+def _ports(response: discovery_pb2.DiscoveryResponse) -> set[int]:
+    assignment = endpoint_pb2.ClusterLoadAssignment()
+    response.resources[0].Unpack(assignment)
+    return {e.endpoint.address.socket_address.port_value for e in assignment.endpoints[0].lb_endpoints}
 
 
 @pytest.fixture
@@ -132,11 +150,80 @@ async def test_only_the_streams_holding_a_changed_resource_hear_of_it(
     assignment = endpoint_pb2.ClusterLoadAssignment()
     changed.resources[0].Unpack(assignment)
     assert assignment.cluster_name == "Pay" and len(assignment.endpoints[0].lb_endpoints) == 2
-    # Ship's stream hears of each of its changes (changes made while it was sending may come as one).
-    seen = [(await ship.next()).version_info]
-    while seen[-1] != "5.0":
-        seen.append((await ship.next()).version_info)
-    assert set(seen) <= {"3.0", "4.0", "5.0"} and seen == sorted(seen)
+    # Ship's stream hears of its changes until it holds the last: those made while a response was
+    # unanswered come as one, at the version current when it was answered (6.0 once Pay changed).
+    seen = [await ship.next()]
+    while len(_ports(seen[-1])) < 4:
+        seen.append(await ship.next())
+    versions = [response.version_info for response in seen]
+    assert set(versions) <= {"3.0", "4.0", "5.0", "6.0"} and versions == sorted(versions)
+    assert _ports(seen[-1]) == {9100, 9101, 9102, 9103}
+
+
+@pytest.mark.timeout(30)
+async def test_changes_made_while_a_response_is_unanswered_reach_the_stream_as_the_latest_one(
+    server: App, channel: grpc.aio.Channel
+) -> None:
+    # A client busy elsewhere must catch up with one response, not with every version in between.
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9000", instance_id="p-0"))
+    pay = _Stream(channel, "pay", "Pay")
+    await pay.ask()
+    await pay.next()
+    for port in range(9001, 9021):  # twenty changes of Pay while the stream reads nothing
+        await server.registry.register(
+            Registration(service="Pay", address=f"127.0.0.1:{port}", instance_id="p-1")
+        )
+    latest = f"{server.registry.feed.revision}.0"
+    received = [await pay.next()]
+    while received[-1].version_info != latest:
+        received.append(await pay.next())
+    # The response sent at the first change, then, once it is ACKed, the latest: never twenty.
+    assert len(received) <= 2
+    assert _ports(received[-1]) == {9000, 9020}
+
+
+@pytest.mark.timeout(30)
+async def test_a_nacked_response_is_not_sent_again_and_the_next_change_follows_the_nack(
+    server: App, channel: grpc.aio.Channel
+) -> None:
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9000", instance_id="p-0"))
+    pay = _Stream(channel, "pay", "Pay")
+    await pay.ask()
+    await pay.next()
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9001", instance_id="p-1"))
+    refused = await pay.read()
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9002", instance_id="p-2"))
+    await pay.answer(refused, refusal="not today")  # a change waited for this answer
+    # Had the refused version been sent again, or the change been dropped, this would not be it.
+    following = await pay.next()
+    assert _ports(refused) == {9000, 9001}
+    assert _ports(following) == {9000, 9001, 9002}
+    assert following.version_info == f"{server.registry.feed.revision}.0"
+    [node] = server.xds_nodes.all()
+    assert node.types[ENDPOINT].nack_error == ""  # cleared by the ACK of the following version
+
+
+@pytest.mark.timeout(30)
+async def test_a_client_that_half_closed_hears_of_changes_without_answering(
+    server: App, channel: grpc.aio.Channel
+) -> None:
+    await server.registry.register(Registration(service="Pay", address="127.0.0.1:9000", instance_id="p-0"))
+    request = discovery_pb2.DiscoveryRequest(type_url=ENDPOINT, resource_names=["Pay"])
+    request.node.id = "one-shot"
+    # One request, then the client's half of the stream closes: it can ACK nothing.
+    call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(iter([request]))
+    try:
+        responses = aiter(call)
+        first = await anext(responses)
+        await server.registry.register(
+            Registration(service="Pay", address="127.0.0.1:9001", instance_id="p-1")
+        )
+        async with asyncio.timeout(10):  # no ACK will come: the change must not wait for one
+            second = await anext(responses)
+    finally:
+        call.cancel()
+    assert _ports(first) == {9000}
+    assert _ports(second) == {9000, 9001}
 
 
 @pytest.mark.timeout(30)
