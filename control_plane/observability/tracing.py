@@ -20,9 +20,11 @@ no ReadableSpan is made for them unless another exporter (console, OTLP/HTTP) wa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
@@ -46,6 +48,11 @@ PROPAGATOR = TraceContextTextMapPropagator()
 SCOPE = "hms-mgmt"  # the instrumentation scope of the control plane's own spans
 _provider: TracerProvider | None = None
 _processors: tuple[SpanProcessor, ...] = ()
+# Flushed at shutdown: their last spans may be waiting for a loop pass that will not come.
+_made: weakref.WeakSet[FinishedSpans] = weakref.WeakSet()
+# The most span bytes one entry of the batch processor's queue holds (a few spans of a process;
+# 512 such entries, the processor's default export batch, make a request of about a megabyte).
+_ENTRY_BYTES = 2048
 NO_STATE = TraceState()
 UNSET = Status()
 _SAMPLE = Decision.RECORD_AND_SAMPLE  # (an Enum member looked up on its class is a Python call)
@@ -172,6 +179,8 @@ def enabled() -> bool:
 def shutdown() -> None:
     """Export what is buffered and stop the exporters (at process exit; a no-op when tracing is off)."""
     if _provider is not None:
+        for spans in _made:
+            spans.flush()
         _provider.shutdown()
 
 
@@ -259,7 +268,10 @@ class FinishedSpans:
         self._held = 0
         self._hold = _Hold(self)
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._pending_context: SpanContext | None = None
+        self._flush_scheduled = False
+        _made.add(self)
         # The trace_id field of the last trace a process's span was written in (its spans come in runs).
         self._trace_of: SpanContext | None = None
         self._trace = b""
@@ -276,6 +288,11 @@ class FinishedSpans:
             self._decided[key] = decided
         return decided
 
+    def flush(self) -> None:
+        """Queue the spans not handed to the batch processor yet (they would be at the loop's next pass)."""
+        if not self._held:
+            self._flush()
+
     def held(self) -> AbstractContextManager[None]:
         """Spans recorded inside are queued for export together when it ends: one entry of the batch
         processor's queue (its lock, its fork check, a system call) for the spans of a transition."""
@@ -286,14 +303,35 @@ class FinishedSpans:
 
     def _exit(self) -> None:
         self._held -= 1
-        if not self._held:
+        if not self._held and self._pending:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Queue the pending spans now if they are many, else once the event loop's current pass is over.
+
+        A pass of a loaded loop settles a commit's transitions and ends many calls: their spans go to the
+        batch processor as one entry (its queue's fork check, length checks and append once, not per
+        transition or call). Entries stay small (`_ENTRY_BYTES`): the processor counts entries, not spans,
+        towards its export batch, and an export request must stay far below a receiver's 4 MiB limit.
+        """
+        if self._pending_bytes >= _ENTRY_BYTES:
             self._flush()
+        elif not self._flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop here (a test, a thread): nothing would run the callback
+                self._flush()
+                return
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        self._flush_scheduled = False
         if not self._pending or self._pending_context is None:
             return
         encoded = self._encoded(self._pending_context, b"".join(self._pending), self._resource, self._scope)
         self._pending.clear()
+        self._pending_bytes = 0
         for encoding in self._encoding:
             encoding.on_encoded(encoded)
 
@@ -391,9 +429,10 @@ class FinishedSpans:
     def _queue(self, written: bytes, context: SpanContext) -> None:
         """Queue a span written for OTLP (`context`: a sampled one of its trace, for the batch processor)."""
         self._pending.append(written)
+        self._pending_bytes += len(written)
         self._pending_context = context
         if not self._held:
-            self._flush()
+            self._hand_over()
 
     def _readable_span(
         self,

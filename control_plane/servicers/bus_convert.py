@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch, Delivery
@@ -162,7 +162,7 @@ def _from_templates(deliveries: list[Delivery]) -> pb.SubscribeResponse:
         message.sequence = m.sequence
         message.subject_sequence = m.subject_sequence
         if m.headers:
-            message.headers.update(m.headers)
+            _set_headers(message, m.headers)
         if m.message_id:
             message.message_id = m.message_id
         if delivery.delivery_id:
@@ -183,7 +183,7 @@ def _add_field_by_field(response: pb.SubscribeResponse, deliveries: list[Deliver
         message.subject = m.subject
         message.data = m.data
         if m.headers:
-            message.headers.update(m.headers)
+            _set_headers(message, m.headers)
         if m.content_type:
             message.content_type = m.content_type
         if m.message_id:
@@ -195,6 +195,15 @@ def _add_field_by_field(response: pb.SubscribeResponse, deliveries: list[Deliver
             whole, nanos = divmod(round(stamp_of * 1e9), 1_000_000_000)
         message.published_at.seconds = whole
         message.published_at.nanos = nanos
+
+
+def _set_headers(message: pb.BusMessage, headers: Mapping[str, str]) -> None:
+    """Copy `headers` into the message's map item by item: the map's update() is MutableMapping's, in
+    Python (an ABC check and a lookup per key), about twice the CPU for the one traceparent header of
+    every message a traced publisher (a workflow process) sends."""
+    wire = message.headers
+    for key, value in headers.items():
+        wire[key] = value
 
 
 # What a run of deliveries shares: subject, publish time, content type, consumer, attempt.
