@@ -152,7 +152,7 @@ class PostgresConnection:
         for writes, changes in keyed.items():
             # In key order, as replicas writing the same rows at once must lock them.
             if changes.deleted:
-                self.execute(writes.delete, (sorted(changes.deleted),))
+                self.execute(writes.delete, _key_arrays(sorted(changes.deleted)))
             if changes.rows:
                 values = [value for _, row in sorted(changes.rows.items()) for value in row]
                 write_rows(self, writes.write, values, writes.width, suffix=writes.suffix)
@@ -337,7 +337,7 @@ class KeyedWrites:
     """How a connection that defers them (see PostgresConnection.defer_keyed) writes rows by key in bulk.
 
     `write` + rows of `width` parameters + `suffix` writes them (an upsert, or an UPDATE ... FROM
-    (VALUES ...)); `delete`, with an array of the keys, deletes them.
+    (VALUES ...)); `delete`, with an array of the keys (one per column of tuple keys), deletes them.
     """
 
     write: str
@@ -354,6 +354,13 @@ class _Keyed:
     def __init__(self) -> None:
         self.rows: dict[Any, Sequence[Any]] = {}
         self.deleted: set[Any] = set()
+
+
+def _key_arrays(keys: list[Any]) -> list[list[Any]]:
+    """The parameters of a keyed deletion: an array of the keys, or of each column of composite keys."""
+    if keys and isinstance(keys[0], tuple):
+        return [list(column) for column in zip(*keys, strict=True)]
+    return [keys]
 
 
 # Table names follow these words in the shared SQL (lower case, unlike the keywords: not `DO UPDATE SET`).

@@ -65,6 +65,13 @@ _UPDATE_PROCESSES = KeyedWrites(
     ") AS v (state, updated_at, record, ended_at, current_steps, incident, id) WHERE wf_processes.id = v.id",
     7,
 )
+# Timers are only deleted so (set_timer writes at once, after sending these deletions: it names the table).
+_TIMERS = KeyedWrites(
+    "INSERT INTO wf_timers (process_id, name, due_at) VALUES ",
+    " ON CONFLICT (process_id, name) DO UPDATE SET due_at = excluded.due_at",
+    3,
+    "DELETE FROM wf_timers WHERE (process_id, name) IN (SELECT * FROM unnest(?::text[], ?::text[]))",
+)
 _UPSERT_TASK = (
     "INSERT INTO wf_tasks (token, process_id, task, owner, service, task_type) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner"
@@ -284,11 +291,17 @@ class SqlWorkflowTx:
 
     def drop_timers(self, process_id: str, names: Sequence[str]) -> None:
         """Remove timers, if there are any, without reading back how many went (a round trip, pipelined)."""
-        if names:
+        if not names:
+            return
+        defer = _deferring(self._conn)
+        if defer is None:
             self._conn.executemany(
                 "DELETE FROM wf_timers WHERE process_id = ? AND name = ?",
                 [(process_id, name) for name in names],
             )
+            return
+        for name in names:
+            defer(_TIMERS, (process_id, name), None)
 
     def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
         """Wait for a Bus message from now on; returns the log sequence after which messages count."""
