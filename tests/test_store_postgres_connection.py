@@ -143,3 +143,13 @@ def test_keys_of_several_columns_are_deleted_together(conn: PostgresConnection) 
     conn.defer_keyed(pairs, ("q", "x"), None)
     conn.execute("COMMIT")
     assert [tuple(row) for row in conn.execute("SELECT a, b FROM c")] == [("p", "y")]
+
+
+def test_rows_left_unsent_by_a_transaction_that_did_not_commit_are_not_sent_by_the_next(
+    conn: PostgresConnection,
+) -> None:
+    conn.execute("BEGIN")
+    conn.defer_rows(_INSERT, [1], 1)
+    conn.execute("BEGIN")  # (a warning only: a transaction is in progress) the deferred row is gone
+    conn.execute("COMMIT")
+    assert _rows(conn, "t") == []

@@ -264,9 +264,10 @@ class PostgresConnection:
 
 # Statements after which the values in `known` may no longer hold.
 _TRANSACTION_ENDS = ("BEGIN", "COMMIT", "ROLLBACK")
-# Statements before which deferred rows are sent whatever they name, or forgotten (see defer_rows).
+# Statements before which deferred rows are sent whatever they name, or forgotten (see defer_rows): a
+# BEGIN too, as what was deferred and not sent by then belongs to a transaction that did not commit.
 _SENDS = ("COMMIT", "SAVEPOINT", "RELEASE")
-_UNDOES = ("ROLLBACK",)
+_UNDOES = ("ROLLBACK", "BEGIN")
 # Statements that return no rows unless they say RETURNING.
 _ROWLESS = ("INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE", "BEGIN", "COMMIT", "ROLLBACK")
 
