@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -19,7 +20,7 @@ from control_plane.models import (
     StoredMessage,
     SubjectStats,
 )
-from control_plane.storage.connection import Connection
+from control_plane.storage.connection import Connection, write_rows
 
 _MESSAGE_COLUMNS = (
     "sequence, subject_sequence, subject, data, headers, content_type, message_id, published_at"
@@ -106,40 +107,25 @@ _BUMP = "WITH bump AS (UPDATE counters SET value = value + ? WHERE name = 'bus_s
 
 _INSERT_MESSAGES = f"INSERT INTO bus_messages ({_MESSAGE_COLUMNS}) VALUES "
 _MESSAGE_WIDTH = 8
-# Most rows in one INSERT: 1,024 parameters, within SQLite's and PostgreSQL's limits on any version.
-_ROWS_PER_STATEMENT = 128
 
 
 def insert_rows(
     conn: Connection, insert: str, values: list[Any], width: int, lead: tuple[str, list[Any]] | None = None
 ) -> None:
-    """Run `insert` ("INSERT INTO t (...) VALUES ") over rows of `width` values, flattened in `values`.
+    """Append rows of `width` values, flattened in `values`, with `insert` ("INSERT INTO t (...) VALUES ").
 
-    Many rows per statement rather than one per executemany step: SQLite spends about half as much CPU
-    per row (one statement run instead of a reset, bind and step per row; measured 7.7 -> 3.8 us a
-    128 B message on the bench machine), and PostgreSQL gets one round trip per chunk. Chunks are
-    powers of two (128, 64, ..., 1 rows), so at most eight statement texts exist per table, each
-    prepared once and cached. `lead`, a WITH clause and its parameters, goes before the first chunk.
+    A connection that can defer them (PostgreSQL: `PostgresConnection.defer_rows`) sends them later in
+    the transaction, together with the other callers' rows of the same table: a commit of 40
+    transitions then inserts its history in a few statements rather than 40. Others insert them now
+    (see `write_rows`). `lead`: a WITH clause moving a counter on by its one parameter, a count.
     """
-    rows = len(values) // width
-    start = 0
-    size = _ROWS_PER_STATEMENT
-    while rows:
-        while size > rows:
-            size //= 2
-        end = start + size * width
-        if lead is None:
-            conn.execute(_statement(insert, width, size), values[start:end])
-        else:
-            conn.execute(_statement(lead[0] + insert, width, size), lead[1] + values[start:end])
-            lead = None
-        start, rows = end, rows - size
-
-
-@functools.cache
-def _statement(insert: str, width: int, rows: int) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
-    return insert + ", ".join([row] * rows)
+    defer: Callable[[str, list[Any], int, tuple[str, list[Any]] | None], None] | None = getattr(
+        conn, "defer_rows", None
+    )
+    if defer is not None:
+        defer(insert, values, width, lead)
+    else:
+        write_rows(conn, insert, values, width, lead)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ from control_plane.models import (
     TaskAttempt,
 )
 from control_plane.storage import sql_bus
-from control_plane.storage.connection import Connection
+from control_plane.storage.connection import Connection, KeyedWrites
 from control_plane.storage.sql_process_parts import (
     active_steps,
     attach_item_runs,
@@ -49,6 +49,41 @@ _INSERT_HISTORY = (
     "INSERT INTO wf_history (process_id, sequence, time, type, step_id, attempt, state, details) VALUES "
 )
 _HISTORY_WIDTH = 8
+_INSERT_PROCESS = (
+    "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, "
+    "record, ended_at, current_steps, incident, parent_id) VALUES "
+)
+_PROCESS_WIDTH = 12
+_UPDATE_PROCESS = (
+    "UPDATE wf_processes SET state = ?, updated_at = ?, record = ?, ended_at = ?, current_steps = ?, "
+    "incident = ? WHERE id = ?"
+)
+# The same for several processes at once (PostgreSQL), as a connection that defers them sends it.
+_UPDATE_PROCESSES = KeyedWrites(
+    "UPDATE wf_processes SET state = v.state, updated_at = v.updated_at, record = v.record, "
+    "ended_at = v.ended_at, current_steps = v.current_steps, incident = v.incident FROM (VALUES ",
+    ") AS v (state, updated_at, record, ended_at, current_steps, incident, id) WHERE wf_processes.id = v.id",
+    7,
+)
+# Timers are only deleted so (set_timer writes at once, after sending these deletions: it names the table).
+_TIMERS = KeyedWrites(
+    "INSERT INTO wf_timers (process_id, name, due_at) VALUES ",
+    " ON CONFLICT (process_id, name) DO UPDATE SET due_at = excluded.due_at",
+    3,
+    "DELETE FROM wf_timers WHERE (process_id, name) IN (SELECT * FROM unnest(?::text[], ?::text[]))",
+)
+_UPSERT_TASK = (
+    "INSERT INTO wf_tasks (token, process_id, task, owner, service, task_type) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner"
+)
+# (A token is one task attempt's, of one process, service and type: what the upsert leaves alone is
+# what the row already says, so a deferred write may delete the row first and insert it whole.)
+_TASKS = KeyedWrites(
+    "INSERT INTO wf_tasks (token, process_id, task, owner, service, task_type) VALUES ",
+    " ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner",
+    6,
+    "DELETE FROM wf_tasks WHERE token = ANY(?)",
+)
 
 
 class SqlWorkflowTx:
@@ -119,10 +154,10 @@ class SqlWorkflowTx:
         document = _dumps(raw)
         incident = incident or int(item_in_incident(self._conn, record))
         if new:
-            self._conn.execute(
-                "INSERT INTO wf_processes (id, definition, version, business_key, state, created_at, updated_at, "
-                "record, ended_at, current_steps, incident, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
+            sql_bus.insert_rows(
+                self._conn,
+                _INSERT_PROCESS,
+                [
                     record.id,
                     record.definition,
                     record.version,
@@ -135,22 +170,16 @@ class SqlWorkflowTx:
                     current,
                     incident,
                     record.parent_id,
-                ),
+                ],
+                _PROCESS_WIDTH,
             )
+            return
+        row = (record.state.value, record.updated_at, document, record.ended_at, current, incident, record.id)
+        defer = _deferring(self._conn)
+        if defer is not None:
+            defer(_UPDATE_PROCESSES, record.id, row)
         else:
-            self._conn.execute(
-                "UPDATE wf_processes SET state = ?, updated_at = ?, record = ?, ended_at = ?, current_steps = ?, "
-                "incident = ? WHERE id = ?",
-                (
-                    record.state.value,
-                    record.updated_at,
-                    document,
-                    record.ended_at,
-                    current,
-                    incident,
-                    record.id,
-                ),
-            )
+            self._conn.execute(_UPDATE_PROCESS, row)
 
     def put_map_item(self, process_id: str, step_id: str, item: int, *, failed: bool, output: Any) -> None:
         """Keep what one item of a map step ended with (its output, or its error when it failed)."""
@@ -220,18 +249,24 @@ class SqlWorkflowTx:
 
     def add_tasks(self, tasks: Sequence[TaskAttempt]) -> None:
         """Record outstanding task attempts, owned by this replica (which hands them out)."""
-        self._conn.executemany(
-            "INSERT INTO wf_tasks (token, process_id, task, owner, service, task_type) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner",
-            [
-                (t.token, t.process_id, _dumps(t.to_json()), self._owner, t.service, t.task_type)
-                for t in tasks
-            ],
-        )
+        rows = [
+            (t.token, t.process_id, _dumps(t.to_json()), self._owner, t.service, t.task_type) for t in tasks
+        ]
+        defer = _deferring(self._conn)
+        if defer is None:
+            self._conn.executemany(_UPSERT_TASK, rows)
+            return
+        for row in rows:
+            defer(_TASKS, row[0], row)
 
     def remove_tasks(self, tokens: Sequence[str]) -> None:
         """Forget task attempts that ended."""
-        self._conn.executemany("DELETE FROM wf_tasks WHERE token = ?", [(t,) for t in tokens])
+        defer = _deferring(self._conn)
+        if defer is None:
+            self._conn.executemany("DELETE FROM wf_tasks WHERE token = ?", [(t,) for t in tokens])
+            return
+        for token in tokens:
+            defer(_TASKS, token, None)
 
     def set_timer(self, process_id: str, name: str, due_at: float) -> None:
         """Create or move a durable timer."""
@@ -256,11 +291,17 @@ class SqlWorkflowTx:
 
     def drop_timers(self, process_id: str, names: Sequence[str]) -> None:
         """Remove timers, if there are any, without reading back how many went (a round trip, pipelined)."""
-        if names:
+        if not names:
+            return
+        defer = _deferring(self._conn)
+        if defer is None:
             self._conn.executemany(
                 "DELETE FROM wf_timers WHERE process_id = ? AND name = ?",
                 [(process_id, name) for name in names],
             )
+            return
+        for name in names:
+            defer(_TIMERS, (process_id, name), None)
 
     def add_bus_wait(self, process_id: str, step_id: str, pattern: str) -> int:
         """Wait for a Bus message from now on; returns the log sequence after which messages count."""
@@ -282,6 +323,14 @@ class SqlWorkflowTx:
         """Append Bus messages in this transaction (they become visible after the commit)."""
         if messages:
             self.published += sql_bus.append(self._conn, list(messages), self.now, dedup_window_s=0.0).stored
+
+
+def _deferring(conn: Connection) -> Callable[[KeyedWrites, Any, Sequence[Any] | None], None] | None:
+    """The connection's `defer_keyed`, where it defers writes by key to the commit (PostgreSQL)."""
+    defer: Callable[[KeyedWrites, Any, Sequence[Any] | None], None] | None = getattr(
+        conn, "defer_keyed", None
+    )
+    return defer
 
 
 def read_ahead(conn: Connection, process_ids: list[str], lock_row: str) -> dict[str, tuple[str, str]]:
