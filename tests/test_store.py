@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import threading
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -196,6 +197,62 @@ async def test_the_sqlite_writer_checkpoints_the_wal_between_commits(tmp_path: P
     assert sum(step for step in steps if step > 0) > 2000, f"too few frames to cross the threshold: {seen}"
     assert any(step < 0 for step in steps), f"no checkpoint: {seen}"
     assert max(seen) < CHECKPOINT_BUSY_FRAMES, f"the WAL grew past the bound: {seen}"
+
+
+class _Counting:
+    """A connection that counts the checkpoints run on it, and tells of each."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.checkpoints = conn, 0
+        self.checkpointed = threading.Event()
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        cursor = self.conn.execute(sql, *args)
+        if "wal_checkpoint" in sql:
+            self.checkpoints += 1
+            self.checkpointed.set()
+        return cursor
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _wal_with_frames(path: Path, rows: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("PRAGMA synchronous=OFF")  # durability is not what these tests are about
+    conn.execute("CREATE TABLE IF NOT EXISTS t (v BLOB)")
+    for _ in range(rows):
+        conn.execute("INSERT INTO t VALUES (zeroblob(4000))")  # a frame or two each
+    return conn
+
+
+async def test_an_idle_checkpoint_runs_beside_the_writer_on_its_own_connection(tmp_path: Path) -> None:
+    # A checkpoint on the writer's thread held up the next commit for its length (~4 ms, the database file
+    # fsynced): once the writer is idle, it is handed to a thread with a connection of its own.
+    path = tmp_path / "beside.db"
+    writer = _Counting(_wal_with_frames(path, 1100))
+    beside = _Counting(sqlite3.connect(path, check_same_thread=False))
+    checkpointer = WalCheckpointer(path, lambda: cast(Connection, beside))
+    try:
+        waiting = checkpointer.backlog()
+        checkpointer(cast(Connection, writer), False)  # idle: asked of the thread beside
+        assert await asyncio.to_thread(beside.checkpointed.wait, 10)
+        copied = checkpointer.backlog()
+        assert writer.checkpoints == 0
+        # Past the busy bound the writer checkpoints itself: no commit can overtake it there.
+        writer.conn.executemany("INSERT INTO t VALUES (zeroblob(4000))", [()] * CHECKPOINT_BUSY_FRAMES)
+        checkpointer(cast(Connection, writer), True)
+        left = checkpointer.backlog()
+    finally:
+        checkpointer.close()
+        writer.conn.close()
+
+    assert 1100 <= waiting < CHECKPOINT_BUSY_FRAMES
+    assert copied == 0
+    assert (writer.checkpoints, beside.checkpoints) == (1, 1)
+    assert left == 0
 
 
 def test_the_wal_checkpointer_waits_for_idle_time_until_the_wal_is_long(tmp_path: Path) -> None:
