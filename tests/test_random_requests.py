@@ -130,9 +130,6 @@ class Rows:
     """Every stored row of every table, read straight from the database (SQLite or PostgreSQL).
 
     One connection for the whole run, each snapshot one read transaction (consistent across tables).
-    The tables are listed once (the control plane migrated its store before it served; requests write
-    rows, not tables), and on PostgreSQL a snapshot's reads go in one pipeline: one round trip to the
-    server per snapshot instead of one per table, taken before every request.
     """
 
     def __init__(self, url: str) -> None:
@@ -140,24 +137,18 @@ class Rows:
         if self._sqlite:
             path = url.removeprefix("sqlite:///")
             self._db: Any = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-            tables = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            self._tables = "SELECT name FROM sqlite_master WHERE type = 'table'"
         else:
             self._db = psycopg.connect(url)
             self._db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-        self._tables: list[str] = [row[0] for row in self._db.execute(tables).fetchall()]
-        if not self._sqlite:
-            self._db.commit()
+            self._tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
 
     def snapshot(self) -> dict[str, list[str]]:
         if self._sqlite:
             self._db.execute("BEGIN")
         try:
-            if self._sqlite:
-                return {t: self._rows(self._db.execute(f'SELECT * FROM "{t}"'), t) for t in self._tables}
-            with self._db.pipeline():
-                cursors = [(t, self._db.execute(f'SELECT * FROM "{t}"')) for t in self._tables]
-            return {t: self._rows(cursor, t) for t, cursor in cursors}
+            tables = [row[0] for row in self._db.execute(self._tables).fetchall()]
+            return {t: self._rows(self._db.execute(f'SELECT * FROM "{t}"'), t) for t in tables}
         finally:
             if self._sqlite:
                 self._db.execute("COMMIT")
