@@ -98,11 +98,12 @@ lint: $(STAMP) buf-lint  ## ruff, mypy, the import layering contracts, buf lint 
 typecheck: $(STAMP)  ## mypy --strict only
 	$(PY) -m mypy
 
-# --durations: CI logs name the slowest tests of each pass. .ci/run lints beside, ahead of the PostgreSQL
-# pass (MGMT_LINT_BESIDE=1), which is the shorter side once lint has left this one.
+# --durations: CI logs name the slowest tests of each pass. .ci/run runs lint and the JS SDK's tests
+# beside the two pytest passes (MGMT_LINT_BESIDE=1, MGMT_JS_BESIDE=1): each pass is then the whole of its side.
 LINT_IN_TEST = $(if $(filter 1,$(MGMT_LINT_BESIDE)),,lint)
-test: $(LINT_IN_TEST) $(NODE_STAMP) $(MESH_NODE_STAMP) test-js  ## install, lint and run every test
-	$(PY) -m pytest -q --durations=15
+JS_IN_TEST = $(if $(filter 1,$(MGMT_JS_BESIDE)),,test-js)
+test: $(LINT_IN_TEST) $(NODE_STAMP) $(MESH_NODE_STAMP) $(JS_IN_TEST)  ## install, lint and run every test
+	$(PY) -m pytest -q --durations=30
 
 test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test), each against a real control plane
 	@if command -v node >/dev/null 2>&1 && [ -d $(JS_SDK)/node_modules ]; then \
@@ -113,7 +114,7 @@ test-js: $(STAMP) $(JS_STAMP) $(BUF)  ## the JavaScript SDK's tests (node --test
 # Only the tests whose outcome depends on the store run again (tests/conftest.py says which, and prints
 # how many it left out): the others ran in `make test` and would do the same here.
 test-postgres: $(STAMP) $(NODE_STAMP) $(MESH_NODE_STAMP)  ## the store-dependent tests again with the control planes on PostgreSQL (required, not skipped)
-	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q --durations=15
+	MGMT_REQUIRE_POSTGRES=1 MGMT_TEST_STORE=postgres $(PY) -m pytest -q --durations=30
 
 demo: $(STAMP) $(NODE_STAMP)  ## the building-permit platform end to end: four services, three applications
 	$(PY) -m services.permit.demo

@@ -21,6 +21,7 @@ from control_plane.server import App, running
 from control_plane.settings import Settings
 from hms_mgmt import Client, HistoryEventType
 from hms_mgmt.types import Process, ProcessState
+from tests.conftest import CLI_OUTPUT
 from tests.console_support import WAITER, console_session, dead_letter, write_tokens
 
 
@@ -398,6 +399,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+@CLI_OUTPUT
 async def test_mgmt_console_prints_the_url_of_a_console_that_answers(url: str) -> None:
     result = await asyncio.to_thread(run_cli, "console", "--url", url)
 
@@ -405,6 +407,7 @@ async def test_mgmt_console_prints_the_url_of_a_console_that_answers(url: str) -
     assert result.stdout == url + "/\n"  # not a terminal: printed, never opened
 
 
+@CLI_OUTPUT
 async def test_mgmt_console_says_when_nothing_answers(url: str) -> None:
     derived = await asyncio.to_thread(run_cli, "console", "--server", "127.0.0.2:1", "--no-open")
     not_http = await asyncio.to_thread(run_cli, "console", "--url", "file:///etc/passwd")

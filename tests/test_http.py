@@ -101,6 +101,9 @@ def test_http_listener_on_a_bad_address_is_one_clear_error(tmp_path: Path) -> No
     assert "--http-listen expects HOST:PORT" in result.stderr
 
 
+@pytest.mark.store_independent(
+    reason="the in-process server only holds the port; the refused `serve` stops before it serves, on SQLite in both passes"
+)
 async def test_a_taken_http_port_stops_the_server_with_a_clear_error(server: App, tmp_path: Path) -> None:
     assert server.http_url is not None
     taken = server.http_url.removeprefix("http://")

@@ -8,6 +8,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from control_plane.server import App
 from tests.test_grpcurl import grpcurl
 
@@ -23,6 +25,9 @@ def readme_grpcurl_commands() -> list[list[str]]:
     ]
 
 
+@pytest.mark.store_independent(
+    reason="grpcurl's requests as the README writes them; servicer and store tests check the answers on each store"
+)
 async def test_every_readme_grpcurl_command_succeeds(server: App) -> None:
     commands = readme_grpcurl_commands()
     assert len(commands) >= 5

@@ -81,8 +81,12 @@ def every_minute(schedule_id: str = "s", **options: object) -> NewSchedule:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def registered(request: pytest.FixtureRequest, core_url: str, clock: FakeClock) -> AsyncIterator[Cores]:
-    """The cores with `nightly` registered, on each store; on PostgreSQL this replica leads."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else core_url
+    """The cores with `nightly` registered, on each store; on PostgreSQL this replica leads.
+
+    On PostgreSQL a migrated database of the pool (emptied, as a new one would be), not a new one per
+    test: creating and migrating one cost more than most of these tests.
+    """
+    url = request.getfixturevalue("control_plane_database") if request.param == "postgres" else core_url
     async with running_cores(url, clock) as cores:
         # Alone on the database (its listener is not started here): as the leader would, once it took the lock.
         cores.store.cluster.leader = True
@@ -115,17 +119,19 @@ async def test_an_interval_fires_once_per_nominal_time_with_it_in_the_business_k
 
 async def test_cron_runs_in_its_time_zone(registered: Cores) -> None:
     cores = registered
-    # The clock starts at 2023-11-14T22:13:20Z: 01:00 in Berlin (CET, UTC+1) is 00:00 UTC the next day.
-    midnight_utc = datetime(2023, 11, 15, 0, 0, tzinfo=UTC).timestamp()
+    # The clock starts at 2023-11-14T22:13:20Z (23:13:20 in Berlin, CET, UTC+1): 00:10 on the 15th in
+    # Berlin is 23:10 UTC on the 14th, a day and an hour away from 00:10 UTC. The clock gets there in
+    # under an hour, firing every loop's waits on the way (each a round of store reads on PostgreSQL).
+    berlin_ten_past_midnight = datetime(2023, 11, 14, 23, 10, tzinfo=UTC).timestamp()
     async with scheduler(cores) as schedules:
-        spec = ScheduleSpec(cron="0 1 * * *", time_zone="Europe/Berlin")
+        spec = ScheduleSpec(cron="10 0 * * *", time_zone="Europe/Berlin")
         created = await schedules.create(NewSchedule("berlin", spec, "nightly", 0, {}))
-        assert created.next_nominal == midnight_utc
-        await at(cores, midnight_utc - 1)
+        assert created.next_nominal == berlin_ten_past_midnight
+        await at(cores, berlin_ten_past_midnight - 1)
         assert await processes(cores) == []
-        await at(cores, midnight_utc + 1)
+        await at(cores, berlin_ten_past_midnight + 1)
         (started,) = await processes(cores)
-    assert started.business_key == "schedule:berlin:2023-11-15T00:00:00Z"
+    assert started.business_key == "schedule:berlin:2023-11-14T23:10:00Z"
 
 
 def test_cron_follows_daylight_saving_changes() -> None:

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { connect, FINAL_STATES, InvalidArgument, NotFound, ProcessState } from '../dist/index.js';
-import { deadline, defer, sharedControlPlane } from './support.js';
+import { deadline, defer, event, sharedControlPlane } from './support.js';
 
 const APPROVAL = `
 name: approval
@@ -67,9 +67,16 @@ test('watch gives the history, then live events, then the final process; it resu
   const id = await mgmt.workflow.start('approval', { amount: 1 });
 
   const frames = [];
+  const first = event();
   const watching = (async () => {
-    for await (const frame of mgmt.workflow.watch(id)) frames.push(frame);
+    for await (const frame of mgmt.workflow.watch(id)) {
+      frames.push(frame);
+      first.set();
+    }
   })();
+  // Signalled once the watch has answered: sent earlier, it may end the process before the watch
+  // starts (its first frame is then already final).
+  await deadline(Promise.race([first.happened, watching]), 10_000, 'the first frame of the watch');
   await mgmt.workflow.signal(id, 'decision', { approved: false });
   await deadline(watching, 10_000, 'the watch to end');
   const events = frames.flatMap((f) => f.events);
