@@ -21,6 +21,7 @@ from control_plane.server import App
 from control_plane.servicers.xds import encoding, resources
 from control_plane.servicers.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPES
 from control_plane.servicers.xds.snapshots import Snapshots
+from tests.mesh_support import until_acked
 
 
 def _everything(snapshots: Snapshots) -> dict[str, dict[str, bytes]]:
@@ -199,6 +200,8 @@ async def test_a_nacked_response_is_not_sent_again_and_the_next_change_follows_t
     assert _ports(refused) == {9000, 9001}
     assert _ports(following) == {9000, 9001, 9002}
     assert following.version_info == f"{server.registry.feed.revision}.0"
+    # next() ACKed it; the server takes the ACK in its own time (CI failed reading the state before).
+    await until_acked(server, "pay", ENDPOINT, following.version_info)
     [node] = server.xds_nodes.all()
     assert node.types[ENDPOINT].nack_error == ""  # cleared by the ACK of the following version
 
