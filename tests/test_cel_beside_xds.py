@@ -61,9 +61,7 @@ def test_the_otlp_exporter_loads_beside_the_envoy_types() -> None:
         "from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert _printed_by(probe) == "ok"
 
 
 def test_the_control_plane_loads_cel_without_the_librarys_command_line() -> None:
@@ -76,6 +74,11 @@ def test_the_control_plane_loads_cel_without_the_librarys_command_line() -> None
         "assert compile_expression('input.a * 2').evaluate({'input': {'a': 21}}) == 42\n"
         "print(sorted(name for name in ('cel.cli', 'typer', 'prompt_toolkit') if name in sys.modules))\n"
     )
+    assert _printed_by(probe) == "[]"
+
+
+def _printed_by(probe: str) -> str:
+    """What `probe` prints, run by this environment's Python in a process of its own (fresh imports)."""
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    return result.stdout.strip()

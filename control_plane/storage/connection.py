@@ -150,8 +150,8 @@ class PostgresConnection:
     def _send_deferred(self) -> None:
         """Send the rows deferred so far (see defer_rows, defer_keyed): appended rows first, so that a
         row inserted in the transaction is there for its later rewrite."""
-        deferred, self._deferred, self._deferred_tables = self._deferred, {}, ()
-        keyed, self._keyed = self._keyed, {}
+        deferred, keyed = self._deferred, self._keyed
+        self._forget_deferred()
         for insert, pending in deferred.items():
             lead = (pending.lead, [pending.lead_count]) if pending.lead else None
             self._send_rows(insert, pending.values, pending.width, lead)

@@ -72,10 +72,6 @@ _TIMERS = KeyedWrites(
     3,
     "DELETE FROM wf_timers WHERE (process_id, name) IN (SELECT * FROM unnest(?::text[], ?::text[]))",
 )
-_UPSERT_TASK = (
-    "INSERT INTO wf_tasks (token, process_id, task, owner, service, task_type) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (token) DO UPDATE SET task = excluded.task, owner = excluded.owner"
-)
 # (A token is one task attempt's, of one process, service and type: what the upsert leaves alone is
 # what the row already says, so a deferred write may delete the row first and insert it whole.)
 _TASKS = KeyedWrites(
@@ -84,6 +80,8 @@ _TASKS = KeyedWrites(
     6,
     "DELETE FROM wf_tasks WHERE token = ANY(?)",
 )
+# One row at a time, where writes are not deferred (SQLite).
+_UPSERT_TASK = _TASKS.write + "(?, ?, ?, ?, ?, ?)" + _TASKS.suffix
 
 
 class SqlWorkflowTx:
