@@ -10,6 +10,11 @@
   as its own task the moment it is due on an absolute schedule (late calls are not skipped), for 1 s
   of warm-up then 5 s; latency = answer minus send. `bus.p99_ms_at_1000` is measured the same way
   (one message per request, 1,000/s); their ratio is a target of issue 18.
+- `baseline.fsync_p50_ms`, `baseline.fsync_p99_ms`: the disk's floor under every durable latency: 12 KiB
+  (about what one small commit appends to SQLite's WAL) written in place into a preallocated file in
+  the temporary directory the control planes use, then `fdatasync`, 1,000 times a second on an absolute
+  schedule, 1 s of warm-up then 5 s. A publish at 1,000/s waits for one such sync (group-committed), so
+  `bus.p99_ms_at_1000` cannot drop below this p99 on the same disk.
 No protobuf work on either side, so these are the transport's ceilings on this machine.
 """
 
@@ -17,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import grpc
 
@@ -34,8 +42,11 @@ UNARY_ECHO = "baseline.unary_echo_per_s"
 ECHO_CPU = "baseline.echo_cpu_us_per_call"
 STREAM_MSGS = "baseline.stream_msgs_per_s"
 UNARY_P99_AT_RATE = "baseline.unary_p99_ms_at_1000"
+FSYNC_P99 = "baseline.fsync_p99_ms"
 PACED_RATE = 1000
 PAYLOAD = b"0123456789abcdef"
+FSYNC_WRITE = b"\0" * 12 * 1024
+FSYNC_SLOTS = 256  # distinct offsets the writes cycle through (3 MiB): overwrites, as a reused WAL
 _READY = re.compile(r"echo listening on (\S+)")
 
 
@@ -69,6 +80,32 @@ async def paced_latencies(channel: grpc.aio.Channel, load: Load, rate: float) ->
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.create_task(call(index))
+    return samples
+
+
+def fsync_latencies(load: Load, rate: float) -> list[float]:
+    """Write-then-fdatasync times (ms) at `rate` per second after the warm-up, on the temporary directory's
+    disk (blocking: run it on a thread)."""
+    warmup = round(load.warmup_s * rate)
+    count = warmup + round(load.duration_s * rate)
+    samples: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="hms-bench-fsync-") as directory:
+        fd = os.open(Path(directory) / "wal", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, FSYNC_WRITE * FSYNC_SLOTS, 0)
+            os.fsync(fd)
+            start = time.perf_counter()
+            for index in range(count):
+                delay = start + index / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                began = time.perf_counter()
+                os.pwrite(fd, FSYNC_WRITE, (index % FSYNC_SLOTS) * len(FSYNC_WRITE))
+                os.fdatasync(fd)
+                if index >= warmup:
+                    samples.append((time.perf_counter() - began) * 1000)
+        finally:
+            os.close(fd)
     return samples
 
 
@@ -130,9 +167,23 @@ async def run(context: RunContext) -> GroupResult:
             stream = await stream_rate(channel, load, pids)
             logger.info("server stream: %.0f msgs/s; %s", stream.per_s, stream.cpu_note())
             figures.append(Figure(STREAM_MSGS, stream.per_s, "msgs/s"))
+    logger.info("disk: %d KiB written and fdatasync'd, %d/s", len(FSYNC_WRITE) // 1024, PACED_RATE)
+    syncs = await asyncio.to_thread(fsync_latencies, load, PACED_RATE)
+    logger.info(
+        "disk: %d syncs, p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+        len(syncs),
+        percentile(syncs, 50),
+        percentile(syncs, 99),
+        max(syncs),
+    )
+    figures += [
+        Figure("baseline.fsync_p50_ms", percentile(syncs, 50), "ms"),
+        Figure(FSYNC_P99, percentile(syncs, 99), "ms"),
+    ]
     setup = (
         f"raw grpc.aio on bytes in a child process; unary echo of {len(PAYLOAD)} B at {load.in_flight} "
         f"in flight, then {PACED_RATE:,} calls/s open loop; one server stream of {len(PAYLOAD)} B messages; "
+        f"{len(FSYNC_WRITE) // 1024} KiB write + fdatasync {PACED_RATE:,}/s on the temporary directory's disk; "
         f"{load.duration_s:g} s after {load.warmup_s:g} s warm-up"
     )
     return GroupResult(GROUP, setup, figures)

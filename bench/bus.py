@@ -26,6 +26,8 @@ CLOCK_MONOTONIC (see `bench.bus_flow`).
   message fsynced, the same shape). Target >= 3.
 - `bus.p99_at_1000_vs_unary`: `bus.p99_ms_at_1000` / `baseline.unary_p99_ms_at_1000` (a raw unary
   echo at the same open-loop rate). Target <= 3.
+- `bus.p99_at_1000_vs_fsync`: `bus.p99_ms_at_1000` / `baseline.fsync_p99_ms` (the disk's own write +
+  fdatasync at 1,000/s, in the same run): how far above its disk's floor a durable publish's tail is.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from bench import bus_nats
-from bench.baseline import STREAM_MSGS, UNARY_P99_AT_RATE
+from bench.baseline import FSYNC_P99, STREAM_MSGS, UNARY_P99_AT_RATE
 from bench.bus_flow import Flow, Report, children, measure_flow
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
 from bench.harness import PLANE_READY, child, percentile, plane_argv, python_module
@@ -153,6 +155,7 @@ async def run(context: RunContext) -> GroupResult:
     nats = context.figure(bus_nats.ONE_SUB_MSGS)
     js_fsync = context.figure(bus_nats.JS_FSYNC_MSGS)
     unary_p99 = context.figure(UNARY_P99_AT_RATE)
+    fsync_p99 = context.figure(FSYNC_P99)
     load = context.load
     figures: list[Figure] = []
 
@@ -204,6 +207,7 @@ async def run(context: RunContext) -> GroupResult:
             "ratio",
             P99_VS_UNARY_TARGET,
         ),
+        Figure("bus.p99_at_1000_vs_fsync", percentile(samples, 99) / fsync_p99.value, "ratio"),
     ]
     setup = (
         f"control plane child per case (SQLite, synchronous=FULL, fresh dir); publisher and each "
