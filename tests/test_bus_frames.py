@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from control_plane.core.bus.consumer import Batch, Delivery, Gap
+from control_plane.core.bus.consumer import Batch, Delivery, Gap, LiveDeliveries, delivered_messages
 from control_plane.models import NO_HEADERS, StoredMessage
 from control_plane.servicers import bus_convert, bus_frames
 from hms.mgmt.v1 import bus_pb2 as pb
@@ -61,3 +61,19 @@ def test_deliveries_with_headers_are_left_to_the_protobuf_path() -> None:
 def test_varints_as_protobuf_writes_them(value: int) -> None:
     gap = pb.Gap(skipped=value).SerializeToString()
     assert gap == b"\x18" + bus_frames.varint(value)
+
+
+def test_live_deliveries_encode_as_the_deliveries_they_stand_for() -> None:
+    rng = random.Random(3)
+    messages = [delivery(rng).message for _ in range(30)]
+    live = LiveDeliveries(messages, "_ephemeral")
+    built = [Delivery(m, "", 1, "_ephemeral") for m in messages]
+    assert list(live) == built and live[3] == built[3] and live[-2:] == built[-2:] and len(live) == 30
+    assert delivered_messages(live) is messages and delivered_messages(built) == messages
+    gap = Gap(1, 4, 4)
+    encoded = pb.SubscribeResponse.FromString(bus_frames.frame(Batch(live, gap)))
+    assert (
+        encoded
+        == bus_convert.batch_response(Batch(built, gap))
+        == bus_convert.batch_response(Batch(live, gap))
+    )

@@ -20,9 +20,11 @@ are left to `bus_convert.batch_response` (`encodable` says which frames this mod
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 
-from control_plane.core.bus.consumer import Batch, Delivery
+from control_plane.core.bus.consumer import Batch, Delivery, LiveDeliveries, delivered_messages
+from control_plane.models import StoredMessage
 from control_plane.servicers.convert import timestamp
 from hms.mgmt.v1 import bus_pb2 as pb
 
@@ -78,13 +80,12 @@ def _shared_parts(shared: _Shared) -> tuple[bytes, bytes, bytes]:
     return head, tail, delivery_tail
 
 
-_MESSAGE = operator.itemgetter(0)  # of a Delivery
 _HEADERS = operator.itemgetter(4)  # of a StoredMessage
 
 
 def encodable(deliveries: Sequence[Delivery]) -> bool:
     """Whether `frame` encodes these deliveries (none has headers)."""
-    return not any(map(_HEADERS, map(_MESSAGE, deliveries)))
+    return not any(map(_HEADERS, delivered_messages(deliveries)))
 
 
 def _tagged_low14(tag: int) -> list[bytes]:
@@ -112,9 +113,16 @@ def frame(batch: Batch) -> bytes:
     fixed = 0
     low, subject_low = _SEQUENCE_LOW, _SUBJECT_SEQUENCE_LOW
     table, mask, bits = _VARINT, _TABLE_MASK, _TABLE_BITS
-    for delivery in batch.deliveries:
-        m = delivery.message
-        key = (m.subject, m.published_at, m.content_type, delivery.consumer, delivery.attempt)
+    deliveries = batch.deliveries
+    if isinstance(deliveries, LiveDeliveries):
+        # At most once: the messages as they are, all of one consumer's first attempt, without ids.
+        rows: Iterable[tuple[StoredMessage, str, int, str]] = zip(
+            deliveries.messages, repeat(""), repeat(1), repeat(deliveries.consumer)
+        )
+    else:
+        rows = deliveries
+    for m, delivery_id, attempt, consumer in rows:
+        key = (m.subject, m.published_at, m.content_type, consumer, attempt)
         if key != shared:
             shared = key
             found = runs.get(key)
@@ -136,8 +144,8 @@ def frame(batch: Batch) -> bytes:
             if _TABLE_SIZE <= subject_sequence < _TABLE_LIMIT
             else _SUBJECT_SEQUENCE_TAG + varint(subject_sequence)
         )
-        if m.message_id or delivery.delivery_id:
-            extend(_delivery_with_ids(delivery, head, tail, delivery_tail, number + subject_number))
+        if m.message_id or delivery_id:
+            extend(_with_ids(m, delivery_id, head, tail, delivery_tail, number + subject_number))
             continue
         shape = (len(data), len(number) + len(subject_number))
         lead = leads.get(shape)
@@ -165,11 +173,10 @@ def _lead(head: bytes, fixed: int, shape: tuple[int, int], delivery_tail: int) -
     return b"\x12" + varint(delivery_size) + message_head + head + b"\x12" + data_size
 
 
-def _delivery_with_ids(
-    delivery: Delivery, head: bytes, tail: bytes, delivery_tail: bytes, numbers: bytes
+def _with_ids(
+    m: StoredMessage, delivery_id: str, head: bytes, tail: bytes, delivery_tail: bytes, numbers: bytes
 ) -> tuple[bytes, ...]:
     """The parts of a delivery with a message id or a delivery id (explicit acks)."""
-    m = delivery.message
     message = head + _field(0x12, m.data) + _text(0x2A, m.message_id) + numbers + tail
-    body = _field(0x0A, message) + _text(0x12, delivery.delivery_id) + delivery_tail
+    body = _field(0x0A, message) + _text(0x12, delivery_id) + delivery_tail
     return (b"\x12", varint(len(body)), body)
