@@ -109,7 +109,7 @@ def frame(batch: Batch) -> bytes:
     shared: _Shared | None = None
     head = tail = delivery_tail = b""
     # A delivery's bytes up to its data, by its data's size and its numbers' sizes, for the current run.
-    leads: dict[tuple[int, int], bytes] = {}
+    leads: dict[tuple[int, int, int], bytes] = {}
     fixed = 0
     low, subject_low = _SEQUENCE_LOW, _SUBJECT_SEQUENCE_LOW
     table, mask, bits = _VARINT, _TABLE_MASK, _TABLE_BITS
@@ -144,14 +144,23 @@ def frame(batch: Batch) -> bytes:
             if _TABLE_SIZE <= subject_sequence < _TABLE_LIMIT
             else _SUBJECT_SEQUENCE_TAG + varint(subject_sequence)
         )
-        if m.message_id or delivery_id:
-            extend(_with_ids(m, delivery_id, head, tail, delivery_tail, number + subject_number))
-            continue
-        shape = (len(data), len(number) + len(subject_number))
+        # The ids (explicit acks have delivery ids): the message's after its data, the delivery's after
+        # the message.
+        message_id = _text(0x2A, m.message_id) if m.message_id else b""
+        if delivery_id:
+            encoded = delivery_id.encode()
+            ids = (
+                b"\x12" + table[len(encoded)] + encoded
+                if len(encoded) < _TABLE_SIZE
+                else _field(0x12, encoded)
+            )
+        else:
+            ids = b""
+        shape = (len(data), len(message_id) + len(number) + len(subject_number), len(ids))
         lead = leads.get(shape)
         if lead is None:
             lead = leads[shape] = _lead(head, fixed, shape, len(delivery_tail))
-        extend((lead, data, number, subject_number, tail, delivery_tail))
+        extend((lead, data, message_id, number, subject_number, tail, ids, delivery_tail))
     gap = batch.gap
     if gap is not None:
         response = pb.SubscribeResponse()
@@ -162,21 +171,14 @@ def frame(batch: Batch) -> bytes:
     return b"".join(parts)
 
 
-def _lead(head: bytes, fixed: int, shape: tuple[int, int], delivery_tail: int) -> bytes:
+def _lead(head: bytes, fixed: int, shape: tuple[int, int, int], delivery_tail: int) -> bytes:
     """A delivery's bytes up to its data: its tag and size, its message's tag and size, the message's leading
-    shared fields and its data's tag and size. `fixed`: the message's shared bytes and the data's tag."""
-    size, numbers = shape
+    shared fields and its data's tag and size. `fixed`: the message's shared bytes and the data's tag;
+    `shape`: the sizes of the data, of the message's fields after it but the shared ones, and of the
+    delivery's fields after the message but the shared ones."""
+    size, after_data, after_message = shape
     data_size = varint(size)
-    message_size = fixed + len(data_size) + size + numbers
+    message_size = fixed + len(data_size) + size + after_data
     message_head = b"\n" + varint(message_size)
-    delivery_size = len(message_head) + message_size + delivery_tail
+    delivery_size = len(message_head) + message_size + after_message + delivery_tail
     return b"\x12" + varint(delivery_size) + message_head + head + b"\x12" + data_size
-
-
-def _with_ids(
-    m: StoredMessage, delivery_id: str, head: bytes, tail: bytes, delivery_tail: bytes, numbers: bytes
-) -> tuple[bytes, ...]:
-    """The parts of a delivery with a message id or a delivery id (explicit acks)."""
-    message = head + _field(0x12, m.data) + _text(0x2A, m.message_id) + numbers + tail
-    body = _field(0x0A, message) + _text(0x12, delivery_id) + delivery_tail
-    return (b"\x12", varint(len(body)), body)
