@@ -172,7 +172,16 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
         for subject, subject_last in rows:
             subject_next[subject] = int(subject_last) - added[subject] + 1
     if plain and not any(map(_HEADERS, fresh)):
-        stored, values = _plain_rows(fresh, last, subject_next[fresh[0].subject], now)
+        stored = _plain_stored(fresh, last, subject_next[fresh[0].subject], now)
+        bare = not any(map(_CONTENT_TYPE, fresh)) and not any(map(_MESSAGE_ID, fresh))
+        if bare and not bump and getattr(conn, "defer_rows", None) is None:
+            # Rows written at once (SQLite): the columns every one of them leaves empty go in as literals, so
+            # 5 values a message are bound, not 8 (binding holds the GIL the event loop needs). No ids to keep.
+            write_rows(conn, _INSERT_MESSAGES, _bare(stored), _BARE_WIDTH, row=_BARE_ROW)
+            return stored
+        # A stored message's fields are its row's columns, in order (_MESSAGE_COLUMNS), but for its headers.
+        values = list(chain.from_iterable(stored))
+        values[4::_MESSAGE_WIDTH] = repeat("{}", len(stored))
     else:
         stored, values = _rows(fresh, last, subject_next, now)
     insert_rows(conn, _INSERT_MESSAGES, values, _MESSAGE_WIDTH, (_BUMP, [len(fresh)]) if bump else None)
@@ -208,16 +217,14 @@ def _rows(
     return stored, values
 
 
-def _plain_rows(
+def _plain_stored(
     fresh: list[OutgoingMessage], last: int, subject_first: int, now: float
-) -> tuple[list[StoredMessage], list[Any]]:
-    """The stored messages and flattened rows of a batch on one subject that the Bus numbers, built by
-    passes that run in C (a publish batch's usual shape; a Python pass per message cost the writer
-    thread, which holds the GIL the event loop needs, about 0.5 us a message). No message may have
-    headers (stored as JSON: `_rows` writes them)."""
+) -> list[StoredMessage]:
+    """The stored messages of a batch on one subject that the Bus numbers, built by passes that run in C (a
+    publish batch's usual shape; a Python pass per message cost the writer thread, which holds the GIL the
+    event loop needs, about 0.5 us a message)."""
     count = len(fresh)
-    # A stored message's fields are its row's columns, in order (_MESSAGE_COLUMNS), but for its headers.
-    stored = list(
+    return list(
         map(
             _new_stored,
             zip(
@@ -233,10 +240,31 @@ def _plain_rows(
             ),
         )
     )
-    values = list(chain.from_iterable(stored))
-    values[4::_MESSAGE_WIDTH] = repeat("{}", count)
-    return stored, values
 
+
+def _bare(stored: list[StoredMessage]) -> list[Any]:
+    """The flattened `_BARE_ROW` values of messages without headers, content type or id."""
+    return list(
+        chain.from_iterable(
+            zip(
+                map(_STORED_SEQUENCE, stored),
+                map(_STORED_SUBJECT_SEQUENCE, stored),
+                map(_STORED_SUBJECT, stored),
+                map(_STORED_DATA, stored),
+                map(_STORED_AT, stored),
+                strict=True,
+            )
+        )
+    )
+
+
+# A row of a message without headers, content type or id (in _MESSAGE_COLUMNS' order).
+_BARE_ROW = "(?, ?, ?, ?, '{}', '', '', ?)"
+_BARE_WIDTH = 5
+_STORED_SEQUENCE, _STORED_SUBJECT_SEQUENCE, _STORED_SUBJECT, _STORED_DATA = (
+    operator.itemgetter(i) for i in range(4)
+)
+_STORED_AT = operator.itemgetter(7)
 
 # Fields of an OutgoingMessage, and a StoredMessage's id, read in C.
 _SUBJECT, _DATA, _HEADERS, _CONTENT_TYPE, _MESSAGE_ID, _SUBJECT_SEQUENCE = (
