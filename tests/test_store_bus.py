@@ -189,6 +189,45 @@ async def test_first_sequence_at_is_the_next_one_when_retention_removed_every_me
 # -- dedup ----------------------------------------------------------------------------------------
 
 
+async def test_a_large_batch_on_one_subject_is_stored_whole_and_numbered_on(store: Store) -> None:
+    # One subject, no headers: the store builds its rows in passes over the batch, not message by message.
+    batch = [
+        OutgoingMessage(
+            "one.s",
+            n.to_bytes(2, "big"),
+            {},
+            "text/plain" if n % 5 == 0 else "",
+            f"id-{n}" if n % 7 == 0 else "",
+        )
+        for n in range(300)
+    ]
+    await store.bus_append([OutgoingMessage("one.s", b"first", {"k": "v"})], now=4.0, dedup_window_s=WINDOW)
+
+    result = await store.bus_append(batch, now=5.0, dedup_window_s=WINDOW)
+    mixed = await store.bus_append(
+        [OutgoingMessage("one.s", b"a"), OutgoingMessage("two.s", b"b")], now=6.0, dedup_window_s=WINDOW
+    )
+
+    stored = await store.bus_read(0, 1000)
+    assert stored[1:301] == result.stored
+    assert [(m.sequence, m.subject_sequence) for m in result.stored] == [(n, n) for n in range(2, 302)]
+    for sent, kept in zip(batch, result.stored, strict=True):
+        assert (kept.subject, kept.data, dict(kept.headers), kept.content_type, kept.message_id) == (
+            sent.subject,
+            sent.data,
+            {},
+            sent.content_type,
+            sent.message_id,
+        )
+        assert kept.published_at == 5.0
+    assert stored[0].headers == {"k": "v"}
+    assert [(m.sequence, m.subject_sequence) for m in mixed.stored] == [(302, 302), (303, 1)]
+    again = await store.bus_append(
+        [OutgoingMessage("one.s", b"x", message_id="id-7")], now=7.0, dedup_window_s=WINDOW
+    )
+    assert again.duplicates == [0] and again.positions == [Position(9, 9, 5.0)]
+
+
 async def test_a_message_id_seen_within_the_window_is_a_duplicate_of_the_first(store: Store) -> None:
     first = await store.bus_append(
         [OutgoingMessage("o", b"1", message_id="id-1")], now=100.0, dedup_window_s=60

@@ -13,6 +13,7 @@ from control_plane.models.bus import (
     StoredMessage,
     SubjectStats,
     message_bytes,
+    stored_sizes,
 )
 from control_plane.models.mesh import LoadBalancing, MeshSnapshot, RetryPolicy, RoutePolicy, VersionSplit
 from control_plane.models.registry import (
@@ -80,4 +81,5 @@ __all__ = [
     "message_bytes",
     "step_json",
     "step_run",
+    "stored_sizes",
 ]

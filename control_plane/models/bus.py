@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -69,6 +70,29 @@ def message_bytes(message: OutgoingMessage | StoredMessage) -> int:
     return size
 
 
+# Fields of a StoredMessage by index: operator.itemgetter runs in C, where an attribute or a lambda
+# per message would run Python frames (the publish and delivery hot paths read them for every message).
+STORED_SEQUENCE = operator.itemgetter(0)
+STORED_SUBJECT_SEQUENCE = operator.itemgetter(1)
+STORED_SUBJECT = operator.itemgetter(2)
+STORED_DATA = operator.itemgetter(3)
+_STORED_HEADERS = operator.itemgetter(4)
+_STORED_CONTENT_TYPE = operator.itemgetter(5)
+_STORED_MESSAGE_ID = operator.itemgetter(6)
+
+
+def stored_sizes(messages: Sequence[StoredMessage]) -> list[int]:
+    """`message_bytes` of each of `messages`, in order.
+
+    Messages without headers (the usual case) are weighed in a few passes of `map` that run in C,
+    about a fifth of the CPU of a `message_bytes` call per message.
+    """
+    if any(map(_STORED_HEADERS, messages)):
+        return [message_bytes(m) for m in messages]
+    fields = (STORED_DATA, STORED_SUBJECT, _STORED_CONTENT_TYPE, _STORED_MESSAGE_ID)
+    return list(map(sum, zip(*(map(len, map(get, messages)) for get in fields), strict=True)))
+
+
 class Position(NamedTuple):
     """Where a published message sits: log sequence, subject sequence, publish time (a NamedTuple: one
     is built per published message)."""
@@ -97,8 +121,8 @@ class AppendResult:
 
     def numbers(self) -> tuple[list[int], list[int]]:
         """Log and subject sequences of every input message, in input order."""
-        sequences = [m.sequence for m in self.stored]
-        subject_sequences = [m.subject_sequence for m in self.stored]
+        sequences = list(map(STORED_SEQUENCE, self.stored))
+        subject_sequences = list(map(STORED_SUBJECT_SEQUENCE, self.stored))
         for index, first in zip(self.duplicates, self.firsts, strict=True):
             sequences.insert(index, first.sequence)
             subject_sequences.insert(index, first.subject_sequence)

@@ -15,6 +15,7 @@ from control_plane.core.paging import page
 from control_plane.observability import tracing
 from control_plane.observability.bus_tracing import carry_trace, delivered
 from control_plane.servicers import bus_convert as convert
+from control_plane.servicers import bus_frames as frames
 from control_plane.servicers.convert import seconds, timestamp
 from control_plane.servicers.errors import translate_errors
 from control_plane.servicers.streams import until_stopped
@@ -140,9 +141,9 @@ class BusServicer(bus_pb2_grpc.BusServicer):
         return response
 
     @translate_errors
-    async def Subscribe(
+    async def Subscribe(  # type: ignore[override]  # frames may come encoded: see bus_frames
         self, request: pb.SubscribeRequest, context: Context
-    ) -> AsyncIterator[pb.SubscribeResponse]:
+    ) -> AsyncIterator[pb.SubscribeResponse | bytes]:
         async with self._bus.subscribe(convert.subscription(request)) as subscribed:
             info = convert.consumer_info(await self._bus.consumer(subscribed.consumer.name))
             yield pb.SubscribeResponse(
@@ -155,7 +156,13 @@ class BusServicer(bus_pb2_grpc.BusServicer):
                 batch = await subscribed.consumer.take(subscribed.member)
                 if traced:
                     delivered(batch, request.pattern)
-                yield convert.batch_response(batch)
+                # Encoded here, straight to wire bytes, unless a delivery carries headers (decoding.clean
+                # has the stream's serializer pass bytes through).
+                yield (
+                    frames.frame(batch)
+                    if frames.encodable(batch.deliveries)
+                    else convert.batch_response(batch)
+                )
 
     @translate_errors
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:

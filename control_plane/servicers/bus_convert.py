@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from control_plane.core.bus.bus import AckRequestItem, ConsumerView, Subscription
 from control_plane.core.bus.consumer import AckAction, AckOutcome, Batch, Delivery
@@ -133,7 +133,7 @@ def batch_response(batch: Batch) -> pb.SubscribeResponse:
 _TEMPLATES_FROM = 8
 
 
-def _from_templates(deliveries: list[Delivery]) -> pb.SubscribeResponse:
+def _from_templates(deliveries: Sequence[Delivery]) -> pb.SubscribeResponse:
     """The hot path of every busy subscriber. Setting a field from Python costs about as much as parsing a
     whole delivery in C, so the fields a run of deliveries shares (subject, publish time, content type,
     consumer, attempt) are encoded once as a template delivery, the frame is parsed from one template
@@ -170,7 +170,7 @@ def _from_templates(deliveries: list[Delivery]) -> pb.SubscribeResponse:
     return response
 
 
-def _add_field_by_field(response: pb.SubscribeResponse, deliveries: list[Delivery]) -> None:
+def _add_field_by_field(response: pb.SubscribeResponse, deliveries: Sequence[Delivery]) -> None:
     """Few deliveries: every field set one by one (a batch's messages mostly share one publish time, so
     its conversion is reused)."""
     stamp_of, whole, nanos = -1.0, 0, 0

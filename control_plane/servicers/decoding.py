@@ -66,6 +66,8 @@ def clean(handler: Handler, method: str) -> Handler:
     if deserializer is not None:
         deserializer = _lenient(deserializer, _request_type(method), method)
     serializer = h.response_serializer
+    if h.response_streaming and serializer is not None:
+        serializer = _encoded_or(serializer)
     if h.request_streaming and h.response_streaming:
         return grpc.stream_stream_rpc_method_handler(_guard(h.stream_stream, True), deserializer, serializer)
     if h.request_streaming:
@@ -73,6 +75,17 @@ def clean(handler: Handler, method: str) -> Handler:
     if h.response_streaming:
         return grpc.unary_stream_rpc_method_handler(_guard(h.unary_stream, False), deserializer, serializer)
     return grpc.unary_unary_rpc_method_handler(_guard(h.unary_unary, False), deserializer, serializer)
+
+
+def _encoded_or(serializer: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """`serializer`, passing responses a servicer already encoded (bytes) as they are: a stream's hot
+    frames (Bus deliveries, see bus_frames) are cheaper encoded straight to wire bytes than built as
+    protobuf objects and serialized."""
+
+    def serialize(response: Any) -> bytes:
+        return response if type(response) is bytes else serializer(response)
+
+    return serialize
 
 
 def _request_type(method: str) -> Descriptor | None:

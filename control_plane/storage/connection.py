@@ -406,6 +406,7 @@ def write_rows(
     lead: tuple[str, list[Any]] | None = None,
     *,
     suffix: str = "",
+    row: str = "",
 ) -> None:
     """Run `insert` ("INSERT INTO t (...) VALUES ") over rows of `width` values, flattened in `values`.
 
@@ -414,14 +415,20 @@ def write_rows(
     128 B message on the bench machine), and PostgreSQL gets one round trip per chunk. Chunks are
     powers of two (128, 64, ..., 1 rows), so at most eight statement texts exist per table, each
     prepared once and cached. `lead`, a WITH clause and its parameters, goes before the first chunk;
-    `suffix` after the rows of each (ON CONFLICT ..., or the rest of an UPDATE ... FROM (VALUES).
+    `suffix` after the rows of each (ON CONFLICT ..., or the rest of an UPDATE ... FROM (VALUES). `row`:
+    a row's text, when it is not `width` placeholders (some of its columns given as literals).
     """
-    for text, parameters in _chunks(insert, values, width, lead, suffix):
+    for text, parameters in _chunks(insert, values, width, lead, suffix, row):
         conn.execute(text, parameters)
 
 
 def _chunks(
-    insert: str, values: list[Any], width: int, lead: tuple[str, list[Any]] | None, suffix: str
+    insert: str,
+    values: list[Any],
+    width: int,
+    lead: tuple[str, list[Any]] | None,
+    suffix: str,
+    row: str = "",
 ) -> Iterator[tuple[str, list[Any]]]:
     """The statements (with `?` placeholders) and parameters that `write_rows` runs."""
     rows = len(values) // width
@@ -432,9 +439,9 @@ def _chunks(
             size //= 2
         end = start + size * width
         if lead is None:
-            yield _statement(insert, width, size, suffix), values[start:end]
+            yield _statement(insert, width, size, suffix, row), values[start:end]
         else:
-            yield _statement(lead[0] + insert, width, size, suffix), lead[1] + values[start:end]
+            yield _statement(lead[0] + insert, width, size, suffix, row), lead[1] + values[start:end]
             lead = None
         start, rows = end, rows - size
 
@@ -450,6 +457,6 @@ def _numbered(sql: str) -> bytes:
 
 
 @functools.cache
-def _statement(insert: str, width: int, rows: int, suffix: str) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
+def _statement(insert: str, width: int, rows: int, suffix: str, row: str = "") -> str:
+    row = row or "(" + ", ".join("?" * width) + ")"
     return insert + ", ".join([row] * rows) + suffix

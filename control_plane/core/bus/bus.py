@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import operator
 import re
 import time
 import uuid
@@ -250,6 +251,8 @@ class Bus:
         """Every problem of a batch to publish, with paths under `field` ("message" for a single one)."""
         if not batch:
             return [FieldViolation(field, "at least one message is required")]
+        if _plainly_valid(batch):
+            return []
         violations = []
         if len(batch) > MAX_BATCH_MESSAGES:
             violations.append(FieldViolation(field, f"at most {MAX_BATCH_MESSAGES} messages per batch"))
@@ -743,6 +746,26 @@ def check_message(field: str, message: OutgoingMessage) -> list[FieldViolation]:
     if len(message.message_id) > MAX_MESSAGE_ID:
         violations.append(FieldViolation(f"{field}.message_id", f"at most {MAX_MESSAGE_ID} characters"))
     return violations
+
+
+_SUBJECT, _DATA, _HEADERS, _CONTENT_TYPE, _MESSAGE_ID = (operator.itemgetter(i) for i in range(5))
+
+
+def _plainly_valid(batch: list[OutgoingMessage]) -> bool:
+    """Whether a batch has nothing `check_batch` could find, tried by passes that run in C (the hot path of
+    every publish): no headers, every field within its limit, each distinct subject checked once, the whole
+    within the byte limit. False sends the batch through the check message by message, which names what
+    is wrong where.
+    """
+    if len(batch) > MAX_BATCH_MESSAGES or any(map(_HEADERS, batch)):
+        return False
+    sizes = [list(map(len, map(get, batch))) for get in (_SUBJECT, _DATA, _CONTENT_TYPE, _MESSAGE_ID)]
+    _, data, content_types, message_ids = sizes
+    if max(data) > MAX_DATA or max(content_types) > MAX_CONTENT_TYPE or max(message_ids) > MAX_MESSAGE_ID:
+        return False
+    if sum(map(sum, sizes)) > MAX_BATCH_BYTES:
+        return False
+    return not any(check_message("", OutgoingMessage(subject, b"")) for subject in set(map(_SUBJECT, batch)))
 
 
 def _policy_for(policies: list[RetentionPolicy], subject: str) -> RetentionPolicy:
