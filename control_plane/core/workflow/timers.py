@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from control_plane.core.deadlines import Deadlines
 
 
@@ -10,12 +12,13 @@ class Timers:
 
     Where replicas share the store, a process's next transition may run on another replica and clear a
     timer armed here; this replica learns only that the process ended (its final Bus event), so timers
-    are also indexed by process, to be forgotten together then.
+    are also indexed by process, to be forgotten together then. A process has one timer name there, as a
+    string, until it has two (a set of strings: ~220 bytes more, where most processes wait on one timer).
     """
 
     def __init__(self, *, by_process: bool) -> None:
         self._deadlines: Deadlines[tuple[str, str]] = Deadlines()
-        self._names: dict[str, set[str]] | None = {} if by_process else None
+        self._names: dict[str, str | set[str]] | None = {} if by_process else None
 
     def __len__(self) -> int:
         """Timers armed."""
@@ -28,8 +31,17 @@ class Timers:
 
     def arm(self, process_id: str, name: str, due: float) -> bool:
         """Arm or move a timer; True when it is now the earliest."""
+        # A name is one of few (`wait:<step>`, `retry:<step>`, ...), built anew by each transition: every
+        # process waiting with a timeout kept a copy of its own (~60 bytes) as long as its timer.
+        name = sys.intern(name)
         if self._names is not None:
-            self._names.setdefault(process_id, set()).add(name)
+            names = self._names.get(process_id)
+            if names is None:
+                self._names[process_id] = name
+            elif isinstance(names, set):
+                names.add(name)
+            elif names != name:
+                self._names[process_id] = {names, name}
         return self._deadlines.set((process_id, name), due)
 
     def rearm(self, process_id: str, name: str, due: float) -> None:
@@ -46,7 +58,8 @@ class Timers:
         """The process ended (on whichever replica): none of its timers can fire any more."""
         if self._names is None:
             return
-        for name in self._names.pop(process_id, ()):
+        names = self._names.pop(process_id, None)
+        for name in (names,) if isinstance(names, str) else names or ():
             self._deadlines.discard((process_id, name))
 
     def pop_due(self, now: float, limit: int) -> list[tuple[str, str]]:
@@ -64,7 +77,9 @@ class Timers:
         if self._names is None:
             return
         names = self._names.get(process_id)
-        if names is not None:
+        if names == name:
+            del self._names[process_id]
+        elif isinstance(names, set):
             names.discard(name)
-            if not names:
-                del self._names[process_id]
+            if len(names) == 1:
+                self._names[process_id] = names.pop()
