@@ -166,6 +166,51 @@ async def test_a_failing_transition_leaves_no_trace_and_spares_the_others_of_its
     assert next_one.sequence == 2
 
 
+async def test_state_and_end_columns_follow_the_record_when_a_transition_keeps_them_and_when_it_changes_them(
+    store: Store,
+) -> None:
+    # A step that leaves the state alone is stored without setting the indexed columns again (SQLite
+    # would rewrite their index entries); the listing by state and the deletion by end time must still
+    # see every change, also when one transaction saves a record twice, unchanged and then ended.
+    await transact(store, lambda tx: tx.save(process(1), new=True))
+
+    def step(tx: WorkflowTx) -> None:
+        loaded = tx.load("p001")
+        assert loaded is not None
+        loaded.updated_at = 2000.0
+        loaded.completed_order.append("docs")
+        tx.save(loaded, new=False)
+
+    def finish(tx: WorkflowTx) -> ProcessRecord:
+        loaded = tx.load("p001")
+        assert loaded is not None
+        loaded.updated_at = 3000.0
+        tx.save(loaded, new=False)
+        loaded.state = ProcessState.COMPLETED
+        loaded.ended_at = 3000.0
+        tx.save(loaded, new=False)
+        return loaded
+
+    async def listed(state: ProcessState) -> list[str]:
+        found = await store.wf_list_processes(
+            definition="", version=0, states=[state], business_key="", before=None, limit=10
+        )
+        return [p.id for p in found]
+
+    await transact(store, step)
+    stepped = await store.wf_process("p001")
+    assert stepped is not None and (stepped.updated_at, stepped.completed_order) == (2000.0, ["docs"])
+    assert (await listed(ProcessState.RUNNING), await listed(ProcessState.COMPLETED)) == (["p001"], [])
+    assert await store.wf_delete_ended(ended_before=10_000.0, limit=10) == []
+
+    finished = await transact(store, finish)
+    assert await store.wf_process("p001") == finished
+    assert (await listed(ProcessState.RUNNING), await listed(ProcessState.COMPLETED)) == ([], ["p001"])
+    assert await store.wf_delete_ended(ended_before=10_000.0, limit=10) == [
+        ("permit", ProcessState.COMPLETED)
+    ]
+
+
 async def test_saving_a_new_process_under_a_taken_id_fails(store: Store) -> None:
     await transact(store, lambda tx: tx.save(process(1), new=True))
 
