@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from control_plane.core import validate
 from control_plane.core.limits import MAX_BUSINESS_KEY, MAX_INPUT
 from control_plane.core.versions import parse_version_filter
 from control_plane.core.workflow.definition import CallSpec, Definition
+from control_plane.core.workflow.ids import new_process_id
 from control_plane.core.workflow.machine import Machine
 from control_plane.core.workflow.relations import CallRefused
 from control_plane.errors import InvalidArgument
@@ -101,7 +101,7 @@ class TxRelations:
                 return existing.id
             raise CallRefused("CALL_KEY_TAKEN", f"a process of {name} has business key {key!r} already")
         record = ProcessRecord(
-            id=str(uuid.uuid4()),
+            id=new_process_id(self.tx.now),
             definition=name,
             version=version,
             business_key=key,

@@ -8,7 +8,6 @@ import functools
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from control_plane.core.workflow.claims import Claims
 from control_plane.core.workflow.compiler import DefinitionCompiler
 from control_plane.core.workflow.definition import Definition
 from control_plane.core.workflow.dispatch import Dispatcher, WorkerSession
+from control_plane.core.workflow.ids import new_process_id
 from control_plane.core.workflow.machine import (
     Effects,
     Machine,
@@ -398,7 +398,7 @@ class Workflows:
         definition.check_input(process_input)
         now = self._wall()
         record = ProcessRecord(
-            id=str(uuid.uuid4()),
+            id=new_process_id(now),
             definition=name,
             version=stored.version,
             business_key=business_key,
