@@ -221,7 +221,8 @@ class ProcessView:
 async def process_view(cores: Cores, process_id: str, *, with_history: bool) -> ProcessView:
     """A process as its page shows it; NotFound when there is none."""
     record = await cores.workflows.process(process_id)
-    _, definition = cores.workflows.definition(record.definition, record.version)
+    # latest_definition: on a replica, the definition may have been registered on another a moment ago.
+    _, definition = await cores.workflows.latest_definition(record.definition, record.version)
     steps = [_step_row(definition, record, step.id) for step in definition.all_steps()]
     history: list[EventRow] = []
     first = max(0, record.last_event_sequence - HISTORY_SHOWN)

@@ -63,7 +63,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
     async def GetDefinition(
         self, request: pb.GetDefinitionRequest, context: Context
     ) -> pb.GetDefinitionResponse:
-        stored, parsed = self._workflows.definition(request.name, request.version)
+        stored, parsed = await self._workflows.latest_definition(request.name, request.version)
         definition = await asyncio.to_thread(convert.definition, stored, parsed, full=True)
         return pb.GetDefinitionResponse(definition=definition)
 
