@@ -39,8 +39,9 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self._stopping = stopping
         self._scopes = scopes
 
-    def _process(self, record: ProcessRecord, *, details: bool = True) -> pb.Process:
-        _, parsed = self._workflows.definition(record.definition, record.version)
+    async def _process(self, record: ProcessRecord, *, details: bool = True) -> pb.Process:
+        # latest_definition: on a replica, the definition may have been registered on another a moment ago.
+        _, parsed = await self._workflows.latest_definition(record.definition, record.version)
         return convert.process(record, parsed, details=details)
 
     # -- definitions ----------------------------------------------------------------------------
@@ -97,11 +98,13 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             # The RPC's server span (tracing on): the caller's trace, or a new root.
             current_traceparent(),
         )
-        return pb.StartProcessResponse(process=self._process(record), already_existed=existed)
+        return pb.StartProcessResponse(process=await self._process(record), already_existed=existed)
 
     @translate_errors
     async def GetProcess(self, request: pb.GetProcessRequest, context: Context) -> pb.GetProcessResponse:
-        return pb.GetProcessResponse(process=self._process(await self._workflows.process(request.process_id)))
+        return pb.GetProcessResponse(
+            process=await self._process(await self._workflows.process(request.process_id))
+        )
 
     @translate_errors
     async def ListProcesses(
@@ -138,7 +141,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             last = records[-1]
             token = encode("processes", last.created_at, last.id)
         return pb.ListProcessesResponse(
-            processes=[self._process(r, details=request.include_details) for r in records],
+            processes=[await self._process(r, details=request.include_details) for r in records],
             next_page_token=token,
         )
 
@@ -178,7 +181,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             actor=self._scopes.actor(context),
             reason=request.reason,
         )
-        return pb.RetryStepResponse(process=self._process(record))
+        return pb.RetryStepResponse(process=await self._process(record))
 
     @translate_errors
     async def SkipStep(self, request: pb.SkipStepRequest, context: Context) -> pb.SkipStepResponse:
@@ -189,14 +192,14 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
             actor=self._scopes.actor(context),
             reason=request.reason,
         )
-        return pb.SkipStepResponse(process=self._process(record))
+        return pb.SkipStepResponse(process=await self._process(record))
 
     @translate_errors
     async def FailProcess(self, request: pb.FailProcessRequest, context: Context) -> pb.FailProcessResponse:
         record = await self._workflows.fail_process(
             request.process_id, actor=self._scopes.actor(context), reason=request.reason
         )
-        return pb.FailProcessResponse(process=self._process(record))
+        return pb.FailProcessResponse(process=await self._process(record))
 
     @translate_errors
     async def RetryProcess(
@@ -205,7 +208,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         record = await self._workflows.retry_process(
             request.process_id, actor=self._scopes.actor(context), reason=request.reason
         )
-        return pb.RetryProcessResponse(process=self._process(record))
+        return pb.RetryProcessResponse(process=await self._process(record))
 
     @translate_errors
     async def WatchProcess(
@@ -221,7 +224,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                 if events or first:
                     frame = pb.WatchProcessResponse(events=[convert.event(e) for e in events])
                     if first:
-                        frame.process.CopyFrom(self._process(record))
+                        frame.process.CopyFrom(await self._process(record))
                         first = False
                     seen = events[-1].sequence if events else seen
                     yield frame
@@ -229,7 +232,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
                     continue
                 record = await self._workflows.process(request.process_id)
                 if record.state.final and seen >= record.last_event_sequence:
-                    yield pb.WatchProcessResponse(process=self._process(record))
+                    yield pb.WatchProcessResponse(process=await self._process(record))
                     return
                 if self._stopping.is_set():
                     # Not OK: to the watcher the process has not ended; it should follow it elsewhere.
@@ -254,7 +257,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServicer):
         self, request: pb.CancelProcessRequest, context: Context
     ) -> pb.CancelProcessResponse:
         record = await self._workflows.cancel(request.process_id, request.reason, request.compensate)
-        return pb.CancelProcessResponse(process=self._process(record))
+        return pb.CancelProcessResponse(process=await self._process(record))
 
     @translate_errors
     async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
