@@ -33,11 +33,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from control_plane.observability.tracing import UNSET
+from control_plane.protowire import SMALL, field, varint
 
 _FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 _FIXED32 = struct.Struct("<I").pack
-_SMALL = [bytes((n,)) for n in range(128)]
 # Span.flags: the parent's is-remote bit is known (always, from this SDK), and whether it is set.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
@@ -53,7 +53,7 @@ _CACHED_NAMES = 4096
 _CACHEABLE = frozenset({str, int, float, bool})
 # The kind field by the SpanKind's id (an Enum hashes in Python), and the flags field by whether the
 # parent is remote: constants of every span.
-_KIND_FIELDS = {id(kind): b"\x30" + _SMALL[number] for kind, number in _KINDS.items()}
+_KIND_FIELDS = {id(kind): b"\x30" + SMALL[number] for kind, number in _KINDS.items()}
 _TIMES = struct.Struct("<BQBQ").pack
 # A Span's span_id field, or its span_id and parent_span_id fields: each a two-byte tag (0x12 0x08,
 # 0x22 0x08) and eight bytes, big-endian as the SDK writes ids.
@@ -72,51 +72,32 @@ class _Unsupported(Exception):
     """A value this encoder does not write: the SDK's encoder takes the whole batch."""
 
 
-def _varint(value: int) -> bytes:
-    if value < 128:
-        if value < 0:
-            value += 1 << 64  # int64: two's complement, ten bytes
-        else:
-            return _SMALL[value]
-    out = bytearray()
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field (bytes, string or message) with its tag."""
-    return tag + _varint(len(payload)) + payload
-
-
 def _value(value: Any) -> bytes:
     """An AnyValue's payload (the oneof member is written even when it holds its default)."""
     if isinstance(value, str):
-        return _field(b"\x0a", value.encode())
+        return field(b"\x0a", value.encode())
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
         if not -(1 << 63) <= value < (1 << 63):
             raise _Unsupported(value)
-        return b"\x18" + _varint(value)
+        return b"\x18" + varint(value)
     if isinstance(value, float):
         return b"\x21" + _DOUBLE(value)
     if isinstance(value, bytes):
-        return _field(b"\x3a", value)
+        return field(b"\x3a", value)
     if value is None:
         return b""
     if isinstance(value, Sequence):
-        return _field(b"\x2a", b"".join(_field(b"\x0a", _value(item)) for item in value))
+        return field(b"\x2a", b"".join(field(b"\x0a", _value(item)) for item in value))
     if isinstance(value, Mapping):
-        return _field(b"\x32", b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
+        return field(b"\x32", b"".join(field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
     raise _Unsupported(value)
 
 
 def _key_value(key: str, value: Any) -> bytes:
     """A KeyValue's payload."""
-    return _field(b"\x0a", key.encode()) + _field(b"\x12", _value(value))
+    return field(b"\x0a", key.encode()) + field(b"\x12", _value(value))
 
 
 class EncodedSpan:
@@ -174,21 +155,21 @@ class SpanEncoder:
                 if s == len(scopes):
                     scopes.append(scope)
                 canonical_scope[id(scope)] = s
-            written = span.payload if isinstance(span, EncodedSpan) else _field(b"\x12", self._span(span))
+            written = span.payload if isinstance(span, EncodedSpan) else field(b"\x12", self._span(span))
             groups.setdefault(r, {}).setdefault(s, []).append(written)
         out = []
         for r, by_scope in groups.items():
             resource = resources[r]
-            body = [_field(b"\x0a", self._attributes_of(resource.attributes, b"\x0a"))]
+            body = [field(b"\x0a", self._attributes_of(resource.attributes, b"\x0a"))]
             for s, encoded in by_scope.items():
                 scope = scopes[s]
-                scope_spans = [_field(b"\x0a", _scope(scope)), *encoded]
+                scope_spans = [field(b"\x0a", _scope(scope)), *encoded]
                 if scope is not None and scope.schema_url:
-                    scope_spans.append(_field(b"\x1a", scope.schema_url.encode()))
-                body.append(_field(b"\x12", b"".join(scope_spans)))
+                    scope_spans.append(field(b"\x1a", scope.schema_url.encode()))
+                body.append(field(b"\x12", b"".join(scope_spans)))
             if resource.schema_url:
-                body.append(_field(b"\x1a", resource.schema_url.encode()))
-            out.append(_field(b"\x0a", b"".join(body)))
+                body.append(field(b"\x1a", resource.schema_url.encode()))
+            out.append(field(b"\x0a", b"".join(body)))
         return b"".join(out)
 
     def _span(self, span: ReadableSpan) -> bytes:
@@ -248,7 +229,7 @@ class SpanEncoder:
                 status,
             )
         try:
-            return _field(
+            return field(
                 b"\x12", self.span(context, parent, name, kind, start, end, attributes, (), links, status)
             )
         except _Unsupported:
@@ -285,7 +266,7 @@ class SpanEncoder:
         if written_name is None:
             if len(self._names) >= _CACHED_NAMES:
                 self._names.clear()
-            written_name = self._names[name] = _field(b"\x2a", name.encode()) if name else b""
+            written_name = self._names[name] = field(b"\x2a", name.encode()) if name else b""
         body = b"".join(
             (
                 trace,
@@ -300,7 +281,7 @@ class SpanEncoder:
                 _REMOTE_FLAGS if remote_parent else _LOCAL_FLAGS,
             )
         )
-        return b"\x12" + _varint(len(body)) + body
+        return b"\x12" + varint(len(body)) + body
 
     def span(
         self,
@@ -330,7 +311,7 @@ class SpanEncoder:
             + context.span_id.to_bytes(8, "big")
         ]
         if context.trace_state:
-            parts.append(_field(b"\x1a", _trace_state(context).encode()))
+            parts.append(field(b"\x1a", _trace_state(context).encode()))
         if parent is not None:
             parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
         if name:
@@ -338,7 +319,7 @@ class SpanEncoder:
             if written is None:
                 if len(self._names) >= _CACHED_NAMES:
                     self._names.clear()
-                written = self._names[name] = _field(b"\x2a", name.encode())
+                written = self._names[name] = field(b"\x2a", name.encode())
             parts.append(written)
         parts.append(_KIND_FIELDS[id(kind)])
         if start and end:
@@ -351,15 +332,15 @@ class SpanEncoder:
         if attributes:
             parts.append(self._attributes_of(attributes, b"\x4a"))
         if dropped_attributes:
-            parts.append(b"\x50" + _varint(dropped_attributes))
+            parts.append(b"\x50" + varint(dropped_attributes))
         for event in events:
-            parts.append(_field(b"\x5a", self._event(event)))
+            parts.append(field(b"\x5a", self._event(event)))
         if dropped_events:
-            parts.append(b"\x60" + _varint(dropped_events))
+            parts.append(b"\x60" + varint(dropped_events))
         for link in links:
-            parts.append(_field(b"\x6a", self._link(link)))
+            parts.append(field(b"\x6a", self._link(link)))
         if dropped_links:
-            parts.append(b"\x70" + _varint(dropped_links))
+            parts.append(b"\x70" + varint(dropped_links))
         if status is not None:
             parts.append(_status(status))
         parts.append(_REMOTE_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
@@ -373,14 +354,14 @@ class SpanEncoder:
         parts = []
         for key, value in attributes.items():
             if type(value) not in _CACHEABLE:  # (a str subclass, an enum, is written, not remembered)
-                parts.append(_field(tag, _key_value(key, value)))
+                parts.append(field(tag, _key_value(key, value)))
                 continue
             cache_key = (tag, key, type(value), value)
             encoded = cache.get(cache_key)
             if encoded is None:
                 if len(cache) >= _CACHED_ATTRIBUTES:
                     cache.clear()  # a bound: what recurs is back after a span or two
-                encoded = cache[cache_key] = _field(tag, _key_value(key, value))
+                encoded = cache[cache_key] = field(tag, _key_value(key, value))
             parts.append(encoded)
         return b"".join(parts)
 
@@ -389,10 +370,10 @@ class SpanEncoder:
         if event.timestamp:
             parts.append(b"\x09" + _FIXED64(event.timestamp))
         if event.name:
-            parts.append(_field(b"\x12", event.name.encode()))
+            parts.append(field(b"\x12", event.name.encode()))
         parts.append(self._attributes_of(event.attributes, b"\x1a"))
         if event.dropped_attributes:
-            parts.append(b"\x20" + _varint(event.dropped_attributes))
+            parts.append(b"\x20" + varint(event.dropped_attributes))
         return b"".join(parts)
 
     def _link(self, link: Link) -> bytes:
@@ -401,12 +382,12 @@ class SpanEncoder:
         parts = [
             _LINK_IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, context.span_id),
             # Not remembered: a link's attributes are usually its message's own (an id), met once.
-            b"".join([_field(b"\x22", _key_value(k, v)) for k, v in attributes.items()])
+            b"".join([field(b"\x22", _key_value(k, v)) for k, v in attributes.items()])
             if attributes
             else b"",
         ]
         if dropped := _dropped(attributes):
-            parts.append(b"\x28" + _varint(dropped))
+            parts.append(b"\x28" + varint(dropped))
         parts.append(_REMOTE_LINK_FLAGS if context.is_remote else _LOCAL_LINK_FLAGS)
         return b"".join(parts)
 
@@ -427,10 +408,10 @@ def _status(status: Status) -> bytes:
     if status_code is StatusCode.UNSET and not description:
         return _UNSET_STATUS
     code = 2 if status_code is StatusCode.ERROR else 1 if status_code is StatusCode.OK else 0
-    return _field(
+    return field(
         b"\x7a",
-        (_field(b"\x12", description.encode()) if description else b"")
-        + (b"\x18" + _SMALL[code] if code else b""),
+        (field(b"\x12", description.encode()) if description else b"")
+        + (b"\x18" + SMALL[code] if code else b""),
     )
 
 
@@ -450,10 +431,10 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
         return b""
     parts = []
     if scope.name:
-        parts.append(_field(b"\x0a", scope.name.encode()))
+        parts.append(field(b"\x0a", scope.name.encode()))
     if scope.version:
-        parts.append(_field(b"\x12", scope.version.encode()))
-    parts.extend(_field(b"\x1a", _key_value(k, v)) for k, v in (scope.attributes or {}).items())
+        parts.append(field(b"\x12", scope.version.encode()))
+    parts.extend(field(b"\x1a", _key_value(k, v)) for k, v in (scope.attributes or {}).items())
     return b"".join(parts)
 
 

@@ -19,31 +19,21 @@ are left to `bus_convert.batch_response` (`encodable` says which frames this mod
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 
+from control_plane import protowire
 from control_plane.core.bus.consumer import Batch, Delivery, LiveDeliveries, delivered_messages
 from control_plane.models import StoredMessage
+from control_plane.models.bus import STORED_HEADERS
 from control_plane.servicers.convert import timestamp
 from hms.mgmt.v1 import bus_pb2 as pb
-
-
-def _encode_varint(value: int) -> bytes:
-    """The base-128 varint of a non-negative integer below 2**64."""
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
 
 _TABLE_BITS = 14
 _TABLE_SIZE = 1 << _TABLE_BITS
 _TABLE_MASK = _TABLE_SIZE - 1
 # Varints of 0 .. 2**14-1, and the two leading bytes (continuation bits set) of a larger value's low 14 bits.
-_VARINT = [_encode_varint(n) for n in range(_TABLE_SIZE)]
+_VARINT = [protowire.varint(n) for n in range(_TABLE_SIZE)]
 _LOW14 = [bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(_TABLE_SIZE)]
 _TABLE_LIMIT = 1 << (2 * _TABLE_BITS)
 
@@ -54,17 +44,12 @@ def varint(value: int) -> bytes:
         return _VARINT[value]
     if value < _TABLE_LIMIT:
         return _LOW14[value & _TABLE_MASK] + _VARINT[value >> _TABLE_BITS]
-    return _encode_varint(value)
+    return protowire.varint(value)
 
 
-def _field(tag: int, payload: bytes) -> bytes:
-    """A length-delimited field: tag byte, varint length, payload."""
-    return bytes((tag,)) + varint(len(payload)) + payload
-
-
-def _text(tag: int, value: str) -> bytes:
+def _text(tag: bytes, value: str) -> bytes:
     """A string field, left out when empty."""
-    return _field(tag, value.encode()) if value else b""
+    return protowire.field(tag, value.encode()) if value else b""
 
 
 # What a run of deliveries shares: subject, publish time, content type, consumer, attempt.
@@ -74,18 +59,15 @@ _Shared = tuple[str, float, str, str, int]
 def _shared_parts(shared: _Shared) -> tuple[bytes, bytes, bytes]:
     """A run's bytes: the message's leading fields, its trailing ones, and the delivery's trailing ones."""
     subject, published_at, content_type, consumer, attempt = shared
-    head = _text(0x0A, subject) + _text(0x22, content_type)
-    tail = _field(0x42, timestamp(published_at).SerializeToString())
-    delivery_tail = (b"\x18" + varint(attempt) if attempt else b"") + _text(0x22, consumer)
+    head = _text(b"\x0a", subject) + _text(b"\x22", content_type)
+    tail = protowire.field(b"\x42", timestamp(published_at).SerializeToString())
+    delivery_tail = (b"\x18" + varint(attempt) if attempt else b"") + _text(b"\x22", consumer)
     return head, tail, delivery_tail
-
-
-_HEADERS = operator.itemgetter(4)  # of a StoredMessage
 
 
 def encodable(deliveries: Sequence[Delivery]) -> bool:
     """Whether `frame` encodes these deliveries (none has headers)."""
-    return not any(map(_HEADERS, delivered_messages(deliveries)))
+    return not any(map(STORED_HEADERS, delivered_messages(deliveries)))
 
 
 def _tagged_low14(tag: int) -> list[bytes]:
@@ -146,13 +128,13 @@ def frame(batch: Batch) -> bytes:
         )
         # The ids (explicit acks have delivery ids): the message's after its data, the delivery's after
         # the message.
-        message_id = _text(0x2A, m.message_id) if m.message_id else b""
+        message_id = _text(b"\x2a", m.message_id) if m.message_id else b""
         if delivery_id:
             encoded = delivery_id.encode()
             ids = (
                 b"\x12" + table[len(encoded)] + encoded
                 if len(encoded) < _TABLE_SIZE
-                else _field(0x12, encoded)
+                else protowire.field(b"\x12", encoded)
             )
         else:
             ids = b""

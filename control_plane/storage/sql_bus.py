@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 from collections.abc import Callable
 from dataclasses import asdict
 from itertools import chain, repeat
@@ -21,6 +20,20 @@ from control_plane.models import (
     StoredConsumer,
     StoredMessage,
     SubjectStats,
+)
+from control_plane.models.bus import (
+    OUTGOING_CONTENT_TYPE,
+    OUTGOING_DATA,
+    OUTGOING_HEADERS,
+    OUTGOING_MESSAGE_ID,
+    OUTGOING_SUBJECT,
+    OUTGOING_SUBJECT_SEQUENCE,
+    STORED_DATA,
+    STORED_MESSAGE_ID,
+    STORED_PUBLISHED_AT,
+    STORED_SEQUENCE,
+    STORED_SUBJECT,
+    STORED_SUBJECT_SEQUENCE,
 )
 from control_plane.storage.connection import Connection, write_rows
 
@@ -150,7 +163,7 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
     # that replicas publishing at once lock subject rows in the same order.
     per_subject: dict[str, int] = {}
     # One subject that the Bus numbers (a publish batch's usual shape): no pass per message in Python.
-    plain = not any(map(_SUBJECT_SEQUENCE, fresh)) and len(set(map(_SUBJECT, fresh))) == 1
+    plain = not any(map(OUTGOING_SUBJECT_SEQUENCE, fresh)) and len(set(map(OUTGOING_SUBJECT, fresh))) == 1
     if plain:
         per_subject[fresh[0].subject] = len(fresh)
     else:
@@ -171,9 +184,9 @@ def _insert(conn: Connection, fresh: list[OutgoingMessage], now: float) -> list[
         added = dict(chunk)
         for subject, subject_last in rows:
             subject_next[subject] = int(subject_last) - added[subject] + 1
-    if plain and not any(map(_HEADERS, fresh)):
+    if plain and not any(map(OUTGOING_HEADERS, fresh)):
         stored = _plain_stored(fresh, last, subject_next[fresh[0].subject], now)
-        bare = not any(map(_CONTENT_TYPE, fresh)) and not any(map(_MESSAGE_ID, fresh))
+        bare = not any(map(OUTGOING_CONTENT_TYPE, fresh)) and not any(map(OUTGOING_MESSAGE_ID, fresh))
         if bare and not bump and getattr(conn, "defer_rows", None) is None:
             # Rows written at once (SQLite): the columns every one of them leaves empty go in as literals, so
             # 5 values a message are bound, not 8 (binding holds the GIL the event loop needs). No ids to keep.
@@ -231,10 +244,10 @@ def _plain_stored(
                 range(last - count + 1, last + 1),
                 range(subject_first, subject_first + count),
                 repeat(fresh[0].subject, count),
-                map(_DATA, fresh),
-                map(_HEADERS, fresh),
-                map(_CONTENT_TYPE, fresh),
-                map(_MESSAGE_ID, fresh),
+                map(OUTGOING_DATA, fresh),
+                map(OUTGOING_HEADERS, fresh),
+                map(OUTGOING_CONTENT_TYPE, fresh),
+                map(OUTGOING_MESSAGE_ID, fresh),
                 repeat(now, count),
                 strict=True,
             ),
@@ -247,11 +260,11 @@ def _bare(stored: list[StoredMessage]) -> list[Any]:
     return list(
         chain.from_iterable(
             zip(
-                map(_STORED_SEQUENCE, stored),
-                map(_STORED_SUBJECT_SEQUENCE, stored),
-                map(_STORED_SUBJECT, stored),
-                map(_STORED_DATA, stored),
-                map(_STORED_AT, stored),
+                map(STORED_SEQUENCE, stored),
+                map(STORED_SUBJECT_SEQUENCE, stored),
+                map(STORED_SUBJECT, stored),
+                map(STORED_DATA, stored),
+                map(STORED_PUBLISHED_AT, stored),
                 strict=True,
             )
         )
@@ -261,30 +274,18 @@ def _bare(stored: list[StoredMessage]) -> list[Any]:
 # A row of a message without headers, content type or id (in _MESSAGE_COLUMNS' order).
 _BARE_ROW = "(?, ?, ?, ?, '{}', '', '', ?)"
 _BARE_WIDTH = 5
-_STORED_SEQUENCE, _STORED_SUBJECT_SEQUENCE, _STORED_SUBJECT, _STORED_DATA = (
-    operator.itemgetter(i) for i in range(4)
-)
-_STORED_AT = operator.itemgetter(7)
-
-# Fields of an OutgoingMessage, and a StoredMessage's id, read in C.
-_SUBJECT, _DATA, _HEADERS, _CONTENT_TYPE, _MESSAGE_ID, _SUBJECT_SEQUENCE = (
-    operator.itemgetter(i) for i in range(6)
-)
-_STORED_ID = operator.itemgetter(6)
 
 
 def _remember_ids(conn: Connection, stored: list[StoredMessage], now: float) -> None:
     """Record the ids of messages that have one, for deduplication within the window."""
-    if not any(map(_STORED_ID, stored)):
+    if not any(map(STORED_MESSAGE_ID, stored)):
         return
-    with_ids = [(m.message_id, m.sequence, m.subject_sequence, now) for m in stored if m.message_id]
-    if with_ids:
-        conn.executemany(
-            "INSERT INTO bus_dedup (message_id, sequence, subject_sequence, published_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (message_id) DO UPDATE SET sequence = excluded.sequence, "
-            "subject_sequence = excluded.subject_sequence, published_at = excluded.published_at",
-            with_ids,
-        )
+    conn.executemany(
+        "INSERT INTO bus_dedup (message_id, sequence, subject_sequence, published_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (message_id) DO UPDATE SET sequence = excluded.sequence, "
+        "subject_sequence = excluded.subject_sequence, published_at = excluded.published_at",
+        [(m.message_id, m.sequence, m.subject_sequence, now) for m in stored if m.message_id],
+    )
 
 
 def read(

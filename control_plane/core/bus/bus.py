@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import operator
 import re
 import time
 import uuid
@@ -68,6 +67,13 @@ from control_plane.models import (
     StoredMessage,
     SubjectStats,
     message_bytes,
+)
+from control_plane.models.bus import (
+    OUTGOING_CONTENT_TYPE,
+    OUTGOING_DATA,
+    OUTGOING_HEADERS,
+    OUTGOING_MESSAGE_ID,
+    OUTGOING_SUBJECT,
 )
 from control_plane.settings import BusSettings
 from control_plane.storage.base import Store
@@ -748,24 +754,26 @@ def check_message(field: str, message: OutgoingMessage) -> list[FieldViolation]:
     return violations
 
 
-_SUBJECT, _DATA, _HEADERS, _CONTENT_TYPE, _MESSAGE_ID = (operator.itemgetter(i) for i in range(5))
-
-
 def _plainly_valid(batch: list[OutgoingMessage]) -> bool:
     """Whether a batch has nothing `check_batch` could find, tried by passes that run in C (the hot path of
     every publish): no headers, every field within its limit, each distinct subject checked once, the whole
     within the byte limit. False sends the batch through the check message by message, which names what
     is wrong where.
     """
-    if len(batch) > MAX_BATCH_MESSAGES or any(map(_HEADERS, batch)):
+    if len(batch) > MAX_BATCH_MESSAGES or any(map(OUTGOING_HEADERS, batch)):
         return False
-    sizes = [list(map(len, map(get, batch))) for get in (_SUBJECT, _DATA, _CONTENT_TYPE, _MESSAGE_ID)]
+    sizes = [
+        list(map(len, map(get, batch)))
+        for get in (OUTGOING_SUBJECT, OUTGOING_DATA, OUTGOING_CONTENT_TYPE, OUTGOING_MESSAGE_ID)
+    ]
     _, data, content_types, message_ids = sizes
     if max(data) > MAX_DATA or max(content_types) > MAX_CONTENT_TYPE or max(message_ids) > MAX_MESSAGE_ID:
         return False
     if sum(map(sum, sizes)) > MAX_BATCH_BYTES:
         return False
-    return not any(check_message("", OutgoingMessage(subject, b"")) for subject in set(map(_SUBJECT, batch)))
+    return not any(
+        check_message("", OutgoingMessage(subject, b"")) for subject in set(map(OUTGOING_SUBJECT, batch))
+    )
 
 
 def _policy_for(policies: list[RetentionPolicy], subject: str) -> RetentionPolicy:
