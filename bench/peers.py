@@ -29,6 +29,10 @@ warm-up, the median of 3 (`--warmup`, `--duration`, `--repeats`), as the workflo
 - `workflow.vs_restate_1`, `workflow.vs_restate_100` (targets >= 1.5 and >= 2.0, issue 18):
   `workflow.steps_per_s_1` / `peers.restate_steps_per_s_1`, and the same at 100;
   `workflow.vs_dbos_1`, `workflow.vs_dbos_100` likewise, without targets.
+- `workflow.floor_vs_restate_1`, `workflow.floor_vs_restate_100`: the protocol floor's steps/s
+  (`workflow.floor_steps_per_s_*`: bench.floor_plane, the same traffic with no engine and no store)
+  over Restate's: how far ahead of Restate these clients could be with a control plane that cost
+  nothing but its gRPC traffic, the ceiling over `workflow.vs_restate_*`.
 Durability as shipped: Restate's single node writes its log and state to RocksDB on its own
 defaults; DBOS commits each step to PostgreSQL (synchronous_commit as the server is configured, on
 by default); the control plane acknowledges a transition once fsynced (SQLite synchronous=FULL).
@@ -229,6 +233,11 @@ async def run(context: RunContext) -> GroupResult:
                 VS_RESTATE_TARGETS[count],
             )
         )
+    floors = {count: context.measured.get(f"workflow.floor_steps_per_s_{count}") for count in IN_FLIGHT}
+    for count, floor in floors.items():
+        if floor is not None:
+            restate_steps = restate[count].per_s * STEPS
+            figures.append(Figure(f"workflow.floor_vs_restate_{count}", floor.value / restate_steps, "ratio"))
     for count, rate in dbos.items():
         if not rate.per_s:
             raise RuntimeError(f"DBOS completed no workflow in the window at {count} in flight")

@@ -26,6 +26,15 @@ one is checked. The peers group (Restate, DBOS) runs the same workflow.
 - `workflow.cp_cpu_us_per_step`: the control plane's CPU (user + system, /proc) per step in the
   median 100-in-flight run; `workflow.cp_cpu_per_step_vs_echo_call` divides it by the raw echo
   server's CPU per unary call of the same run (`baseline.echo_cpu_us_per_call`). Target <= 1.7.
+- `workflow.floor_steps_per_s_1`, `workflow.floor_steps_per_s_100`, `workflow.floor_cpu_us_per_step`,
+  `workflow.floor_cpu_per_step_vs_echo_call`: the same closed loops (same worker child, same driver and
+  subscription, median of 3) against the protocol floor (`bench.floor_plane`): a server that answers the
+  same calls with the same messages and publishes the same 13 events per process, with no engine, no
+  store and no fsync. Its CPU per step is what this traffic alone costs a grpc.aio server; its steps/s the
+  most these clients can do on this machine whatever the control plane does. `workflow.steps_per_s_1_vs_floor`
+  and `_100_vs_floor` divide the control plane's by it. Without a commit to wait for, the floor's tasks and
+  events go out a few per frame at 100 in flight where the control plane's go out a commit's worth per
+  frame, so its CPU per step there is not below the control plane's; at 1 in flight both send one per frame.
 - `workflow.steps_per_s_100_metrics_off`: the 100-in-flight loop again, on a fresh control plane
   started with `--metrics off` (no gRPC interceptor, no histogram observations; the cores' plain
   counters remain). `workflow.steps_per_s_100_metrics_on_vs_off` divides the default run (metrics
@@ -120,6 +129,7 @@ TRACING_COST_TARGET = Target(0.8, at_least=True)
 # A process of five no-op steps that has not ended by then is stuck, not slow.
 _PROCESS_TIMEOUT_S = 30.0
 _WORKERS_READY = re.compile(r"workers ready")
+FLOOR_READY = re.compile(r"floor listening on (\S+)")
 _FINAL_EVENTS = frozenset({"process_completed", "process_failed", "process_compensated", "process_cancelled"})
 
 # Each step's task gets the previous step's output (the first the process input) and returns it
@@ -327,12 +337,23 @@ class Loaded:
 
 
 @contextlib.asynccontextmanager
+async def floor_plane() -> AsyncIterator[Plane]:
+    """The protocol floor (bench.floor_plane) as a child, on a port of its choosing."""
+    with tempfile.TemporaryDirectory(prefix="hms-bench-floor-") as data_dir:
+        argv = python_module("bench.floor_plane", "127.0.0.1:0")
+        async with child("floor", argv, FLOOR_READY) as (process, ready):
+            yield Plane(ready.group(1), process.pid, Path(data_dir))
+
+
+@contextlib.asynccontextmanager
 async def loaded_plane(
-    *, metrics: bool = True, env: Mapping[str, str] | None = None
+    *, metrics: bool = True, env: Mapping[str, str] | None = None, floor: bool = False
 ) -> AsyncIterator[Loaded]:
-    """A fresh control plane with `bench5` registered, one worker child, and a Bus subscription followed."""
+    """A fresh control plane (or, with `floor`, the protocol floor) with `bench5` registered, one worker
+    child, and a Bus subscription followed."""
+    plane_of = floor_plane() if floor else control_plane(metrics=metrics, env=env)
     async with (
-        control_plane(metrics=metrics, env=env) as plane,
+        plane_of as plane,
         grpc.aio.insecure_channel(plane.address) as channel,
     ):
         stub = workflow_pb2_grpc.WorkflowStub(channel)
@@ -603,6 +624,9 @@ async def run(context: RunContext) -> GroupResult:
     async with otlp_sink() as sink, loaded_plane(env=sink.environment()) as loaded:
         many_traced = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, traced")
     logger.info("traced: the OTLP receiver got %d spans", sink.spans)
+    async with loaded_plane(floor=True) as loaded:
+        floor_many = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, protocol floor")
+        floor_one = await repeated_loop(loaded, load, 1, "1 in flight, protocol floor")
     step_ms = [i.arrival_ms for i in many.intervals]
     rss: float | None = None
     if waiting:
@@ -641,16 +665,22 @@ async def run(context: RunContext) -> GroupResult:
         Figure("workflow.map_items_per_s", mapped, "items/s"),
         Figure(f"workflow.map_items_per_s_vs_steps_{MANY}", mapped / many.steps_per_s, "ratio", MAP_TARGET),
     ]
-    plane_cpu_us = many.processes.cpu_us.get("control plane")
+    figures += [
+        Figure("workflow.floor_steps_per_s_1", floor_one.steps_per_s, "steps/s"),
+        Figure(f"workflow.floor_steps_per_s_{MANY}", floor_many.steps_per_s, "steps/s"),
+        Figure("workflow.steps_per_s_1_vs_floor", one.steps_per_s / floor_one.steps_per_s, "ratio"),
+        Figure(f"workflow.steps_per_s_{MANY}_vs_floor", many.steps_per_s / floor_many.steps_per_s, "ratio"),
+    ]
     echo_cpu = context.measured.get(ECHO_CPU)
-    if plane_cpu_us is not None:
+    for name, phase, target in (("cp", many, CPU_TARGET), ("floor", floor_many, None)):
+        plane_cpu_us = phase.processes.cpu_us.get("control plane")
+        if plane_cpu_us is None:
+            continue
         per_step = plane_cpu_us / STEPS
-        figures.append(Figure("workflow.cp_cpu_us_per_step", per_step, "us"))
+        figures.append(Figure(f"workflow.{name}_cpu_us_per_step", per_step, "us"))
         if echo_cpu is not None:
             figures.append(
-                Figure(
-                    "workflow.cp_cpu_per_step_vs_echo_call", per_step / echo_cpu.value, "ratio", CPU_TARGET
-                )
+                Figure(f"workflow.{name}_cpu_per_step_vs_echo_call", per_step / echo_cpu.value, "ratio", target)
             )
     half_ms = [i.arrival_ms for i in half.intervals]
     figures += [

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from aiohttp import web
 
-from bench import http1, targets
+from bench import floor_plane, http1, targets
 from bench.bus_clients import open_subscription
 from bench.figures import Target
 from bench.harness import Rate, free_port, median_rate
@@ -36,20 +36,33 @@ from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 from hms_mgmt import Client, Worker
 
 
-@pytest.mark.store_independent(reason="the bench tracker's check of a process's fields")
-async def test_bench5_processes_end_with_every_steps_field_as_the_tracker_checks(
-    server: App, client: Client
-) -> None:
-    await client.workflow.apply(FIVE_STEPS)
-    worker = Worker(client, SERVICE, max_in_flight=10, drain_timeout_s=1.0)
+async def run_bench5(address: str, processes: int = 3) -> tuple[Tracker, dict[str, list[str]], list[str]]:
+    """Register bench5 at `address` and run `processes` of it with an SDK worker, followed as the bench follows
+    them: the tracker, each process's event names in the order they arrived, and the process ids."""
+    events: dict[str, list[str]] = {}
 
-    @worker.task(TASK_TYPE)
-    async def noop(task: Any) -> dict[str, Any]:
-        return step_output(task)
+    async def recorded(
+        responses: AsyncIterator[bus_pb2.SubscribeResponse],
+    ) -> AsyncIterator[bus_pb2.SubscribeResponse]:
+        async for response in responses:
+            for delivery in response.deliveries:
+                _, _, process_id, event = delivery.message.subject.split(".")
+                events.setdefault(process_id, []).append(event)
+            yield response
 
-    running = asyncio.create_task(worker.run())
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
+    async with Client(address) as client, grpc.aio.insecure_channel(address) as channel:
+        stub = workflow_pb2_grpc.WorkflowStub(channel)
+        await stub.RegisterDefinition(workflow_pb2.RegisterDefinitionRequest(source=FIVE_STEPS))
+        worker = Worker(client, SERVICE, max_in_flight=10, drain_timeout_s=1.0)
+
+        @worker.task(TASK_TYPE)
+        async def noop(task: Any) -> dict[str, Any]:
+            return step_output(task)
+
+        running = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(30):
+                await worker.ready.wait()
             subscription = bus_pb2.SubscribeRequest(
                 pattern=f"workflow.{DEFINITION}.>",
                 start=bus_pb2.START_POSITION_NEW_ONLY,
@@ -57,23 +70,49 @@ async def test_bench5_processes_end_with_every_steps_field_as_the_tracker_checks
             )
             call, responses = await open_subscription(channel, subscription)
             tracker = Tracker()
-            following = asyncio.create_task(tracker.follow(responses))
+            following = asyncio.create_task(tracker.follow(recorded(responses)))
             try:
-                stub = workflow_pb2_grpc.WorkflowStub(channel)
-                started = [await stub.StartProcess(start_request()) for _ in range(3)]
+                started = [await stub.StartProcess(start_request()) for _ in range(processes)]
                 async with asyncio.timeout(30):
                     for response in started:
                         await tracker.completion(response.process.id)
-                    process = await client.workflow.wait(started[0].process.id)
             finally:
                 following.cancel()
                 call.cancel()
-    finally:
-        worker.stop()
-        await running
+        finally:
+            worker.stop()
+            await running
+    return tracker, events, [response.process.id for response in started]
+
+
+@pytest.mark.store_independent(reason="the bench tracker's check of a process's fields")
+async def test_bench5_processes_end_with_every_steps_field_as_the_tracker_checks(
+    server: App, client: Client
+) -> None:
+    tracker, _, ids = await run_bench5(server.address)
+
+    process = await client.workflow.wait(ids[0])
     assert process.output == EXPECTED_OUTPUT
     # Three processes, four step-to-step intervals each.
     assert len(tracker.intervals) == 12
+
+
+@pytest.mark.store_independent(reason="the protocol floor of the bench, beside the control plane's traffic")
+async def test_the_protocol_floor_carries_the_control_planes_bench5_traffic(server: App) -> None:
+    # The floor stands for the control plane's wire traffic in the bench: the same calls must drive its
+    # processes to the same checked output, publishing the same events in the same order.
+    _, engine_events, _ = await run_bench5(server.address)
+    floor, port = await floor_plane.start("127.0.0.1:0")
+    try:
+        floor_tracker, floor_events, _ = await run_bench5(f"127.0.0.1:{port}")
+    finally:
+        await floor.stop(0)
+
+    assert len(floor_tracker.intervals) == 12
+    assert len(engine_events) == len(floor_events) == 3
+    expected = next(iter(engine_events.values()))
+    assert expected[0] == "process_started" and expected[-1] == "process_completed"
+    assert all(events == expected for events in (*engine_events.values(), *floor_events.values()))
 
 
 def test_an_output_without_every_step_is_refused() -> None:
