@@ -32,9 +32,10 @@ one is checked. The peers group (Restate, DBOS) runs the same workflow.
   same calls with the same messages and publishes the same 13 events per process, with no engine, no
   store and no fsync. Its CPU per step is what this traffic alone costs a grpc.aio server; its steps/s the
   most these clients can do on this machine whatever the control plane does. `workflow.steps_per_s_1_vs_floor`
-  and `_100_vs_floor` divide the control plane's by it. Without a commit to wait for, the floor's tasks and
-  events go out a few per frame at 100 in flight where the control plane's go out a commit's worth per
-  frame, so its CPU per step there is not below the control plane's; at 1 in flight both send one per frame.
+  and `_100_vs_floor` divide the control plane's by it. With no commit to wait for, the floor's frames
+  would carry a few items each at 100 in flight, where the control plane's carry a commit's worth: there
+  each frame waits 20 turns of the floor's event loop for more (`--hold-turns`, no timer); at 1 in flight
+  none (nothing can join a frame).
 - `workflow.steps_per_s_100_metrics_off`: the 100-in-flight loop again, on a fresh control plane
   started with `--metrics off` (no gRPC interceptor, no histogram observations; the cores' plain
   counters remain). `workflow.steps_per_s_100_metrics_on_vs_off` divides the default run (metrics
@@ -130,6 +131,8 @@ TRACING_COST_TARGET = Target(0.8, at_least=True)
 _PROCESS_TIMEOUT_S = 30.0
 _WORKERS_READY = re.compile(r"workers ready")
 FLOOR_READY = re.compile(r"floor listening on (\S+)")
+# Turns of the event loop the protocol floor holds each frame for at 100 in flight (none at 1).
+FLOOR_HOLD_TURNS = 20
 _FINAL_EVENTS = frozenset({"process_completed", "process_failed", "process_compensated", "process_cancelled"})
 
 # Each step's task gets the previous step's output (the first the process input) and returns it
@@ -337,21 +340,21 @@ class Loaded:
 
 
 @contextlib.asynccontextmanager
-async def floor_plane() -> AsyncIterator[Plane]:
+async def floor_plane(hold_turns: int) -> AsyncIterator[Plane]:
     """The protocol floor (bench.floor_plane) as a child, on a port of its choosing."""
     with tempfile.TemporaryDirectory(prefix="hms-bench-floor-") as data_dir:
-        argv = python_module("bench.floor_plane", "127.0.0.1:0")
+        argv = python_module("bench.floor_plane", "127.0.0.1:0", "--hold-turns", str(hold_turns))
         async with child("floor", argv, FLOOR_READY) as (process, ready):
             yield Plane(ready.group(1), process.pid, Path(data_dir))
 
 
 @contextlib.asynccontextmanager
 async def loaded_plane(
-    *, metrics: bool = True, env: Mapping[str, str] | None = None, floor: bool = False
+    *, metrics: bool = True, env: Mapping[str, str] | None = None, floor: int | None = None
 ) -> AsyncIterator[Loaded]:
-    """A fresh control plane (or, with `floor`, the protocol floor) with `bench5` registered, one worker
-    child, and a Bus subscription followed."""
-    plane_of = floor_plane() if floor else control_plane(metrics=metrics, env=env)
+    """A fresh control plane (or, with `floor` turns to hold each frame, the protocol floor) with `bench5`
+    registered, one worker child, and a Bus subscription followed."""
+    plane_of = floor_plane(floor) if floor is not None else control_plane(metrics=metrics, env=env)
     async with (
         plane_of as plane,
         grpc.aio.insecure_channel(plane.address) as channel,
@@ -624,8 +627,9 @@ async def run(context: RunContext) -> GroupResult:
     async with otlp_sink() as sink, loaded_plane(env=sink.environment()) as loaded:
         many_traced = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, traced")
     logger.info("traced: the OTLP receiver got %d spans", sink.spans)
-    async with loaded_plane(floor=True) as loaded:
+    async with loaded_plane(floor=FLOOR_HOLD_TURNS) as loaded:
         floor_many = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, protocol floor")
+    async with loaded_plane(floor=0) as loaded:
         floor_one = await repeated_loop(loaded, load, 1, "1 in flight, protocol floor")
     step_ms = [i.arrival_ms for i in many.intervals]
     rss: float | None = None
@@ -680,7 +684,9 @@ async def run(context: RunContext) -> GroupResult:
         figures.append(Figure(f"workflow.{name}_cpu_us_per_step", per_step, "us"))
         if echo_cpu is not None:
             figures.append(
-                Figure(f"workflow.{name}_cpu_per_step_vs_echo_call", per_step / echo_cpu.value, "ratio", target)
+                Figure(
+                    f"workflow.{name}_cpu_per_step_vs_echo_call", per_step / echo_cpu.value, "ratio", target
+                )
             )
     half_ms = [i.arrival_ms for i in half.intervals]
     figures += [

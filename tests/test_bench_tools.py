@@ -102,7 +102,7 @@ async def test_the_protocol_floor_carries_the_control_planes_bench5_traffic(serv
     # The floor stands for the control plane's wire traffic in the bench: the same calls must drive its
     # processes to the same checked output, publishing the same events in the same order.
     _, engine_events, _ = await run_bench5(server.address)
-    floor, port = await floor_plane.start("127.0.0.1:0")
+    floor, port = await floor_plane.start("127.0.0.1:0", hold_turns=3)
     try:
         floor_tracker, floor_events, _ = await run_bench5(f"127.0.0.1:{port}")
     finally:
