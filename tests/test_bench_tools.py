@@ -16,6 +16,7 @@ from bench import floor_plane, http1, targets
 from bench.bus_clients import open_subscription
 from bench.figures import Target
 from bench.harness import Rate, free_port, median_rate
+from bench.peers import Pair
 from bench.workflow import (
     DEFINITION,
     EXPECTED_OUTPUT,
@@ -180,6 +181,11 @@ def test_the_median_rate_is_the_middle_one() -> None:
     assert median_rate(rates[:1]).per_s == 30.0
     with pytest.raises(ValueError):
         median_rate([])
+
+
+def test_a_pair_compares_the_control_plane_with_restate_run_right_after() -> None:
+    assert Pair(Rate(300.0, 1, {}), Rate(200.0, 1, {})).ratio == 1.5
+    assert Pair(Rate(300.0, 1, {}), Rate(0.0, 0, {})).ratio == 0.0  # Restate completed nothing: no ratio
 
 
 @pytest.fixture
