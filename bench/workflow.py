@@ -36,6 +36,11 @@ one is checked. The peers group (Restate, DBOS) runs the same workflow.
   would carry a few items each at 100 in flight, where the control plane's carry a commit's worth: there
   each frame waits 20 turns of the floor's event loop for more (`--hold-turns`, no timer); at 1 in flight
   none (nothing can join a frame).
+- `workflow.engine_steps_per_s_1`, `workflow.engine_steps_per_s_100`, `workflow.engine_cpu_us_per_step_1`,
+  `workflow.engine_cpu_us_per_step_100`: the same closed loops (median of 3) on the engine and its store
+  alone (`bench.engine_loop`: a control plane in a child process of its own, driven by direct calls of
+  Workflows.start / worker / complete, no gRPC), with that process's CPU per step. With the floor's, the
+  two halves of `workflow.cp_cpu_us_per_step`: the traffic and the rest.
 - `workflow.steps_per_s_100_metrics_off`: the 100-in-flight loop again, on a fresh control plane
   started with `--metrics off` (no gRPC interceptor, no histogram observations; the cores' plain
   counters remain). `workflow.steps_per_s_100_metrics_on_vs_off` divides the default run (metrics
@@ -96,13 +101,23 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from bench.baseline import ECHO_CPU, UNARY_ECHO
 from bench.bus_clients import open_subscription
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
-from bench.harness import PLANE_READY, Rate, child, closed_loop_rate, percentile, plane_argv, python_module
+from bench.harness import (
+    PLANE_READY,
+    Rate,
+    child,
+    closed_loop_rate,
+    median_rate,
+    percentile,
+    plane_argv,
+    python_module,
+)
 from bench.otlp_sink import otlp_sink
 from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 
@@ -131,6 +146,7 @@ TRACING_COST_TARGET = Target(0.8, at_least=True)
 _PROCESS_TIMEOUT_S = 30.0
 _WORKERS_READY = re.compile(r"workers ready")
 FLOOR_READY = re.compile(r"floor listening on (\S+)")
+_ENGINE_READY = re.compile(r"engine ready")
 # Turns of the event loop the protocol floor holds each frame for at 100 in flight (none at 1).
 FLOOR_HOLD_TURNS = 20
 _FINAL_EVENTS = frozenset({"process_completed", "process_failed", "process_compensated", "process_cancelled"})
@@ -388,6 +404,27 @@ async def loaded_plane(
                 call.cancel()
 
 
+async def engine_rates(load: Load) -> dict[int, Rate]:
+    """The median rate (processes/s, with the child's CPU as "engine") at 100 and at 1 in flight of
+    `bench5` on the engine and its store alone (bench.engine_loop, a child of its own)."""
+    counts = (MANY, 1)
+    argv = python_module(
+        "bench.engine_loop",
+        *(arg for count in counts for arg in ("--in-flight", str(count))),
+        *("--warmup", str(load.warmup_s), "--duration", str(load.duration_s), "--repeats", str(load.repeats)),
+    )
+    timeout_s = len(counts) * load.repeats * (load.warmup_s + load.duration_s) * 3 + 60
+    async with child("engine", argv, _ENGINE_READY, stdout=True) as (process, _):
+        output = await process.output(timeout_s)
+    runs: dict[str, list[dict[str, Any]]] = json.loads(output)
+    rates = {count: median_rate([Rate(**fields) for fields in runs[str(count)]]) for count in counts}
+    for count, rate in rates.items():
+        logger.info(
+            "engine alone, %d in flight: median %.0f steps/s; %s", count, rate.per_s * STEPS, rate.cpu_note()
+        )
+    return rates
+
+
 async def repeated_loop(loaded: Loaded, load: Load, in_flight: int, label: str) -> Phase:
     """`load.repeats` closed loops at `in_flight` processes in flight; the one of median steps/s."""
     phases: list[Phase] = []
@@ -631,6 +668,7 @@ async def run(context: RunContext) -> GroupResult:
         floor_many = await repeated_loop(loaded, load, MANY, f"{MANY} in flight, protocol floor")
     async with loaded_plane(floor=0) as loaded:
         floor_one = await repeated_loop(loaded, load, 1, "1 in flight, protocol floor")
+    engine = await engine_rates(load)
     step_ms = [i.arrival_ms for i in many.intervals]
     rss: float | None = None
     if waiting:
@@ -675,6 +713,11 @@ async def run(context: RunContext) -> GroupResult:
         Figure("workflow.steps_per_s_1_vs_floor", one.steps_per_s / floor_one.steps_per_s, "ratio"),
         Figure(f"workflow.steps_per_s_{MANY}_vs_floor", many.steps_per_s / floor_many.steps_per_s, "ratio"),
     ]
+    for count, rate in engine.items():
+        figures.append(Figure(f"workflow.engine_steps_per_s_{count}", rate.per_s * STEPS, "steps/s"))
+        engine_us = rate.cpu_us.get("engine")
+        if engine_us is not None:
+            figures.append(Figure(f"workflow.engine_cpu_us_per_step_{count}", engine_us / STEPS, "us"))
     echo_cpu = context.measured.get(ECHO_CPU)
     for name, phase, target in (("cp", many, CPU_TARGET), ("floor", floor_many, None)):
         plane_cpu_us = phase.processes.cpu_us.get("control plane")

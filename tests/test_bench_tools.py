@@ -12,9 +12,9 @@ import grpc
 import pytest
 from aiohttp import web
 
-from bench import floor_plane, http1, targets
+from bench import engine_loop, floor_plane, http1, targets
 from bench.bus_clients import open_subscription
-from bench.figures import Target
+from bench.figures import Load, Target
 from bench.harness import Rate, free_port, median_rate
 from bench.peers import Pair
 from bench.workflow import (
@@ -114,6 +114,15 @@ async def test_the_protocol_floor_carries_the_control_planes_bench5_traffic(serv
     expected = next(iter(engine_events.values()))
     assert expected[0] == "process_started" and expected[-1] == "process_completed"
     assert all(events == expected for events in (*engine_events.values(), *floor_events.values()))
+
+
+@pytest.mark.store_independent(reason="the bench's engine-alone driver, on the embedded store it always uses")
+async def test_the_engine_alone_runs_bench5_to_the_end_and_counts_its_cpu() -> None:
+    rates = await engine_loop.measure(Load(warmup_s=0.2, duration_s=0.5, repeats=1), [4])
+
+    (rate,) = (Rate(**fields) for fields in rates["4"])
+    assert rate.count > 0  # processes whose last step got every earlier step's field, and completed
+    assert rate.cpu_us["engine"] > 0
 
 
 def test_an_output_without_every_step_is_refused() -> None:
