@@ -97,7 +97,7 @@ class SqliteStore(SqlStore):
         conn = cast(Connection, _connect(path, sync, cache_mib, writer=True))
         migrate(conn, "sqlite", _BEGIN)
         reader = cast(Connection, _connect(path, sync, cache_mib))
-        writer = Writer(conn, _BEGIN)
+        writer = Writer(conn, _BEGIN, database_error=sqlite3.Error, changes=_total_changes)
         checkpointer = writer.between_batches = WalCheckpointer(
             path, lambda: cast(Connection, _connect(path, sync, cache_mib))
         )
@@ -212,3 +212,9 @@ def _checkpoint(conn: Connection) -> None:
     """Copy what the WAL holds into the database. PASSIVE: never waits for a reader (or another
     checkpoint); frames still in use are copied next time."""
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _total_changes(conn: Connection) -> int:
+    """Rows inserted, updated or deleted on the connection since it opened: moves whenever a statement
+    changed something, which tells the writer whether a failed work left anything to undo."""
+    return cast(sqlite3.Connection, conn).total_changes
