@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Load
-from bench.harness import closed_loop_rate
+from bench.harness import add_loop_options, loop_load, rates_by_count
 from bench.workflow import DEFINITION, FIVE_STEPS, SERVICE, START_INPUT, STEPS, TASK_TYPE
 from control_plane.core.registry.registry import Registration
 from control_plane.core.workflow.dispatch import WorkerSession
@@ -106,21 +105,8 @@ async def measure(load: Load, in_flight: list[int]) -> dict[str, list[dict[str, 
                 serving = asyncio.ensure_future(driver.serve())
                 try:
                     logger.info("engine ready")
-                    for count in in_flight:
-                        for repeat in range(1, load.repeats + 1):
-                            shape = dataclasses.replace(load, in_flight=count)
-                            rate = await closed_loop_rate(driver.one_process, shape, {})
-                            # This process is engine, store and driver at once.
-                            rate.cpu_us["engine"] = rate.cpu_us.pop("bench", 0.0)
-                            logger.info(
-                                "%d in flight (%d of %d): %.0f steps/s; %s",
-                                count,
-                                repeat,
-                                load.repeats,
-                                rate.per_s * STEPS,
-                                rate.cpu_note(),
-                            )
-                            rates.setdefault(str(count), []).append(dataclasses.asdict(rate))
+                    # This process is engine, store and driver at once.
+                    rates = await rates_by_count(driver.one_process, load, in_flight, "engine", STEPS)
                 finally:
                     serving.cancel()
                     await asyncio.gather(serving, return_exceptions=True)
@@ -130,15 +116,12 @@ async def measure(load: Load, in_flight: list[int]) -> dict[str, list[dict[str, 
 def main() -> None:
     """Entry point of the child process."""
     parser = argparse.ArgumentParser(prog="python -m bench.engine_loop")
-    parser.add_argument("--in-flight", type=int, action="append", required=True)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_loop_options(parser)
     args = parser.parse_args()
+    # The control plane's own INFO lines would drown the loops' (which come from bench.*).
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    logger.setLevel(logging.INFO)
-    load = Load(warmup_s=args.warmup, duration_s=args.duration, repeats=args.repeats)
-    rates = asyncio.run(measure(load, args.in_flight))
+    logging.getLogger("bench").setLevel(logging.INFO)
+    rates = asyncio.run(measure(loop_load(args), args.in_flight))
     json.dump(rates, sys.stdout)
     sys.stdout.flush()
 

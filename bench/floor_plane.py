@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from control_plane.servicers.structs import to_dict
 from hms.mgmt.v1 import bus_pb2, registry_pb2, workflow_pb2
 
 logger = logging.getLogger("bench.floor_plane")
@@ -134,21 +135,6 @@ def _event(process_id: str, kind: str, step: str = "", details: Any = None) -> b
     return json.dumps(body).encode()
 
 
-def _plain(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "struct_value":
-        return {key: _plain(item) for key, item in value.struct_value.fields.items()}
-    if kind == "list_value":
-        return [_plain(item) for item in value.list_value.values]
-    if kind == "number_value":
-        return value.number_value
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    return None
-
-
 class Registry:
     """A lease that never lapses."""
 
@@ -236,7 +222,7 @@ class Workflow:
         process_id, _, index = token.rpartition(":")
         step = int(index)
         floor = self._floor
-        result = {"output": {key: _plain(value) for key, value in output.fields.items()}}
+        result = {"output": to_dict(output)}
         done = ("step_completed", _event(process_id, "STEP_COMPLETED", STEPS[step], result))
         if step + 1 < len(STEPS):
             floor.dispatch(process_id, step + 1, output)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
+import dataclasses
 import logging
 import os
 import re
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.figures import Load
 
@@ -289,3 +292,39 @@ def median_rate(rates: Sequence[Rate]) -> Rate:
     if not rates:
         raise ValueError("median of no rates")
     return sorted(rates, key=lambda rate: rate.per_s)[len(rates) // 2]
+
+
+def add_loop_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a child that runs closed loops itself (`--in-flight` once per count)."""
+    parser.add_argument("--in-flight", type=int, action="append", required=True)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
+
+
+def loop_load(args: argparse.Namespace) -> Load:
+    """The load shape those options give."""
+    return Load(warmup_s=args.warmup, duration_s=args.duration, repeats=args.repeats)
+
+
+async def rates_by_count(
+    call: Callable[[], Awaitable[object]], load: Load, in_flight: Sequence[int], process: str, steps: int
+) -> dict[str, list[dict[str, Any]]]:
+    """`load.repeats` closed loops of `call` at each count of `in_flight`, in a child that is engine and
+    caller at once: its CPU is reported as `process`'s (not a load generator's); rates (per_s, count, cpu_us)
+    by count, as JSON-able dicts. `steps` per call, for the log."""
+    rates: dict[str, list[dict[str, Any]]] = {}
+    for count in in_flight:
+        for repeat in range(1, load.repeats + 1):
+            rate = await closed_loop_rate(call, dataclasses.replace(load, in_flight=count), {})
+            rate.cpu_us[process] = rate.cpu_us.pop("bench", 0.0)
+            logger.info(
+                "%d in flight (%d of %d): %.0f steps/s; %s",
+                count,
+                repeat,
+                load.repeats,
+                rate.per_s * steps,
+                rate.cpu_note(),
+            )
+            rates.setdefault(str(count), []).append(dataclasses.asdict(rate))
+    return rates

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import sys
@@ -27,7 +26,7 @@ from typing import Any, cast
 from dbos import DBOS
 
 from bench.figures import Load
-from bench.harness import closed_loop_rate
+from bench.harness import add_loop_options, loop_load, rates_by_count
 
 logger = logging.getLogger("bench.peers_dbos")
 
@@ -56,42 +55,24 @@ def define() -> Workflow:
 
 async def measure(workflow: Workflow, load: Load, in_flight: list[int]) -> dict[str, list[dict[str, Any]]]:
     """`load.repeats` closed loops at each count of `in_flight`: rates (per_s, count, cpu_us) by count."""
-    rates: dict[str, list[dict[str, Any]]] = {}
 
     async def one_workflow() -> None:
         output = await workflow(dict(START_INPUT))
         if output != EXPECTED_OUTPUT:
             raise RuntimeError(f"workflow output {output!r}, not {EXPECTED_OUTPUT!r}")
 
-    for count in in_flight:
-        for repeat in range(1, load.repeats + 1):
-            rate = await closed_loop_rate(one_workflow, dataclasses.replace(load, in_flight=count), {})
-            # This process is engine and caller at once: its CPU is DBOS's, not a load generator's.
-            rate.cpu_us["dbos"] = rate.cpu_us.pop("bench", 0.0)
-            logger.info(
-                "%d in flight (%d of %d): %.0f workflows/s (%.0f steps/s); %s",
-                count,
-                repeat,
-                load.repeats,
-                rate.per_s,
-                rate.per_s * STEPS,
-                rate.cpu_note(),
-            )
-            rates.setdefault(str(count), []).append(dataclasses.asdict(rate))
-    return rates
+    # This process is engine and caller at once: its CPU is DBOS's.
+    return await rates_by_count(one_workflow, load, in_flight, "dbos", STEPS)
 
 
 def main() -> None:
     """Entry point of the child process."""
     parser = argparse.ArgumentParser(prog="python -m bench.peers_dbos")
     parser.add_argument("database_url")
-    parser.add_argument("--in-flight", type=int, action="append", required=True)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_loop_options(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-    load = Load(warmup_s=args.warmup, duration_s=args.duration, repeats=args.repeats)
+    load = loop_load(args)
     DBOS(config={"name": "hms-bench-peers", "system_database_url": args.database_url})
     workflow = define()
     DBOS.launch()

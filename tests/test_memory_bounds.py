@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-import threading
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -26,6 +25,7 @@ from control_plane.storage.connection import Connection
 from control_plane.storage.writer import Writer
 from hms_mgmt import Client, HistoryEventType
 from hms_mgmt.types import ProcessState
+from tests.writer_support import Blocked
 
 WAITING = """
 name: waiting
@@ -198,18 +198,6 @@ async def test_buffered_signals_capped(client: Client) -> None:
         e for e in await client.workflow.history(many.id) if e.type == HistoryEventType.SIGNAL_RECEIVED
     ]
     assert len(received) == MAX_BUFFERED_SIGNALS  # a refused signal left no trace
-
-
-class Blocked:
-    """A write that holds the writer thread until released (a slow disk, a stalled database)."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, conn: Any) -> None:
-        self.entered.set()
-        self.release.wait(30)
 
 
 async def test_group_commit_queue_is_bounded(tmp_path: Path) -> None:

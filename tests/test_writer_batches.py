@@ -4,7 +4,6 @@ of its own, and a batch runs again with savepoints only when a failed work left 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from control_plane.storage import open_store
 from control_plane.storage.sqlite import SqliteStore
 from control_plane.storage.writer import Writer
+from tests.writer_support import Blocked
 
 
 @pytest.fixture
@@ -30,22 +30,9 @@ async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
         await store.close()
 
 
-class Gate:
-    """A first work that holds the writer's thread until released, so that what is submitted meanwhile
-    shares the next commit."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, conn: Any) -> None:
-        self.entered.set()
-        self.release.wait(30)
-
-
 async def one_batch(writer: Writer, works: list[Callable[[Any], Any]]) -> list[Any]:
     """Submit `works` while the writer is held, so that they share one transaction; their outcomes."""
-    gate = Gate()
+    gate = Blocked()
     held = asyncio.ensure_future(writer.submit(gate))
     await asyncio.to_thread(gate.entered.wait, 10)
     callers = [asyncio.ensure_future(writer.submit(work)) for work in works]
