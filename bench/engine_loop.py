@@ -4,7 +4,8 @@ The control plane's CPU per step in the workflow group is its gRPC traffic plus 
 store; the protocol floor (`bench.floor_plane`) measures the first, this child the second:
 `python -m bench.engine_loop --in-flight 100 --in-flight 1 --warmup 1 --duration 5 --repeats 3` starts
 a control plane in this process (`control_plane.server.running`: SQLite, synchronous=FULL, a fresh
-temporary directory, its gRPC server idle), registers `bench5` and a worker instance, logs `engine
+temporary directory, its gRPC server idle; the GIL switch interval and the collector set as `mgmt serve`
+sets them), registers `bench5` and a worker instance, logs `engine
 ready` to stderr, runs `--repeats` closed loops at each `--in-flight` (`bench.harness.closed_loop_rate`,
 as every other group), and writes the rates as JSON to stdout. Processes are started with
 `Workflows.start` and their tasks taken from a worker session (`Workflows.worker`) and completed with
@@ -22,12 +23,14 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.figures import Load
 from bench.harness import add_loop_options, loop_load, rates_by_count
 from bench.workflow import DEFINITION, FIVE_STEPS, SERVICE, START_INPUT, STEPS, TASK_TYPE
+from control_plane.cli import SWITCH_INTERVAL_S, settle_collector
 from control_plane.core.registry.registry import Registration
 from control_plane.core.workflow.dispatch import WorkerSession
 from control_plane.core.workflow.workflows import Workflows
@@ -89,12 +92,17 @@ class Driver:
         await end
 
 
-async def measure(load: Load, in_flight: list[int]) -> dict[str, list[dict[str, Any]]]:
-    """`load.repeats` closed loops at each count of `in_flight` on a fresh engine: rates by count."""
+async def measure(
+    load: Load, in_flight: list[int], when_up: Callable[[], None] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """`load.repeats` closed loops at each count of `in_flight` on a fresh engine: rates by count.
+    `when_up` is called once the control plane is up (the child settles its collector there)."""
     rates: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="hms-bench-engine-") as data_dir:
         settings = Settings(listen="127.0.0.1:0", data_dir=Path(data_dir), shutdown_grace_s=0.5)
         async with running(settings) as app:
+            if when_up is not None:
+                when_up()
             workflows = app.workflows
             await workflows.register_definition(FIVE_STEPS, validate_only=False)
             await app.registry.register(
@@ -121,7 +129,9 @@ def main() -> None:
     # The control plane's own INFO lines would drown the loops' (which come from bench.*).
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
     logging.getLogger("bench").setLevel(logging.INFO)
-    rates = asyncio.run(measure(loop_load(args), args.in_flight))
+    # As `mgmt serve` runs: its GIL switch interval, and its collector settled once it is up.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    rates = asyncio.run(measure(loop_load(args), args.in_flight, settle_collector))
     json.dump(rates, sys.stdout)
     sys.stdout.flush()
 
