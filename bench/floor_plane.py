@@ -35,14 +35,13 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from bench.workflow import DEFINITION, STEPS, TASK_TYPE
 from control_plane.servicers.structs import to_dict
 from hms.mgmt.v1 import bus_pb2, registry_pb2, workflow_pb2
 
 logger = logging.getLogger("bench.floor_plane")
 
-DEFINITION = "bench5"
-STEPS = tuple(f"s{n}" for n in range(1, 6))
-TASK_TYPE = "noop"
+STEP_IDS = tuple(f"s{n}" for n in range(1, STEPS + 1))
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -71,12 +70,11 @@ class Outbox:
         # can join a frame, and the turns only cost (~10% of steps/s), so the workflow group holds none there.
         for _ in range(self._hold_turns):
             await asyncio.sleep(0)
-        taken = [self._items.popleft() for _ in range(min(most, len(self._items)))]
-        return taken
+        return [self._items.popleft() for _ in range(min(most, len(self._items)))]
 
 
 class Floor:
-    """The processes under way, the workers' task outboxes and the subscribers' delivery outboxes."""
+    """The workers' task outboxes and the subscribers' delivery outboxes (a process is only its task's token)."""
 
     def __init__(self, hold_turns: int) -> None:
         self.hold_turns = hold_turns
@@ -98,7 +96,7 @@ class Floor:
             process_id=process_id,
             definition=DEFINITION,
             definition_version=1,
-            step_id=STEPS[step],
+            step_id=STEP_IDS[step],
             task_type=TASK_TYPE,
             attempt=1,
         )
@@ -181,7 +179,7 @@ class Workflow:
             [
                 ("process_started", _event(process_id, "PROCESS_STARTED")),
                 ("process_running", _event(process_id, "PROCESS_RUNNING")),
-                ("step_started", _event(process_id, "STEP_STARTED", STEPS[0])),
+                ("step_started", _event(process_id, "STEP_STARTED", STEP_IDS[0])),
             ],
         )
         process = workflow_pb2.Process(
@@ -189,7 +187,7 @@ class Workflow:
             definition=DEFINITION,
             definition_version=1,
             state=workflow_pb2.PROCESS_STATE_RUNNING,
-            current_step_ids=[STEPS[0]],
+            current_step_ids=[STEP_IDS[0]],
         )
         process.input.CopyFrom(request.input)
         return workflow_pb2.StartProcessResponse(process=process)
@@ -223,10 +221,10 @@ class Workflow:
         step = int(index)
         floor = self._floor
         result = {"output": to_dict(output)}
-        done = ("step_completed", _event(process_id, "STEP_COMPLETED", STEPS[step], result))
-        if step + 1 < len(STEPS):
+        done = ("step_completed", _event(process_id, "STEP_COMPLETED", STEP_IDS[step], result))
+        if step + 1 < len(STEP_IDS):
             floor.dispatch(process_id, step + 1, output)
-            started = ("step_started", _event(process_id, "STEP_STARTED", STEPS[step + 1]))
+            started = ("step_started", _event(process_id, "STEP_STARTED", STEP_IDS[step + 1]))
             floor.publish(process_id, [done, started])
             return
         floor.publish(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -305,6 +306,36 @@ def add_loop_options(parser: argparse.ArgumentParser) -> None:
 def loop_load(args: argparse.Namespace) -> Load:
     """The load shape those options give."""
     return Load(warmup_s=args.warmup, duration_s=args.duration, repeats=args.repeats)
+
+
+def loop_arguments(load: Load, in_flight: Sequence[int]) -> list[str]:
+    """The options (see `add_loop_options`) asking such a child for `load` at each count of `in_flight`."""
+    counts = [arg for count in in_flight for arg in ("--in-flight", str(count))]
+    return [
+        *counts,
+        "--warmup",
+        str(load.warmup_s),
+        "--duration",
+        str(load.duration_s),
+        "--repeats",
+        str(load.repeats),
+    ]
+
+
+def loops_timeout_s(load: Load, in_flight: Sequence[int], start_s: float) -> float:
+    """How long such a child may take: three times its loops, plus `start_s` to get ready and stop."""
+    return len(in_flight) * load.repeats * (load.warmup_s + load.duration_s) * 3 + start_s
+
+
+def median_rates(output: bytes, in_flight: Sequence[int]) -> dict[int, Rate]:
+    """The median rate at each count of `in_flight` from such a child's JSON output (`rates_by_count`'s)."""
+    runs: dict[str, list[dict[str, Any]]] = json.loads(output)
+    return {
+        count: median_rate(
+            [Rate(float(f["per_s"]), int(f["count"]), dict(f["cpu_us"])) for f in runs[str(count)]]
+        )
+        for count in in_flight
+    }
 
 
 async def rates_by_count(

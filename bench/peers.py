@@ -51,21 +51,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import re
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import http1, peers_install, workflow
 from bench.figures import Figure, GroupResult, Load, RunContext, Target
-from bench.harness import Rate, child, closed_loop_rate, free_port, median_rate
+from bench.harness import (
+    Rate,
+    child,
+    closed_loop_rate,
+    free_port,
+    loop_arguments,
+    loops_timeout_s,
+    median_rate,
+    median_rates,
+)
 from bench.peers_install import Peers
 from bench.scale_postgres import DEFAULT_URL, URL_ENV, PostgresUnavailableError, scratch_database, server_of
 
@@ -199,26 +207,17 @@ async def paired_rates(peers: Peers, load: Load) -> dict[int, list[Pair]]:
     return pairs
 
 
-def _rate(fields: Mapping[str, Any]) -> Rate:
-    return Rate(float(fields["per_s"]), int(fields["count"]), dict(fields["cpu_us"]))
-
-
 async def dbos_rates(peers: Peers, load: Load, admin_url: str) -> dict[int, Rate]:
     """The median rate (workflows/s) at each of `IN_FLIGHT` of DBOS on a fresh database."""
     async with scratch_database(admin_url) as database:
-        argv = [str(peers.python), "-m", "bench.peers_dbos", database.url]
-        argv += [arg for count in IN_FLIGHT for arg in ("--in-flight", str(count))]
-        argv += ["--warmup", str(load.warmup_s), "--duration", str(load.duration_s)]
-        argv += ["--repeats", str(load.repeats)]
-        timeout_s = len(IN_FLIGHT) * load.repeats * (load.warmup_s + load.duration_s) * 3 + 120
+        argv = [str(peers.python), "-m", "bench.peers_dbos", database.url, *loop_arguments(load, IN_FLIGHT)]
         async with child("dbos", argv, _DBOS_READY, stdout=True) as (process, _):
-            output = await process.output(timeout_s)
+            output = await process.output(loops_timeout_s(load, IN_FLIGHT, 120))
             log = process.tail()
     for line in log.splitlines():
         if line.startswith("bench.peers_dbos:"):
             logger.info("dbos: %s", line.partition(":")[2].strip())
-    runs: dict[str, list[dict[str, Any]]] = json.loads(output)
-    return {count: median_rate([_rate(fields) for fields in runs[str(count)]]) for count in IN_FLIGHT}
+    return median_rates(output, IN_FLIGHT)
 
 
 def cpu_per_step(peer: str, rate: Rate, processes: tuple[str, ...]) -> list[Figure]:

@@ -101,7 +101,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 
@@ -113,7 +112,9 @@ from bench.harness import (
     Rate,
     child,
     closed_loop_rate,
-    median_rate,
+    loop_arguments,
+    loops_timeout_s,
+    median_rates,
     percentile,
     plane_argv,
     python_module,
@@ -408,16 +409,10 @@ async def engine_rates(load: Load) -> dict[int, Rate]:
     """The median rate (processes/s, with the child's CPU as "engine") at 100 and at 1 in flight of
     `bench5` on the engine and its store alone (bench.engine_loop, a child of its own)."""
     counts = (MANY, 1)
-    argv = python_module(
-        "bench.engine_loop",
-        *(arg for count in counts for arg in ("--in-flight", str(count))),
-        *("--warmup", str(load.warmup_s), "--duration", str(load.duration_s), "--repeats", str(load.repeats)),
-    )
-    timeout_s = len(counts) * load.repeats * (load.warmup_s + load.duration_s) * 3 + 60
+    argv = python_module("bench.engine_loop", *loop_arguments(load, counts))
     async with child("engine", argv, _ENGINE_READY, stdout=True) as (process, _):
-        output = await process.output(timeout_s)
-    runs: dict[str, list[dict[str, Any]]] = json.loads(output)
-    rates = {count: median_rate([Rate(**fields) for fields in runs[str(count)]]) for count in counts}
+        output = await process.output(loops_timeout_s(load, counts, 60))
+    rates = median_rates(output, counts)
     for count, rate in rates.items():
         logger.info(
             "engine alone, %d in flight: median %.0f steps/s; %s", count, rate.per_s * STEPS, rate.cpu_note()

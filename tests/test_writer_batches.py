@@ -30,15 +30,21 @@ async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
         await store.close()
 
 
+async def after_started() -> None:
+    """Nothing. Tasks start in the order they were made, and a submit with room queues its work before it
+    first waits: once a task made after some callers has run, every one of them has queued its work."""
+
+
 async def one_batch(writer: Writer, works: list[Callable[[Any], Any]]) -> list[Any]:
     """Submit `works` while the writer is held, so that they share one transaction; their outcomes."""
     gate = Blocked()
     held = asyncio.ensure_future(writer.submit(gate))
     await asyncio.to_thread(gate.entered.wait, 10)
     callers = [asyncio.ensure_future(writer.submit(work)) for work in works]
-    await asyncio.sleep(0)  # queued behind the gate
-    gate.release.set()
     async with asyncio.timeout(10):
+        await asyncio.ensure_future(after_started())
+        assert writer.pending == len(works) + 1  # every caller queued behind the gate
+        gate.release.set()
         await held
         return await asyncio.gather(*callers, return_exceptions=True)
 
