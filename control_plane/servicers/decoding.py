@@ -10,8 +10,15 @@ wrapped here.
 
 The generated `add_*_to_server` functions register their handlers twice, as a generic handler and as
 registered method handlers (the same dict). `CleanDecoding` stands in for the server while they run:
-it rebuilds both from the wrapped dict, and refuses to finish if a generic handler came without its
-dict (a generator that changed shape must fail loudly, not serve unwrapped handlers).
+it rebuilds the generic handler from the wrapped dict, and refuses to finish if a generic handler came
+without its dict (a generator that changed shape must fail loudly, not serve unwrapped handlers).
+
+It does not register them as registered methods. Since grpcio's asyncio server took registered methods
+(grpc/grpc#41796), it keeps a pending request per registered method and waits for the next call on all
+of them at once (`asyncio.wait`, a task per call), so every call costs in proportion to the methods
+served (grpc/grpc#43461, open as of grpcio 1.85.3): this server serves ~60 of them. Measured on
+Lookup (bench.registry's load, 3 alternating pairs): the control plane's CPU per call 234-242 us with
+registered methods, 203-218 us without, which is a generic handler's dictionary lookup per service.
 """
 
 from __future__ import annotations
@@ -47,10 +54,10 @@ class CleanDecoding:
         self._generic_without_methods += len(tuple(handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
-        """Register every handler of `service` with a clean deserializer, generic and registered alike."""
+        """Register every handler of `service` with a clean deserializer, as a generic handler only (not
+        as registered methods: see the module doc)."""
         wrapped = {name: clean(handler, f"{service}.{name}") for name, handler in handlers.items()}
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
-        self._server.add_registered_method_handlers(service, wrapped)
         self._generic_without_methods = max(0, self._generic_without_methods - 1)
 
     def check(self) -> None:
