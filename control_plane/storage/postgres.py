@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import psycopg
 from psycopg import errors
@@ -79,6 +80,7 @@ class PostgresStore(SqlStore):
                 pipeline=True,
                 database_error=psycopg.Error,
                 reconnect=connect_writer,
+                changes=_writes,
             ),
             list[Connection](opened[1:]),
             cluster,
@@ -89,3 +91,10 @@ class PostgresStore(SqlStore):
     def retryable(self, exc: BaseException) -> bool:
         """Deadlocks and duplicate inserts between replicas: the transaction can run again."""
         return isinstance(exc, _RACES)
+
+
+def _writes(conn: Connection) -> int:
+    """Statements sent on the writer's connection that may have changed something (see
+    PostgresConnection.writes): moves whenever a work may have written, which tells the writer whether a
+    failed work left anything to undo."""
+    return cast(PostgresConnection, conn).writes

@@ -58,9 +58,9 @@ class Writer:
         # answer: see PostgresConnection.pipelined.
         self._pipeline = pipeline
         self._database_error = database_error
-        # A count that moves whenever the connection changes a row (sqlite3's total_changes), for running
-        # each caller's work without a savepoint (see `_run_unguarded`); pipelined connections count their
-        # own writes.
+        # A count that moves whenever the connection may have changed something (sqlite3's total_changes,
+        # PostgresConnection.writes), for running each caller's work without a savepoint first (see
+        # `_run_unguarded`); without one every caller's work runs under a savepoint.
         self._changes = changes
         # A networked database can drop the connection (restart, failover): a new one is opened then.
         self._reconnect = reconnect
@@ -257,14 +257,11 @@ class Writer:
     @property
     def _optimistic(self) -> bool:
         """Whether batches first run without a savepoint per caller (see `_run_unguarded`)."""
-        return self._pipeline or self._changes is not None
+        return self._changes is not None
 
     def _written(self) -> int | None:
         """The connection's count of changes, if it keeps one."""
-        if self._changes is not None:
-            return self._changes(self._conn)
-        writes: int | None = getattr(self._conn, "writes", None)
-        return writes
+        return self._changes(self._conn) if self._changes is not None else None
 
     def _run_item(self, work: Work, careful: bool) -> tuple[bool, Any]:
         """One caller's work under a savepoint (optimistic runs: see `_run_unguarded`): its failure must
