@@ -44,7 +44,7 @@ async def test_the_requests_of_a_stream_are_stored_together_while_a_commit_is_sl
         return await append(batch, **options)
 
     log.append = counted  # type: ignore[method-assign]  # a spy: the real append does the work
-    held = asyncio.ensure_future(server.store._writer.submit(slow_commit))  # type: ignore[attr-defined]
+    held = asyncio.ensure_future(server.store._writer.submit(slow_commit, slow=True))  # type: ignore[attr-defined]
     try:
         await asyncio.to_thread(entered.wait, 10)
         async with grpc.aio.insecure_channel(server.address) as channel:

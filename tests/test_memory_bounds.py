@@ -239,7 +239,7 @@ async def test_a_client_is_refused_when_the_store_queue_stays_full(
     monkeypatch.setattr("control_plane.servicers.errors.CLIENT_WRITE_PATIENCE_S", 0.2)
     writer: Writer = server.store._writer  # type: ignore[attr-defined]
     blocked = Blocked()
-    first = asyncio.ensure_future(writer.submit(blocked))
+    first = asyncio.ensure_future(writer.submit(blocked, slow=True))
     await asyncio.to_thread(blocked.entered.wait, 10)
     filler = [asyncio.ensure_future(writer.submit(lambda c: None)) for _ in range(writer._max_pending)]
     try:

@@ -14,7 +14,7 @@ import pytest
 from control_plane.storage import open_store
 from control_plane.storage.sqlite import SqliteStore
 from control_plane.storage.writer import Writer
-from tests.writer_support import Blocked
+from tests.writer_support import Blocked, after_started
 
 
 @pytest.fixture
@@ -30,15 +30,10 @@ async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
         await store.close()
 
 
-async def after_started() -> None:
-    """Nothing. Tasks start in the order they were made, and a submit with room queues its work before it
-    first waits: once a task made after some callers has run, every one of them has queued its work."""
-
-
 async def one_batch(writer: Writer, works: list[Callable[[Any], Any]]) -> list[Any]:
     """Submit `works` while the writer is held, so that they share one transaction; their outcomes."""
     gate = Blocked()
-    held = asyncio.ensure_future(writer.submit(gate))
+    held = asyncio.ensure_future(writer.submit(gate, slow=True))
     await asyncio.to_thread(gate.entered.wait, 10)
     callers = [asyncio.ensure_future(writer.submit(work)) for work in works]
     async with asyncio.timeout(10):

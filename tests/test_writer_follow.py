@@ -1,4 +1,5 @@
-"""What follows a write's commit in memory happens even when its caller stopped waiting for it."""
+"""What follows a write's commit in memory happens even when its caller stopped waiting for it: with the
+writer's work on its thread (Writer, PostgreSQL) or on the event loop (LoopWriter, SQLite)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from typing import Any, cast
 import pytest
 
 from control_plane.storage.connection import Connection
+from control_plane.storage.loop_writer import LoopWriter
 from control_plane.storage.writer import Writer
+
+
+@pytest.fixture(params=["thread", "loop"])
+def writer(request: pytest.FixtureRequest, tmp_path: Path) -> Writer:
+    conn = cast(Connection, sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False))
+    if request.param == "loop":
+        return LoopWriter(
+            conn, "BEGIN IMMEDIATE", changes=lambda c: cast(sqlite3.Connection, c).total_changes
+        )
+    return Writer(conn, "BEGIN IMMEDIATE")
 
 
 class Held:
@@ -28,13 +40,11 @@ class Held:
         return "committed"
 
 
-async def test_follow_is_told_of_the_commit_of_a_caller_that_gave_up(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
-    writer = Writer(cast(Connection, conn), "BEGIN IMMEDIATE")
+async def test_follow_is_told_of_the_commit_of_a_caller_that_gave_up(writer: Writer) -> None:
     followed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     try:
         held = Held()
-        caller = asyncio.ensure_future(writer.submit(held, followed.set_result))
+        caller = asyncio.ensure_future(writer.submit(held, followed.set_result, slow=True))
         await asyncio.to_thread(held.entered.wait, 10)
         caller.cancel()
         held.release.set()
@@ -44,12 +54,10 @@ async def test_follow_is_told_of_the_commit_of_a_caller_that_gave_up(tmp_path: P
         assert caller.cancelled()
         assert writer.pending == 0
     finally:
-        writer.close()
+        await writer.aclose()
 
 
-async def test_follow_is_not_called_for_work_that_failed(tmp_path: Path) -> None:
-    conn = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
-    writer = Writer(cast(Connection, conn), "BEGIN IMMEDIATE")
+async def test_follow_is_not_called_for_work_that_failed(writer: Writer) -> None:
     followed: list[object] = []
 
     def failing(conn: Any) -> None:
@@ -62,4 +70,4 @@ async def test_follow_is_not_called_for_work_that_failed(tmp_path: Path) -> None
             assert await writer.submit(lambda c: 1, followed.append) == 1
         assert followed == [1]
     finally:
-        writer.close()
+        await writer.aclose()

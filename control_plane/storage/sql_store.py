@@ -272,7 +272,7 @@ class SqlStore:
 
     async def registry_compact(self, keep: int) -> int:
         """Forget all but the last `keep` changes."""
-        dropped: int = await self._writer.submit(lambda c: sql_registry.compact(c, keep))
+        dropped: int = await self._writer.submit(lambda c: sql_registry.compact(c, keep), slow=True)
         return dropped
 
     # -- Bus: SQL in sql_bus, run on the writer (group commit) or the reader --------------------
@@ -364,12 +364,14 @@ class SqlStore:
 
     async def bus_apply_retention(self, policies: list[RetentionPolicy], *, now: float) -> int:
         """Apply the retention policies."""
-        removed: int = await self._writer.submit(lambda c: sql_bus.apply_retention(c, policies, now))
+        removed: int = await self._writer.submit(
+            lambda c: sql_bus.apply_retention(c, policies, now), slow=True
+        )
         return removed
 
     async def bus_prune_dedup(self, older_than: float) -> int:
         """Forget old message ids."""
-        pruned: int = await self._writer.submit(lambda c: sql_bus.prune_dedup(c, older_than))
+        pruned: int = await self._writer.submit(lambda c: sql_bus.prune_dedup(c, older_than), slow=True)
         return pruned
 
     # -- Workflow: SQL in sql_workflow ------------------------------------------------------------
@@ -478,7 +480,7 @@ class SqlStore:
     async def wf_delete_ended(self, ended_before: float, limit: int) -> list[tuple[str, ProcessState]]:
         """Delete a batch of processes that ended long ago."""
         deleted: list[tuple[str, ProcessState]] = await self._writer.submit(
-            lambda c: sql_workflow.delete_ended(c, ended_before, limit)
+            lambda c: sql_workflow.delete_ended(c, ended_before, limit), slow=True
         )
         return deleted
 
@@ -593,7 +595,7 @@ class SqlStore:
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._writer.close)
+        await self._writer.aclose()
         await asyncio.to_thread(self.cluster.close)
         for _ in range(self._reader_count):
             (await self._readers.get()).close()

@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlparse
 
 from control_plane.storage.cluster import LocalCluster
 from control_plane.storage.connection import Connection
+from control_plane.storage.loop_writer import LoopWriter
 from control_plane.storage.sql_store import Dialect, SqlStore, migrate
-from control_plane.storage.writer import Writer
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _connect(
 
 
 class SqliteStore(SqlStore):
-    """The embedded store: writes grouped into shared, fsynced commits by one writer thread."""
+    """The embedded store: writes grouped into shared, fsynced commits (see LoopWriter)."""
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -97,7 +97,7 @@ class SqliteStore(SqlStore):
         conn = cast(Connection, _connect(path, sync, cache_mib, writer=True))
         migrate(conn, "sqlite", _BEGIN)
         reader = cast(Connection, _connect(path, sync, cache_mib))
-        writer = Writer(conn, _BEGIN, database_error=sqlite3.Error, changes=_total_changes)
+        writer = LoopWriter(conn, _BEGIN, database_error=sqlite3.Error, changes=_total_changes)
         checkpointer = writer.between_batches = WalCheckpointer(
             path, lambda: cast(Connection, _connect(path, sync, cache_mib))
         )

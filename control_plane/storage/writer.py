@@ -32,13 +32,15 @@ Work = Callable[[Connection], Any]
 Follow = Callable[[Any], None]
 
 # Most writes a commit carries; bounds the latency a single batch adds to its first caller.
-_MAX_BATCH = 512
+MAX_BATCH = 512
 # Writes submitted and not yet committed, at most: 8 full batches, a second or two of work at full speed.
 MAX_PENDING = 4096
 
 
 class Writer:
     """Runs write work on one thread; everything queued meanwhile shares one transaction and one fsync."""
+
+    _thread_name = "store-writer"
 
     def __init__(
         self,
@@ -84,7 +86,7 @@ class Writer:
         self._room = asyncio.Semaphore(max_pending)
         self._pending = 0
         self._follows: dict[asyncio.Future[Any], Follow] = {}  # on the callers' loop only
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
         self._closed = False
         self._thread.start()
 
@@ -93,12 +95,22 @@ class Writer:
         """Writes submitted and not yet committed (at most `max_pending`)."""
         return self._pending
 
-    async def submit(self, work: Work, follow: Follow | None = None) -> Any:
+    async def submit(self, work: Work, follow: Follow | None = None, *, slow: bool = False) -> Any:
         """Run `work` in the next shared commit, once there is room in the queue.
 
         `follow`, if given, is called with the result on this loop once the work has committed, even if
         the caller was cancelled meanwhile: what must follow a commit in memory cannot depend on whether
-        the caller still waits (a task of its own per write cost the loop as much, per transition)."""
+        the caller still waits (a task of its own per write cost the loop as much, per transition).
+
+        `slow` marks work that may run long (a sweep over many rows): here every work runs on the writer's
+        thread anyway; LoopWriter keeps such work off the event loop."""
+        future = await self._admit(follow)
+        self._queue.put((work, future))
+        return await future
+
+    async def _admit(self, follow: Follow | None) -> asyncio.Future[Any]:
+        """Take a slot in the queue (waiting for room if there is none): the future the write's outcome
+        will be given to."""
         if self._closed:
             raise Unavailable("the store is closed: the control plane is shutting down")
         if self._room.locked():
@@ -112,8 +124,7 @@ class Writer:
         self._pending += 1
         if follow is not None:
             self._follows[future] = follow
-        self._queue.put((work, future))
-        return await future
+        return future
 
     async def _wait_for_room(self) -> None:
         limit = patience()
@@ -127,11 +138,16 @@ class Writer:
             ) from None
 
     def close(self) -> None:
+        """Commit what is queued, then stop the thread and close the connection."""
         if not self._closed:
             self._closed = True
             self._queue.put(None)
             self._thread.join()
             self._conn.close()
+
+    async def aclose(self) -> None:
+        """`close`, without holding the loop while the queue drains."""
+        await asyncio.to_thread(self.close)
 
     def _run(self) -> None:
         while True:
@@ -140,7 +156,7 @@ class Writer:
                 return
             batch = [first]
             stop = False
-            while len(batch) < _MAX_BATCH:
+            while len(batch) < MAX_BATCH:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -149,31 +165,34 @@ class Writer:
                     stop = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            results, took = self._outcome([work for work, _ in batch])
+            self._observe(took, len(batch))
+            self._answer([future for _, future in batch], results)
             if stop:
                 return
-            self._upkeep()
+            self._upkeep(busy=not self._queue.empty())
 
-    def _upkeep(self) -> None:
+    def _upkeep(self, *, busy: bool) -> None:
         """The backend's upkeep between batches; a failure is logged, the next commit goes ahead."""
         upkeep = self.between_batches
         if upkeep is None:
             return
         try:
-            upkeep(self._conn, not self._queue.empty())
+            upkeep(self._conn, busy)
         except Exception:
             logger.exception("the store's upkeep between commits failed")
 
-    def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        works = [work for work, _ in batch]
+    def _outcome(self, works: list[Work]) -> tuple[list[tuple[bool, Any]], float | None]:
+        """Run a batch in one transaction: each work's outcome, and the seconds the commit took (None if
+        it failed)."""
         results: list[tuple[bool, Any]]
-        took: float | None = None  # seconds of a commit that succeeded
+        took: float | None = None
         try:
             self._ensure_connection()
             begun = time.perf_counter()
             try:
                 results = self._transaction(works, careful=not self._optimistic)
-            except _Unattributed:
+            except Unattributed:
                 # A failure that cannot be undone alone (a caller's work failed after writing; pipelined, a
                 # database error can surface in a later caller's work than the one that caused it): run
                 # the batch again carefully, each caller's work under a savepoint of its own.
@@ -181,31 +200,42 @@ class Writer:
                 results = self._transaction(works, careful=True)
             took = time.perf_counter() - begun
         except Exception as exc:
-            failure: Exception = exc
-            if isinstance(exc, Unavailable):
-                pass
-            elif self._reconnect is not None and broken(self._conn):
-                logger.error("store connection lost during a commit: %s", exc)
-                failure = Unavailable(
-                    "the store connection was lost during the commit, so its outcome is unknown; "
-                    "retry if the request is safe to repeat"
-                )
-            else:
-                logger.exception("store commit failed")
-                self._rollback()
-            results = [(False, failure)] * len(batch)
+            results = [(False, self._failed(exc))] * len(works)
         finally:
             self.notes.clear()
+        return results, took
+
+    def _failed(self, exc: Exception) -> Exception:
+        """After a transaction failed as a whole: what each of its callers is told (the transaction is
+        rolled back unless the connection is gone)."""
+        if isinstance(exc, Unavailable):
+            return exc
+        if self._reconnect is not None and broken(self._conn):
+            logger.error("store connection lost during a commit: %s", exc)
+            return Unavailable(
+                "the store connection was lost during the commit, so its outcome is unknown; "
+                "retry if the request is safe to repeat"
+            )
+        logger.exception("store commit failed")
+        self._rollback()
+        return exc
+
+    def _observe(self, took: float | None, size: int) -> None:
+        """Tell the commit observer (metrics) of a commit that succeeded."""
         observer = self.stats.on_commit
         if observer is not None and took is not None:
             try:
-                observer(took, len(batch))
+                observer(took, size)
             except Exception:
                 logger.exception("the commit observer failed")
-        # One wake-up of each callers' loop per commit, not one per caller: each costs the loop a
-        # self-pipe write and a turn, which a profile at 100 transitions in flight shows.
+
+    def _answer(self, futures: list[asyncio.Future[Any]], results: list[tuple[bool, Any]]) -> None:
+        """(Off the loop.) Hand the outcomes to the callers' loops.
+
+        One wake-up of each callers' loop per commit, not one per caller: each costs the loop a self-pipe
+        write and a turn, which a profile at 100 transitions in flight shows."""
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
+        for future, (ok, value) in zip(futures, results, strict=True):
             by_loop.setdefault(future.get_loop(), []).append((future, ok, value))
         for loop, settled in by_loop.items():
             loop.call_soon_threadsafe(self._settle_all, settled)
@@ -251,7 +281,7 @@ class Writer:
         except self._database_error as exc:
             if careful:
                 raise
-            raise _Unattributed from exc
+            raise Unattributed from exc
         return results
 
     @property
@@ -302,7 +332,7 @@ class Writer:
             return True, work(self._conn)
         except Exception as exc:
             if isinstance(exc, self._database_error) or self._written() != writes:
-                raise _Unattributed from exc
+                raise Unattributed from exc
             return False, exc
 
     def _rollback(self) -> None:
@@ -353,5 +383,5 @@ def broken(conn: Connection) -> bool:
     return bool(getattr(conn, "broken", False))
 
 
-class _Unattributed(Exception):
+class Unattributed(Exception):
     """A database error surfaced in a pipelined batch where it cannot be charged to its caller."""
