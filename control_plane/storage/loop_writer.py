@@ -100,7 +100,7 @@ class LoopWriter(Writer):
         self._waiting.append((work, future, slow))
         if not self._running:
             self._running = True
-            # Not at once: callers the last commit resumed queue their next works first, and share it.
+            # Not at once: what else this turn of the loop submits shares the commit.
             loop.call_soon(self._start)
         return await future
 
@@ -131,9 +131,7 @@ class LoopWriter(Writer):
         """Take the next batch: run its works here, or hand it whole to the thread if any is slow."""
         count = min(len(self._waiting), MAX_BATCH)
         if not count:
-            self._running = False
-            if self._drained is not None and not self._drained.done():
-                self._drained.set_result(None)
+            self._idle()
             return
         items = [self._waiting.popleft() for _ in range(count)]
         works = [work for work, _, _ in items]
@@ -189,7 +187,16 @@ class LoopWriter(Writer):
         self.notes.clear()
         for future, (ok, value) in zip(futures, results, strict=True):
             self._settle(future, ok, value)
-        self._loop.call_soon(self._start)
+        if self._waiting:
+            # Not at once: callers just resumed queue their next works first, and share the commit.
+            self._loop.call_soon(self._start)
+        else:
+            self._idle()
+
+    def _idle(self) -> None:
+        self._running = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     # -- on the thread ----------------------------------------------------------------------------------
 
