@@ -7,6 +7,8 @@ changing something the batch runs again with a savepoint per caller (see `Writer
 The queue is bounded: past `max_pending` writes submitted and not yet committed, a caller waits for room
 before its work is queued (back-pressure, see control_plane.backpressure). The control plane's own work
 waits as long as it takes; a client's request waits its patience, then is refused with ResourceExhausted.
+
+PostgreSQL's store uses Writer; SQLite's runs the works on the event loop instead (see loop_writer).
 """
 
 from __future__ import annotations
