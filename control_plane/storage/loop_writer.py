@@ -6,12 +6,17 @@ half of the plane's throughput a batch took ~2.2 times its CPU, and a transition
 from its submit to its caller resuming. SQLite's statements run in the process and take microseconds, so
 here the works run on the loop itself, in slices of about a millisecond between which the loop serves
 everything else; COMMIT, which waits for the fsync with the GIL released, goes to a thread, and the loop
-gathers the next batch meanwhile. Measured with the workflow group of the bench (100 processes in flight):
-+23% steps/s and -12% control-plane CPU a step, nothing lost at 1 in flight.
+gathers the next batch meanwhile. Measured with the workflow group of the bench, 3 alternating pairs against
+Writer: +24% steps/s and -12% control-plane CPU a step at 100 processes in flight, no difference resolved
+at 1 in flight.
 
 A work that may run long (a sweep over many rows: retention, compaction; a test holding the writer) is
 submitted `slow`: the batch it is in runs whole on the thread, as Writer runs every batch, so the loop is
 never held for it.
+
+What this gives up: a work's reads that miss both SQLite's page cache (64 MiB by default) and the
+operating system's now wait on the loop, as a reader's would; the database is a local file, and the pages
+a transition touches are the hot ones.
 
 The connection is used by one side at a time: the loop runs a batch's works only once the thread has
 answered the previous batch, and the thread runs the backend's upkeep (a WAL checkpoint) before answering.

@@ -76,8 +76,9 @@ class Writer:
         # is a careful one (where an error met before the works could not be charged to one of them):
         # see SqlStore._read_ahead.
         self.before_items: Callable[[Connection, list[Work], bool], None] | None = None
-        # Upkeep the backend does between batches, on this thread, once their callers have been told (SQLite
-        # checkpoints its WAL here rather than inside a commit); told whether writes are already waiting.
+        # Upkeep the backend does between batches, on this thread, once their callers have been told (LoopWriter:
+        # before, see there); SQLite checkpoints its WAL here rather than inside a commit. Told whether writes
+        # are already waiting.
         self.between_batches: Callable[[Connection, bool], None] | None = None
         # Counts and the commit observer; the store that owns this writer shares its own.
         self.stats = StoreStats()
