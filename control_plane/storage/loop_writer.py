@@ -84,7 +84,8 @@ class LoopWriter(Writer):
     ) -> None:
         # Set before Writer starts the thread, which reads them.
         self._jobs: queue.SimpleQueue[_Run | _Whole | None] = queue.SimpleQueue()
-        self._waiting: collections.deque[_Item] = collections.deque()  # on the loop only
+        # Filled and emptied on the loop; the thread only asks whether it is empty (a hint for its upkeep).
+        self._waiting: collections.deque[_Item] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         # A batch is under way (on the loop, or on the thread): the next one waits for its answer.
         self._running = False
@@ -189,7 +190,6 @@ class LoopWriter(Writer):
     def _done(self, futures: list[asyncio.Future[Any]], results: list[tuple[bool, Any]]) -> None:
         """A batch is over (the thread has let go of the connection): its callers told, the next one."""
         assert self._loop is not None
-        self.notes.clear()
         for future, (ok, value) in zip(futures, results, strict=True):
             self._settle(future, ok, value)
         if self._waiting:
