@@ -396,6 +396,10 @@ def _tables_of(sql: str) -> tuple[str, ...]:
 
 # Most rows in one INSERT: 1,024 parameters, within SQLite's and PostgreSQL's limits on any version.
 _ROWS_PER_STATEMENT = 128
+# Fewer rows than this go in one statement of exactly their count. A transition writes 2-3 history rows
+# and 1-2 Bus messages: as powers of two, 3 rows took two statements (2 + 1), each a bind and step of
+# ~15-35 us on the loop; this way every small write is one, for at most 15 more statement texts a table.
+_EXACT_BELOW = 16
 
 
 def write_rows(
@@ -413,8 +417,8 @@ def write_rows(
     Many rows per statement rather than one per executemany step: SQLite spends about half as much CPU
     per row (one statement run instead of a reset, bind and step per row; measured 7.7 -> 3.8 us a
     128 B message on the bench machine), and PostgreSQL gets one round trip per chunk. Chunks are
-    powers of two (128, 64, ..., 1 rows), so at most eight statement texts exist per table, each
-    prepared once and cached. `lead`, a WITH clause and its parameters, goes before the first chunk;
+    powers of two (128, 64, 32, 16 rows), then what is left (fewer than 16) in one statement, so at most
+    19 statement texts exist per table, each prepared once and cached. `lead`, a WITH clause and its parameters, goes before the first chunk;
     `suffix` after the rows of each (ON CONFLICT ..., or the rest of an UPDATE ... FROM (VALUES). `row`:
     a row's text, when it is not `width` placeholders (some of its columns given as literals).
     """
@@ -435,6 +439,8 @@ def _chunks(
     start = 0
     size = _ROWS_PER_STATEMENT
     while rows:
+        if rows < _EXACT_BELOW:
+            size = rows
         while size > rows:
             size //= 2
         end = start + size * width
