@@ -20,16 +20,25 @@ STALL_BOUND_S = 0.050
 TRIES = 2
 
 
-def _runqueue_wait() -> float:
-    """Seconds the threads of this process have spent runnable but not running (Linux schedstat)."""
+def _runqueue_wait(server_pid: int | None = None) -> float:
+    """Seconds the threads of this process, and the main thread of `server_pid` (a control plane in a
+    process of its own, whose event loop runs there), have spent runnable but not running (Linux
+    schedstat)."""
+    paths = [task.path for task in _tasks("/proc/self/task")]
+    if server_pid is not None:
+        paths.append(f"/proc/{server_pid}/task/{server_pid}")
     total = 0
-    try:
-        for task in os.scandir("/proc/self/task"):
-            with contextlib.suppress(OSError), open(f"{task.path}/schedstat") as stat:
-                total += int(stat.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    for path in paths:
+        with contextlib.suppress(OSError, IndexError, ValueError), open(f"{path}/schedstat") as stat:
+            total += int(stat.read().split()[1])
     return total / 1e9
+
+
+def _tasks(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(directory))
+    except OSError:
+        return []
 
 
 @dataclass
@@ -37,10 +46,10 @@ class Probe:
     """Round trips timed back to back.
 
     `samples` are wall-clock round trips. `own` leaves out the time this process's threads waited for a
-    CPU that other processes held (the kernel's run-queue wait): on a loaded 2-core machine that alone
-    reaches 50-300 ms, whatever the control plane does (a thread holding the GIL waits for a CPU too,
-    and the loop with it). The event loop's own CPU time always counts, as does a wait for a thread that
-    holds the GIL while it runs.
+    CPU that other processes held (the kernel's run-queue wait), and so did a served control plane's event
+    loop thread: on a loaded 2-core machine that alone reaches 50-300 ms, whatever the control plane does
+    (a thread holding the GIL waits for a CPU too, and the loop with it). The event loop's own CPU time
+    always counts, as does a wait for a thread that holds the GIL while it runs.
     """
 
     samples: list[float] = field(default_factory=list)
@@ -76,18 +85,21 @@ async def least_stalled(measure: Callable[[int], Awaitable[Probe]]) -> Probe:
 
 
 @asynccontextmanager
-async def probing(round_trip: Callable[[], Awaitable[object]]) -> AsyncIterator[Probe]:
-    """Time `round_trip` over and over in the background for the duration of the block."""
+async def probing(
+    round_trip: Callable[[], Awaitable[object]], server_pid: int | None = None
+) -> AsyncIterator[Probe]:
+    """Time `round_trip` over and over in the background for the duration of the block (`server_pid`: the
+    control plane's process when it is not this one)."""
     probe = Probe()
     arrived = asyncio.Condition()
 
     async def run() -> None:
         while True:
-            started, waited, worked = time.perf_counter(), _runqueue_wait(), time.thread_time()
+            started, waited, worked = time.perf_counter(), _runqueue_wait(server_pid), time.thread_time()
             await round_trip()
             took = time.perf_counter() - started
             probe.samples.append(took)
-            probe.own.append(max(took - (_runqueue_wait() - waited), time.thread_time() - worked))
+            probe.own.append(max(took - (_runqueue_wait(server_pid) - waited), time.thread_time() - worked))
             async with arrived:
                 arrived.notify_all()
 
@@ -124,10 +136,11 @@ async def lookups(client: Client) -> AsyncIterator[Probe]:
 
 
 @asynccontextmanager
-async def keep_alive_stream(client: Client) -> AsyncIterator[Probe]:
+async def keep_alive_stream(client: Client, server_pid: int | None = None) -> AsyncIterator[Probe]:
     """A lease renewed over a live KeepAlive stream and its answer read, over and over: a stream's latency.
 
     Renewals are kept in memory, so the round trip measures the event loop, not the disk's fsync.
+    `server_pid`: the control plane's process, when it is not this one (see Probe).
     """
     registered = await client.registry.register("probe", "127.0.0.1:1", instance_id="p2", ttl_s=60)
     request = registry_pb2.KeepAliveRequest(lease_id=registered.lease.lease_id)
@@ -139,7 +152,7 @@ async def keep_alive_stream(client: Client) -> AsyncIterator[Probe]:
         assert isinstance(response, registry_pb2.KeepAliveResponse) and not response.not_found
 
     try:
-        async with probing(renew) as probe:
+        async with probing(renew, server_pid) as probe:
             yield probe
     finally:
         stream.cancel()
