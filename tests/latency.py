@@ -21,12 +21,11 @@ TRIES = 2
 
 
 def _runqueue_wait(server_pid: int | None = None) -> float:
-    """Seconds the threads of this process, and the main thread of `server_pid` (a control plane in a
-    process of its own, whose event loop runs there), have spent runnable but not running (Linux
-    schedstat)."""
+    """Seconds the threads of this process, and those of `server_pid` (a control plane in a process of
+    its own), have spent runnable but not running (Linux schedstat)."""
     paths = [task.path for task in _tasks("/proc/self/task")]
     if server_pid is not None:
-        paths.append(f"/proc/{server_pid}/task/{server_pid}")
+        paths += [task.path for task in _tasks(f"/proc/{server_pid}/task")]
     total = 0
     for path in paths:
         with contextlib.suppress(OSError, IndexError, ValueError), open(f"{path}/schedstat") as stat:
@@ -45,11 +44,13 @@ def _tasks(directory: str) -> list[os.DirEntry[str]]:
 class Probe:
     """Round trips timed back to back.
 
-    `samples` are wall-clock round trips. `own` leaves out the time this process's threads waited for a
-    CPU that other processes held (the kernel's run-queue wait), and so did a served control plane's event
-    loop thread: on a loaded 2-core machine that alone reaches 50-300 ms, whatever the control plane does
-    (a thread holding the GIL waits for a CPU too, and the loop with it). The event loop's own CPU time
-    always counts, as does a wait for a thread that holds the GIL while it runs.
+    `samples` are wall-clock round trips. `own` leaves out the time this process's threads, and a served
+    control plane's, waited for a CPU that other processes held (the kernel's run-queue wait): on a loaded
+    2-core machine that alone reaches 50-300 ms, whatever the control plane does. Its every thread counts:
+    one that holds the GIL while it waits for a CPU holds the event loop too. Summed over threads this
+    can leave out more than the round trip waited, but never the event loop's own CPU time, nor a wait for
+    a thread that holds the GIL while it runs: work done on the loop, or under the GIL for long, still
+    shows in full.
     """
 
     samples: list[float] = field(default_factory=list)
