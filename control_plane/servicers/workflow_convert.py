@@ -57,19 +57,27 @@ def result_message(outcome: ReportOutcome) -> str:
 
 def definition(version: DefinitionVersion, parsed: Definition | None, *, full: bool) -> pb.Definition:
     """The wire form of a definition version (source and spec only when `full`)."""
-    message = pb.Definition(
-        name=version.name,
-        version=version.version,
-        description=parsed.description if parsed else "",
-        digest=version.digest,
-        created_at=timestamp(version.created_at),
-    )
+    message = pb.Definition()
+    fill_definition(message, version, parsed, full=full)
+    return message
+
+
+def fill_definition(
+    message: pb.Definition, version: DefinitionVersion, parsed: Definition | None, *, full: bool
+) -> None:
+    """Write a definition version into `message`, in place: the one inside a response, so that a large
+    spec is not built and then copied into it (one C call that holds the GIL: ~37 ms for a 1 MiB
+    definition on a slow machine)."""
+    message.name = version.name
+    message.version = version.version
+    message.description = parsed.description if parsed else ""
+    message.digest = version.digest
+    message.created_at.CopyFrom(timestamp(version.created_at))
     if full:
         message.source = version.source
         if parsed is not None:
             # The spec holds only JSON values (checked when it was registered): filled in place.
             fill(message.spec, parsed.spec)
-    return message
 
 
 def incident(item: Incident) -> pb.Incident:
