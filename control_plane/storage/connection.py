@@ -418,9 +418,10 @@ def write_rows(
     per row (one statement run instead of a reset, bind and step per row; measured 7.7 -> 3.8 us a
     128 B message on the bench machine), and PostgreSQL gets one round trip per chunk. Chunks are
     powers of two (128, 64, 32, 16 rows), then what is left (fewer than 16) in one statement, so at most
-    19 statement texts exist per table, each prepared once and cached. `lead`, a WITH clause and its parameters, goes before the first chunk;
-    `suffix` after the rows of each (ON CONFLICT ..., or the rest of an UPDATE ... FROM (VALUES). `row`:
-    a row's text, when it is not `width` placeholders (some of its columns given as literals).
+    19 statement texts exist per table, each prepared once and cached. `lead`, a WITH clause and its
+    parameters, goes before the first chunk; `suffix` after the rows of each (ON CONFLICT ..., or the
+    rest of an UPDATE ... FROM (VALUES). `row`: a row's text, when it is not `width` placeholders (some
+    of its columns given as literals).
     """
     for text, parameters in _chunks(insert, values, width, lead, suffix, row):
         conn.execute(text, parameters)
