@@ -266,3 +266,48 @@ async def test_on_postgresql_a_client_and_a_worker_move_to_the_surviving_replica
     assert (early.message.message_id, late.message.message_id) == ("before", "after")
     assert acked == [bus_pb2.ACK_RESULT_ACCEPTED]
     assert sub.endpoint.address == second.address
+
+
+async def test_calls_sent_while_a_replica_shuts_down_gracefully_are_answered_by_the_next(
+    server_process: Callable[..., Awaitable[ServerProcess]],
+) -> None:
+    """gRPC's core answers CANCELLED to calls that reach a server after its shutdown began but before a
+    handler took them (grpc/grpc#41785); such a call never ran, so the SDK takes it as UNAVAILABLE."""
+    stopping = await server_process()
+    standby = await server_process(data_dir=stopping.data_dir.with_name("standby"))
+    outcomes: collections.Counter[str] = collections.Counter()
+    flowing, answered_by_standby = asyncio.Event(), asyncio.Event()
+
+    async with Client([stopping.address, standby.address]) as client:
+        await client.wait_ready()
+
+        async def read_until_moved() -> None:
+            # Reads are safe to repeat: the SDK sends them again on the next address.
+            while not answered_by_standby.is_set():
+                try:
+                    await client.registry.list_services()
+                except Exception as exc:  # every failure is a finding: counted by its type
+                    outcomes[describe_failure(exc)] += 1
+                    flowing.set()
+                    return
+                outcomes["answered"] += 1
+                if outcomes["answered"] >= 100:
+                    flowing.set()
+                if client.address == standby.address:
+                    answered_by_standby.set()
+
+        readers = [asyncio.create_task(read_until_moved()) for _ in range(50)]
+        async with asyncio.timeout(30):
+            await flowing.wait()
+        await stopping.stop(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*readers)
+
+    assert set(outcomes) == {"answered"}, outcomes
+    assert answered_by_standby.is_set()
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{type(exc).__name__} {exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"

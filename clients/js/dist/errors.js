@@ -97,15 +97,31 @@ const CLASSES = {
 function isServiceError(err) {
     return err instanceof Error && typeof err.code === 'number';
 }
+/** What grpc-js says of a call this process cancelled (`call.cancel()`). */
+const CANCELLED_HERE = 'Cancelled on client';
+/**
+ * Whether the other end cancelled the call: gRPC's core does so to every call that reached a server
+ * after its shutdown began and before a handler took it (grpc/grpc#41785), a call that never ran. The
+ * control plane cancels nothing else (past its shutdown grace, calls end UNAVAILABLE).
+ */
+function cancelledByShutdown(err) {
+    return err.code === status.CANCELLED && err.details !== CANCELLED_HERE;
+}
 /** Whether `err` means the control plane in use went away, so that another address may answer. */
 export function isUnavailable(err) {
-    return (err instanceof MgmtError || isServiceError(err)) && err.code === status.UNAVAILABLE;
+    if (err instanceof MgmtError)
+        return err.code === status.UNAVAILABLE;
+    return isServiceError(err) && (err.code === status.UNAVAILABLE || cancelledByShutdown(err));
 }
 /** The typed error a failed call stands for; anything that is not a gRPC failure is returned as is. */
 export function fromServiceError(err) {
     if (err instanceof MgmtError || !isServiceError(err))
         return err;
     const fields = { code: err.code, details: err.details ?? '', metadata: err.metadata, cause: err };
+    if (cancelledByShutdown(err)) {
+        fields.code = status.UNAVAILABLE;
+        fields.details = `the control plane shut down before running the call (gRPC said CANCELLED: ${err.details})`;
+    }
     for (const raw of err.metadata?.get(DETAILS_KEY) ?? []) {
         if (typeof raw === 'string')
             continue;
@@ -133,7 +149,7 @@ export function fromServiceError(err) {
     const message = fields.violations?.length
         ? fields.violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join('; ')
         : fields.details || (status[err.code] ?? `status ${err.code}`);
-    const Class = err.code === status.FAILED_PRECONDITION && fields.reason === 'NOT_REGISTERED' ? NotRegistered : (CLASSES[err.code] ?? MgmtError);
+    const Class = fields.code === status.FAILED_PRECONDITION && fields.reason === 'NOT_REGISTERED' ? NotRegistered : (CLASSES[fields.code] ?? MgmtError);
     return new Class(message, fields);
 }
 /** A one-line account of a failure, for logs. */

@@ -126,15 +126,32 @@ function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === 'number';
 }
 
+/** What grpc-js says of a call this process cancelled (`call.cancel()`). */
+const CANCELLED_HERE = 'Cancelled on client';
+
+/**
+ * Whether the other end cancelled the call: gRPC's core does so to every call that reached a server
+ * after its shutdown began and before a handler took it (grpc/grpc#41785), a call that never ran. The
+ * control plane cancels nothing else (past its shutdown grace, calls end UNAVAILABLE).
+ */
+function cancelledByShutdown(err: ServiceError): boolean {
+  return err.code === status.CANCELLED && err.details !== CANCELLED_HERE;
+}
+
 /** Whether `err` means the control plane in use went away, so that another address may answer. */
 export function isUnavailable(err: unknown): boolean {
-  return (err instanceof MgmtError || isServiceError(err)) && err.code === status.UNAVAILABLE;
+  if (err instanceof MgmtError) return err.code === status.UNAVAILABLE;
+  return isServiceError(err) && (err.code === status.UNAVAILABLE || cancelledByShutdown(err));
 }
 
 /** The typed error a failed call stands for; anything that is not a gRPC failure is returned as is. */
 export function fromServiceError(err: unknown): unknown {
   if (err instanceof MgmtError || !isServiceError(err)) return err;
   const fields: ErrorFields = { code: err.code, details: err.details ?? '', metadata: err.metadata, cause: err };
+  if (cancelledByShutdown(err)) {
+    fields.code = status.UNAVAILABLE;
+    fields.details = `the control plane shut down before running the call (gRPC said CANCELLED: ${err.details})`;
+  }
   for (const raw of err.metadata?.get(DETAILS_KEY) ?? []) {
     if (typeof raw === 'string') continue;
     let details: Status;
@@ -160,7 +177,7 @@ export function fromServiceError(err: unknown): unknown {
     ? fields.violations.map((v) => (v.field ? `${v.field}: ${v.description}` : v.description)).join('; ')
     : fields.details || (status[err.code] ?? `status ${err.code}`);
   const Class =
-    err.code === status.FAILED_PRECONDITION && fields.reason === 'NOT_REGISTERED' ? NotRegistered : (CLASSES[err.code as status] ?? MgmtError);
+    fields.code === status.FAILED_PRECONDITION && fields.reason === 'NOT_REGISTERED' ? NotRegistered : (CLASSES[fields.code] ?? MgmtError);
   return new Class(message, fields);
 }
 

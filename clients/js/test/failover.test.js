@@ -147,3 +147,39 @@ test('a worker moves to the next replica and sends the report its lost session c
 test('a worker with one address reconnects, with backoff, to its restarted control plane and resends its report', async (t) => {
   await reportAcrossARestart(t, { twoAddresses: false });
 });
+
+test('calls sent while a replica shuts down gracefully are answered by the next', async (t) => {
+  // gRPC's core answers CANCELLED to calls that reach a server after its shutdown began but before a
+  // handler took them (grpc/grpc#41785); such a call never ran, so the SDK takes it as UNAVAILABLE.
+  const stopping = await startControlPlane(t);
+  const standby = await startControlPlane(t);
+  const mgmt = connect({ addresses: [stopping.address, standby.address], logger: recordingLogger() });
+  defer(t, () => mgmt.close());
+  const outcomes = new Map();
+  const count = (key) => outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+  const flowing = event();
+  let movedToStandby = false;
+
+  const readUntilMoved = async () => {
+    // Reads are safe to repeat: the SDK sends them again on the next address.
+    while (!movedToStandby) {
+      try {
+        await mgmt.registry.services();
+      } catch (err) {
+        count(`${err?.constructor?.name} ${err?.code}: ${err?.details ?? err}`); // every failure is a finding
+        flowing.set();
+        return;
+      }
+      count('answered');
+      if (outcomes.get('answered') >= 100) flowing.set();
+      if (mgmt.address === standby.address) movedToStandby = true;
+    }
+  };
+  const readers = Array.from({ length: 50 }, readUntilMoved);
+  await deadline(flowing.happened, WAIT_MS, 'calls flowing');
+  await stopping.stop('SIGTERM');
+  await deadline(Promise.all(readers), WAIT_MS, 'every reader on the standby');
+
+  assert.deepEqual([...outcomes.keys()], ['answered'], JSON.stringify([...outcomes]));
+  assert.ok(movedToStandby);
+});

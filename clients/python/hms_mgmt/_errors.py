@@ -22,20 +22,33 @@ class Unavailable(errors.Unavailable, grpc.aio.AioRpcError):
     """
 
     def __init__(self, exc: grpc.aio.AioRpcError) -> None:
+        details = exc.details()
+        if _cancelled_by_shutdown(exc):
+            details = f"the control plane shut down before running the call (gRPC said CANCELLED: {details})"
         grpc.aio.AioRpcError.__init__(
             self,
-            exc.code(),
+            grpc.StatusCode.UNAVAILABLE,
             exc.initial_metadata(),
             exc.trailing_metadata(),
-            exc.details(),
+            details,
             exc.debug_error_string(),
         )
+
+
+def _cancelled_by_shutdown(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether the other end cancelled the call: gRPC's core does so to every call that reached a server
+    after its shutdown began and before a handler took it (grpc/grpc#41785), a call that never ran.
+
+    The control plane cancels nothing else (past its shutdown grace, calls end UNAVAILABLE), and grpc.aio
+    raises asyncio.CancelledError, not an AioRpcError, for a call this process cancelled itself.
+    """
+    return exc.code() == grpc.StatusCode.CANCELLED
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means the control plane in use went away, so that another address may answer."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code() == grpc.StatusCode.UNAVAILABLE
+        return exc.code() == grpc.StatusCode.UNAVAILABLE or _cancelled_by_shutdown(exc)
     return isinstance(exc, ConnectionError)
 
 
@@ -93,7 +106,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Exception:
             result = errors.OutOfRange(message, **meta)
         case grpc.StatusCode.RESOURCE_EXHAUSTED:
             result = errors.ResourceExhausted(message)
-        case grpc.StatusCode.UNAVAILABLE:
+        case grpc.StatusCode.UNAVAILABLE | grpc.StatusCode.CANCELLED:
             return exc if isinstance(exc, Unavailable) else Unavailable(exc)
         case _:
             return exc
