@@ -279,7 +279,8 @@ async def test_calls_sent_while_a_replica_shuts_down_gracefully_are_answered_by_
     flowing, answered_by_standby = asyncio.Event(), asyncio.Event()
 
     async with Client([stopping.address, standby.address]) as client:
-        await client.wait_ready()
+        await client.registry.list_services()
+        assert client.address == stopping.address  # the first address, used until it goes
 
         async def read_until_moved() -> None:
             # Reads are safe to repeat: the SDK sends them again on the next address.
