@@ -133,6 +133,47 @@ def test_cli_reports_an_unreachable_server_without_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+async def test_a_second_serve_on_the_same_data_directory_exits_with_a_clear_error(
+    server_process: Start, tmp_path: Path
+) -> None:
+    """Two control planes on one SQLite file would both act as the only replica (every timer fired
+    twice, every task handed out twice): the second is refused, and a SIGKILL leaves no stale lock."""
+    first = await server_process()
+    second = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "control_plane",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        str(first.data_dir),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(20):
+            _, stderr = await second.communicate()
+    finally:
+        if second.returncode is None:
+            second.kill()  # it started beside the first: the defect this test is about
+            await second.wait()
+    async with Client(first.address) as client:
+        still_serving = await client.registry.list_services()
+    assert first.process is not None
+    await first.stop(signal.SIGKILL)
+    after_a_crash = await server_process(data_dir=first.data_dir)
+
+    assert second.returncode != 0
+    message = stderr.decode()
+    assert "Traceback" not in message
+    assert f"is in use by another control plane (pid {first.process.pid})" in message.strip().splitlines()[-1]
+    assert still_serving == []
+    assert after_a_crash.address
+
+
 async def test_a_second_serve_on_a_taken_port_exits_with_a_clear_error(
     server_process: Start, tmp_path: Path
 ) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -80,6 +82,42 @@ def _connect(
     return conn
 
 
+class StoreInUse(OSError):
+    """Another control plane has the database open (it holds its owner lock)."""
+
+
+class OwnerLock:
+    """An exclusive lock on `<database>.lock`, held while one process serves the database.
+
+    Two control planes on one SQLite file would both believe they are the only replica (LocalCluster):
+    both would fire every timer, hand out every task and number Bus messages from their own memory.
+    The second is refused instead. The kernel drops the lock when its holder exits, kill -9 included,
+    so a crash never leaves a stale lock behind. The file says who holds it, for the error message.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.path = Path(f"{database}.lock")
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            self.release()
+            raise StoreInUse(
+                f"{database} is in use by another control plane (pid {holder}); stop it first, or give "
+                "this one a data directory of its own (several replicas share PostgreSQL, not SQLite)"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Close the lock file, which releases the lock; idempotent."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
 class SqliteStore(SqlStore):
     """The embedded store: writes grouped into shared, fsynced commits (see LoopWriter)."""
 
@@ -92,10 +130,15 @@ class SqliteStore(SqlStore):
     @classmethod
     def _open_sync(cls, path: Path, sync: str, cache_mib: int) -> SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # sqlite3's typeshed signatures are narrower than the shared Protocol's `Any` parameters; the
-        # connection does accept everything the shared SQL passes.
-        conn = cast(Connection, _connect(path, sync, cache_mib, writer=True))
-        migrate(conn, "sqlite", _BEGIN)
+        owner = OwnerLock(path)
+        try:
+            # sqlite3's typeshed signatures are narrower than the shared Protocol's `Any` parameters; the
+            # connection does accept everything the shared SQL passes.
+            conn = cast(Connection, _connect(path, sync, cache_mib, writer=True))
+            migrate(conn, "sqlite", _BEGIN)
+        except BaseException:
+            owner.release()
+            raise
         reader = cast(Connection, _connect(path, sync, cache_mib))
         writer = LoopWriter(conn, _BEGIN, database_error=sqlite3.Error, changes=_total_changes)
         checkpointer = writer.between_batches = WalCheckpointer(
@@ -104,15 +147,19 @@ class SqliteStore(SqlStore):
         # One process owns the file, so it is the only replica.
         store = cls(writer, [reader], LocalCluster(), _DIALECT)
         store._checkpointer = checkpointer
+        store._file_lock = owner
         return store
 
     _checkpointer: WalCheckpointer | None = None
+    _file_lock: OwnerLock | None = None
 
     async def close(self) -> None:
         """Finish queued writes, close the connections, then the WAL index the checkpointer reads."""
         await super().close()
         if self._checkpointer is not None:
             self._checkpointer.close()
+        if self._file_lock is not None:
+            self._file_lock.release()
 
 
 class WalCheckpointer:
