@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         count = report.merge_results(args.results, suite.NAMES, (r.group for r in outcome.results), figures)
         logger.info("wrote %d figures (%d measured now) to %s", count, len(figures), args.results)
     logger.info("whole run: %.1f s", elapsed)
+    if outcome.failed:
+        logger.error("failed or not run: %s", ", ".join(outcome.failed))
     return EXIT_FAILED if outcome.failed else 0
 
 

@@ -125,12 +125,15 @@ async def js_publish(url: str, subject: str, batch: int, ahead: int, tally: Tall
         payload = b"m" * PAYLOAD_BYTES
         logger.info("publisher ready: JetStream, batches of %d, %d ahead", batch, ahead)
         pending: collections.deque[list[asyncio.Future[PubAck]]] = collections.deque()
-        while True:
+        task = asyncio.current_task()
+        assert task is not None
+        while not task.cancelling():  # as in `publish`
             pending.append([await js.publish_async(subject, payload) for _ in range(batch)])
             while len(pending) > ahead:
                 acks = pending.popleft()
                 await asyncio.gather(*acks)
                 tally.add(len(acks), time.monotonic())
+        raise asyncio.CancelledError
     finally:
         await client.close()
 
@@ -144,7 +147,11 @@ async def js_consume(url: str, subject: str, batch: int, max_ack_pending: int, t
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=max_ack_pending)
         consumer = await js.pull_subscribe(subject, durable="bench-js", stream=STREAM, config=config)
         logger.info("subscriber ready: JetStream durable pull consumer of %s", subject)
-        while True:
+        task = asyncio.current_task()
+        assert task is not None
+        # As in `publish`: nats-py may swallow a CancelledError that lands in a fetch or an ack (a run of
+        # `make bench` waited 15 s for this child to finish, then failed), so look for it.
+        while not task.cancelling():
             try:
                 messages = await consumer.fetch(batch, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
@@ -153,6 +160,7 @@ async def js_consume(url: str, subject: str, batch: int, max_ack_pending: int, t
             for message in messages:
                 await message.ack()
             tally.add(len(messages), time.monotonic())
+        raise asyncio.CancelledError
     finally:
         await client.close()
 

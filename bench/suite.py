@@ -64,25 +64,38 @@ def resolve(names: Sequence[str]) -> list[Group]:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a run produced: the groups that finished, and the one that failed, if any."""
+    """What a run produced: the groups that finished, and those that failed or could not run."""
 
     results: list[GroupResult]
-    failed: str | None
+    failed: list[str]
 
 
 async def run(groups: Sequence[Group], load: Load) -> Outcome:
-    """Run `groups` one at a time (each stops its children before the next starts) until one fails."""
+    """Run `groups` one at a time (each stops its children before the next starts).
+
+    A group that fails does not stop the run: the groups that do not need its figures still run, so
+    that one peer's hiccup (a client child that would not stop) costs its own figures only. Those that
+    need them are left out, named in the log, and the run counts as failed."""
     context = RunContext(load)
     results: list[GroupResult] = []
+    failed: list[str] = []
     for group in groups:
+        missing = [name for name in group.requires if name in failed]
+        if missing:
+            logger.error(
+                "benchmark group %s not run: it needs the figures of %s", group.name, ", ".join(missing)
+            )
+            failed.append(group.name)
+            continue
         logger.info("== %s ==", group.name)
         started = time.perf_counter()
         try:
             result = await group.run(context)
         except Exception:
             logger.exception("benchmark group %s failed", group.name)
-            return Outcome(results, group.name)
+            failed.append(group.name)
+            continue
         logger.info("== %s done in %.1f s ==", group.name, time.perf_counter() - started)
         results.append(result)
         context.measured.update((figure.name, figure) for figure in result.figures)
-    return Outcome(results, None)
+    return Outcome(results, failed)

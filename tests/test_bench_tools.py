@@ -12,9 +12,9 @@ import grpc
 import pytest
 from aiohttp import web
 
-from bench import engine_loop, floor_plane, http1, targets
+from bench import engine_loop, floor_plane, http1, suite, targets
 from bench.bus_clients import open_subscription
-from bench.figures import Load, Target
+from bench.figures import Figure, GroupResult, Load, RunContext, Target
 from bench.harness import Rate, free_port, median_rate
 from bench.peers import Pair
 from bench.workflow import (
@@ -242,3 +242,25 @@ async def test_the_http_client_reads_length_and_chunked_answers_on_one_connectio
                 await connection.post_json("/refuse", {})
     finally:
         await pool.close()
+
+
+async def test_a_failing_group_costs_only_the_groups_that_need_its_figures() -> None:
+    ran: list[str] = []
+
+    def group(name: str, *requires: str, fails: bool = False) -> suite.Group:
+        async def run(context: RunContext) -> GroupResult:
+            ran.append(name)
+            if fails:
+                raise RuntimeError(f"{name}: a child would not stop")
+            return GroupResult(name, "", [Figure(f"{name}.figure", 1.0, "")])
+
+        return suite.Group(name, run, requires)
+
+    outcome = await suite.run(
+        [group("peer", fails=True), group("needs_peer", "peer"), group("own"), group("needs_own", "own")],
+        Load(),
+    )
+
+    assert ran == ["peer", "own", "needs_own"]
+    assert [r.group for r in outcome.results] == ["own", "needs_own"]
+    assert outcome.failed == ["peer", "needs_peer"]
