@@ -73,6 +73,10 @@ one is checked. The peers group (Restate, DBOS) runs the same workflow.
   task, not waiting for earlier ones) at Poisson arrivals of half the median `steps_per_s_100`
   (in processes/s: steps/s / 5 / 2), for 1 s of warm-up then 5 s; every process started must
   complete. Target p99 <= 10 ms.
+- `workflow.cp_cpu_us_per_step_half_load`, `workflow.cp_cores_busy_half_load`: the control plane's
+  CPU (/proc, all its threads) over that open loop, from its first start to its last completion, per
+  step started and per second: what "half load" costs it. Its CPU a step falls as its batches grow,
+  so half the 100-in-flight rate, with the small batches it gives, keeps it busier than half.
 - `workflow.rss_mb_1m_waiting`: on a fresh control plane, 1,000,000 processes (MGMT_BENCH_WAITING
   changes the count, and the figure's name with it: `rss_mb_1k_waiting` for 1,000; 0 skips it) of the one-step
   definition `bench_wait` (`steps: [{id: wait, wait_signal: {name: go}}]`) started with 200
@@ -112,6 +116,7 @@ from bench.harness import (
     Rate,
     child,
     closed_loop_rate,
+    cpu_seconds,
     loop_arguments,
     loops_timeout_s,
     median_rates,
@@ -455,6 +460,21 @@ class OpenPhase:
     started: int
     intervals: list[Interval]
     process_ms: list[float]
+    # The control plane's CPU seconds over the whole loop (None without /proc), and the loop's length.
+    plane_cpu_s: float | None
+    elapsed_s: float
+
+    @property
+    def plane_cpu_us_per_step(self) -> float | None:
+        """The control plane's CPU per step started (µs)."""
+        if self.plane_cpu_s is None or not self.started:
+            return None
+        return self.plane_cpu_s * 1e6 / (self.started * STEPS)
+
+    @property
+    def plane_cores_busy(self) -> float | None:
+        """The control plane's CPU per second of the loop: 1.0 is one core always busy."""
+        return None if self.plane_cpu_s is None else self.plane_cpu_s / self.elapsed_s
 
 
 async def open_loop(loaded: Loaded, processes_per_s: float, load: Load) -> OpenPhase:
@@ -474,6 +494,8 @@ async def open_loop(loaded: Loaded, processes_per_s: float, load: Load) -> OpenP
         process_ms.append((time.monotonic() - started) * 1000)
 
     loaded.tracker.intervals.clear()
+    plane = loaded.pids.get("control plane")
+    cpu_before = cpu_seconds(plane) if plane is not None else None
     began = due = time.monotonic()
     end = began + load.warmup_s + load.duration_s
     started = 0
@@ -484,9 +506,12 @@ async def open_loop(loaded: Loaded, processes_per_s: float, load: Load) -> OpenP
                 await asyncio.sleep(delay)
             tasks.create_task(one_process())
             started += 1
+    elapsed = time.monotonic() - began
+    cpu_after = cpu_seconds(plane) if plane is not None else None
+    plane_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     window_start = began + load.warmup_s
     intervals = loaded.tracker.window(window_start, window_start + load.duration_s)
-    return OpenPhase(processes_per_s, started, intervals, process_ms)
+    return OpenPhase(processes_per_s, started, intervals, process_ms, plane_cpu, elapsed)
 
 
 def peak_rss_mb(pid: int) -> tuple[float, float]:
@@ -591,6 +616,14 @@ def log_open_phase(label: str, phase: OpenPhase) -> None:
         percentile(arrival, 99),
         max(arrival),
     )
+    if phase.plane_cpu_us_per_step is not None and phase.plane_cores_busy is not None:
+        logger.info(
+            "%s: control plane %.0f us of CPU a step, %.2f cores busy over %.1f s",
+            label,
+            phase.plane_cpu_us_per_step,
+            phase.plane_cores_busy,
+            phase.elapsed_s,
+        )
 
 
 async def map_items_per_s(items: int) -> float:
@@ -731,6 +764,11 @@ async def run(context: RunContext) -> GroupResult:
         Figure("workflow.step_p50_ms_half_load", percentile(half_ms, 50), "ms"),
         Figure("workflow.step_p99_ms_half_load", percentile(half_ms, 99), "ms", STEP_P99_TARGET_MS),
     ]
+    if half.plane_cpu_us_per_step is not None and half.plane_cores_busy is not None:
+        figures += [
+            Figure("workflow.cp_cpu_us_per_step_half_load", half.plane_cpu_us_per_step, "us"),
+            Figure("workflow.cp_cores_busy_half_load", half.plane_cores_busy, "cores"),
+        ]
     if rss is not None:
         target = RSS_TARGET_MB if waiting == WAITING else None
         figures.append(Figure(f"workflow.rss_mb_{count_label(waiting)}_waiting", rss, "MB", target))

@@ -4,7 +4,9 @@ the issue-18 target table, and its knobs. The benchmarks themselves are not run 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,12 +24,15 @@ from bench.workflow import (
     EXPECTED_OUTPUT,
     FIVE_STEPS,
     SERVICE,
+    STEPS,
     TASK_TYPE,
     WAITING,
     WAITING_ENV,
+    Loaded,
     Tracker,
     check_output,
     count_label,
+    open_loop,
     start_request,
     waiting_count,
 )
@@ -37,9 +42,12 @@ from hms.mgmt.v1 import bus_pb2, workflow_pb2, workflow_pb2_grpc
 from hms_mgmt import Client, Worker
 
 
-async def run_bench5(address: str, processes: int = 3) -> tuple[Tracker, dict[str, list[str]], list[str]]:
-    """Register bench5 at `address` and run `processes` of it with an SDK worker, followed as the bench follows
-    them: the tracker, each process's event names in the order they arrived, and the process ids."""
+@contextlib.asynccontextmanager
+async def bench5_followed(
+    address: str,
+) -> AsyncIterator[tuple[workflow_pb2_grpc.WorkflowAsyncStub, Tracker, dict[str, list[str]]]]:
+    """bench5 registered at `address`, an SDK worker serving it, and its events followed as the bench
+    follows them: the stub, the tracker, and each process's event names in the order they arrived."""
     events: dict[str, list[str]] = {}
 
     async def recorded(
@@ -73,17 +81,38 @@ async def run_bench5(address: str, processes: int = 3) -> tuple[Tracker, dict[st
             tracker = Tracker()
             following = asyncio.create_task(tracker.follow(recorded(responses)))
             try:
-                started = [await stub.StartProcess(start_request()) for _ in range(processes)]
-                async with asyncio.timeout(30):
-                    for response in started:
-                        await tracker.completion(response.process.id)
+                yield stub, tracker, events
             finally:
                 following.cancel()
                 call.cancel()
         finally:
             worker.stop()
             await running
+
+
+async def run_bench5(address: str, processes: int = 3) -> tuple[Tracker, dict[str, list[str]], list[str]]:
+    """Run `processes` of bench5 at `address` to their end: the tracker, each process's event names in the
+    order they arrived, and the process ids."""
+    async with bench5_followed(address) as (stub, tracker, events):
+        started = [await stub.StartProcess(start_request()) for _ in range(processes)]
+        async with asyncio.timeout(30):
+            for response in started:
+                await tracker.completion(response.process.id)
     return tracker, events, [response.process.id for response in started]
+
+
+@pytest.mark.store_independent(reason="the bench's open loop, on the control plane this process serves")
+async def test_the_open_loop_runs_every_process_it_starts_and_counts_the_planes_cpu(server: App) -> None:
+    async with bench5_followed(server.address) as (stub, tracker, _):
+        # The control plane is served by this process: its CPU is this process's.
+        loaded = Loaded(stub, tracker, {"control plane": os.getpid()})
+        phase = await open_loop(loaded, 20.0, Load(warmup_s=0.2, duration_s=0.5, repeats=1))
+
+    assert phase.started > 0 and len(phase.process_ms) == phase.started  # each started one completed
+    assert phase.elapsed_s > 0
+    assert phase.plane_cpu_s is not None and phase.plane_cpu_s > 0
+    assert phase.plane_cpu_us_per_step == pytest.approx(phase.plane_cpu_s * 1e6 / (phase.started * STEPS))
+    assert phase.plane_cores_busy == pytest.approx(phase.plane_cpu_s / phase.elapsed_s)
 
 
 @pytest.mark.store_independent(reason="the bench tracker's check of a process's fields")
