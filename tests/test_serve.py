@@ -133,23 +133,20 @@ def test_cli_reports_an_unreachable_server_without_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_a_second_serve_on_the_same_data_directory_exits_with_a_clear_error(
-    server_process: Start, tmp_path: Path
-) -> None:
-    """Two control planes on one SQLite file would both act as the only replica (every timer fired
-    twice, every task handed out twice): the second is refused, and a SIGKILL leaves no stale lock."""
-    first = await server_process()
+async def refused_serve(listen: str, data_dir: Path) -> tuple[int, str]:
+    """`mgmt serve` that is expected to exit at once: its exit status and the last line it logged (a
+    Traceback in what it logged fails the test)."""
     second = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "control_plane",
         "serve",
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--http-listen",
         "127.0.0.1:0",
         "--data-dir",
-        str(first.data_dir),
+        str(data_dir),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -158,18 +155,29 @@ async def test_a_second_serve_on_the_same_data_directory_exits_with_a_clear_erro
             _, stderr = await second.communicate()
     finally:
         if second.returncode is None:
-            second.kill()  # it started beside the first: the defect this test is about
+            second.kill()  # it started beside the first: the defect the caller tests for
             await second.wait()
+    message = stderr.decode()
+    assert "Traceback" not in message
+    assert second.returncode is not None
+    return second.returncode, message.strip().splitlines()[-1]
+
+
+async def test_a_second_serve_on_the_same_data_directory_exits_with_a_clear_error(
+    server_process: Start,
+) -> None:
+    """Two control planes on one SQLite file would both act as the only replica (every timer fired
+    twice, every task handed out twice): the second is refused, and a SIGKILL leaves no stale lock."""
+    first = await server_process()
+    status, last_line = await refused_serve("127.0.0.1:0", first.data_dir)
     async with Client(first.address) as client:
         still_serving = await client.registry.list_services()
     assert first.process is not None
     await first.stop(signal.SIGKILL)
     after_a_crash = await server_process(data_dir=first.data_dir)
 
-    assert second.returncode != 0
-    message = stderr.decode()
-    assert "Traceback" not in message
-    assert f"is in use by another control plane (pid {first.process.pid})" in message.strip().splitlines()[-1]
+    assert status != 0
+    assert f"is in use by another control plane (pid {first.process.pid})" in last_line
     assert still_serving == []
     assert after_a_crash.address
 
@@ -178,29 +186,7 @@ async def test_a_second_serve_on_a_taken_port_exits_with_a_clear_error(
     server_process: Start, tmp_path: Path
 ) -> None:
     first = await server_process()
-    second = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "control_plane",
-        "serve",
-        "--listen",
-        first.address,
-        "--http-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(tmp_path / "second"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(20):
-            _, stderr = await second.communicate()
-    finally:
-        if second.returncode is None:
-            second.kill()  # it started beside the first: what SO_REUSEPORT allowed
-            await second.wait()
+    status, last_line = await refused_serve(first.address, tmp_path / "second")
 
-    assert second.returncode != 0
-    message = stderr.decode()
-    assert f"cannot listen on {first.address}: the port is taken" in message.strip().splitlines()[-1]
-    assert "Traceback" not in message
+    assert status != 0
+    assert f"cannot listen on {first.address}: the port is taken" in last_line
