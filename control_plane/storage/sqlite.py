@@ -96,8 +96,7 @@ class OwnerLock:
     """
 
     def __init__(self, database: Path) -> None:
-        self.path = Path(f"{database}.lock")
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -136,14 +135,14 @@ class SqliteStore(SqlStore):
             # connection does accept everything the shared SQL passes.
             conn = cast(Connection, _connect(path, sync, cache_mib, writer=True))
             migrate(conn, "sqlite", _BEGIN)
+            reader = cast(Connection, _connect(path, sync, cache_mib))
+            writer = LoopWriter(conn, _BEGIN, database_error=sqlite3.Error, changes=_total_changes)
+            checkpointer = writer.between_batches = WalCheckpointer(
+                path, lambda: cast(Connection, _connect(path, sync, cache_mib))
+            )
         except BaseException:
-            owner.release()
+            owner.release()  # whatever failed on the way, the lock is not left held by a store never made
             raise
-        reader = cast(Connection, _connect(path, sync, cache_mib))
-        writer = LoopWriter(conn, _BEGIN, database_error=sqlite3.Error, changes=_total_changes)
-        checkpointer = writer.between_batches = WalCheckpointer(
-            path, lambda: cast(Connection, _connect(path, sync, cache_mib))
-        )
         # One process owns the file, so it is the only replica.
         store = cls(writer, [reader], LocalCluster(), _DIALECT)
         store._checkpointer = checkpointer
